@@ -1,0 +1,253 @@
+"""One configuration loader for every astertrack process.
+
+Layers, later wins: defaults in code -> the main file (``/etc/astertrack/astertrack.conf``)
+-> ``conf.d/*.conf`` drop-ins in name order -> ``ASTERTRACK_<SECTION>_<KEY>`` environment
+variables.  Files are INI.  Every key is declared in ``SCHEMA`` so a typo is an error that
+names the key and the file instead of a setting silently ignored.
+"""
+
+from __future__ import annotations
+
+import configparser
+import logging
+import os
+import stat
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+log = logging.getLogger(__name__)
+
+DEFAULT_CONFIG_PATH = "/etc/astertrack/astertrack.conf"
+CONFIG_PATH_ENV = "ASTERTRACK_CONFIG"
+ENV_PREFIX = "ASTERTRACK_"
+
+
+class ConfigError(ValueError):
+    """A configuration file or variable is wrong; the message names the key and where."""
+
+
+def _bool(raw: str) -> bool:
+    value = raw.strip().lower()
+    if value in ("1", "yes", "true", "on"):
+        return True
+    if value in ("0", "no", "false", "off"):
+        return False
+    raise ValueError(f"expected yes/no, got {raw!r}")
+
+
+def _port(raw: str) -> int:
+    value = int(raw)
+    if not 0 <= value <= 65535:
+        raise ValueError(f"port out of range: {value}")
+    return value
+
+
+def _positive_int(raw: str) -> int:
+    value = int(raw)
+    if value < 0:
+        raise ValueError(f"must not be negative: {value}")
+    return value
+
+
+def _positive_float(raw: str) -> float:
+    value = float(raw)
+    if value < 0:
+        raise ValueError(f"must not be negative: {value}")
+    return value
+
+
+def _choice(*choices: str) -> Callable[[str], str]:
+    def parse(raw: str) -> str:
+        value = raw.strip()
+        if value not in choices:
+            raise ValueError(f"expected one of {', '.join(choices)}, got {raw!r}")
+        return value
+
+    return parse
+
+
+def _text(raw: str) -> str:
+    return raw.strip()
+
+
+@dataclass(frozen=True)
+class Key:
+    parse: Callable[[str], Any]
+    default: Any
+    secret: bool = False
+    help: str = ""
+
+
+# section -> key -> Key.  Section names hold no underscore so that
+# ASTERTRACK_<SECTION>_<KEY> splits unambiguously.
+SCHEMA: dict[str, dict[str, Key]] = {
+    "general": {
+        "node": Key(_text, "pbx1", help="name of this PBX when several share one database"),
+        "log_level": Key(_choice("DEBUG", "INFO", "WARNING", "ERROR"), "INFO"),
+        "data_dir": Key(_text, "/var/lib/astertrack"),
+        "default_region": Key(_text, "RU", help="ISO country for numbers written without +"),
+    },
+    "database": {
+        "url": Key(_text, "sqlite:////var/lib/astertrack/astertrack.db", secret=True),
+        "pool_size": Key(_positive_int, 10),
+        "echo": Key(_bool, False),
+    },
+    "agi": {
+        "listen_host": Key(_text, "127.0.0.1"),
+        "listen_port": Key(_port, 4573),
+        "request_timeout": Key(_positive_float, 3.0, help="seconds one AGI request may take"),
+        "reservation_seconds": Key(_positive_int, 15, help="a chosen manager is held this long"),
+        "ring_timeout": Key(_positive_int, 20),
+        "max_attempts": Key(_positive_int, 3),
+        "fallback_dial": Key(_text, "", help="dial string when no manager can take the call"),
+        "release_grace_seconds": Key(_positive_int, 900),
+        "callerid_prefix": Key(_bool, True, help="prefix caller name with [source]"),
+        "device_state_source": Key(_choice("asterisk", "database"), "asterisk"),
+    },
+    "ami": {
+        "host": Key(_text, "127.0.0.1"),
+        "port": Key(_port, 5038),
+        "username": Key(_text, "astertrack"),
+        "secret": Key(_text, "", secret=True),
+        "ping_interval": Key(_positive_float, 10.0),
+        "pong_timeout": Key(_positive_float, 5.0),
+        "reconnect_max_delay": Key(_positive_float, 30.0),
+        "orphan_timeout": Key(_positive_int, 4 * 3600),
+        "store_raw_events": Key(_bool, True),
+    },
+    "web": {
+        "listen_host": Key(_text, "127.0.0.1"),
+        "listen_port": Key(_port, 8080),
+        "secret_key": Key(_text, "", secret=True),
+        "secure_cookies": Key(_bool, True),
+        "default_locale": Key(_choice("ru", "en"), "ru"),
+        "recordings_dir": Key(_text, "/var/spool/asterisk/monitor"),
+    },
+    "tracker": {
+        "listen_host": Key(_text, "127.0.0.1"),
+        "listen_port": Key(_port, 8081),
+        "rate_limit_per_minute": Key(_positive_int, 120),
+        "max_body_bytes": Key(_positive_int, 16384),
+        "trust_forwarded_for": Key(_bool, False),
+    },
+    "recordings": {
+        "dir": Key(_text, "/var/spool/asterisk/monitor"),
+        "format": Key(_choice("wav", "WAV", "gsm", "mp3"), "wav"),
+    },
+}
+
+
+def _section_values() -> dict[str, dict[str, Any]]:
+    return {section: {name: key.default for name, key in keys.items()} for section, keys in SCHEMA.items()}
+
+
+@dataclass
+class Config:
+    """Parsed settings: ``config.get("ami", "port")`` or ``config.ami["port"]``."""
+
+    values: dict[str, dict[str, Any]] = field(default_factory=_section_values)
+    files: list[str] = field(default_factory=list)
+    path: str | None = None
+
+    def get(self, section: str, key: str) -> Any:
+        return self.values[section][key]
+
+    def __getattr__(self, section: str) -> dict[str, Any]:
+        try:
+            return self.__dict__["values"][section]
+        except KeyError:
+            raise AttributeError(section) from None
+
+    def set(self, section: str, key: str, raw: Any, origin: str = "code") -> None:
+        _assign(self.values, section, key, raw if isinstance(raw, str) else str(raw), origin)
+
+
+def _assign(values: dict[str, dict[str, Any]], section: str, key: str, raw: str, origin: str) -> None:
+    if section not in SCHEMA:
+        raise ConfigError(f"{origin}: unknown section [{section}] (known: {', '.join(SCHEMA)})")
+    spec = SCHEMA[section].get(key)
+    if spec is None:
+        raise ConfigError(f"{origin}: unknown key '{key}' in [{section}] (known: {', '.join(SCHEMA[section])})")
+    try:
+        values[section][key] = spec.parse(raw)
+    except (ValueError, TypeError) as exc:
+        raise ConfigError(f"{origin}: invalid value for [{section}] {key}: {exc}") from None
+
+
+def _read_file(values: dict[str, dict[str, Any]], path: Path) -> None:
+    parser = configparser.ConfigParser(interpolation=None, default_section="__none__")
+    parser.optionxform = str  # keep key case so errors show what the admin typed
+    try:
+        with path.open(encoding="utf-8") as handle:
+            parser.read_file(handle, source=str(path))
+    except configparser.Error as exc:
+        raise ConfigError(f"{path}: cannot parse: {exc}") from None
+    except UnicodeDecodeError as exc:
+        raise ConfigError(f"{path}: not UTF-8 text ({exc.reason})") from None
+    holds_secret = False
+    for section in parser.sections():
+        for key, raw in parser.items(section):
+            _assign(values, section, key, raw, str(path))
+            spec = SCHEMA[section][key]
+            holds_secret = holds_secret or spec.secret
+    if holds_secret:
+        mode = path.stat().st_mode
+        if mode & stat.S_IROTH:
+            log.warning("%s holds secrets but is world-readable; chmod 0640 it", path)
+
+
+def _apply_env(values: dict[str, dict[str, Any]], environ: Mapping[str, str]) -> None:
+    for name, raw in environ.items():
+        if not name.startswith(ENV_PREFIX) or name == CONFIG_PATH_ENV:
+            continue
+        rest = name[len(ENV_PREFIX):].lower()
+        section, _, key = rest.partition("_")
+        if section not in SCHEMA:
+            # Other ASTERTRACK_* variables (test switches and the like) are not settings.
+            continue
+        _assign(values, section, key, raw, f"environment variable {name}")
+
+
+def load_config(path: str | os.PathLike[str] | None = None, environ: Mapping[str, str] | None = None,
+                overrides: Mapping[str, Mapping[str, Any]] | None = None) -> Config:
+    """Read every layer.  A missing main file is fine (defaults + env); a broken one is not."""
+    environ = os.environ if environ is None else environ
+    explicit = path is not None or CONFIG_PATH_ENV in environ
+    main = Path(path or environ.get(CONFIG_PATH_ENV) or DEFAULT_CONFIG_PATH)
+    config = Config(path=str(main))
+    if main.exists():
+        _read_file(config.values, main)
+        config.files.append(str(main))
+    elif explicit:
+        raise ConfigError(f"{main}: configuration file not found")
+    dropins = main.parent / "conf.d"
+    if dropins.is_dir():
+        for dropin in sorted(dropins.glob("*.conf")):
+            _read_file(config.values, dropin)
+            config.files.append(str(dropin))
+    _apply_env(config.values, environ)
+    for section, keys in (overrides or {}).items():
+        for key, raw in keys.items():
+            config.set(section, key, raw, origin="override")
+    return config
+
+
+def render_config(values: Mapping[str, Mapping[str, Any]], only_secrets: bool | None = None) -> str:
+    """Write settings back as INI text (used by ``astertrack init`` and install.sh)."""
+    lines: list[str] = []
+    for section, keys in values.items():
+        chosen = []
+        for key, value in keys.items():
+            spec = SCHEMA[section][key]
+            if only_secrets is not None and spec.secret != only_secrets:
+                continue
+            if isinstance(value, bool):
+                value = "yes" if value else "no"
+            chosen.append(f"{key} = {value}")
+        if chosen:
+            lines.append(f"[{section}]")
+            lines.extend(chosen)
+            lines.append("")
+    return "\n".join(lines)

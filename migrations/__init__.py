@@ -1,0 +1,1 @@
+"""Alembic migrations for the astertrack core models (version table: astertrack_alembic_version)."""

@@ -1,0 +1,182 @@
+"""Shared fixtures.  Every database test runs twice: on SQLite and on PostgreSQL.
+
+PostgreSQL comes from ASTERTRACK_TEST_PG_URL (default: postgres@127.0.0.1:5432/test).  Each
+pytest run works in its own freshly created database, so parallel runs never collide.  When
+the server is unreachable: in CI that is a failure; on a newcomer's machine we start a
+throwaway cluster from the installed PostgreSQL binaries, and only without those do we run
+the SQLite half and say loudly what was skipped.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import socket
+import subprocess
+import tempfile
+import uuid
+from pathlib import Path
+
+import pytest
+from sqlalchemy import create_engine, text
+from sqlalchemy.engine import make_url
+
+from astertrack.db import make_engine, make_session_factory
+from astertrack.models import Base
+
+REPO = Path(__file__).resolve().parent.parent
+SHARED_ASTERISK = Path(os.environ.get("ASTERTRACK_SHARED_ASTERISK", REPO.parent / "shared" / "asterisk"))
+DEFAULT_PG = "postgresql+psycopg://postgres@127.0.0.1:5432/test"
+_skipped_pg_reason: list[str] = []
+
+
+def _pg_reachable(url: str) -> bool:
+    parsed = make_url(url)
+    try:
+        with socket.create_connection((parsed.host or "127.0.0.1", parsed.port or 5432), timeout=2):
+            pass
+    except OSError:
+        return False
+    engine = create_engine(url)
+    try:
+        with engine.connect() as conn:
+            conn.execute(text("select 1"))
+        return True
+    except Exception:
+        return False
+    finally:
+        engine.dispose()
+
+
+def _find_pg_bin() -> Path | None:
+    for candidate in sorted(Path("/usr/lib/postgresql").glob("*/bin"), reverse=True):
+        if (candidate / "initdb").exists() and (candidate / "pg_ctl").exists():
+            return candidate
+    found = shutil.which("initdb")
+    return Path(found).parent if found else None
+
+
+def _start_throwaway_cluster() -> tuple[str, callable] | None:
+    bindir = _find_pg_bin()
+    if bindir is None:
+        return None
+    datadir = Path(tempfile.mkdtemp(prefix="astertrack-pg-"))
+    port = _free_port()
+    prefix: list[str] = []
+    if os.geteuid() == 0:  # PostgreSQL refuses to run as root
+        shutil.chown(datadir, "postgres", "postgres")
+        prefix = ["runuser", "-u", "postgres", "--"]
+    subprocess.run(prefix + [str(bindir / "initdb"), "-D", str(datadir), "-U", "postgres", "-A", "trust"],
+                   check=True, capture_output=True)
+    subprocess.run(prefix + [str(bindir / "pg_ctl"), "-D", str(datadir), "-w", "-l", str(datadir / "log"),
+                             "-o", f"-p {port} -k {datadir} -c listen_addresses=127.0.0.1", "start"],
+                   check=True, capture_output=True)
+
+    def stop() -> None:
+        subprocess.run(prefix + [str(bindir / "pg_ctl"), "-D", str(datadir), "-m", "immediate", "stop"],
+                       capture_output=True)
+        shutil.rmtree(datadir, ignore_errors=True)
+
+    return f"postgresql+psycopg://postgres@127.0.0.1:{port}/postgres", stop
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+@pytest.fixture(scope="session")
+def pg_admin_url():
+    """URL of a PostgreSQL server we may create databases on, or None (skip loudly)."""
+    url = os.environ.get("ASTERTRACK_TEST_PG_URL", DEFAULT_PG)
+    if _pg_reachable(url):
+        yield url
+        return
+    if os.environ.get("CI"):
+        pytest.exit(f"PostgreSQL is unreachable at {url}; in CI that is a failure, not a skip", returncode=1)
+    started = _start_throwaway_cluster()
+    if started is None:
+        _skipped_pg_reason.append(f"PostgreSQL unreachable at {url} and no PostgreSQL binaries installed")
+        yield None
+        return
+    cluster_url, stop = started
+    try:
+        yield cluster_url
+    finally:
+        stop()
+
+
+@pytest.fixture(scope="session")
+def pg_database_url(pg_admin_url):
+    """A database of our own for this pytest run, schema created once."""
+    if pg_admin_url is None:
+        yield None
+        return
+    name = f"astertrack_t_{os.getpid()}_{uuid.uuid4().hex[:6]}"
+    admin = create_engine(pg_admin_url, isolation_level="AUTOCOMMIT")
+    with admin.connect() as conn:
+        conn.execute(text(f'CREATE DATABASE "{name}"'))
+    url = make_url(pg_admin_url).set(database=name).render_as_string(hide_password=False)
+    engine = make_engine(url)
+    Base.metadata.create_all(engine)
+    engine.dispose()
+    try:
+        yield url
+    finally:
+        with admin.connect() as conn:
+            conn.execute(text(
+                "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = :n AND pid <> pg_backend_pid()"
+            ), {"n": name})
+            conn.execute(text(f'DROP DATABASE IF EXISTS "{name}"'))
+        admin.dispose()
+
+
+def _truncate_all(url: str) -> None:
+    engine = create_engine(url)
+    names = ", ".join(f'"{t.name}"' for t in Base.metadata.sorted_tables)
+    with engine.begin() as conn:
+        conn.execute(text(f"TRUNCATE {names} RESTART IDENTITY CASCADE"))
+    engine.dispose()
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def db_url(request, tmp_path):
+    """A migrated-schema, empty database URL on each backend."""
+    if request.param == "sqlite":
+        url = f"sqlite:///{tmp_path / 'astertrack.db'}"
+        engine = make_engine(url)
+        Base.metadata.create_all(engine)
+        engine.dispose()
+        yield url
+        return
+    pg_url = request.getfixturevalue("pg_database_url")
+    if pg_url is None:
+        pytest.skip("PostgreSQL half skipped: " + "; ".join(_skipped_pg_reason))
+    _truncate_all(pg_url)
+    yield pg_url
+
+
+@pytest.fixture
+def engine(db_url):
+    engine = make_engine(db_url)
+    yield engine
+    engine.dispose()
+
+
+@pytest.fixture
+def session_factory(engine):
+    return make_session_factory(engine)
+
+
+@pytest.fixture
+def session(session_factory):
+    with session_factory() as session:
+        yield session
+
+
+def pytest_terminal_summary(terminalreporter):
+    if _skipped_pg_reason:
+        terminalreporter.write_sep("!", "POSTGRESQL TESTS SKIPPED", red=True, bold=True)
+        for reason in _skipped_pg_reason:
+            terminalreporter.write_line(f"  {reason}: only the SQLite half of the database tests ran.", red=True)
