@@ -88,6 +88,7 @@ SCHEMA: dict[str, dict[str, Key]] = {
         "log_level": Key(_choice("DEBUG", "INFO", "WARNING", "ERROR"), "INFO"),
         "data_dir": Key(_text, "/var/lib/astertrack"),
         "default_region": Key(_text, "RU", help="ISO country for numbers written without +"),
+        "metrics_host": Key(_text, "127.0.0.1", help="address of the AGI/AMI daemons' /metrics and /healthz"),
     },
     "database": {
         "url": Key(_text, "sqlite:////var/lib/astertrack/astertrack.db", secret=True),
@@ -105,6 +106,7 @@ SCHEMA: dict[str, dict[str, Key]] = {
         "release_grace_seconds": Key(_positive_int, 900),
         "callerid_prefix": Key(_bool, True, help="prefix caller name with [source]"),
         "device_state_source": Key(_choice("asterisk", "database"), "asterisk"),
+        "metrics_port": Key(_port, 9573, help="/metrics and /healthz of the FastAGI server; 0 = off"),
     },
     "ami": {
         "host": Key(_text, "127.0.0.1"),
@@ -116,6 +118,7 @@ SCHEMA: dict[str, dict[str, Key]] = {
         "reconnect_max_delay": Key(_positive_float, 30.0),
         "orphan_timeout": Key(_positive_int, 4 * 3600),
         "store_raw_events": Key(_bool, True),
+        "metrics_port": Key(_port, 9574, help="/metrics and /healthz of the AMI listener; 0 = off"),
     },
     "web": {
         "listen_host": Key(_text, "127.0.0.1"),

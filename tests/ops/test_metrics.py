@@ -1,0 +1,174 @@
+"""Metrics and health: exposition format, database-derived gauges on both backends, HTTP."""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import urllib.error
+import urllib.request
+
+import pytest
+from flask import Flask
+from prometheus_client import CollectorRegistry
+from prometheus_client.parser import text_string_to_metric_families
+
+from astertrack import metrics
+from astertrack.models import (
+    Call,
+    NumberAssignment,
+    NumberPool,
+    OverflowEvent,
+    Site,
+    TrackingNumber,
+    VisitorSession,
+    WebhookOutbox,
+    WebhookSubscription,
+)
+
+NOW = dt.datetime(2026, 11, 23, 12, 0, tzinfo=dt.UTC)
+
+
+def samples(text: str) -> dict[tuple[str, tuple], float]:
+    out = {}
+    for family in text_string_to_metric_families(text):
+        for sample in family.samples:
+            out[(sample.name, tuple(sorted(sample.labels.items())))] = sample.value
+    return out
+
+
+def seed(session) -> int:
+    site = Site(name="shop")
+    session.add(site)
+    session.flush()
+    pool = NumberPool(site_id=site.id, name="ads")
+    session.add(pool)
+    session.flush()
+    numbers = [TrackingNumber(number=f"+7495000010{i}", site_id=site.id, pool_id=pool.id) for i in range(4)]
+    numbers.append(TrackingNumber(number="+74950000199", site_id=site.id, pool_id=pool.id, enabled=False))
+    session.add_all(numbers)
+    session.flush()
+    for i, number in enumerate(numbers[:3]):
+        visit = VisitorSession(site_id=site.id)
+        session.add(visit)
+        session.flush()
+        released = NOW - dt.timedelta(minutes=1) if i == 2 else None  # third one already released
+        session.add(NumberAssignment(number_id=number.id, session_id=visit.id, assigned_at=NOW,
+                                     expires_at=NOW + dt.timedelta(minutes=10),
+                                     hard_expires_at=NOW + dt.timedelta(hours=1), released_at=released))
+    session.add_all([
+        OverflowEvent(site_id=site.id, pool_id=pool.id, occurred_at=NOW - dt.timedelta(hours=1), policy="fallback"),
+        OverflowEvent(site_id=site.id, pool_id=pool.id, occurred_at=NOW - dt.timedelta(days=3), policy="fallback"),
+    ])
+    for outcome, node, age in [("answered", "pbx1", 1), ("answered", "pbx1", 2), ("missed", "pbx2", 3),
+                               ("answered", "pbx1", 48)]:
+        session.add(Call(node=node, outcome=outcome, state="finished", started_at=NOW - dt.timedelta(hours=age)))
+    session.add(Call(node="pbx2", state="up", started_at=NOW - dt.timedelta(minutes=2)))
+    sub = WebhookSubscription(url="https://crm.example/hook")
+    session.add(sub)
+    session.flush()
+    session.add_all([
+        WebhookOutbox(subscription_id=sub.id, event="call.finished", created_at=NOW - dt.timedelta(seconds=90)),
+        WebhookOutbox(subscription_id=sub.id, event="call.finished", created_at=NOW - dt.timedelta(seconds=10)),
+        WebhookOutbox(subscription_id=sub.id, event="call.finished", created_at=NOW - dt.timedelta(hours=5),
+                      delivered_at=NOW - dt.timedelta(hours=4)),
+    ])
+    session.commit()
+    return pool.id
+
+
+def test_database_collector_reports_fleet_figures(session, session_factory):
+    pool_id = str(seed(session))
+    registry = CollectorRegistry(auto_describe=False)
+    registry.register(metrics.DatabaseCollector(session_factory, clock=lambda: NOW))
+    body, content_type = metrics.render(registry)
+    assert content_type.startswith("text/plain")
+    got = samples(body.decode())
+    assert got[("astertrack_database_up", ())] == 1
+    assert got[("astertrack_calls_24h", (("node", "pbx1"), ("outcome", "answered")))] == 2  # 48 h old one excluded
+    assert got[("astertrack_calls_24h", (("node", "pbx2"), ("outcome", "missed")))] == 1
+    assert got[("astertrack_calls_24h", (("node", "pbx2"), ("outcome", "in_progress")))] == 1
+    assert got[("astertrack_calls_active", (("node", "pbx2"),))] == 1
+    assert got[("astertrack_pool_numbers", (("pool_id", pool_id),))] == 4  # disabled number not counted
+    assert got[("astertrack_pool_numbers_in_use", (("pool_id", pool_id),))] == 2
+    assert got[("astertrack_pool_utilisation_ratio", (("pool_id", pool_id),))] == 0.5
+    assert got[("astertrack_pool_overflows_24h", (("pool_id", pool_id),))] == 1
+    assert got[("astertrack_webhook_queue_depth", ())] == 2
+    assert got[("astertrack_webhook_oldest_pending_age_seconds", ())] == pytest.approx(90)
+
+
+def test_database_down_is_a_gauge_not_a_failed_scrape(tmp_path):
+    from astertrack.db import make_engine, make_session_factory
+
+    factory = make_session_factory(make_engine(f"sqlite:///{tmp_path / 'missing-tables.db'}"))
+    registry = CollectorRegistry(auto_describe=False)
+    registry.register(metrics.DatabaseCollector(factory))
+    got = samples(metrics.render(registry)[0].decode())
+    assert got[("astertrack_database_up", ())] == 0
+
+
+def test_agi_decision_times_and_counts_results():
+    before = metrics.REGISTRY.get_sample_value("astertrack_agi_decision_seconds_count", {"route": "t-inbound"}) or 0
+    with metrics.agi_decision("t-inbound"):
+        pass
+    with metrics.agi_decision("t-inbound") as result:
+        result["result"] = "fallback"
+    with pytest.raises(KeyError), metrics.agi_decision("t-inbound"):
+        raise KeyError("boom")
+    get = metrics.REGISTRY.get_sample_value
+    assert get("astertrack_agi_decision_seconds_count", {"route": "t-inbound"}) == before + 3
+    assert get("astertrack_agi_requests_total", {"route": "t-inbound", "result": "ok"}) == 1
+    assert get("astertrack_agi_requests_total", {"route": "t-inbound", "result": "fallback"}) == 1
+    assert get("astertrack_agi_requests_total", {"route": "t-inbound", "result": "error"}) == 1
+
+
+def test_ami_state_and_event_age():
+    metrics.ami_connected(False)
+    assert metrics.health({"ami": metrics.ami_check()})[0] == 503
+    metrics.ami_connected(True)
+    metrics.ami_event_seen(now=1000.0)
+    age = metrics.REGISTRY.get_sample_value("astertrack_ami_last_event_age_seconds")
+    assert age > 1_000_000  # measured from a 1970 timestamp: stale
+    status, body = metrics.health({"ami": metrics.ami_check(max_event_age=600)})
+    assert status == 503 and "no AMI event" in body["checks"]["ami"]["error"]
+    metrics.ami_event_seen()
+    assert metrics.REGISTRY.get_sample_value("astertrack_ami_last_event_age_seconds") < 5
+    assert metrics.health({"ami": metrics.ami_check(max_event_age=600)})[0] == 200
+    metrics.call_finished("answered")
+    metrics.call_finished(None)
+    assert metrics.REGISTRY.get_sample_value("astertrack_calls_finished_total", {"outcome": "unknown"}) >= 1
+
+
+def test_daemon_http_server_serves_metrics_and_health():
+    state = {"ok": True}
+    server = metrics.start_http_server("127.0.0.1", 0, checks={"flag": lambda: state["ok"]})
+    base = f"http://127.0.0.1:{server.server_address[1]}"
+    try:
+        with urllib.request.urlopen(base + "/metrics", timeout=5) as response:
+            text = response.read().decode()
+            assert response.headers["Content-Type"].startswith("text/plain")
+        assert "astertrack_ami_connected" in text and "process_cpu_seconds_total" in text
+        with urllib.request.urlopen(base + "/healthz", timeout=5) as response:
+            assert json.load(response) == {"status": "ok", "checks": {"flag": {"ok": True}}}
+        state["ok"] = False
+        with pytest.raises(urllib.error.HTTPError) as failed:
+            urllib.request.urlopen(base + "/healthz", timeout=5)
+        assert failed.value.code == 503
+        with pytest.raises(urllib.error.HTTPError) as missing:
+            urllib.request.urlopen(base + "/nope", timeout=5)
+        assert missing.value.code == 404
+    finally:
+        server.shutdown()
+        server.server_close()
+
+
+def test_flask_wiring(session, session_factory):
+    seed(session)
+    app = Flask("t")
+    metrics.init_flask(app, session_factory, checks={"extra": lambda: "fine"})
+    client = app.test_client()
+    response = client.get("/metrics")
+    assert response.status_code == 200
+    assert "astertrack_webhook_queue_depth 2.0" in response.get_data(as_text=True)
+    health = client.get("/healthz")
+    assert health.status_code == 200
+    assert health.get_json()["checks"] == {"database": {"ok": True}, "extra": {"ok": True, "detail": "fine"}}
