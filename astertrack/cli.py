@@ -62,3 +62,197 @@ def db_upgrade(ctx: Context, revision: str) -> None:
 
     migrate.upgrade(ctx.config.values["database"]["url"], revision)
     click.echo(f"database at revision {revision}")
+
+
+@main.command()
+@click.option("--config-dir", default="/etc/astertrack", show_default=True, type=click.Path(file_okay=False))
+@click.option("--database-url", default=None, help="default: SQLite under [general] data_dir")
+@click.option("--data-dir", default=None, help="default /var/lib/astertrack")
+@click.option("--recordings-dir", default=None, help="Asterisk's monitor dir")
+@click.option("--admin-login", default="admin", show_default=True)
+@click.option("--admin-password", default=None, envvar="ASTERTRACK_ADMIN_PASSWORD",
+              help="asked for when not given and no user exists yet")
+@click.option("--dev", is_flag=True, help="development defaults: cookies without the Secure flag")
+@click.pass_context
+def init(click_ctx: click.Context, config_dir: str, database_url: str | None, data_dir: str | None,
+         recordings_dir: str | None, admin_login: str, admin_password: str | None, dev: bool) -> None:
+    """Write the configuration (only if absent), create/upgrade the database, create the first admin."""
+    import os
+    import secrets
+    from pathlib import Path
+
+    from astertrack import migrate
+    from astertrack.config import Config, render_config
+
+    directory = Path(config_dir)
+    main_file = directory / "astertrack.conf"
+    secrets_file = directory / "conf.d" / "10-secrets.conf"
+    (directory / "conf.d").mkdir(parents=True, exist_ok=True)
+    if main_file.exists():
+        click.echo(f"{main_file} exists: left as it is")
+    else:
+        settings = Config()
+        data = data_dir or settings.values["general"]["data_dir"]
+        settings.set("general", "data_dir", data)
+        if recordings_dir:
+            settings.set("web", "recordings_dir", recordings_dir)
+            settings.set("recordings", "dir", recordings_dir)
+        if dev:
+            settings.set("web", "secure_cookies", "no")
+        public = {section: {k: v for k, v in keys.items()} for section, keys in settings.values.items()}
+        public.pop("database", None)
+        for section in ("ami", "web"):
+            public[section] = {k: v for k, v in public[section].items() if k not in ("secret", "secret_key")}
+        main_file.write_text("# astertrack configuration. Drop-in overrides go in conf.d/*.conf;\n"
+                             "# secrets live in conf.d/10-secrets.conf (mode 0640).\n\n"
+                             + render_config(public), encoding="utf-8")
+        click.echo(f"wrote {main_file}")
+    if secrets_file.exists():
+        click.echo(f"{secrets_file} exists: secrets kept")
+    else:
+        url = database_url or f"sqlite:///{Path(data_dir or '/var/lib/astertrack').resolve()}/astertrack.db"
+        secret_text = render_config({"database": {"url": url},
+                                     "ami": {"secret": secrets.token_urlsafe(24)},
+                                     "web": {"secret_key": secrets.token_urlsafe(48)}})
+        fd = os.open(secrets_file, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o640)
+        with os.fdopen(fd, "w", encoding="utf-8") as handle:
+            handle.write(secret_text)
+        click.echo(f"wrote {secrets_file} (0640)")
+    ctx = Context(str(main_file))
+    click_ctx.obj = ctx
+    url = ctx.config.values["database"]["url"]
+    if url.startswith("sqlite:///"):
+        Path(url.removeprefix("sqlite:///")).parent.mkdir(parents=True, exist_ok=True)
+    migrate.upgrade(url)
+    click.echo("database upgraded to the latest schema")
+    from sqlalchemy import func, select
+
+    from astertrack.models import User
+
+    with ctx.session_factory() as session:
+        if session.scalar(select(func.count(User.id))):
+            return
+    if admin_password is None:
+        admin_password = click.prompt(f"password for the first admin '{admin_login}'", hide_input=True,
+                                      confirmation_prompt=True)
+    click_ctx.invoke(user_add, login=admin_login, role="admin", password=admin_password, manager_endpoint=None)
+
+
+@main.group()
+def user() -> None:
+    """Admin users."""
+
+
+@user.command("add")
+@click.argument("login")
+@click.option("--role", type=click.Choice(["admin", "supervisor", "manager"]), default="manager", show_default=True)
+@click.option("--password", prompt=True, hide_input=True, confirmation_prompt=True,
+              envvar="ASTERTRACK_NEW_USER_PASSWORD")
+@click.option("--manager-endpoint", default=None, help="link a manager user to its phone, e.g. PJSIP/101")
+@pass_ctx
+def user_add(ctx: Context, login: str, role: str, password: str, manager_endpoint: str | None) -> None:
+    """Create a user who can log in to the web admin."""
+    from sqlalchemy import select
+
+    from astertrack.models import Manager, User
+    from astertrack.passwords import hash_password
+
+    try:
+        password_hash = hash_password(password)
+    except ValueError as exc:
+        raise click.ClickException(str(exc)) from None
+    with ctx.session_factory() as session:
+        if session.scalar(select(User.id).where(User.login == login)):
+            raise click.ClickException(f"user {login!r} already exists")
+        manager_id = None
+        if manager_endpoint:
+            manager_id = session.scalar(select(Manager.id).where(Manager.endpoint == manager_endpoint))
+            if manager_id is None:
+                raise click.ClickException(f"no manager with endpoint {manager_endpoint!r}")
+        elif role == "manager":
+            raise click.ClickException("a manager user needs --manager-endpoint")
+        session.add(User(login=login, password_hash=password_hash, role=role, manager_id=manager_id))
+        session.commit()
+    click.echo(f"user {login} ({role}) created")
+
+
+@main.group()
+def numbers() -> None:
+    """Tracking numbers."""
+
+
+@numbers.command("import")
+@click.argument("csv_file", type=click.File("r", encoding="utf-8-sig"))
+@click.option("--dry-run", is_flag=True, help="show what would change and every row error, change nothing")
+@pass_ctx
+def numbers_import(ctx: Context, csv_file, dry_run: bool) -> None:
+    """Import tracking numbers from CSV (columns: number, site, pool or source, label, enabled)."""
+    from astertrack.csv_import import apply_numbers, parse_numbers_csv
+
+    text = csv_file.read()
+    with ctx.session_factory() as session:
+        rows, errors = parse_numbers_csv(text, session)
+        for error in errors:
+            click.echo(f"  {error}", err=True)
+        click.echo(f"{len(rows)} valid rows, {len(errors)} rows with errors")
+        if errors:
+            raise click.ClickException("nothing imported: fix the rows above (or remove them) and run again")
+        if dry_run:
+            return
+        apply_numbers(session, rows)
+        session.commit()
+    click.echo(f"imported {len(rows)} numbers")
+
+
+@main.command()
+@click.option("--days", default=30, show_default=True)
+@click.option("--calls-per-day", default=110, show_default=True)
+@pass_ctx
+def demo(ctx: Context, days: int, calls_per_day: int) -> None:
+    """Load a realistic sample data set (only into an empty database)."""
+    from astertrack.demo import DEMO_ADMIN, demo_loaded, load_demo
+
+    with ctx.session_factory() as session:
+        if demo_loaded(session):
+            click.echo("the database already has data: demo not loaded")
+            return
+        counts = load_demo(session, days=days, calls_per_day=calls_per_day,
+                           progress=lambda msg: click.echo(f"  {msg}", err=True))
+    click.echo(f"demo loaded: {counts['calls']} calls, {counts['sessions']} sessions, "
+               f"{counts['leads']} leads, {counts['deals']} deals")
+    if DEMO_ADMIN[0] in counts["created_logins"]:
+        click.echo(f"log in as {DEMO_ADMIN[0]} / {DEMO_ADMIN[1]}")
+    else:
+        click.echo(f"log in as {DEMO_ADMIN[0]} with the password given to `astertrack init`")
+    others = [login for login in counts["created_logins"] if login != DEMO_ADMIN[0]]
+    if others:
+        click.echo(f"other demo users ({', '.join(others)}): password is <login>-demo-password")
+
+
+@main.command()
+@click.option("--no-agi", is_flag=True, help="do not start the FastAGI server")
+@click.option("--no-ami", is_flag=True, help="do not start the AMI listener")
+@click.option("--workers", default=2, show_default=True, help="gunicorn threads per web process")
+@pass_ctx
+def run(ctx: Context, no_agi: bool, no_ami: bool, workers: int) -> None:
+    """Run web admin, tracker API, FastAGI server and AMI listener together in the foreground."""
+    from astertrack.supervise import Child, supervise
+
+    config = ctx.config
+    web, tracker = config.values["web"], config.values["tracker"]
+    children = [
+        Child("web admin", ["gunicorn", "--worker-class", "gthread", "--threads", str(max(4, workers * 4)),
+                            "--bind", f"{web['listen_host']}:{web['listen_port']}", "webadmin:create_app()"]),
+        Child("tracker", ["gunicorn", "--worker-class", "gthread", "--threads", str(max(4, workers * 2)),
+                          "--bind", f"{tracker['listen_host']}:{tracker['listen_port']}", "tracker:create_app()"]),
+    ]
+    if not no_agi:
+        children.append(Child("FastAGI", ["astertrack-agi"]))
+    if not no_ami:
+        children.append(Child("AMI listener", ["astertrack-ami"]))
+    click.echo(f"web admin:  http://{web['listen_host']}:{web['listen_port']}/")
+    click.echo(f"tracker:    http://{tracker['listen_host']}:{tracker['listen_port']}/")
+    if not no_agi:
+        agi = config.values["agi"]
+        click.echo(f"FastAGI:    agi://{agi['listen_host']}:{agi['listen_port']}/inbound")
+    sys.exit(supervise(children, config_path=config.path))

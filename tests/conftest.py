@@ -27,7 +27,11 @@ from astertrack.models import Base
 REPO = Path(__file__).resolve().parent.parent
 SHARED_ASTERISK = Path(os.environ.get("ASTERTRACK_SHARED_ASTERISK", REPO.parent / "shared" / "asterisk"))
 DEFAULT_PG = "postgresql+psycopg://postgres@127.0.0.1:5432/test"
+CHROMIUM = os.environ.get("ASTERTRACK_CHROMIUM", "/usr/bin/chromium")
+CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+                 "--disable-background-networking", "--disable-component-update", "--disable-sync"]
 _skipped_pg_reason: list[str] = []
+_skipped_browser: list[str] = []
 
 
 def _pg_reachable(url: str) -> bool:
@@ -175,8 +179,46 @@ def session(session_factory):
         yield session
 
 
+@pytest.fixture(params=["sqlite", "postgresql"])
+def empty_url(request, tmp_path):
+    """A database with no tables at all (for migrations and `astertrack init`), on each backend."""
+    if request.param == "sqlite":
+        yield f"sqlite:///{tmp_path / 'empty.db'}"
+        return
+    admin_url = request.getfixturevalue("pg_admin_url")
+    if admin_url is None:
+        pytest.skip("no PostgreSQL available")
+    name = f"astertrack_mig_{uuid.uuid4().hex[:8]}"
+    admin = create_engine(admin_url, isolation_level="AUTOCOMMIT")
+    with admin.connect() as conn:
+        conn.execute(text(f'CREATE DATABASE "{name}"'))
+    yield make_url(admin_url).set(database=name).render_as_string(hide_password=False)
+    with admin.connect() as conn:
+        conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+    admin.dispose()
+
+
+@pytest.fixture(scope="session")
+def browser():
+    """Debian's headless Chromium driven by Playwright (never a downloaded browser build)."""
+    if not Path(CHROMIUM).exists():
+        if os.environ.get("CI"):
+            pytest.fail(f"{CHROMIUM} is missing: browser tests cannot be skipped in CI")
+        _skipped_browser.append(f"{CHROMIUM} not installed (apt-get install chromium)")
+        pytest.skip("no chromium")
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as playwright:
+        instance = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+        yield instance
+        instance.close()
+
+
 def pytest_terminal_summary(terminalreporter):
     if _skipped_pg_reason:
         terminalreporter.write_sep("!", "POSTGRESQL TESTS SKIPPED", red=True, bold=True)
         for reason in _skipped_pg_reason:
             terminalreporter.write_line(f"  {reason}: only the SQLite half of the database tests ran.", red=True)
+    if _skipped_browser:
+        terminalreporter.write_sep("!", "BROWSER TESTS SKIPPED", red=True, bold=True)
+        terminalreporter.write_line(f"  {_skipped_browser[0]}", red=True)
