@@ -1,0 +1,40 @@
+"""Recognise crawlers and headless browsers so they never take a pool number.
+
+A bot that holds a pool number for ten minutes steals it from a real visitor and later
+misattributes whoever calls that number.  Bots still get the static/default number, so
+search engines index the site's real phone.
+"""
+
+from __future__ import annotations
+
+import re
+
+# Tokens seen in crawler, monitoring, preview and automation user agents.  Matched
+# case-insensitively anywhere in the string; keep this list boring and explicit.
+_BOT_TOKENS = (
+    "bot", "crawl", "spider", "slurp", "mediapartners", "adsbot", "bingpreview", "yandex.com/bots",
+    "facebookexternalhit", "facebookcatalog", "embedly", "quora link preview", "whatsapp", "telegram",
+    "vkshare", "skypeuripreview", "lighthouse", "pagespeed", "chrome-lighthouse", "gtmetrix",
+    "pingdom", "uptime", "statuscake", "headlesschrome", "phantomjs", "slimerjs", "electron",
+    "puppeteer", "playwright", "selenium", "webdriver", "python-requests", "python-urllib", "aiohttp",
+    "httpx", "curl/", "wget/", "go-http-client", "java/", "okhttp", "libwww", "scrapy", "node-fetch",
+    "axios/", "apache-httpclient", "petalsearch", "semrush", "ahrefs", "mj12", "dotbot", "screaming frog",
+    "prerender", "preview", "archive.org", "feedfetcher", "validator",
+)
+_BOT_RE = re.compile("|".join(re.escape(token) for token in _BOT_TOKENS), re.IGNORECASE)
+# Real browsers always identify as Mozilla/5.0 (or Opera/ on very old ones).
+_BROWSER_RE = re.compile(r"^(Mozilla|Opera)/", re.IGNORECASE)
+
+
+def is_bot(user_agent: str | None, webdriver: bool = False) -> bool:
+    """True for known crawlers, automation tools and headless browsers.
+
+    ``webdriver`` is ``navigator.webdriver`` as reported by the snippet: set by Selenium,
+    Puppeteer and Playwright-driven browsers even when they fake a normal user agent.
+    """
+    if webdriver:
+        return True
+    ua = (user_agent or "").strip()
+    if not ua or not _BROWSER_RE.match(ua):
+        return True
+    return bool(_BOT_RE.search(ua))
