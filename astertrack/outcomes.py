@@ -1,0 +1,92 @@
+"""Call outcome vocabulary and the pure rule that turns a call's facts into an outcome.
+
+The rule rests on what the whole call did (bridges, per-leg dial status, queue events, who asked
+to hang up first), never on one channel driver's hangup cause: chan_sip and chan_pjsip give
+different causes for the same flow (EXPECTED-pjsip.md, "PJSIP vs chan_sip").
+"""
+
+from __future__ import annotations
+
+import enum
+from collections.abc import Iterable
+
+
+class Outcome(enum.StrEnum):
+    ANSWERED = "answered"
+    MISSED = "missed"
+    BUSY = "busy"  # every manager dialled was busy (missed_reason all_busy): a kind of missed call
+
+
+class MissedReason(enum.StrEnum):
+    NO_ANSWER = "no_answer"
+    ALL_BUSY = "all_busy"
+    CALLER_HANGUP = "caller_hangup"  # the caller gave up while a manager's phone rang
+    QUEUE_ABANDON = "queue_abandon"
+    QUEUE_TIMEOUT = "queue_timeout"
+    FAILED = "failed"  # unavailable, congestion, nobody dialled
+
+
+class HangupSide(enum.StrEnum):
+    CALLER = "caller"
+    MANAGER = "manager"
+    PBX = "pbx"
+
+
+class DialStatus(enum.StrEnum):
+    ANSWER = "ANSWER"
+    BUSY = "BUSY"
+    NOANSWER = "NOANSWER"
+    CANCEL = "CANCEL"
+    CONGESTION = "CONGESTION"
+    CHANUNAVAIL = "CHANUNAVAIL"
+    DONTCALL = "DONTCALL"
+    TORTURE = "TORTURE"
+    INVALIDARGS = "INVALIDARGS"
+    ABORT = "ABORT"
+    CONTINUE = "CONTINUE"
+    GOTO = "GOTO"  # may arrive as GOTO:<location>
+
+
+UNAVAILABLE = frozenset({"CHANUNAVAIL", "CONGESTION", "DONTCALL", "TORTURE", "INVALIDARGS"})
+
+# QUEUESTATUS values (app_queue.c) that end a queue stint without an agent.
+QUEUE_TIMEOUT_STATUSES = frozenset({"TIMEOUT"})
+QUEUE_FAILED_STATUSES = frozenset({"FULL", "JOINEMPTY", "LEAVEEMPTY", "JOINUNAVAIL", "LEAVEUNAVAIL"})
+
+
+def leg_status(statuses: Iterable[str]) -> str | None:
+    """One dialled leg's final word.  app_queue repeats DialEnd (CANCEL twice, NOANSWER then
+    CANCEL), so the first status that is not CANCEL wins; CANCEL only if it is all there is."""
+    final = None
+    for status in statuses:
+        status = status.split(":", 1)[0].upper()
+        if status != "CANCEL":
+            return status
+        final = status
+    return final
+
+
+def classify_unanswered(*, queue_abandoned: bool, caller_gave_up_while_ringing: bool,
+                        queue_left_without_agent: bool, queue_status: str | None,
+                        leg_statuses: Iterable[str | None], caller_hung_up: bool) -> tuple[Outcome, MissedReason]:
+    """Outcome of a call nobody answered, from the most specific fact to the least."""
+    if queue_abandoned:
+        return Outcome.MISSED, MissedReason.QUEUE_ABANDON
+    if caller_gave_up_while_ringing:
+        return Outcome.MISSED, MissedReason.CALLER_HANGUP
+    if queue_left_without_agent:
+        if queue_status in QUEUE_FAILED_STATUSES:
+            return Outcome.MISSED, MissedReason.FAILED
+        return Outcome.MISSED, MissedReason.QUEUE_TIMEOUT
+    legs = [s for s in leg_statuses if s]
+    if any(s == "NOANSWER" for s in legs):
+        return Outcome.MISSED, MissedReason.NO_ANSWER
+    if legs and any(s == "BUSY" for s in legs) and all(s == "BUSY" or s in UNAVAILABLE for s in legs):
+        return Outcome.BUSY, MissedReason.ALL_BUSY
+    if legs and all(s in UNAVAILABLE for s in legs):
+        return Outcome.MISSED, MissedReason.FAILED
+    if caller_hung_up:
+        return Outcome.MISSED, MissedReason.CALLER_HANGUP
+    if legs:
+        return Outcome.MISSED, MissedReason.NO_ANSWER
+    return Outcome.MISSED, MissedReason.FAILED
