@@ -331,6 +331,7 @@ class Call(Base):
         Index("ix_calls_manager_started", "manager_id", "started_at"),
         Index("ix_calls_caller_started", "caller_number", "started_at"),
         Index("ix_calls_node_linkedid", "node", "linkedid"),
+        Index("ix_calls_node_state", "node", "state"),
     )
 
     id: Mapped[int] = mapped_column(primary_key=True)
@@ -355,9 +356,16 @@ class Call(Base):
     total_seconds: Mapped[float | None] = mapped_column(Float)
     manager_id: Mapped[int | None] = mapped_column(ForeignKey("managers.id", ondelete="SET NULL"))
     answered_by: Mapped[str | None] = mapped_column(String(100))  # endpoint, e.g. PJSIP/101
+    # Live: endpoint(s) ringing for this call now, comma-separated ("PJSIP/101,PJSIP/102"), set by the AMI listener
+    ringing_endpoint: Mapped[str | None] = mapped_column(String(100))
+    transferred_to: Mapped[str | None] = mapped_column(String(100))  # last endpoint after a transfer
     routed_manager_id: Mapped[int | None] = mapped_column(ForeignKey("managers.id", ondelete="SET NULL"))
     routed_by: Mapped[str | None] = mapped_column(String(200))  # rule name / sticky / fallback
     routing_attempts: Mapped[int] = mapped_column(default=0)
+    # Which rule routed the call and which managers were offered it, so the AGI `next` route
+    # can pick the next candidate without offering the same one twice.
+    routing_rule_id: Mapped[int | None] = mapped_column(ForeignKey("routing_rules.id", ondelete="SET NULL"))
+    routing_tried: Mapped[list[Any] | None] = mapped_column()
     transferred: Mapped[bool] = mapped_column(default=False)
     hangup_cause: Mapped[int | None] = mapped_column()
     hangup_cause_text: Mapped[str | None] = mapped_column(String(100))
