@@ -118,6 +118,10 @@ SCHEMA: dict[str, dict[str, Key]] = {
         "reconnect_max_delay": Key(_positive_float, 30.0),
         "orphan_timeout": Key(_positive_int, 4 * 3600),
         "store_raw_events": Key(_bool, True),
+        "inbound_contexts": Key(_text, "", help="comma list of dialplan contexts whose calls are tracked "
+                                "without an AGI announcement (e.g. from-trunk); empty = any inbound channel"),
+        "sweep_interval": Key(_positive_float, 60.0, help="seconds between orphan sweeps"),
+        "connect_timeout": Key(_positive_float, 10.0, help="seconds to connect and log in before retrying"),
         "metrics_port": Key(_port, 9574, help="/metrics and /healthz of the AMI listener; 0 = off"),
     },
     "web": {
