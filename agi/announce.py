@@ -1,0 +1,96 @@
+"""Tell the dialplan (channel variables) and the AMI listener (UserEvent) what was decided.
+
+``CT_STATUS`` is set to ``PENDING`` before any work and to ``OK`` only after every other
+variable, so a session cut half-way leaves the dialplan on its fallback branch instead of
+dialling with half-written variables.  The UserEvent keeps the recorded shape
+``AstertrackRoute,call_id: ..,source: ..,manager: 101`` (extra headers follow those three).
+"""
+
+from __future__ import annotations
+
+import re
+
+from agi.protocol import AGIChannel
+from agi.settings import AgiSettings
+from agi.store import Decision
+from astertrack import dialplan_vars as v
+
+PENDING = "PENDING"
+OK = "OK"
+FAILED = "FAILED"
+# UserEvent data is split by Asterisk on commas (arguments) and ": " (header/value); "|",
+# quotes, backslashes, "$" and braces have meaning to the dialplan parser.  Keep them out.
+_UNSAFE_EVENT = re.compile(r"[,|\"\\${}\r\n\x00-\x1f]")
+_UNSAFE_TEXT = re.compile(r"[\r\n\x00-\x1f\x7f]")
+MAX_NAME = 80
+
+
+def event_value(value: object) -> str:
+    return _UNSAFE_EVENT.sub(" ", str(value)).strip()[:200]
+
+
+def text_value(value: object, limit: int = 200) -> str:
+    return _UNSAFE_TEXT.sub(" ", str(value)).strip()[:limit]
+
+
+def user_event_data(decision: Decision) -> str:
+    headers = [("call_id", decision.call_uid), ("source", decision.source), ("manager", decision.manager_label)]
+    if decision.campaign:
+        headers.append(("campaign", decision.campaign))
+    headers += [("recording", decision.recording), ("routed_by", decision.routed_by),
+                ("attempt", decision.attempt)]
+    return ",".join([v.ROUTE_USEREVENT] + [f"{name}: {event_value(value)}" for name, value in headers])
+
+
+def callerid_name(source: str, caller_name: str | None) -> str:
+    """``[Direct] Ivan``: the manager's phone shows where the call came from."""
+    name = text_value(caller_name or "", MAX_NAME)
+    prefix = f"[{text_value(source, 40)}]"
+    return f"{prefix} {name}".strip()[:MAX_NAME]
+
+
+async def mark_pending(channel: AGIChannel) -> None:
+    await channel.set_variable(v.STATUS, PENDING)
+
+
+async def announce(channel: AGIChannel, decision: Decision, settings: AgiSettings, caller_name: str | None,
+                   full: bool = True) -> None:
+    """Set the CT_* variables and send the UserEvent.  ``full=False`` for ``next`` (call-level
+    variables such as CT_CALL_ID and CT_RECORDING are already on the channel)."""
+    values: list[tuple[str, object]] = []
+    if full:
+        values += [(v.CALL_ID, decision.call_uid), (v.SOURCE, text_value(decision.source)),
+                   (v.CAMPAIGN, text_value(decision.campaign))]
+    values += [
+        (v.MANAGER, decision.dial), (v.DIAL, decision.dial), (v.TIMEOUT, decision.timeout),
+        (v.QUEUE, decision.queue),
+    ]
+    if full:
+        values.append((v.RECORDING, decision.recording))
+    values += [
+        (v.ROUTED_BY, decision.routed_by), (v.FALLBACK, str(decision.fallback or "")), (v.ATTEMPT, decision.attempt),
+    ]
+    for name, value in values:
+        await channel.set_variable(name, value)
+    if full and settings.callerid_prefix and decision.source:
+        await channel.set_variable("CALLERID(name)", callerid_name(decision.source, caller_name))
+    if decision.managers or decision.queue or full:
+        await channel.exec_app("UserEvent", user_event_data(decision))
+    await channel.set_variable(v.STATUS, OK)
+
+
+async def announce_done(channel: AGIChannel) -> None:
+    """Nothing more to try (answered, or the caller went away)."""
+    for name in (v.DIAL, v.QUEUE, v.MANAGER, v.FALLBACK):
+        await channel.set_variable(name, "")
+    await channel.set_variable(v.STATUS, OK)
+
+
+async def announce_failure(channel: AGIChannel, settings: AgiSettings, fallback: str) -> None:
+    """Failure policy: no candidate variables, the global fallback, CT_STATUS=FAILED."""
+    for name in (v.DIAL, v.QUEUE, v.MANAGER):
+        await channel.set_variable(name, "")
+    await channel.set_variable(v.FALLBACK, fallback)
+    await channel.set_variable(v.TIMEOUT, settings.ring_timeout)
+    await channel.set_variable(v.ROUTED_BY, "failed")
+    await channel.set_variable(v.STATUS, FAILED)

@@ -1,0 +1,168 @@
+"""One AGI request from start to end, the same for FastAGI and the process-per-call script.
+
+Read the environment, find the route, run it within ``[agi] request_timeout``, and if
+anything at all goes wrong apply the failure policy: log one line, set ``CT_STATUS=FAILED``
+and the fallback destination so the dialplan connects the caller anyway.  Database work
+runs in a thread pool so a slow query never stalls the other calls' sockets.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import concurrent.futures
+import datetime as dt
+import functools
+import logging
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+from sqlalchemy.orm import Session, sessionmaker
+
+from agi import announce
+from agi.protocol import (
+    AGIChannel,
+    AGIConnectionClosed,
+    AGIEnvironment,
+    AGIError,
+    AGIHangup,
+    AGIProtocolError,
+)
+from agi.registry import UnknownRouteError, load_routes, lookup
+from agi.settings import AgiSettings
+from astertrack import metrics, routing
+from astertrack.config import Config
+from astertrack.db import engine_from_config, make_session_factory
+from astertrack.dbtypes import utcnow
+
+log = logging.getLogger("agi")
+FAILURE_SEND_TIMEOUT = 1.0
+
+
+@dataclass
+class Request:
+    """What a route gets: the channel to talk to, the environment, and the app's services."""
+
+    channel: AGIChannel
+    env: AGIEnvironment
+    app: AgiApp
+    route: str
+    started: float = field(default_factory=time.perf_counter)
+    result: str = "ok"  # for metrics: ok, fallback, failed, hangup, unknown_route
+    note: str = ""  # one-line summary for the log
+
+    @property
+    def args(self) -> list[str]:
+        return self.env.args
+
+    @property
+    def settings(self) -> AgiSettings:
+        return self.app.settings
+
+    def now(self) -> dt.datetime:
+        return utcnow()
+
+    async def db(self, func, *args: Any) -> Any:
+        return await self.app.run_db(func, *args)
+
+
+class AgiApp:
+    """Settings, database and thread pool shared by every request of one process."""
+
+    def __init__(self, config: Config, session_factory: sessionmaker[Session] | None = None,
+                 db_workers: int | None = None):
+        load_routes()
+        self.config = config
+        self.settings = AgiSettings.from_config(config)
+        self._own_engine = None
+        if session_factory is None:
+            self._own_engine = engine_from_config(config)
+            session_factory = make_session_factory(self._own_engine)
+        self.session_factory = session_factory
+        workers = db_workers or max(4, config.values["database"]["pool_size"])
+        self.executor = concurrent.futures.ThreadPoolExecutor(max_workers=workers, thread_name_prefix="agi-db")
+
+    def reload(self, config: Config) -> None:
+        """SIGHUP: new settings now; a changed database URL gets a new engine."""
+        old_url = self.config.values["database"]["url"]
+        self.config = config
+        self.settings = AgiSettings.from_config(config)
+        if self._own_engine is not None and config.values["database"]["url"] != old_url:
+            old_engine = self._own_engine
+            self._own_engine = engine_from_config(config)
+            self.session_factory = make_session_factory(self._own_engine)
+            old_engine.dispose()
+        log.info("configuration reloaded")
+
+    async def run_db(self, func, *args: Any) -> Any:
+        loop = asyncio.get_running_loop()
+        return await loop.run_in_executor(self.executor, functools.partial(func, self.session_factory, *args))
+
+    def close(self) -> None:
+        self.executor.shutdown(wait=True, cancel_futures=True)
+        if self._own_engine is not None:
+            self._own_engine.dispose()
+
+    def fallback_destination(self) -> str:
+        try:
+            destination = routing.parse_destination(self.settings.fallback_dial)
+        except routing.DestinationError:
+            log.error("[agi] fallback_dial %r is not a safe destination; ignoring it", self.settings.fallback_dial)
+            return ""
+        return str(destination) if destination else ""
+
+    async def handle(self, channel: AGIChannel, peer: str = "", route_override: str | None = None) -> Request | None:
+        """Serve one AGI session; never raises."""
+        try:
+            env = await asyncio.wait_for(channel.read_environment(), self.settings.request_timeout)
+        except AGIConnectionClosed:
+            log.warning("agi %s: peer closed the connection before the environment ended", peer)
+            return None
+        except (TimeoutError, AGIProtocolError) as exc:
+            log.error("agi %s: unusable environment (%s); sending the call to the fallback",
+                      peer, exc or "timeout")
+            metrics.AGI_REQUESTS.labels(route="?", result="failed").inc()
+            await self._fail(channel, peer)
+            return None
+        name = route_override or env.script or (env.args[0] if env.args else "")
+        if route_override is None and not env.script and env.args:
+            env.args = env.args[1:]  # classic AGI: AGI(astertrack-agi-script,inbound,...)
+        request = Request(channel=channel, env=env, app=self, route=name)
+        if env.problems:
+            log.warning("agi %s %s: environment problems: %s", peer, name, "; ".join(env.problems[:5]))
+        try:
+            route = lookup(name)
+            await asyncio.wait_for(route(request), self.settings.request_timeout)
+        except UnknownRouteError as exc:
+            request.result = "unknown_route"
+            log.error("agi %s: %s; sending the call to the fallback", peer, exc)
+            await self._fail(channel, peer)
+        except (AGIHangup, AGIConnectionClosed) as exc:
+            request.result = "hangup"
+            log.info("agi %s %s: caller gone (%s)", peer, name, exc)
+        except TimeoutError:
+            request.result = "failed"
+            log.error("agi %s %s: no decision within %.1fs; sending the call to the fallback",
+                      peer, name, self.settings.request_timeout)
+            await self._fail(channel, peer)
+        except Exception as exc:  # noqa: BLE001 - the failure policy covers every error
+            request.result = "failed"
+            log.error("agi %s %s: %s: %s; sending the call to the fallback", peer, name, type(exc).__name__,
+                      str(exc).splitlines()[0][:300] if str(exc) else "", exc_info=not isinstance(exc, AGIError)
+                      and log.isEnabledFor(logging.DEBUG))
+            await self._fail(channel, peer)
+        elapsed = time.perf_counter() - request.started
+        metrics.AGI_DECISION_SECONDS.labels(route=name or "?").observe(elapsed)
+        metrics.AGI_REQUESTS.labels(route=name or "?", result=request.result).inc()
+        log.info("agi %s %s %s in %.1f ms%s", peer, name, request.result, elapsed * 1000,
+                 f": {request.note}" if request.note else "")
+        return request
+
+    async def _fail(self, channel: AGIChannel, peer: str) -> None:
+        if channel.hung_up:
+            return
+        try:
+            await asyncio.wait_for(announce.announce_failure(channel, self.settings, self.fallback_destination()),
+                                   FAILURE_SEND_TIMEOUT)
+        except (TimeoutError, AGIError, OSError) as exc:
+            log.warning("agi %s: could not send the fallback variables (%s)", peer, exc or "timeout")

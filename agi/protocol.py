@@ -1,0 +1,245 @@
+"""The AGI wire protocol on asyncio streams: environment block, commands, result codes.
+
+Used for FastAGI (a TCP connection from Asterisk) and for classic AGI (stdin/stdout of a
+process Asterisk started); nothing here knows which.  Bytes in, bytes out:
+
+* the environment is ``agi_name: value`` lines up to a blank line; ``agi_arg_N`` are the
+  route arguments.  Lines are capped (``MAX_LINE``) and so is their number (``MAX_HEADERS``);
+  undecodable bytes are replaced, never fatal.
+* a command is one line; arguments are quoted with ``"`` and ``\\`` escaped, and line
+  breaks removed, so a value can never start a second command.
+* replies: ``200 result=N [(data)]``, ``510`` invalid command, ``511`` dead channel,
+  ``520-`` multi-line usage ending ``520 End of proper usage.``; a bare ``HANGUP`` line can
+  arrive before any reply when the caller hangs up (unless ``AGISIGHUP=no``).  Errors are
+  typed exceptions.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import re
+from dataclasses import dataclass, field
+
+MAX_LINE = 8192
+MAX_HEADERS = 256
+_RESULT = re.compile(r"^200 result=(-?\d+)(?:\s+(.*))?$")
+
+
+class AGIError(Exception):
+    """Base of every AGI failure."""
+
+
+class AGIProtocolError(AGIError):
+    """The peer sent something that is not AGI (too long, too many headers, garbage)."""
+
+
+class AGIHeaderTooLong(AGIProtocolError):
+    pass
+
+
+class AGIConnectionClosed(AGIError):
+    """The peer went away (EOF) before the exchange was complete."""
+
+
+class AGIHangup(AGIError):
+    """The channel hung up (``HANGUP`` line, ``result=-1`` on some commands, or 511)."""
+
+
+class AGIInvalidCommand(AGIError):
+    """510: Asterisk does not know the command."""
+
+
+class AGIUsageError(AGIError):
+    """520: the command's syntax was wrong; ``usage`` holds Asterisk's help text."""
+
+    def __init__(self, message: str, usage: str = ""):
+        super().__init__(message)
+        self.usage = usage
+
+
+class AGIDeadChannel(AGIHangup):
+    """511: command not permitted on a dead channel."""
+
+
+class AGIAppError(AGIError):
+    """``result=-1``: the command or application failed."""
+
+
+@dataclass(frozen=True)
+class AGIResult:
+    code: int
+    result: int
+    data: str | None = None  # text inside the parentheses, when present
+    extra: str = ""  # anything after the parentheses (e.g. ``endpos=1234``)
+
+
+@dataclass
+class AGIEnvironment:
+    headers: dict[str, str] = field(default_factory=dict)
+    args: list[str] = field(default_factory=list)
+    problems: list[str] = field(default_factory=list)  # what was wrong with the block, if anything
+
+    def get(self, name: str, default: str = "") -> str:
+        return self.headers.get(name, default)
+
+    @property
+    def script(self) -> str:
+        """Route name: ``agi_network_script`` (FastAGI) or the first argument (classic AGI)."""
+        return self.headers.get("agi_network_script", "").strip().strip("/")
+
+
+def quote(value: object) -> str:
+    """One AGI argument: ``"`` and ``\\`` escaped, CR/LF removed (they would end the command)."""
+    text = str(value).replace("\r", " ").replace("\n", " ")
+    text = text.replace("\\", "\\\\").replace('"', '\\"')
+    return f'"{text}"'
+
+
+def parse_result(line: str) -> AGIResult:
+    """Parse a ``200 result=...`` line (other codes are handled by :meth:`AGIChannel.command`)."""
+    match = _RESULT.match(line)
+    if not match:
+        raise AGIProtocolError(f"unexpected reply: {line[:200]!r}")
+    result = int(match.group(1))
+    rest = (match.group(2) or "").strip()
+    data = None
+    extra = rest
+    if rest.startswith("("):
+        close = rest.rfind(")")
+        if close > 0:
+            data = rest[1:close]
+            extra = rest[close + 1:].strip()
+    return AGIResult(200, result, data, extra)
+
+
+def _decode(raw: bytes) -> str:
+    return raw.decode("utf-8", "replace").rstrip("\r\n")
+
+
+class AGIChannel:
+    """One AGI session over a reader/writer pair (asyncio streams or adapters with the same API)."""
+
+    def __init__(self, reader: asyncio.StreamReader, writer, *, max_line: int = MAX_LINE,
+                 max_headers: int = MAX_HEADERS):
+        self.reader = reader
+        self.writer = writer
+        self.max_line = max_line
+        self.max_headers = max_headers
+        self.hung_up = False
+        self.sent: list[str] = []  # commands sent, for logs and tests
+
+    async def _readline(self) -> bytes:
+        """One line; an over-long line is consumed entirely and then reported."""
+        too_long = False
+        while True:
+            try:
+                raw = await self.reader.readuntil(b"\n")
+            except asyncio.LimitOverrunError as exc:
+                # Nothing was consumed: drop what is buffered and keep skipping to the newline.
+                await self.reader.readexactly(exc.consumed)
+                too_long = True
+                continue
+            except asyncio.IncompleteReadError:
+                raise AGIConnectionClosed("end of stream") from None
+            except ConnectionError as exc:
+                raise AGIConnectionClosed(str(exc)) from None
+            if too_long or len(raw) > self.max_line:
+                raise AGIHeaderTooLong(f"line longer than {self.max_line} bytes")
+            return raw
+
+    async def read_environment(self) -> AGIEnvironment:
+        """Read ``agi_*`` lines up to the blank line.  Bad lines are noted, not fatal,
+        except when the block is unbounded (too many headers), which raises."""
+        env = AGIEnvironment()
+        count = 0
+        while True:
+            try:
+                raw = await self._readline()
+            except AGIHeaderTooLong as exc:
+                env.problems.append(str(exc))
+                count += 1
+                if count > self.max_headers:
+                    raise AGIProtocolError(f"more than {self.max_headers} environment lines") from None
+                continue
+            line = _decode(raw)
+            if line == "":
+                break
+            count += 1
+            if count > self.max_headers:
+                raise AGIProtocolError(f"more than {self.max_headers} environment lines")
+            name, sep, value = line.partition(":")
+            name = name.strip()
+            if not sep or not name.startswith("agi_"):
+                env.problems.append(f"not an agi_ header: {line[:80]!r}")
+                continue
+            env.headers[name] = value[1:] if value.startswith(" ") else value
+        args = []
+        index = 1
+        while f"agi_arg_{index}" in env.headers:
+            args.append(env.headers[f"agi_arg_{index}"])
+            index += 1
+        env.args = args
+        return env
+
+    async def command(self, line: str) -> AGIResult:
+        """Send one command, return its 200 result; raise a typed error otherwise."""
+        if "\n" in line or "\r" in line:
+            raise ValueError("an AGI command is one line")
+        if self.hung_up:
+            raise AGIHangup("channel already hung up")
+        self.sent.append(line)
+        self.writer.write(line.encode("utf-8") + b"\n")
+        try:
+            await self.writer.drain()
+        except (ConnectionError, RuntimeError) as exc:
+            raise AGIConnectionClosed(str(exc)) from None
+        while True:
+            reply = _decode(await self._readline())
+            if reply.strip() == "HANGUP":
+                # Inline notice; the command's own reply follows.
+                self.hung_up = True
+                continue
+            break
+        if reply.startswith("200"):
+            result = parse_result(reply)
+            if result.result == -1:
+                if self.hung_up:
+                    raise AGIHangup(f"{line.split(' ', 1)[0]}: channel hung up")
+                raise AGIAppError(f"{line[:80]}: result=-1")
+            return result
+        if reply.startswith("510"):
+            raise AGIInvalidCommand(f"{line[:80]}: {reply}")
+        if reply.startswith("511"):
+            self.hung_up = True
+            raise AGIDeadChannel(f"{line[:80]}: {reply}")
+        if reply.startswith("520"):
+            usage = []
+            if reply.startswith("520-"):
+                for _ in range(self.max_headers):
+                    more = _decode(await self._readline())
+                    if more.startswith("520 "):
+                        break
+                    usage.append(more)
+            raise AGIUsageError(f"{line[:80]}: {reply}", "\n".join(usage))
+        raise AGIProtocolError(f"unexpected reply to {line[:80]!r}: {reply[:200]!r}")
+
+    # -- the commands the routes use (pyst2's vocabulary)
+
+    async def get_variable(self, name: str) -> str | None:
+        """Value of a channel variable or function, None when unset."""
+        result = await self.command(f"GET VARIABLE {name}")
+        return result.data if result.result == 1 else None
+
+    async def get_full_variable(self, expression: str) -> str | None:
+        """Evaluate an expression such as ``${DEVICE_STATE(PJSIP/101)}``."""
+        result = await self.command(f"GET FULL VARIABLE {expression}")
+        return result.data if result.result == 1 else None
+
+    async def set_variable(self, name: str, value: object) -> None:
+        await self.command(f"SET VARIABLE {name} {quote(value)}")
+
+    async def exec_app(self, application: str, data: str = "") -> AGIResult:
+        return await self.command(f"EXEC {application} {quote(data)}")
+
+    async def verbose(self, message: str, level: int = 1) -> None:
+        await self.command(f"VERBOSE {quote(message)} {int(level)}")

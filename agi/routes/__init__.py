@@ -1,0 +1,3 @@
+"""Every AGI route; importing this package registers them (see ``agi.registry``)."""
+
+from agi.routes import inbound, next_candidate, ping  # noqa: F401

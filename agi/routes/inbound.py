@@ -1,0 +1,29 @@
+"""``inbound``: attribute a new call to its source and choose who answers it.
+
+Dialplan: ``AGI(agi://127.0.0.1:4573/inbound[,DID])``.  Sets CT_CALL_ID, CT_SOURCE,
+CT_CAMPAIGN, CT_MANAGER, CT_DIAL, CT_TIMEOUT, CT_QUEUE, CT_RECORDING, CT_ROUTED_BY,
+CT_FALLBACK, CT_ATTEMPT, then CT_STATUS=OK; optionally CALLERID(name) = ``[Source] Name``;
+sends the ``AstertrackRoute`` UserEvent.
+"""
+
+from __future__ import annotations
+
+from agi import announce, store
+from agi.registry import route
+from agi.routes.common import caller_info, clean, reserve_loop
+
+
+@route("inbound")
+async def inbound(request) -> None:
+    info = caller_info(request, request.args[0] if request.args else None)
+    channel = request.channel
+    await announce.mark_pending(channel)
+    info.linkedid = clean(await channel.get_variable("CHANNEL(linkedid)"), 150) or info.uniqueid
+    plan = await request.db(store.plan_inbound, info, request.settings, request.now())
+    decision = await reserve_loop(request, plan, store.commit_inbound)
+    await announce.announce(channel, decision, request.settings, info.caller_name)
+    if decision.use_fallback_now:
+        request.result = "fallback"
+    request.note = (f"DID {info.did or '?'} caller {info.caller or info.caller_raw or '?'} "
+                    f"{plan.attribution.kind}:{decision.source or '-'} ({plan.attribution.confidence:.2f}) "
+                    f"-> {decision.manager_label or decision.fallback or 'nothing'} by {decision.routed_by}")

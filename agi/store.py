@@ -1,0 +1,427 @@
+"""Database side of a routing decision: load a snapshot, then reserve and record in one write.
+
+Each function opens its own short transaction and runs in a worker thread (the asyncio
+server never blocks on the database).  The read (``plan_inbound``/``plan_next``) is separate
+from the write (``commit_inbound``/``commit_next``) because between the two the route asks
+Asterisk for device states; the write re-checks everything that matters atomically
+(``astertrack.reservations``).
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import logging
+from dataclasses import dataclass, field, replace
+
+from sqlalchemy import func, select, update
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import Session, sessionmaker
+
+from agi.settings import AgiSettings
+from astertrack import attribution as attr
+from astertrack import reservations, routing
+from astertrack.db import begin_write
+from astertrack.models import (
+    Call,
+    CallerProfile,
+    Manager,
+    ManagerGroup,
+    RoutingRule,
+    manager_group_members,
+    new_uid,
+)
+from astertrack.recording import recording_name
+from astertrack.routing import CallContext, Destination, ManagerView, RuleView
+from astertrack.schedule import is_open, local_day_start
+
+log = logging.getLogger(__name__)
+
+DEFAULT_RULE_NAME = "default"
+
+
+@dataclass
+class CallerInfo:
+    did: str | None
+    caller: str | None  # E.164, or None for anonymous / unparsable
+    caller_raw: str | None
+    caller_name: str | None
+    uniqueid: str | None
+    linkedid: str | None
+
+
+@dataclass
+class Plan:
+    """Everything decided before asking Asterisk which candidates are free."""
+
+    call_uid: str
+    now: dt.datetime
+    info: CallerInfo
+    attribution: attr.Attribution
+    is_first_call: bool
+    history: attr.CallerHistory | None
+    timezone: str | None
+    rule: RuleView | None
+    candidates: list[ManagerView] = field(default_factory=list)
+    sticky_id: int | None = None
+    after_hours: bool = False
+    fallback: Destination | None = None
+    ring_timeout: int = 20
+    max_attempts: int = 3
+    attempts_so_far: int = 0
+    tried: list[int] = field(default_factory=list)
+    recording: str = ""
+    call_id: int | None = None  # set for `next`
+
+    @property
+    def strategy(self) -> str:
+        return self.rule.strategy if self.rule else "round_robin"
+
+
+@dataclass
+class Decision:
+    """What the route announces to the dialplan."""
+
+    call_uid: str
+    source: str = ""
+    campaign: str = ""
+    managers: list[ManagerView] = field(default_factory=list)
+    queue: str = ""
+    timeout: int = 20
+    recording: str = ""
+    routed_by: str = ""
+    fallback: Destination | None = None
+    attempt: int = 0
+    use_fallback_now: bool = False  # no candidate: the dialplan should go to CT_FALLBACK
+
+    @property
+    def dial(self) -> str:
+        return routing.dial_string(self.managers)
+
+    @property
+    def manager_label(self) -> str:
+        if self.queue:
+            return f"queue:{self.queue}"
+        return routing.manager_label(self.managers)
+
+
+# ---------------------------------------------------------------- snapshots
+
+
+def _rule_view(rule: RoutingRule, member_ids: tuple[int, ...], queue_name: str | None) -> RuleView:
+    return RuleView(
+        id=rule.id, name=rule.name, priority=rule.priority, site_id=rule.site_id, match=rule.match or {},
+        strategy=rule.strategy or "round_robin", member_ids=member_ids, queue_name=queue_name,
+        sticky=bool(rule.sticky), sticky_days=rule.sticky_days or 0, ring_timeout=rule.ring_timeout,
+        max_attempts=rule.max_attempts, schedule=rule.schedule or {},
+        after_hours_destination=rule.after_hours_destination, fallback_destination=rule.fallback_destination,
+        rr_cursor=rule.rr_cursor or 0,
+    )
+
+
+def load_rules(session: Session, rule_id: int | None = None) -> list[RuleView]:
+    query = select(RoutingRule).where(RoutingRule.enabled.is_(True))
+    if rule_id is not None:
+        query = select(RoutingRule).where(RoutingRule.id == rule_id)
+    rules = session.execute(query).scalars().all()
+    if not rules:
+        return []
+    group_ids = {r.group_id for r in rules if r.group_id is not None}
+    members: dict[int, list[int]] = {gid: [] for gid in group_ids}
+    queues: dict[int, str | None] = {}
+    if group_ids:
+        for gid, mid in session.execute(
+            select(manager_group_members.c.group_id, manager_group_members.c.manager_id)
+            .where(manager_group_members.c.group_id.in_(group_ids))
+        ):
+            members[gid].append(mid)
+        for gid, queue in session.execute(select(ManagerGroup.id, ManagerGroup.queue_name)
+                                          .where(ManagerGroup.id.in_(group_ids))):
+            queues[gid] = queue
+    return [
+        _rule_view(r, tuple(sorted(members.get(r.group_id, ()))), queues.get(r.group_id))
+        for r in rules
+    ]
+
+
+def _manager_view(m: Manager, calls_today: int = 0) -> ManagerView:
+    return ManagerView(
+        id=m.id, endpoint=m.endpoint, name=m.name, extension=m.extension, enabled=bool(m.enabled),
+        paused=bool(m.paused), schedule=m.schedule or {}, device_state=m.device_state or "UNKNOWN",
+        reserved_until=m.reserved_until, reserved_call_uid=m.reserved_call_uid, last_routed_at=m.last_routed_at,
+        calls_today=calls_today,
+    )
+
+
+def load_managers(session: Session, ids: set[int] | None) -> dict[int, Manager]:
+    query = select(Manager)
+    if ids is not None:
+        if not ids:
+            return {}
+        query = query.where(Manager.id.in_(ids))
+    return {m.id: m for m in session.execute(query).scalars()}
+
+
+def _calls_today(session: Session, ids: set[int], now: dt.datetime, tz: str | None) -> dict[int, int]:
+    if not ids:
+        return {}
+    rows = session.execute(
+        select(Call.routed_manager_id, func.count())
+        .where(Call.routed_manager_id.in_(ids), Call.started_at >= local_day_start(now, tz))
+        .group_by(Call.routed_manager_id)
+    )
+    return {mid: count for mid, count in rows}
+
+
+def _sticky_manager_id(session: Session, rule: RuleView, history: attr.CallerHistory | None,
+                       caller: str | None, site_id: int | None, now: dt.datetime) -> int | None:
+    """The manager who last talked to this caller within the rule's sticky window."""
+    if not rule.sticky or not caller or rule.sticky_days <= 0:
+        return None
+    since = now - dt.timedelta(days=rule.sticky_days)
+    if history and history.personal_manager_id and history.personal_manager_at and history.personal_manager_at >= since:
+        return history.personal_manager_id
+    query = (select(Call.manager_id)
+             .where(Call.caller_number == caller, Call.manager_id.is_not(None), Call.answered_at.is_not(None),
+                    Call.started_at >= since)
+             .order_by(Call.started_at.desc()).limit(1))
+    if site_id is not None:
+        query = query.where(Call.site_id == site_id)
+    return session.execute(query).scalar_one_or_none()
+
+
+def _implicit_rule(session: Session) -> RuleView | None:
+    """No rule matched: offer the call to every enabled manager, least recently routed first."""
+    ids = tuple(sorted(session.execute(select(Manager.id).where(Manager.enabled.is_(True))).scalars()))
+    if not ids:
+        return None
+    return RuleView(id=0, name=DEFAULT_RULE_NAME, priority=1_000_000, strategy="least_recent", member_ids=ids,
+                    sticky=True, sticky_days=30)
+
+
+def _candidates(session: Session, plan: Plan, exclude: set[int]) -> list[ManagerView]:
+    rule = plan.rule
+    if rule is None or rule.strategy == "queue":
+        return []
+    wanted = set(rule.member_ids)
+    if plan.sticky_id:
+        wanted.add(plan.sticky_id)
+    rows = load_managers(session, wanted)
+    counts = _calls_today(session, set(rows), plan.now, plan.timezone) if rule.strategy == "fewest_today" else {}
+    views = {mid: _manager_view(m, counts.get(mid, 0)) for mid, m in rows.items()}
+    ordered = routing.order_candidates(rule.strategy, [views[i] for i in rule.member_ids if i in views],
+                                       rule.rr_cursor)
+    sticky = views.get(plan.sticky_id) if plan.sticky_id else None
+    ordered = routing.with_sticky_first(ordered, sticky)
+    return [m for m in ordered
+            if m.id not in exclude and routing.is_available(m, plan.now, plan.timezone, plan.call_uid)]
+
+
+def _finish_plan(session: Session, plan: Plan, settings: AgiSettings, exclude: set[int],
+                 check_hours: bool = True) -> Plan:
+    rule = plan.rule
+    plan.fallback = routing.fallback_for(rule, settings.fallback_dial)
+    plan.ring_timeout = (rule.ring_timeout if rule and rule.ring_timeout else None) or settings.ring_timeout
+    plan.max_attempts = (rule.max_attempts if rule and rule.max_attempts else None) or settings.max_attempts
+    if check_hours and rule is not None and not is_open(rule.schedule, plan.now, plan.timezone):
+        plan.after_hours = True
+        plan.fallback = routing.after_hours_for(rule, settings.fallback_dial)
+        return plan
+    plan.candidates = _candidates(session, plan, exclude)
+    return plan
+
+
+def plan_inbound(factory: sessionmaker[Session], info: CallerInfo, settings: AgiSettings,
+                 now: dt.datetime) -> Plan:
+    """Attribute the call and list the managers that could take it, best first (read only)."""
+    with factory() as session:
+        current = attr.attribute_number(session, info.did, now, settings.release_grace_seconds)
+        site = attr.site_settings(session, current.site_id)
+        history = attr.caller_history(session, current.site_id, info.caller)
+        attribution, first = attr.apply_history(session, current, history, site, now)
+        ctx = CallContext(
+            did=info.did, caller=info.caller, site_id=attribution.site_id, source_id=attribution.source_id,
+            source_name=attribution.source_name, utm_campaign=attribution.utm_campaign,
+            landing_page=attribution.landing_page, caller_tags=history.tags if history else (),
+            caller_is_vip=history.is_vip if history else False,
+        )
+        rule = routing.select_rule(load_rules(session), ctx) or _implicit_rule(session)
+        call_uid = new_uid()
+        plan = Plan(call_uid=call_uid, now=now, info=info, attribution=attribution, is_first_call=first,
+                    history=history, timezone=site.timezone if site else None, rule=rule,
+                    recording=recording_name(call_uid, now))
+        if rule is not None and not first:
+            plan.sticky_id = _sticky_manager_id(session, rule, history, info.caller, attribution.site_id, now)
+        return _finish_plan(session, plan, settings, exclude=set())
+
+
+# ---------------------------------------------------------------- writes
+
+
+def _reserve_first(session: Session, plan: Plan, free: list[ManagerView], ring_all: bool,
+                   seconds: int) -> list[ManagerView]:
+    won = []
+    for manager in free:
+        if reservations.reserve(session, manager.id, plan.call_uid, plan.now, seconds):
+            won.append(manager)
+            if not ring_all:
+                break
+    return won
+
+
+def _routed_by(plan: Plan, won: list[ManagerView]) -> str:
+    if plan.after_hours:
+        return "after_hours"
+    if not won and not (plan.rule and plan.rule.strategy == "queue" and plan.rule.queue_name):
+        return "fallback"
+    if plan.sticky_id and won and won[0].id == plan.sticky_id:
+        return "sticky"
+    return plan.rule.name if plan.rule else DEFAULT_RULE_NAME
+
+
+def _decision(plan: Plan, won: list[ManagerView], attempt: int) -> Decision:
+    a = plan.attribution
+    queue = ""
+    if not plan.after_hours and plan.rule and plan.rule.strategy == "queue" and plan.rule.queue_name:
+        queue = plan.rule.queue_name
+    return Decision(
+        call_uid=plan.call_uid, source=a.source_name or "", campaign=a.utm_campaign or "", managers=won,
+        queue=queue, timeout=plan.ring_timeout, recording=plan.recording, routed_by=_routed_by(plan, won),
+        fallback=plan.fallback, attempt=attempt, use_fallback_now=not won and not queue,
+    )
+
+
+def _update_profile(session: Session, plan: Plan, sticky_id: int | None) -> None:
+    info, a, now = plan.info, plan.attribution, plan.now
+    if not info.caller:
+        return
+    site_id = a.site_id
+    profile_site = CallerProfile.site_id.is_(None) if site_id is None else CallerProfile.site_id == site_id
+    profile = session.execute(select(CallerProfile).where(profile_site, CallerProfile.number == info.caller)
+                              ).scalar_one_or_none()
+    if profile is None:
+        try:
+            with session.begin_nested():
+                session.add(CallerProfile(
+                    site_id=site_id, number=info.caller, name=info.caller_name, first_call_at=now,
+                    first_source_id=a.source_id, first_session_id=a.session_id, last_call_at=now,
+                    last_source_id=a.source_id, last_session_id=a.session_id, calls_count=1, tags=[],
+                ))
+            return
+        except IntegrityError:  # the same caller on two lines at once: the other call created it
+            profile = session.execute(select(CallerProfile).where(profile_site, CallerProfile.number == info.caller)
+                                      ).scalar_one()
+    if plan.is_first_call:  # outside the attribution window: a new first touch
+        profile.first_call_at = now
+        profile.first_source_id = a.source_id
+        profile.first_session_id = a.session_id
+    if plan.attribution.kind != "repeat":
+        profile.last_source_id = a.source_id
+        profile.last_session_id = a.session_id
+    profile.last_call_at = now
+    profile.calls_count = (profile.calls_count or 0) + 1
+    if info.caller_name and not profile.name:
+        profile.name = info.caller_name
+    if sticky_id and profile.personal_manager_id != sticky_id:
+        profile.personal_manager_id = sticky_id
+        profile.personal_manager_at = now
+
+
+def commit_inbound(factory: sessionmaker[Session], plan: Plan, free: list[ManagerView], settings: AgiSettings,
+                   final: bool) -> Decision | None:
+    """Reserve the first free candidate (all of them for ring-all) and record the call.
+
+    Returns None when every offered manager was taken by a concurrent call and ``final`` is
+    False: the route then checks more candidates and calls again.
+    """
+    ring_all = plan.strategy == "ring_all"
+    with factory() as session:
+        begin_write(session)
+        won = _reserve_first(session, plan, free, ring_all, settings.reservation_seconds)
+        if not won and not final:
+            session.rollback()
+            return None
+        decision = _decision(plan, won, attempt=1 if won else 0)
+        a, info = plan.attribution, plan.info
+        call = Call(
+            call_uid=plan.call_uid, node=settings.node, linkedid=info.linkedid, uniqueid=info.uniqueid,
+            site_id=a.site_id, did=info.did, caller_number=info.caller, caller_raw=info.caller_raw,
+            caller_name=info.caller_name, started_at=plan.now, state="ringing",
+            routed_manager_id=won[0].id if won else None, routed_by=decision.routed_by,
+            routing_attempts=1 if won else 0, routing_rule_id=plan.rule.id if plan.rule and plan.rule.id else None,
+            routing_tried=[m.id for m in won], recording_path=f"{plan.recording}.{settings.recording_format}",
+            source_id=a.source_id, session_id=a.session_id, attribution_kind=a.kind,
+            attribution_confidence=a.confidence, utm_source=a.utm_source, utm_medium=a.utm_medium,
+            utm_campaign=a.utm_campaign, keyword=a.keyword, is_first_call=plan.is_first_call,
+        )
+        session.add(call)
+        if won and plan.rule and plan.rule.id and plan.strategy == "round_robin":
+            session.execute(update(RoutingRule).where(RoutingRule.id == plan.rule.id)
+                            .values(rr_cursor=won[0].id).execution_options(synchronize_session=False))
+        _update_profile(session, plan, plan.sticky_id)
+        session.commit()
+        return decision
+
+
+# ---------------------------------------------------------------- `next`
+
+
+class UnknownCall(LookupError):
+    """``next`` was asked about a call id we never routed."""
+
+
+def plan_next(factory: sessionmaker[Session], call_uid: str, settings: AgiSettings, now: dt.datetime) -> Plan:
+    """Release the failed candidate and list the next ones (none when the attempt budget is spent)."""
+    with factory() as session:
+        begin_write(session)
+        call = session.execute(select(Call).where(Call.call_uid == call_uid)).scalar_one_or_none()
+        if call is None:
+            raise UnknownCall(f"no call with id {call_uid!r}")
+        reservations.release(session, call_uid)
+        session.commit()
+        site = attr.site_settings(session, call.site_id)
+        rules = load_rules(session, call.routing_rule_id) if call.routing_rule_id else []
+        rule = rules[0] if rules else _implicit_rule(session)
+        a = attr.Attribution(kind=call.attribution_kind or "unknown", confidence=call.attribution_confidence or 0.0,
+                             site_id=call.site_id, source_id=call.source_id,
+                             source_name=attr._source_name(session, call.source_id),
+                             session_id=call.session_id, utm_campaign=call.utm_campaign)
+        info = CallerInfo(did=call.did, caller=call.caller_number, caller_raw=call.caller_raw,
+                          caller_name=call.caller_name, uniqueid=call.uniqueid, linkedid=call.linkedid)
+        plan = Plan(call_uid=call_uid, now=now, info=info, attribution=a, is_first_call=bool(call.is_first_call),
+                    history=None, timezone=site.timezone if site else None, rule=rule,
+                    attempts_so_far=call.routing_attempts or 0, tried=list(call.routing_tried or []),
+                    recording=(call.recording_path or "").rsplit(".", 1)[0], call_id=call.id)
+        # The call was accepted in hours: no switch to after-hours half-way through it.
+        plan = _finish_plan(session, plan, settings, exclude=set(plan.tried), check_hours=False)
+        if plan.attempts_so_far >= plan.max_attempts or plan.strategy in ("ring_all", "queue"):
+            plan.candidates = []
+        return plan
+
+
+def release_call(factory: sessionmaker[Session], call_uid: str) -> int:
+    """Drop every hold of a call (the dialplan is done with it)."""
+    with factory() as session:
+        begin_write(session)
+        count = reservations.release(session, call_uid)
+        session.commit()
+        return count
+
+
+def commit_next(factory: sessionmaker[Session], plan: Plan, free: list[ManagerView], settings: AgiSettings,
+                final: bool) -> Decision | None:
+    with factory() as session:
+        begin_write(session)
+        won = _reserve_first(session, plan, free, False, settings.reservation_seconds)
+        if not won and not final:
+            session.rollback()
+            return None
+        attempt = plan.attempts_so_far + (1 if won else 0)
+        decision = _decision(replace(plan, sticky_id=None), won, attempt)
+        values = {"routed_by": decision.routed_by, "routing_attempts": attempt}
+        if won:
+            values["routed_manager_id"] = won[0].id
+            values["routing_tried"] = plan.tried + [won[0].id]
+        session.execute(update(Call).where(Call.id == plan.call_id).values(**values)
+                        .execution_options(synchronize_session=False))
+        session.commit()
+        return decision

@@ -1,0 +1,230 @@
+"""Where did a call come from?  The dialled number, the visitor session holding it, the caller's history.
+
+* A **static** number belongs to one source: confidence 1.0.
+* A **pool** number is shown to one visitor session at a time: the session holding it now
+  wins (confidence 1.0, lower for bots).  If nobody holds it, the session that released it
+  most recently within the grace period gets it with a lower confidence that falls with the
+  time since release, and falls again when several sessions released it within the grace
+  period (the caller could have seen any of them).  An assignment past its expiry that the
+  sweeper has not released yet counts as released at its expiry.
+* A number we do not know is ``unknown``; a site's default number is ``default``.
+* A **repeat** caller (seen within the site's attribution window) keeps the first touch's
+  source by default (``attribution_model = first_touch``) or takes this call's
+  (``last_touch``); either way the call is marked as not the first.
+
+The queries take a SQLAlchemy session; the scoring is plain functions, tested without a DB.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from dataclasses import dataclass, replace
+
+from sqlalchemy import or_, select
+from sqlalchemy.orm import Session
+
+from astertrack.models import CallerProfile, NumberAssignment, Site, Source, TrackingNumber, VisitorSession
+
+GRACE_BEST = 0.9  # confidence of a session that released the number a moment ago
+GRACE_WORST = 0.5  # ... and at the very end of the grace period
+AMBIGUITY_FACTOR = 0.8  # several sessions released the number within the grace period
+BOT_CONFIDENCE = 0.5
+POOL_NO_SESSION_CONFIDENCE = 0.2
+REPEAT_CONFIDENCE = 0.9
+GRACE_CANDIDATES = 5
+
+
+@dataclass(frozen=True)
+class Attribution:
+    kind: str  # static|dynamic|grace|repeat|default|unknown
+    confidence: float
+    site_id: int | None = None
+    number_id: int | None = None
+    source_id: int | None = None
+    source_name: str | None = None
+    session_id: int | None = None
+    utm_source: str | None = None
+    utm_medium: str | None = None
+    utm_campaign: str | None = None
+    keyword: str | None = None
+    landing_page: str | None = None
+
+
+@dataclass(frozen=True)
+class SiteSettings:
+    id: int
+    timezone: str = "Europe/Moscow"
+    attribution_window_days: int = 30
+    attribution_model: str = "first_touch"
+
+
+@dataclass(frozen=True)
+class CallerHistory:
+    """The caller's profile as seen before this call."""
+
+    profile_id: int
+    last_call_at: dt.datetime
+    first_source_id: int | None
+    first_session_id: int | None
+    calls_count: int
+    personal_manager_id: int | None
+    personal_manager_at: dt.datetime | None
+    is_vip: bool
+    tags: tuple[str, ...]
+
+
+UNKNOWN = Attribution(kind="unknown", confidence=0.0)
+
+
+def grace_confidence(age_seconds: float, grace_seconds: int, candidates: int) -> float:
+    """Falls linearly from GRACE_BEST to GRACE_WORST over the grace period; lower when ambiguous."""
+    if grace_seconds <= 0:
+        share = 1.0
+    else:
+        share = min(max(age_seconds / grace_seconds, 0.0), 1.0)
+    value = GRACE_BEST - (GRACE_BEST - GRACE_WORST) * share
+    if candidates > 1:
+        value *= AMBIGUITY_FACTOR
+    return round(value, 3)
+
+
+def _from_session(base: Attribution, visit: VisitorSession, source_name: str | None) -> Attribution:
+    return replace(
+        base,
+        source_id=visit.source_id if visit.source_id is not None else base.source_id,
+        source_name=source_name if visit.source_id is not None else base.source_name,
+        session_id=visit.id,
+        utm_source=visit.utm_source,
+        utm_medium=visit.utm_medium,
+        utm_campaign=visit.utm_campaign,
+        keyword=visit.keyword or visit.utm_term,
+        landing_page=visit.landing_page,
+    )
+
+
+def _source_name(session: Session, source_id: int | None) -> str | None:
+    if source_id is None:
+        return None
+    return session.execute(select(Source.name).where(Source.id == source_id)).scalar_one_or_none()
+
+
+def _pool_source(session: Session, pool_id: int) -> tuple[int | None, str | None]:
+    row = session.execute(
+        select(Source.id, Source.name)
+        .where(Source.pool_id == pool_id, Source.enabled.is_(True))
+        .order_by(Source.priority, Source.id)
+        .limit(1)
+    ).first()
+    return (row.id, row.name) if row else (None, None)
+
+
+def attribute_number(session: Session, did: str | None, now: dt.datetime, grace_seconds: int) -> Attribution:
+    """Attribution of a call to ``did`` (E.164) at ``now``, from numbers, pools and sessions."""
+    if not did:
+        return UNKNOWN
+    number = session.execute(
+        select(TrackingNumber.id, TrackingNumber.site_id, TrackingNumber.source_id, TrackingNumber.pool_id,
+               TrackingNumber.enabled)
+        .where(TrackingNumber.number == did)
+    ).first()
+    if number is None:
+        site_id = session.execute(select(Site.id).where(Site.default_number == did).limit(1)).scalar_one_or_none()
+        if site_id is None:
+            return UNKNOWN
+        return Attribution(kind="default", confidence=0.0, site_id=site_id)
+    base = Attribution(kind="static", confidence=1.0, site_id=number.site_id, number_id=number.id,
+                       source_id=number.source_id, source_name=_source_name(session, number.source_id))
+    if number.pool_id is None:
+        return base
+    pool_source_id, pool_source_name = _pool_source(session, number.pool_id)
+    base = replace(base, kind="dynamic", source_id=number.source_id or pool_source_id,
+                   source_name=base.source_name or pool_source_name)
+    recent = session.execute(
+        select(NumberAssignment, VisitorSession)
+        .join(VisitorSession, VisitorSession.id == NumberAssignment.session_id)
+        .where(
+            NumberAssignment.number_id == number.id,
+            NumberAssignment.assigned_at <= now,
+            or_(NumberAssignment.released_at.is_(None),
+                NumberAssignment.released_at >= now - dt.timedelta(seconds=grace_seconds)),
+        )
+        .order_by(NumberAssignment.assigned_at.desc())
+        .limit(GRACE_CANDIDATES + 1)
+    ).all()
+    live = [(a, v) for a, v in recent if a.released_at is None and a.expires_at >= now]
+    if live:
+        assignment, visit = live[0]
+        name = _source_name(session, visit.source_id)
+        confidence = BOT_CONFIDENCE if visit.is_bot else 1.0
+        return replace(_from_session(base, visit, name), confidence=confidence)
+    released: list[tuple[dt.datetime, VisitorSession]] = []
+    for assignment, visit in recent:
+        ended = assignment.released_at or assignment.expires_at
+        if ended <= now and (now - ended).total_seconds() <= grace_seconds:
+            released.append((ended, visit))
+    if not released:
+        return replace(base, confidence=POOL_NO_SESSION_CONFIDENCE)
+    released.sort(key=lambda pair: pair[0], reverse=True)
+    ended, visit = released[0]
+    confidence = grace_confidence((now - ended).total_seconds(), grace_seconds, len(released))
+    if visit.is_bot:
+        confidence = min(confidence, BOT_CONFIDENCE)
+    name = _source_name(session, visit.source_id)
+    return replace(_from_session(base, visit, name), kind="grace", confidence=confidence)
+
+
+def site_settings(session: Session, site_id: int | None) -> SiteSettings | None:
+    if site_id is None:
+        return None
+    row = session.execute(
+        select(Site.id, Site.timezone, Site.attribution_window_days, Site.attribution_model).where(Site.id == site_id)
+    ).first()
+    if row is None:
+        return None
+    return SiteSettings(id=row.id, timezone=row.timezone or "UTC",
+                        attribution_window_days=row.attribution_window_days or 30,
+                        attribution_model=row.attribution_model or "first_touch")
+
+
+def caller_history(session: Session, site_id: int | None, caller: str | None) -> CallerHistory | None:
+    if not caller:
+        return None
+    profile_site = CallerProfile.site_id.is_(None) if site_id is None else CallerProfile.site_id == site_id
+    profile = session.execute(
+        select(CallerProfile).where(profile_site, CallerProfile.number == caller)
+    ).scalar_one_or_none()
+    if profile is None:
+        return None
+    return CallerHistory(
+        profile_id=profile.id, last_call_at=profile.last_call_at, first_source_id=profile.first_source_id,
+        first_session_id=profile.first_session_id, calls_count=profile.calls_count,
+        personal_manager_id=profile.personal_manager_id, personal_manager_at=profile.personal_manager_at,
+        is_vip=bool(profile.is_vip), tags=tuple(str(t) for t in (profile.tags or [])),
+    )
+
+
+def is_repeat(history: CallerHistory | None, site: SiteSettings | None, now: dt.datetime) -> bool:
+    """Seen within the attribution window (30 days unless the site says otherwise)."""
+    if history is None:
+        return False
+    window = site.attribution_window_days if site else 30
+    return history.last_call_at >= now - dt.timedelta(days=window)
+
+
+def apply_history(session: Session, current: Attribution, history: CallerHistory | None,
+                  site: SiteSettings | None, now: dt.datetime) -> tuple[Attribution, bool]:
+    """(attribution to store, is_first_call) once the caller's history is taken into account."""
+    if not is_repeat(history, site, now):
+        return current, True
+    model = site.attribution_model if site else "first_touch"
+    if model != "first_touch" or history.first_source_id is None:
+        return current, False
+    first = replace(current, kind="repeat", confidence=REPEAT_CONFIDENCE, source_id=history.first_source_id,
+                    source_name=_source_name(session, history.first_source_id), session_id=None,
+                    utm_source=None, utm_medium=None, utm_campaign=None, keyword=None, landing_page=None)
+    if history.first_session_id is not None:
+        visit = session.get(VisitorSession, history.first_session_id)
+        if visit is not None:
+            first = replace(_from_session(first, visit, first.source_name), source_id=history.first_source_id,
+                            source_name=first.source_name)
+    return first, False
