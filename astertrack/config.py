@@ -138,6 +138,10 @@ SCHEMA: dict[str, dict[str, Key]] = {
         "rate_limit_per_minute": Key(_positive_int, 120),
         "max_body_bytes": Key(_positive_int, 16384),
         "trust_forwarded_for": Key(_bool, False),
+        "site_cache_seconds": Key(_positive_float, 30.0, help="how long a site's settings are cached per process"),
+        "maintenance_seconds": Key(_positive_float, 30.0,
+                                   help="sweep expired holds and sample pool usage this often (0 = off)"),
+        "sample_seconds": Key(_positive_int, 60, help="pool usage sample interval for pool health"),
     },
     "recordings": {
         "dir": Key(_text, "/var/spool/asterisk/monitor"),

@@ -164,7 +164,7 @@ def _check_invariants(session_factory, site, model: Model, now: dt.datetime) -> 
 @pytest.mark.slow
 @settings(max_examples=120, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture,
                                                                   HealthCheck.too_slow])
-@given(ops=st.lists(operation, min_size=1, max_size=40))
+@given(ops=st.lists(operation, min_size=8, max_size=40))
 def test_random_traffic_never_double_assigns_and_counts_overflows(session_factory, ops):
     _run(session_factory, ops)
 

@@ -1,0 +1,114 @@
+"""Defences for a public endpoint every page view of every customer site hits.
+
+Everything the browser sends is attacker-controlled: bodies are size-capped before they are
+read, must be UTF-8 JSON objects, and each client IP gets a per-minute budget.  The rate
+limiter is in-process (per gunicorn worker), which is enough to blunt a single abusive
+client without a network round trip on every request.
+"""
+
+from __future__ import annotations
+
+import json
+import threading
+import time
+from typing import IO, Any
+
+
+class BadRequest(Exception):
+    """The request is refused; ``status`` and ``message`` go back to the client as JSON."""
+
+    def __init__(self, status: int, message: str):
+        super().__init__(message)
+        self.status = status
+        self.message = message
+
+
+def read_json_body(stream: IO[bytes], content_length: int | None, max_bytes: int) -> dict[str, Any]:
+    """Read at most ``max_bytes`` of the body and parse it as a UTF-8 JSON object.
+
+    ``stream`` must be safe to read to its end (Flask's ``request.stream`` is).
+    """
+    if content_length is not None and content_length > max_bytes:
+        raise BadRequest(413, f"request body too large (limit {max_bytes} bytes)")
+    body = stream.read(max_bytes + 1)
+    if len(body) > max_bytes:
+        raise BadRequest(413, f"request body too large (limit {max_bytes} bytes)")
+    if not body:
+        raise BadRequest(400, "empty request body: expected a JSON object")
+    try:
+        text = body.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise BadRequest(400, f"request body is not valid UTF-8 (byte {exc.start})") from None
+    try:
+        data = json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise BadRequest(400, f"invalid JSON: {exc.msg} at line {exc.lineno} column {exc.colno}") from None
+    except RecursionError:
+        raise BadRequest(400, "invalid JSON: nested too deeply") from None
+    if not isinstance(data, dict):
+        raise BadRequest(400, "expected a JSON object")
+    return data
+
+
+def client_ip(environ: dict[str, Any], trust_forwarded_for: bool) -> str:
+    """The visitor's address; behind our own reverse proxy the last X-Forwarded-For hop
+    (the one the proxy appended), never the client-supplied leftmost ones."""
+    if trust_forwarded_for:
+        forwarded = environ.get("HTTP_X_FORWARDED_FOR", "")
+        hops = [hop.strip() for hop in forwarded.split(",") if hop.strip()]
+        if hops:
+            return hops[-1][:45]
+    return (environ.get("REMOTE_ADDR") or "")[:45]
+
+
+class RateLimiter:
+    """Fixed one-minute windows per key; ``limit`` 0 turns it off."""
+
+    def __init__(self, limit: int, window: float = 60.0, max_keys: int = 100_000):
+        self.limit = limit
+        self.window = window
+        self.max_keys = max_keys
+        self._counts: dict[str, tuple[float, int]] = {}
+        self._lock = threading.Lock()
+
+    def allow(self, key: str, now: float | None = None) -> tuple[bool, int]:
+        """(allowed, seconds until the window resets)."""
+        if self.limit <= 0:
+            return True, 0
+        now = time.monotonic() if now is None else now
+        with self._lock:
+            start, count = self._counts.get(key, (now, 0))
+            if now - start >= self.window:
+                start, count = now, 0
+            count += 1
+            if len(self._counts) >= self.max_keys and key not in self._counts:
+                self._prune(now)
+            self._counts[key] = (start, count)
+        return count <= self.limit, max(1, int(self.window - (now - start)))
+
+    def _prune(self, now: float) -> None:
+        stale = [k for k, (start, _) in self._counts.items() if now - start >= self.window]
+        for k in stale:
+            del self._counts[k]
+        if len(self._counts) >= self.max_keys:  # a flood of distinct addresses: start over
+            self._counts.clear()
+
+
+def origin_allowed(origin: str, domains: tuple[str, ...]) -> bool:
+    """``https://www.example.ru`` is allowed by ``www.example.ru`` or ``*.example.ru``."""
+    from urllib.parse import urlsplit
+
+    try:
+        host = (urlsplit(origin).hostname or "").lower()
+    except ValueError:
+        return False
+    if not host:
+        return False
+    for domain in domains:
+        domain = domain.strip().lower()
+        if domain.startswith("*."):
+            if host.endswith(domain[1:]) or host == domain[2:]:
+                return True
+        elif host == domain:
+            return True
+    return False

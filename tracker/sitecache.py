@@ -1,0 +1,45 @@
+"""Per-process cache of site routing snapshots.
+
+Every request needs the site's settings and source rules; loading them from the database
+each time would double the queries of the hot path.  Snapshots live for
+``[tracker] site_cache_seconds`` (admin changes show up within that time); unknown keys
+are cached too, so a flood of random keys cannot turn into a flood of queries.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections import OrderedDict
+
+from sqlalchemy.orm import Session, sessionmaker
+
+from astertrack.sources import SiteRouting, load_site_routing
+
+
+class SiteCache:
+    def __init__(self, session_factory: sessionmaker[Session], ttl: float, max_entries: int = 10_000):
+        self.session_factory = session_factory
+        self.ttl = ttl
+        self.max_entries = max_entries
+        self._entries: OrderedDict[str, tuple[float, SiteRouting | None]] = OrderedDict()
+        self._lock = threading.Lock()
+
+    def get(self, public_key: str) -> SiteRouting | None:
+        now = time.monotonic()
+        with self._lock:
+            entry = self._entries.get(public_key)
+            if entry is not None and now - entry[0] < self.ttl:
+                return entry[1]
+        with self.session_factory() as db:
+            site = load_site_routing(db, public_key)
+        with self._lock:
+            self._entries[public_key] = (now, site)
+            self._entries.move_to_end(public_key)
+            while len(self._entries) > self.max_entries:
+                self._entries.popitem(last=False)
+        return site
+
+    def clear(self) -> None:
+        with self._lock:
+            self._entries.clear()
