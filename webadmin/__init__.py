@@ -1,0 +1,62 @@
+"""The astertrack web admin: reports, call log with recordings, live board, settings.
+
+``create_app(config=None, test_config=None)`` follows the flaskr/microblog factory: extensions
+are module-level objects bound here, blueprints are packages registered with a prefix, and
+the database is plain SQLAlchemy (the daemons share the same models without Flask).
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from flask import Flask, redirect, url_for
+from flask_login import current_user
+
+from astertrack.config import Config, load_config
+from webadmin import db, errors, i18n, security
+from webadmin.settings_obj import WebSettings
+
+__all__ = ["create_app"]
+
+
+def create_app(config: Config | None = None, test_config: dict[str, Any] | None = None) -> Flask:
+    app = Flask(__name__)
+    astertrack_config = config if config is not None else load_config()
+    app.config.from_object(WebSettings(astertrack_config))
+    if test_config:
+        app.config.update(test_config)
+    if not app.config["SECRET_KEY"]:
+        raise RuntimeError("[web] secret_key is empty: set it in astertrack.conf (astertrack init writes one)")
+
+    db.init_app(app)
+    security.init_app(app)
+    i18n.init_app(app)
+
+    from webadmin import auth, calls, live, reports, settings, users
+
+    app.register_blueprint(auth.bp, url_prefix="/auth")
+    app.register_blueprint(reports.bp, url_prefix="/reports")
+    app.register_blueprint(calls.bp, url_prefix="/calls")
+    app.register_blueprint(live.bp, url_prefix="/live")
+    app.register_blueprint(settings.bp, url_prefix="/settings")
+    app.register_blueprint(users.bp, url_prefix="/users")
+
+    @app.get("/")
+    def index():
+        if not current_user.is_authenticated:
+            return redirect(url_for("auth.login"))
+        if current_user.role == "manager":
+            return redirect(url_for("calls.log"))
+        return redirect(url_for("reports.sources"))
+
+    app.jinja_env.filters["reject_key"] = lambda mapping, key: {k: v for k, v in mapping.items() if k != key}
+    errors.init_app(app)
+
+    @app.get("/healthz")
+    def healthz():
+        return {"status": "ok"}
+
+    if not app.debug and not app.testing:
+        logging.getLogger("webadmin").setLevel(astertrack_config.values["general"]["log_level"])
+    return app

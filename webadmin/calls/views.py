@@ -1,0 +1,125 @@
+from __future__ import annotations
+
+import datetime as dt
+import mimetypes
+
+from flask import abort, current_app, render_template, request, send_file
+from flask_login import current_user
+from sqlalchemy import select
+
+from astertrack import reports
+from astertrack.models import CallEvent, Tag, Transcript
+from astertrack.phones import try_normalize
+from astertrack.recording import resolve_recording
+from webadmin.calls import bp
+from webadmin.calls.access import visible_call_or_404
+from webadmin.db import get_session
+from webadmin.filters import arg_int, arg_str, choices, csv_response, period
+from webadmin.security import ROLES, roles_required
+
+PAGE_SIZE = 50
+AUDIO_SUFFIXES = (".wav", ".WAV", ".mp3", ".gsm", ".ogg")
+TIMELINE_HEADERS = ("Channel", "DestChannel", "ChannelStateDesc", "DestChannelStateDesc", "DialStatus", "Cause",
+                    "Cause-txt", "Queue", "Interface", "MemberName", "Position", "HoldTime", "TalkTime", "Reason",
+                    "BridgeUniqueid", "Variable", "Value", "UserEvent")
+
+
+def _cursor() -> tuple[dt.datetime, int] | None:
+    raw = request.args.get("before", "")
+    at, _, call_id = raw.rpartition("_")
+    if not at or not call_id.isdigit():
+        return None
+    try:
+        when = dt.datetime.fromisoformat(at)
+    except ValueError:
+        return None
+    if when.tzinfo is None:
+        when = when.replace(tzinfo=dt.UTC)
+    return when, int(call_id)
+
+
+@bp.get("/")
+@roles_required(*ROLES)
+def log():
+    date_from, date_to, start, end, tz = period()
+    caller = arg_str("caller", 40)
+    outcome = arg_str("outcome", 20)
+    if outcome not in reports.CALL_OUTCOMES:
+        outcome = None
+    f = reports.CallLogFilter(
+        start=start, end=end, site_id=arg_int("site"), source_id=arg_int("source"), campaign=arg_str("campaign"),
+        manager_id=arg_int("manager"), outcome=outcome, tag=arg_str("tag", 80),
+        caller=(try_normalize(caller) or caller) if caller else None,
+        only_manager_id=None if current_user.is_staff else (current_user.manager_id or -1))
+    db = get_session()
+    export = request.args.get("format") == "csv"
+    calls, cursor = reports.call_log(db, f, limit=10000 if export else PAGE_SIZE, before=_cursor())
+    if export:
+        cols = ["id", "started_at", "caller_number", "caller_name", "did", "outcome", "missed_reason", "wait_seconds",
+                "talk_seconds", "utm_source", "utm_medium", "utm_campaign", "keyword", "attribution_kind",
+                "attribution_confidence", "is_first_call"]
+        return csv_response(f"calls-{date_from}-{date_to}.csv", [*cols, "source", "manager"],
+                            ([getattr(c, k) for k in cols] + [c.source.name if c.source else None,
+                                                              c.manager.name if c.manager else None] for c in calls))
+    args = request.args.to_dict()
+    args.pop("before", None)
+    form = {"from": date_from.isoformat(), "to": date_to.isoformat(), "site": f.site_id, "source": f.source_id,
+            "manager": f.manager_id, "campaign": f.campaign or "", "caller": caller or "", "outcome": outcome or "",
+            "tag": f.tag or "", "tz": tz}
+    tags = db.scalars(select(Tag.name).order_by(Tag.name)).all()
+    return render_template("calls/log.html", calls=calls, form=form, choices=choices(), tags=tags,
+                           outcomes=reports.CALL_OUTCOMES, next_args={**args, "before": f"{cursor[0].isoformat()}_{cursor[1]}"}
+                           if cursor else None, paged=bool(request.args.get("before")))
+
+
+@bp.get("/<int:call_id>")
+@roles_required(*ROLES)
+def card(call_id: int):
+    call = visible_call_or_404(call_id)
+    db = get_session()
+    events = db.scalars(select(CallEvent).where(CallEvent.call_id == call.id)
+                        .order_by(CallEvent.event_time, CallEvent.id)).all()
+    timeline = []
+    for event in events:
+        headers = event.headers or {}
+        when = (dt.datetime.fromtimestamp(event.event_time, dt.UTC) if event.event_time else event.received_at)
+        timeline.append({"name": event.name, "at": when,
+                         "details": [(k, headers[k]) for k in TIMELINE_HEADERS if headers.get(k) not in (None, "")]})
+    transcript = db.scalars(select(Transcript).where(Transcript.call_id == call.id)).first()
+    count, previous = reports.previous_calls(db, call)
+    return render_template("calls/card.html", call=call, session=call.session, timeline=timeline, transcript=transcript,
+                           previous=previous, previous_count=count, has_recording=_recording_file(call) is not None)
+
+
+def _recording_file(call):
+    if not call.recording_path or call.recording_state in ("deleted", "empty"):
+        return None
+    base = current_app.config["RECORDINGS_DIR"]
+    path = resolve_recording(base, call.recording_path)
+    if path is None:
+        current_app.logger.warning("call %s: recording path escapes the recordings dir; refused", call.id)
+        return None
+    if path.is_file():
+        return path
+    if not path.suffix:
+        for suffix in AUDIO_SUFFIXES:
+            candidate = resolve_recording(base, call.recording_path + suffix)
+            if candidate is not None and candidate.is_file():
+                return candidate
+    return None
+
+
+@bp.get("/<int:call_id>/recording")
+@roles_required(*ROLES)
+def recording(call_id: int):
+    call = visible_call_or_404(call_id)
+    path = _recording_file(call)
+    if path is None:
+        abort(404)
+    mimetype = {".wav": "audio/wav", ".mp3": "audio/mpeg", ".gsm": "audio/x-gsm", ".ogg": "audio/ogg"}.get(
+        path.suffix.lower()) or mimetypes.guess_type(path.name)[0] or "application/octet-stream"
+    download = request.args.get("download") == "1"
+    response = send_file(path, mimetype=mimetype, conditional=True, as_attachment=download,
+                         download_name=f"call-{call.id}{path.suffix.lower()}", max_age=0)
+    response.headers["Cache-Control"] = "private, no-store"
+    return response

@@ -1,0 +1,28 @@
+"""Error pages: short, translated, and never a stack trace."""
+
+from __future__ import annotations
+
+from flask import Flask, render_template
+from flask_babel import gettext as _
+from flask_babel import lazy_gettext as _l
+from flask_wtf.csrf import CSRFError
+
+MESSAGES = {400: _l("The request was not understood."), 403: _l("You do not have access to this page."),
+            404: _l("Not found."), 429: _l("Too many requests."), 500: _l("Something went wrong on our side.")}
+
+
+def init_app(app: Flask) -> None:
+    @app.errorhandler(CSRFError)
+    def csrf_error(error):
+        return render_template("error.html", code=400,
+                               message=_("The form expired or did not come from this site. Reload the page and try again.")), 400
+
+    for code in MESSAGES:
+        app.register_error_handler(code, _handler(code))
+
+
+def _handler(code: int):
+    def handle(error):
+        return render_template("error.html", code=code, message=MESSAGES[code]), code
+
+    return handle

@@ -1,0 +1,102 @@
+"""Database reads for the live board and the pop-up card (one fresh session per poll)."""
+
+from __future__ import annotations
+
+import datetime as dt
+from typing import Any
+from urllib.parse import quote, urlsplit
+
+from sqlalchemy import and_, func, or_, select
+from sqlalchemy.orm import Session
+
+from astertrack.dbtypes import utcnow
+from astertrack.models import Call, CallerProfile, Manager, Site, Source
+from astertrack.phones import format_display
+
+ACTIVE_STATES = ("ringing", "up")
+STALE_AFTER = dt.timedelta(hours=6)  # a call "up" for longer is an orphan the sweeper will close
+RINGING_WINDOW = dt.timedelta(minutes=5)
+
+
+def board_state(db: Session) -> dict[str, Any]:
+    since = utcnow() - STALE_AFTER
+    rows = db.execute(
+        select(Call.id, Call.state, Call.caller_number, Call.caller_raw, Call.did, Call.started_at, Call.answered_at,
+               Source.name.label("source"), Manager.name.label("manager"), Call.utm_campaign)
+        .outerjoin(Source, Source.id == Call.source_id)
+        .outerjoin(Manager, Manager.id == func.coalesce(Call.manager_id, Call.routed_manager_id))
+        .where(Call.state.in_(ACTIVE_STATES), Call.started_at >= since)
+        .order_by(Call.started_at)).all()
+    managers = db.execute(select(Manager.id, Manager.name, Manager.endpoint, Manager.device_state, Manager.paused,
+                                 Manager.enabled, Manager.device_state_at).order_by(Manager.name)).all()
+    return {
+        "calls": [{"id": r.id, "state": r.state, "caller": r.caller_number or r.caller_raw or "", "did": r.did or "",
+                   "started_at": r.started_at.isoformat(), "answered_at": r.answered_at.isoformat() if r.answered_at else None,
+                   "source": r.source or "", "manager": r.manager or "", "campaign": r.utm_campaign or ""} for r in rows],
+        "managers": [{"id": m.id, "name": m.name, "endpoint": m.endpoint, "device_state": m.device_state,
+                      "paused": m.paused, "enabled": m.enabled,
+                      "since": m.device_state_at.isoformat() if m.device_state_at else None} for m in managers],
+    }
+
+
+def ringing_for(db: Session, manager: Manager) -> list[Call]:
+    """Calls ringing at this manager's phone.
+
+    ``Call.ringing_endpoint`` (written by the AMI listener on DialBegin) says exactly which
+    phone rings; until it is known, a ringing call routed to this manager counts.
+    """
+    cond = Call.routed_manager_id == manager.id
+    ringing_endpoint = getattr(Call, "ringing_endpoint", None)
+    if ringing_endpoint is not None:
+        cond = or_(ringing_endpoint == manager.endpoint, and_(ringing_endpoint.is_(None), cond))
+    return list(db.scalars(select(Call).where(Call.state == "ringing", Call.started_at >= utcnow() - RINGING_WINDOW,
+                                              cond).order_by(Call.started_at)))
+
+
+def crm_link(template: str | None, call: Call) -> str | None:
+    """Fill the site's CRM URL template; only http(s) results are offered as links."""
+    if not template:
+        return None
+    number = call.caller_number or ""
+    values = {"phone": number, "phone_digits": number.lstrip("+"), "call_id": str(call.id), "call_uid": call.call_uid,
+              "caller_name": call.caller_name or "", "did": call.did or ""}
+    url = template
+    for key, value in values.items():
+        url = url.replace("{" + key + "}", quote(value, safe=""))
+    if urlsplit(url).scheme not in ("http", "https"):
+        return None
+    return url
+
+
+def popup_card(db: Session, call: Call, card_url: str) -> dict[str, Any]:
+    site = db.get(Site, call.site_id) if call.site_id else None
+    profile = None
+    if call.caller_number:
+        profile = db.scalars(select(CallerProfile).where(CallerProfile.number == call.caller_number)
+                             .order_by(CallerProfile.id)).first()
+    previous = 0
+    last_at = None
+    if call.caller_number:
+        previous, last_at = db.execute(
+            select(func.count(Call.id), func.max(Call.started_at))
+            .where(Call.caller_number == call.caller_number, Call.id != call.id,
+                   Call.started_at <= call.started_at)).one()
+    session = call.session
+    display = call.caller_number or call.caller_raw or ""
+    if call.caller_number and site is not None:
+        display = format_display(call.caller_number, site.display_format)
+    if isinstance(last_at, str):
+        last_at = dt.datetime.fromisoformat(last_at)
+    return {
+        "id": call.id,
+        "caller": display,
+        "caller_name": call.caller_name or (profile.name if profile and profile.name else ""),
+        "source": call.source.name if call.source else "",
+        "campaign": call.utm_campaign or (session.utm_campaign if session else "") or "",
+        "keyword": call.keyword or (session.keyword if session else "") or "",
+        "landing_page": (session.landing_page if session else "") or "",
+        "previous": int(previous or 0),
+        "last_call_at": last_at.isoformat() if last_at else None,
+        "crm_url": crm_link(site.crm_url_template if site else None, call),
+        "card_url": card_url,
+    }

@@ -1,0 +1,7 @@
+"""Reports for marketers and supervisors: sources, missed calls, first/repeat, managers, funnel, pools."""
+
+from flask import Blueprint
+
+bp = Blueprint("reports", __name__)
+
+from webadmin.reports import views  # noqa: E402,F401

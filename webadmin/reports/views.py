@@ -1,0 +1,121 @@
+from __future__ import annotations
+
+from flask import abort, render_template, request
+from flask_babel import gettext as _
+
+from astertrack import reports
+from webadmin.db import get_session
+from webadmin.filters import choices, csv_response, report_filter
+from webadmin.reports import bp
+from webadmin.security import STAFF, roles_required
+
+DIMENSION_LABELS = {
+    "source": "Source", "channel": "Channel", "campaign": "Campaign", "keyword": "Keyword", "utm_source": "utm_source",
+}
+CALL_COLUMNS = ["total", "unique", "target", "unique_target", "answered", "missed", "answer_rate", "first_time",
+                "repeat", "avg_wait", "avg_talk"]
+
+
+def _wants_csv() -> bool:
+    return request.args.get("format") == "csv"
+
+
+def _page(template: str, **context):
+    f, form = context.pop("filter_pair")
+    return render_template(template, form=form, choices=choices(), formulas={k: _(v) for k, v in reports.FORMULAS.items()}, **context)
+
+
+@bp.get("/sources")
+@roles_required(*STAFF)
+def sources():
+    dimension = request.args.get("dimension", "source")
+    if dimension not in reports.DIMENSIONS:
+        abort(400)
+    f, form = report_filter()
+    db = get_session()
+    data = reports.calls_by(db, f, dimension)
+    if _wants_csv():
+        return csv_response(f"calls-by-{dimension}-{form['from']}-{form['to']}.csv", [dimension, *CALL_COLUMNS],
+                            ([r["label"], *[r[c] for c in CALL_COLUMNS]] for r in data["rows"]))
+    series = reports.time_series(db, f, form["tz"])
+    chart = {
+        "series": {"labels": [p["day"] for p in series],
+                   "datasets": [{"key": k, "label": _(k.capitalize()), "data": [p[k] for p in series]}
+                                for k in ("total", "answered", "missed", "target")]},
+        "bars": {"labels": [str(r["label"] if r["label"] is not None else _("(none)")) for r in data["rows"][:15]],
+                 "datasets": [{"key": "answered", "label": _("Answered"), "data": [r["answered"] for r in data["rows"][:15]]},
+                              {"key": "missed", "label": _("Missed"), "data": [r["missed"] for r in data["rows"][:15]]}]},
+    }
+    return _page("reports/sources.html", filter_pair=(f, form), data=data, charts=chart, dimension=dimension,
+                 dimensions=reports.DIMENSIONS, columns=CALL_COLUMNS)
+
+
+@bp.get("/missed")
+@roles_required(*STAFF)
+def missed():
+    f, form = report_filter()
+    data = reports.missed_calls(get_session(), f)
+    if _wants_csv():
+        cols = ["id", "started_at", "caller_number", "caller_name", "source", "manager", "missed_reason",
+                "wait_seconds", "callback_at", "callback_seconds"]
+        return csv_response(f"missed-{form['from']}-{form['to']}.csv", cols, ([r[c] for c in cols] for r in data["rows"]))
+    return _page("reports/missed.html", filter_pair=(f, form), data=data)
+
+
+@bp.get("/first-repeat")
+@roles_required(*STAFF)
+def first_repeat():
+    f, form = report_filter()
+    dimension = request.args.get("dimension", "source")
+    if dimension not in reports.DIMENSIONS:
+        abort(400)
+    data = reports.first_vs_repeat(get_session(), f, dimension)
+    if _wants_csv():
+        cols = ["total", "first_time", "repeat", "first_share"]
+        return csv_response(f"first-repeat-{form['from']}-{form['to']}.csv", [dimension, *cols],
+                            ([r["label"], *[r[c] for c in cols]] for r in data["rows"]))
+    chart = {"bars": {"labels": [str(r["label"] if r["label"] is not None else _("(none)")) for r in data["rows"][:15]],
+                      "datasets": [{"key": "first", "label": _("First-time"), "data": [r["first_time"] for r in data["rows"][:15]]},
+                                   {"key": "repeat", "label": _("Repeat"), "data": [r["repeat"] for r in data["rows"][:15]]}]}}
+    return _page("reports/first_repeat.html", filter_pair=(f, form), data=data, charts=chart, dimension=dimension,
+                 dimensions=reports.DIMENSIONS)
+
+
+@bp.get("/managers")
+@roles_required(*STAFF)
+def managers():
+    f, form = report_filter()
+    rows = reports.managers_report(get_session(), f)
+    cols = ["name", "routed", "answered", "answer_rate", "missed", "avg_wait", "avg_talk", "leads", "deals", "revenue"]
+    if _wants_csv():
+        return csv_response(f"managers-{form['from']}-{form['to']}.csv", cols, ([r[c] for c in cols] for r in rows))
+    chart = {"bars": {"labels": [r["name"] for r in rows],
+                      "datasets": [{"key": "answered", "label": _("Answered"), "data": [r["answered"] for r in rows]},
+                                   {"key": "missed", "label": _("Missed"), "data": [r["missed"] for r in rows]}]}}
+    return _page("reports/managers.html", filter_pair=(f, form), rows=rows, charts=chart)
+
+
+@bp.get("/funnel")
+@roles_required(*STAFF)
+def funnel():
+    f, form = report_filter()
+    data = reports.funnel(get_session(), f)
+    cols = ["label", "sessions", "calls", "leads", "deals", "revenue", "cost", "roi", "cost_per_call", "cost_per_lead"]
+    if _wants_csv():
+        return csv_response(f"funnel-{form['from']}-{form['to']}.csv", cols, ([r[c] for c in cols] for r in data["rows"]))
+    return _page("reports/funnel.html", filter_pair=(f, form), data=data)
+
+
+@bp.get("/pools")
+@roles_required(*STAFF)
+def pools():
+    f, form = report_filter()
+    rows = reports.pool_health(get_session(), f)
+    cols = ["name", "size", "utilisation", "peak", "overflows", "recommended", "samples"]
+    if _wants_csv():
+        return csv_response(f"pools-{form['from']}-{form['to']}.csv", cols, ([r[c] for c in cols] for r in rows))
+    chart = {"bars": {"labels": [r["name"] for r in rows],
+                      "datasets": [{"key": "size", "label": _("Size"), "data": [r["size"] for r in rows]},
+                                   {"key": "peak", "label": _("Peak"), "data": [r["peak"] for r in rows]},
+                                   {"key": "recommended", "label": _("Recommended"), "data": [r["recommended"] for r in rows]}]}}
+    return _page("reports/pools.html", filter_pair=(f, form), rows=rows, charts=chart)

@@ -1,0 +1,124 @@
+from __future__ import annotations
+
+from flask import abort, flash, redirect, render_template, request, url_for
+from flask_babel import gettext as _
+from sqlalchemy import select
+from sqlalchemy.exc import IntegrityError
+
+from webadmin.db import get_session
+from webadmin.security import roles_required
+from webadmin.settings import bp
+from webadmin.settings.crud import ENTITIES, Entity, parse_form
+
+
+def _entity(slug: str) -> Entity:
+    entity = ENTITIES.get(slug)
+    if entity is None:
+        abort(404)
+    return entity
+
+
+def _defaults(entity: Entity) -> dict:
+    values = {}
+    for f in entity.fields:
+        column = entity.model.__table__.c.get(f.name)
+        default = column.default if column is not None else None
+        if default is not None and default.is_scalar:
+            values[f.name] = default.arg
+        elif f.kind == "bool":
+            values[f.name] = False
+    return values
+
+
+class _Blank:
+    """A stand-in object for the "new" form, carrying column defaults."""
+
+    def __init__(self, values: dict):
+        self.__dict__.update(values)
+
+    def __getattr__(self, name):
+        return None
+
+
+@bp.get("/")
+@roles_required("admin")
+def index():
+    db = get_session()
+    counts = {slug: db.query(e.model).count() for slug, e in ENTITIES.items()}
+    return render_template("settings/index.html", entities=ENTITIES, counts=counts)
+
+
+@bp.get("/<slug>/")
+@roles_required("admin")
+def listing(slug: str):
+    entity = _entity(slug)
+    db = get_session()
+    rows = db.scalars(select(entity.model).order_by(entity.order_by).limit(2000)).all()
+    labels = {f.name: dict(f.options(db)) for f in entity.fields if f.kind == "fk"}
+    return render_template("settings/list.html", entity=entity, rows=rows, labels=labels)
+
+
+@bp.route("/<slug>/new", methods=["GET", "POST"])
+@roles_required("admin")
+def create(slug: str):
+    entity = _entity(slug)
+    return _edit(entity, None)
+
+
+@bp.route("/<slug>/<int:obj_id>", methods=["GET", "POST"])
+@roles_required("admin")
+def edit(slug: str, obj_id: int):
+    entity = _entity(slug)
+    obj = get_session().get(entity.model, obj_id)
+    if obj is None:
+        abort(404)
+    return _edit(entity, obj)
+
+
+def _edit(entity: Entity, obj):
+    db = get_session()
+    errors: dict[str, str] = {}
+    submitted = None
+    if request.method == "POST":
+        values, errors = parse_form(entity, request.form, db)
+        submitted = request.form
+        if not errors:
+            target = obj if obj is not None else entity.model()
+            for name, value in values.items():
+                setattr(target, name, value)
+            if obj is None:
+                db.add(target)
+            try:
+                db.commit()
+            except IntegrityError:
+                db.rollback()
+                flash(_("Not saved: another record already uses one of these unique values (name or number)."), "error")
+                status = 409
+            else:
+                flash(_("Saved. The change applies to the next call and the next page view."), "ok")
+                return redirect(url_for("settings.listing", slug=entity.slug))
+        else:
+            status = 400
+        return render_template("settings/edit.html", entity=entity, obj=obj or _Blank(_defaults(entity)), errors=errors,
+                               submitted=submitted, db=db), status
+    return render_template("settings/edit.html", entity=entity, obj=obj or _Blank(_defaults(entity)), errors=errors,
+                           submitted=None, db=db)
+
+
+@bp.post("/<slug>/<int:obj_id>/delete")
+@roles_required("admin")
+def delete(slug: str, obj_id: int):
+    entity = _entity(slug)
+    db = get_session()
+    obj = db.get(entity.model, obj_id)
+    if obj is None:
+        abort(404)
+    db.delete(obj)
+    try:
+        db.commit()
+    except IntegrityError:
+        db.rollback()
+        flash(_("Cannot delete: other records still refer to it."), "error")
+    else:
+        flash(_("Deleted."), "ok")
+    return redirect(url_for("settings.listing", slug=entity.slug))
