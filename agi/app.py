@@ -120,7 +120,7 @@ class AgiApp:
             return None
         except (TimeoutError, AGIProtocolError) as exc:
             log.error("agi %s: unusable environment (%s); sending the call to the fallback",
-                      peer, exc or "timeout")
+                      peer, str(exc) or "no blank line within the request timeout")
             metrics.AGI_REQUESTS.labels(route="?", result="failed").inc()
             await self._fail(channel, peer)
             return None
@@ -165,4 +165,4 @@ class AgiApp:
             await asyncio.wait_for(announce.announce_failure(channel, self.settings, self.fallback_destination()),
                                    FAILURE_SEND_TIMEOUT)
         except (TimeoutError, AGIError, OSError) as exc:
-            log.warning("agi %s: could not send the fallback variables (%s)", peer, exc or "timeout")
+            log.warning("agi %s: could not send the fallback variables (%s)", peer, str(exc) or "timeout")

@@ -148,31 +148,39 @@ class AGIChannel:
             return raw
 
     async def read_environment(self) -> AGIEnvironment:
-        """Read ``agi_*`` lines up to the blank line.  Bad lines are noted, not fatal,
-        except when the block is unbounded (too many headers), which raises."""
+        """Read ``agi_*`` lines up to the blank line.
+
+        A line that is not a header is noted in ``problems`` and skipped; an over-long line
+        (read to its end, then to the blank line) or too many lines raise AGIProtocolError:
+        such a block is not from Asterisk and nothing in it should be trusted.
+        """
         env = AGIEnvironment()
         count = 0
+        failure: AGIProtocolError | None = None
         while True:
+            # Past a failure keep reading (and dropping) to the blank line, so the failure
+            # variables we send next are read as commands; the caller's timeout bounds this.
             try:
                 raw = await self._readline()
             except AGIHeaderTooLong as exc:
-                env.problems.append(str(exc))
-                count += 1
-                if count > self.max_headers:
-                    raise AGIProtocolError(f"more than {self.max_headers} environment lines") from None
+                failure = failure or exc
                 continue
             line = _decode(raw)
             if line == "":
                 break
             count += 1
             if count > self.max_headers:
-                raise AGIProtocolError(f"more than {self.max_headers} environment lines")
+                failure = failure or AGIProtocolError(f"more than {self.max_headers} environment lines")
+            if failure is not None:
+                continue
             name, sep, value = line.partition(":")
             name = name.strip()
             if not sep or not name.startswith("agi_"):
                 env.problems.append(f"not an agi_ header: {line[:80]!r}")
                 continue
             env.headers[name] = value[1:] if value.startswith(" ") else value
+        if failure is not None:
+            raise failure
         args = []
         index = 1
         while f"agi_arg_{index}" in env.headers:

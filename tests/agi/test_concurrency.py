@@ -1,0 +1,62 @@
+"""Simultaneous calls: the atomic reservation never gives one free manager to two calls."""
+
+from __future__ import annotations
+
+import asyncio
+from collections import Counter
+
+from sqlalchemy import select
+
+from astertrack import dialplan_vars as v
+from astertrack.models import Call, Manager
+from tests.agi.conftest import recording
+from tests.agi.fake_asterisk import FakeAsterisk
+
+
+async def _burst(fake: FakeAsterisk, count: int):
+    rec = recording("pjsip_fastagi_1")
+    sessions = []
+    for index in range(count):
+        env = FakeAsterisk.environment(rec, script="inbound", overrides={
+            "agi_uniqueid": f"1795439737.{index}", "agi_callerid": f"7916{index:07d}"})
+        sessions.append(fake.session(env, timeout=60))
+    return await asyncio.gather(*sessions)
+
+
+def _check(results, session, managers: int, strategy: str):
+    assert len(results) == 50
+    assert all(r.variables.get(v.STATUS) == "OK" for r in results), "every call gets a decision"
+    chosen = [r.variables[v.DIAL] for r in results if r.variables[v.DIAL]]
+    assert len(chosen) == managers, f"{strategy}: {len(chosen)} calls got a manager"
+    assert len(set(chosen)) == managers, f"{strategy}: a manager was chosen twice: {Counter(chosen).most_common(3)}"
+    fallbacks = [r for r in results if not r.variables[v.DIAL]]
+    assert all(r.variables[v.ROUTED_BY] == "fallback" and r.variables[v.FALLBACK] for r in fallbacks)
+    session.expire_all()
+    holders = [m.reserved_call_uid for m in session.execute(select(Manager)).scalars()]
+    assert len(set(holders)) == managers and None not in holders
+    calls = session.execute(select(Call)).scalars().all()
+    assert len(calls) == 50 and len({c.uniqueid for c in calls}) == 50
+
+
+def test_fifty_simultaneous_calls_never_share_one_of_ten_free_managers(agi, seed, session):
+    seed.static_number("+74950000101", "google-ads")
+    members = seed.managers(*[str(100 + i) for i in range(1, 11)])
+    seed.rule("sales", seed.group("sales", members), strategy="round_robin")
+    seed.commit()
+    _, fake = agi
+
+    results = asyncio.run(_burst(fake, 50))
+
+    _check(results, session, 10, "round_robin")
+
+
+def test_fifty_simultaneous_calls_with_least_recent_strategy(agi, seed, session):
+    seed.static_number("+74950000101", "google-ads")
+    members = seed.managers(*[str(200 + i) for i in range(1, 11)])
+    seed.rule("sales", seed.group("sales", members), strategy="least_recent")
+    seed.commit()
+    _, fake = agi
+
+    results = asyncio.run(_burst(fake, 50))
+
+    _check(results, session, 10, "least_recent")

@@ -1,0 +1,180 @@
+"""Broken and hostile AGI input: a clean failure to the fallback, a log line, and the server keeps serving."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import socket
+import time
+
+import pytest
+
+from astertrack import dialplan_vars as v
+from tests.agi.conftest import GLOBAL_FALLBACK, recording
+from tests.agi.fake_asterisk import FakeAsterisk, run
+
+FALLBACK = f"dial:{GLOBAL_FALLBACK}"
+
+
+def _env(script="inbound", **overrides):
+    return FakeAsterisk.environment(recording("pjsip_fastagi_1"), overrides=overrides, script=script)
+
+
+def assert_fallback(result):
+    got = result.variables
+    assert got[v.STATUS] == "FAILED"
+    assert got[v.FALLBACK] == FALLBACK
+    assert got[v.DIAL] == "" and got[v.QUEUE] == ""
+    assert got[v.ROUTED_BY] == "failed"
+    assert result.closed_by_server
+
+
+def assert_still_serving(fake):
+    """A normal call right after the bad one gets a real decision."""
+    result = run(fake.session(_env(), variables={"CHANNEL(linkedid)": "1.1"}))
+    assert result.variables[v.STATUS] == "OK"
+    assert result.variables[v.SOURCE] == "google-ads"
+    return result
+
+
+@pytest.fixture
+def seeded(seed):
+    seed.static_number("+74950000101", "google-ads")
+    seed.managers("101")
+    seed.commit()
+
+
+def test_unknown_route_goes_to_the_fallback_and_is_logged(agi, seeded, caplog):
+    _, fake = agi
+    caplog.set_level(logging.INFO, logger="agi")
+    rec = recording("local_fastagi_1")  # the lab's first server called its route "route"
+
+    result = run(fake.session(FakeAsterisk.environment(rec)))
+
+    assert_fallback(result)
+    assert "unknown AGI route 'route'" in caplog.text
+    assert_still_serving(fake)
+
+
+def test_environment_without_any_agi_field_fails_cleanly(agi, seeded, caplog):
+    _, fake = agi
+    caplog.set_level(logging.INFO, logger="agi")
+
+    result = run(fake.session(b"\n"))
+
+    assert_fallback(result)
+    assert "unknown AGI route ''" in caplog.text
+    assert_still_serving(fake)
+
+
+def test_missing_caller_and_did_fields_still_connect_the_caller(agi, seeded, session):
+    _, fake = agi
+    env = [("agi_network_script", "inbound"), ("agi_channel", "PJSIP/trunk-00000009")]
+
+    result = run(fake.session(env))
+
+    assert result.variables[v.STATUS] == "OK"
+    assert result.variables[v.SOURCE] == ""
+    assert result.variables[v.DIAL] == "PJSIP/101"  # the default rule still finds a free manager
+
+
+def test_non_utf8_bytes_in_the_environment_are_replaced_not_fatal(agi, seeded, caplog):
+    _, fake = agi
+    env = FakeAsterisk.encode_environment(_env(agi_calleridname="X"))
+    env = env.replace(b"agi_calleridname: X", b"agi_calleridname: \xc8\xe2\xe0\xed \xff\xfe")
+    env = env.replace(b"agi_language: en", b"agi_\xff\xfe: junk\nthis line is not a header")
+
+    result = run(fake.session(env, variables={"CHANNEL(linkedid)": "1.1"}))
+
+    assert result.variables[v.STATUS] == "OK"
+    assert result.variables[v.DIAL] == "PJSIP/101"
+    assert "\ufffd" in result.variables["CALLERID(name)"]
+    assert "environment problems" in caplog.text
+
+
+def test_a_one_megabyte_header_line_is_rejected_cleanly(agi, seeded, caplog):
+    _, fake = agi
+    caplog.set_level(logging.INFO, logger="agi")
+    env = _env(agi_calleridname="A" * (1024 * 1024))
+
+    result = run(fake.session(env))
+
+    assert_fallback(result)
+    assert "line longer than 8192 bytes" in caplog.text
+    assert_still_serving(fake)
+
+
+def test_an_endless_environment_is_cut_off(agi, seeded, caplog):
+    _, fake = agi
+    env = [("agi_network_script", "inbound")] + [(f"agi_x{i}", "y") for i in range(5000)]
+
+    result = run(fake.session(env))
+
+    assert_fallback(result)
+    assert "more than 256 environment lines" in caplog.text
+    assert_still_serving(fake)
+
+
+def test_caller_hanging_up_mid_request_is_logged_and_the_server_carries_on(agi, seeded, caplog):
+    _, fake = agi
+    caplog.set_level(logging.INFO, logger="agi")
+
+    result = run(fake.session(_env(), hangup_after=3))  # drop the socket after 3 commands
+
+    assert not result.closed_by_server
+    assert_still_serving(fake)
+    deadline = time.monotonic() + 5
+    while "caller gone" not in caplog.text and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert "caller gone" in caplog.text
+
+
+def test_inline_hangup_line_ends_the_request_without_a_crash(agi, seeded, caplog):
+    _, fake = agi
+    caplog.set_level(logging.INFO, logger="agi")
+
+    run(fake.session(_env(), hangup_line_at=5))
+
+    assert_still_serving(fake)
+    assert "caller gone" in caplog.text
+
+
+def test_half_sent_environment_times_out(start_server, db_url, seeded, caplog):
+    thread, fake = start_server(db_url, request_timeout="0.5")
+    caplog.set_level(logging.INFO, logger="agi")
+    with socket.create_connection(thread.address, timeout=5) as sock:
+        sock.sendall(b"agi_network_script: inbound\nagi_channel: PJSIP/t-1\n")  # no blank line, then silence
+        received = b""
+        with sock.makefile("rb") as replies:
+            for line in replies:  # answer like Asterisk until the server hangs up
+                received += line
+                sock.sendall(b"200 result=1\n")
+    assert b'SET VARIABLE CT_STATUS "FAILED"' in received
+    assert "no blank line within the request timeout" in caplog.text
+    assert_still_serving(fake)
+
+
+def test_database_down_sends_every_call_to_the_fallback_and_keeps_serving(start_server, caplog):
+    _, fake = start_server("postgresql+psycopg://postgres@127.0.0.1:1/unreachable")
+    caplog.set_level(logging.INFO, logger="agi")
+
+    first = run(fake.session(_env(), variables={"CHANNEL(linkedid)": "1.1"}))
+    second = run(fake.session(_env(), variables={"CHANNEL(linkedid)": "1.2"}))
+
+    assert_fallback(first)
+    assert_fallback(second)
+    assert "OperationalError" in caplog.text and "sending the call to the fallback" in caplog.text
+
+
+def test_many_broken_sessions_at_once_do_not_stop_good_ones(agi, seeded):
+    _, fake = agi
+
+    async def mix():
+        bad = [fake.session(b"garbage\n" * 10 + b"\n") for _ in range(10)]
+        cut = [fake.session(_env(), hangup_after=1) for _ in range(10)]
+        results = await asyncio.gather(*bad, *cut, return_exceptions=True)
+        return results
+
+    results = run(mix())
+    assert not [r for r in results if isinstance(r, Exception)]
+    assert_still_serving(fake)
