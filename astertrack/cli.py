@@ -256,3 +256,72 @@ def run(ctx: Context, no_agi: bool, no_ami: bool, workers: int) -> None:
         agi = config.values["agi"]
         click.echo(f"FastAGI:    agi://{agi['listen_host']}:{agi['listen_port']}/inbound")
     sys.exit(supervise(children, config_path=config.path))
+
+
+@main.command()
+@click.option("--dry-run", is_flag=True, help="report what would be freed, delete nothing")
+@click.option("--site", "site_ids", type=int, multiple=True, help="only these site ids (repeatable)")
+@click.option("--json", "as_json", is_flag=True, help="print the report as JSON")
+@pass_ctx
+def retention(ctx: Context, dry_run: bool, site_ids: tuple[int, ...], as_json: bool) -> None:
+    """Delete calls, sessions and recordings older than each site's retention (the daily timer runs this)."""
+    import json
+
+    from astertrack.retention import human_bytes, sweep_from_config
+
+    report = sweep_from_config(ctx.config, ctx.session_factory, dry_run=dry_run, site_ids=site_ids or None)
+    if as_json:
+        click.echo(json.dumps(report.as_dict(), indent=2))
+    else:
+        for site in report.sites:
+            click.echo(("would free " if dry_run else "") + site.summary())
+            for error in site.errors:
+                click.echo(f"  error: {error}", err=True)
+        totals = report.totals
+        click.echo(f"total: {totals['calls_deleted']} calls, {totals['sessions_deleted']} sessions, "
+                   f"{totals['recordings_deleted']} recordings, {human_bytes(totals['bytes_freed'])}, "
+                   f"{totals['raw_events_deleted']} raw events" + (" (dry run)" if dry_run else ""))
+    if report.totals["errors"]:
+        sys.exit(1)
+
+
+@main.command()
+@click.option("-o", "--output", default=".", show_default=True, type=click.Path(),
+              help="directory (a dated file name is chosen) or archive file name")
+@click.option("--no-config", is_flag=True, help="database only, without the config files (and their secrets)")
+@pass_ctx
+def backup(ctx: Context, output: str, no_config: bool) -> None:
+    """Back up the database and config into one .tar.gz (recordings: back up their directory by path)."""
+    from astertrack.backup import BackupError, create_backup
+
+    try:
+        path, manifest = create_backup(ctx.config, output, include_config=not no_config)
+    except BackupError as exc:
+        raise click.ClickException(str(exc)) from None
+    click.echo(f"wrote {path} ({manifest.backend} database at revision {manifest.revision or 'unknown'}, "
+               f"{len(manifest.config_files)} config files; mode 0600: it holds secrets)")
+    click.echo(f"recordings are not in the archive: back up {manifest.recordings_dir} by path")
+
+
+@main.command()
+@click.argument("archive", type=click.Path(exists=True, dir_okay=False))
+@click.option("--config-to", type=click.Path(file_okay=False), default=None,
+              help="also restore the config files into this directory (e.g. /etc/astertrack)")
+@click.option("--overwrite-config", is_flag=True, help="replace config files that already exist there")
+@click.option("--yes", is_flag=True, help="do not ask for confirmation")
+@pass_ctx
+def restore(ctx: Context, archive: str, config_to: str | None, overwrite_config: bool, yes: bool) -> None:
+    """Replace the configured database with the one in a backup archive (stop the services first)."""
+    from astertrack.backup import BackupError, read_manifest, restore_backup
+
+    try:
+        manifest = read_manifest(archive)
+        click.echo(f"archive: {manifest.backend} database from node {manifest.node}, {manifest.created_at}, "
+                   f"revision {manifest.revision or 'unknown'}")
+        if not yes:
+            click.confirm("This replaces every row in the configured database. Continue?", abort=True)
+        restore_backup(ctx.config, archive, restore_config_to=config_to, overwrite_config=overwrite_config)
+    except BackupError as exc:
+        raise click.ClickException(str(exc)) from None
+    click.echo("database restored; run `astertrack db upgrade` if this release is newer than the backup, "
+               "then start the services")

@@ -143,6 +143,13 @@ SCHEMA: dict[str, dict[str, Key]] = {
                                    help="sweep expired holds and sample pool usage this often (0 = off)"),
         "sample_seconds": Key(_positive_int, 60, help="pool usage sample interval for pool health"),
     },
+    "retention": {
+        "calls_days": Key(_positive_int, 0, help="default for sites without their own setting; 0 = keep forever"),
+        "sessions_days": Key(_positive_int, 0, help="visitor sessions, overflow events, pool samples; 0 = keep"),
+        "recordings_days": Key(_positive_int, 0, help="audio files (the call row stays); 0 = keep forever"),
+        "raw_events_days": Key(_positive_int, 0, help="raw AMI events kept for rebuilding outcomes; 0 = keep"),
+        "batch_size": Key(_positive_int, 500, help="rows per delete transaction"),
+    },
     "recordings": {
         "dir": Key(_text, "/var/spool/asterisk/monitor"),
         "format": Key(_choice("wav", "WAV", "gsm", "mp3"), "wav"),
