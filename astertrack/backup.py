@@ -33,6 +33,7 @@ from sqlalchemy.engine import make_url
 from astertrack.db import normalise_url
 
 FORMAT = 1
+PG_VERSIONED_BIN = Path("/usr/lib/postgresql")  # Debian keeps each major version's tools here
 
 
 class BackupError(RuntimeError):
@@ -80,7 +81,7 @@ def libpq_url(url: str) -> str:
 def _pg_tool(name: str) -> str:
     found = shutil.which(name)
     if found is None:
-        for candidate in sorted(Path("/usr/lib/postgresql").glob(f"*/bin/{name}"), reverse=True):
+        for candidate in sorted(PG_VERSIONED_BIN.glob(f"*/bin/{name}"), reverse=True):
             return str(candidate)
         raise BackupError(f"{name} not found: install the PostgreSQL client tools (Debian/Ubuntu: "
                           "apt-get install postgresql-client, a version at least as new as the server)")

@@ -1,0 +1,152 @@
+"""astertrack backup / restore through the real CLI, on SQLite and on a private PostgreSQL database."""
+
+from __future__ import annotations
+
+import json
+import os
+import tarfile
+import uuid
+
+import pytest
+from click.testing import CliRunner
+from sqlalchemy import create_engine, func, select, text
+from sqlalchemy.engine import make_url
+
+from astertrack import migrate
+from astertrack.cli import main
+from astertrack.db import make_engine, make_session_factory
+from astertrack.models import Base, Call, Site
+
+
+def build_schema(url):
+    """Current models plus a stamped revision (the lead regenerates the migration at the end)."""
+    from alembic import command
+
+    engine = make_engine(url)
+    Base.metadata.create_all(engine)
+    engine.dispose()
+    command.stamp(migrate.alembic_config(url), "head")
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def migrated_url(request, tmp_path):
+    """A database built by the real migrations (backups carry the schema revision)."""
+    if request.param == "sqlite":
+        url = f"sqlite:///{tmp_path / 'live.db'}"
+        build_schema(url)
+        yield url
+        return
+    admin_url = request.getfixturevalue("pg_admin_url")
+    if admin_url is None:
+        pytest.skip("no PostgreSQL available")
+    name = f"astertrack_backup_{uuid.uuid4().hex[:8]}"
+    admin = create_engine(admin_url, isolation_level="AUTOCOMMIT")
+    with admin.connect() as conn:
+        conn.execute(text(f'CREATE DATABASE "{name}"'))
+    url = make_url(admin_url).set(database=name).render_as_string(hide_password=False)
+    build_schema(url)
+    try:
+        yield url
+    finally:
+        with admin.connect() as conn:
+            conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+        admin.dispose()
+
+
+def write_config(directory, url, recordings):
+    (directory / "conf.d").mkdir(parents=True)
+    (directory / "astertrack.conf").write_text(f"[general]\nnode = pbx-b\n\n[recordings]\ndir = {recordings}\n")
+    secrets = directory / "conf.d" / "10-secrets.conf"
+    secrets.write_text(f"[database]\nurl = {url}\n\n[web]\nsecret_key = s3cret-key-value\n")
+    secrets.chmod(0o640)
+    return directory / "astertrack.conf"
+
+
+def counts(url):
+    engine = make_engine(url)
+    try:
+        with make_session_factory(engine)() as session:
+            return (session.scalar(select(func.count()).select_from(Site)),
+                    session.scalar(select(func.count()).select_from(Call)),
+                    sorted(session.scalars(select(Site.name))))
+    finally:
+        engine.dispose()
+
+
+def test_backup_then_restore_round_trip(migrated_url, tmp_path):
+    conf = write_config(tmp_path / "etc", migrated_url, tmp_path / "monitor")
+    engine = make_engine(migrated_url)
+    with make_session_factory(engine)() as session:
+        site = Site(name="before")
+        session.add(site)
+        session.flush()
+        session.add_all([Call(site_id=site.id, did="+74950000101"), Call(site_id=site.id, did="+74950000102")])
+        session.commit()
+    engine.dispose()
+    runner = CliRunner()
+    out_dir = tmp_path / "backups"
+    out_dir.mkdir()
+    result = runner.invoke(main, ["-c", str(conf), "backup", "-o", str(out_dir)])
+    assert result.exit_code == 0, result.output
+    (archive,) = list(out_dir.iterdir())
+    assert archive.name.startswith("astertrack-backup-pbx-b-") and archive.name.endswith(".tar.gz")
+    assert oct(archive.stat().st_mode & 0o777) == "0o600"
+    assert "back up" in result.output and str(tmp_path / "monitor") in result.output
+    with tarfile.open(archive) as tar:
+        names = set(tar.getnames())
+        manifest = json.load(tar.extractfile("manifest.json"))
+    backend = "sqlite" if migrated_url.startswith("sqlite") else "postgresql"
+    dump = "database.sqlite3" if backend == "sqlite" else "database.pgdump"
+    assert names == {"manifest.json", dump, "config/astertrack.conf", "config/conf.d/10-secrets.conf"}
+    assert manifest["backend"] == backend and manifest["node"] == "pbx-b"
+    assert manifest["revision"] == migrate.head_revision()
+
+    # Damage the live database, then restore.
+    engine = make_engine(migrated_url)
+    with make_session_factory(engine)() as session:
+        session.query(Call).delete()
+        session.add(Site(name="after"))
+        session.commit()
+    engine.dispose()
+    assert counts(migrated_url)[1] == 0
+    result = runner.invoke(main, ["-c", str(conf), "restore", str(archive)], input="y\n")
+    assert result.exit_code == 0, result.output
+    assert counts(migrated_url) == (1, 2, ["before"])
+
+    # Config comes back only when asked, and never over existing files without --overwrite-config.
+    target = tmp_path / "restored-etc"
+    result = runner.invoke(main, ["-c", str(conf), "restore", "--yes", "--config-to", str(target), str(archive)])
+    assert result.exit_code == 0, result.output
+    assert (target / "conf.d/10-secrets.conf").read_text() == (tmp_path / "etc/conf.d/10-secrets.conf").read_text()
+    assert oct((target / "conf.d/10-secrets.conf").stat().st_mode & 0o777) == "0o640"
+    result = runner.invoke(main, ["-c", str(conf), "restore", "--yes", "--config-to", str(target), str(archive)])
+    assert result.exit_code != 0 and "exists" in result.output
+
+
+def test_restore_refuses_a_backend_mismatch_and_junk(tmp_path):
+    url = f"sqlite:///{tmp_path / 'a.db'}"
+    build_schema(url)
+    conf = write_config(tmp_path / "etc", url, tmp_path / "rec")
+    runner = CliRunner()
+    result = runner.invoke(main, ["-c", str(conf), "backup", "--no-config", "-o", str(tmp_path / "b.tar.gz")])
+    assert result.exit_code == 0, result.output
+    with tarfile.open(tmp_path / "b.tar.gz") as tar:
+        assert "config/astertrack.conf" not in tar.getnames()
+    other = write_config(tmp_path / "pg-etc", "postgresql://postgres@127.0.0.1:1/none", tmp_path / "rec")
+    result = runner.invoke(main, ["-c", str(other), "restore", "--yes", str(tmp_path / "b.tar.gz")])
+    assert result.exit_code != 0 and "holds a sqlite database but the configured database is postgresql" in result.output
+    junk = tmp_path / "junk.tar.gz"
+    junk.write_bytes(b"not a tar")
+    result = runner.invoke(main, ["-c", str(conf), "restore", "--yes", str(junk)])
+    assert result.exit_code != 0 and "not an astertrack backup archive" in result.output
+
+
+def test_missing_pg_dump_is_a_clear_error(tmp_path, monkeypatch):
+    conf = write_config(tmp_path / "etc", "postgresql://postgres@127.0.0.1:5432/test", tmp_path / "rec")
+    monkeypatch.setenv("PATH", str(tmp_path))  # no pg_dump on PATH
+    monkeypatch.setattr("astertrack.backup.PG_VERSIONED_BIN", tmp_path / "no-postgresql")
+    monkeypatch.setattr("astertrack.backup._current_revision", lambda url: None)
+    result = CliRunner().invoke(main, ["-c", str(conf), "backup", "-o", str(tmp_path)])
+    assert result.exit_code != 0
+    assert "pg_dump not found" in result.output and "postgresql-client" in result.output
+    assert not [p for p in os.listdir(tmp_path) if p.endswith(".tar.gz")]
