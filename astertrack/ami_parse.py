@@ -171,7 +171,10 @@ class AmiStreamParser:
                 if name == "VarSet" and not self._wanted_var(block):
                     self.dropped += 1
                     continue
-            msg = parse_block(block.decode("utf-8", "replace").lstrip("\r\n"))
+            text = block.decode("utf-8", "replace")
+            if "\x00" in text:
+                text = text.replace("\x00", "")  # PostgreSQL refuses NUL in text and JSON
+            msg = parse_block(text.lstrip("\r\n"))
             if msg is None:
                 self.garbage += 1
                 continue

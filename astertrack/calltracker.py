@@ -210,7 +210,7 @@ class CallTracker:
         out, self.out = self.out, []
         return out
 
-    def resync(self, live_channels: list[dict], now: float) -> list[dict]:
+    def resync(self, live_channels: list[dict], now: float, grace: float = 2.0) -> list[dict]:
         """Reconcile with ``CoreShowChannel`` answers after a (re)login.
 
         Channels we track that Asterisk no longer has get a synthetic ``AstertrackChannelGone``
@@ -224,11 +224,14 @@ class CallTracker:
                 msg.setdefault("Timestamp", now)
                 self.feed(msg)
         for uid, ch in list(self.channels.items()):
-            if uid not in alive and not ch.gone:
-                gone = {"Event": GONE_EVENT, "Uniqueid": uid, "Channel": ch.name,
-                        "Linkedid": ch.group.key, "Timestamp": now, "Reason": "not in CoreShowChannels"}
-                synthetic.append(gone)
-                self.feed(gone)
+            if uid in alive or ch.gone or ch.created >= now - grace:
+                continue  # a channel born while Asterisk built the list may be missing from it
+            # The end happened unseen, some time after the last event we have: take that time
+            # rather than now, so an unseen end never inflates talk time.
+            gone = {"Event": GONE_EVENT, "Uniqueid": uid, "Channel": ch.name, "Linkedid": ch.group.key,
+                    "Timestamp": ch.group.last_ts, "Reason": "not in CoreShowChannels"}
+            synthetic.append(gone)
+            self.feed(gone)
         return synthetic
 
     def sweep(self, now: float, orphan_timeout: float) -> list[dict]:
@@ -242,7 +245,7 @@ class CallTracker:
             for uid, ch in list(group.channels.items()):
                 if not ch.gone:
                     gone = {"Event": GONE_EVENT, "Uniqueid": uid, "Channel": ch.name, "Linkedid": group.key,
-                            "Timestamp": now, "Reason": f"silent for {orphan_timeout:.0f} s"}
+                            "Timestamp": group.last_ts, "Reason": f"silent for {orphan_timeout:.0f} s"}
                     synthetic.append(gone)
                     self.feed(gone)
         return synthetic

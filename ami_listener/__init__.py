@@ -1,0 +1,1 @@
+"""astertrack-ami: the AMI listener daemon (connection, ordered dispatch, writer, sweeper, rebuild)."""

@@ -1,0 +1,109 @@
+"""``astertrack-ami``: run the AMI listener; ``astertrack-ami rebuild --since DATE`` re-derives outcomes.
+
+Exit codes: 0 stopped by a signal; 2 Asterisk refused the login (wrong username/secret: retrying
+would only hide the mistake, so systemd's start limit should stop us); 78 bad configuration.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import datetime as dt
+import logging
+import signal
+import sys
+
+import click
+
+from astertrack import metrics
+from astertrack.config import ConfigError, load_config
+from astertrack.db import engine_from_config, make_session_factory
+
+from .connection import AmiAuthError
+from .listener import AmiListener, tracker_from_config
+from .rebuild import rebuild
+
+log = logging.getLogger("astertrack.ami")
+
+EXIT_AUTH = 2
+EXIT_CONFIG = 78
+
+
+def _load(config_path: str | None):
+    try:
+        return load_config(config_path)
+    except ConfigError as exc:
+        click.echo(f"astertrack-ami: configuration error: {exc}", err=True)
+        sys.exit(EXIT_CONFIG)
+
+
+@click.group(invoke_without_command=True)
+@click.option("-c", "--config", "config_path", envvar="ASTERTRACK_CONFIG", default=None,
+              help="configuration file (default /etc/astertrack/astertrack.conf)")
+@click.pass_context
+def main(ctx: click.Context, config_path: str | None) -> None:
+    """Listen to Asterisk's AMI and record every call's outcome (the default command: run)."""
+    ctx.obj = config_path
+    if ctx.invoked_subcommand is None:
+        ctx.invoke(run)
+
+
+@main.command()
+@click.pass_obj
+def run(config_path: str | None) -> None:
+    """Run the listener until SIGTERM/SIGINT."""
+    config = _load(config_path)
+    logging.basicConfig(level=config.values["general"]["log_level"],
+                        format="%(asctime)s %(levelname)s %(name)s: %(message)s", stream=sys.stderr)
+    if not config.values["ami"]["secret"]:
+        click.echo("astertrack-ami: configuration error: [ami] secret is empty", err=True)
+        sys.exit(EXIT_CONFIG)
+    factory = make_session_factory(engine_from_config(config))
+    listener = AmiListener(config, factory)
+    port = config.values["ami"]["metrics_port"]
+    server = None
+    if port:
+        server = metrics.start_http_server("127.0.0.1", port, {"ami": metrics.ami_check(),
+                                                              "database": metrics.database_check(factory)})
+    try:
+        asyncio.run(_serve(listener))
+    except AmiAuthError as exc:
+        log.error("%s", exc)
+        click.echo(f"astertrack-ami: {exc}", err=True)
+        sys.exit(EXIT_AUTH)
+    finally:
+        if server is not None:
+            server.shutdown()
+
+
+async def _serve(listener: AmiListener) -> None:
+    loop = asyncio.get_running_loop()
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(signum, listener.stop)
+    await listener.run()
+    log.info("stopped: %d events applied, %d calls finished", listener.events_applied,
+             listener.writer.calls_finished)
+
+
+@main.command("rebuild")
+@click.option("--since", "since", required=True, help="first call start to rebuild, ISO date or datetime (UTC)")
+@click.pass_obj
+def rebuild_command(config_path: str | None, since: str) -> None:
+    """Re-derive outcomes of calls started since DATE from their stored raw events (idempotent)."""
+    config = _load(config_path)
+    logging.basicConfig(level=config.values["general"]["log_level"], stream=sys.stderr,
+                        format="%(levelname)s %(name)s: %(message)s")
+    try:
+        start = dt.datetime.fromisoformat(since)
+    except ValueError:
+        raise click.BadParameter(f"not an ISO date: {since!r}", param_hint="--since") from None
+    if start.tzinfo is None:
+        start = start.replace(tzinfo=dt.UTC)
+    factory = make_session_factory(engine_from_config(config))
+    report = rebuild(factory, config.values["general"]["node"], start, lambda: tracker_from_config(config),
+                     region=config.values["general"]["default_region"])
+    click.echo(f"calls {report.calls}, rebuilt {report.rebuilt}, changed {report.changed}, "
+               f"not ended in events {report.incomplete}, without events {report.without_events}")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,168 @@
+"""The listener: connection -> one ordered queue -> tracker -> writer, plus resync and the sweeper.
+
+Exactly one consumer task applies events, in the order they were read from the socket (the
+connection hands over each read as one list).  The tracker is pure and fast; everything slow
+(the database) happens in the writer thread.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import datetime as dt
+import logging
+import time
+import uuid
+
+from sqlalchemy.orm import Session, sessionmaker
+
+from astertrack.ami_parse import TRACKED_EVENTS
+from astertrack.calltracker import CallTracker
+from astertrack.config import Config
+
+from .connection import AmiConnection
+from .writer import OP_GAP, OP_SWEEP_DB, CallWriter
+
+log = logging.getLogger(__name__)
+
+RESYNC_GRACE = 5.0  # a DB row younger than this at resync may belong to a call we have not seen yet
+
+
+def tracker_from_config(config: Config) -> CallTracker:
+    """The tracker settings live in one place so that rebuild derives exactly what the live run did."""
+    ami = config.values["ami"]
+    rec = config.values["recordings"]
+    contexts = [c.strip() for c in ami["inbound_contexts"].split(",")]
+    return CallTracker(recordings_dir=rec["dir"], recording_format=rec["format"], inbound_contexts=contexts)
+
+
+class AmiListener:
+    def __init__(self, config: Config, session_factory: sessionmaker[Session]):
+        ami = config.values["ami"]
+        self.config = config
+        self.node = config.values["general"]["node"]
+        self.orphan_timeout = float(ami["orphan_timeout"])
+        self.sweep_interval = float(ami["sweep_interval"])
+        self.tracker = tracker_from_config(config)
+        self.writer = CallWriter(session_factory, self.node, store_raw_events=ami["store_raw_events"],
+                                 region=config.values["general"]["default_region"])
+        self.queue: asyncio.Queue[list[dict]] = asyncio.Queue()
+        self.connection = AmiConnection(
+            host=ami["host"], port=ami["port"], username=ami["username"], secret=ami["secret"],
+            sink=self.enqueue, on_login=self._on_login, on_lost=self._on_lost,
+            ping_interval=ami["ping_interval"], pong_timeout=ami["pong_timeout"],
+            reconnect_max_delay=ami["reconnect_max_delay"], connect_timeout=ami["connect_timeout"],
+            keep_events=TRACKED_EVENTS)
+        self.events_applied = 0
+        self.resyncs = 0
+        self._resync_id: str | None = None
+        self._resync_channels: list[dict] = []
+        self._resync_started: float = 0.0
+        self._stopping = False
+
+    # ------------------------------------------------------------------ the ordered path
+
+    def enqueue(self, events: list[dict]) -> None:
+        """The connection's callback: only enqueue (one list per socket read keeps the order)."""
+        self.queue.put_nowait(events)
+
+    async def consume(self) -> None:
+        while True:
+            batch = await self.queue.get()
+            try:
+                self.apply(batch, time.time())
+            except Exception:  # one bad event must not stop the listener
+                log.exception("could not apply %d AMI events", len(batch))
+            finally:
+                self.queue.task_done()
+
+    def apply(self, batch: list[dict], now: float) -> None:
+        tracker = self.tracker
+        resync_id = self._resync_id
+        for msg in batch:
+            if resync_id is not None and msg.get("ActionID") == resync_id:
+                self._resync_message(msg, now)
+                resync_id = self._resync_id
+                continue
+            tracker.feed(msg, now)
+        self.events_applied += len(batch)
+        ops = tracker.drain()
+        if ops:
+            self.writer.submit(ops)
+
+    def _resync_message(self, msg: dict, now: float) -> None:
+        name = msg.get("Event")
+        if name == "CoreShowChannel":
+            self._resync_channels.append(msg)
+        elif name == "CoreShowChannelsComplete":
+            synthetic = self.tracker.resync(self._resync_channels, now)
+            live = set(self.tracker.groups) | {m.get("Linkedid") for m in self._resync_channels}
+            self.writer.submit(self.tracker.drain())
+            cutoff = dt.datetime.fromtimestamp(self._resync_started - RESYNC_GRACE, dt.UTC)
+            self.writer.submit([(OP_SWEEP_DB, live, cutoff, dt.datetime.now(dt.UTC), "not live after AMI resync")])
+            log.info("resync: %d live channels, %d closed as gone", len(self._resync_channels), len(synthetic))
+            self._resync_channels = []
+            self._resync_id = None
+            self.resyncs += 1
+
+    # ------------------------------------------------------------------ session events
+
+    async def _on_login(self, connection: AmiConnection, down_since: float) -> None:
+        now = time.time()
+        reason = "listener start" if connection.logins == 1 else "reconnected after connection loss"
+        self.writer.submit([(OP_GAP, dt.datetime.fromtimestamp(down_since, dt.UTC),
+                             dt.datetime.fromtimestamp(now, dt.UTC), reason)])
+        self._resync_id = f"astertrack-resync-{uuid.uuid4().hex[:12]}"
+        self._resync_channels = []
+        self._resync_started = now
+        connection.send_action({"Action": "CoreShowChannels", "ActionID": self._resync_id})
+
+    def _on_lost(self, when: float, reason: str) -> None:
+        log.warning("AMI session lost (%s); events until the next login are not seen", reason)
+
+    # ------------------------------------------------------------------ sweeper
+
+    async def sweep_forever(self) -> None:
+        while True:
+            await asyncio.sleep(self.sweep_interval)
+            self.sweep(time.time())
+
+    def sweep(self, now: float) -> None:
+        """Close calls silent for longer than ``orphan_timeout``, in memory and in the database."""
+        self.tracker.sweep(now, self.orphan_timeout)
+        ops = self.tracker.drain()
+        cutoff = dt.datetime.fromtimestamp(now - self.orphan_timeout, dt.UTC)
+        ops.append((OP_SWEEP_DB, set(self.tracker.groups), cutoff, dt.datetime.now(dt.UTC),
+                    f"in progress longer than {self.orphan_timeout:.0f} s"))
+        self.writer.submit(ops)
+
+    # ------------------------------------------------------------------ lifecycle
+
+    async def run(self) -> None:
+        """Run until stopped; raises ``AmiAuthError`` if Asterisk refuses the login."""
+        self.writer.start()
+        consumer = asyncio.create_task(self.consume(), name="ami-consumer")
+        sweeper = asyncio.create_task(self.sweep_forever(), name="ami-sweeper")
+        try:
+            await self.connection.run()
+        finally:
+            sweeper.cancel()
+            await self._drain_queue()
+            consumer.cancel()
+            await asyncio.gather(consumer, sweeper, return_exceptions=True)
+            await asyncio.to_thread(self.writer.flush)
+            self.writer.stop()
+
+    async def _drain_queue(self) -> None:
+        try:
+            await asyncio.wait_for(self.queue.join(), 30)
+        except TimeoutError:
+            log.error("stopped with %d unapplied AMI batches", self.queue.qsize())
+
+    def stop(self) -> None:
+        self._stopping = True
+        self.connection.stop()
+
+    async def settle(self, timeout: float = 30.0) -> None:
+        """Wait until every event read so far is applied and stored (tests, benchmarks)."""
+        await asyncio.wait_for(self.queue.join(), timeout)
+        await asyncio.to_thread(self.writer.flush, timeout)

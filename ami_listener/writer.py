@@ -1,0 +1,350 @@
+"""Persist what the tracker decides: one writer thread, ops applied in order, batched per transaction.
+
+Why a thread: a slow database must never stall the socket reader (Asterisk drops readers that lag,
+``writetimeout``), and SQLAlchemy is synchronous.  Why batches: one transaction per burst keeps
+SQLite at tens of thousands of events per second.  Ops keep the tracker's order, so a call's row
+exists before its raw events and its finish.
+
+Rows: the AGI normally creates the ``Call`` row (``call_uid`` = CT_CALL_ID).  We find it by call id,
+then by linkedid/uniqueid, and create it only when neither exists (AGI down, Local-channel tests).
+Until a call has a row, its raw events wait here, so we never race the AGI into a duplicate row.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import logging
+import queue
+import threading
+import time
+from collections.abc import Iterable
+from typing import Any
+
+from sqlalchemy import insert, or_, select, update
+from sqlalchemy.exc import DBAPIError, OperationalError
+from sqlalchemy.orm import Session, sessionmaker
+
+from astertrack import metrics
+from astertrack.calltracker import OP_DEVICE, OP_EVENT, OP_FINISH, OP_LIVE, OP_MERGE
+from astertrack.db import begin_write, session_scope
+from astertrack.models import AmiGap, Call, CallEvent, Manager, new_uid
+from astertrack.phones import try_normalize
+
+log = logging.getLogger(__name__)
+
+OP_GAP = "gap"  # (OP_GAP, started_at, ended_at, reason)
+OP_SWEEP_DB = "sweep_db"  # (OP_SWEEP_DB, live_linkedids, started_before, now, reason)
+OP_BARRIER = "barrier"  # (OP_BARRIER, threading.Event): set once every earlier op is committed
+_STOP = ("stop",)
+
+_FINISH_FIELDS = ("outcome", "missed_reason", "wait_seconds", "talk_seconds", "total_seconds", "answered_by",
+                  "transferred", "transferred_to", "hangup_cause", "hangup_cause_text", "hangup_side",
+                  "recording_path", "recording_state", "closed_by", "ringing_endpoint")
+
+
+def to_datetime(ts: float | None) -> dt.datetime | None:
+    return None if ts is None else dt.datetime.fromtimestamp(ts, dt.UTC)
+
+
+class CallWriter:
+    """``submit(ops)`` from the event loop; a thread applies them.  ``flush()`` waits for the backlog."""
+
+    def __init__(self, session_factory: sessionmaker[Session], node: str, *, store_raw_events: bool = True,
+                 region: str = "RU", batch_max: int = 5000, retry_delay: float = 1.0):
+        self.session_factory = session_factory
+        self.node = node
+        self.store_raw_events = store_raw_events
+        self.region = region
+        self.batch_max = batch_max
+        self.retry_delay = retry_delay
+        self.queue: queue.SimpleQueue = queue.SimpleQueue()
+        self.row_ids: dict[str, int] = {}  # tracker key -> Call.id
+        self.waiting_events: dict[str, list[dict]] = {}  # events of calls that have no row yet
+        self.managers: dict[str, int] = {}
+        self.managers_loaded = 0.0
+        self.calls_finished = 0
+        self.events_stored = 0
+        self.errors = 0
+        self._thread: threading.Thread | None = None
+        self._stopping = threading.Event()
+
+    # ------------------------------------------------------------------ thread control
+
+    def start(self) -> None:
+        self._thread = threading.Thread(target=self._run, name="ami-writer", daemon=True)
+        self._thread.start()
+
+    def submit(self, ops: Iterable[tuple]) -> None:
+        for op in ops:
+            self.queue.put(op)
+
+    def flush(self, timeout: float = 30.0) -> bool:
+        done = threading.Event()
+        self.queue.put((OP_BARRIER, done))
+        if self._thread is None:
+            self._drain_once()
+        return done.wait(timeout)
+
+    def stop(self, timeout: float = 30.0) -> None:
+        if self._thread is None:
+            return
+        self.queue.put(_STOP)
+        self._thread.join(timeout)
+        self._thread = None
+
+    def _run(self) -> None:
+        while True:
+            if not self._drain_once():
+                return
+
+    def _drain_once(self) -> bool:
+        """Take what is queued (blocking for the first op) and apply it; False after stop."""
+        first = self.queue.get()
+        if first is _STOP:
+            return False
+        batch = [first]
+        stop = False
+        while len(batch) < self.batch_max:
+            try:
+                op = self.queue.get_nowait()
+            except queue.Empty:
+                break
+            if op is _STOP:
+                stop = True
+                break
+            batch.append(op)
+        self.apply(batch)
+        return not stop
+
+    # ------------------------------------------------------------------ applying a batch
+
+    def apply(self, batch: list[tuple]) -> None:
+        barriers = [op[1] for op in batch if op[0] == OP_BARRIER]
+        work = [op for op in batch if op[0] != OP_BARRIER]
+        attempt = 0
+        while work:
+            saved = (dict(self.row_ids), {k: list(v) for k, v in self.waiting_events.items()})
+            try:
+                self._apply_in_transaction(work)
+                break
+            except (OperationalError, DBAPIError) as exc:
+                self.row_ids, self.waiting_events = saved
+                if isinstance(exc, OperationalError) or getattr(exc, "connection_invalidated", False):
+                    attempt += 1
+                    log.error("database unavailable (%s); retrying %d ops in %.0f s (attempt %d)",
+                              exc.__class__.__name__, len(work), self.retry_delay, attempt)
+                    if self._stopping.wait(min(30.0, self.retry_delay * attempt)):
+                        break
+                    continue
+                self._apply_one_by_one(work)
+                break
+            except Exception:
+                self.row_ids, self.waiting_events = saved
+                self._apply_one_by_one(work)
+                break
+        for done in barriers:
+            done.set()
+
+    def _apply_one_by_one(self, work: list[tuple]) -> None:
+        """A batch failed on data: keep every good op, log the bad one with what it was."""
+        for op in work:
+            saved = (dict(self.row_ids), {k: list(v) for k, v in self.waiting_events.items()})
+            try:
+                self._apply_in_transaction([op])
+            except Exception:
+                self.row_ids, self.waiting_events = saved
+                self.errors += 1
+                log.exception("AMI writer could not store %s for %s", op[0], op[1] if len(op) > 1 else "")
+
+    def _apply_in_transaction(self, work: list[tuple]) -> None:
+        rows: list[dict[str, Any]] = []
+        devices: dict[str, tuple[str, float]] = {}
+        finished: list[str] = []
+        with session_scope(self.session_factory) as session:
+            begin_write(session)
+            for op in work:
+                kind = op[0]
+                if kind == OP_EVENT:
+                    self._event(session, op[1], op[2], rows)
+                elif kind == OP_LIVE:
+                    self._live(session, op[2], rows)
+                elif kind == OP_FINISH:
+                    self._finish(session, op[2], rows)
+                    finished.append(op[2].get("outcome"))
+                elif kind == OP_MERGE:
+                    self._merge(session, op[1], op[2], rows)
+                elif kind == OP_DEVICE:
+                    devices[op[1]] = (op[2], op[3])
+                elif kind == OP_GAP:
+                    session.add(AmiGap(node=self.node, started_at=op[1], ended_at=op[2], reason=op[3][:200]))
+                elif kind == OP_SWEEP_DB:
+                    self._sweep_db(session, *op[1:])
+            if rows:
+                session.flush()
+                session.execute(insert(CallEvent), rows)
+            for device, (state, ts) in devices.items():
+                session.execute(update(Manager).where(Manager.endpoint == device)
+                                .values(device_state=state[:20], device_state_at=to_datetime(ts)))
+        self.events_stored += len(rows)
+        for outcome in finished:
+            self.calls_finished += 1
+            metrics.call_finished(outcome)
+
+    # ------------------------------------------------------------------ calls
+
+    def _event(self, session: Session, key: str, msg: dict, rows: list[dict]) -> None:
+        if not self.store_raw_events:
+            return
+        call_id = self.row_ids.get(key)
+        if call_id is None:
+            self.waiting_events.setdefault(key, []).append(msg)
+            return
+        rows.append(self._event_row(call_id, msg))
+
+    def _event_row(self, call_id: int, msg: dict) -> dict[str, Any]:
+        uid = msg.get("Uniqueid") or msg.get("DestUniqueid")
+        linkedid = msg.get("Linkedid") or msg.get("DestLinkedid")
+        ts = msg.get("Timestamp")
+        return {"call_id": call_id, "node": self.node, "name": str(msg.get("Event", ""))[:80],
+                "uniqueid": uid[:150] if isinstance(uid, str) else None,
+                "linkedid": linkedid[:150] if isinstance(linkedid, str) else None,
+                "event_time": ts if isinstance(ts, float) else None,
+                "received_at": dt.datetime.now(dt.UTC), "headers": msg}
+
+    def _row(self, session: Session, rec: dict, rows: list[dict]) -> Call:
+        key = rec["key"]
+        call_id = self.row_ids.get(key)
+        call = session.get(Call, call_id) if call_id is not None else None
+        if call is None:
+            call = self._find(session, rec)
+        if call is None:
+            call = Call(call_uid=(rec.get("call_uid") or new_uid())[:64], node=self.node, linkedid=key[:150],
+                        uniqueid=(rec.get("uniqueid") or key)[:150],
+                        started_at=to_datetime(rec["started_at"]), state="ringing")
+            session.add(call)
+        self._fill_identity(call, rec)
+        if call.id is None:
+            session.flush()
+        self.row_ids[key] = call.id
+        waiting = self.waiting_events.pop(key, None)
+        if waiting:
+            rows.extend(self._event_row(call.id, msg) for msg in waiting)
+        return call
+
+    def _find(self, session: Session, rec: dict) -> Call | None:
+        if rec.get("call_uid"):
+            call = session.scalar(select(Call).where(Call.call_uid == rec["call_uid"]))
+            if call is not None:
+                return call
+        ids = [x for x in rec.get("linkedids", [rec["key"]]) if x]
+        conditions = [Call.linkedid.in_(ids)]
+        if rec.get("uniqueid"):
+            conditions.append(Call.uniqueid == rec["uniqueid"])
+        return session.scalar(select(Call).where(Call.node == self.node, or_(*conditions))
+                              .order_by(Call.id.desc()).limit(1))
+
+    def _fill_identity(self, call: Call, rec: dict) -> None:
+        """Fill what the AGI did not write; never overwrite its attribution."""
+        if not call.linkedid:
+            call.linkedid = rec["key"][:150]
+        if not call.uniqueid and rec.get("uniqueid"):
+            call.uniqueid = rec["uniqueid"][:150]
+        if not call.did and rec.get("did"):
+            call.did = try_normalize(rec["did"], self.region) or None
+        if not call.caller_number and not call.caller_raw and rec.get("caller_number"):
+            number = try_normalize(rec["caller_number"], self.region)
+            if number:
+                call.caller_number = number
+            else:
+                call.caller_raw = rec["caller_number"][:80]
+        if not call.caller_name and rec.get("caller_name"):
+            call.caller_name = rec["caller_name"][:200]
+        if rec.get("started_at") is not None:
+            started = to_datetime(rec["started_at"])
+            if call.started_at is None or (call.state != "finished" and started < call.started_at):
+                call.started_at = started
+        if not call.routed_by and rec.get("routed_by"):
+            call.routed_by = rec["routed_by"][:200]
+
+    def _live(self, session: Session, rec: dict, rows: list[dict]) -> None:
+        call = self._row(session, rec, rows)
+        if call.state == "finished":
+            return
+        call.state = rec["state"]
+        call.ringing_endpoint = rec.get("ringing_endpoint")
+        if rec.get("answered_by"):
+            call.answered_by = rec["answered_by"][:100]
+            call.answered_at = to_datetime(rec.get("answered_at"))
+            call.manager_id = self._manager_id(session, rec["answered_by"]) or call.manager_id
+
+    def _finish(self, session: Session, rec: dict, rows: list[dict]) -> None:
+        call = self._row(session, rec, rows)
+        for name in _FINISH_FIELDS:
+            value = rec.get(name)
+            if isinstance(value, str):
+                value = value[:1024 if name == "recording_path" else 100]
+            setattr(call, name, value)
+        call.state = "finished"
+        call.answered_at = to_datetime(rec.get("answered_at"))
+        call.ended_at = to_datetime(rec.get("ended_at"))
+        call.manager_id = self._manager_id(session, rec.get("answered_by")) if rec.get("answered_by") else None
+        self.row_ids.pop(rec["key"], None)
+
+    def _merge(self, session: Session, absorbed: str, survivor: str, rows: list[dict]) -> None:
+        """Two calls turned out to be one (linkedid re-stamped by a transfer or pickup)."""
+        old = self.row_ids.pop(absorbed, None)
+        waiting = self.waiting_events.pop(absorbed, [])
+        new = self.row_ids.get(survivor)
+        if old is None:
+            self.waiting_events.setdefault(survivor, []).extend(waiting)
+            return
+        if new is None:
+            self.row_ids[survivor] = old
+            self.waiting_events.setdefault(survivor, []).extend(waiting)
+            return
+        session.flush()
+        session.execute(update(CallEvent).where(CallEvent.call_id == old).values(call_id=new))
+        for row in rows:
+            if row["call_id"] == old:
+                row["call_id"] = new
+        rows.extend(self._event_row(new, msg) for msg in waiting)
+        session.execute(update(Call).where(Call.id == old).values(state="finished", closed_by="merged"))
+
+    def _sweep_db(self, session: Session, live_linkedids: set[str], started_before: dt.datetime,
+                  now: dt.datetime, reason: str) -> None:
+        """Close rows left in progress whose channels Asterisk no longer has (restart, gap)."""
+        known = set(self.row_ids.values())
+        stale = session.scalars(select(Call).where(Call.node == self.node, Call.state != "finished",
+                                                   Call.started_at < started_before)).all()
+        for call in stale:
+            if call.id in known or (call.linkedid and call.linkedid in live_linkedids):
+                continue
+            call.state = "finished"
+            call.closed_by = "sweeper"
+            call.ended_at = call.ended_at or now
+            call.ringing_endpoint = None
+            if call.outcome is None:
+                call.outcome = "answered" if call.answered_at else "missed"
+                call.missed_reason = None if call.answered_at else "failed"
+            log.warning("closed call %s (linkedid %s) by sweeper: %s", call.call_uid, call.linkedid, reason)
+
+    def _manager_id(self, session: Session, endpoint: str | None) -> int | None:
+        if not endpoint:
+            return None
+        max_age = 60.0 if endpoint in self.managers else 5.0
+        if time.monotonic() - self.managers_loaded > max_age:
+            self._load_managers(session)
+        if endpoint in self.managers:
+            return self.managers[endpoint]
+        extension = endpoint.split("/", 1)[-1].split("@", 1)[0]
+        return self.managers.get(f"ext:{extension}")
+
+    def _load_managers(self, session: Session) -> None:
+        table: dict[str, int] = {}
+        for manager_id, endpoint, extension in session.execute(
+                select(Manager.id, Manager.endpoint, Manager.extension)):
+            table[endpoint] = manager_id
+            if extension:
+                table.setdefault(f"ext:{extension}", manager_id)
+        self.managers = table
+        self.managers_loaded = time.monotonic()
