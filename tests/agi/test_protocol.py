@@ -1,0 +1,155 @@
+"""The AGI protocol class: quoting, result codes, inline HANGUP, environment limits; the route registry."""
+
+from __future__ import annotations
+
+import asyncio
+
+import pytest
+
+from agi import registry
+from agi.protocol import (
+    AGIAppError,
+    AGIChannel,
+    AGIConnectionClosed,
+    AGIDeadChannel,
+    AGIHangup,
+    AGIHeaderTooLong,
+    AGIInvalidCommand,
+    AGIProtocolError,
+    AGIUsageError,
+    parse_result,
+    quote,
+)
+from tests.agi.fake_asterisk import split_args
+
+
+class Wire:
+    def __init__(self):
+        self.sent = b""
+
+    def write(self, data: bytes) -> None:
+        self.sent += data
+
+    async def drain(self) -> None:
+        return None
+
+
+def talk(replies: bytes, body, limit: int = 2**16):
+    """Run ``await body(channel, wire)`` against canned Asterisk replies."""
+    async def main():
+        reader = asyncio.StreamReader(limit=limit)
+        reader.feed_data(replies)
+        reader.feed_eof()
+        wire = Wire()
+        return await body(AGIChannel(reader, wire), wire)
+
+    return asyncio.run(main())
+
+
+@pytest.mark.parametrize("value", ['plain', 'with "quotes"', 'back\\slash', 'ends with \\', '', 'кириллица',
+                                   'a,b|c', '${SHELL(id)}'])
+def test_quoted_values_survive_asterisks_argument_parser(value):
+    assert split_args(f"SET VARIABLE X {quote(value)}") == ["SET", "VARIABLE", "X", value]
+
+
+def test_line_breaks_cannot_smuggle_a_second_command():
+    quoted = quote('x"\nEXEC System "rm -rf /')
+    assert "\n" not in quoted and "\r" not in quoted
+    assert split_args(f"SET VARIABLE X {quoted}")[3] == 'x" EXEC System "rm -rf /'
+
+
+def test_parse_result_data_and_extras():
+    assert parse_result("200 result=1 (NOT_INUSE)").data == "NOT_INUSE"
+    assert parse_result("200 result=1 (a (nested) value)").data == "a (nested) value"
+    r = parse_result("200 result=0 (timeout) endpos=1234")
+    assert (r.result, r.data, r.extra) == (0, "timeout", "endpos=1234")
+    assert parse_result("200 result=0").data is None
+    with pytest.raises(AGIProtocolError):
+        parse_result("200 nonsense")
+
+
+def test_get_variable_set_and_unset():
+    async def body(ch, wire):
+        assert await ch.get_variable("CHANNEL(linkedid)") == "1795439737.0"
+        assert await ch.get_variable("NOPE") is None
+        assert wire.sent == b"GET VARIABLE CHANNEL(linkedid)\nGET VARIABLE NOPE\n"
+    talk(b"200 result=1 (1795439737.0)\n200 result=0\n", body)
+
+
+def test_error_codes_raise_typed_exceptions():
+    async def invalid(ch, _):
+        with pytest.raises(AGIInvalidCommand):
+            await ch.command("BOGUS")
+    talk(b"510 Invalid or unknown command\n", invalid)
+
+    async def usage(ch, _):
+        with pytest.raises(AGIUsageError) as err:
+            await ch.command("SET VARIABLE")
+        assert "Usage: SET VARIABLE" in err.value.usage
+        assert (await ch.command("NOOP")).result == 1  # the multi-line usage was consumed entirely
+    talk(b"520-Invalid command syntax.  Proper usage follows:\n"
+         b"Usage: SET VARIABLE <variablename> <value>\n520 End of proper usage.\n200 result=1\n", usage)
+
+    async def dead(ch, _):
+        with pytest.raises(AGIDeadChannel):
+            await ch.command("SET VARIABLE A 1")
+        assert ch.hung_up
+    talk(b"511 Command Not Permitted on a dead channel or intercept routine\n", dead)
+
+    async def app_error(ch, _):
+        with pytest.raises(AGIAppError):
+            await ch.exec_app("Foo", "bar")
+    talk(b"200 result=-1\n", app_error)
+
+
+def test_inline_hangup_line_before_the_reply():
+    async def body(ch, _):
+        assert await ch.set_variable("A", "1") is None  # the command itself went through
+        assert ch.hung_up
+        with pytest.raises(AGIHangup):
+            await ch.set_variable("B", "2")  # nothing more is sent to a hung-up channel
+    talk(b"HANGUP\n200 result=1\n", body)
+
+    async def failed_exec(ch, _):
+        with pytest.raises(AGIHangup):
+            await ch.exec_app("UserEvent", "x")
+    talk(b"HANGUP\n200 result=-1\n", failed_exec)
+
+
+def test_eof_is_a_closed_connection():
+    async def body(ch, _):
+        with pytest.raises(AGIConnectionClosed):
+            await ch.command("NOOP")
+    talk(b"", body)
+
+
+def test_environment_args_and_crlf():
+    async def body(ch, _):
+        env = await ch.read_environment()
+        assert env.script == "next" and env.args == ["NOANSWER", "x y"]
+        assert env.get("agi_accountcode") == ""
+    talk(b"agi_network_script: next\r\nagi_arg_1: NOANSWER\r\nagi_arg_2: x y\r\n"
+         b"agi_arg_4: skipped\r\nagi_accountcode: \r\n\r\n", body)
+
+
+@pytest.mark.parametrize("limit", [2**16, 128])
+def test_over_long_line_is_drained_to_the_blank_line_then_refused(limit):
+    long_line = b"agi_calleridname: " + b"A" * 100_000 + b"\n"
+
+    async def body(ch, _):
+        ch.max_line = 100 if limit == 128 else ch.max_line
+        with pytest.raises(AGIHeaderTooLong):
+            await ch.read_environment()
+        assert (await ch.command("NOOP")).result == 1  # the stream is aligned on the next reply
+    talk(b"agi_network_script: inbound\n" + long_line + b"agi_x: y\n\n200 result=1\n", body, limit=limit)
+
+
+def test_duplicate_route_names_are_refused_at_import():
+    registry.load_routes()
+    with pytest.raises(registry.DuplicateRouteError):
+        @registry.route("inbound")
+        async def another_inbound(request):  # pragma: no cover - never registered
+            pass
+    with pytest.raises(registry.UnknownRouteError):
+        registry.lookup("no-such-route")
+    assert {"inbound", "next", "ping"} <= set(registry.ROUTES)
