@@ -1,0 +1,187 @@
+"""Connection life: reconnect and resync, calls that end unseen, a refused login, a dead peer."""
+
+from __future__ import annotations
+
+import asyncio
+import datetime as dt
+import os
+import subprocess
+import sys
+import threading
+import time
+
+import pytest
+from sqlalchemy import func, select
+
+from astertrack.models import AmiGap, Call
+from tests.ami.fake_ami import FakeAmiServer, alive_channels, capture_body, split_blocks
+from tests.ami.fake_ami import Session as Script
+from tests.ami.harness import NODE, finished_calls, run_listener
+from tests.conftest import REPO, SHARED_ASTERISK
+
+AMI_DIR = SHARED_ASTERISK / "ami"
+
+
+def split_after(capture: str, *needles: bytes) -> tuple[bytes, bytes]:
+    """Cut a recorded stream right after the first message containing every needle."""
+    blocks = split_blocks(capture_body(AMI_DIR / f"{capture}.ami.txt"))
+    for index, block in enumerate(blocks):
+        if all(n in block for n in needles):
+            return b"".join(blocks[:index + 1]), b"".join(blocks[index + 1:])
+    raise AssertionError(f"no message with {needles} in {capture}")
+
+
+def test_disconnect_mid_call_then_resync_still_records_the_call(session_factory, db_url):
+    """The session drops while the caller talks to 101; after the reconnect Asterisk still lists
+    the channels, so nothing is closed, and the rest of the call completes the record."""
+    head, tail = split_after("pjsip_g_queue_answered", b"Event: BridgeEnter", b"Channel: PJSIP/trunk")
+    scripts = [Script(stream=head, close_after=True), Script(stream=tail, live_channels=alive_channels(head))]
+    run = run_listener(db_url, scripts, lambda s: finished_calls(s) >= 1)
+    assert run.server.logins == 2
+    with session_factory() as session:
+        call = session.scalar(select(Call))
+        assert session.scalar(select(func.count()).select_from(Call)) == 1
+        assert (call.outcome, call.answered_by, call.closed_by) == ("answered", "PJSIP/101", "events")
+        assert call.wait_seconds == pytest.approx(3.0, abs=1) and call.talk_seconds == pytest.approx(5.0, abs=1)
+        gaps = session.scalars(select(AmiGap).order_by(AmiGap.id)).all()
+        assert [g.reason for g in gaps] == ["listener start", "reconnected after connection loss"]
+        assert gaps[1].started_at <= gaps[1].ended_at
+
+
+def test_call_that_ended_during_the_gap_is_closed_by_the_sweeper_and_marked(session_factory, db_url):
+    head, _lost = split_after("pjsip_a_answered_101", b"Event: BridgeEnter", b"Channel: PJSIP/trunk")
+    scripts = [Script(stream=head, close_after=True), Script(stream=b"", live_channels=[])]
+    run_listener(db_url, scripts, lambda s: finished_calls(s) >= 1)
+    with session_factory() as session:
+        call = session.scalar(select(Call))
+        assert call.state == "finished" and call.closed_by == "sweeper"
+        assert call.outcome == "answered" and call.answered_by == "PJSIP/101"
+        assert call.wait_seconds == pytest.approx(3.0, abs=1)
+        assert call.talk_seconds < 1  # the unseen end is not stretched to the reconnect time
+
+
+def test_ringing_call_that_ended_during_the_gap_is_missed_and_marked(session_factory, db_url):
+    head, _lost = split_after("sip_d_caller_hangup_ringing", b"Event: DialBegin")
+    run_listener(db_url, [Script(stream=head, close_after=True), Script()], lambda s: finished_calls(s) >= 1)
+    with session_factory() as session:
+        call = session.scalar(select(Call))
+        assert (call.state, call.closed_by, call.outcome) == ("finished", "sweeper", "missed")
+        assert call.answered_by is None
+
+
+def test_rows_left_in_progress_by_an_earlier_run_are_swept_at_login(session_factory, db_url):
+    old = dt.datetime.now(dt.UTC) - dt.timedelta(minutes=10)
+    with session_factory() as session:
+        session.add(Call(call_uid="left-over", node=NODE, linkedid="1700000000.1", state="up", started_at=old,
+                         answered_at=old + dt.timedelta(seconds=5), answered_by="PJSIP/101"))
+        session.add(Call(call_uid="other-node", node="pbx-other", linkedid="1700000000.2", state="up",
+                         started_at=old))
+        session.commit()
+    run_listener(db_url, [Script()], lambda s: s.scalar(select(Call).where(Call.call_uid == "left-over"))
+                 .state == "finished")
+    with session_factory() as session:
+        left = session.scalar(select(Call).where(Call.call_uid == "left-over"))
+        assert (left.closed_by, left.outcome) == ("sweeper", "answered")
+        other = session.scalar(select(Call).where(Call.call_uid == "other-node"))
+        assert other.state == "up"  # another PBX's calls are not ours to close
+
+
+def test_dead_peer_without_pong_is_detected_and_reconnected(session_factory, db_url):
+    async def scenario():
+        server = FakeAmiServer([Script(), Script()], secret="s3cret", answer_pings=False)
+        port = await server.start()
+        from ami_listener.listener import AmiListener
+        from astertrack.db import make_engine, make_session_factory
+        from tests.ami.harness import make_config
+
+        engine = make_engine(db_url)
+        listener = AmiListener(make_config(db_url, port, ping_interval=0.2, pong_timeout=0.3),
+                               make_session_factory(engine))
+        task = asyncio.create_task(listener.run())
+        deadline = time.monotonic() + 10
+        while server.logins < 2 and time.monotonic() < deadline:
+            await asyncio.sleep(0.05)
+        listener.stop()
+        await asyncio.wait_for(task, 10)
+        await server.close()
+        engine.dispose()
+        return server
+
+    server = asyncio.run(scenario())
+    assert server.logins >= 2
+    assert any(a.get("Action") == "Ping" for a in server.actions)
+
+
+class _ServerThread:
+    """The fake server on its own loop, for tests that run the daemon as a subprocess."""
+
+    def __init__(self, server: FakeAmiServer):
+        self.server = server
+        self.loop = asyncio.new_event_loop()
+        self.ready = threading.Event()
+        self.thread = threading.Thread(target=self._run, daemon=True)
+
+    def _run(self):
+        asyncio.set_event_loop(self.loop)
+        self.loop.run_until_complete(self.server.start())
+        self.ready.set()
+        self.loop.run_forever()
+
+    def __enter__(self):
+        self.thread.start()
+        assert self.ready.wait(5)
+        return self.server
+
+    def __exit__(self, *exc):
+        asyncio.run_coroutine_threadsafe(self.server.close(), self.loop).result(5)
+        self.loop.call_soon_threadsafe(self.loop.stop)
+        self.thread.join(5)
+
+
+def test_wrong_secret_exits_non_zero_with_a_clear_error_and_no_retry_loop(tmp_path):
+    with _ServerThread(FakeAmiServer([], secret="the-right-one")) as server:
+        config = tmp_path / "astertrack.conf"
+        config.write_text(f"[general]\nnode = {NODE}\n[database]\nurl = sqlite:///{tmp_path / 'db.sqlite'}\n"
+                          f"[ami]\nport = {server.port}\nsecret = a-wrong-one\nreconnect_max_delay = 0.2\n"
+                          f"metrics_port = 0\n")
+        config.chmod(0o600)
+        env = {**os.environ, "PYTHONPATH": str(REPO)}
+        started = time.monotonic()
+        proc = subprocess.run([sys.executable, "-m", "ami_listener.daemon", "-c", str(config)], cwd=REPO, env=env,
+                              capture_output=True, text=True, timeout=30)
+        elapsed = time.monotonic() - started
+    assert proc.returncode == 2, proc.stderr
+    assert "AMI authentication failed for user 'astertrack'" in proc.stderr
+    assert server.failed_logins == 1 and server.connections == 1  # no silent reconnect loop
+    assert elapsed < 15
+
+
+def test_unreachable_asterisk_is_retried_not_fatal(session_factory, db_url):
+    """Connection refused is a transient failure: the listener keeps trying and logs in later."""
+    async def scenario():
+        import socket
+
+        from ami_listener.listener import AmiListener
+        from astertrack.db import make_engine, make_session_factory
+        from tests.ami.harness import make_config
+
+        with socket.socket() as probe:
+            probe.bind(("127.0.0.1", 0))
+            port = probe.getsockname()[1]
+        engine = make_engine(db_url)
+        listener = AmiListener(make_config(db_url, port), make_session_factory(engine))
+        task = asyncio.create_task(listener.run())
+        await asyncio.sleep(0.8)  # a few refused attempts
+        assert not task.done()
+        server = FakeAmiServer([Script()], secret="s3cret")
+        server.server = await asyncio.start_server(server._handle, "127.0.0.1", port)
+        deadline = time.monotonic() + 10
+        while server.logins < 1 and time.monotonic() < deadline:
+            await asyncio.sleep(0.05)
+        listener.stop()
+        await asyncio.wait_for(task, 10)
+        await server.close()
+        engine.dispose()
+        return server
+
+    assert asyncio.run(scenario()).logins == 1
