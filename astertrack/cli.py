@@ -325,3 +325,36 @@ def restore(ctx: Context, archive: str, config_to: str | None, overwrite_config:
         raise click.ClickException(str(exc)) from None
     click.echo("database restored; run `astertrack db upgrade` if this release is newer than the backup, "
                "then start the services")
+
+
+@main.command("pool-health")
+@click.option("--days", default=7, show_default=True, type=click.IntRange(1, 366), help="window to measure")
+@click.option("--site", "site_id", type=int, default=None, help="only this site id")
+@click.option("--pool", "pool_id", type=int, default=None, help="only this pool id")
+@click.option("--margin", default=0.25, show_default=True, type=click.FloatRange(0, 5),
+              help="head-room added to the measured 95th-percentile concurrency")
+@click.option("--json", "as_json", is_flag=True, help="print JSON (with hourly series and samples)")
+@click.option("--sample", is_flag=True, help="first write a usage sample per pool (for cron)")
+@pass_ctx
+def pool_health(ctx: Context, days: int, site_id: int | None, pool_id: int | None, margin: float,
+                as_json: bool, sample: bool) -> None:
+    """Number pools: utilisation, peak and p95 concurrency, overflows, recommended size."""
+    import datetime as dt
+    import json
+
+    from astertrack import poolhealth
+    from astertrack.db import session_scope
+    from astertrack.dbtypes import utcnow
+
+    now = utcnow()
+    if sample:
+        with session_scope(ctx.session_factory) as db:
+            written = poolhealth.sample_pools(db, now, ctx.config.values["tracker"]["sample_seconds"])
+        click.echo(f"wrote {written} usage sample(s)", err=True)
+    with session_scope(ctx.session_factory) as db:
+        reports = poolhealth.all_pools_health(db, now - dt.timedelta(days=days), now, now,
+                                              site_id=site_id, pool_id=pool_id, margin=margin)
+    if as_json:
+        click.echo(json.dumps([report.as_dict() for report in reports], indent=2))
+    else:
+        click.echo(poolhealth.render_table(reports))

@@ -187,7 +187,7 @@ def pool_health(db: Session, pool: NumberPool, since: dt.datetime, until: dt.dat
     samples = [{"at": at, "live": live, "size": sample_size} for at, live, sample_size in db.execute(
         select(PoolUsageSample.sampled_at, PoolUsageSample.live, PoolUsageSample.size)
         .where(PoolUsageSample.pool_id == pool.id, PoolUsageSample.sampled_at >= since,
-               PoolUsageSample.sampled_at < until).order_by(PoolUsageSample.sampled_at))]
+               PoolUsageSample.sampled_at <= until).order_by(PoolUsageSample.sampled_at))]
     p95_utilisation = (p95 / size) if size else 0.0
     if overflow_times:
         status = "exhausted"
@@ -242,3 +242,21 @@ def sample_pools(db: Session, now: dt.datetime, min_interval_seconds: int = 60) 
         written += 1
     db.flush()
     return written
+
+
+def render_table(reports: list[PoolHealth]) -> str:
+    """Plain-text table for the CLI."""
+    if not reports:
+        return "no number pools"
+    headers = ("site", "pool", "size", "live", "peak", "p95", "p95 util", "overflows", "visits/day",
+               "rule of thumb", "recommended", "status")
+    rows = [(str(r.site_id), f"{r.pool_id} {r.name}"[:30], str(r.size), str(r.live_now), str(r.peak), str(r.p95),
+             f"{r.p95_utilisation:.0%}", str(r.overflow_count), f"{r.visits_per_day:g}", str(r.rule_of_thumb),
+             str(r.recommended), r.status) for r in reports]
+    widths = [max(len(h), *(len(row[i]) for row in rows)) for i, h in enumerate(headers)]
+    lines = ["  ".join(h.ljust(w) for h, w in zip(headers, widths, strict=True))]
+    lines += ["  ".join(c.ljust(w) for c, w in zip(row, widths, strict=True)) for row in rows]
+    since, until = reports[0].since, reports[0].until
+    lines.append(f"window {since:%Y-%m-%d %H:%M} .. {until:%Y-%m-%d %H:%M} UTC; recommended = p95 concurrency "
+                 f"plus turned-away demand, with margin; rule of thumb = visits per day / 100 + 1")
+    return "\n".join(lines)
