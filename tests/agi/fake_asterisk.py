@@ -173,11 +173,12 @@ class FakeAsterisk:
 
     async def session(self, env: list[tuple[str, str]] | bytes, variables: dict[str, str] | None = None,
                       device_states: dict[str, str] | None = None, hangup_after: int | None = None,
-                      hangup_line_at: int | None = None, timeout: float = 10.0) -> SessionResult:
+                      hangup_line_at: int | None = None, timeout: float = 10.0, hook=None) -> SessionResult:
         reader, writer = await asyncio.open_connection(self.host, self.port, limit=2**20)
         try:
             return await asyncio.wait_for(
-                self.converse(reader, writer, env, variables, device_states, hangup_after, hangup_line_at), timeout)
+                self.converse(reader, writer, env, variables, device_states, hangup_after, hangup_line_at, hook),
+                timeout)
         finally:
             writer.close()
             try:
@@ -186,12 +187,13 @@ class FakeAsterisk:
                 pass
 
     async def converse(self, reader, writer, env, variables=None, device_states=None, hangup_after=None,
-                       hangup_line_at=None) -> SessionResult:
+                       hangup_line_at=None, hook=None) -> SessionResult:
         """Send the environment, then answer commands until the server closes the session.
 
         ``hangup_after=N``: close our side after N commands (a caller who hung up and an
         Asterisk that dropped the socket).  ``hangup_line_at=N``: send the inline ``HANGUP``
         line before the reply to command N, as Asterisk does when the caller hangs up.
+        ``hook(n, line)``: awaited before replying to command n (to hold a call in flight).
         """
         started = time.perf_counter()
         channel = dict(variables or {})
@@ -211,6 +213,8 @@ class FakeAsterisk:
             result.commands.append(line)
             if hangup_after is not None and len(result.commands) > hangup_after:
                 break
+            if hook is not None:
+                await hook(len(result.commands), line)
             reply = self.answer(line, channel, states, result)
             if hangup_line_at is not None and len(result.commands) >= hangup_line_at:
                 reply = "HANGUP\n" + ("200 result=-1" if line.startswith(("EXEC", "STREAM")) else reply)

@@ -1,0 +1,107 @@
+"""The ``astertrack-agi`` daemon as a real process: SIGHUP reloads, SIGTERM drains calls in flight."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from astertrack import dialplan_vars as v
+from tests.agi.conftest import recording
+from tests.agi.fake_asterisk import FakeAsterisk
+
+DAEMON = Path(sys.executable).with_name("astertrack-agi")
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def _write_config(path: Path, db_url: str, ring_timeout: int) -> None:
+    path.write_text(f"[database]\nurl = {db_url}\n\n[agi]\nring_timeout = {ring_timeout}\nmetrics_port = 0\n"
+                    "request_timeout = 10\n\n[general]\nlog_level = INFO\n")
+
+
+class Daemon:
+    def __init__(self, config: Path, port: int, log: Path):
+        self.port = port
+        self.log = log
+        self.proc = subprocess.Popen([str(DAEMON), "-c", str(config), "--port", str(port)],
+                                     stdout=subprocess.DEVNULL, stderr=log.open("wb"))
+        self.wait_for("FastAGI listening")
+
+    def text(self) -> str:
+        return self.log.read_text(errors="replace")
+
+    def wait_for(self, needle: str, timeout: float = 15) -> None:
+        deadline = time.monotonic() + timeout
+        while needle not in self.text():
+            if self.proc.poll() is not None or time.monotonic() > deadline:
+                raise AssertionError(f"never saw {needle!r}; log:\n{self.text()}")
+            time.sleep(0.05)
+
+
+@pytest.fixture
+def daemon(tmp_path, db_url, seed):
+    seed.static_number("+74950000101", "google-ads")
+    seed.managers("101")
+    seed.commit()
+    config = tmp_path / "astertrack.conf"
+    _write_config(config, db_url, 20)
+    d = Daemon(config, _free_port(), tmp_path / "daemon.log")
+    d.config, d.db_url = config, db_url
+    yield d
+    if d.proc.poll() is None:
+        d.proc.kill()
+        d.proc.wait(10)
+
+
+def _env():
+    return FakeAsterisk.environment(recording("pjsip_fastagi_1"), script="inbound")
+
+
+def test_sighup_reloads_the_configuration(daemon):
+    fake = FakeAsterisk("127.0.0.1", daemon.port)
+    assert asyncio.run(fake.session(_env())).variables[v.TIMEOUT] == "20"
+    _write_config(daemon.config, daemon.db_url, 33)
+
+    daemon.proc.send_signal(signal.SIGHUP)
+    daemon.wait_for("configuration reloaded")
+
+    assert asyncio.run(fake.session(_env())).variables[v.TIMEOUT] == "33"
+    assert daemon.proc.poll() is None
+
+
+def test_sigterm_stops_accepting_and_lets_the_call_in_flight_finish(daemon):
+    fake = FakeAsterisk("127.0.0.1", daemon.port)
+
+    async def scenario():
+        signalled = asyncio.Event()
+
+        async def hold_then_terminate(index, line):
+            if index == 2:  # the call is in flight: its first command was answered
+                os.kill(daemon.proc.pid, signal.SIGTERM)
+                await asyncio.to_thread(daemon.wait_for, "stopping: no new calls accepted")
+                await asyncio.sleep(0.2)
+                with pytest.raises(OSError):  # the listening socket is closed while this call goes on
+                    socket.create_connection(("127.0.0.1", daemon.port), timeout=2).close()
+                signalled.set()
+
+        result = await fake.session(_env(), hook=hold_then_terminate, timeout=20)
+        assert signalled.is_set()
+        return result
+
+    result = asyncio.run(scenario())
+
+    assert result.variables[v.STATUS] == "OK" and result.variables[v.DIAL] == "PJSIP/101"
+    assert daemon.proc.wait(15) == 0
+    assert "stopped after 1 call(s)" in daemon.text()
