@@ -8,14 +8,13 @@ over the ``ix_calls_*_started`` indexes) so a 30-day report over a million calls
 from __future__ import annotations
 
 import datetime as dt
-import math
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from decimal import Decimal
 from typing import Any
 from zoneinfo import ZoneInfo
 
-from sqlalchemy import Select, and_, case, distinct, func, literal, or_, select
+from sqlalchemy import Select, and_, case, distinct, func, or_, select
 from sqlalchemy.orm import Session, aliased, selectinload
 
 from astertrack.models import (
@@ -24,13 +23,9 @@ from astertrack.models import (
     Deal,
     Lead,
     Manager,
-    NumberPool,
-    OverflowEvent,
-    PoolUsageSample,
     Site,
     Source,
     Tag,
-    TrackingNumber,
     VisitorSession,
     call_tags,
 )
@@ -73,11 +68,14 @@ FORMULAS: dict[str, str] = {
     "cost": N_("Ad cost: imported ad costs (source, day, amount) for days in the period."),
     "roi": N_("ROI (ROMI) = (revenue − ad cost) ÷ ad cost × 100 %; empty when there is no cost."),
     "cost_per_call": N_("Cost per call = ad cost ÷ calls; cost per lead = ad cost ÷ leads."),
-    "utilisation": N_("Utilisation: average of live assignments ÷ pool size over the minute samples."),
-    "peak": N_("Peak concurrency: the highest number of numbers shown at once in one sample."),
+    "utilisation": N_("Utilisation (p95): the 95th percentile of numbers held at once, time-weighted over "
+                      "the period, ÷ pool size; above 75 % the pool is tight."),
+    "peak": N_("Peak concurrency: the most numbers held by visitors at the same moment (from the "
+               "assignment intervals)."),
     "overflows": N_("Overflows: visitors who got no pool number because every number was taken."),
-    "recommended": N_("Recommended size: peak ÷ 0.8 rounded up (keeps 20 % headroom), plus 10 % more "
-                      "when overflows happened."),
+    "recommended": N_("Recommended size: (p95 + overflow demand) × 1.25, never below peak + overflow demand; "
+                      "overflow demand = overflows in the busiest hour × mean hold in hours. Rule of thumb: "
+                      "visits per day ÷ 100 + 1."),
 }
 
 DIMENSIONS = ("source", "channel", "campaign", "keyword", "utm_source")
@@ -403,54 +401,6 @@ def _funnel_row(key, label, sessions, calls, lead_tuple, cost) -> dict[str, Any]
         "cost_per_call": _ratio(cost, calls) if cost else None,
         "cost_per_lead": _ratio(cost, leads) if cost else None,
     }
-
-
-# ---------------------------------------------------------------- pool health
-
-
-def pool_health(session: Session, f: ReportFilter) -> list[dict[str, Any]]:
-    """Per pool: size, utilisation, peak concurrency, overflows and a recommended size."""
-    pools_stmt = select(NumberPool.id, NumberPool.name, NumberPool.site_id)
-    if f.site_id is not None:
-        pools_stmt = pools_stmt.where(NumberPool.site_id == f.site_id)
-    pools = session.execute(pools_stmt.order_by(NumberPool.name)).all()
-    if not pools:
-        return []
-    ids = [p.id for p in pools]
-    sizes = dict(session.execute(select(TrackingNumber.pool_id, func.count(TrackingNumber.id))
-                                 .where(TrackingNumber.pool_id.in_(ids), TrackingNumber.enabled.is_(True))
-                                 .group_by(TrackingNumber.pool_id)).all())
-    samples = {r.pool_id: r for r in session.execute(
-        select(PoolUsageSample.pool_id, func.max(PoolUsageSample.live).label("peak"),
-               func.avg(case((PoolUsageSample.size > 0, PoolUsageSample.live * literal(1.0) / PoolUsageSample.size),
-                             else_=None)).label("util"),
-               func.count(PoolUsageSample.id).label("samples"))
-        .where(PoolUsageSample.pool_id.in_(ids), PoolUsageSample.sampled_at >= f.start,
-               PoolUsageSample.sampled_at < f.end)
-        .group_by(PoolUsageSample.pool_id)).all()}
-    overflows = dict(session.execute(select(OverflowEvent.pool_id, func.count(OverflowEvent.id))
-                                     .where(OverflowEvent.pool_id.in_(ids), OverflowEvent.occurred_at >= f.start,
-                                            OverflowEvent.occurred_at < f.end)
-                                     .group_by(OverflowEvent.pool_id)).all())
-    out = []
-    for pool in pools:
-        sample = samples.get(pool.id)
-        peak = int(sample.peak) if sample and sample.peak is not None else 0
-        over = int(overflows.get(pool.id, 0))
-        size = int(sizes.get(pool.id, 0))
-        out.append({"pool_id": pool.id, "name": pool.name, "site_id": pool.site_id, "size": size,
-                    "utilisation": float(sample.util) if sample and sample.util is not None else None,
-                    "peak": peak, "samples": int(sample.samples) if sample else 0, "overflows": over,
-                    "recommended": recommended_pool_size(peak, over, size)})
-    return out
-
-
-def recommended_pool_size(peak: int, overflows: int, size: int) -> int:
-    """Peak ÷ 0.8 (20 % headroom), +10 % when visitors overflowed; never below 1."""
-    base = math.ceil(max(peak, 1) / 0.8)
-    if overflows:
-        base = max(base, size) + math.ceil(max(base, size) * 0.1)
-    return base
 
 
 # ---------------------------------------------------------------- call log

@@ -3,7 +3,8 @@ from __future__ import annotations
 from flask import abort, render_template, request
 from flask_babel import gettext as _
 
-from astertrack import reports
+from astertrack import poolhealth, reports
+from astertrack.dbtypes import utcnow
 from webadmin.db import get_session
 from webadmin.filters import choices, csv_response, report_filter
 from webadmin.reports import bp
@@ -110,12 +111,16 @@ def funnel():
 @roles_required(*STAFF)
 def pools():
     f, form = report_filter()
-    rows = reports.pool_health(get_session(), f)
-    cols = ["name", "size", "utilisation", "peak", "overflows", "recommended", "samples"]
+    health = poolhealth.all_pools_health(get_session(), f.start, min(f.end, utcnow()), utcnow(), site_id=f.site_id)
+    rows = [h.as_dict() for h in health]
+    cols = ["name", "size", "live_now", "peak", "p95", "p95_utilisation", "mean_concurrency", "overflow_count",
+            "mean_hold_minutes", "visits_per_day", "rule_of_thumb", "recommended", "status"]
     if _wants_csv():
         return csv_response(f"pools-{form['from']}-{form['to']}.csv", cols, ([r[c] for c in cols] for r in rows))
     chart = {"bars": {"labels": [r["name"] for r in rows],
                       "datasets": [{"key": "size", "label": _("Size"), "data": [r["size"] for r in rows]},
                                    {"key": "peak", "label": _("Peak"), "data": [r["peak"] for r in rows]},
-                                   {"key": "recommended", "label": _("Recommended"), "data": [r["recommended"] for r in rows]}]}}
+                                   {"key": "target", "label": "p95", "data": [r["p95"] for r in rows]},
+                                   {"key": "recommended", "label": _("Recommended"),
+                                    "data": [r["recommended"] for r in rows]}]}}
     return _page("reports/pools.html", filter_pair=(f, form), rows=rows, charts=chart)

@@ -1,0 +1,109 @@
+"""Every view behind login and role checks; managers see only their own calls and recordings."""
+
+from __future__ import annotations
+
+import pytest
+
+from astertrack.models import Call, User
+from astertrack.passwords import hash_password
+
+STAFF_PAGES = ["/reports/sources", "/reports/sources?dimension=campaign", "/reports/missed", "/reports/first-repeat",
+               "/reports/managers", "/reports/funnel", "/reports/pools", "/live/"]
+ADMIN_PAGES = ["/settings/", "/settings/sites/", "/settings/sites/new", "/settings/sources/", "/settings/pools/",
+               "/settings/numbers/", "/settings/managers/", "/settings/groups/", "/settings/rules/",
+               "/settings/rules/new", "/settings/numbers/import", "/settings/costs/import", "/users/", "/users/new"]
+ALL_PAGES = ["/calls/"]
+
+
+def test_anonymous_gets_the_login_page_everywhere(client, data):
+    pages = STAFF_PAGES + ADMIN_PAGES + ALL_PAGES + [f"/calls/{data.answered}", f"/calls/{data.answered}/recording",
+                                                      "/live/board/stream", "/live/popup/stream"]
+    for page in pages:
+        response = client.get(page)
+        assert response.status_code == 302, page
+        assert "/auth/login" in response.location, page
+    assert client.get("/").location.endswith("/auth/login")
+    assert b'name="password"' in client.get("/auth/login").data
+
+
+@pytest.mark.parametrize("role,login", [("admin", "admin"), ("supervisor", "super"), ("manager", "anna")])
+def test_role_matrix(client, auth, data, role, login):
+    assert auth.login(login).status_code == 302
+    for page in STAFF_PAGES:
+        assert client.get(page).status_code == (200 if role != "manager" else 403), page
+    for page in ADMIN_PAGES:
+        assert client.get(page).status_code == (200 if role == "admin" else 403), page
+    for page in ALL_PAGES:
+        assert client.get(page).status_code == 200, page
+    edit_pages = [f"/settings/sites/{data.site}", f"/settings/sources/{data.yandex}", f"/settings/managers/{data.anna}",
+                  f"/users/{data.users['anna']}"]
+    for page in edit_pages:
+        assert client.get(page).status_code == (200 if role == "admin" else 403), page
+
+
+def test_manager_sees_only_own_calls_and_recordings(client, auth, data):
+    auth.login("anna")
+    own = client.get(f"/calls/{data.answered}")
+    assert own.status_code == 200 and b"Ivan" in own.data
+    assert client.get(f"/calls/{data.answered}/recording").status_code == 200
+    # Boris's missed call and its recording: not found for Anna, not merely hidden
+    assert client.get(f"/calls/{data.missed}").status_code == 404
+    assert client.get(f"/calls/{data.missed}/recording").status_code == 404
+    assert client.get(f"/calls/{data.missed}/recording?download=1").status_code == 404
+    log = client.get("/calls/").data
+    assert f"/calls/{data.answered}\"".encode() in log
+    assert f"/calls/{data.missed}\"".encode() not in log
+    assert f"/calls/{data.callback}\"".encode() not in log
+    # even asking for Boris's calls by filter shows nothing of his
+    assert f"/calls/{data.callback}\"".encode() not in client.get(f"/calls/?manager={data.boris}").data
+
+
+def test_supervisor_opens_any_call_and_recording(client, auth, data):
+    auth.login("super")
+    for call_id in (data.answered, data.missed, data.callback):
+        assert client.get(f"/calls/{call_id}").status_code == 200
+    assert client.get(f"/calls/{data.missed}/recording").status_code == 200
+
+
+def test_manager_user_without_manager_link_sees_no_calls(client, auth, data, db):
+    db.add(User(login="orphan", password_hash=hash_password("correct-horse-1"), role="manager"))
+    db.commit()
+    auth.login("orphan")
+    assert client.get(f"/calls/{data.answered}").status_code == 404
+    assert b"No calls match" in client.get("/calls/").data
+    assert client.get("/live/popup/stream").status_code == 404
+
+
+def test_recording_supports_range_and_download(client, auth, data):
+    auth.login("admin")
+    full = client.get(f"/calls/{data.answered}/recording")
+    assert full.status_code == 200 and full.mimetype == "audio/wav"
+    assert full.headers["Accept-Ranges"] == "bytes"
+    assert full.data[:4] == b"RIFF"
+    part = client.get(f"/calls/{data.answered}/recording", headers={"Range": "bytes=100-199"})
+    assert part.status_code == 206
+    assert part.headers["Content-Range"] == f"bytes 100-199/{len(full.data)}"
+    assert part.data == full.data[100:200]
+    download = client.get(f"/calls/{data.answered}/recording?download=1")
+    assert "attachment" in download.headers["Content-Disposition"]
+    assert f"call-{data.answered}.wav" in download.headers["Content-Disposition"]
+
+
+def test_recording_path_escaping_the_directory_is_refused(client, auth, data, db, tmp_path):
+    secret = tmp_path / "secret.wav"
+    secret.write_bytes(b"RIFFsecret")
+    call = db.get(Call, data.answered)
+    call.recording_path = "../secret.wav"
+    db.commit()
+    auth.login("admin")
+    assert client.get(f"/calls/{data.answered}/recording").status_code == 404
+    call.recording_path = str(secret)  # absolute path outside the recordings dir
+    db.commit()
+    assert client.get(f"/calls/{data.answered}/recording").status_code == 404
+    assert b"No recording for this call" in client.get(f"/calls/{data.answered}").data
+
+
+def test_missing_recording_file_is_404_not_500(client, auth, data, recordings_dir):
+    (recordings_dir / "2026/01/01/rec-answered.wav").unlink()
+    auth.login("admin")
+    assert client.get(f"/calls/{data.answered}/recording").status_code == 404

@@ -1,0 +1,87 @@
+"""Live board and the manager pop-up (Server-Sent Events read through the test client)."""
+
+from __future__ import annotations
+
+import json
+
+from astertrack.dbtypes import utcnow
+from astertrack.models import Call, CallerProfile, Manager
+from tests.webadmin.conftest import AuthActions
+from webadmin.live.state import crm_link
+
+
+def _events(response) -> list[tuple[str, dict]]:
+    text = b"".join(response.response).decode()
+    events = []
+    for block in text.split("\n\n"):
+        lines = dict(line.split(": ", 1) for line in block.splitlines() if ": " in line and not line.startswith(":"))
+        if "event" in lines:
+            events.append((lines["event"], json.loads(lines["data"])))
+    return events
+
+
+def _ringing(db, data, manager_id, **extra) -> Call:
+    call = Call(site_id=data.site, caller_number="+79161234567", caller_name=None, state="ringing",
+                started_at=utcnow(), routed_manager_id=manager_id, source_id=data.yandex, session_id=data.visit,
+                utm_campaign="winter-sale", keyword="buy sofa", **extra)
+    db.add(call)
+    db.commit()
+    return call
+
+
+def test_popup_stream_sends_ringing_call_to_its_manager_only(app, client, auth, data, db):
+    app.config["SSE_MAX_SECONDS"] = 1.0
+    db.add(CallerProfile(site_id=data.site, number="+79161234567", name="Ivan Petrov"))
+    db.commit()
+    call = _ringing(db, data, data.anna)
+    auth.login("anna")
+    response = client.get("/live/popup/stream")
+    assert response.mimetype == "text/event-stream"
+    events = _events(response)
+    assert [name for name, _ in events] == ["ring"]
+    card = events[0][1]
+    assert card["id"] == call.id and card["caller"] == "+7 (916) 123-45-67"
+    assert card["caller_name"] == "Ivan Petrov"
+    assert (card["source"], card["campaign"], card["keyword"]) == ("Yandex Direct", "winter-sale", "buy sofa")
+    assert card["landing_page"].startswith("https://shop.example/sofas")
+    assert card["previous"] == 1  # the answered call two hours ago
+    assert card["crm_url"] == "https://crm.example/search?phone=%2B79161234567"
+    assert card["card_url"] == f"/calls/{call.id}"
+    other = app.test_client()  # Boris, in his own browser, gets nothing
+    AuthActions(other).login("boris")
+    assert _events(other.get("/live/popup/stream")) == []
+
+
+def test_popup_ignores_answered_and_old_calls(app, client, auth, data, db):
+    app.config["SSE_MAX_SECONDS"] = 0.6
+    _ringing(db, data, data.anna).state = "up"
+    db.commit()
+    auth.login("anna")
+    assert _events(client.get("/live/popup/stream")) == []
+
+
+def test_board_stream_shows_calls_and_device_states(app, client, auth, data, db):
+    app.config["SSE_MAX_SECONDS"] = 0.6
+    _ringing(db, data, data.anna)
+    db.get(Manager, data.boris).device_state = "RINGING"
+    db.commit()
+    auth.login("super")
+    events = _events(client.get("/live/board/stream"))
+    assert events and events[0][0] == "board"
+    state = events[0][1]
+    assert [c["caller"] for c in state["calls"]] == ["+79161234567"]
+    assert {m["name"]: m["device_state"] for m in state["managers"]} == {"Anna": "NOT_INUSE", "Boris": "RINGING"}
+    page = client.get("/live/").data
+    assert b"+79161234567" in page and b"RINGING" in page
+
+
+def test_manager_cannot_open_board(client, auth, data):
+    auth.login("anna")
+    assert client.get("/live/board/stream").status_code == 403
+
+
+def test_crm_link_is_encoded_and_http_only():
+    call = Call(id=7, call_uid="abc", caller_number="+79161234567", caller_name="A&B <x>")
+    assert crm_link("https://crm/x?p={phone}&n={caller_name}", call) == "https://crm/x?p=%2B79161234567&n=A%26B%20%3Cx%3E"
+    assert crm_link("javascript:alert({phone})", call) is None
+    assert crm_link(None, call) is None

@@ -1,0 +1,121 @@
+"""Settings CRUD and users through real forms (with CSRF): validation errors lose nothing."""
+
+from __future__ import annotations
+
+from astertrack.models import Manager, ManagerGroup, RoutingRule, Site, Source, User
+from astertrack.passwords import verify_password
+
+SITE_FORM = {"name": "Blog", "domains": "blog.example\nwww.blog.example", "display_format": "8 (XXX) XXX-XX-XX",
+             "timezone": "Asia/Yekaterinburg", "hold_seconds": "900", "heartbeat_seconds": "30",
+             "hold_cap_seconds": "3600", "unload_grace_seconds": "120", "overflow_policy": "reuse_oldest",
+             "attribution_window_days": "14", "attribution_model": "last_touch", "target_call_seconds": "45",
+             "crm_url_template": "https://crm.example/?q={phone}", "replace_numbers": "+7 495 100-00-00",
+             "default_number": "8 (495) 123-45-67"}
+
+
+def test_create_site(client, auth, data, db):
+    auth.login("admin")
+    response = auth.post("/settings/sites/new", SITE_FORM, page="/settings/sites/new")
+    assert response.status_code == 302
+    site = db.query(Site).filter_by(name="Blog").one()
+    assert site.domains == ["blog.example", "www.blog.example"]
+    assert site.default_number == "+74951234567" and site.replace_numbers == ["+74951000000"]
+    assert (site.hold_seconds, site.attribution_model, site.timezone) == (900, "last_touch", "Asia/Yekaterinburg")
+    assert site.lazy_allocation is False
+
+
+def test_site_validation_errors_keep_input(client, auth, data, db):
+    auth.login("admin")
+    bad = {**SITE_FORM, "timezone": "Mars/Olympus", "hold_seconds": "ten", "crm_url_template": "javascript:alert(1)"}
+    response = auth.post("/settings/sites/new", bad, page="/settings/sites/new")
+    assert response.status_code == 400
+    body = response.data.decode()
+    assert "unknown time zone" in body and "Enter a whole number" in body and "http://" in body
+    assert 'value="Blog"' in body  # what the admin typed is still there
+    assert db.query(Site).filter_by(name="Blog").count() == 0
+
+
+def test_source_rules_validated(client, auth, data, db):
+    auth.login("admin")
+    form = {"site_id": str(data.site), "name": "Google Ads", "kind": "dynamic", "priority": "10",
+            "match_rules": '[{"field": "utm_source", "op": "regex", "value": "("}]', "enabled": "on"}
+    response = auth.post("/settings/sources/new", form, page="/settings/sources/new")
+    assert response.status_code == 400 and b"bad regular expression" in response.data
+    form["match_rules"] = '[{"field": "utm_source", "op": "equals", "value": "google"}]'
+    assert auth.post("/settings/sources/new", form, page="/settings/sources/new").status_code == 302
+    source = db.query(Source).filter_by(name="Google Ads").one()
+    assert source.match_rules == [{"field": "utm_source", "op": "equals", "value": "google"}] and source.enabled
+
+
+def test_edit_manager_groups_and_schedule(client, auth, data, db):
+    group = ManagerGroup(name="Sales")
+    db.add(group)
+    db.commit()
+    auth.login("admin")
+    form = {"name": "Anna K", "endpoint": "PJSIP/101", "enabled": "on", "groups": [str(group.id)],
+            "schedule": '{"mon": [["09:00", "18:00"]]}'}
+    assert auth.post(f"/settings/managers/{data.anna}", form, page="/settings/managers/").status_code == 302
+    db.expire_all()
+    anna = db.get(Manager, data.anna)
+    assert anna.name == "Anna K" and [g.name for g in anna.groups] == ["Sales"]
+    assert anna.schedule == {"mon": [["09:00", "18:00"]]}
+    form["schedule"] = '{"mon": [["18:00", "09:00"]]}'
+    assert auth.post(f"/settings/managers/{data.anna}", form, page="/settings/managers/").status_code == 400
+    form["endpoint"] = "PJSIP/101; rm -rf"
+    response = auth.post(f"/settings/managers/{data.anna}", form, page="/settings/managers/")
+    assert response.status_code == 400 and b"PJSIP/101" in response.data
+
+
+def test_routing_rule(client, auth, data, db):
+    auth.login("admin")
+    form = {"name": "Brand", "priority": "5", "enabled": "on", "strategy": "least_recent", "sticky": "on",
+            "sticky_days": "30", "match": '{"utm_campaign": ["brand"], "dids": ["8 495 100-00-00"]}',
+            "after_hours_destination": "voicemail:100@default", "ring_timeout": "20"}
+    assert auth.post("/settings/rules/new", form, page="/settings/rules/new").status_code == 302
+    rule = db.query(RoutingRule).filter_by(name="Brand").one()
+    assert rule.match == {"utm_campaign": ["brand"], "dids": ["+74951000000"]}
+    assert rule.after_hours_destination == "voicemail:100@default" and rule.site_id is None
+    form["after_hours_destination"] = "dial:PJSIP/1\nHangup"
+    assert auth.post("/settings/rules/new", form, page="/settings/rules/new").status_code == 400
+
+
+def test_duplicate_number_is_a_clear_error(client, auth, data):
+    auth.login("admin")
+    form = {"number": "+74952000000", "site_id": str(data.site), "enabled": "on"}
+    response = auth.post("/settings/numbers/new", form, page="/settings/numbers/new")
+    assert response.status_code == 409 and b"already uses" in response.data
+
+
+def test_delete_pool(client, auth, data, db):
+    auth.login("admin")
+    assert auth.post(f"/settings/pools/{data.pool}/delete", page="/settings/pools/").status_code == 302
+    assert db.query(Source).filter_by(id=data.yandex).one().pool_id is None
+
+
+def test_create_user_and_change_password(client, auth, data, db):
+    auth.login("admin")
+    form = {"login": "carol", "role": "manager", "password": "long-password-1", "active": "on", "locale": "ru"}
+    response = auth.post("/users/new", form, page="/users/new")
+    assert response.status_code == 400 and b"must be linked to a manager" in response.data
+    form["manager_id"] = str(data.boris)
+    assert auth.post("/users/new", form, page="/users/new").status_code == 302
+    carol = db.query(User).filter_by(login="carol").one()
+    assert carol.manager_id == data.boris and carol.locale == "ru"
+    assert verify_password(carol.password_hash, "long-password-1")
+    short = {**form, "password": "short"}
+    assert auth.post(f"/users/{carol.id}", short, page="/users/").status_code == 400
+    assert auth.post("/users/new", form, page="/users/new").status_code == 400  # login taken
+
+
+def test_admin_cannot_demote_self(client, auth, data):
+    auth.login("admin")
+    form = {"login": "admin", "role": "supervisor", "active": "on"}
+    response = auth.post(f"/users/{data.users['admin']}", form, page="/users/")
+    assert response.status_code == 400 and b"your own admin access" in response.data
+
+
+def test_supervisor_cannot_post_settings(client, auth, data, db):
+    auth.login("super")
+    response = auth.post("/settings/sites/new", SITE_FORM, page="/calls/")
+    assert response.status_code == 403
+    assert db.query(Site).filter_by(name="Blog").count() == 0
