@@ -626,7 +626,9 @@ class CallTracker:
             return None
         return ch
 
-    def _connected_pair(self, group: CallGroup) -> Channel | None:
+    def _connected_callees(self, group: CallGroup) -> list[Channel]:
+        """Callees sharing a real (non-holding) bridge with the caller side right now."""
+        found: list[Channel] = []
         for bridge_id in group.bridges:
             bridge = self.bridges.get(bridge_id)
             if bridge is None or bridge.technology == "holding_bridge" or len(bridge.members) < 2:
@@ -636,16 +638,14 @@ class CallTracker:
             for uid in bridge.members:
                 callee = self._real_callee(group, uid)
                 if callee is not None:
-                    return callee
-        return None
+                    found.append(callee)
+        return found
 
     def _connected_callee(self, group: CallGroup, ch: Channel) -> bool:
-        callee = self._connected_pair(group)
-        if callee is None:
-            return False
-        if callee is ch:
-            return True
-        return bool(ch.local_base and ch.local_base == callee.local_base)
+        for callee in self._connected_callees(group):
+            if callee is ch or (ch.local_base and ch.local_base == callee.local_base):
+                return True
+        return False
 
     def _endpoint_behind(self, callee: Channel) -> str:
         """Follow Local ``;1`` -> ``;2`` -> its bridge peer to reach the real phone."""
@@ -660,27 +660,33 @@ class CallTracker:
         return endpoint_of(callee.name)
 
     def _update_connection(self, group: CallGroup, ts: float) -> None:
-        callee = self._connected_pair(group)
-        if callee is None:
+        callees = self._connected_callees(group)
+        if not callees:
             if group.connected_since is not None:
                 group.talk += max(0.0, ts - group.connected_since)
                 group.connected_since = None
             return
-        endpoint = self._endpoint_behind(callee)
         if group.connected_since is None:
             group.connected_since = ts
+        endpoints = {self._endpoint_behind(c): c for c in callees}
+        if group.last_answered_by in endpoints:
+            return
+        # prefer a real phone over a Local half when both are in the bridge (optimisation swap)
+        endpoint = sorted(endpoints, key=lambda e: e.startswith("Local/"))[0]
         if group.answered_at is None:
             group.answered_at = ts
-            group.answerer = callee.uniqueid
+            group.answerer = endpoints[endpoint].uniqueid
             group.answered_by = group.last_answered_by = endpoint
             group.ringing.clear()
-        elif endpoint != group.last_answered_by:
-            previous = group.last_answered_by or ""
-            if previous.startswith("Local/") and not endpoint.startswith("Local/") and group.answered_by == previous:
-                group.answered_by = endpoint  # Local optimisation revealed the real phone
-            else:
-                group.transferred = True
-            group.last_answered_by = endpoint
+            return
+        if endpoint.startswith("Local/"):
+            return  # a phone moving between a Local pair's bridges (optimisation) is not a new party
+        previous = group.last_answered_by or ""
+        if previous.startswith("Local/") and not endpoint.startswith("Local/") and group.answered_by == previous:
+            group.answered_by = endpoint  # Local optimisation revealed the real phone
+        else:
+            group.transferred = True
+        group.last_answered_by = endpoint
 
     # ------------------------------------------------------------------ AGI facts, live state
 

@@ -1,0 +1,96 @@
+"""Bad bytes, odd chunking, unknown events, channelvars mode and bursts: nothing lost, order kept."""
+
+from __future__ import annotations
+
+import re
+
+import pytest
+from sqlalchemy import func, select
+
+from ami_listener.connection import _Protocol
+from ami_listener.replay import multiply
+from astertrack.models import Call
+from tests.ami.fake_ami import Session as Script
+from tests.ami.fake_ami import capture_body, split_blocks
+from tests.ami.harness import finished_calls, run_listener
+from tests.conftest import SHARED_ASTERISK
+
+AMI_DIR = SHARED_ASTERISK / "ami"
+
+
+def test_garbage_unknown_events_and_seven_byte_reads_still_give_the_right_call(session_factory, db_url):
+    blocks = split_blocks(capture_body(AMI_DIR / "pjsip_f_ringgroup_102_answers.ami.txt"))
+    noisy = []
+    for n, block in enumerate(blocks):
+        noisy.append(block)
+        if n % 10 == 3:
+            noisy.append(b"\x00\xff\xfe\x80 not an AMI message at all\r\n\r\n")
+        if n % 10 == 7:
+            noisy.append(b"Event: FutureAsteriskEvent\r\nUniqueid: 1795439798.11\r\nWhatever: 1\r\n\r\n")
+    run = run_listener(db_url, [Script(stream=b"".join(noisy), chunk_size=7)], lambda s: finished_calls(s) >= 1)
+    with session_factory() as session:
+        call = session.scalar(select(Call))
+        assert session.scalar(select(func.count()).select_from(Call)) == 1
+        assert (call.outcome, call.answered_by, call.call_uid) == ("answered", "PJSIP/102", "ct-20261123-39736")
+        assert call.wait_seconds == pytest.approx(3.0, abs=1) and call.talk_seconds == pytest.approx(4.0, abs=1)
+    assert run.listener.tracker.calls_in_progress == 0
+
+
+def channelvars_stream(capture: str, variables: dict[str, str]) -> bytes:
+    """The capture as a production AMI user (no ``dialplan`` class) would see it: no VarSet, our
+    variables as ``ChanVariable`` headers on the caller channel's events (manager.conf channelvars)."""
+    blocks = split_blocks(capture_body(AMI_DIR / f"{capture}.ami.txt"))
+    trunk = re.search(rb"Uniqueid: (\S+)\r\n", next(b for b in blocks if b.startswith(b"Event: Newchannel")))[1]
+    extra = b"".join(b"ChanVariable: %s=%s\r\n" % (k.encode(), v.encode()) for k, v in variables.items())
+    out = []
+    for block in blocks:
+        if block.startswith(b"Event: VarSet"):
+            continue
+        if b"\r\nUniqueid: " + trunk + b"\r\n" in block:
+            block = block[:-2] + extra + b"\r\n"
+        out.append(block)
+    return b"".join(out)
+
+
+@pytest.mark.parametrize("variables", [
+    {"CT_CALL_ID": "ct-20261123-39731"},
+    {"CT_CALL_ID": "ct-20261123-39731", "CT_RECORDING": "ct-20261123-39731", "CT_SOURCE": "google-ads"},
+], ids=["one-chanvariable", "several-chanvariables"])
+def test_facts_arrive_as_chanvariable_headers_one_or_several(session_factory, db_url, variables):
+    stream = channelvars_stream("pjsip_a_answered_101", variables)
+    assert b"Event: VarSet" not in stream
+    run_listener(db_url, [Script(stream=stream)], lambda s: finished_calls(s) >= 1)
+    with session_factory() as session:
+        call = session.scalar(select(Call))
+        assert (call.call_uid, call.outcome, call.answered_by) == ("ct-20261123-39731", "answered", "PJSIP/101")
+        expected = "/var/spool/asterisk/monitor/ct-20261123-39731.wav" if "CT_RECORDING" in variables else None
+        assert call.recording_path == expected
+
+
+def test_a_burst_of_ten_thousand_events_in_one_write_loses_nothing(session_factory, db_url):
+    capture = (AMI_DIR / "sip_a_answered_101.ami.txt").read_bytes()
+    copies = 66  # 66 x 153 events > 10,000
+    stream = multiply([capture], copies, spacing=0.001)
+    assert stream.count(b"\r\n\r\n") >= 10_000
+    run = run_listener(db_url, [Script(stream=stream)], lambda s: finished_calls(s) >= copies, timeout=60)
+    with session_factory() as session:
+        rows = session.execute(select(Call.call_uid, Call.outcome, Call.answered_by, Call.talk_seconds)).all()
+    assert len(rows) == copies and len({r.call_uid for r in rows}) == copies
+    assert all(r.outcome == "answered" and r.answered_by == "SIP/101" for r in rows)
+    assert all(r.talk_seconds == pytest.approx(5.0, abs=1) for r in rows)
+    assert run.listener.tracker.calls_in_progress == 0
+
+
+def test_ten_thousand_events_in_one_read_reach_the_queue_as_one_ordered_batch():
+    batches: list[list[dict]] = []
+    protocol = _Protocol(batches.append, keep_events=None)
+
+    class _Transport:
+        def close(self):
+            pass
+
+    protocol.connection_made(_Transport())
+    data = b"".join(b"Event: UserEvent\r\nUserEvent: Seq\r\nSeq: %d\r\n\r\n" % n for n in range(10_000))
+    protocol.data_received(b"Asterisk Call Manager/9.0.0\r\n" + data)
+    assert len(batches) == 1
+    assert [int(m["Seq"]) for m in batches[0]] == list(range(10_000))
