@@ -187,21 +187,29 @@ def numbers() -> None:
 @pass_ctx
 def numbers_import(ctx: Context, csv_file, dry_run: bool) -> None:
     """Import tracking numbers from CSV (columns: number, site, pool or source, label, enabled)."""
-    from astertrack.csv_import import apply_numbers, parse_numbers_csv
+    from astertrack.csv_import import CsvImportError, apply_numbers, parse_numbers_csv
 
     text = csv_file.read()
+    region = ctx.config.values["general"]["default_region"]
     with ctx.session_factory() as session:
-        rows, errors = parse_numbers_csv(text, session)
+        try:
+            rows, errors = parse_numbers_csv(text, session, region=region)
+        except CsvImportError as exc:
+            raise click.ClickException(str(exc)) from None
+        for row in rows:
+            target = row.pool_name and f"pool {row.pool_name}" or row.source_name and f"source {row.source_name}" or "-"
+            click.echo(f"  line {row.line}: {row.action} {row.number} ({row.site_name}, {target})")
         for error in errors:
-            click.echo(f"  {error}", err=True)
+            click.echo(f"  line {error.line}: ERROR {error.message}", err=True)
         click.echo(f"{len(rows)} valid rows, {len(errors)} rows with errors")
         if errors:
             raise click.ClickException("nothing imported: fix the rows above (or remove them) and run again")
         if dry_run:
+            click.echo("dry run: nothing changed")
             return
-        apply_numbers(session, rows)
+        counts = apply_numbers(session, rows)
         session.commit()
-    click.echo(f"imported {len(rows)} numbers")
+    click.echo(f"imported: {counts['create']} created, {counts['update']} updated")
 
 
 @main.command()

@@ -148,3 +148,47 @@ def test_run_starts_the_children_and_stops_them_on_sigterm(tmp_path):
     assert proc.returncode == 0
     assert "[a] child a up" in out and "[b] child b up" in out
     assert subprocess.run(["pgrep", "-f", str(fake)], capture_output=True).returncode == 1  # no orphans left
+
+
+def _site_with_pool(db_url):
+    from astertrack.models import NumberPool
+
+    with make_session_factory(make_engine(db_url))() as session:
+        site = Site(name="Shop")
+        session.add(site)
+        session.flush()
+        session.add_all([NumberPool(site_id=site.id, name="Main"),
+                         Source(site_id=site.id, name="Billboard", kind="static")])
+        session.commit()
+
+
+def test_numbers_import_previews_then_imports_and_reports_row_errors(runner, tmp_path, db_url):
+    _site_with_pool(db_url)
+    config = _config_for(tmp_path, db_url)
+    good = tmp_path / "good.csv"
+    good.write_text("number;pool;source;label\n8 (495) 123-45-67;Main;;pool 1\n+7 495 765-43-21;;Billboard;board\n",
+                    encoding="utf-8")
+    dry = runner.invoke(main, ["-c", config, "numbers", "import", str(good), "--dry-run"])
+    assert dry.exit_code == 0, dry.output
+    assert "create +74951234567" in dry.output and "nothing changed" in dry.output
+    with make_session_factory(make_engine(db_url))() as session:
+        assert session.scalar(select(func.count(TrackingNumber.id))) == 0
+    done = runner.invoke(main, ["-c", config, "numbers", "import", str(good)])
+    assert done.exit_code == 0, done.output
+    assert "2 created" in done.output
+    with make_session_factory(make_engine(db_url))() as session:
+        numbers = {n.number: n for n in session.scalars(select(TrackingNumber))}
+        assert numbers["+74951234567"].pool_id is not None and numbers["+74957654321"].source_id is not None
+
+    bad = tmp_path / "bad.csv"
+    bad.write_text("number,pool\nnot-a-number,Main\n+74951112233,Nope\n", encoding="utf-8")
+    result = runner.invoke(main, ["-c", config, "numbers", "import", str(bad)])
+    assert result.exit_code != 0
+    assert "line 2: ERROR" in result.output and "line 3: ERROR" in result.output and "Nope" in result.output
+    with make_session_factory(make_engine(db_url))() as session:
+        assert session.scalar(select(func.count(TrackingNumber.id))) == 2  # nothing half-imported
+
+    empty = tmp_path / "empty.csv"
+    empty.write_text("", encoding="utf-8")
+    result = runner.invoke(main, ["-c", config, "numbers", "import", str(empty)])
+    assert result.exit_code != 0 and "empty" in result.output and "Traceback" not in result.output
