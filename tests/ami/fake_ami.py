@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -87,6 +88,7 @@ class FakeAmiServer:
         self.port = 0
         self.all_sent = asyncio.Event()
         self.parts_sent = 0
+        self.part_sent_at: list[float] = []
         self._gate = asyncio.Event()
         self._writers: list[asyncio.StreamWriter] = []
 
@@ -168,12 +170,14 @@ class FakeAmiServer:
                 await writer.drain()
         await writer.drain()
         self.parts_sent += 1
+        self.part_sent_at.append(time.monotonic())
         for part in session.gated:
             await self._gate.wait()
             self._gate.clear()
             writer.write(part)
             await writer.drain()
             self.parts_sent += 1
+            self.part_sent_at.append(time.monotonic())
 
     async def _answer_actions(self, reader, writer, session: Session, resynced: asyncio.Event) -> None:
         while True:
