@@ -127,6 +127,15 @@ class AmiConnection:
         if self.protocol is not None and self.protocol.transport is not None:
             self.protocol.transport.close()
 
+    def pause_reading(self) -> None:
+        """Back-pressure: stop reading while the consumer catches up (never drop events)."""
+        if self.protocol is not None and self.protocol.transport is not None:
+            self.protocol.transport.pause_reading()
+
+    def resume_reading(self) -> None:
+        if self.protocol is not None and self.protocol.transport is not None:
+            self.protocol.transport.resume_reading()
+
     def send_action(self, action: dict[str, Any]) -> asyncio.Future:
         if self.protocol is None:
             raise AmiConnectionError("not connected")

@@ -25,6 +25,8 @@ from .writer import OP_GAP, OP_SWEEP_DB, CallWriter
 log = logging.getLogger(__name__)
 
 RESYNC_GRACE = 5.0  # a DB row younger than this at resync may belong to a call we have not seen yet
+QUEUE_HIGH, QUEUE_LOW = 8, 2  # socket reads waiting for the consumer: pause/resume reading
+WRITER_HIGH = 5_000  # ops waiting for the database before the consumer waits too
 
 
 def tracker_from_config(config: Config) -> CallTracker:
@@ -58,12 +60,16 @@ class AmiListener:
         self._resync_channels: list[dict] = []
         self._resync_started: float = 0.0
         self._stopping = False
+        self._paused = False
 
     # ------------------------------------------------------------------ the ordered path
 
     def enqueue(self, events: list[dict]) -> None:
         """The connection's callback: only enqueue (one list per socket read keeps the order)."""
         self.queue.put_nowait(events)
+        if not self._paused and self.queue.qsize() > QUEUE_HIGH:
+            self._paused = True
+            self.connection.pause_reading()
 
     async def consume(self) -> None:
         while True:
@@ -74,6 +80,11 @@ class AmiListener:
                 log.exception("could not apply %d AMI events", len(batch))
             finally:
                 self.queue.task_done()
+            while self.writer.queue.qsize() > WRITER_HIGH:  # the database is behind: wait for it
+                await asyncio.sleep(0.005)
+            if self._paused and self.queue.qsize() < QUEUE_LOW:
+                self._paused = False
+                self.connection.resume_reading()
 
     def apply(self, batch: list[dict], now: float) -> None:
         tracker = self.tracker

@@ -41,7 +41,8 @@ def rewrite_copy(body: bytes, copy: int, time_shift: float = 0.0) -> bytes:
 
 def _timed_blocks(body: bytes) -> list[tuple[float, bytes]]:
     blocks = []
-    last = 0.0
+    first = _TIMESTAMP.search(body)
+    last = float(first.group(1)) if first else 0.0  # untimed opening messages go with the first event
     for block in body.split(b"\r\n\r\n"):
         if not block.strip():
             continue
