@@ -430,8 +430,17 @@ configure_asterisk() {
   else
     say "  Asterisk config unchanged: no reload"
   fi
-  say "  Route inbound calls through the tracker: send your DIDs to context [astertrack-inbound]"
-  say "  (see $AST_ETC/extensions_astertrack.conf), e.g. in your trunk's context: exten => _X.,1,Goto(astertrack-inbound,\${EXTEN},1)"
+  # Two steps only the admin can take (which numbers to track, where calls go when the AGI is down).
+  if ! grep -rqs --exclude=extensions_astertrack.conf -e 'astertrack-inbound' -e 'astertrack-freepbx' "$etc"; then
+    if [ "$freepbx" = 1 ]; then
+      need_action "send tracked numbers to us: FreePBX Admin > Custom Destinations > add astertrack-freepbx,s,1, then point each tracked number's Inbound Route at it and Apply Config"
+    else
+      need_action "send tracked numbers to us: in your trunk's inbound context add e.g. exten => _74950000XXX,1,Goto(astertrack-inbound,\${EXTEN},1) (or set the trunk's context = astertrack-inbound), then dialplan reload"
+    fi
+  fi
+  if ! grep -rqs --exclude=extensions_astertrack.conf 'ASTERTRACK_DEFAULT_DIAL' "$etc"; then
+    need_action "set where calls go when astertrack-agi is down: ASTERTRACK_DEFAULT_DIAL = PJSIP/101 in [globals]$([ "$freepbx" = 1 ] && echo ' (FreePBX: globals_custom.conf)') (see asterisk-conf/README.md)"
+  fi
 }
 
 check_ami() {

@@ -211,7 +211,12 @@ class FakeAmi:
         return self.expected
 
     def close(self) -> None:
+        try:
+            self.sock.shutdown(socket.SHUT_RDWR)  # wakes the accept() blocked in the thread
+        except OSError:
+            pass
         self.sock.close()
+        self.thread.join(timeout=5)
 
 
 def _write_exec(path: Path, text: str) -> None:

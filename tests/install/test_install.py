@@ -5,6 +5,7 @@ from __future__ import annotations
 import configparser
 import re
 import shutil
+import socket
 import subprocess
 import uuid
 from pathlib import Path
@@ -109,6 +110,14 @@ def test_plain_asterisk_install(fake_system, fake_ami):
     assert "systemctl daemon-reload" in commands
     assert any(c.startswith("systemctl enable --now astertrack.target astertrack-agi.service") for c in commands)
     assert not any("try-restart" in c for c in commands)  # first install: nothing to restart
+    todo = result.stdout.split("Things you must do")[1]
+    assert "Goto(astertrack-inbound" in todo and "ASTERTRACK_DEFAULT_DIAL" in todo
+
+    # Once the admin has done both, the reminders stop.
+    with (fake_system.etc_asterisk / "extensions.conf").open("a") as handle:
+        handle.write("[globals]\nASTERTRACK_DEFAULT_DIAL = SIP/101\n[trunk]\nexten => _X.,1,Goto(astertrack-inbound,${EXTEN},1)\n")
+    again = fake_system.run()
+    assert "Things you must do" not in again.stdout
 
 
 def test_second_run_changes_nothing(fake_system, fake_ami):
@@ -179,6 +188,7 @@ def test_freepbx_layout_uses_custom_files(fake_system, fake_ami):
     if (REPO / "asterisk-conf/extensions_astertrack.conf").exists():
         assert (etc / "extensions_custom.conf").read_text().count("#include extensions_astertrack.conf") == 1
     assert fake_ami.logins and "works" in result.stdout
+    assert "astertrack-freepbx,s,1" in result.stdout and "globals_custom.conf" in result.stdout
     tree = fake_system.tree()
     fake_system.run()
     assert fake_system.tree() == tree
@@ -224,6 +234,9 @@ def test_failed_ami_login_says_what_to_fix(fake_system, fake_ami):
 def test_unreachable_ami_says_what_to_fix(fake_system, fake_ami):
     fake_system.plain_asterisk()
     fake_ami.close()
+    with socket.socket() as probe:  # a port nobody listens on
+        probe.bind(("127.0.0.1", 0))
+        fake_system.ami_port = probe.getsockname()[1]
     result = fake_system.run()
     assert "cannot connect to the Asterisk manager" in result.stdout
     assert "enabled = yes" in result.stdout.split("Things you must do")[1]
