@@ -17,7 +17,7 @@ from tests.ami.fake_ami import Session as Script
 from tests.ami.fake_ami import capture_body, split_blocks
 from tests.ami.ground_truth import ALL
 from tests.ami.harness import NODE, finished_calls, run_listener
-from tests.conftest import SHARED_ASTERISK
+from tests.conftest import REPO, SHARED_ASTERISK
 
 AMI_DIR = SHARED_ASTERISK / "ami"
 
@@ -129,3 +129,18 @@ def test_raw_events_can_be_switched_off(session_factory, db_url, store):
     with session_factory() as session:
         assert session.query(CallEvent).count() == 0
         assert session.scalar(select(Call)).outcome == "answered"
+
+
+def test_shipped_manager_config_matches_what_the_listener_needs():
+    """The [general] snippet lists exactly the shared channelvars; the user has the classes we read."""
+    from astertrack.dialplan_vars import CHANNELVARS
+
+    conf = REPO / "asterisk-conf"
+    snippet = [line.split(";")[0].strip() for line in (conf / "manager_general.conf.snippet").read_text().splitlines()]
+    settings = dict(line.split("=", 1) for line in snippet if "=" in line)
+    settings = {k.strip(): v.strip() for k, v in settings.items()}
+    assert settings["timestampevents"] == "yes"
+    assert settings["channelvars"].split(",") == list(CHANNELVARS)
+    user = (conf / "manager_astertrack.conf").read_text()
+    assert "read = system,call,agent,user" in user and "write = reporting" in user
+    assert "permit = 127.0.0.1/255.255.255.255" in user
