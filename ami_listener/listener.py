@@ -106,7 +106,8 @@ class AmiListener:
             self._resync_channels.append(msg)
         elif name == "CoreShowChannelsComplete":
             synthetic = self.tracker.resync(self._resync_channels, now)
-            live = set(self.tracker.groups) | {m.get("Linkedid") for m in self._resync_channels}
+            live = set(self.tracker.groups) | set(self.tracker.channels)
+            live |= {m.get(k) for m in self._resync_channels for k in ("Linkedid", "Uniqueid")}
             self.writer.submit(self.tracker.drain())
             cutoff = dt.datetime.fromtimestamp(self._resync_started - RESYNC_GRACE, dt.UTC)
             self.writer.submit([(OP_SWEEP_DB, live, cutoff, dt.datetime.now(dt.UTC), "not live after AMI resync")])
@@ -142,7 +143,7 @@ class AmiListener:
         self.tracker.sweep(now, self.orphan_timeout)
         ops = self.tracker.drain()
         cutoff = dt.datetime.fromtimestamp(now - self.orphan_timeout, dt.UTC)
-        ops.append((OP_SWEEP_DB, set(self.tracker.groups), cutoff, dt.datetime.now(dt.UTC),
+        ops.append((OP_SWEEP_DB, set(self.tracker.groups) | set(self.tracker.channels), cutoff, dt.datetime.now(dt.UTC),
                     f"in progress longer than {self.orphan_timeout:.0f} s"))
         self.writer.submit(ops)
 

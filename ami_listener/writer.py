@@ -281,9 +281,14 @@ class CallWriter:
         call = self._row(session, rec, rows)
         for name in _FINISH_FIELDS:
             value = rec.get(name)
+            if name == "recording_path" and value is None:
+                continue
             if isinstance(value, str):
                 value = value[:1024 if name == "recording_path" else 100]
             setattr(call, name, value)
+        if rec.get("recording_path") is None and call.recording_path:
+            # the events named no recording (no channelvars/VarSet): keep the name the AGI stored
+            call.recording_state = "kept" if rec.get("outcome") == "answered" else "empty"
         call.state = "finished"
         call.answered_at = to_datetime(rec.get("answered_at"))
         call.ended_at = to_datetime(rec.get("ended_at"))
@@ -317,7 +322,7 @@ class CallWriter:
         stale = session.scalars(select(Call).where(Call.node == self.node, Call.state != "finished",
                                                    Call.started_at < started_before)).all()
         for call in stale:
-            if call.id in known or (call.linkedid and call.linkedid in live_linkedids):
+            if call.id in known or call.linkedid in live_linkedids or call.uniqueid in live_linkedids:
                 continue
             call.state = "finished"
             call.closed_by = "sweeper"

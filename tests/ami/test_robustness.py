@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+import time
 
 import pytest
 from sqlalchemy import func, select
@@ -94,3 +95,32 @@ def test_ten_thousand_events_in_one_read_reach_the_queue_as_one_ordered_batch():
     protocol.data_received(b"Asterisk Call Manager/9.0.0\r\n" + data)
     assert len(batches) == 1
     assert [int(m["Seq"]) for m in batches[0]] == list(range(10_000))
+
+
+def test_recording_name_stored_by_the_agi_is_kept_when_events_name_none(session_factory, db_url):
+    import datetime as dt
+
+    with session_factory() as session:
+        session.add(Call(call_uid="ct-20261123-39731", node="pbx-test", state="ringing",
+                         started_at=dt.datetime.now(dt.UTC), recording_path="2026/11/23/ct-20261123-39731.wav"))
+        session.commit()
+    stream = channelvars_stream("pjsip_a_answered_101", {"CT_CALL_ID": "ct-20261123-39731"})
+    run_listener(db_url, [Script(stream=stream)], lambda s: finished_calls(s) >= 1)
+    with session_factory() as session:
+        call = session.scalar(select(Call))
+        assert (call.recording_path, call.recording_state) == ("2026/11/23/ct-20261123-39731.wav", "kept")
+
+
+def test_periodic_sweep_closes_a_call_silent_past_the_orphan_timeout(session_factory, db_url):
+    head = b"".join(split_blocks(capture_body(AMI_DIR / "sip_g_queue_answered.ami.txt"))[:60])
+    swept = []
+
+    def sweep_once(listener, server):
+        if not swept and listener.tracker.calls_in_progress == 1:
+            swept.append(True)
+            listener.sweep(now=time.time() + 10 * 24 * 3600)
+
+    run_listener(db_url, [Script(stream=head)], lambda s: finished_calls(s) >= 1, during=sweep_once)
+    with session_factory() as session:
+        call = session.scalar(select(Call))
+        assert (call.state, call.closed_by) == ("finished", "sweeper")
