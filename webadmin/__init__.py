@@ -15,6 +15,7 @@ from flask_login import current_user
 
 from astertrack.config import Config, load_config
 from webadmin import db, errors, i18n, security
+from webadmin.labels import label_for
 from webadmin.settings_obj import WebSettings
 
 __all__ = ["create_app"]
@@ -50,6 +51,7 @@ def create_app(config: Config | None = None, test_config: dict[str, Any] | None 
             return redirect(url_for("calls.log"))
         return redirect(url_for("reports.sources"))
 
+    app.jinja_env.globals["label_for"] = label_for
     app.jinja_env.filters["reject_key"] = lambda mapping, key: {k: v for k, v in mapping.items() if k != key}
     errors.init_app(app)
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+import functools
 import struct
 import wave
 from decimal import Decimal
@@ -32,6 +33,12 @@ from astertrack.passwords import hash_password
 
 PASSWORD = "correct-horse-1"
 XSS = "<img src=x onerror=alert(1)>"
+
+
+@functools.cache
+def password_hash() -> str:
+    """Hashed once per test run: argon2 is deliberately slow and every test seeds four users."""
+    return hash_password(PASSWORD)
 
 
 def write_wav(path: Path, seconds: float = 3.0, rate: int = 8000) -> Path:
@@ -69,11 +76,11 @@ def seed(session, recordings_dir: Path | None = None) -> SimpleNamespace:
     session.add_all([anna, boris])
     session.flush()
     users = {
-        "admin": User(login="admin", password_hash=hash_password(PASSWORD), role="admin", locale="en"),
-        "super": User(login="super", password_hash=hash_password(PASSWORD), role="supervisor", locale="en"),
-        "anna": User(login="anna", password_hash=hash_password(PASSWORD), role="manager", manager_id=anna.id,
+        "admin": User(login="admin", password_hash=password_hash(), role="admin", locale="en"),
+        "super": User(login="super", password_hash=password_hash(), role="supervisor", locale="en"),
+        "anna": User(login="anna", password_hash=password_hash(), role="manager", manager_id=anna.id,
                      locale="en"),
-        "boris": User(login="boris", password_hash=hash_password(PASSWORD), role="manager", manager_id=boris.id,
+        "boris": User(login="boris", password_hash=password_hash(), role="manager", manager_id=boris.id,
                       locale="en"),
     }
     session.add_all(users.values())

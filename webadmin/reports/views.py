@@ -7,12 +7,10 @@ from astertrack import poolhealth, reports
 from astertrack.dbtypes import utcnow
 from webadmin.db import get_session
 from webadmin.filters import choices, csv_response, report_filter
+from webadmin.labels import label_for
 from webadmin.reports import bp
 from webadmin.security import STAFF, roles_required
 
-DIMENSION_LABELS = {
-    "source": "Source", "channel": "Channel", "campaign": "Campaign", "keyword": "Keyword", "utm_source": "utm_source",
-}
 CALL_COLUMNS = ["total", "unique", "target", "unique_target", "answered", "missed", "answer_rate", "first_time",
                 "repeat", "avg_wait", "avg_talk"]
 
@@ -41,7 +39,7 @@ def sources():
     series = reports.time_series(db, f, form["tz"])
     chart = {
         "series": {"labels": [p["day"] for p in series],
-                   "datasets": [{"key": k, "label": _(k.capitalize()), "data": [p[k] for p in series]}
+                   "datasets": [{"key": k, "label": str(label_for(k)), "data": [p[k] for p in series]}
                                 for k in ("total", "answered", "missed", "target")]},
         "bars": {"labels": [str(r["label"] if r["label"] is not None else _("(none)")) for r in data["rows"][:15]],
                  "datasets": [{"key": "answered", "label": _("Answered"), "data": [r["answered"] for r in data["rows"][:15]]},
