@@ -25,7 +25,7 @@ from sqlalchemy.exc import DBAPIError, OperationalError
 from sqlalchemy.orm import Session, sessionmaker
 
 from astertrack import metrics
-from astertrack.calltracker import OP_DEVICE, OP_EVENT, OP_FINISH, OP_LIVE, OP_MERGE
+from astertrack.calltracker import OP_DEVICE, OP_EVENT, OP_FINISH, OP_LIVE, OP_MERGE, endpoint_of
 from astertrack.db import begin_write, session_scope
 from astertrack.models import AmiGap, Call, CallEvent, Manager, new_uid
 from astertrack.phones import try_normalize
@@ -60,6 +60,7 @@ class CallWriter:
         self.queue: queue.SimpleQueue = queue.SimpleQueue()
         self.row_ids: dict[str, int] = {}  # tracker key -> Call.id
         self.waiting_events: dict[str, list[dict]] = {}  # events of calls that have no row yet
+        self.ignored: set[str] = set()  # calls placed by our managers' phones (not inbound)
         self.managers: dict[str, int] = {}
         self.managers_loaded = 0.0
         self.calls_finished = 0
@@ -193,7 +194,7 @@ class CallWriter:
     # ------------------------------------------------------------------ calls
 
     def _event(self, session: Session, key: str, msg: dict, rows: list[dict]) -> None:
-        if not self.store_raw_events:
+        if not self.store_raw_events or key in self.ignored:
             return
         call_id = self.row_ids.get(key)
         if call_id is None:
@@ -266,7 +267,23 @@ class CallWriter:
         if not call.routed_by and rec.get("routed_by"):
             call.routed_by = rec["routed_by"][:200]
 
+    def _placed_by_a_manager(self, session: Session, rec: dict) -> bool:
+        """An unannounced call whose caller is one of our managers' phones is internal or outbound,
+        not a call to track (the AGI never saw it); remember to skip the rest of its ops."""
+        key = rec["key"]
+        if key in self.ignored:
+            return True
+        if rec.get("call_uid") or key in self.row_ids or not rec.get("channel"):
+            return False
+        if self._manager_id(session, endpoint_of(rec["channel"]), by_extension=False) is None:
+            return False
+        self.ignored.add(key)
+        self.waiting_events.pop(key, None)
+        return True
+
     def _live(self, session: Session, rec: dict, rows: list[dict]) -> None:
+        if self._placed_by_a_manager(session, rec):
+            return
         call = self._row(session, rec, rows)
         if call.state == "finished":
             return
@@ -278,6 +295,9 @@ class CallWriter:
             call.manager_id = self._manager_id(session, rec["answered_by"]) or call.manager_id
 
     def _finish(self, session: Session, rec: dict, rows: list[dict]) -> None:
+        if self._placed_by_a_manager(session, rec):
+            self.ignored.discard(rec["key"])
+            return
         call = self._row(session, rec, rows)
         for name in _FINISH_FIELDS:
             value = rec.get(name)
@@ -297,6 +317,7 @@ class CallWriter:
 
     def _merge(self, session: Session, absorbed: str, survivor: str, rows: list[dict]) -> None:
         """Two calls turned out to be one (linkedid re-stamped by a transfer or pickup)."""
+        self.ignored.discard(absorbed)
         old = self.row_ids.pop(absorbed, None)
         waiting = self.waiting_events.pop(absorbed, [])
         new = self.row_ids.get(survivor)
@@ -333,7 +354,7 @@ class CallWriter:
                 call.missed_reason = None if call.answered_at else "failed"
             log.warning("closed call %s (linkedid %s) by sweeper: %s", call.call_uid, call.linkedid, reason)
 
-    def _manager_id(self, session: Session, endpoint: str | None) -> int | None:
+    def _manager_id(self, session: Session, endpoint: str | None, by_extension: bool = True) -> int | None:
         if not endpoint:
             return None
         max_age = 60.0 if endpoint in self.managers else 5.0
@@ -341,6 +362,8 @@ class CallWriter:
             self._load_managers(session)
         if endpoint in self.managers:
             return self.managers[endpoint]
+        if not by_extension:
+            return None
         extension = endpoint.split("/", 1)[-1].split("@", 1)[0]
         return self.managers.get(f"ext:{extension}")
 

@@ -124,3 +124,49 @@ def test_periodic_sweep_closes_a_call_silent_past_the_orphan_timeout(session_fac
     with session_factory() as session:
         call = session.scalar(select(Call))
         assert (call.state, call.closed_by) == ("finished", "sweeper")
+
+
+def _ami(name: str, **headers: str) -> bytes:
+    return ("\r\n".join([f"Event: {name}"] + [f"{k}: {v}" for k, v in headers.items()]) + "\r\n\r\n").encode()
+
+
+def outbound_call_by_manager_101() -> bytes:
+    """A manager dials out through the trunk: the phone's channel comes in (Ring), no AGI."""
+    phone = {"Channel": "PJSIP/101-00000031", "Uniqueid": "1795440000.50", "Linkedid": "1795440000.50"}
+    trunk = {"Channel": "PJSIP/trunk-00000032", "Uniqueid": "1795440000.51", "Linkedid": "1795440000.50"}
+    return b"".join([
+        _ami("Newchannel", **phone, ChannelStateDesc="Ring", Context="internal", Exten="84951234567",
+             CallerIDNum="101", Timestamp="1795440000.100000"),
+        _ami("Newchannel", **trunk, ChannelStateDesc="Down", Context="internal", Exten="s",
+             Timestamp="1795440000.101000"),
+        _ami("DialBegin", **phone, DestChannel=trunk["Channel"], DestUniqueid=trunk["Uniqueid"],
+             Timestamp="1795440000.102000"),
+        _ami("Newstate", **trunk, ChannelStateDesc="Up", Timestamp="1795440004.000000"),
+        _ami("DialEnd", **phone, DestChannel=trunk["Channel"], DestUniqueid=trunk["Uniqueid"], DialStatus="ANSWER",
+             Timestamp="1795440004.001000"),
+        _ami("BridgeEnter", **trunk, BridgeUniqueid="b-out", BridgeTechnology="simple_bridge",
+             Timestamp="1795440004.002000"),
+        _ami("BridgeEnter", **phone, BridgeUniqueid="b-out", BridgeTechnology="simple_bridge",
+             Timestamp="1795440004.003000"),
+        _ami("HangupRequest", **phone, Cause="16", Timestamp="1795440009.000000"),
+        _ami("BridgeLeave", **phone, BridgeUniqueid="b-out", Timestamp="1795440009.001000"),
+        _ami("Hangup", **phone, Cause="16", Timestamp="1795440009.002000"),
+        _ami("BridgeLeave", **trunk, BridgeUniqueid="b-out", Timestamp="1795440009.003000"),
+        _ami("Hangup", **trunk, Cause="16", Timestamp="1795440009.004000"),
+    ])
+
+
+@pytest.mark.parametrize("known_manager", [True, False], ids=["phone-is-a-manager", "unknown-phone"])
+def test_calls_placed_by_a_managers_phone_are_not_tracked(session_factory, db_url, known_manager):
+    from astertrack.models import Manager
+
+    if known_manager:
+        with session_factory() as session:
+            session.add(Manager(name="Anna", endpoint="PJSIP/101", extension="101"))
+            session.commit()
+    inbound = capture_body(AMI_DIR / "pjsip_e_manager_hangs_up.ami.txt")
+    run_listener(db_url, [Script(stream=outbound_call_by_manager_101() + inbound)],
+                 lambda s: finished_calls(s) >= 1 and s.scalar(select(Call).where(Call.answered_by == "PJSIP/104")))
+    with session_factory() as session:
+        uids = sorted(c.call_uid for c in session.scalars(select(Call)))
+    assert ("ct-20261123-39735" in uids) and len(uids) == (1 if known_manager else 2)
