@@ -33,7 +33,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import and_, func, or_, select, update
+from sqlalchemy import Connection, and_, bindparam, func, or_, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
@@ -138,102 +138,145 @@ def _is_pg(db: Session) -> bool:
     return db.get_bind().dialect.name == "postgresql"
 
 
-def _insert(db: Session, table):
-    return postgresql.insert(table) if _is_pg(db) else sqlite.insert(table)
+# ---------------------------------------------------------------- prepared statements
+#
+# The tracker runs these on every page view: built once per dialect (building a select is
+# a large share of the per-request CPU) and executed on the session's Connection.
+
+_LOOKUP_COLUMNS = (
+    _vs.c.id, _vs.c.public_id, _vs.c.is_bot, _vs.c.interacted, _vs.c.last_seen,
+    *(_vs.c[name] for name in VISIT_FIELDS if name != "ip"),
+    _na.c.id.label("a_id"), _na.c.hard_expires_at.label("a_hard"), _na.c.expires_at.label("a_expires"),
+    _na.c.reused.label("a_reused"), _tn.c.number.label("a_number"),
+)
+# The session with its live hold, if any (at most one: we only allocate when none is live).
+_LOOKUP_FROM = _vs.outerjoin(
+    _na, and_(_na.c.session_id == _vs.c.id, _na.c.released_at.is_(None), _na.c.expires_at > bindparam("now"))
+).outerjoin(_tn, _tn.c.id == _na.c.number_id)
+
+
+class _Statements:
+    def __init__(self, dialect: str):
+        insert = postgresql.insert if dialect == "postgresql" else sqlite.insert
+        pg = dialect == "postgresql"
+        self.by_sid = (select(*_LOOKUP_COLUMNS).select_from(_LOOKUP_FROM)
+                       .where(_vs.c.public_id == bindparam("sid"), _vs.c.site_id == bindparam("site")))
+        self.by_visitor = (select(*_LOOKUP_COLUMNS).select_from(_LOOKUP_FROM)
+                           .where(_vs.c.site_id == bindparam("site"), _vs.c.visitor_id == bindparam("visitor"))
+                           .order_by(_vs.c.id.desc()).limit(1))
+        idle_since = func.coalesce(_na.c.expires_at, _tn.c.last_released_at)
+        pick = (
+            select(_tn.c.id, _tn.c.number, _na.c.id.label("stale_id"), _na.c.expires_at.label("stale_expires_at"))
+            .select_from(_tn.outerjoin(_na, and_(_na.c.number_id == _tn.c.id, _na.c.released_at.is_(None))))
+            .where(_tn.c.pool_id == bindparam("pool"), _tn.c.enabled.is_(True),
+                   or_(_na.c.id.is_(None), _na.c.expires_at <= bindparam("now")))
+            .order_by(idle_since.asc().nulls_first(), _tn.c.id)
+            .limit(1)
+        )
+        # SKIP LOCKED: concurrent requests take different numbers without queueing; SQLite
+        # has no row locks (and needs none: BEGIN IMMEDIATE serialises the writers).
+        self.pick = pick.with_for_update(skip_locked=True, of=_tn) if pg else pick
+        oldest = (
+            select(_na.c.id, _na.c.number_id, _tn.c.number)
+            .select_from(_na.join(_tn, _tn.c.id == _na.c.number_id))
+            .where(_tn.c.pool_id == bindparam("pool"), _tn.c.enabled.is_(True), _na.c.released_at.is_(None))
+            .order_by(_na.c.last_heartbeat_at, _na.c.id)
+            .limit(1)
+        )
+        self.oldest = oldest.with_for_update(skip_locked=True, of=_tn) if pg else oldest
+        self.insert_assignment = (
+            insert(_na)
+            .on_conflict_do_nothing(index_elements=[_na.c.number_id], index_where=_na.c.released_at.is_(None))
+            .returning(_na.c.id)
+        )
+        self.insert_session = _vs.insert().returning(_vs.c.id)
+        self.insert_overflow = _oe.insert()
+        self.extend = (update(_na).where(_na.c.id == bindparam("a_id"))
+                       .values(expires_at=bindparam("p_expires"), last_heartbeat_at=bindparam("p_now")))
+        self.shorten = update(_na).where(_na.c.id == bindparam("a_id")).values(expires_at=bindparam("p_expires"))
+        self.release = (update(_na).where(_na.c.id == bindparam("a_id"), _na.c.released_at.is_(None))
+                        .values(released_at=bindparam("p_at"), release_reason=bindparam("p_reason")))
+        self.stamp_number = (update(_tn).where(_tn.c.id == bindparam("n_id"),
+                                               or_(_tn.c.last_released_at.is_(None),
+                                                   _tn.c.last_released_at < bindparam("p_at")))
+                             .values(last_released_at=bindparam("p_at")))
+        self.has_overflow = select(_oe.c.id).where(_oe.c.session_id == bindparam("s_id")).limit(1)
+        self.seen = update(_vs).where(_vs.c.id == bindparam("s_id")).values(last_seen=bindparam("p_now"))
+
+
+_STATEMENTS: dict[str, _Statements] = {}
+
+
+def _prepared(db: Session) -> tuple[Connection, _Statements]:
+    conn = db.connection()
+    dialect = conn.dialect.name
+    statements = _STATEMENTS.get(dialect)
+    if statements is None:
+        statements = _STATEMENTS[dialect] = _Statements(dialect)
+    return conn, statements
 
 
 # ---------------------------------------------------------------- pool primitives
 
 
-def _release_number(db: Session, assignment_id: int, number_id: int, at: dt.datetime, reason: str) -> None:
-    db.execute(update(_na).where(_na.c.id == assignment_id, _na.c.released_at.is_(None))
-               .values(released_at=at, release_reason=reason))
-    db.execute(update(_tn).where(_tn.c.id == number_id,
-                                 or_(_tn.c.last_released_at.is_(None), _tn.c.last_released_at < at))
-               .values(last_released_at=at))
+def _release_number(conn: Connection, q: _Statements, assignment_id: int, number_id: int, at: dt.datetime,
+                    reason: str) -> None:
+    conn.execute(q.release, {"a_id": assignment_id, "p_at": at, "p_reason": reason})
+    conn.execute(q.stamp_number, {"n_id": number_id, "p_at": at})
 
 
-def _pick_free_number(db: Session, pool_id: int, now: dt.datetime):
-    """The free number idle the longest, locked for this transaction (PostgreSQL)."""
-    idle_since = func.coalesce(_na.c.expires_at, _tn.c.last_released_at)
-    stmt = (
-        select(_tn.c.id, _tn.c.number, _na.c.id.label("stale_id"), _na.c.expires_at.label("stale_expires_at"))
-        .select_from(_tn.outerjoin(_na, and_(_na.c.number_id == _tn.c.id, _na.c.released_at.is_(None))))
-        .where(_tn.c.pool_id == pool_id, _tn.c.enabled.is_(True), or_(_na.c.id.is_(None), _na.c.expires_at <= now))
-        .order_by(idle_since.asc().nulls_first(), _tn.c.id)
-        .limit(1)
-    )
-    if _is_pg(db):
-        stmt = stmt.with_for_update(skip_locked=True, of=_tn)
-    return db.execute(stmt).first()
-
-
-def _insert_assignment(db: Session, site: SiteRouting, number_id: int, session_row_id: int, now: dt.datetime,
-                       reused: bool = False) -> tuple[int, dt.datetime] | None:
+def _insert_assignment(conn: Connection, q: _Statements, site: SiteRouting, number_id: int, session_row_id: int,
+                       now: dt.datetime, reused: bool = False) -> dt.datetime | None:
     expires, hard = _new_hold(site, now)
-    stmt = (
-        _insert(db, _na)
-        .values(number_id=number_id, session_id=session_row_id, assigned_at=now, last_heartbeat_at=now,
-                expires_at=expires, hard_expires_at=hard, reused=reused)
-        .on_conflict_do_nothing(index_elements=[_na.c.number_id], index_where=_na.c.released_at.is_(None))
-        .returning(_na.c.id)
-    )
-    row = db.execute(stmt).first()
-    return (row[0], expires) if row else None
+    row = conn.execute(q.insert_assignment, {
+        "number_id": number_id, "session_id": session_row_id, "assigned_at": now, "last_heartbeat_at": now,
+        "expires_at": expires, "hard_expires_at": hard, "reused": reused}).first()
+    return expires if row else None
 
 
-def _take_free(db: Session, site: SiteRouting, pool_id: int, session_row_id: int, now: dt.datetime):
+def _take_free(conn: Connection, q: _Statements, site: SiteRouting, pool_id: int, session_row_id: int,
+               now: dt.datetime) -> tuple[str, dt.datetime] | None:
     for _ in range(_MAX_PICK_ATTEMPTS):
-        picked = _pick_free_number(db, pool_id, now)
+        picked = conn.execute(q.pick, {"pool": pool_id, "now": now}).first()
         if picked is None:
             return None
         if picked.stale_id is not None:
             # Expired but not yet swept: release it at the moment its hold really ended.
-            _release_number(db, picked.stale_id, picked.id, picked.stale_expires_at, "expired")
-        inserted = _insert_assignment(db, site, picked.id, session_row_id, now)
-        if inserted is not None:
-            return picked.number, inserted[1]
+            _release_number(conn, q, picked.stale_id, picked.id, picked.stale_expires_at, "expired")
+        expires = _insert_assignment(conn, q, site, picked.id, session_row_id, now)
+        if expires is not None:
+            return picked.number, expires
+        # Another transaction committed a hold on this number between our snapshot and our
+        # lock (the unique index said so): pick again with a fresh snapshot.
         log.debug("lost the race for number %s; picking again", picked.number)
     log.warning("pool %s: gave up after %d contended picks", pool_id, _MAX_PICK_ATTEMPTS)
     return None
 
 
-def _take_oldest(db: Session, site: SiteRouting, pool_id: int, session_row_id: int, now: dt.datetime):
+def _take_oldest(conn: Connection, q: _Statements, site: SiteRouting, pool_id: int, session_row_id: int,
+                 now: dt.datetime) -> tuple[str, dt.datetime] | None:
     """reuse_oldest policy: take the number from the live session that was idle the longest."""
-    stmt = (
-        select(_na.c.id, _na.c.number_id, _tn.c.number)
-        .select_from(_na.join(_tn, _tn.c.id == _na.c.number_id))
-        .where(_tn.c.pool_id == pool_id, _tn.c.enabled.is_(True), _na.c.released_at.is_(None))
-        .order_by(_na.c.last_heartbeat_at, _na.c.id)
-        .limit(1)
-    )
-    if _is_pg(db):
-        stmt = stmt.with_for_update(skip_locked=True, of=_tn)
-    victim = db.execute(stmt).first()
+    victim = conn.execute(q.oldest, {"pool": pool_id}).first()
     if victim is None:
         return None
-    _release_number(db, victim.id, victim.number_id, now, "reused")
-    inserted = _insert_assignment(db, site, victim.number_id, session_row_id, now, reused=True)
-    return (victim.number, inserted[1]) if inserted else None
+    _release_number(conn, q, victim.id, victim.number_id, now, "reused")
+    expires = _insert_assignment(conn, q, site, victim.number_id, session_row_id, now, reused=True)
+    return (victim.number, expires) if expires else None
 
 
-def _record_overflow(db: Session, site: SiteRouting, pool_id: int, session_row_id: int, now: dt.datetime,
-                     policy: str, visit: Mapping[str, Any]) -> None:
-    snapshot = {k: v for k, v in visit.items() if v is not None and k != "ip"}
-    db.execute(_oe.insert().values(site_id=site.id, pool_id=pool_id, session_id=session_row_id, occurred_at=now,
-                                   policy=policy, visitor=snapshot))
-
-
-def _allocate(db: Session, site: SiteRouting, route: Route, session_row_id: int, public_id: str,
-              now: dt.datetime, visit: Mapping[str, Any], record_overflow: bool, allow_reuse: bool = True) -> Offer:
+def _allocate(conn: Connection, q: _Statements, site: SiteRouting, route: Route, session_row_id: int,
+              public_id: str, now: dt.datetime, visit: Mapping[str, Any], record_overflow: bool,
+              allow_reuse: bool = True) -> Offer:
     assert route.pool_id is not None
-    taken = _take_free(db, site, route.pool_id, session_row_id, now)
+    taken = _take_free(conn, q, site, route.pool_id, session_row_id, now)
     if taken is not None:
         return Offer(public_id, taken[0], "pool", taken[1], route.source)
     policy = "reuse_oldest" if allow_reuse and site.overflow_policy == "reuse_oldest" else "fallback"
-    reused = _take_oldest(db, site, route.pool_id, session_row_id, now) if policy == "reuse_oldest" else None
+    reused = _take_oldest(conn, q, site, route.pool_id, session_row_id, now) if policy == "reuse_oldest" else None
     if record_overflow:
-        _record_overflow(db, site, route.pool_id, session_row_id, now, policy, visit)
+        snapshot = {k: v for k, v in visit.items() if v is not None and k != "ip"}
+        conn.execute(q.insert_overflow, {"site_id": site.id, "pool_id": route.pool_id, "session_id": session_row_id,
+                                         "occurred_at": now, "policy": policy, "visitor": snapshot})
     if reused is not None:
         return Offer(public_id, reused[0], "reused", reused[1], route.source)
     return Offer(public_id, route.number, "fallback", None, route.source)
@@ -242,35 +285,21 @@ def _allocate(db: Session, site: SiteRouting, route: Route, session_row_id: int,
 # ---------------------------------------------------------------- sessions
 
 
-_SESSION_COLUMNS = (_vs.c.id, _vs.c.public_id, _vs.c.is_bot, _vs.c.interacted, _vs.c.last_seen,
-                    *(_vs.c[name] for name in VISIT_FIELDS if name not in ("ip",)))
-
-
-def _find_session(db: Session, site: SiteRouting, public_id: str | None, visitor_id: str | None):
+def _find_session(conn: Connection, q: _Statements, site: SiteRouting, public_id: str | None,
+                  visitor_id: str | None, now: dt.datetime):
+    """The session row (by id, else the visitor's latest) joined with its live hold."""
     if public_id:
-        row = db.execute(select(*_SESSION_COLUMNS).where(_vs.c.public_id == public_id[:32],
-                                                         _vs.c.site_id == site.id)).first()
+        row = conn.execute(q.by_sid, {"sid": public_id[:32], "site": site.id, "now": now}).first()
         if row is not None:
             return row
     if visitor_id:
-        return db.execute(select(*_SESSION_COLUMNS)
-                          .where(_vs.c.site_id == site.id, _vs.c.visitor_id == visitor_id)
-                          .order_by(_vs.c.id.desc()).limit(1)).first()
+        return conn.execute(q.by_visitor, {"site": site.id, "visitor": visitor_id, "now": now}).first()
     return None
 
 
-def _live_assignment(db: Session, session_row_id: int, now: dt.datetime):
-    return db.execute(
-        select(_na.c.id, _na.c.hard_expires_at, _na.c.expires_at, _na.c.reused, _tn.c.number)
-        .select_from(_na.join(_tn, _tn.c.id == _na.c.number_id))
-        .where(_na.c.session_id == session_row_id, _na.c.released_at.is_(None), _na.c.expires_at > now)
-        .order_by(_na.c.id.desc()).limit(1)
-    ).first()
-
-
-def _extend(db: Session, site: SiteRouting, assignment, now: dt.datetime) -> dt.datetime:
-    expires = _extended(site, now, assignment.hard_expires_at)
-    db.execute(update(_na).where(_na.c.id == assignment.id).values(expires_at=expires, last_heartbeat_at=now))
+def _extend(conn: Connection, q: _Statements, site: SiteRouting, row, now: dt.datetime) -> dt.datetime:
+    expires = _extended(site, now, row.a_hard)
+    conn.execute(q.extend, {"a_id": row.a_id, "p_expires": expires, "p_now": now})
     return expires
 
 
@@ -282,118 +311,116 @@ def _fixed_offer(public_id: str, route: Route, kind: str) -> Offer:
     return Offer(public_id, route.number, kind, None, route.source)
 
 
-def _has_overflow(db: Session, session_row_id: int) -> bool:
-    return db.execute(select(_oe.c.id).where(_oe.c.session_id == session_row_id).limit(1)).first() is not None
+def _has_overflow(conn: Connection, q: _Statements, session_row_id: int) -> bool:
+    return conn.execute(q.has_overflow, {"s_id": session_row_id}).first() is not None
 
 
 def start(db: Session, site: SiteRouting, visit: Mapping[str, Any], now: dt.datetime,
-          session_public_id: str | None = None, webdriver: bool = False, interacted: bool = False) -> Offer:
+          session_public_id: str | None = None, webdriver: bool = False, interacted: bool = False,
+          new_visitor: bool = False) -> Offer:
     """A page load: continue the visitor's live session (same number) or start a new one.
 
-    ``visit`` must come from ``clean_visit``.
+    ``visit`` must come from ``clean_visit``.  ``new_visitor`` (the snippet just created the
+    visitor id) skips looking for that visitor's earlier session.
     """
     _write_lock(db)
-    existing = _find_session(db, site, session_public_id, visit.get("visitor_id"))
-    if existing is not None:
-        live = _live_assignment(db, existing.id, now)
-        if live is not None or _session_alive(site, existing, now):
-            return _continue(db, site, existing, live, visit, now, interacted)
+    conn, q = _prepared(db)
+    existing = _find_session(conn, q, site, session_public_id, None if new_visitor else visit.get("visitor_id"), now)
+    if existing is not None and (existing.a_id is not None or _session_alive(site, existing, now)):
+        return _continue(conn, q, site, existing, visit, now, interacted)
 
     bot = is_bot(visit.get("user_agent"), webdriver)
     route = route_visit(site, visit)
     public_id = new_uid()
     values = {name: visit.get(name) for name in VISIT_FIELDS}
-    session_row_id = db.execute(_vs.insert().values(
-        public_id=public_id, site_id=site.id, source_id=route.source.id if route.source else None,
-        is_bot=bot, interacted=interacted, page_views=1, first_seen=now, last_seen=now, **values,
-    ).returning(_vs.c.id)).scalar_one()
+    session_row_id = conn.execute(q.insert_session, {
+        "public_id": public_id, "site_id": site.id, "source_id": route.source.id if route.source else None,
+        "is_bot": bot, "interacted": interacted, "page_views": 1, "first_seen": now, "last_seen": now, **values,
+    }).scalar_one()
     if route.pool_id is None:
         return _fixed_offer(public_id, route, route.kind)
     if bot:
         return _fixed_offer(public_id, route, "bot")
     if site.lazy_allocation and not interacted:
         return _fixed_offer(public_id, route, "lazy")
-    return _allocate(db, site, route, session_row_id, public_id, now, visit, record_overflow=True)
+    return _allocate(conn, q, site, route, session_row_id, public_id, now, visit, record_overflow=True)
 
 
-def _continue(db: Session, site: SiteRouting, row, live, visit: Mapping[str, Any], now: dt.datetime,
-              interacted: bool) -> Offer:
-    changes: dict[str, Any] = {"last_seen": now, "page_views": _vs.c.page_views + 1}
-    if visit.get("current_page"):
-        changes["current_page"] = visit["current_page"]
+def _touch(conn: Connection, q: _Statements, row, now: dt.datetime, page: str | None, count_view: bool,
+           interacted: bool) -> None:
+    if not count_view and (not page or page == row.current_page) and (row.interacted or not interacted):
+        conn.execute(q.seen, {"s_id": row.id, "p_now": now})  # the common heartbeat
+        return
+    changes: dict[str, Any] = {"last_seen": now}
+    if count_view:
+        changes["page_views"] = _vs.c.page_views + 1
+    if page and page != row.current_page:
+        changes["current_page"] = page
     if interacted and not row.interacted:
         changes["interacted"] = True
-    db.execute(update(_vs).where(_vs.c.id == row.id).values(**changes))
+    conn.execute(update(_vs).where(_vs.c.id == row.id).values(**changes))
+
+
+def _keep_or_allocate(conn: Connection, q: _Statements, site: SiteRouting, row, now: dt.datetime,
+                      interacted: bool, allow_reuse: bool) -> Offer:
     stored = {name: getattr(row, name) for name in VISIT_FIELDS if name != "ip"}
     route = route_visit(site, stored)
-    if live is not None:
-        expires = _extend(db, site, live, now)
-        return Offer(row.public_id, live.number, "reused" if live.reused else "pool", expires, route.source)
+    if row.a_id is not None:
+        expires = _extend(conn, q, site, row, now)
+        return Offer(row.public_id, row.a_number, "reused" if row.a_reused else "pool", expires, route.source)
     if route.pool_id is None:
         return _fixed_offer(row.public_id, route, route.kind)
     if row.is_bot:
         return _fixed_offer(row.public_id, route, "bot")
     if site.lazy_allocation and not (interacted or row.interacted):
         return _fixed_offer(row.public_id, route, "lazy")
-    return _allocate(db, site, route, row.id, row.public_id, now, stored,
-                     record_overflow=not _has_overflow(db, row.id))
+    # A lazy session's first interaction, or a number lost to the hard cap or the unload
+    # grace, is a real attempt and may overflow; a session already counted is not counted twice.
+    return _allocate(conn, q, site, route, row.id, row.public_id, now, stored,
+                     record_overflow=not _has_overflow(conn, q, row.id), allow_reuse=allow_reuse)
+
+
+def _continue(conn: Connection, q: _Statements, site: SiteRouting, row, visit: Mapping[str, Any],
+              now: dt.datetime, interacted: bool) -> Offer:
+    _touch(conn, q, row, now, visit.get("current_page"), True, interacted)
+    return _keep_or_allocate(conn, q, site, row, now, interacted, allow_reuse=True)
 
 
 def heartbeat(db: Session, site: SiteRouting, session_public_id: str, now: dt.datetime,
               current_page: str | None = None, interacted: bool = False) -> Offer | None:
-    """The visitor is still on the page: slide the hold.  None when the session is gone
-    (unknown, or idle past its hold): the snippet then starts a new one.
+    """The visitor is still on the page: slide the hold.  None when the session is unknown;
+    ``live=False`` when it idled past its hold: the snippet then starts a new one.
 
     A session that got the fallback number because the pool was full takes a pool number
-    here as soon as one is free (no new overflow event: that visit is already counted).
+    here as soon as one is free.  It never takes one over (``reuse_oldest``): two displaced
+    sessions would otherwise take each other's number back on every heartbeat.
     """
     _write_lock(db)
-    row = _find_session(db, site, session_public_id, None)
+    conn, q = _prepared(db)
+    row = _find_session(conn, q, site, session_public_id, None, now)
     if row is None:
         return None
-    live = _live_assignment(db, row.id, now)
-    if live is None and not _session_alive(site, row, now):
+    if row.a_id is None and not _session_alive(site, row, now):
         return Offer(row.public_id, None, "expired", None, None, live=False)
-    changes: dict[str, Any] = {"last_seen": now}
-    if current_page and current_page != row.current_page:
-        changes["current_page"] = current_page
-        changes["page_views"] = _vs.c.page_views + 1
-    if interacted and not row.interacted:
-        changes["interacted"] = True
-    db.execute(update(_vs).where(_vs.c.id == row.id).values(**changes))
-    stored = {name: getattr(row, name) for name in VISIT_FIELDS if name != "ip"}
-    route = route_visit(site, stored)
-    if live is not None:
-        expires = _extend(db, site, live, now)
-        return Offer(row.public_id, live.number, "reused" if live.reused else "pool", expires, route.source)
-    if route.pool_id is None:
-        return _fixed_offer(row.public_id, route, route.kind)
-    if row.is_bot:
-        return _fixed_offer(row.public_id, route, "bot")
-    if site.lazy_allocation and not (interacted or row.interacted):
-        return _fixed_offer(row.public_id, route, "lazy")
-    # A lazy session's first interaction or a number lost to the hard cap is a real attempt
-    # and may overflow; a session already counted as overflowed is not counted twice.
-    # Never reuse here: that would let two displaced sessions take each other's number back
-    # on every heartbeat.
-    return _allocate(db, site, route, row.id, row.public_id, now, stored,
-                     record_overflow=not _has_overflow(db, row.id), allow_reuse=False)
+    # An SPA navigation arrives as a heartbeat with a new page: count it as a page view.
+    _touch(conn, q, row, now, current_page, bool(current_page and current_page != row.current_page), interacted)
+    return _keep_or_allocate(conn, q, site, row, now, interacted, allow_reuse=False)
 
 
 def unload(db: Session, site: SiteRouting, session_public_id: str, now: dt.datetime) -> bool:
     """The page is going away: keep the number only for the short unload grace, so the next
     page of the visit keeps it and an abandoned visit frees it soon.  True if a hold changed."""
     _write_lock(db)
-    row = _find_session(db, site, session_public_id, None)
+    conn, q = _prepared(db)
+    row = _find_session(conn, q, site, session_public_id, None, now)
     if row is None:
         return False
-    live = _live_assignment(db, row.id, now)
-    db.execute(update(_vs).where(_vs.c.id == row.id).values(last_seen=now))
-    if live is None:
+    conn.execute(q.seen, {"s_id": row.id, "p_now": now})
+    if row.a_id is None:
         return False
     grace = now + dt.timedelta(seconds=site.unload_grace_seconds)
-    if grace < live.expires_at:
-        db.execute(update(_na).where(_na.c.id == live.id).values(expires_at=grace))
+    if grace < row.a_expires:
+        conn.execute(q.shorten, {"a_id": row.a_id, "p_expires": grace})
         return True
     return False
 
@@ -408,9 +435,10 @@ def release_expired(db: Session, now: dt.datetime, limit: int = 1000) -> int:
             .order_by(_na.c.expires_at).limit(limit))
     if _is_pg(db):
         stmt = stmt.with_for_update(skip_locked=True)
-    rows = db.execute(stmt).all()
+    conn, q = _prepared(db)
+    rows = conn.execute(stmt).all()
     for row in rows:
-        _release_number(db, row.id, row.number_id, row.expires_at, "expired")
+        _release_number(conn, q, row.id, row.number_id, row.expires_at, "expired")
     return len(rows)
 
 
@@ -420,7 +448,8 @@ def release_for_call(db: Session, number_id: int, now: dt.datetime) -> bool:
     row = db.execute(select(_na.c.id).where(_na.c.number_id == number_id, _na.c.released_at.is_(None))).first()
     if row is None:
         return False
-    _release_number(db, row.id, number_id, now, "call")
+    conn, q = _prepared(db)
+    _release_number(conn, q, row.id, number_id, now, "call")
     return True
 
 

@@ -106,6 +106,8 @@ SCHEMA: dict[str, dict[str, Key]] = {
         "release_grace_seconds": Key(_positive_int, 900),
         "callerid_prefix": Key(_bool, True, help="prefix caller name with [source]"),
         "device_state_source": Key(_choice("asterisk", "database"), "asterisk"),
+        "cache_seconds": Key(_positive_float, 5.0,
+                             help="how long the AGI reuses rules/numbers/sources read from the DB; SIGHUP drops them"),
         "metrics_port": Key(_port, 9573, help="/metrics and /healthz of the FastAGI server; 0 = off"),
     },
     "ami": {
@@ -142,6 +144,7 @@ SCHEMA: dict[str, dict[str, Key]] = {
         "maintenance_seconds": Key(_positive_float, 30.0,
                                    help="sweep expired holds and sample pool usage this often (0 = off)"),
         "sample_seconds": Key(_positive_int, 60, help="pool usage sample interval for pool health"),
+        "synchronous_commit": Key(_bool, False, help="PostgreSQL: wait for the WAL flush on every page view"),
     },
     "retention": {
         "calls_days": Key(_positive_int, 0, help="default for sites without their own setting; 0 = keep forever"),

@@ -29,6 +29,7 @@
     if (!v) {
       v = (Date.now().toString(36) + Math.random().toString(36).slice(2, 12));
       put('astertrack_vid', v);
+      st.fresh = true;
     }
     return v;
   }
@@ -49,8 +50,9 @@
       visitor_id: vid(), ga_client_id: cookie('_ga'), ym_client_id: cookie('_ym_uid'),
       referrer: d.referrer, landing_page: location.href, current_page: location.href,
       user_agent: navigator.userAgent, sid: st.sid, wd: !!navigator.webdriver, debug: debug,
-      interacted: st.touched
+      interacted: st.touched, new: !!st.fresh
     };
+    st.fresh = false;
     ['utm_source', 'utm_medium', 'utm_campaign', 'utm_content', 'utm_term', 'gclid', 'yclid', 'fbclid']
       .forEach(function (n) { if (q.get(n)) v[n] = q.get(n); });
     return v;

@@ -1,0 +1,292 @@
+"""Load test of the tracker API under gunicorn with PostgreSQL, with a trivial-endpoint ceiling.
+
+    python bench/tracker_load.py            (from the repo root; about 45 s)
+
+Creates a throwaway database on the local PostgreSQL (``ASTERTRACK_BENCH_PG``, default
+postgres@127.0.0.1:5432), seeds 50 sites with 40-number pools, starts the tracker under
+gunicorn on loopback and drives it with ``wrk`` (``apt-get install wrk``) and a Lua script:
+
+1. session creates: every request a new visitor (new session; a pool number while the
+   pools last, then fallback + overflow event, both full write paths);
+2. heartbeats on the sessions created in phase 1;
+3. the same gunicorn setup serving a trivial Flask endpoint: the ceiling of this machine.
+
+The last printed line is one JSON object with the figures.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import textwrap
+import time
+import uuid
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(REPO))
+
+PG_ADMIN = os.environ.get("ASTERTRACK_BENCH_PG", "postgresql+psycopg://postgres@127.0.0.1:5432/postgres")
+SITES, POOL_SIZE = 50, 40
+WORKERS = int(os.environ.get("BENCH_WORKERS", "3"))
+THREADS = int(os.environ.get("BENCH_THREADS", "4"))
+CONNECTIONS = int(os.environ.get("BENCH_CONNECTIONS", "32"))
+PHASE_SECONDS = int(os.environ.get("BENCH_SECONDS", "10"))
+UA = "Mozilla/5.0 (X11; Linux x86_64) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/126.0 Safari/537.36"
+
+LUA_COMMON = r"""
+local threads = {}
+local next_id = 0
+function setup(thread)
+  thread:set("tid", next_id)
+  next_id = next_id + 1
+  table.insert(threads, thread)
+end
+function done(summary, latency, requests)
+  io.write(string.format(
+    'WRK {"requests":%d,"duration_us":%d,"p50_us":%d,"p99_us":%d,"status_errors":%d,' ..
+    '"connect_errors":%d,"timeouts":%d}\n',
+    summary.requests, summary.duration, latency:percentile(50), latency:percentile(99),
+    summary.errors.status, summary.errors.connect, summary.errors.timeout))
+end
+"""
+
+LUA_START = LUA_COMMON + r"""
+local keys = {}
+local counter = 0
+local prefix
+function init(args)
+  for line in io.lines(args[1]) do table.insert(keys, line) end
+  prefix = tostring(tid) .. "-" .. tostring(math.random(1, 1000000000))
+end
+function request()
+  counter = counter + 1
+  local key = keys[(counter % #keys) + 1]
+  local body = '{"k":"' .. key .. '","visitor_id":"bench-' .. prefix .. '-' .. counter ..
+    '","utm_source":"bench","utm_medium":"cpc","landing_page":"https://shop.example.ru/landing?x=1",' ..
+    '"referrer":"https://yandex.ru/search/?text=buy+glasses","new":true}'
+  return wrk.format("POST", "/v/start", {["Content-Type"] = "text/plain;charset=UTF-8",
+    ["User-Agent"] = "__UA__"}, body)
+end
+"""
+
+LUA_PING = LUA_COMMON + r"""
+local sessions = {}
+local counter = 0
+function init(args)
+  for line in io.lines(args[1]) do
+    local key, sid = line:match("([^ ]+) ([^ ]+)")
+    table.insert(sessions, {key, sid})
+  end
+  counter = tid * 7919
+end
+function request()
+  counter = counter + 1
+  local s = sessions[(counter % #sessions) + 1]
+  local body = '{"k":"' .. s[1] .. '","sid":"' .. s[2] .. '","page":"https://shop.example.ru/landing?x=1"}'
+  return wrk.format("POST", "/v/ping", {["Content-Type"] = "text/plain;charset=UTF-8",
+    ["User-Agent"] = "__UA__"}, body)
+end
+"""
+
+LUA_CEILING = LUA_COMMON + r"""
+function request()
+  return wrk.format("POST", "/ok", {["Content-Type"] = "text/plain;charset=UTF-8"}, '{"k":"x"}')
+end
+"""
+
+
+def ceiling_app():
+    """The trivial endpoint: same framework, same server, no database."""
+    from flask import Flask, Response
+
+    app = Flask("ceiling")
+
+    @app.route("/ok", methods=["GET", "POST"])
+    def ok():
+        return Response('{"ok":true}', mimetype="application/json")
+
+    return app
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def wait_http(port: int, path: str, timeout: float = 20) -> None:
+    import urllib.request
+
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            urllib.request.urlopen(f"http://127.0.0.1:{port}{path}", timeout=1).read()
+            return
+        except Exception:
+            time.sleep(0.2)
+    raise SystemExit(f"server on port {port} did not come up")
+
+
+def gunicorn(app: str, port: int, env: dict[str, str], chdir: Path) -> subprocess.Popen:
+    cmd = [str(Path(sys.executable).parent / "gunicorn"), "--worker-class", "gthread", "--workers", str(WORKERS),
+           "--threads", str(THREADS), "--bind", f"127.0.0.1:{port}", "--log-level", "warning",
+           "--chdir", str(chdir), app]
+    return subprocess.Popen(cmd, env=env, start_new_session=True)
+
+
+def stop(proc: subprocess.Popen) -> None:
+    try:
+        os.killpg(proc.pid, signal.SIGTERM)
+        proc.wait(timeout=15)
+    except (ProcessLookupError, subprocess.TimeoutExpired):
+        try:
+            os.killpg(proc.pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+
+
+def wrk(port: int, script: Path, seconds: int, arg: Path | None = None) -> dict:
+    cmd = ["wrk", "-t", "2", "-c", str(CONNECTIONS), "-d", f"{seconds}s", "--timeout", "5s", "-s", str(script),
+           f"http://127.0.0.1:{port}"]
+    if arg is not None:
+        cmd += ["--", str(arg)]
+    out = subprocess.run(cmd, capture_output=True, text=True, timeout=seconds + 30)
+    for line in out.stdout.splitlines():
+        if line.startswith("WRK "):
+            data = json.loads(line[4:])
+            data["per_s"] = data["requests"] / (data["duration_us"] / 1e6)
+            return data
+    raise SystemExit(f"wrk failed: {out.stdout}\n{out.stderr}")
+
+
+def seed(url: str) -> list[str]:
+    from astertrack.db import make_engine, make_session_factory
+    from astertrack.models import Base, NumberPool, Site, TrackingNumber
+
+    engine = make_engine(url)
+    Base.metadata.create_all(engine)
+    keys = []
+    with make_session_factory(engine)() as db:
+        for s in range(SITES):
+            site = Site(name=f"bench {s}", domains=["shop.example.ru"], default_number="+74957770001",
+                        replace_numbers=["+74950000000"], replace_selectors=[".phone"])
+            db.add(site)
+            db.flush()
+            pool = NumberPool(site_id=site.id, name="main", fallback_number="+74957770000")
+            db.add(pool)
+            db.flush()
+            site.default_pool_id = pool.id
+            db.add_all(TrackingNumber(number=f"+7499{s:03d}{i:04d}", site_id=site.id, pool_id=pool.id)
+                       for i in range(POOL_SIZE))
+            keys.append(site.public_key)
+        db.commit()
+    engine.dispose()
+    return keys
+
+
+def session_list(url: str, path: Path) -> tuple[int, int, int]:
+    """Write "key sid" lines of every session; return (sessions, pool holders, overflows)."""
+    from sqlalchemy import func, select
+
+    from astertrack.db import make_engine
+    from astertrack.models import NumberAssignment, OverflowEvent, Site, VisitorSession
+
+    engine = make_engine(url)
+    with engine.connect() as conn:
+        rows = conn.execute(select(Site.public_key, VisitorSession.public_id)
+                            .join(Site, Site.id == VisitorSession.site_id)).all()
+        holders = conn.execute(select(func.count()).select_from(NumberAssignment)).scalar_one()
+        overflows = conn.execute(select(func.count()).select_from(OverflowEvent)).scalar_one()
+    engine.dispose()
+    path.write_text("".join(f"{key} {sid}\n" for key, sid in rows))
+    return len(rows), holders, overflows
+
+
+def main() -> None:
+    if shutil.which("wrk") is None:
+        raise SystemExit("wrk is not installed: apt-get install -y wrk")
+    from sqlalchemy import create_engine, text
+    from sqlalchemy.engine import make_url
+
+    name = f"astertrack_bench_{os.getpid()}_{uuid.uuid4().hex[:6]}"
+    admin = create_engine(PG_ADMIN, isolation_level="AUTOCOMMIT")
+    with admin.connect() as conn:
+        conn.execute(text(f'CREATE DATABASE "{name}"'))
+    url = make_url(PG_ADMIN).set(database=name).render_as_string(hide_password=False)
+    work = Path(tempfile.mkdtemp(prefix="astertrack-bench-"))
+    procs: list[subprocess.Popen] = []
+    try:
+        keys = seed(url)
+        (work / "keys.txt").write_text("\n".join(keys) + "\n")
+        config = work / "astertrack.conf"
+        config.write_text(textwrap.dedent(f"""\
+            [database]
+            url = {url}
+            pool_size = {THREADS}
+            [tracker]
+            rate_limit_per_minute = 0
+            maintenance_seconds = 30
+            """))
+        config.chmod(0o600)
+        env = {**os.environ, "ASTERTRACK_CONFIG": str(config), "PYTHONPATH": str(REPO)}
+        for script, body in (("start.lua", LUA_START), ("ping.lua", LUA_PING), ("ceiling.lua", LUA_CEILING)):
+            (work / script).write_text(body.replace("__UA__", UA))
+
+        port = free_port()
+        procs.append(gunicorn("tracker:create_app()", port, env, REPO))
+        wait_http(port, "/v.js")
+        print(f"tracker: gunicorn gthread {WORKERS} workers x {THREADS} threads, PostgreSQL, "
+              f"{SITES} sites x {POOL_SIZE}-number pools; wrk 2 threads, {CONNECTIONS} connections", flush=True)
+        wrk(port, work / "start.lua", 2, work / "keys.txt")  # warm-up: connections, caches
+        starts = wrk(port, work / "start.lua", PHASE_SECONDS, work / "keys.txt")
+        sessions, holders, overflows = session_list(url, work / "sessions.txt")
+        print(f"session creates: {starts['per_s']:.0f}/s  p50 {starts['p50_us'] / 1000:.2f} ms  "
+              f"p99 {starts['p99_us'] / 1000:.2f} ms  non-2xx {starts['status_errors']}  "
+              f"({sessions} sessions, {holders} got a pool number, {overflows} overflow events)", flush=True)
+        pings = wrk(port, work / "ping.lua", PHASE_SECONDS, work / "sessions.txt")
+        print(f"heartbeats:      {pings['per_s']:.0f}/s  p50 {pings['p50_us'] / 1000:.2f} ms  "
+              f"p99 {pings['p99_us'] / 1000:.2f} ms  non-2xx {pings['status_errors']}", flush=True)
+        stop(procs.pop())
+
+        port = free_port()
+        procs.append(gunicorn("tracker_load:ceiling_app()", port, env, REPO / "bench"))
+        wait_http(port, "/ok")
+        wrk(port, work / "ceiling.lua", 2)
+        ceiling = wrk(port, work / "ceiling.lua", PHASE_SECONDS)
+        print(f"ceiling (trivial Flask endpoint, same gunicorn): {ceiling['per_s']:.0f}/s  "
+              f"p50 {ceiling['p50_us'] / 1000:.2f} ms  p99 {ceiling['p99_us'] / 1000:.2f} ms", flush=True)
+        result = {
+            "session_creates_per_s": round(starts["per_s"], 1),
+            "heartbeats_per_s": round(pings["per_s"], 1),
+            "p50_ms": round(starts["p50_us"] / 1000, 2),
+            "p99_ms": round(starts["p99_us"] / 1000, 2),
+            "heartbeat_p99_ms": round(pings["p99_us"] / 1000, 2),
+            "ceiling_per_s": round(ceiling["per_s"], 1),
+            "ratio_to_ceiling": round(starts["per_s"] / ceiling["per_s"], 3) if ceiling["per_s"] else None,
+            "non_2xx": starts["status_errors"] + pings["status_errors"],
+            "sessions": sessions,
+            "pool_assignments": holders,
+            "overflow_events": overflows,
+            "cpus": os.cpu_count(),
+        }
+        print(json.dumps(result))
+    finally:
+        for proc in procs:
+            stop(proc)
+        with admin.connect() as conn:
+            conn.execute(text("SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
+                              "WHERE datname = :n AND pid <> pg_backend_pid()"), {"n": name})
+            conn.execute(text(f'DROP DATABASE IF EXISTS "{name}"'))
+        admin.dispose()
+        shutil.rmtree(work, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    main()
