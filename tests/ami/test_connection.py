@@ -13,6 +13,8 @@ import time
 import pytest
 from sqlalchemy import func, select
 
+from ami_listener.rebuild import rebuild
+from astertrack.calltracker import CallTracker
 from astertrack.models import AmiGap, Call
 from tests.ami.fake_ami import FakeAmiServer, alive_channels, capture_body, split_blocks
 from tests.ami.fake_ami import Session as Script
@@ -58,6 +60,13 @@ def test_call_that_ended_during_the_gap_is_closed_by_the_sweeper_and_marked(sess
         assert call.outcome == "answered" and call.answered_by == "PJSIP/101"
         assert call.wait_seconds == pytest.approx(3.0, abs=1)
         assert call.talk_seconds < 1  # the unseen end is not stretched to the reconnect time
+        before = (call.outcome, call.closed_by, call.wait_seconds, call.talk_seconds, call.ended_at)
+    # the synthetic "channel gone" events are stored too, so a rebuild reproduces the sweeper's close
+    report = rebuild(session_factory, NODE, dt.datetime(2026, 1, 1, tzinfo=dt.UTC), CallTracker)
+    assert (report.rebuilt, report.changed, report.incomplete) == (1, 0, 0)
+    with session_factory() as session:
+        call = session.scalar(select(Call))
+        assert (call.outcome, call.closed_by, call.wait_seconds, call.talk_seconds, call.ended_at) == before
 
 
 def test_ringing_call_that_ended_during_the_gap_is_missed_and_marked(session_factory, db_url):
