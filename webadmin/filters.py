@@ -42,6 +42,9 @@ def arg_date(name: str) -> dt.date | None:
 def period() -> tuple[dt.date, dt.date, dt.datetime, dt.datetime, str]:
     """(first day, last day, start UTC, end UTC exclusive, tz); default the last 30 days."""
     tz = display_timezone()
+    site_id = arg_int("site")
+    if site_id is not None:  # a one-site report counts days in that site's own time zone
+        tz = get_session().scalars(select(Site.timezone).where(Site.id == site_id)).first() or tz
     zone = ZoneInfo(tz)
     today = dt.datetime.now(dt.UTC).astimezone(zone).date()
     date_to = arg_date("to") or today

@@ -85,3 +85,16 @@ def test_crm_link_is_encoded_and_http_only():
     assert crm_link("https://crm/x?p={phone}&n={caller_name}", call) == "https://crm/x?p=%2B79161234567&n=A%26B%20%3Cx%3E"
     assert crm_link("javascript:alert({phone})", call) is None
     assert crm_link(None, call) is None
+
+
+def test_ring_all_call_pops_up_at_the_phone_that_rings(app, data, db):
+    """With ring-all there is no routed manager: the AMI listener's ringing_endpoint decides."""
+    app.config["SSE_MAX_SECONDS"] = 0.8
+    call = _ringing(db, data, None, ringing_endpoint="PJSIP/102")
+    boris, anna = app.test_client(), app.test_client()
+    AuthActions(boris).login("boris")
+    AuthActions(anna).login("anna")
+    assert [card["id"] for _, card in _events(boris.get("/live/popup/stream"))] == [call.id]
+    assert _events(anna.get("/live/popup/stream")) == []
+    assert boris.get(f"/calls/{call.id}").status_code == 200  # the card link in the pop-up works for him
+    assert anna.get(f"/calls/{call.id}").status_code == 404
