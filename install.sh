@@ -384,7 +384,9 @@ configure_asterisk() {
   local mgr_template="$conf_src/manager_astertrack.conf" fallback_template=""
   if [ ! -f "$mgr_template" ]; then
     fallback_template="$(mktemp)"
-    printf '[%s]\nsecret = x\ndeny = 0.0.0.0/0.0.0.0\npermit = 127.0.0.1/255.255.255.255\nread = system,call,agent,user\nwrite = reporting\n' \
+    # Only when the checkout lacks asterisk-conf/manager_astertrack.conf: the same classes
+    # (system, call, agent, user; write=reporting for the resync), loopback only.
+    printf '[%s]\nsecret = x\ndeny = 0.0.0.0/0.0.0.0\npermit = 127.0.0.1/255.255.255.255\nread = system,call,agent,user\nwrite = reporting\nwritetimeout = 5000\n' \
       "$AMI_USER" > "$fallback_template"
     mgr_template="$fallback_template"
   fi
