@@ -12,6 +12,7 @@ import time
 
 import pytest
 from sqlalchemy import func, select
+from sqlalchemy.orm import Session as OrmSession
 
 from ami_listener.rebuild import rebuild
 from astertrack.calltracker import CallTracker
@@ -194,3 +195,48 @@ def test_unreachable_asterisk_is_retried_not_fatal(session_factory, db_url):
         return server
 
     assert asyncio.run(scenario()).logins == 1
+
+
+def test_daemon_records_a_call_serves_health_and_stops_cleanly_on_sigterm(tmp_path):
+    import json
+    import signal
+    import socket
+    import urllib.request
+
+    from astertrack.db import make_engine
+    from astertrack.models import Base
+
+    db = tmp_path / "db.sqlite"
+    engine = make_engine(f"sqlite:///{db}")
+    Base.metadata.create_all(engine)
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        metrics_port = probe.getsockname()[1]
+    body = capture_body(AMI_DIR / "sip_a_answered_101.ami.txt")
+    with _ServerThread(FakeAmiServer([Script(stream=body)], secret="s3cret")) as server:
+        config = tmp_path / "astertrack.conf"
+        config.write_text(f"[general]\nnode = {NODE}\n[database]\nurl = sqlite:///{db}\n"
+                          f"[ami]\nport = {server.port}\nsecret = s3cret\nmetrics_port = {metrics_port}\n")
+        config.chmod(0o600)
+        proc = subprocess.Popen([sys.executable, "-m", "ami_listener.daemon", "-c", str(config)], cwd=REPO,
+                                env={**os.environ, "PYTHONPATH": str(REPO)}, stderr=subprocess.PIPE, text=True)
+        try:
+            deadline = time.monotonic() + 20
+            while time.monotonic() < deadline:
+                with OrmSession(engine) as session:
+                    if session.scalar(select(Call).where(Call.state == "finished")):
+                        break
+                time.sleep(0.1)
+            with urllib.request.urlopen(f"http://127.0.0.1:{metrics_port}/healthz", timeout=5) as reply:
+                health = json.loads(reply.read())
+            assert health["checks"]["ami"]["ok"] and health["checks"]["database"]["ok"]
+            proc.send_signal(signal.SIGTERM)
+            assert proc.wait(20) == 0
+        finally:
+            if proc.poll() is None:
+                proc.kill()
+            proc.wait(5)
+    with OrmSession(engine) as session:
+        call = session.scalar(select(Call))
+        assert (call.call_uid, call.outcome, call.answered_by) == ("ct-20261123-38302", "answered", "SIP/101")
+    engine.dispose()
