@@ -30,6 +30,7 @@ from agi.protocol import (
 )
 from agi.registry import UnknownRouteError, load_routes, lookup
 from agi.settings import AgiSettings
+from agi.store import SnapshotCache
 from astertrack import metrics, routing
 from astertrack.config import Config
 from astertrack.db import engine_from_config, make_session_factory
@@ -74,12 +75,13 @@ class AgiApp:
         load_routes()
         self.config = config
         self.settings = AgiSettings.from_config(config)
+        self.snapshots = SnapshotCache(self.settings.cache_seconds)
         self._own_engine = None
         if session_factory is None:
             self._own_engine = engine_from_config(config)
             session_factory = make_session_factory(self._own_engine)
         self.session_factory = session_factory
-        workers = db_workers or max(4, config.values["database"]["pool_size"])
+        workers = db_workers or config.values["agi"]["db_threads"] or config.values["database"]["pool_size"]
         self.executor = concurrent.futures.ThreadPoolExecutor(max_workers=workers, thread_name_prefix="agi-db")
 
     def reload(self, config: Config) -> None:
@@ -87,6 +89,7 @@ class AgiApp:
         old_url = self.config.values["database"]["url"]
         self.config = config
         self.settings = AgiSettings.from_config(config)
+        self.snapshots = SnapshotCache(self.settings.cache_seconds)  # rules and numbers re-read now
         if self._own_engine is not None and config.values["database"]["url"] != old_url:
             old_engine = self._own_engine
             self._own_engine = engine_from_config(config)

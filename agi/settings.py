@@ -20,6 +20,7 @@ class AgiSettings:
     callerid_prefix: bool = True
     device_state_source: str = "asterisk"
     recording_format: str = "wav"
+    cache_seconds: float = 5.0
 
     @classmethod
     def from_config(cls, config: Config) -> AgiSettings:
@@ -36,4 +37,5 @@ class AgiSettings:
             callerid_prefix=agi["callerid_prefix"],
             device_state_source=agi["device_state_source"],
             recording_format=config.values["recordings"]["format"],
+            cache_seconds=agi["cache_seconds"],
         )

@@ -9,12 +9,17 @@ Asterisk for device states; the write re-checks everything that matters atomical
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 import logging
+import threading
+import time
+from collections.abc import Iterator
 from dataclasses import dataclass, field, replace
 
-from sqlalchemy import func, select, update
-from sqlalchemy.exc import IntegrityError
+from sqlalchemy import and_, func, insert, or_, select, update
+from sqlalchemy.dialects.postgresql import insert as pg_insert
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.orm import Session, sessionmaker
 
 from agi.settings import AgiSettings
@@ -37,6 +42,24 @@ from astertrack.schedule import is_open, local_day_start
 log = logging.getLogger(__name__)
 
 DEFAULT_RULE_NAME = "default"
+# SQLite has one writer at a time and makes the others sleep-and-retry (1, 2, 5, 10 ... 100 ms
+# steps).  Queueing our own writers on a lock first keeps those sleeps out of the latency.
+_sqlite_writer = threading.Lock()
+
+
+@contextlib.contextmanager
+def write_session(factory: sessionmaker[Session]) -> Iterator[Session]:
+    """A session whose transaction holds the write lock from its first statement."""
+    serialise = factory.kw["bind"].dialect.name == "sqlite"
+    if serialise:
+        _sqlite_writer.acquire()
+    try:
+        with factory() as session:
+            begin_write(session)
+            yield session
+    finally:
+        if serialise:
+            _sqlite_writer.release()
 
 
 @dataclass
@@ -107,7 +130,58 @@ class Decision:
 # ---------------------------------------------------------------- snapshots
 
 
-def _rule_view(rule: RoutingRule, member_ids: tuple[int, ...], queue_name: str | None) -> RuleView:
+@dataclass
+class Snapshot:
+    """Routing configuration as of ``loaded_at``: rules, numbers, sources, sites, manager ids.
+
+    What an admin edits, not what a call changes, so it is shared by every call for
+    ``[agi] cache_seconds`` (SIGHUP drops it).  Live facts (reservations, pauses, device
+    states, round-robin position, visitor sessions, caller profiles) are always read fresh.
+    """
+
+    directory: attr.Directory
+    rules: list[RuleView]
+    enabled_manager_ids: tuple[int, ...]
+    loaded_at: float
+
+    def rule(self, rule_id: int | None) -> RuleView | None:
+        for rule in self.rules:
+            if rule.id == rule_id:
+                return rule
+        return None
+
+    def implicit_rule(self) -> RuleView | None:
+        """No rule matched: offer the call to every enabled manager, least recently routed first."""
+        if not self.enabled_manager_ids:
+            return None
+        return RuleView(id=0, name=DEFAULT_RULE_NAME, priority=1_000_000, strategy="least_recent",
+                        member_ids=self.enabled_manager_ids, sticky=True, sticky_days=30)
+
+
+class SnapshotCache:
+    """One Snapshot per process, reloaded when older than ``ttl`` seconds (0 = every call)."""
+
+    def __init__(self, ttl: float):
+        self.ttl = ttl
+        self._snapshot: Snapshot | None = None
+        self._lock = threading.Lock()
+
+    def clear(self) -> None:
+        self._snapshot = None
+
+    def get(self, session: Session) -> Snapshot:
+        snapshot = self._snapshot
+        if snapshot is not None and time.monotonic() - snapshot.loaded_at < self.ttl:
+            return snapshot
+        with self._lock:
+            snapshot = self._snapshot
+            if snapshot is None or time.monotonic() - snapshot.loaded_at >= self.ttl:
+                snapshot = load_snapshot(session)
+                self._snapshot = snapshot
+            return snapshot
+
+
+def _rule_view(rule, member_ids: tuple[int, ...], queue_name: str | None) -> RuleView:
     return RuleView(
         id=rule.id, name=rule.name, priority=rule.priority, site_id=rule.site_id, match=rule.match or {},
         strategy=rule.strategy or "round_robin", member_ids=member_ids, queue_name=queue_name,
@@ -118,47 +192,44 @@ def _rule_view(rule: RoutingRule, member_ids: tuple[int, ...], queue_name: str |
     )
 
 
-def load_rules(session: Session, rule_id: int | None = None) -> list[RuleView]:
-    query = select(RoutingRule).where(RoutingRule.enabled.is_(True))
-    if rule_id is not None:
-        query = select(RoutingRule).where(RoutingRule.id == rule_id)
-    rules = session.execute(query).scalars().all()
-    if not rules:
-        return []
-    group_ids = {r.group_id for r in rules if r.group_id is not None}
-    members: dict[int, list[int]] = {gid: [] for gid in group_ids}
-    queues: dict[int, str | None] = {}
-    if group_ids:
-        for gid, mid in session.execute(
-            select(manager_group_members.c.group_id, manager_group_members.c.manager_id)
-            .where(manager_group_members.c.group_id.in_(group_ids))
-        ):
-            members[gid].append(mid)
-        for gid, queue in session.execute(select(ManagerGroup.id, ManagerGroup.queue_name)
-                                          .where(ManagerGroup.id.in_(group_ids))):
-            queues[gid] = queue
-    return [
-        _rule_view(r, tuple(sorted(members.get(r.group_id, ()))), queues.get(r.group_id))
-        for r in rules
-    ]
+def load_rules(session: Session) -> list[RuleView]:
+    rules = session.execute(select(RoutingRule).where(RoutingRule.enabled.is_(True))).scalars().all()
+    members: dict[int, list[int]] = {}
+    for gid, mid in session.execute(select(manager_group_members.c.group_id, manager_group_members.c.manager_id)):
+        members.setdefault(gid, []).append(mid)
+    queues = dict(session.execute(select(ManagerGroup.id, ManagerGroup.queue_name)).all())
+    return [_rule_view(r, tuple(sorted(members.get(r.group_id, ()))), queues.get(r.group_id)) for r in rules]
 
 
-def _manager_view(m: Manager, calls_today: int = 0) -> ManagerView:
-    return ManagerView(
-        id=m.id, endpoint=m.endpoint, name=m.name, extension=m.extension, enabled=bool(m.enabled),
-        paused=bool(m.paused), schedule=m.schedule or {}, device_state=m.device_state or "UNKNOWN",
-        reserved_until=m.reserved_until, reserved_call_uid=m.reserved_call_uid, last_routed_at=m.last_routed_at,
-        calls_today=calls_today,
-    )
+def load_snapshot(session: Session) -> Snapshot:
+    enabled = tuple(sorted(session.execute(select(Manager.id).where(Manager.enabled.is_(True))).scalars()))
+    snapshot = Snapshot(directory=attr.load_directory(session), rules=load_rules(session),
+                        enabled_manager_ids=enabled, loaded_at=time.monotonic())
+    session.rollback()  # end the read transaction (SQLite would otherwise hold its snapshot)
+    return snapshot
 
 
-def load_managers(session: Session, ids: set[int] | None) -> dict[int, Manager]:
-    query = select(Manager)
-    if ids is not None:
-        if not ids:
-            return {}
-        query = query.where(Manager.id.in_(ids))
-    return {m.id: m for m in session.execute(query).scalars()}
+_MANAGER_COLUMNS = (Manager.id, Manager.endpoint, Manager.name, Manager.extension, Manager.enabled, Manager.paused,
+                    Manager.schedule, Manager.device_state, Manager.reserved_until, Manager.reserved_call_uid,
+                    Manager.last_routed_at)
+
+
+def load_managers(session: Session, ids: set[int], now: dt.datetime, call_uid: str) -> dict[int, ManagerView]:
+    """Fresh state of the candidates that could take a call now: enabled, not paused, not held
+    for another call (pauses and reservations change by the second, so never cached)."""
+    if not ids:
+        return {}
+    views = {}
+    query = select(*_MANAGER_COLUMNS).where(
+        Manager.id.in_(ids), Manager.enabled.is_(True), Manager.paused.is_(False),
+        or_(Manager.reserved_until.is_(None), Manager.reserved_until < now, Manager.reserved_call_uid == call_uid))
+    for row in session.execute(query):
+        views[row.id] = ManagerView(
+            id=row.id, endpoint=row.endpoint, name=row.name, extension=row.extension, enabled=bool(row.enabled),
+            paused=bool(row.paused), schedule=row.schedule or {}, device_state=row.device_state or "UNKNOWN",
+            reserved_until=row.reserved_until, reserved_call_uid=row.reserved_call_uid,
+            last_routed_at=row.last_routed_at)
+    return views
 
 
 def _calls_today(session: Session, ids: set[int], now: dt.datetime, tz: str | None) -> dict[int, int]:
@@ -189,15 +260,6 @@ def _sticky_manager_id(session: Session, rule: RuleView, history: attr.CallerHis
     return session.execute(query).scalar_one_or_none()
 
 
-def _implicit_rule(session: Session) -> RuleView | None:
-    """No rule matched: offer the call to every enabled manager, least recently routed first."""
-    ids = tuple(sorted(session.execute(select(Manager.id).where(Manager.enabled.is_(True))).scalars()))
-    if not ids:
-        return None
-    return RuleView(id=0, name=DEFAULT_RULE_NAME, priority=1_000_000, strategy="least_recent", member_ids=ids,
-                    sticky=True, sticky_days=30)
-
-
 def _candidates(session: Session, plan: Plan, exclude: set[int]) -> list[ManagerView]:
     rule = plan.rule
     if rule is None or rule.strategy == "queue":
@@ -205,11 +267,14 @@ def _candidates(session: Session, plan: Plan, exclude: set[int]) -> list[Manager
     wanted = set(rule.member_ids)
     if plan.sticky_id:
         wanted.add(plan.sticky_id)
-    rows = load_managers(session, wanted)
-    counts = _calls_today(session, set(rows), plan.now, plan.timezone) if rule.strategy == "fewest_today" else {}
-    views = {mid: _manager_view(m, counts.get(mid, 0)) for mid, m in rows.items()}
-    ordered = routing.order_candidates(rule.strategy, [views[i] for i in rule.member_ids if i in views],
-                                       rule.rr_cursor)
+    views = load_managers(session, wanted, plan.now, plan.call_uid)
+    if rule.strategy == "fewest_today":
+        counts = _calls_today(session, set(views), plan.now, plan.timezone)
+        views = {mid: replace(view, calls_today=counts.get(mid, 0)) for mid, view in views.items()}
+    cursor = rule.rr_cursor
+    if rule.strategy == "round_robin" and rule.id:
+        cursor = session.execute(select(RoutingRule.rr_cursor).where(RoutingRule.id == rule.id)).scalar() or 0
+    ordered = routing.order_candidates(rule.strategy, [views[i] for i in rule.member_ids if i in views], cursor)
     sticky = views.get(plan.sticky_id) if plan.sticky_id else None
     ordered = routing.with_sticky_first(ordered, sticky)
     return [m for m in ordered
@@ -230,21 +295,23 @@ def _finish_plan(session: Session, plan: Plan, settings: AgiSettings, exclude: s
     return plan
 
 
-def plan_inbound(factory: sessionmaker[Session], info: CallerInfo, settings: AgiSettings,
+def plan_inbound(factory: sessionmaker[Session], cache: SnapshotCache, info: CallerInfo, settings: AgiSettings,
                  now: dt.datetime) -> Plan:
     """Attribute the call and list the managers that could take it, best first (read only)."""
     with factory() as session:
-        current = attr.attribute_number(session, info.did, now, settings.release_grace_seconds)
-        site = attr.site_settings(session, current.site_id)
+        snapshot = cache.get(session)
+        directory = snapshot.directory
+        current = attr.attribute_number(session, directory, info.did, now, settings.release_grace_seconds)
+        site = directory.sites.get(current.site_id) if current.site_id is not None else None
         history = attr.caller_history(session, current.site_id, info.caller)
-        attribution, first = attr.apply_history(session, current, history, site, now)
+        attribution, first = attr.apply_history(session, directory, current, history, site, now)
         ctx = CallContext(
             did=info.did, caller=info.caller, site_id=attribution.site_id, source_id=attribution.source_id,
             source_name=attribution.source_name, utm_campaign=attribution.utm_campaign,
             landing_page=attribution.landing_page, caller_tags=history.tags if history else (),
             caller_is_vip=history.is_vip if history else False,
         )
-        rule = routing.select_rule(load_rules(session), ctx) or _implicit_rule(session)
+        rule = routing.select_rule(snapshot.rules, ctx) or snapshot.implicit_rule()
         call_uid = new_uid()
         plan = Plan(call_uid=call_uid, now=now, info=info, attribution=attribution, is_first_call=first,
                     history=history, timezone=site.timezone if site else None, rule=rule,
@@ -290,40 +357,41 @@ def _decision(plan: Plan, won: list[ManagerView], attempt: int) -> Decision:
     )
 
 
-def _update_profile(session: Session, plan: Plan, sticky_id: int | None) -> None:
-    info, a, now = plan.info, plan.attribution, plan.now
+def _update_profile(session: Session, plan: Plan) -> None:
+    """First/last touch, call count and personal manager of the caller (Core statements: hot path)."""
+    info, a, now, history = plan.info, plan.attribution, plan.now, plan.history
     if not info.caller:
         return
-    site_id = a.site_id
-    profile_site = CallerProfile.site_id.is_(None) if site_id is None else CallerProfile.site_id == site_id
-    profile = session.execute(select(CallerProfile).where(profile_site, CallerProfile.number == info.caller)
-                              ).scalar_one_or_none()
-    if profile is None:
-        try:
-            with session.begin_nested():
-                session.add(CallerProfile(
-                    site_id=site_id, number=info.caller, name=info.caller_name, first_call_at=now,
-                    first_source_id=a.source_id, first_session_id=a.session_id, last_call_at=now,
-                    last_source_id=a.source_id, last_session_id=a.session_id, calls_count=1, tags=[],
-                ))
+    if history is None:
+        # ON CONFLICT DO NOTHING: the same caller on two lines at once; the other call created the
+        # profile first, so this one updates it below.  (No savepoint needed on either backend.)
+        dialect_insert = sqlite_insert if session.bind.dialect.name == "sqlite" else pg_insert
+        created = session.execute(dialect_insert(CallerProfile.__table__).values(
+            site_id=a.site_id, number=info.caller, name=info.caller_name, first_call_at=now,
+            first_source_id=a.source_id, first_session_id=a.session_id, last_call_at=now,
+            last_source_id=a.source_id, last_session_id=a.session_id, calls_count=1, tags=[],
+            personal_manager_id=plan.sticky_id, personal_manager_at=now if plan.sticky_id else None,
+        ).on_conflict_do_nothing().returning(CallerProfile.__table__.c.id)).first()
+        if created is not None:
             return
-        except IntegrityError:  # the same caller on two lines at once: the other call created it
-            profile = session.execute(select(CallerProfile).where(profile_site, CallerProfile.number == info.caller)
-                                      ).scalar_one()
+        profile_site = CallerProfile.site_id.is_(None) if a.site_id is None else CallerProfile.site_id == a.site_id
+        where = and_(profile_site, CallerProfile.number == info.caller)
+    else:
+        where = CallerProfile.id == history.profile_id
+    values: dict = {"last_call_at": now, "calls_count": CallerProfile.calls_count + 1}
     if plan.is_first_call:  # outside the attribution window: a new first touch
-        profile.first_call_at = now
-        profile.first_source_id = a.source_id
-        profile.first_session_id = a.session_id
-    if plan.attribution.kind != "repeat":
-        profile.last_source_id = a.source_id
-        profile.last_session_id = a.session_id
-    profile.last_call_at = now
-    profile.calls_count = (profile.calls_count or 0) + 1
-    if info.caller_name and not profile.name:
-        profile.name = info.caller_name
-    if sticky_id and profile.personal_manager_id != sticky_id:
-        profile.personal_manager_id = sticky_id
-        profile.personal_manager_at = now
+        values.update(first_call_at=now, first_source_id=a.source_id, first_session_id=a.session_id)
+    if a.kind != "repeat":
+        values.update(last_source_id=a.source_id, last_session_id=a.session_id)
+    if info.caller_name:
+        values["name"] = func.coalesce(CallerProfile.name, info.caller_name)
+    if plan.sticky_id and (history is None or history.personal_manager_id != plan.sticky_id):
+        values.update(personal_manager_id=plan.sticky_id, personal_manager_at=now)
+    session.execute(update(CallerProfile).where(where).values(**values)
+                    .execution_options(synchronize_session=False))
+
+
+_CALL_INSERT = insert(Call.__table__)
 
 
 def commit_inbound(factory: sessionmaker[Session], plan: Plan, free: list[ManagerView], settings: AgiSettings,
@@ -334,30 +402,29 @@ def commit_inbound(factory: sessionmaker[Session], plan: Plan, free: list[Manage
     False: the route then checks more candidates and calls again.
     """
     ring_all = plan.strategy == "ring_all"
-    with factory() as session:
-        begin_write(session)
+    with write_session(factory) as session:
         won = _reserve_first(session, plan, free, ring_all, settings.reservation_seconds)
         if not won and not final:
             session.rollback()
             return None
         decision = _decision(plan, won, attempt=1 if won else 0)
         a, info = plan.attribution, plan.info
-        call = Call(
-            call_uid=plan.call_uid, node=settings.node, linkedid=info.linkedid, uniqueid=info.uniqueid,
-            site_id=a.site_id, did=info.did, caller_number=info.caller, caller_raw=info.caller_raw,
-            caller_name=info.caller_name, started_at=plan.now, state="ringing",
-            routed_manager_id=won[0].id if won else None, routed_by=decision.routed_by,
-            routing_attempts=1 if won else 0, routing_rule_id=plan.rule.id if plan.rule and plan.rule.id else None,
-            routing_tried=[m.id for m in won], recording_path=f"{plan.recording}.{settings.recording_format}",
-            source_id=a.source_id, session_id=a.session_id, attribution_kind=a.kind,
-            attribution_confidence=a.confidence, utm_source=a.utm_source, utm_medium=a.utm_medium,
-            utm_campaign=a.utm_campaign, keyword=a.keyword, is_first_call=plan.is_first_call,
-        )
-        session.add(call)
+        session.execute(_CALL_INSERT, {
+            "call_uid": plan.call_uid, "node": settings.node, "linkedid": info.linkedid, "uniqueid": info.uniqueid,
+            "site_id": a.site_id, "did": info.did, "caller_number": info.caller, "caller_raw": info.caller_raw,
+            "caller_name": info.caller_name, "started_at": plan.now, "state": "ringing",
+            "routed_manager_id": won[0].id if won else None, "routed_by": decision.routed_by,
+            "routing_attempts": 1 if won else 0,
+            "routing_rule_id": plan.rule.id if plan.rule and plan.rule.id else None,
+            "routing_tried": [m.id for m in won], "recording_path": f"{plan.recording}.{settings.recording_format}",
+            "source_id": a.source_id, "session_id": a.session_id, "attribution_kind": a.kind,
+            "attribution_confidence": a.confidence, "utm_source": a.utm_source, "utm_medium": a.utm_medium,
+            "utm_campaign": a.utm_campaign, "keyword": a.keyword, "is_first_call": plan.is_first_call,
+        })
         if won and plan.rule and plan.rule.id and plan.strategy == "round_robin":
             session.execute(update(RoutingRule).where(RoutingRule.id == plan.rule.id)
                             .values(rr_cursor=won[0].id).execution_options(synchronize_session=False))
-        _update_profile(session, plan, plan.sticky_id)
+        _update_profile(session, plan)
         session.commit()
         return decision
 
@@ -369,21 +436,22 @@ class UnknownCall(LookupError):
     """``next`` was asked about a call id we never routed."""
 
 
-def plan_next(factory: sessionmaker[Session], call_uid: str, settings: AgiSettings, now: dt.datetime) -> Plan:
+def plan_next(factory: sessionmaker[Session], cache: SnapshotCache, call_uid: str, settings: AgiSettings,
+              now: dt.datetime) -> Plan:
     """Release the failed candidate and list the next ones (none when the attempt budget is spent)."""
-    with factory() as session:
-        begin_write(session)
+    with write_session(factory) as session:
         call = session.execute(select(Call).where(Call.call_uid == call_uid)).scalar_one_or_none()
         if call is None:
             raise UnknownCall(f"no call with id {call_uid!r}")
         reservations.release(session, call_uid)
         session.commit()
-        site = attr.site_settings(session, call.site_id)
-        rules = load_rules(session, call.routing_rule_id) if call.routing_rule_id else []
-        rule = rules[0] if rules else _implicit_rule(session)
+        snapshot = cache.get(session)
+        site = snapshot.directory.sites.get(call.site_id) if call.site_id is not None else None
+        rule = snapshot.rule(call.routing_rule_id) if call.routing_rule_id else None
+        rule = rule or snapshot.implicit_rule()
         a = attr.Attribution(kind=call.attribution_kind or "unknown", confidence=call.attribution_confidence or 0.0,
                              site_id=call.site_id, source_id=call.source_id,
-                             source_name=attr._source_name(session, call.source_id),
+                             source_name=snapshot.directory.source_name(call.source_id),
                              session_id=call.session_id, utm_campaign=call.utm_campaign)
         info = CallerInfo(did=call.did, caller=call.caller_number, caller_raw=call.caller_raw,
                           caller_name=call.caller_name, uniqueid=call.uniqueid, linkedid=call.linkedid)
@@ -400,8 +468,7 @@ def plan_next(factory: sessionmaker[Session], call_uid: str, settings: AgiSettin
 
 def release_call(factory: sessionmaker[Session], call_uid: str) -> int:
     """Drop every hold of a call (the dialplan is done with it)."""
-    with factory() as session:
-        begin_write(session)
+    with write_session(factory) as session:
         count = reservations.release(session, call_uid)
         session.commit()
         return count
@@ -409,8 +476,7 @@ def release_call(factory: sessionmaker[Session], call_uid: str) -> int:
 
 def commit_next(factory: sessionmaker[Session], plan: Plan, free: list[ManagerView], settings: AgiSettings,
                 final: bool) -> Decision | None:
-    with factory() as session:
-        begin_write(session)
+    with write_session(factory) as session:
         won = _reserve_first(session, plan, free, False, settings.reservation_seconds)
         if not won and not final:
             session.rollback()

@@ -12,7 +12,8 @@
   source by default (``attribution_model = first_touch``) or takes this call's
   (``last_touch``); either way the call is marked as not the first.
 
-The queries take a SQLAlchemy session; the scoring is plain functions, tested without a DB.
+Numbers, sources and sites come from a ``Directory`` snapshot; only the visitor-session and
+caller-profile lookups query the database per call.  The scoring is plain functions.
 """
 
 from __future__ import annotations
@@ -88,7 +89,64 @@ def grace_confidence(age_seconds: float, grace_seconds: int, candidates: int) ->
     return round(value, 3)
 
 
-def _from_session(base: Attribution, visit: VisitorSession, source_name: str | None) -> Attribution:
+@dataclass(frozen=True)
+class NumberInfo:
+    id: int
+    site_id: int
+    source_id: int | None
+    pool_id: int | None
+
+
+@dataclass
+class Directory:
+    """Read-only snapshot of numbers, sources and sites: what changes when an admin edits, not per call.
+
+    The AGI keeps one for a few seconds (``[agi] cache_seconds``) so a static number costs
+    no query at all; the visitor-session lookups for pool numbers always hit the database.
+    """
+
+    numbers: dict[str, NumberInfo]
+    source_names: dict[int, str]
+    pool_sources: dict[int, tuple[int, str]]  # pool id -> its dynamic source (lowest priority first)
+    sites: dict[int, SiteSettings]
+    default_numbers: dict[str, int]  # a site's default (untracked) number -> site id
+
+    def source_name(self, source_id: int | None) -> str | None:
+        return self.source_names.get(source_id) if source_id is not None else None
+
+
+def load_directory(session: Session) -> Directory:
+    numbers = {
+        row.number: NumberInfo(row.id, row.site_id, row.source_id, row.pool_id)
+        for row in session.execute(select(TrackingNumber.number, TrackingNumber.id, TrackingNumber.site_id,
+                                          TrackingNumber.source_id, TrackingNumber.pool_id)
+                                   .where(TrackingNumber.enabled.is_(True)))
+    }
+    names: dict[int, str] = {}
+    pool_sources: dict[int, tuple[int, str]] = {}
+    for row in session.execute(select(Source.id, Source.name, Source.pool_id, Source.enabled)
+                               .order_by(Source.priority.desc(), Source.id.desc())):
+        names[row.id] = row.name
+        if row.pool_id is not None and row.enabled:
+            pool_sources[row.pool_id] = (row.id, row.name)  # written last = lowest priority, then id
+    sites = {}
+    defaults: dict[str, int] = {}
+    for row in session.execute(select(Site.id, Site.timezone, Site.attribution_window_days,
+                                      Site.attribution_model, Site.default_number)):
+        sites[row.id] = SiteSettings(id=row.id, timezone=row.timezone or "UTC",
+                                     attribution_window_days=row.attribution_window_days or 30,
+                                     attribution_model=row.attribution_model or "first_touch")
+        if row.default_number:
+            defaults.setdefault(row.default_number, row.id)
+    return Directory(numbers, names, pool_sources, sites, defaults)
+
+
+_VISIT_COLUMNS = (VisitorSession.id, VisitorSession.source_id, VisitorSession.utm_source,
+                  VisitorSession.utm_medium, VisitorSession.utm_campaign, VisitorSession.utm_term,
+                  VisitorSession.keyword, VisitorSession.landing_page, VisitorSession.is_bot)
+
+
+def _with_visit(base: Attribution, visit, source_name: str | None) -> Attribution:
     return replace(
         base,
         source_id=visit.source_id if visit.source_id is not None else base.source_id,
@@ -102,45 +160,26 @@ def _from_session(base: Attribution, visit: VisitorSession, source_name: str | N
     )
 
 
-def _source_name(session: Session, source_id: int | None) -> str | None:
-    if source_id is None:
-        return None
-    return session.execute(select(Source.name).where(Source.id == source_id)).scalar_one_or_none()
-
-
-def _pool_source(session: Session, pool_id: int) -> tuple[int | None, str | None]:
-    row = session.execute(
-        select(Source.id, Source.name)
-        .where(Source.pool_id == pool_id, Source.enabled.is_(True))
-        .order_by(Source.priority, Source.id)
-        .limit(1)
-    ).first()
-    return (row.id, row.name) if row else (None, None)
-
-
-def attribute_number(session: Session, did: str | None, now: dt.datetime, grace_seconds: int) -> Attribution:
+def attribute_number(session: Session, directory: Directory, did: str | None, now: dt.datetime,
+                     grace_seconds: int) -> Attribution:
     """Attribution of a call to ``did`` (E.164) at ``now``, from numbers, pools and sessions."""
     if not did:
         return UNKNOWN
-    number = session.execute(
-        select(TrackingNumber.id, TrackingNumber.site_id, TrackingNumber.source_id, TrackingNumber.pool_id,
-               TrackingNumber.enabled)
-        .where(TrackingNumber.number == did)
-    ).first()
+    number = directory.numbers.get(did)
     if number is None:
-        site_id = session.execute(select(Site.id).where(Site.default_number == did).limit(1)).scalar_one_or_none()
+        site_id = directory.default_numbers.get(did)
         if site_id is None:
             return UNKNOWN
         return Attribution(kind="default", confidence=0.0, site_id=site_id)
     base = Attribution(kind="static", confidence=1.0, site_id=number.site_id, number_id=number.id,
-                       source_id=number.source_id, source_name=_source_name(session, number.source_id))
+                       source_id=number.source_id, source_name=directory.source_name(number.source_id))
     if number.pool_id is None:
         return base
-    pool_source_id, pool_source_name = _pool_source(session, number.pool_id)
+    pool_source_id, pool_source_name = directory.pool_sources.get(number.pool_id, (None, None))
     base = replace(base, kind="dynamic", source_id=number.source_id or pool_source_id,
                    source_name=base.source_name or pool_source_name)
     recent = session.execute(
-        select(NumberAssignment, VisitorSession)
+        select(NumberAssignment.released_at, NumberAssignment.expires_at, *_VISIT_COLUMNS)
         .join(VisitorSession, VisitorSession.id == NumberAssignment.session_id)
         .where(
             NumberAssignment.number_id == number.id,
@@ -151,17 +190,16 @@ def attribute_number(session: Session, did: str | None, now: dt.datetime, grace_
         .order_by(NumberAssignment.assigned_at.desc())
         .limit(GRACE_CANDIDATES + 1)
     ).all()
-    live = [(a, v) for a, v in recent if a.released_at is None and a.expires_at >= now]
+    live = [row for row in recent if row.released_at is None and row.expires_at >= now]
     if live:
-        assignment, visit = live[0]
-        name = _source_name(session, visit.source_id)
+        visit = live[0]
         confidence = BOT_CONFIDENCE if visit.is_bot else 1.0
-        return replace(_from_session(base, visit, name), confidence=confidence)
-    released: list[tuple[dt.datetime, VisitorSession]] = []
-    for assignment, visit in recent:
-        ended = assignment.released_at or assignment.expires_at
+        return replace(_with_visit(base, visit, directory.source_name(visit.source_id)), confidence=confidence)
+    released = []
+    for row in recent:
+        ended = row.released_at or row.expires_at
         if ended <= now and (now - ended).total_seconds() <= grace_seconds:
-            released.append((ended, visit))
+            released.append((ended, row))
     if not released:
         return replace(base, confidence=POOL_NO_SESSION_CONFIDENCE)
     released.sort(key=lambda pair: pair[0], reverse=True)
@@ -169,37 +207,27 @@ def attribute_number(session: Session, did: str | None, now: dt.datetime, grace_
     confidence = grace_confidence((now - ended).total_seconds(), grace_seconds, len(released))
     if visit.is_bot:
         confidence = min(confidence, BOT_CONFIDENCE)
-    name = _source_name(session, visit.source_id)
-    return replace(_from_session(base, visit, name), kind="grace", confidence=confidence)
-
-
-def site_settings(session: Session, site_id: int | None) -> SiteSettings | None:
-    if site_id is None:
-        return None
-    row = session.execute(
-        select(Site.id, Site.timezone, Site.attribution_window_days, Site.attribution_model).where(Site.id == site_id)
-    ).first()
-    if row is None:
-        return None
-    return SiteSettings(id=row.id, timezone=row.timezone or "UTC",
-                        attribution_window_days=row.attribution_window_days or 30,
-                        attribution_model=row.attribution_model or "first_touch")
+    return replace(_with_visit(base, visit, directory.source_name(visit.source_id)), kind="grace",
+                   confidence=confidence)
 
 
 def caller_history(session: Session, site_id: int | None, caller: str | None) -> CallerHistory | None:
     if not caller:
         return None
     profile_site = CallerProfile.site_id.is_(None) if site_id is None else CallerProfile.site_id == site_id
-    profile = session.execute(
-        select(CallerProfile).where(profile_site, CallerProfile.number == caller)
-    ).scalar_one_or_none()
-    if profile is None:
+    row = session.execute(
+        select(CallerProfile.id, CallerProfile.last_call_at, CallerProfile.first_source_id,
+               CallerProfile.first_session_id, CallerProfile.calls_count, CallerProfile.personal_manager_id,
+               CallerProfile.personal_manager_at, CallerProfile.is_vip, CallerProfile.tags)
+        .where(profile_site, CallerProfile.number == caller)
+    ).first()
+    if row is None:
         return None
     return CallerHistory(
-        profile_id=profile.id, last_call_at=profile.last_call_at, first_source_id=profile.first_source_id,
-        first_session_id=profile.first_session_id, calls_count=profile.calls_count,
-        personal_manager_id=profile.personal_manager_id, personal_manager_at=profile.personal_manager_at,
-        is_vip=bool(profile.is_vip), tags=tuple(str(t) for t in (profile.tags or [])),
+        profile_id=row.id, last_call_at=row.last_call_at, first_source_id=row.first_source_id,
+        first_session_id=row.first_session_id, calls_count=row.calls_count or 0,
+        personal_manager_id=row.personal_manager_id, personal_manager_at=row.personal_manager_at,
+        is_vip=bool(row.is_vip), tags=tuple(str(t) for t in (row.tags or [])),
     )
 
 
@@ -211,7 +239,7 @@ def is_repeat(history: CallerHistory | None, site: SiteSettings | None, now: dt.
     return history.last_call_at >= now - dt.timedelta(days=window)
 
 
-def apply_history(session: Session, current: Attribution, history: CallerHistory | None,
+def apply_history(session: Session, directory: Directory, current: Attribution, history: CallerHistory | None,
                   site: SiteSettings | None, now: dt.datetime) -> tuple[Attribution, bool]:
     """(attribution to store, is_first_call) once the caller's history is taken into account."""
     if not is_repeat(history, site, now):
@@ -219,12 +247,12 @@ def apply_history(session: Session, current: Attribution, history: CallerHistory
     model = site.attribution_model if site else "first_touch"
     if model != "first_touch" or history.first_source_id is None:
         return current, False
+    name = directory.source_name(history.first_source_id)
     first = replace(current, kind="repeat", confidence=REPEAT_CONFIDENCE, source_id=history.first_source_id,
-                    source_name=_source_name(session, history.first_source_id), session_id=None,
-                    utm_source=None, utm_medium=None, utm_campaign=None, keyword=None, landing_page=None)
+                    source_name=name, session_id=None, utm_source=None, utm_medium=None, utm_campaign=None,
+                    keyword=None, landing_page=None)
     if history.first_session_id is not None:
-        visit = session.get(VisitorSession, history.first_session_id)
+        visit = session.execute(select(*_VISIT_COLUMNS).where(VisitorSession.id == history.first_session_id)).first()
         if visit is not None:
-            first = replace(_from_session(first, visit, first.source_name), source_id=history.first_source_id,
-                            source_name=first.source_name)
+            first = replace(_with_visit(first, visit, name), source_id=history.first_source_id, source_name=name)
     return first, False

@@ -14,10 +14,24 @@ from __future__ import annotations
 
 import datetime as dt
 
-from sqlalchemy import and_, or_, update
+from sqlalchemy import and_, bindparam, or_, update
 from sqlalchemy.orm import Session
 
 from astertrack.models import Manager
+
+_managers = Manager.__table__
+# Built once: the hot path only binds values (no statement construction per call).
+_RESERVE = (
+    update(_managers)
+    .where(
+        _managers.c.id == bindparam("p_manager_id"),
+        _managers.c.enabled.is_(True),
+        or_(_managers.c.reserved_until.is_(None), _managers.c.reserved_until < bindparam("p_now"),
+            _managers.c.reserved_call_uid == bindparam("p_call_uid")),
+    )
+    .values(reserved_until=bindparam("p_until"), reserved_call_uid=bindparam("p_call_uid"),
+            last_routed_at=bindparam("p_now"))
+)
 
 
 def reserve(session: Session, manager_id: int, call_uid: str, now: dt.datetime, seconds: int) -> bool:
@@ -25,19 +39,9 @@ def reserve(session: Session, manager_id: int, call_uid: str, now: dt.datetime, 
 
     The same call may renew its own hold (the ``next`` route re-offers a manager).
     """
-    stmt = (
-        update(Manager)
-        .where(
-            Manager.id == manager_id,
-            Manager.enabled.is_(True),
-            or_(Manager.reserved_until.is_(None), Manager.reserved_until < now,
-                Manager.reserved_call_uid == call_uid),
-        )
-        .values(reserved_until=now + dt.timedelta(seconds=seconds), reserved_call_uid=call_uid,
-                last_routed_at=now)
-        .execution_options(synchronize_session=False)
-    )
-    return session.execute(stmt).rowcount == 1
+    result = session.execute(_RESERVE, {"p_manager_id": manager_id, "p_now": now, "p_call_uid": call_uid,
+                                        "p_until": now + dt.timedelta(seconds=seconds)})
+    return result.rowcount == 1
 
 
 def release(session: Session, call_uid: str, manager_ids: list[int] | None = None) -> int:

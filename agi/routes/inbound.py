@@ -19,7 +19,7 @@ async def inbound(request) -> None:
     channel = request.channel
     await announce.mark_pending(channel)
     info.linkedid = clean(await channel.get_variable("CHANNEL(linkedid)"), 150) or info.uniqueid
-    plan = await request.db(store.plan_inbound, info, request.settings, request.now())
+    plan = await request.db(store.plan_inbound, request.app.snapshots, info, request.settings, request.now())
     decision = await reserve_loop(request, plan, store.commit_inbound)
     await announce.announce(channel, decision, request.settings, info.caller_name)
     if decision.use_fallback_now:

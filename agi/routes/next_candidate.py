@@ -34,7 +34,7 @@ async def next_candidate(request) -> None:
         await announce.announce_done(channel)
         request.note = f"call {call_uid} after {dial_status or '?'}: done"
         return
-    plan = await request.db(store.plan_next, call_uid, request.settings, request.now())
+    plan = await request.db(store.plan_next, request.app.snapshots, call_uid, request.settings, request.now())
     decision = await reserve_loop(request, plan, store.commit_next)
     await announce.announce(channel, decision, request.settings, None, full=False)
     if decision.use_fallback_now:

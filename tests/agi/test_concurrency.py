@@ -60,3 +60,25 @@ def test_fifty_simultaneous_calls_with_least_recent_strategy(agi, seed, session)
     results = asyncio.run(_burst(fake, 50))
 
     _check(results, session, 10, "least_recent")
+
+
+def test_one_caller_on_ten_lines_at_once_gets_one_profile(agi, seed, session):
+    from astertrack.models import CallerProfile
+
+    seed.static_number("+74950000101", "google-ads")
+    seed.managers(*[str(300 + i) for i in range(1, 4)])
+    seed.commit()
+    _, fake = agi
+    rec = recording("pjsip_fastagi_1")
+
+    async def same_caller():
+        envs = [FakeAsterisk.environment(rec, script="inbound", overrides={"agi_uniqueid": f"1795439737.{i}"})
+                for i in range(10)]
+        return await asyncio.gather(*(fake.session(env, timeout=60) for env in envs))
+
+    results = asyncio.run(same_caller())
+
+    assert all(r.variables[v.STATUS] == "OK" for r in results)
+    session.expire_all()
+    profiles = session.execute(select(CallerProfile)).scalars().all()
+    assert len(profiles) == 1 and profiles[0].calls_count == 10

@@ -1,0 +1,286 @@
+#!/usr/bin/env python3
+"""AGI decision latency: the FastAGI daemon vs the process-per-call script, side by side.
+
+Seeds a throw-away database (SQLite by default, ``--db-url`` for PostgreSQL), starts the real
+``astertrack-agi`` daemon as its own process, and plays Asterisk's side of recorded ``inbound``
+sessions with N calls in flight at once.  Then it starts ``astertrack-agi-script`` once per
+call, N at a time, on stdin/stdout.  Latency = from the first byte of the AGI environment to
+``CT_STATUS=OK`` (every variable set): what the caller waits for before anything rings.
+
+Arrival patterns for the daemon:
+  burst  - N calls start at the same instant (worst case: N decisions queue on one process)
+  paced  - N calls in flight, arrivals spread evenly over ``--window`` seconds (Poisson-free,
+           repeatable), i.e. a PBX with N concurrent inbound calls starting over that window
+
+Run from the repo root with the project installed:  python bench/agi_latency.py
+The last line printed is one JSON object with the figures.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import shutil
+import signal
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(REPO))
+
+from astertrack.db import make_engine, make_session_factory  # noqa: E402
+from astertrack.models import Base, Manager, ManagerGroup, RoutingRule, Site, Source, TrackingNumber  # noqa: E402
+
+BIN = Path(sys.executable).parent
+DIDS = ["74950000101", "74950000102", "74950000103", "74950000104"]
+ENV_TEMPLATE = [
+    ("agi_network", "yes"), ("agi_network_script", "inbound"), ("agi_request", "agi://127.0.0.1/inbound"),
+    ("agi_channel", "PJSIP/trunk-{seq:08x}"), ("agi_language", "en"), ("agi_type", "PJSIP"),
+    ("agi_uniqueid", "1795439737.{seq}"), ("agi_version", "20.20.1"), ("agi_callerid", "7916{seq:07d}"),
+    ("agi_calleridname", "Caller {seq}"), ("agi_callingpres", "0"), ("agi_callingani2", "0"),
+    ("agi_callington", "0"), ("agi_callingtns", "0"), ("agi_dnid", "{did}"), ("agi_rdnis", "unknown"),
+    ("agi_context", "from-trunk"), ("agi_extension", "{did}"), ("agi_priority", "3"),
+    ("agi_enhanced", "0.0"), ("agi_accountcode", ""), ("agi_threadid", "140303427196608"),
+]
+
+
+def environment(seq: int, classic: bool = False) -> bytes:
+    did = DIDS[seq % len(DIDS)]
+    lines = []
+    for name, value in ENV_TEMPLATE:
+        if classic and name.startswith("agi_network"):
+            continue
+        lines.append(f"{name}: {value.format(seq=seq, did=did)}\n")
+    if classic:
+        lines.append("agi_arg_1: inbound\n")
+    return ("".join(lines) + "\n").encode()
+
+
+def reply_to(line: bytes) -> bytes:
+    """Asterisk's answer: device states are free, other GETs are unset, everything else succeeds."""
+    if line.startswith(b"GET FULL VARIABLE ${DEVICE_STATE("):
+        return b"200 result=1 (NOT_INUSE)\n"
+    if line.startswith(b"GET"):
+        return b"200 result=0\n"
+    if line.startswith(b"EXEC"):
+        return b"200 result=0\n"
+    return b"200 result=1\n"
+
+
+async def converse(reader, writer, env: bytes) -> float | None:
+    """Play one session; return seconds until CT_STATUS=OK, or None if the call got no decision."""
+    started = time.perf_counter()
+    writer.write(env)
+    await writer.drain()
+    decided = None
+    while True:
+        line = await reader.readline()
+        if not line:
+            break
+        if line.startswith(b'SET VARIABLE CT_STATUS "OK"'):
+            decided = time.perf_counter() - started
+        elif line.startswith(b'SET VARIABLE CT_STATUS "FAILED"'):
+            decided = None
+        writer.write(reply_to(line))
+        await writer.drain()
+    return decided
+
+
+async def fastagi_call(port: int, seq: int, delay: float) -> float | None:
+    if delay:
+        await asyncio.sleep(delay)
+    reader, writer = await asyncio.open_connection("127.0.0.1", port)
+    try:
+        return await converse(reader, writer, environment(seq))
+    finally:
+        writer.close()
+
+
+async def script_call(seq: int, env_vars: dict, gate: asyncio.Semaphore) -> float | None:
+    async with gate:
+        started = time.perf_counter()
+        proc = await asyncio.create_subprocess_exec(
+            str(BIN / "astertrack-agi-script"), stdin=asyncio.subprocess.PIPE, stdout=asyncio.subprocess.PIPE,
+            stderr=asyncio.subprocess.DEVNULL, env=env_vars)
+        decided = await converse(proc.stdout, proc.stdin, environment(seq, classic=True))
+        proc.stdin.close()
+        await proc.wait()
+        # from process start: Asterisk forks the script when the call reaches AGI()
+        return None if decided is None else time.perf_counter() - started
+
+
+def pct(values: list[float], q: float) -> float:
+    ordered = sorted(values)
+    if not ordered:
+        return float("nan")
+    index = min(len(ordered) - 1, max(0, round(q / 100 * len(ordered) + 0.5) - 1))
+    return ordered[index]
+
+
+def summary(name: str, latencies: list[float | None], wall: float) -> dict:
+    ok = [x for x in latencies if x is not None]
+    return {
+        "mode": name, "calls": len(latencies), "decided": len(ok),
+        "p50_ms": round(pct(ok, 50) * 1000, 2), "p99_ms": round(pct(ok, 99) * 1000, 2),
+        "max_ms": round(max(ok) * 1000, 2) if ok else float("nan"),
+        "mean_ms": round(statistics.fmean(ok) * 1000, 2) if ok else float("nan"),
+        "calls_per_s": round(len(ok) / wall, 1) if wall else float("nan"),
+    }
+
+
+def seed(db_url: str, managers: int) -> None:
+    engine = make_engine(db_url)
+    Base.metadata.create_all(engine)
+    factory = make_session_factory(engine)
+    with factory() as session:
+        site = Site(name="Bench", timezone="Europe/Moscow")
+        session.add(site)
+        session.flush()
+        for index, did in enumerate(DIDS):
+            source = Source(site_id=site.id, name=f"source-{index}")
+            session.add(source)
+            session.flush()
+            session.add(TrackingNumber(number="+" + did, site_id=site.id, source_id=source.id))
+        rows = [Manager(name=f"M{i}", endpoint=f"PJSIP/{1000 + i}", extension=str(1000 + i))
+                for i in range(managers)]
+        group = ManagerGroup(name="sales", managers=rows)
+        session.add(group)
+        session.flush()
+        session.add(RoutingRule(site_id=site.id, name="sales", group_id=group.id, strategy="round_robin",
+                                sticky=True))
+        session.commit()
+    engine.dispose()
+
+
+def cpu_seconds(pid: int) -> float:
+    """User+system CPU time of a process (Linux /proc), to report CPU per decision."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def start_daemon(config: Path, port: int, log: Path) -> subprocess.Popen:
+    proc = subprocess.Popen([str(BIN / "astertrack-agi"), "-c", str(config), "--port", str(port)],
+                            stdout=subprocess.DEVNULL, stderr=log.open("wb"))
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        try:
+            socket.create_connection(("127.0.0.1", port), timeout=0.5).close()
+            return proc
+        except OSError:
+            if proc.poll() is not None:
+                raise SystemExit(f"astertrack-agi exited: {log.read_text()[-2000:]}") from None
+            time.sleep(0.05)
+    raise SystemExit("astertrack-agi did not start")
+
+
+async def run_fastagi(port: int, concurrency: int, rounds: int, pattern: str, window: float, seq0: int):
+    latencies: list[float | None] = []
+    wall = 0.0
+    seq = seq0
+    for _ in range(rounds):
+        delays = [0.0] * concurrency if pattern == "burst" else [i * window / concurrency for i in range(concurrency)]
+        started = time.perf_counter()
+        results = await asyncio.gather(*(fastagi_call(port, seq + i, delays[i]) for i in range(concurrency)))
+        wall += time.perf_counter() - started
+        latencies += results
+        seq += concurrency
+    return latencies, wall, seq
+
+
+async def run_script(concurrency: int, calls: int, env_vars: dict, seq0: int):
+    gate = asyncio.Semaphore(concurrency)
+    started = time.perf_counter()
+    results = await asyncio.gather(*(script_call(seq0 + i, env_vars, gate) for i in range(calls)))
+    return list(results), time.perf_counter() - started
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("-n", "--concurrency", type=int, default=100, help="calls in flight at once (default 100)")
+    parser.add_argument("--rounds", type=int, default=5, help="FastAGI rounds of N calls per pattern (default 5)")
+    parser.add_argument("--script-calls", type=int, default=None, help="calls through the script (default N)")
+    parser.add_argument("--window", type=float, default=1.0, help="paced pattern: arrivals spread over this many s")
+    parser.add_argument("--managers", type=int, default=20)
+    parser.add_argument("--db-threads", type=int, default=0, help="[agi] db_threads for the daemon (0 = default)")
+    parser.add_argument("--db-url", default=None, help="database to seed and use (default: a temp SQLite file)")
+    args = parser.parse_args()
+
+    workdir = Path(tempfile.mkdtemp(prefix="astertrack-bench-"))
+    db_url = args.db_url or f"sqlite:///{workdir / 'bench.db'}"
+    seed(db_url, args.managers)
+    config = workdir / "astertrack.conf"
+    # reservation_seconds = 0: every call takes the full path (ask, reserve, record) instead of
+    # finding all managers held by the previous round and going straight to the fallback.
+    config.write_text(f"[database]\nurl = {db_url}\npool_size = 10\n\n[agi]\nreservation_seconds = 0\n"
+                      f"db_threads = {args.db_threads}\n"
+                      "metrics_port = 0\nrequest_timeout = 30\nfallback_dial = PJSIP/200\n\n"
+                      "[general]\nlog_level = WARNING\n")
+    env_vars = {**os.environ, "ASTERTRACK_CONFIG": str(config)}
+    port = free_port()
+    daemon = start_daemon(config, port, workdir / "agi.log")
+    n = args.concurrency
+    rows = []
+    try:
+        _, _, seq = asyncio.run(run_fastagi(port, min(20, n), 2, "burst", 0, 0))  # warm-up
+        # one call at a time: the decision's own latency, no queueing behind other calls
+        cpu_before, sequential = cpu_seconds(daemon.pid), []
+        started = time.perf_counter()
+        for _ in range(n):
+            result, _, seq = asyncio.run(run_fastagi(port, 1, 1, "burst", 0, seq))
+            sequential += result
+        rows.append(summary("fastagi-1-by-1", sequential, time.perf_counter() - started))
+        cpu_per_call_ms = (cpu_seconds(daemon.pid) - cpu_before) / n * 1000
+        for pattern in ("burst", "paced"):
+            latencies, wall, seq = asyncio.run(run_fastagi(port, n, args.rounds, pattern, args.window, seq))
+            row = summary(f"fastagi-{pattern}", latencies, wall)
+            rows.append(row)
+    finally:
+        daemon.send_signal(signal.SIGTERM)
+        daemon.wait(30)
+    script_calls = args.script_calls or n
+    latencies, wall = asyncio.run(run_script(n, script_calls, env_vars, seq))
+    rows.append(summary("script", latencies, wall))
+
+    cores = os.cpu_count()
+    load = os.getloadavg()[0]
+    print(f"AGI decision latency, {n} calls in flight, {cores} CPU cores, load {load:.1f}, "
+          f"DB {db_url.split(':')[0]}; daemon CPU {cpu_per_call_ms:.2f} ms per decision")
+    print(f"{'mode':<16}{'calls':>7}{'decided':>9}{'p50 ms':>10}{'p99 ms':>10}{'max ms':>10}{'calls/s':>10}")
+    for row in rows:
+        print(f"{row['mode']:<16}{row['calls']:>7}{row['decided']:>9}{row['p50_ms']:>10}{row['p99_ms']:>10}"
+              f"{row['max_ms']:>10}{row['calls_per_s']:>10}")
+    single, burst, paced, script = rows
+    figures = {
+        "fastagi_p50_ms": burst["p50_ms"], "fastagi_p99_ms": burst["p99_ms"],
+        "fastagi_paced_p50_ms": paced["p50_ms"], "fastagi_paced_p99_ms": paced["p99_ms"],
+        "fastagi_calls_per_s": burst["calls_per_s"],
+        "fastagi_single_p50_ms": single["p50_ms"], "fastagi_single_p99_ms": single["p99_ms"],
+        "fastagi_cpu_ms_per_call": round(cpu_per_call_ms, 2),
+        "script_p50_ms": script["p50_ms"], "script_p99_ms": script["p99_ms"],
+        "script_calls_per_s": script["calls_per_s"],
+        "speedup_p99": round(script["p99_ms"] / burst["p99_ms"], 1) if burst["p99_ms"] else None,
+        "speedup_p99_paced": round(script["p99_ms"] / paced["p99_ms"], 1) if paced["p99_ms"] else None,
+        "concurrency": n, "paced_window_s": args.window, "cores": cores,
+        "db": db_url.split(":")[0], "load_avg_1m": round(load, 1), "undecided": sum(r["calls"] - r["decided"] for r in rows),
+    }
+    if not args.db_url:
+        shutil.rmtree(workdir, ignore_errors=True)
+    print(json.dumps(figures))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
