@@ -12,6 +12,7 @@ from typing import Any
 
 from flask import Flask, redirect, url_for
 from flask_login import current_user
+from werkzeug.middleware.proxy_fix import ProxyFix
 
 from astertrack.config import Config, load_config
 from webadmin import db, errors, i18n, security
@@ -30,6 +31,9 @@ def create_app(config: Config | None = None, test_config: dict[str, Any] | None 
     if not app.config["SECRET_KEY"]:
         raise RuntimeError("[web] secret_key is empty: set it in astertrack.conf (astertrack init writes one)")
 
+    if app.config.get("TRUST_FORWARDED_FOR"):
+        # One trusted proxy hop (nginx on the same host) supplies the client address and scheme.
+        app.wsgi_app = ProxyFix(app.wsgi_app, x_for=1, x_proto=1)
     db.init_app(app)
     security.init_app(app)
     i18n.init_app(app)

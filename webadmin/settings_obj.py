@@ -27,7 +27,9 @@ class WebSettings:
         self.REMEMBER_COOKIE_SAMESITE = "Lax"
         self.PERMANENT_SESSION_LIFETIME = dt.timedelta(hours=12)
         self.WTF_CSRF_TIME_LIMIT = None  # tokens live as long as the session
-        self.LOGIN_ATTEMPTS = 5  # failed logins allowed per window, per login and per address
+        self.LOGIN_ATTEMPTS = 5  # failed logins allowed per window for one login
+        self.LOGIN_ATTEMPTS_PER_ADDRESS = 20  # and from one address (several users may share an office NAT)
+        self.TRUST_FORWARDED_FOR = web["trust_forwarded_for"]
         self.LOGIN_WINDOW_SECONDS = 300
         self.SSE_POLL_SECONDS = 0.4
         self.SSE_MAX_SECONDS = 300  # the browser's EventSource reconnects; frees the worker thread

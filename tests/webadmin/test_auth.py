@@ -104,3 +104,30 @@ def test_empty_secret_key_refuses_to_start(db_url, tmp_path):
         assert "secret_key" in str(exc)
     else:
         raise AssertionError("an app without a secret key must not start")
+
+
+def test_address_limit_is_looser_than_login_limit(client, auth, data):
+    """Behind one NAT or proxy many users share an address: one user's typos lock only that login."""
+    for _ in range(5):
+        auth.login("super", "bad-password")
+    assert auth.login("super").status_code == 429
+    assert auth.login("admin").status_code == 302
+
+
+def test_forwarded_for_is_used_only_when_trusted(db_url, tmp_path, data):
+    conf = tmp_path / "proxy.conf"
+    conf.write_text("")
+    config = load_config(conf, environ={}, overrides={"database": {"url": db_url},
+                                                       "web": {"secret_key": "k" * 32, "trust_forwarded_for": "yes"}})
+    app = create_app(config, {"TESTING": True})
+    seen = []
+
+    @app.get("/_addr")
+    def addr():
+        from flask import request
+
+        seen.append((request.remote_addr, request.scheme))
+        return ""
+
+    app.test_client().get("/_addr", headers={"X-Forwarded-For": "203.0.113.9", "X-Forwarded-Proto": "https"})
+    assert seen == [("203.0.113.9", "https")]

@@ -38,10 +38,13 @@ def login():
     if request.method == "POST":
         login_name = (request.form.get("login") or "").strip()[:80]
         password = request.form.get("password") or ""
-        keys = [f"ip:{request.remote_addr}", f"login:{login_name.casefold()}"]
+        ip_key, login_key = f"ip:{request.remote_addr}", f"login:{login_name.casefold()}"
+        keys = [ip_key, login_key]
         limiter = login_limiter()
         cfg = current_app.config
-        if limiter.blocked(keys, cfg["LOGIN_ATTEMPTS"], cfg["LOGIN_WINDOW_SECONDS"]):
+        window = cfg["LOGIN_WINDOW_SECONDS"]
+        if (limiter.blocked([login_key], cfg["LOGIN_ATTEMPTS"], window)
+                or limiter.blocked([ip_key], cfg["LOGIN_ATTEMPTS_PER_ADDRESS"], window)):
             flash(_("Too many failed attempts. Wait a few minutes and try again."), "error")
             return render_template("auth/login.html", login=login_name), 429
         db = get_session()
