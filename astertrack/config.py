@@ -134,6 +134,8 @@ SCHEMA: dict[str, dict[str, Key]] = {
         "secure_cookies": Key(_bool, True),
         "default_locale": Key(_choice("ru", "en"), "ru"),
         "recordings_dir": Key(_text, "/var/spool/asterisk/monitor"),
+        "trust_forwarded_for": Key(_bool, False, help="behind a reverse proxy: take the client address and "
+                                   "scheme from one X-Forwarded-For/-Proto hop (login rate limit, secure cookies)"),
     },
     "tracker": {
         "listen_host": Key(_text, "127.0.0.1"),
