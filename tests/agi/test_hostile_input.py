@@ -178,3 +178,24 @@ def test_many_broken_sessions_at_once_do_not_stop_good_ones(agi, seeded):
     results = run(mix())
     assert not [r for r in results if isinstance(r, Exception)]
     assert_still_serving(fake)
+
+
+def test_next_without_a_call_id_on_the_channel_fails_to_the_fallback(agi, seeded, caplog):
+    _, fake = agi
+    env = FakeAsterisk.environment(recording("pjsip_fastagi_3"), script="next", args=["NOANSWER"])
+
+    result = run(fake.session(env))  # the channel has no CT_CALL_ID: inbound never ran
+
+    assert_fallback(result)
+    assert "MissingCallId" in caplog.text
+
+
+def test_next_for_a_call_we_never_routed_fails_to_the_fallback(agi, seeded, caplog):
+    _, fake = agi
+    env = FakeAsterisk.environment(recording("pjsip_fastagi_3"), script="next", args=["NOANSWER"])
+
+    result = run(fake.session(env, variables={v.CALL_ID: "ct-20261123-39732"}))  # the lab's id, not ours
+
+    assert_fallback(result)
+    assert "UnknownCall" in caplog.text
+    assert_still_serving(fake)
