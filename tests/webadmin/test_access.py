@@ -107,3 +107,18 @@ def test_missing_recording_file_is_404_not_500(client, auth, data, recordings_di
     (recordings_dir / "2026/01/01/rec-answered.wav").unlink()
     auth.login("admin")
     assert client.get(f"/calls/{data.answered}/recording").status_code == 404
+
+
+def test_every_view_declares_its_roles(app):
+    """A new view without @roles_required fails here before it can ship unprotected."""
+    public = {"static", "auth.login", "healthz", "index"}
+    login_only = {"auth.logout", "auth.set_locale"}
+    for rule in app.url_map.iter_rules():
+        if rule.endpoint in public:
+            continue
+        view = app.view_functions[rule.endpoint]
+        if rule.endpoint in login_only:
+            assert hasattr(view, "__wrapped__"), rule.endpoint
+            continue
+        assert set(getattr(view, "allowed_roles", ())) <= {"admin", "supervisor", "manager"}, rule.endpoint
+        assert getattr(view, "allowed_roles", None), f"{rule.rule} has no role check"
