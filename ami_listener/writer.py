@@ -20,7 +20,7 @@ import time
 from collections.abc import Iterable
 from typing import Any
 
-from sqlalchemy import insert, or_, select, update
+from sqlalchemy import and_, case, func, insert, or_, select, update
 from sqlalchemy.exc import DBAPIError, OperationalError
 from sqlalchemy.orm import Session, sessionmaker
 
@@ -36,6 +36,7 @@ OP_GAP = "gap"  # (OP_GAP, started_at, ended_at, reason)
 OP_SWEEP_DB = "sweep_db"  # (OP_SWEEP_DB, live_linkedids, started_before, now, reason)
 OP_BARRIER = "barrier"  # (OP_BARRIER, threading.Event): set once every earlier op is committed
 _STOP = ("stop",)
+CALLS = Call.__table__  # Core statements: no ORM loading or session synchronisation on the hot path
 
 _FINISH_FIELDS = ("outcome", "missed_reason", "wait_seconds", "talk_seconds", "total_seconds", "answered_by",
                   "transferred", "transferred_to", "hangup_cause", "hangup_cause_text", "hangup_side",
@@ -182,10 +183,10 @@ class CallWriter:
                     self._sweep_db(session, *op[1:])
             if rows:
                 session.flush()
-                session.execute(insert(CallEvent), rows)
+                session.connection().execute(insert(CallEvent.__table__), rows)
             for device, (state, ts) in devices.items():
-                session.execute(update(Manager).where(Manager.endpoint == device)
-                                .values(device_state=state[:20], device_state_at=to_datetime(ts)))
+                session.connection().execute(update(Manager.__table__).where(Manager.endpoint == device)
+                                             .values(device_state=state[:20], device_state_at=to_datetime(ts)))
         self.events_stored += len(rows)
         for outcome in finished:
             self.calls_finished += 1
@@ -212,60 +213,70 @@ class CallWriter:
                 "event_time": ts if isinstance(ts, float) else None,
                 "received_at": dt.datetime.now(dt.UTC), "headers": msg}
 
-    def _row(self, session: Session, rec: dict, rows: list[dict]) -> Call:
+    def _row_id(self, session: Session, rec: dict, rows: list[dict]) -> int:
+        """The id of the call's row: remembered, else found (the AGI's), else created.
+
+        Plain Core statements, no ORM loading: this runs for every live update of every call.
+        """
         key = rec["key"]
         call_id = self.row_ids.get(key)
-        call = session.get(Call, call_id) if call_id is not None else None
-        if call is None:
-            call = self._find(session, rec)
-        if call is None:
-            call = Call(call_uid=(rec.get("call_uid") or new_uid())[:64], node=self.node, linkedid=key[:150],
-                        uniqueid=(rec.get("uniqueid") or key)[:150],
-                        started_at=to_datetime(rec["started_at"]), state="ringing")
-            session.add(call)
-        self._fill_identity(call, rec)
-        if call.id is None:
-            session.flush()
-        self.row_ids[key] = call.id
+        if call_id is not None:
+            return call_id
+        call_id = self._find_id(session, rec)
+        if call_id is None:
+            call_id = session.connection().execute(insert(CALLS).values(
+                call_uid=(rec.get("call_uid") or new_uid())[:64], node=self.node, linkedid=key[:150],
+                uniqueid=(rec.get("uniqueid") or key)[:150], started_at=to_datetime(rec["started_at"]),
+                state="ringing", **self._identity(rec, fill_only=False)).returning(Call.id)).scalar_one()
+        else:
+            session.connection().execute(update(CALLS).where(Call.id == call_id).values(**self._identity(rec)))
+        self.row_ids[key] = call_id
         waiting = self.waiting_events.pop(key, None)
         if waiting:
-            rows.extend(self._event_row(call.id, msg) for msg in waiting)
-        return call
+            rows.extend(self._event_row(call_id, msg) for msg in waiting)
+        return call_id
 
-    def _find(self, session: Session, rec: dict) -> Call | None:
+    def _find_id(self, session: Session, rec: dict) -> int | None:
         if rec.get("call_uid"):
-            call = session.scalar(select(Call).where(Call.call_uid == rec["call_uid"]))
-            if call is not None:
-                return call
+            call_id = session.connection().scalar(select(Call.id).where(Call.call_uid == rec["call_uid"]))
+            if call_id is not None:
+                return call_id
         ids = [x for x in rec.get("linkedids", [rec["key"]]) if x]
         conditions = [Call.linkedid.in_(ids)]
         if rec.get("uniqueid"):
             conditions.append(Call.uniqueid == rec["uniqueid"])
-        return session.scalar(select(Call).where(Call.node == self.node, or_(*conditions))
-                              .order_by(Call.id.desc()).limit(1))
+        return session.connection().scalar(select(Call.id).where(Call.node == self.node, or_(*conditions))
+                                           .order_by(Call.id.desc()).limit(1))
 
-    def _fill_identity(self, call: Call, rec: dict) -> None:
-        """Fill what the AGI did not write; never overwrite its attribution."""
-        if not call.linkedid:
-            call.linkedid = rec["key"][:150]
-        if not call.uniqueid and rec.get("uniqueid"):
-            call.uniqueid = rec["uniqueid"][:150]
-        if not call.did and rec.get("did"):
-            call.did = try_normalize(rec["did"], self.region) or None
-        if not call.caller_number and not call.caller_raw and rec.get("caller_number"):
-            number = try_normalize(rec["caller_number"], self.region)
-            if number:
-                call.caller_number = number
-            else:
-                call.caller_raw = rec["caller_number"][:80]
-        if not call.caller_name and rec.get("caller_name"):
-            call.caller_name = rec["caller_name"][:200]
-        if rec.get("started_at") is not None:
-            started = to_datetime(rec["started_at"])
-            if call.started_at is None or (call.state != "finished" and started < call.started_at):
-                call.started_at = started
-        if not call.routed_by and rec.get("routed_by"):
-            call.routed_by = rec["routed_by"][:200]
+    def _identity(self, rec: dict, fill_only: bool = True) -> dict[str, Any]:
+        """Who called which number: values for a new row, or (``fill_only``) SQL that fills only
+        what the AGI left empty and never overwrites its attribution."""
+        did = try_normalize(rec["did"], self.region) if rec.get("did") else None
+        raw = rec.get("caller_number") or None
+        number = try_normalize(raw, self.region) if raw else None
+        values: dict[str, Any] = {
+            "did": did, "caller_number": number, "caller_raw": None if number or not raw else raw[:80],
+            "caller_name": (rec.get("caller_name") or None) and rec["caller_name"][:200],
+            "routed_by": (rec.get("routed_by") or None) and rec["routed_by"][:200],
+        }
+        if not fill_only:
+            return values
+        started = to_datetime(rec.get("started_at"))
+        no_number = and_(func.coalesce(Call.caller_number, "") == "", func.coalesce(Call.caller_raw, "") == "")
+        filled: dict[str, Any] = {
+            "linkedid": func.coalesce(func.nullif(Call.linkedid, ""), rec["key"][:150]),
+            "uniqueid": func.coalesce(func.nullif(Call.uniqueid, ""), (rec.get("uniqueid") or rec["key"])[:150]),
+            "caller_number": case((no_number, values["caller_number"]), else_=Call.caller_number),
+            "caller_raw": case((no_number, values["caller_raw"]), else_=Call.caller_raw),
+        }
+        for name in ("did", "caller_name", "routed_by"):
+            if values[name] is not None:
+                column = getattr(Call, name)
+                filled[name] = func.coalesce(func.nullif(column, ""), values[name])
+        if started is not None:
+            filled["started_at"] = case((and_(Call.state != "finished", Call.started_at > started), started),
+                                        else_=Call.started_at)
+        return filled
 
     def _placed_by_a_manager(self, session: Session, rec: dict) -> bool:
         """An unannounced call whose caller is one of our managers' phones is internal or outbound,
@@ -284,35 +295,37 @@ class CallWriter:
     def _live(self, session: Session, rec: dict, rows: list[dict]) -> None:
         if self._placed_by_a_manager(session, rec):
             return
-        call = self._row(session, rec, rows)
-        if call.state == "finished":
-            return
-        call.state = rec["state"]
-        call.ringing_endpoint = rec.get("ringing_endpoint")
+        call_id = self._row_id(session, rec, rows)
+        values: dict[str, Any] = {"state": rec["state"], "ringing_endpoint": rec.get("ringing_endpoint")}
         if rec.get("answered_by"):
-            call.answered_by = rec["answered_by"][:100]
-            call.answered_at = to_datetime(rec.get("answered_at"))
-            call.manager_id = self._manager_id(session, rec["answered_by"]) or call.manager_id
+            manager_id = self._manager_id(session, rec["answered_by"])
+            values.update(answered_by=rec["answered_by"][:100], answered_at=to_datetime(rec.get("answered_at")),
+                          manager_id=manager_id if manager_id is not None else Call.manager_id)
+        session.connection().execute(update(CALLS).where(Call.id == call_id, Call.state != "finished")
+                                     .values(**values))
 
     def _finish(self, session: Session, rec: dict, rows: list[dict]) -> None:
         if self._placed_by_a_manager(session, rec):
             self.ignored.discard(rec["key"])
             return
-        call = self._row(session, rec, rows)
+        known = rec["key"] in self.row_ids
+        call_id = self._row_id(session, rec, rows)
+        values: dict[str, Any] = self._identity(rec) if known else {}
         for name in _FINISH_FIELDS:
             value = rec.get(name)
-            if name == "recording_path" and value is None:
-                continue
             if isinstance(value, str):
                 value = value[:1024 if name == "recording_path" else 100]
-            setattr(call, name, value)
-        if rec.get("recording_path") is None and call.recording_path:
+            values[name] = value
+        if values["recording_path"] is None:
             # the events named no recording (no channelvars/VarSet): keep the name the AGI stored
-            call.recording_state = "kept" if rec.get("outcome") == "answered" else "empty"
-        call.state = "finished"
-        call.answered_at = to_datetime(rec.get("answered_at"))
-        call.ended_at = to_datetime(rec.get("ended_at"))
-        call.manager_id = self._manager_id(session, rec.get("answered_by")) if rec.get("answered_by") else None
+            del values["recording_path"]
+            state = "kept" if rec.get("outcome") == "answered" else "empty"
+            values["recording_state"] = case((func.coalesce(Call.recording_path, "") != "", state), else_=None)
+        answered_by = rec.get("answered_by")
+        values.update(state="finished", answered_at=to_datetime(rec.get("answered_at")),
+                      ended_at=to_datetime(rec.get("ended_at")),
+                      manager_id=self._manager_id(session, answered_by) if answered_by else None)
+        session.connection().execute(update(CALLS).where(Call.id == call_id).values(**values))
         self.row_ids.pop(rec["key"], None)
 
     def _merge(self, session: Session, absorbed: str, survivor: str, rows: list[dict]) -> None:
