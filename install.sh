@@ -220,12 +220,46 @@ install_venv() {
   fi
   step "virtualenv $PREFIX/venv"
   ensure_venv_module
-  local venv; venv="$(r "$PREFIX/venv")"
+  local venv stamp digest
+  venv="$(r "$PREFIX/venv")"
+  stamp="$venv/.astertrack-source"
+  digest="$(source_digest)"
+  if [ -x "$venv/bin/astertrack" ] && [ -f "$stamp" ] && [ "$(cat "$stamp")" = "$digest" ]; then
+    say "  up to date (same source as the last install)"
+    return 0
+  fi
   [ -x "$venv/bin/python" ] || "$PYTHON" -m venv "$venv"
   "$venv/bin/python" -m pip install --quiet --upgrade pip
   "$venv/bin/python" -m pip install --quiet --upgrade "$SRC[postgres]"
   cp "$SRC/README.md" "$(r "$PREFIX/README.md")" 2>/dev/null || true
+  printf '%s\n' "$digest" > "$stamp"
   CODE_CHANGED=1
+}
+
+# A fingerprint of what pip would install, so a re-run with the same source skips pip and
+# restarts nothing.
+source_digest() {
+  (cd "$SRC" && find astertrack agi ami_listener webadmin tracker migrations setup.cfg pyproject.toml \
+      -type f ! -name '*.pyc' ! -path '*/__pycache__/*' -print0 2>/dev/null | LC_ALL=C sort -z \
+      | xargs -0 sha256sum | sha256sum | cut -d' ' -f1)
+}
+
+# Retention deletes old recordings, which Asterisk writes into its own directory: give the
+# service user write access there with an ACL (inherited by new day directories), once.
+grant_recordings_access() {
+  local recdir dir
+  recdir="$(helper get "$CONF" recordings dir --default /var/spool/asterisk/monitor)"
+  dir="$(r "$recdir")"
+  [ -d "$dir" ] || return 0
+  step "recordings directory $recdir"
+  if have getfacl && getfacl -p "$dir" 2>/dev/null | grep -q "^default:user:$SVC_USER:rwx"; then
+    say "  $SVC_USER may already read and delete recordings"
+  elif have setfacl; then
+    sys setfacl -R -m "u:$SVC_USER:rwX" -m "d:u:$SVC_USER:rwX" "$dir" \
+      || need_action "setfacl failed on $recdir: give $SVC_USER read/write access there, or retention cannot delete recordings"
+  else
+    need_action "retention cannot delete recordings in $recdir without write access: apt-get install acl and run install.sh again"
+  fi
 }
 
 astertrack_bin() {
@@ -512,6 +546,14 @@ uninstall() {
     helper remove-general-block "$etc/manager_custom.conf"
     rm -f "$etc/manager_astertrack.conf" "$etc/extensions_astertrack.conf" "$etc/manager.conf.astertrack-orig"
     have asterisk && { sys asterisk -rx "manager reload" || true; sys asterisk -rx "dialplan reload" || true; }
+    say "  (Asterisk keeps the removed channelvars in memory until its next restart: harmless)"
+  fi
+  local conf recdir
+  conf="$(r "$ETC/astertrack.conf")"
+  recdir=/var/spool/asterisk/monitor
+  [ -f "$conf" ] && recdir="$(helper get "$conf" recordings dir --default "$recdir")"
+  if [ -d "$(r "$recdir")" ] && have getfacl && getfacl -p "$(r "$recdir")" 2>/dev/null | grep -q "user:$SVC_USER:"; then
+    sys setfacl -R -x "u:$SVC_USER" -x "d:u:$SVC_USER" "$(r "$recdir")" || true
   fi
   step "files"
   rm -rf "$(r "$PREFIX")" "$(r "$LOGDIR")"
@@ -544,6 +586,7 @@ case "$MODE" in
     write_config
     migrate_db
     install_units
+    grant_recordings_access
     configure_asterisk
     check_ami
     start_services

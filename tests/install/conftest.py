@@ -41,6 +41,18 @@ grep -v '^group:asterisk:' "$FAKE_STATE" > "$FAKE_STATE.tmp"; mv "$FAKE_STATE.tm
 if [ -n "$members" ]; then echo "group:asterisk:$members,$last" >> "$FAKE_STATE"; else echo "group:asterisk:$last" >> "$FAKE_STATE"; fi
 """
 USERDEL = STANDIN + 'grep -v "^user:$1\\$" "$FAKE_STATE" > "$FAKE_STATE.tmp"; mv "$FAKE_STATE.tmp" "$FAKE_STATE"\n'
+# ACLs: setfacl records "acl:<dir>" (or removes it with -x); getfacl prints the entry back.
+SETFACL = STANDIN + r"""for last; do :; done
+case " $* " in
+  *" -x "*) grep -v "^acl:$last\$" "$FAKE_STATE" > "$FAKE_STATE.tmp"; mv "$FAKE_STATE.tmp" "$FAKE_STATE" ;;
+  *) echo "acl:$last" >> "$FAKE_STATE" ;;
+esac
+"""
+GETFACL = r"""#!/bin/sh
+for last; do :; done
+grep -q "^acl:$last\$" "$FAKE_STATE" 2>/dev/null && printf 'user:astertrack:rwx\ndefault:user:astertrack:rwx\n'
+exit 0
+"""
 # The real astertrack CLI from this checkout (migrations really run into the temp root).
 ASTERTRACK = STANDIN + f'exec "{VENV_BIN}/astertrack" "$@"\n'
 
@@ -111,8 +123,13 @@ class FakeSystem:
     def etc_asterisk(self) -> Path:
         return self.root / "etc" / "asterisk"
 
+    @property
+    def monitor(self) -> Path:
+        return self.root / "var" / "spool" / "asterisk" / "monitor"
+
     def plain_asterisk(self) -> None:
         self.etc_asterisk.mkdir(parents=True, exist_ok=True)
+        self.monitor.mkdir(parents=True, exist_ok=True)
         (self.etc_asterisk / "manager.conf").write_text(PLAIN_MANAGER)
         (self.etc_asterisk / "extensions.conf").write_text(PLAIN_EXTENSIONS)
 
@@ -242,6 +259,8 @@ def fake_system(tmp_path, fake_ami) -> FakeSystem:
     _write_exec(bindir / "usermod", USERMOD)
     _write_exec(bindir / "userdel", USERDEL)
     _write_exec(bindir / "astertrack", ASTERTRACK)
+    _write_exec(bindir / "setfacl", SETFACL)
+    _write_exec(bindir / "getfacl", GETFACL)
     system = FakeSystem(tmp=tmp_path, root=tmp_path / "root", bin=bindir, log=tmp_path / "commands.log",
                         state=tmp_path / "state", ami_port=fake_ami.port)
     system.state.write_text("")

@@ -108,6 +108,8 @@ def test_plain_asterisk_install(fake_system, fake_ami):
     assert "astertrack db upgrade" in commands
     assert "asterisk -rx manager reload" in commands and "asterisk -rx dialplan reload" in commands
     assert "systemctl daemon-reload" in commands
+    monitor = str(fake_system.monitor)
+    assert f"setfacl -R -m u:astertrack:rwX -m d:u:astertrack:rwX {monitor}" in commands
     assert any(c.startswith("systemctl enable --now astertrack.target astertrack-agi.service") for c in commands)
     assert not any("try-restart" in c for c in commands)  # first install: nothing to restart
     todo = result.stdout.split("Things you must do")[1]
@@ -133,7 +135,7 @@ def test_second_run_changes_nothing(fake_system, fake_ami):
     second = fake_system.commands()
     # Only the idempotent calls remain: no user creation, no Asterisk reload, no daemon-reload.
     expected = [c for c in first_commands
-                if not c.startswith(("useradd", "usermod", "asterisk -rx", "systemctl daemon-reload"))]
+                if not c.startswith(("useradd", "usermod", "asterisk -rx", "systemctl daemon-reload", "setfacl"))]
     assert second == expected
     assert "Asterisk config unchanged: no reload" in result.stdout
     assert "exists: secrets kept" in result.stdout
@@ -264,6 +266,7 @@ def test_uninstall_keeps_data_and_purge_removes_it(fake_system):
     commands = fake_system.commands()
     assert any(c.startswith("systemctl disable --now astertrack-agi.service") for c in commands)
     assert "asterisk -rx manager reload" in commands and "userdel astertrack" not in commands
+    assert f"setfacl -R -x u:astertrack -x d:u:astertrack {fake_system.monitor}" in commands
 
     fake_system.run("--uninstall", "--purge")
     assert not (root / "var/lib/astertrack").exists()
@@ -271,6 +274,7 @@ def test_uninstall_keeps_data_and_purge_removes_it(fake_system):
     assert "userdel astertrack" in fake_system.commands()
     leftovers = sorted(str(p.relative_to(root)) for p in root.rglob("*") if p.is_file())
     assert leftovers == ["etc/asterisk/extensions.conf", "etc/asterisk/manager.conf"]
+    assert fake_system.monitor.is_dir()  # Asterisk's recordings directory is never removed
 
 
 def test_postgres_install_runs_migrations(fake_system, pg_admin_url):
