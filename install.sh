@@ -109,6 +109,16 @@ ensure_venv_module() {
   "$PYTHON" -c 'import ensurepip, venv' 2>/dev/null || die "python3 -m venv still does not work: install python3.$minor-venv and run again"
 }
 
+# pip's output (build warnings included) goes to a log; shown only when pip fails.
+quiet_pip() {
+  local venv="$1" log="$2"; shift 2
+  say "  pip install $* (log: $log)"
+  if ! { "$venv/bin/python" -m pip install --upgrade pip && "$venv/bin/python" -m pip install "$@"; } >"$log" 2>&1; then
+    tail -n 30 "$log" >&2
+    die "pip install failed (full log: $log)"
+  fi
+}
+
 gen_secret() { "$PYTHON" -c "import secrets; print(secrets.token_urlsafe($1))"; }
 
 # ---------------------------------------------------------------- development checkout
@@ -121,8 +131,8 @@ dev_setup() {
   [ -x "$venv/bin/python" ] || "$PYTHON" -m venv "$venv"
   local marker="$venv/.astertrack-dev-installed"
   if [ ! -f "$marker" ] || [ "$SRC/setup.cfg" -nt "$marker" ] || [ ! -x "$venv/bin/astertrack" ]; then
-    "$venv/bin/python" -m pip install --quiet --upgrade pip
-    "$venv/bin/python" -m pip install --quiet -e "$SRC[test,postgres]"
+    mkdir -p "$SRC/var"
+    quiet_pip "$venv" "$SRC/var/install-pip.log" -e "$SRC[test,postgres]"
     touch "$marker"
   else
     say "  packages up to date (delete $marker to force a reinstall)"
@@ -229,8 +239,7 @@ install_venv() {
     return 0
   fi
   [ -x "$venv/bin/python" ] || "$PYTHON" -m venv "$venv"
-  "$venv/bin/python" -m pip install --quiet --upgrade pip
-  "$venv/bin/python" -m pip install --quiet --upgrade "$SRC[postgres]"
+  quiet_pip "$venv" "$(r "$LOGDIR")/install-pip.log" --upgrade "$SRC[postgres]"
   cp "$SRC/README.md" "$(r "$PREFIX/README.md")" 2>/dev/null || true
   printf '%s\n' "$digest" > "$stamp"
   CODE_CHANGED=1
