@@ -31,15 +31,14 @@ CHANVAR_HEADERS = frozenset({"ChanVariable", "DestChanVariable", "TransfererChan
 # Event families the call tracker and the live state read.  Everything else is dropped early.
 TRACKED_EVENTS = frozenset({
     "Newchannel", "Newstate", "NewCallerid", "Hangup", "HangupRequest", "SoftHangupRequest", "Rename",
-    "DialBegin", "DialEnd", "BridgeCreate", "BridgeEnter", "BridgeLeave", "BridgeDestroy",
+    "DialBegin", "DialEnd", "BridgeEnter", "BridgeLeave",
     "LocalBridge", "LocalOptimizationBegin", "LocalOptimizationEnd",
     "QueueCallerJoin", "QueueCallerLeave", "QueueCallerAbandon", "AgentCalled", "AgentConnect",
     "AgentComplete", "AgentRingNoAnswer", "AgentDump",
     "BlindTransfer", "AttendedTransfer", "UserEvent", "MixMonitorStart", "MixMonitorStop",
     "DeviceStateChange", "ExtensionStatus", "VarSet",
     # resync answers and session events
-    "CoreShowChannel", "CoreShowChannelsComplete", "Status", "StatusComplete",
-    "FullyBooted", "Shutdown",
+    "CoreShowChannel", "CoreShowChannelsComplete", "FullyBooted", "Shutdown",
 })
 
 # VarSet is the chattiest event (37 % of the recorded streams); keep only what we read.
