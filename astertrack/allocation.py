@@ -37,6 +37,12 @@ from sqlalchemy import Connection, and_, bindparam, func, or_, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
+try:
+    from psycopg.rows import namedtuple_row
+    from psycopg.types.json import Json
+except ImportError:  # SQLite-only installs
+    namedtuple_row = Json = None
+
 from astertrack.bots import is_bot
 from astertrack.db import begin_write
 from astertrack.models import NumberAssignment, OverflowEvent, TrackingNumber, VisitorSession, new_uid
@@ -57,6 +63,7 @@ VISIT_FIELDS: dict[str, int] = {
                  "current_page", "user_agent", "ip", "keyword")
 }
 _MAX_PICK_ATTEMPTS = 8
+RAW_POSTGRES = True  # the psycopg fast path; False runs every backend through SQLAlchemy Core
 
 
 @dataclass(frozen=True)
@@ -124,7 +131,7 @@ def _new_hold(site: SiteRouting, now: dt.datetime) -> tuple[dt.datetime, dt.date
 
 
 def _extended(site: SiteRouting, now: dt.datetime, hard: dt.datetime) -> dt.datetime:
-    return min(now + dt.timedelta(seconds=site.hold_seconds), hard)
+    return min(now + dt.timedelta(seconds=site.hold_seconds), hard).astimezone(dt.UTC)
 
 
 def _write_lock(db: Session) -> None:
@@ -205,45 +212,136 @@ class _Statements:
 
 
 _STATEMENTS: dict[str, _Statements] = {}
+_INSERT_KEYS = {
+    "insert_assignment": ("number_id", "session_id", "assigned_at", "last_heartbeat_at", "expires_at",
+                          "hard_expires_at", "reused"),
+    "insert_session": ("public_id", "site_id", "source_id", "is_bot", "interacted", "page_views", "first_seen",
+                       "last_seen", *VISIT_FIELDS),
+    "insert_overflow": ("site_id", "pool_id", "session_id", "occurred_at", "policy", "visitor"),
+}
 
 
-def _prepared(db: Session) -> tuple[Connection, _Statements]:
+class _Executor:
+    """Runs the prepared statements by name inside the caller's transaction."""
+
+    def __init__(self, conn: Connection, q: _Statements):
+        self.conn = conn
+        self.q = q
+
+    def first(self, name: str, params: dict[str, Any]):
+        return self.conn.execute(getattr(self.q, name), params).first()
+
+    def scalar(self, name: str, params: dict[str, Any]):
+        return self.conn.execute(getattr(self.q, name), params).scalar_one()
+
+    def run(self, name: str, params: dict[str, Any]) -> None:
+        self.conn.execute(getattr(self.q, name), params)
+
+    def json(self, value: Any) -> Any:
+        return value
+
+    def batch(self, items: list[tuple[str, dict[str, Any]]]) -> list[Any]:
+        """Run independent statements; the first row of each (None for no rows / no result)."""
+        results = []
+        for name, params in items:
+            result = self.conn.execute(getattr(self.q, name), params)
+            results.append(result.first() if result.returns_rows else None)
+        return results
+
+
+class _PsycopgExecutor(_Executor):
+    """PostgreSQL fast path: the same statements, compiled once to SQL text and run on the
+    transaction's own psycopg connection.  It skips SQLAlchemy's per-execution machinery,
+    which was most of the tracker's CPU per page view; psycopg prepares them server-side."""
+
+    _compiled: dict[str, tuple[str, dict[str, Any]]] = {}
+
+    def __init__(self, conn: Connection, q: _Statements):
+        super().__init__(conn, q)
+        self.cursor = conn.connection.dbapi_connection.cursor(row_factory=namedtuple_row)
+
+    def _sql(self, name: str) -> tuple[str, dict[str, Any]]:
+        compiled = self._compiled.get(name)
+        if compiled is None:
+            stmt = getattr(self.q, name)
+            result = stmt.compile(dialect=self.conn.dialect, column_keys=_INSERT_KEYS.get(name))
+            defaults = {k: v for k, v in result.params.items() if v is not None}
+            compiled = self._compiled[name] = (result.string, defaults)
+        return compiled
+
+    def _execute(self, name: str, params: dict[str, Any]):
+        sql, defaults = self._sql(name)
+        self.cursor.execute(sql, {**defaults, **params} if defaults else params)
+        return self.cursor
+
+    def first(self, name: str, params: dict[str, Any]):
+        return self._execute(name, params).fetchone()
+
+    def scalar(self, name: str, params: dict[str, Any]):
+        return self._execute(name, params).fetchone()[0]
+
+    def run(self, name: str, params: dict[str, Any]) -> None:
+        self._execute(name, params)
+
+    def json(self, value: Any) -> Any:
+        return Json(value)
+
+    def batch(self, items: list[tuple[str, dict[str, Any]]]) -> list[Any]:
+        """One network round trip for several statements (and the BEGIN before them) with
+        libpq pipeline mode: the page view waits on the database half as often."""
+        raw = self.cursor.connection
+        cursors = []
+        with raw.pipeline():
+            for name, params in items:
+                sql, defaults = self._sql(name)
+                cursor = raw.cursor(row_factory=namedtuple_row)
+                cursor.execute(sql, {**defaults, **params} if defaults else params)
+                cursors.append(cursor)
+        return [cursor.fetchone() if cursor.description else None for cursor in cursors]
+
+
+def _executor(db: Session) -> _Executor:
     conn = db.connection()
     dialect = conn.dialect.name
     statements = _STATEMENTS.get(dialect)
     if statements is None:
         statements = _STATEMENTS[dialect] = _Statements(dialect)
-    return conn, statements
+    if dialect == "postgresql" and conn.dialect.driver == "psycopg" and RAW_POSTGRES:
+        return _PsycopgExecutor(conn, statements)
+    return _Executor(conn, statements)
 
 
 # ---------------------------------------------------------------- pool primitives
 
 
-def _release_number(conn: Connection, q: _Statements, assignment_id: int, number_id: int, at: dt.datetime,
+def _release_number(ex: _Executor, assignment_id: int, number_id: int, at: dt.datetime,
                     reason: str) -> None:
-    conn.execute(q.release, {"a_id": assignment_id, "p_at": at, "p_reason": reason})
-    conn.execute(q.stamp_number, {"n_id": number_id, "p_at": at})
+    ex.run("release", {"a_id": assignment_id, "p_at": at, "p_reason": reason})
+    ex.run("stamp_number", {"n_id": number_id, "p_at": at})
 
 
-def _insert_assignment(conn: Connection, q: _Statements, site: SiteRouting, number_id: int, session_row_id: int,
+def _insert_assignment(ex: _Executor, site: SiteRouting, number_id: int, session_row_id: int,
                        now: dt.datetime, reused: bool = False) -> dt.datetime | None:
     expires, hard = _new_hold(site, now)
-    row = conn.execute(q.insert_assignment, {
+    row = ex.first("insert_assignment", {
         "number_id": number_id, "session_id": session_row_id, "assigned_at": now, "last_heartbeat_at": now,
-        "expires_at": expires, "hard_expires_at": hard, "reused": reused}).first()
+        "expires_at": expires, "hard_expires_at": hard, "reused": reused})
     return expires if row else None
 
 
-def _take_free(conn: Connection, q: _Statements, site: SiteRouting, pool_id: int, session_row_id: int,
-               now: dt.datetime) -> tuple[str, dt.datetime] | None:
-    for _ in range(_MAX_PICK_ATTEMPTS):
-        picked = conn.execute(q.pick, {"pool": pool_id, "now": now}).first()
+def _take_free(ex: _Executor, site: SiteRouting, pool_id: int, session_row_id: int,
+               now: dt.datetime, first_pick: Any = ...) -> tuple[str, dt.datetime] | None:
+    for attempt in range(_MAX_PICK_ATTEMPTS):
+        if attempt == 0 and first_pick is not ...:
+            picked = first_pick  # already fetched together with other statements
+        else:
+            picked = ex.first("pick", {"pool": pool_id, "now": now})
         if picked is None:
             return None
         if picked.stale_id is not None:
             # Expired but not yet swept: release it at the moment its hold really ended.
-            _release_number(conn, q, picked.stale_id, picked.id, picked.stale_expires_at, "expired")
-        expires = _insert_assignment(conn, q, site, picked.id, session_row_id, now)
+            _release_number(ex, picked.stale_id, picked.id, picked.stale_expires_at, "expired")
+        expires = _insert_assignment(ex, site, picked.id, session_row_id, now)
         if expires is not None:
             return picked.number, expires
         # Another transaction committed a hold on this number between our snapshot and our
@@ -253,30 +351,30 @@ def _take_free(conn: Connection, q: _Statements, site: SiteRouting, pool_id: int
     return None
 
 
-def _take_oldest(conn: Connection, q: _Statements, site: SiteRouting, pool_id: int, session_row_id: int,
+def _take_oldest(ex: _Executor, site: SiteRouting, pool_id: int, session_row_id: int,
                  now: dt.datetime) -> tuple[str, dt.datetime] | None:
     """reuse_oldest policy: take the number from the live session that was idle the longest."""
-    victim = conn.execute(q.oldest, {"pool": pool_id}).first()
+    victim = ex.first("oldest", {"pool": pool_id})
     if victim is None:
         return None
-    _release_number(conn, q, victim.id, victim.number_id, now, "reused")
-    expires = _insert_assignment(conn, q, site, victim.number_id, session_row_id, now, reused=True)
+    _release_number(ex, victim.id, victim.number_id, now, "reused")
+    expires = _insert_assignment(ex, site, victim.number_id, session_row_id, now, reused=True)
     return (victim.number, expires) if expires else None
 
 
-def _allocate(conn: Connection, q: _Statements, site: SiteRouting, route: Route, session_row_id: int,
+def _allocate(ex: _Executor, site: SiteRouting, route: Route, session_row_id: int,
               public_id: str, now: dt.datetime, visit: Mapping[str, Any], record_overflow: bool,
-              allow_reuse: bool = True) -> Offer:
+              allow_reuse: bool = True, first_pick: Any = ...) -> Offer:
     assert route.pool_id is not None
-    taken = _take_free(conn, q, site, route.pool_id, session_row_id, now)
+    taken = _take_free(ex, site, route.pool_id, session_row_id, now, first_pick)
     if taken is not None:
         return Offer(public_id, taken[0], "pool", taken[1], route.source)
     policy = "reuse_oldest" if allow_reuse and site.overflow_policy == "reuse_oldest" else "fallback"
-    reused = _take_oldest(conn, q, site, route.pool_id, session_row_id, now) if policy == "reuse_oldest" else None
+    reused = _take_oldest(ex, site, route.pool_id, session_row_id, now) if policy == "reuse_oldest" else None
     if record_overflow:
         snapshot = {k: v for k, v in visit.items() if v is not None and k != "ip"}
-        conn.execute(q.insert_overflow, {"site_id": site.id, "pool_id": route.pool_id, "session_id": session_row_id,
-                                         "occurred_at": now, "policy": policy, "visitor": snapshot})
+        ex.run("insert_overflow", {"site_id": site.id, "pool_id": route.pool_id, "session_id": session_row_id,
+                                         "occurred_at": now, "policy": policy, "visitor": ex.json(snapshot)})
     if reused is not None:
         return Offer(public_id, reused[0], "reused", reused[1], route.source)
     return Offer(public_id, route.number, "fallback", None, route.source)
@@ -285,21 +383,21 @@ def _allocate(conn: Connection, q: _Statements, site: SiteRouting, route: Route,
 # ---------------------------------------------------------------- sessions
 
 
-def _find_session(conn: Connection, q: _Statements, site: SiteRouting, public_id: str | None,
+def _find_session(ex: _Executor, site: SiteRouting, public_id: str | None,
                   visitor_id: str | None, now: dt.datetime):
     """The session row (by id, else the visitor's latest) joined with its live hold."""
     if public_id:
-        row = conn.execute(q.by_sid, {"sid": public_id[:32], "site": site.id, "now": now}).first()
+        row = ex.first("by_sid", {"sid": public_id[:32], "site": site.id, "now": now})
         if row is not None:
             return row
     if visitor_id:
-        return conn.execute(q.by_visitor, {"site": site.id, "visitor": visitor_id, "now": now}).first()
+        return ex.first("by_visitor", {"site": site.id, "visitor": visitor_id, "now": now})
     return None
 
 
-def _extend(conn: Connection, q: _Statements, site: SiteRouting, row, now: dt.datetime) -> dt.datetime:
+def _extend(ex: _Executor, site: SiteRouting, row, now: dt.datetime) -> dt.datetime:
     expires = _extended(site, now, row.a_hard)
-    conn.execute(q.extend, {"a_id": row.a_id, "p_expires": expires, "p_now": now})
+    ex.run("extend", {"a_id": row.a_id, "p_expires": expires, "p_now": now})
     return expires
 
 
@@ -311,10 +409,6 @@ def _fixed_offer(public_id: str, route: Route, kind: str) -> Offer:
     return Offer(public_id, route.number, kind, None, route.source)
 
 
-def _has_overflow(conn: Connection, q: _Statements, session_row_id: int) -> bool:
-    return conn.execute(q.has_overflow, {"s_id": session_row_id}).first() is not None
-
-
 def start(db: Session, site: SiteRouting, visit: Mapping[str, Any], now: dt.datetime,
           session_public_id: str | None = None, webdriver: bool = False, interacted: bool = False,
           new_visitor: bool = False) -> Offer:
@@ -324,32 +418,40 @@ def start(db: Session, site: SiteRouting, visit: Mapping[str, Any], now: dt.date
     visitor id) skips looking for that visitor's earlier session.
     """
     _write_lock(db)
-    conn, q = _prepared(db)
-    existing = _find_session(conn, q, site, session_public_id, None if new_visitor else visit.get("visitor_id"), now)
+    ex = _executor(db)
+    existing = _find_session(ex, site, session_public_id, None if new_visitor else visit.get("visitor_id"), now)
     if existing is not None and (existing.a_id is not None or _session_alive(site, existing, now)):
-        return _continue(conn, q, site, existing, visit, now, interacted)
+        return _continue(ex, site, existing, visit, now, interacted)
 
     bot = is_bot(visit.get("user_agent"), webdriver)
     route = route_visit(site, visit)
     public_id = new_uid()
     values = {name: visit.get(name) for name in VISIT_FIELDS}
-    session_row_id = conn.execute(q.insert_session, {
+    session_values = {
         "public_id": public_id, "site_id": site.id, "source_id": route.source.id if route.source else None,
         "is_bot": bot, "interacted": interacted, "page_views": 1, "first_seen": now, "last_seen": now, **values,
-    }).scalar_one()
+    }
+    wants_pool = route.pool_id is not None and not bot and not (site.lazy_allocation and not interacted)
+    if wants_pool:
+        # The new session row and the free-number pick do not depend on each other: one round trip.
+        inserted, picked = ex.batch([("insert_session", session_values),
+                                     ("pick", {"pool": route.pool_id, "now": now})])
+        return _allocate(ex, site, route, inserted[0], public_id, now, visit, record_overflow=True,
+                         first_pick=picked)
+    session_row_id = ex.scalar("insert_session", session_values)
     if route.pool_id is None:
         return _fixed_offer(public_id, route, route.kind)
     if bot:
         return _fixed_offer(public_id, route, "bot")
     if site.lazy_allocation and not interacted:
         return _fixed_offer(public_id, route, "lazy")
-    return _allocate(conn, q, site, route, session_row_id, public_id, now, visit, record_overflow=True)
+    return _allocate(ex, site, route, session_row_id, public_id, now, visit, record_overflow=True)
 
 
-def _touch(conn: Connection, q: _Statements, row, now: dt.datetime, page: str | None, count_view: bool,
+def _touch(ex: _Executor, row, now: dt.datetime, page: str | None, count_view: bool,
            interacted: bool) -> None:
     if not count_view and (not page or page == row.current_page) and (row.interacted or not interacted):
-        conn.execute(q.seen, {"s_id": row.id, "p_now": now})  # the common heartbeat
+        ex.run("seen", {"s_id": row.id, "p_now": now})  # the common heartbeat
         return
     changes: dict[str, Any] = {"last_seen": now}
     if count_view:
@@ -358,15 +460,15 @@ def _touch(conn: Connection, q: _Statements, row, now: dt.datetime, page: str | 
         changes["current_page"] = page
     if interacted and not row.interacted:
         changes["interacted"] = True
-    conn.execute(update(_vs).where(_vs.c.id == row.id).values(**changes))
+    ex.conn.execute(update(_vs).where(_vs.c.id == row.id).values(**changes))
 
 
-def _keep_or_allocate(conn: Connection, q: _Statements, site: SiteRouting, row, now: dt.datetime,
+def _keep_or_allocate(ex: _Executor, site: SiteRouting, row, now: dt.datetime,
                       interacted: bool, allow_reuse: bool) -> Offer:
     stored = {name: getattr(row, name) for name in VISIT_FIELDS if name != "ip"}
     route = route_visit(site, stored)
     if row.a_id is not None:
-        expires = _extend(conn, q, site, row, now)
+        expires = _extend(ex, site, row, now)
         return Offer(row.public_id, row.a_number, "reused" if row.a_reused else "pool", expires, route.source)
     if route.pool_id is None:
         return _fixed_offer(row.public_id, route, route.kind)
@@ -376,14 +478,15 @@ def _keep_or_allocate(conn: Connection, q: _Statements, site: SiteRouting, row, 
         return _fixed_offer(row.public_id, route, "lazy")
     # A lazy session's first interaction, or a number lost to the hard cap or the unload
     # grace, is a real attempt and may overflow; a session already counted is not counted twice.
-    return _allocate(conn, q, site, route, row.id, row.public_id, now, stored,
-                     record_overflow=not _has_overflow(conn, q, row.id), allow_reuse=allow_reuse)
+    picked, counted = ex.batch([("pick", {"pool": route.pool_id, "now": now}), ("has_overflow", {"s_id": row.id})])
+    return _allocate(ex, site, route, row.id, row.public_id, now, stored,
+                     record_overflow=counted is None, allow_reuse=allow_reuse, first_pick=picked)
 
 
-def _continue(conn: Connection, q: _Statements, site: SiteRouting, row, visit: Mapping[str, Any],
+def _continue(ex: _Executor, site: SiteRouting, row, visit: Mapping[str, Any],
               now: dt.datetime, interacted: bool) -> Offer:
-    _touch(conn, q, row, now, visit.get("current_page"), True, interacted)
-    return _keep_or_allocate(conn, q, site, row, now, interacted, allow_reuse=True)
+    _touch(ex, row, now, visit.get("current_page"), True, interacted)
+    return _keep_or_allocate(ex, site, row, now, interacted, allow_reuse=True)
 
 
 def heartbeat(db: Session, site: SiteRouting, session_public_id: str, now: dt.datetime,
@@ -396,31 +499,39 @@ def heartbeat(db: Session, site: SiteRouting, session_public_id: str, now: dt.da
     sessions would otherwise take each other's number back on every heartbeat.
     """
     _write_lock(db)
-    conn, q = _prepared(db)
-    row = _find_session(conn, q, site, session_public_id, None, now)
+    ex = _executor(db)
+    row = _find_session(ex, site, session_public_id, None, now)
     if row is None:
         return None
     if row.a_id is None and not _session_alive(site, row, now):
         return Offer(row.public_id, None, "expired", None, None, live=False)
+    navigated = bool(current_page and current_page != row.current_page)
+    if row.a_id is not None and not navigated and (row.interacted or not interacted):
+        # The common heartbeat: last_seen and the sliding hold in one round trip.
+        expires = _extended(site, now, row.a_hard)
+        ex.batch([("seen", {"s_id": row.id, "p_now": now}),
+                  ("extend", {"a_id": row.a_id, "p_expires": expires, "p_now": now})])
+        source = route_visit(site, {name: getattr(row, name) for name in VISIT_FIELDS if name != "ip"}).source
+        return Offer(row.public_id, row.a_number, "reused" if row.a_reused else "pool", expires, source)
     # An SPA navigation arrives as a heartbeat with a new page: count it as a page view.
-    _touch(conn, q, row, now, current_page, bool(current_page and current_page != row.current_page), interacted)
-    return _keep_or_allocate(conn, q, site, row, now, interacted, allow_reuse=False)
+    _touch(ex, row, now, current_page, navigated, interacted)
+    return _keep_or_allocate(ex, site, row, now, interacted, allow_reuse=False)
 
 
 def unload(db: Session, site: SiteRouting, session_public_id: str, now: dt.datetime) -> bool:
     """The page is going away: keep the number only for the short unload grace, so the next
     page of the visit keeps it and an abandoned visit frees it soon.  True if a hold changed."""
     _write_lock(db)
-    conn, q = _prepared(db)
-    row = _find_session(conn, q, site, session_public_id, None, now)
+    ex = _executor(db)
+    row = _find_session(ex, site, session_public_id, None, now)
     if row is None:
         return False
-    conn.execute(q.seen, {"s_id": row.id, "p_now": now})
+    ex.run("seen", {"s_id": row.id, "p_now": now})
     if row.a_id is None:
         return False
     grace = now + dt.timedelta(seconds=site.unload_grace_seconds)
     if grace < row.a_expires:
-        conn.execute(q.shorten, {"a_id": row.a_id, "p_expires": grace})
+        ex.run("shorten", {"a_id": row.a_id, "p_expires": grace})
         return True
     return False
 
@@ -435,10 +546,10 @@ def release_expired(db: Session, now: dt.datetime, limit: int = 1000) -> int:
             .order_by(_na.c.expires_at).limit(limit))
     if _is_pg(db):
         stmt = stmt.with_for_update(skip_locked=True)
-    conn, q = _prepared(db)
-    rows = conn.execute(stmt).all()
+    ex = _executor(db)
+    rows = ex.conn.execute(stmt).all()
     for row in rows:
-        _release_number(conn, q, row.id, row.number_id, row.expires_at, "expired")
+        _release_number(ex, row.id, row.number_id, row.expires_at, "expired")
     return len(rows)
 
 
@@ -448,8 +559,8 @@ def release_for_call(db: Session, number_id: int, now: dt.datetime) -> bool:
     row = db.execute(select(_na.c.id).where(_na.c.number_id == number_id, _na.c.released_at.is_(None))).first()
     if row is None:
         return False
-    conn, q = _prepared(db)
-    _release_number(conn, q, row.id, number_id, now, "call")
+    ex = _executor(db)
+    _release_number(ex, row.id, number_id, now, "call")
     return True
 
 
