@@ -55,6 +55,7 @@ class AmiListener:
             reconnect_max_delay=ami["reconnect_max_delay"], connect_timeout=ami["connect_timeout"],
             keep_events=TRACKED_EVENTS)
         self.events_applied = 0
+        self.bad_events = 0
         self.resyncs = 0
         self._resync_id: str | None = None
         self._resync_channels: list[dict] = []
@@ -94,7 +95,11 @@ class AmiListener:
                 self._resync_message(msg, now)
                 resync_id = self._resync_id
                 continue
-            tracker.feed(msg, now)
+            try:
+                tracker.feed(msg, now)
+            except Exception:  # a malformed event must not take the rest of the batch with it
+                self.bad_events += 1
+                log.exception("could not apply AMI event %.300r", msg)
         self.events_applied += len(batch)
         ops = tracker.drain()
         if ops:

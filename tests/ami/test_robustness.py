@@ -170,3 +170,15 @@ def test_calls_placed_by_a_managers_phone_are_not_tracked(session_factory, db_ur
     with session_factory() as session:
         uids = sorted(c.call_uid for c in session.scalars(select(Call)))
     assert ("ct-20261123-39735" in uids) and len(uids) == (1 if known_manager else 2)
+
+
+def test_a_malformed_event_is_logged_and_the_rest_of_its_read_still_applies(session_factory, db_url, caplog):
+    blocks = split_blocks(capture_body(AMI_DIR / "sip_e_manager_hangs_up.ami.txt"))
+    weird = (b"Event: DialBegin\r\nUniqueid: 1795438355.9\r\nLinkedid: 1795438355.9\r\n"
+             b"DestUniqueid: a\r\nDestUniqueid: b\r\nTimestamp: 1795438355.5\r\n\r\n")  # a header twice
+    stream = b"".join(blocks[:10]) + weird + b"".join(blocks[10:])
+    run = run_listener(db_url, [Script(stream=stream)], lambda s: finished_calls(s) >= 1)
+    with session_factory() as session:
+        call = session.scalar(select(Call))
+        assert (call.outcome, call.answered_by, call.hangup_side) == ("answered", "SIP/104", "manager")
+    assert run.listener.bad_events == 1 and "could not apply AMI event" in caplog.text
