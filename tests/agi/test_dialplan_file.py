@@ -59,3 +59,10 @@ def test_priorities_are_continuous_same_lines():
             assert current is not None, f"'same' without an extension: {line}"
         elif stripped.startswith("["):
             current = None
+
+
+def test_no_if_function_returns_a_value_containing_a_colon():
+    """IF(cond?a:b) splits on ":" - a host:port or kind:target inside it silently breaks."""
+    for branch in re.findall(r"\$\{IF\(\$\[[^\]]*\]\?([^)]*)\)\}", TEXT):
+        true_part = branch.split(":", 1)[0]
+        assert ":" not in true_part and "." not in true_part, branch
