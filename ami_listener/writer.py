@@ -213,7 +213,7 @@ class CallWriter:
                 "event_time": ts if isinstance(ts, float) else None,
                 "received_at": dt.datetime.now(dt.UTC), "headers": msg}
 
-    def _row_id(self, session: Session, rec: dict, rows: list[dict]) -> int:
+    def _row_id(self, session: Session, rec: dict, rows: list[dict]) -> int | None:
         """The id of the call's row: remembered, else found (the AGI's), else created.
 
         Plain Core statements, no ORM loading: this runs for every live update of every call.
@@ -223,6 +223,12 @@ class CallWriter:
         if call_id is not None:
             return call_id
         call_id = self._find_id(session, rec)
+        if call_id is None and rec.get("adopted") and not rec.get("call_uid"):
+            # found in a resync with no row and no AGI announcement: an internal call in progress
+            # when we started, or one whose start we missed; nothing trustworthy to record
+            self.ignored.add(key)
+            self.waiting_events.pop(key, None)
+            return None
         if call_id is None:
             call_id = session.connection().execute(insert(CALLS).values(
                 call_uid=(rec.get("call_uid") or new_uid())[:64], node=self.node, linkedid=key[:150],
@@ -296,11 +302,16 @@ class CallWriter:
         if self._placed_by_a_manager(session, rec):
             return
         call_id = self._row_id(session, rec, rows)
+        if call_id is None:
+            return
         values: dict[str, Any] = {"state": rec["state"], "ringing_endpoint": rec.get("ringing_endpoint")}
         if rec.get("answered_by"):
             manager_id = self._manager_id(session, rec["answered_by"])
             values.update(answered_by=rec["answered_by"][:100], answered_at=to_datetime(rec.get("answered_at")),
                           manager_id=manager_id if manager_id is not None else Call.manager_id)
+            if rec.get("adopted"):  # joined late: keep what the row learnt before
+                for name in ("answered_at", "answered_by"):
+                    values[name] = func.coalesce(getattr(Call, name), values[name])
         session.connection().execute(update(CALLS).where(Call.id == call_id, Call.state != "finished")
                                      .values(**values))
 
@@ -310,6 +321,9 @@ class CallWriter:
             return
         known = rec["key"] in self.row_ids
         call_id = self._row_id(session, rec, rows)
+        if call_id is None:
+            self.ignored.discard(rec["key"])
+            return
         values: dict[str, Any] = self._identity(rec) if known else {}
         for name in _FINISH_FIELDS:
             value = rec.get(name)
@@ -325,6 +339,10 @@ class CallWriter:
         values.update(state="finished", answered_at=to_datetime(rec.get("answered_at")),
                       ended_at=to_datetime(rec.get("ended_at")),
                       manager_id=self._manager_id(session, answered_by) if answered_by else None)
+        if rec.get("adopted"):
+            # we joined this call late: what the row learnt before (answer time, manager) is better
+            for name in ("answered_at", "answered_by", "manager_id"):
+                values[name] = func.coalesce(getattr(Call, name), values[name])
         session.connection().execute(update(CALLS).where(Call.id == call_id).values(**values))
         self.row_ids.pop(rec["key"], None)
 

@@ -134,6 +134,7 @@ class CallGroup:
     bridges: set[str] = field(default_factory=set)
     pending: list[dict] = field(default_factory=list)
     live_sent: tuple | None = None
+    adopted: bool = False  # first seen in a resync: started while we were not listening
 
     def is_caller_side(self, uniqueid: str) -> bool:
         return uniqueid == self.key or uniqueid == self.partner
@@ -265,7 +266,8 @@ class CallTracker:
                 return None  # an end we never saw the start of (or already closed): nothing to do
             group = self.groups.get(linkedid or uid)
             if group is None:
-                group = CallGroup(key=linkedid or uid, linkedids={linkedid or uid}, started=ts, last_ts=ts)
+                group = CallGroup(key=linkedid or uid, linkedids={linkedid or uid}, started=ts, last_ts=ts,
+                                  adopted=msg["Event"] == "CoreShowChannel")
                 self.groups[group.key] = group
             ch = self._add_channel(group, uid, msg.get("Channel") or "", ts)
         group = ch.group
@@ -402,7 +404,7 @@ class CallTracker:
             "started_at": group.started, "source": group.facts.get("source") or group.facts.get(dv.SOURCE),
             "routed_manager": group.facts.get("manager") or group.facts.get(dv.MANAGER),
             "routed_by": group.facts.get("routed_by") or group.facts.get(dv.ROUTED_BY),
-            "queue": group.queue,
+            "queue": group.queue, "adopted": group.adopted,
         }
 
     def _caller_channel(self, group: CallGroup) -> Channel | None:
@@ -442,6 +444,11 @@ class CallTracker:
         bridge_id = msg.get("BridgeId")
         if ch is not None and group is not None and isinstance(bridge_id, str) and bridge_id:
             self._on_bridge_enter({"Uniqueid": ch.uniqueid, "BridgeUniqueid": bridge_id}, ts, group)
+        if group is not None and group.adopted:
+            # Its start was missed (listener restart or gap): follow it to the end so the row the
+            # AGI wrote gets finished; the writer only completes an existing row for it.
+            group.progressed = True
+            self._track(group)
 
     def _on_new_callerid(self, msg: dict, ts: float, group: CallGroup | None) -> None:
         ch = self.channels.get(msg.get("Uniqueid", ""))

@@ -240,3 +240,41 @@ def test_daemon_records_a_call_serves_health_and_stops_cleanly_on_sigterm(tmp_pa
         call = session.scalar(select(Call))
         assert (call.call_uid, call.outcome, call.answered_by) == ("ct-20261123-38302", "answered", "SIP/101")
     engine.dispose()
+
+
+def test_listener_restart_mid_call_adopts_the_call_and_finishes_the_agi_row(session_factory, db_url):
+    """The daemon restarts while a caller talks: the new process learns the live channels from
+    CoreShowChannels, follows them to the end and completes the same row (no duplicate)."""
+    head, tail = split_after("sip_g_queue_answered", b"Event: BridgeEnter", b"Channel: SIP/trunk")
+    run_listener(db_url, [Script(stream=head)],
+                 lambda s: s.scalar(select(Call.state)) == "up")
+    with session_factory() as session:
+        answered_at = session.scalar(select(Call.answered_at))
+    # a brand-new listener process: empty memory, same database
+    run_listener(db_url, [Script(stream=tail, live_channels=alive_channels(head))],
+                 lambda s: finished_calls(s) >= 1)
+    with session_factory() as session:
+        calls = session.scalars(select(Call)).all()
+        assert len(calls) == 1
+        call = calls[0]
+        assert (call.call_uid, call.state, call.closed_by) == ("ct-20261123-38308", "finished", "events")
+        assert (call.outcome, call.answered_by) == ("answered", "SIP/101")
+        assert call.answered_at == answered_at  # learnt before the restart, kept
+        assert call.hangup_side == "caller"
+
+
+def test_internal_call_in_progress_at_start_is_not_recorded(session_factory, db_url):
+    head, tail = split_after("pjsip_z_device_states", b"Event: Newstate", b"ChannelStateDesc: Up",
+                             b"PJSIP/104")
+    live = alive_channels(head)
+    assert [c["Channel"] for c in live] == ["PJSIP/104-00000022"]
+    done = []
+
+    def all_applied(listener, server):
+        if server.all_sent.is_set() and listener.resyncs and not listener.tracker.channels:
+            done.append(listener.events_applied)
+
+    run_listener(db_url, [Script(stream=tail, live_channels=live)], lambda s: bool(done), during=all_applied)
+    assert done[0] >= 5  # the hangup and the device states after it were applied
+    with session_factory() as session:
+        assert session.scalar(select(func.count()).select_from(Call)) == 0
