@@ -46,7 +46,7 @@ setTimeout(function () {{
   document.getElementById('later').appendChild(p);
 }}, 2000);
 </script>
-<script async src="{src}" data-key="{key}" data-timeout="1500"></script>
+<script async src="{src}" data-key="{key}" data-timeout="{timeout}"></script>
 </body></html>
 """
 
@@ -66,7 +66,10 @@ def landing_app(tracker, key: str, cross_origin_base: str | None = None):
             return Response("{}", mimetype="application/json")
         prefix = request.args.get("via", "/ct")
         src = f"{cross_origin_base}/v.js" if prefix == "xo" else f"{prefix}/v.js"
-        body = PAGE.format(original=ORIGINAL, src=html.escape(src), key=html.escape(key))
+        # a generous API timeout (the test machine may be busy) unless a test asks for a short one
+        timeout = request.args.get("timeout", "8000")
+        body = PAGE.format(original=ORIGINAL, src=html.escape(src), key=html.escape(key),
+                           timeout=html.escape(timeout))
         return Response(body, mimetype="text/html")
 
     return DispatcherMiddleware(pages, {"/ct": tracker})
@@ -89,7 +92,7 @@ def visitor(browser, human: bool = True):
     return context
 
 
-def wait_swapped(page, selector="#hdr", timeout=10000):
+def wait_swapped(page, selector="#hdr", timeout=15000):
     page.wait_for_function(f"document.querySelector('{selector}').textContent !== {ORIGINAL!r}", timeout=timeout)
     return page.text_content(selector)
 
@@ -203,7 +206,7 @@ def test_api_down_or_slow_leaves_the_original_number(browser, landing, via):
     url, _ = landing()
     context = visitor(browser)
     page = context.new_page()
-    page.goto(f"{url}/?via={via}&astertrack_debug=1")
+    page.goto(f"{url}/?via={via}&astertrack_debug=1&timeout=1500")
     page.wait_for_selector("#astertrack-debug", timeout=8000)
     assert "original number kept" in page.text_content("#astertrack-debug")
     assert page.text_content("#hdr") == ORIGINAL

@@ -68,7 +68,7 @@
   function ping() {
     if (!st.sid) return;
     post('/v/ping', { sid: st.sid, page: location.href, interacted: st.touched }, function (r) {
-      if (!r) { st.err = 'heartbeat failed'; return show(); }
+      if (!r) { st.err = 'heartbeat failed, retrying'; beat(st.info); return show(); }
       if (r.live === false) { st.sid = ''; return start(); }
       apply(r);
     });
@@ -87,10 +87,14 @@
       delete st.old[tail(st.num)];
       ready(function () { swap(d.body); });
     }
-    clearTimeout(st.timer);
-    if (/^(pool|reused|fallback)$/.test(r.kind) && r.heartbeat > 0) st.timer = setTimeout(ping, r.heartbeat * 1000);
+    beat(r);
     if (r.kind === 'lazy') lazy();
     show();
+  }
+
+  function beat(r) {
+    clearTimeout(st.timer);
+    if (r && /^(pool|reused|fallback)$/.test(r.kind) && r.heartbeat > 0) st.timer = setTimeout(ping, r.heartbeat * 1000);
   }
 
   function known(s) { var t = tail(s); return t.length > 5 && (st.repl[t] || st.old[t]); }
