@@ -73,6 +73,11 @@ def _vm_hwm_mb(pid: int) -> float:
     return 0.0
 
 
+def _cpu_seconds(pid: int) -> float:
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")  # utime + stime
+
+
 def _finished(db: Path) -> int:
     try:
         with sqlite3.connect(db, timeout=10) as conn:
@@ -100,6 +105,7 @@ async def bench_listener(stream: bytes, expected_calls: int, workdir: Path) -> d
                 raise SystemExit(f"daemon exited with {proc.returncode}")
             await asyncio.sleep(0.01)
         started = time.monotonic()
+        cpu_before = _cpu_seconds(proc.pid)
         rss = 0.0
         while (done := await asyncio.to_thread(_finished, db)) < expected_calls:
             rss = max(rss, _vm_hwm_mb(proc.pid))
@@ -107,6 +113,7 @@ async def bench_listener(stream: bytes, expected_calls: int, workdir: Path) -> d
                 raise SystemExit(f"only {done} of {expected_calls} calls finished in 600 s")
             await asyncio.sleep(0.2)
         elapsed = time.monotonic() - started
+        cpu = _cpu_seconds(proc.pid) - cpu_before
         rss = max(rss, _vm_hwm_mb(proc.pid))
     finally:
         proc.terminate()
@@ -115,7 +122,7 @@ async def bench_listener(stream: bytes, expected_calls: int, workdir: Path) -> d
     with sqlite3.connect(db) as conn:
         events = conn.execute("select count(*) from call_events").fetchone()[0]
         calls = conn.execute("select count(*) from calls").fetchone()[0]
-    return {"seconds": elapsed, "rss_mb": rss, "calls": calls, "raw_events_stored": events}
+    return {"seconds": elapsed, "cpu": cpu, "rss_mb": rss, "calls": calls, "raw_events_stored": events}
 
 
 def main() -> None:
@@ -140,8 +147,9 @@ def main() -> None:
     with tempfile.TemporaryDirectory(prefix="astertrack-bench-") as tmp:
         listener = asyncio.run(bench_listener(stream, tracked_calls, Path(tmp)))
     listener_rate = events / listener["seconds"]
-    print(f"listener (TCP + parse + track + SQLite writes, raw events stored): {listener['seconds']:.2f} s, "
-          f"{listener_rate:,.0f} stream events/s; {listener['calls']} call rows, "
+    print(f"listener (TCP + parse + track + SQLite writes, raw events stored): {listener['seconds']:.2f} s wall, "
+          f"{listener_rate:,.0f} stream events/s; daemon CPU {listener['cpu']:.2f} s "
+          f"({events / max(listener['cpu'], 1e-9):,.0f} events per CPU second); {listener['calls']} call rows, "
           f"{listener['raw_events_stored']:,} raw events stored; daemon peak RSS {listener['rss_mb']:.1f} MB")
     if listener["calls"] != tracked_calls:
         raise SystemExit(f"listener wrote {listener['calls']} calls, expected {tracked_calls}")
@@ -149,6 +157,7 @@ def main() -> None:
           f"holds the generated stream)")
     print(json.dumps({"tracker_events_per_s": round(tracker_rate), "listener_events_per_s": round(listener_rate),
                       "peak_rss_mb": round(listener["rss_mb"], 1), "calls_in_progress": tracker["peak"],
+                      "listener_events_per_cpu_s": round(events / max(listener["cpu"], 1e-9)),
                       "stream_events": events, "calls": tracked_calls}))
 
 
