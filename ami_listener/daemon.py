@@ -62,8 +62,13 @@ def run(config_path: str | None) -> None:
     port = config.values["ami"]["metrics_port"]
     server = None
     if port:
-        server = metrics.start_http_server("127.0.0.1", port, {"ami": metrics.ami_check(),
-                                                              "database": metrics.database_check(factory)})
+        try:
+            server = metrics.start_http_server("127.0.0.1", port, {"ami": metrics.ami_check(),
+                                                                  "database": metrics.database_check(factory)})
+        except OSError as exc:
+            click.echo(f"astertrack-ami: cannot serve metrics on 127.0.0.1:{port} ([ami] metrics_port): {exc}",
+                       err=True)
+            sys.exit(EXIT_CONFIG)
     try:
         asyncio.run(_serve(listener))
     except AmiAuthError as exc:
