@@ -165,6 +165,24 @@ def cpu_seconds(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
+def create_pg_database(admin_url: str):
+    from sqlalchemy import create_engine, text
+    from sqlalchemy.engine import make_url
+
+    name = f"astertrack_agibench_{os.getpid()}"
+    admin = create_engine(admin_url, isolation_level="AUTOCOMMIT")
+    with admin.connect() as conn:
+        conn.execute(text(f'CREATE DATABASE "{name}"'))
+
+    def drop() -> None:
+        with admin.connect() as conn:
+            conn.execute(text("SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = :n"), {"n": name})
+            conn.execute(text(f'DROP DATABASE IF EXISTS "{name}"'))
+        admin.dispose()
+
+    return make_url(admin_url).set(database=name).render_as_string(hide_password=False), drop
+
+
 def free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
@@ -217,11 +235,17 @@ def main() -> int:
     parser.add_argument("--window", type=float, default=1.0, help="paced pattern: arrivals spread over this many s")
     parser.add_argument("--managers", type=int, default=20)
     parser.add_argument("--db-threads", type=int, default=0, help="[agi] db_threads for the daemon (0 = default)")
-    parser.add_argument("--db-url", default=None, help="database to seed and use (default: a temp SQLite file)")
+    parser.add_argument("--db-url", default=None, help="an EMPTY database to seed and use (default: temp SQLite)")
+    parser.add_argument("--postgres", nargs="?", const="postgresql+psycopg://postgres@127.0.0.1:5432/test",
+                        default=None, metavar="ADMIN_URL",
+                        help="use a throw-away PostgreSQL database created through ADMIN_URL")
     args = parser.parse_args()
 
     workdir = Path(tempfile.mkdtemp(prefix="astertrack-bench-"))
     db_url = args.db_url or f"sqlite:///{workdir / 'bench.db'}"
+    drop_pg = None
+    if args.postgres:
+        db_url, drop_pg = create_pg_database(args.postgres)
     seed(db_url, args.managers)
     config = workdir / "astertrack.conf"
     # reservation_seconds = 0: every call takes the full path (ask, reserve, record) instead of
@@ -285,6 +309,8 @@ def main() -> int:
         "concurrency": n, "paced_window_s": args.window, "cores": cores,
         "db": db_url.split(":")[0], "load_avg_1m": round(load, 1), "undecided": sum(r["calls"] - r["decided"] for r in rows),
     }
+    if drop_pg:
+        drop_pg()
     if not args.db_url:
         shutil.rmtree(workdir, ignore_errors=True)
     print(json.dumps(figures))
