@@ -209,7 +209,9 @@ class OverflowEvent(Base):
     id: Mapped[int] = mapped_column(primary_key=True)
     site_id: Mapped[int] = mapped_column(ForeignKey("sites.id", ondelete="CASCADE"), index=True)
     pool_id: Mapped[int | None] = mapped_column(ForeignKey("number_pools.id", ondelete="SET NULL"), index=True)
-    session_id: Mapped[int | None] = mapped_column(ForeignKey("visitor_sessions.id", ondelete="SET NULL"))
+    # indexed: every heartbeat of an overflowed session asks "already counted?"
+    session_id: Mapped[int | None] = mapped_column(ForeignKey("visitor_sessions.id", ondelete="SET NULL"),
+                                                   index=True)
     occurred_at: Mapped[dt.datetime] = mapped_column(default=utcnow, index=True)
     policy: Mapped[str] = mapped_column(String(20))  # fallback|reuse_oldest
     visitor: Mapped[dict[str, Any]] = mapped_column(default=dict)
