@@ -357,13 +357,15 @@ migrate_db() {
     local path="${url#sqlite:///}"
     [[ "$path" == /* ]] || die "the SQLite path in the database URL must be absolute: $url"
     install -d -m 0750 "$(dirname "$(r "$path")")"
-    ASTERTRACK_CONFIG="$CONF" ASTERTRACK_DATABASE_URL="sqlite:///$(r "$path")" sys "$bin" db upgrade
+    ASTERTRACK_CONFIG="$CONF" ASTERTRACK_DATABASE_URL="sqlite:///$(r "$path")" sys "$bin" db upgrade \
+      || die "database migration failed (SQLite $path): see the error above"
     local f
     for f in "$(r "$path")" "$(r "$path")-wal" "$(r "$path")-shm"; do
       if [ -e "$f" ]; then sys chown "$SVC_USER:$SVC_USER" "$f"; fi
     done
   else
-    ASTERTRACK_CONFIG="$CONF" sys "$bin" db upgrade
+    ASTERTRACK_CONFIG="$CONF" sys "$bin" db upgrade \
+      || die "database migration failed: check [database] url in $ETC/conf.d/10-secrets.conf, that the server is reachable and the database exists (createdb), then run install.sh again"
   fi
 }
 

@@ -278,6 +278,13 @@ def retention(ctx: Context, dry_run: bool, site_ids: tuple[int, ...], as_json: b
     from astertrack.retention import human_bytes, sweep_from_config
 
     report = sweep_from_config(ctx.config, ctx.session_factory, dry_run=dry_run, site_ids=site_ids or None)
+    if not dry_run and not site_ids:
+        from astertrack.retention import save_last_report
+
+        try:
+            save_last_report(ctx.config.values["general"]["data_dir"], report)
+        except OSError as exc:
+            click.echo(f"warning: could not save the report for the admin: {exc}", err=True)
     if as_json:
         click.echo(json.dumps(report.as_dict(), indent=2))
     else:

@@ -347,6 +347,31 @@ def sweep_from_config(config, session_factory: sessionmaker[Session], dry_run: b
                    now=now, dry_run=dry_run).run(site_ids)
 
 
+LAST_REPORT_NAME = "retention-last.json"
+
+
+def save_last_report(data_dir: str | Path, report: SweepReport) -> Path:
+    """Keep the latest sweep's report beside the data, for the admin's retention page."""
+    import json
+
+    path = Path(data_dir) / LAST_REPORT_NAME
+    tmp = path.with_name(f".{path.name}.tmp")
+    tmp.write_text(json.dumps(report.as_dict(), indent=2), encoding="utf-8")
+    os.replace(tmp, path)
+    return path
+
+
+def last_report(data_dir: str | Path) -> dict | None:
+    """The latest sweep's report (``started_at``, ``totals``, ``sites``), or None if none ran yet."""
+    import json
+
+    path = Path(data_dir) / LAST_REPORT_NAME
+    try:
+        return json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
+
+
 # ---------------------------------------------------------------- disk usage for the admin
 
 

@@ -238,3 +238,36 @@ def test_disk_usage(tmp_path):
     assert recordings_disk_usage(recdir, max_age=0).bytes == 150
     empty = recordings_disk_usage(tmp_path / "nope", max_age=0)
     assert empty.files == 0 and empty.bytes == 0
+
+
+def test_cli_sweeps_reports_and_keeps_the_last_report(session, db_url, tmp_path):
+    from click.testing import CliRunner
+
+    from astertrack.cli import main
+    from astertrack.retention import last_report
+
+    recdir, data = tmp_path / "rec", tmp_path / "data"
+    data.mkdir()
+    site = make_site(session, "shop", calls=30)
+    add_call(session, recdir, site, 400, size=2048)
+    add_call(session, recdir, site, 1, size=10)
+    session.commit()
+    conf = tmp_path / "astertrack.conf"
+    conf.write_text(f"[general]\ndata_dir = {data}\n[recordings]\ndir = {recdir}\n")
+    secrets = tmp_path / "conf.d"
+    secrets.mkdir()
+    (secrets / "10-db.conf").write_text(f"[database]\nurl = {db_url}\n")
+    (secrets / "10-db.conf").chmod(0o640)
+    runner = CliRunner()
+    dry = runner.invoke(main, ["-c", str(conf), "retention", "--dry-run"])
+    assert dry.exit_code == 0, dry.output
+    assert "would free shop: freed 1 calls" in dry.output and last_report(data) is None
+    result = runner.invoke(main, ["-c", str(conf), "retention"])
+    assert result.exit_code == 0, result.output
+    assert "shop: freed 1 calls, 0 sessions, 1 recordings (2.0 KB)" in result.output
+    assert "total: 1 calls" in result.output
+    saved = last_report(data)
+    assert saved["totals"]["calls_deleted"] == 1 and saved["totals"]["bytes_freed"] == 2048
+    assert [s["site_name"] for s in saved["sites"]][0] == "shop"
+    as_json = runner.invoke(main, ["-c", str(conf), "retention", "--json"])
+    assert as_json.exit_code == 0 and '"calls_deleted": 0' in as_json.output
