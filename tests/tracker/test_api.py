@@ -170,3 +170,24 @@ def test_snippet_is_served_small_and_cacheable(tracker_url):
         assert "max-age" in response.headers["Cache-Control"] and response.headers["ETag"]
     assert len(gzip.compress(body, 9)) <= 5 * 1024
     assert b"innerHTML" not in body and b"eval(" not in body
+
+
+def test_app_builds_its_own_tuned_engine(session, db_url):
+    from sqlalchemy import text
+
+    from tests.tracker.conftest import tracker_config
+    from tracker import create_app, tracker_engine
+
+    site = make_site(session, 1)
+    config = tracker_config(db_url)
+    app = create_app(config)
+    client = app.test_client()
+    response = client.post("/v/start", data=f'{{"k": "{site.public_key}", "visitor_id": "e"}}',
+                           headers={"User-Agent": UA})
+    assert response.status_code == 200 and response.json["kind"] == "pool"
+    engine = tracker_engine(config)
+    with engine.connect() as conn:
+        if engine.dialect.name == "postgresql":
+            assert conn.execute(text("SHOW synchronous_commit")).scalar() == "off"
+            assert conn.execute(text("SHOW plan_cache_mode")).scalar() == "force_generic_plan"
+    engine.dispose()
