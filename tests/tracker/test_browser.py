@@ -39,6 +39,8 @@ PAGE = """<!doctype html>
 <p id="text">Call us: 8 495 000 00 00 today</p>
 <a id="tel" href="tel:+74950000000">Call</a>
 <p id="other">Other office: +7 (812) 111-22-33</p>
+<p id="keep" data-astertrack-noswap>Head office: <b>+7 495 000-00-00</b></p>
+<a id="tel2" href="tel:8%20(495)%20000-00-00">8 (495) 000-00-00</a>
 <div id="later"></div>
 <script>
 setTimeout(function () {{
@@ -132,6 +134,9 @@ def test_number_swapped_formatted_and_tel_updated(browser, landing, session):
     assert page.text_content("#text") == f"Call us: {format_display(number, DISPLAY)} today"
     assert page.get_attribute("#tel", "href") == f"tel:{number}"
     assert page.text_content("#other") == "Other office: +7 (812) 111-22-33"
+    assert page.text_content("#keep") == "Head office: +7 495 000-00-00"  # opted out
+    assert page.get_attribute("#tel2", "href") == f"tel:{number}"  # URL-encoded tel: link, any format
+    assert page.text_content("#tel2") == format_display(number, DISPLAY)
     # the same visitor on the next page keeps the number
     page.goto(f"{url}/next")
     assert wait_swapped(page) == shown

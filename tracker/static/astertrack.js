@@ -13,6 +13,7 @@
   var debug = /[?&]astertrack_debug=1(&|$)/.test(location.search);
   var PHONE = /\+?\d[\d\s().\u00a0-]{5,}\d/g;
   var SKIP = /^(SCRIPT|STYLE|NOSCRIPT|TEXTAREA|INPUT|SELECT|OPTION|TEMPLATE)$/;
+  var NOSWAP = '[data-astertrack-noswap]';
   var st = { sid: get('astertrack_sid'), num: '', disp: '', old: {}, sel: [], repl: {}, timer: 0,
     touched: false, claimed: false, info: null, err: '' };
   var box;
@@ -111,15 +112,16 @@
     var hit = false, tw = d.createTreeWalker(root, 4, null), n;
     while ((n = tw.nextNode())) {
       var p = n.parentNode;
-      if (p && (SKIP.test(p.nodeName) || (box && box.contains(n)))) continue;
+      if (p && (SKIP.test(p.nodeName) || (box && box.contains(n)) || (p.closest && p.closest(NOSWAP)))) continue;
       if (text(n, any)) hit = true;
     }
     return hit;
   }
 
   function link(a, any) {
-    var h = a.getAttribute('href') || '';
-    if (/^tel:/i.test(h) && (any || known(h.slice(4)))) a.setAttribute('href', 'tel:' + st.num);
+    var h = a.getAttribute('href') || '', n = h.slice(4);
+    try { n = decodeURIComponent(n); } catch (e) { /* keep as written */ }
+    if (/^tel:/i.test(h) && !a.closest(NOSWAP) && (any || known(n))) a.setAttribute('href', 'tel:' + st.num);
   }
 
   function each(root, css, fn) {
@@ -135,7 +137,7 @@
     if (root.nodeType === 3) return void text(root, false);
     st.sel.forEach(function (css) {
       each(root, css, function (el) {
-        if (box && box.contains(el)) return;
+        if ((box && box.contains(el)) || el.closest(NOSWAP)) return;
         if (!walk(el, true) && tail(el.textContent) !== tail(st.num)) el.textContent = st.disp;
         if (el.nodeName === 'A') link(el, true);
       });
