@@ -33,7 +33,7 @@ SKIP_AMI_CHECK=0
 AST_ETC=/etc/asterisk
 NODE=""
 
-usage() { sed -n '2,20p' "$0" | sed 's/^# \{0,1\}//'; }
+usage() { sed -n "2,/^set -euo/p" "$0" | sed -e "/^set -euo/d" -e "s/^# \{0,1\}//"; }
 die() { echo "install.sh: $*" >&2; exit 1; }
 
 while [ $# -gt 0 ]; do
