@@ -60,7 +60,7 @@ AGI_DECISION_SECONDS = Histogram(
 )
 AGI_REQUESTS = Counter(
     "astertrack_agi_requests_total",
-    "AGI requests handled, by route and result (ok, fallback, error, hangup, unknown_route)",
+    "AGI requests handled, by route and result (as the FastAGI server labels them: ok, fallback, failed, ...)",
     ["route", "result"],
     registry=REGISTRY,
 )
