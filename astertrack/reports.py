@@ -14,7 +14,7 @@ from decimal import Decimal
 from typing import Any
 from zoneinfo import ZoneInfo
 
-from sqlalchemy import Select, and_, case, distinct, func, or_, select
+from sqlalchemy import Select, and_, case, distinct, func, literal, or_, select, text
 from sqlalchemy.orm import Session, aliased, selectinload
 
 from astertrack.models import (
@@ -117,17 +117,25 @@ def last_days(days: int, now: dt.datetime | None = None, tz: str = "UTC", **filt
 # ---------------------------------------------------------------- calls by dimension
 
 
-def _target_flag():
-    threshold = func.coalesce(Site.target_call_seconds, DEFAULT_TARGET_SECONDS)
+def _threshold(session: Session):
+    """Each site's target threshold as an inline CASE (no per-row join to sites)."""
+    pairs = session.execute(select(Site.id, Site.target_call_seconds)).all()
+    whens = [(Call.site_id == site_id, seconds) for site_id, seconds in pairs
+             if seconds is not None and seconds != DEFAULT_TARGET_SECONDS]
+    return case(*whens, else_=DEFAULT_TARGET_SECONDS) if whens else literal(DEFAULT_TARGET_SECONDS)
+
+
+def _target_flag(threshold):
     return and_(Call.outcome == ANSWERED, Call.talk_seconds >= threshold)
 
 
-def _metric_columns() -> list[Any]:
-    target = _target_flag()
+def _metric_columns(threshold) -> list[Any]:
+    target = _target_flag(threshold)
     answered = Call.outcome == ANSWERED
     missed = Call.outcome.in_(MISSED_OUTCOMES)
+    talk = case((answered, Call.talk_seconds), else_=None)
     return [
-        func.count(Call.id).label("total"),
+        func.count().label("total"),
         func.count(distinct(Call.caller_number)).label("unique"),
         func.sum(case((target, 1), else_=0)).label("target"),
         func.count(distinct(case((target, Call.caller_number), else_=None))).label("unique_target"),
@@ -135,58 +143,83 @@ def _metric_columns() -> list[Any]:
         func.sum(case((missed, 1), else_=0)).label("missed"),
         func.sum(case((Call.is_first_call.is_(True), 1), else_=0)).label("first_time"),
         func.sum(case((Call.is_first_call.is_(False), 1), else_=0)).label("repeat"),
-        func.avg(Call.wait_seconds).label("avg_wait"),
-        func.avg(case((answered, Call.talk_seconds), else_=None)).label("avg_talk"),
+        func.sum(Call.wait_seconds).label("wait_sum"),
+        func.count(Call.wait_seconds).label("wait_n"),
+        func.sum(talk).label("talk_sum"),
+        func.count(talk).label("talk_n"),
     ]
 
 
-def _dimension(dimension: str) -> tuple[Any, Any]:
-    """(group key, label) expressions for a dimension."""
+def _dimension(dimension: str) -> tuple[Any, bool]:
+    """(group key expression, whether it needs the sources table)."""
     if dimension == "source":
-        return Call.source_id, Source.name
+        # "+ 0": SQLite would otherwise walk ix_calls_source_started to save the GROUP BY sort and
+        # read the table once per call; the expression steers it to the covering ix_calls_report.
+        return (Call.source_id + 0), False
     if dimension == "channel":
-        return Source.channel, Source.channel
+        return Source.channel, True
     if dimension == "campaign":
-        return Call.utm_campaign, Call.utm_campaign
+        return Call.utm_campaign, False
     if dimension == "keyword":
-        return Call.keyword, Call.keyword
+        return Call.keyword, False
     if dimension == "utm_source":
-        return Call.utm_source, Call.utm_source
+        return Call.utm_source, False
     raise ValueError(f"unknown dimension {dimension!r} (known: {', '.join(DIMENSIONS)})")
 
 
+SUMMED = ("total", "target", "answered", "missed", "first_time", "repeat", "wait_sum", "wait_n", "talk_sum", "talk_n")
+
+
 def _finish_row(values: dict[str, Any]) -> dict[str, Any]:
-    for key in ("total", "unique", "target", "unique_target", "answered", "missed", "first_time", "repeat"):
+    for key in ("total", "unique", "target", "unique_target", "answered", "missed", "first_time", "repeat",
+                "wait_n", "talk_n"):
         values[key] = int(values.get(key) or 0)
-    for key in ("avg_wait", "avg_talk"):
-        value = values.get(key)
-        values[key] = round(float(value), 1) if value is not None else None
+    values["avg_wait"] = round(float(values["wait_sum"]) / values["wait_n"], 1) if values["wait_n"] else None
+    values["avg_talk"] = round(float(values["talk_sum"]) / values["talk_n"], 1) if values["talk_n"] else None
     decided = values["answered"] + values["missed"]
     values["answer_rate"] = values["answered"] / decided if decided else None
     return values
 
 
-def _calls_from(stmt: Select, f: ReportFilter) -> Select:
-    return (stmt.select_from(Call)
-            .outerjoin(Site, Site.id == Call.site_id)
-            .outerjoin(Source, Source.id == Call.source_id)
-            .where(*f.call_conditions()))
+def _calls_from(stmt: Select, f: ReportFilter, with_sources: bool = False) -> Select:
+    stmt = stmt.select_from(Call)
+    if with_sources:
+        stmt = stmt.outerjoin(Source, Source.id == Call.source_id)
+    return stmt.where(*f.call_conditions())
+
+
+def _roomy_sorts(session: Session) -> None:
+    """Let PostgreSQL sort a month of calls for the DISTINCT counts in memory (this transaction only)."""
+    if session.get_bind().dialect.name == "postgresql":
+        session.execute(text("SET LOCAL work_mem = '32MB'"))
 
 
 def calls_by(session: Session, f: ReportFilter, dimension: str = "source") -> dict[str, Any]:
-    """Rows per dimension value (busiest first) and a totals row with true distinct counts."""
-    key, label = _dimension(dimension)
-    group_cols = [key] if key is label else [key, label]
-    stmt = _calls_from(select(key.label("key"), label.label("label"), *_metric_columns()), f).group_by(*group_cols)
-    rows = []
-    for row in session.execute(stmt).mappings():
-        values = _finish_row(dict(row))
-        values["key"] = row["key"]
-        values["label"] = row["label"]
-        rows.append(values)
+    """Rows per dimension value (busiest first) and a totals row with true distinct counts.
+
+    Two passes over the period's calls: one GROUP BY for the rows, one for the distinct
+    totals (distinct counts do not add up across rows); the other totals are sums of rows.
+    """
+    key, with_sources = _dimension(dimension)
+    _roomy_sorts(session)
+    threshold = _threshold(session)
+    stmt = _calls_from(select(key.label("key"), *_metric_columns(threshold)), f, with_sources).group_by(key)
+    rows = [dict(row) for row in session.execute(stmt).mappings()]
+    totals: dict[str, Any] = {name: sum((row[name] or 0) for row in rows) for name in SUMMED}
+    target = _target_flag(threshold)
+    distinct_totals = session.execute(_calls_from(select(
+        func.count(distinct(Call.caller_number)).label("unique"),
+        func.count(distinct(case((target, Call.caller_number), else_=None))).label("unique_target")), f)).one()
+    totals.update(unique=distinct_totals.unique, unique_target=distinct_totals.unique_target)
+    names: dict[Any, str] = {}
+    if dimension == "source":
+        ids = [row["key"] for row in rows if row["key"] is not None]
+        names = dict(session.execute(select(Source.id, Source.name).where(Source.id.in_(ids))).all()) if ids else {}
+    for row in rows:
+        row["label"] = names.get(row["key"], f"#{row['key']}") if dimension == "source" and row["key"] else row["key"]
+        _finish_row(row)
     rows.sort(key=lambda r: (-r["total"], str(r["label"] or "")))
-    totals = _finish_row(dict(session.execute(_calls_from(select(*_metric_columns()), f)).mappings().one()))
-    return {"rows": rows, "totals": totals, "dimension": dimension}
+    return {"rows": rows, "totals": _finish_row(totals), "dimension": dimension}
 
 
 def _day_expr(session: Session, f: ReportFilter, tz: str):
@@ -202,10 +235,10 @@ def _day_expr(session: Session, f: ReportFilter, tz: str):
 def time_series(session: Session, f: ReportFilter, tz: str = "UTC") -> list[dict[str, Any]]:
     """Calls per local day: total, answered, missed, target; every day of the period present."""
     day = _day_expr(session, f, tz)
-    target = _target_flag()
+    target = _target_flag(_threshold(session))
     stmt = _calls_from(select(
         day.label("day"),
-        func.count(Call.id).label("total"),
+        func.count().label("total"),
         func.sum(case((Call.outcome == ANSWERED, 1), else_=0)).label("answered"),
         func.sum(case((Call.outcome.in_(MISSED_OUTCOMES), 1), else_=0)).label("missed"),
         func.sum(case((target, 1), else_=0)).label("target"),

@@ -2,7 +2,8 @@
 
 Seeds N calls (default 1,000,000) and 3×N visitor sessions spread over a year, on SQLite (a
 temp file) and on PostgreSQL (a throwaway database), then times the queries the web admin
-runs.  Bulk loading uses executemany on SQLite and COPY on PostgreSQL.
+runs (median of five warm runs).  Rows are inserted oldest first, as a running system
+appends them.  Bulk loading uses executemany on SQLite and COPY on PostgreSQL.
 
     python bench/reports.py                 # full size
     python bench/reports.py --calls 100000  # smaller
@@ -65,11 +66,16 @@ def seed_reference(factory) -> tuple[list[tuple[int, int]], list[int]]:
         return [(s.site_id, s.id) for s in sources], [m.id for m in managers]
 
 
+def _ages(rng: random.Random, count: int) -> list[float]:
+    """Seconds before now, oldest first: rows arrive in time order, as a live system appends them."""
+    return sorted((rng.random() * DAYS * 86400 for _ in range(count)), reverse=True)
+
+
 def session_rows(count: int, pairs, now: dt.datetime, naive: bool):
     rng = random.Random(1)
-    for _ in range(count):
+    for age in _ages(rng, count):
         site_id, source_id = rng.choice(pairs)
-        first = now - dt.timedelta(seconds=rng.random() * DAYS * 86400)
+        first = now - dt.timedelta(seconds=age)
         last = first + dt.timedelta(seconds=rng.randint(5, 1800))
         if naive:
             first, last = first.replace(tzinfo=None), last.replace(tzinfo=None)
@@ -80,9 +86,9 @@ def session_rows(count: int, pairs, now: dt.datetime, naive: bool):
 
 def call_rows(count: int, pairs, managers, sessions: int, now: dt.datetime, naive: bool):
     rng = random.Random(2)
-    for _ in range(count):
+    for age in _ages(rng, count):
         site_id, source_id = rng.choice(pairs)
-        started = now - dt.timedelta(seconds=rng.random() * DAYS * 86400)
+        started = now - dt.timedelta(seconds=age)
         roll = rng.random()
         outcome = "answered" if roll < 0.78 else ("missed" if roll < 0.95 else "busy")
         wait = round(rng.uniform(1, 40), 1)
@@ -98,7 +104,7 @@ def call_rows(count: int, pairs, managers, sessions: int, now: dt.datetime, naiv
         yield (uuid.UUID(int=rng.getrandbits(128)).hex, "pbx1", site_id, "+74951000000",
                f"+7916{rng.randint(0, 399_999):07d}", started, answered, ended, "finished", outcome,
                "no_answer" if outcome == "missed" else None, wait, talk, wait + (talk or 0), manager, routed, 1, False,
-               source_id, rng.randint(1, sessions) if rng.random() < 0.6 else None, "dynamic", 0.9,
+               source_id, rng.randint(1, sessions) if sessions and rng.random() < 0.6 else None, "dynamic", 0.9,
                f"src{source_id}", "cpc", f"campaign{rng.randint(1, 200)}", f"keyword{rng.randint(1, 1000)}",
                rng.random() < 0.55)
 
