@@ -119,3 +119,23 @@ def test_supervisor_cannot_post_settings(client, auth, data, db):
     response = auth.post("/settings/sites/new", SITE_FORM, page="/calls/")
     assert response.status_code == 403
     assert db.query(Site).filter_by(name="Blog").count() == 0
+
+
+def test_new_forms_submit_as_shown(client, auth, data, db):
+    """Every "new" form, submitted with only its required text filled, saves (defaults are valid)."""
+    import re
+
+    auth.login("admin")
+    required = {"sites": {"name": "Second"}, "pools": {"name": "P2"}, "sources": {"name": "S2"},
+                "numbers": {"number": "+74957000000"}, "managers": {"name": "Vera", "endpoint": "PJSIP/103"},
+                "groups": {"name": "Support"}, "rules": {"name": "Default"}}
+    for slug, extra in required.items():
+        page = client.get(f"/settings/{slug}/new").data.decode()
+        form = dict(re.findall(r'<input id="f-(\w+)" name="\w+" value="([^"]*)"', page))
+        form.update({name: value for name, value in re.findall(r'<textarea id="f-(\w+)" name="\w+"[^>]*>([^<]*)</textarea>', page)})
+        for name, select in re.findall(r'<select id="f-(\w+)" name="\w+">(.*?)</select>', page, re.S):
+            chosen = re.search(r'<option value="([^"]*)" selected', select) or re.search(r'<option value="([^"]+)"', select)
+            form[name] = chosen.group(1) if chosen else ""
+        form.update(extra)
+        response = auth.post(f"/settings/{slug}/new", form, page=f"/settings/{slug}/new")
+        assert response.status_code == 302, (slug, re.findall(r'<p class="error">([^<]*)</p>', response.data.decode()))

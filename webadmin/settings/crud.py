@@ -40,8 +40,7 @@ class Field:
     def display(self, obj: Any) -> str:
         value = getattr(obj, self.name, None)
         if self.kind == "json":
-            return json.dumps(value if value is not None else ({} if isinstance(value, dict) else []),
-                              ensure_ascii=False, indent=1)
+            return json.dumps(value, ensure_ascii=False, indent=1) if value else ""
         if self.kind == "list":
             return "\n".join(value or [])
         if self.kind == "multi":
