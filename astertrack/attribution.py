@@ -22,9 +22,12 @@ import datetime as dt
 from dataclasses import dataclass, replace
 
 from sqlalchemy import or_, select
+from sqlalchemy.engine import Connection
 from sqlalchemy.orm import Session
 
 from astertrack.models import CallerProfile, NumberAssignment, Site, Source, TrackingNumber, VisitorSession
+
+Executor = Session | Connection  # anything with .execute(): the AGI's hot path uses a plain Connection
 
 GRACE_BEST = 0.9  # confidence of a session that released the number a moment ago
 GRACE_WORST = 0.5  # ... and at the very end of the grace period
@@ -160,7 +163,7 @@ def _with_visit(base: Attribution, visit, source_name: str | None) -> Attributio
     )
 
 
-def attribute_number(session: Session, directory: Directory, did: str | None, now: dt.datetime,
+def attribute_number(session: Executor, directory: Directory, did: str | None, now: dt.datetime,
                      grace_seconds: int) -> Attribution:
     """Attribution of a call to ``did`` (E.164) at ``now``, from numbers, pools and sessions."""
     if not did:
@@ -211,7 +214,7 @@ def attribute_number(session: Session, directory: Directory, did: str | None, no
                    confidence=confidence)
 
 
-def caller_history(session: Session, site_id: int | None, caller: str | None) -> CallerHistory | None:
+def caller_history(session: Executor, site_id: int | None, caller: str | None) -> CallerHistory | None:
     if not caller:
         return None
     profile_site = CallerProfile.site_id.is_(None) if site_id is None else CallerProfile.site_id == site_id
@@ -239,7 +242,7 @@ def is_repeat(history: CallerHistory | None, site: SiteSettings | None, now: dt.
     return history.last_call_at >= now - dt.timedelta(days=window)
 
 
-def apply_history(session: Session, directory: Directory, current: Attribution, history: CallerHistory | None,
+def apply_history(session: Executor, directory: Directory, current: Attribution, history: CallerHistory | None,
                   site: SiteSettings | None, now: dt.datetime) -> tuple[Attribution, bool]:
     """(attribution to store, is_first_call) once the caller's history is taken into account."""
     if not is_repeat(history, site, now):
