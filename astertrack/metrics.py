@@ -162,7 +162,15 @@ class DatabaseCollector(Collector):
         yield from families
 
     def _families(self) -> list[GaugeMetricFamily]:
-        from astertrack.models import Call, NumberAssignment, OverflowEvent, TrackingNumber, WebhookOutbox
+        from astertrack.models import (
+            Call,
+            NumberAssignment,
+            NumberPool,
+            OverflowEvent,
+            Site,
+            TrackingNumber,
+            WebhookOutbox,
+        )
 
         now = self.clock()
         since = now - self.window
@@ -171,14 +179,15 @@ class DatabaseCollector(Collector):
             f"astertrack_calls_{hours}h", f"Calls started in the last {hours} h, by node and outcome",
             labels=["node", "outcome"])
         active = GaugeMetricFamily("astertrack_calls_active", "Calls not finished yet, by node", labels=["node"])
-        size = GaugeMetricFamily("astertrack_pool_numbers", "Enabled numbers in each pool", labels=["pool_id"])
+        pool_labels = ["pool_id", "pool", "site"]
+        size = GaugeMetricFamily("astertrack_pool_numbers", "Enabled numbers in each pool", labels=pool_labels)
         used = GaugeMetricFamily("astertrack_pool_numbers_in_use", "Numbers held by a live visitor session",
-                                 labels=["pool_id"])
+                                 labels=pool_labels)
         ratio = GaugeMetricFamily("astertrack_pool_utilisation_ratio", "In use / enabled numbers per pool",
-                                  labels=["pool_id"])
+                                  labels=pool_labels)
         overflows = GaugeMetricFamily(
             f"astertrack_pool_overflows_{hours}h", f"Visitors who found the pool empty in the last {hours} h",
-            labels=["pool_id"])
+            labels=pool_labels)
         pending = GaugeMetricFamily("astertrack_webhook_queue_depth", "Webhook deliveries not yet delivered")
         oldest = GaugeMetricFamily("astertrack_webhook_oldest_pending_age_seconds",
                                    "Age of the oldest undelivered webhook (0 when the queue is empty)")
@@ -209,8 +218,10 @@ class DatabaseCollector(Collector):
                 .where(OverflowEvent.occurred_at >= since, OverflowEvent.pool_id.is_not(None))
                 .group_by(OverflowEvent.pool_id)
             ).all())
+            names = {pool_id: (pool_name, site_name) for pool_id, pool_name, site_name in session.execute(
+                select(NumberPool.id, NumberPool.name, Site.name).join(Site, Site.id == NumberPool.site_id))}
             for pool_id in sorted(set(sizes) | set(in_use) | set(over)):
-                label = [str(pool_id)]
+                label = [str(pool_id), *names.get(pool_id, ("", ""))]
                 total, busy = sizes.get(pool_id, 0), in_use.get(pool_id, 0)
                 size.add_metric(label, total)
                 used.add_metric(label, busy)

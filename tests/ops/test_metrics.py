@@ -77,7 +77,7 @@ def seed(session) -> int:
 
 
 def test_database_collector_reports_fleet_figures(session, session_factory):
-    pool_id = str(seed(session))
+    pool = (("pool", "ads"), ("pool_id", str(seed(session))), ("site", "shop"))
     registry = CollectorRegistry(auto_describe=False)
     registry.register(metrics.DatabaseCollector(session_factory, clock=lambda: NOW))
     body, content_type = metrics.render(registry)
@@ -88,10 +88,10 @@ def test_database_collector_reports_fleet_figures(session, session_factory):
     assert got[("astertrack_calls_24h", (("node", "pbx2"), ("outcome", "missed")))] == 1
     assert got[("astertrack_calls_24h", (("node", "pbx2"), ("outcome", "in_progress")))] == 1
     assert got[("astertrack_calls_active", (("node", "pbx2"),))] == 1
-    assert got[("astertrack_pool_numbers", (("pool_id", pool_id),))] == 4  # disabled number not counted
-    assert got[("astertrack_pool_numbers_in_use", (("pool_id", pool_id),))] == 2
-    assert got[("astertrack_pool_utilisation_ratio", (("pool_id", pool_id),))] == 0.5
-    assert got[("astertrack_pool_overflows_24h", (("pool_id", pool_id),))] == 1
+    assert got[("astertrack_pool_numbers", pool)] == 4  # disabled number not counted
+    assert got[("astertrack_pool_numbers_in_use", pool)] == 2
+    assert got[("astertrack_pool_utilisation_ratio", pool)] == 0.5
+    assert got[("astertrack_pool_overflows_24h", pool)] == 1
     assert got[("astertrack_webhook_queue_depth", ())] == 2
     assert got[("astertrack_webhook_oldest_pending_age_seconds", ())] == pytest.approx(90)
 
