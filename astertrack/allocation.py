@@ -198,8 +198,12 @@ class _Statements:
         )
         self.insert_session = _vs.insert().returning(_vs.c.id)
         self.insert_overflow = _oe.insert()
-        self.extend = (update(_na).where(_na.c.id == bindparam("a_id"))
-                       .values(expires_at=bindparam("p_expires"), last_heartbeat_at=bindparam("p_now")))
+        # released_at IS NULL: an allocator may have just taken over this hold as expired
+        # (the heartbeat arrived at the very moment it ran out); then the visitor must not
+        # be told they still hold the number.
+        self.extend = (update(_na).where(_na.c.id == bindparam("a_id"), _na.c.released_at.is_(None))
+                       .values(expires_at=bindparam("p_expires"), last_heartbeat_at=bindparam("p_now"))
+                       .returning(_na.c.id))
         self.shorten = update(_na).where(_na.c.id == bindparam("a_id")).values(expires_at=bindparam("p_expires"))
         self.release = (update(_na).where(_na.c.id == bindparam("a_id"), _na.c.released_at.is_(None))
                         .values(released_at=bindparam("p_at"), release_reason=bindparam("p_reason")))
@@ -395,10 +399,11 @@ def _find_session(ex: _Executor, site: SiteRouting, public_id: str | None,
     return None
 
 
-def _extend(ex: _Executor, site: SiteRouting, row, now: dt.datetime) -> dt.datetime:
+def _extend(ex: _Executor, site: SiteRouting, row, now: dt.datetime) -> dt.datetime | None:
+    """Slide the hold; None if the hold was released meanwhile."""
     expires = _extended(site, now, row.a_hard)
-    ex.run("extend", {"a_id": row.a_id, "p_expires": expires, "p_now": now})
-    return expires
+    kept = ex.first("extend", {"a_id": row.a_id, "p_expires": expires, "p_now": now})
+    return expires if kept is not None else None
 
 
 def _session_alive(site: SiteRouting, row, now: dt.datetime) -> bool:
@@ -464,12 +469,13 @@ def _touch(ex: _Executor, row, now: dt.datetime, page: str | None, count_view: b
 
 
 def _keep_or_allocate(ex: _Executor, site: SiteRouting, row, now: dt.datetime,
-                      interacted: bool, allow_reuse: bool) -> Offer:
+                      interacted: bool, allow_reuse: bool, held: bool = True) -> Offer:
     stored = {name: getattr(row, name) for name in VISIT_FIELDS if name != "ip"}
     route = route_visit(site, stored)
-    if row.a_id is not None:
+    if held and row.a_id is not None:
         expires = _extend(ex, site, row, now)
-        return Offer(row.public_id, row.a_number, "reused" if row.a_reused else "pool", expires, route.source)
+        if expires is not None:
+            return Offer(row.public_id, row.a_number, "reused" if row.a_reused else "pool", expires, route.source)
     if route.pool_id is None:
         return _fixed_offer(row.public_id, route, route.kind)
     if row.is_bot:
@@ -509,8 +515,10 @@ def heartbeat(db: Session, site: SiteRouting, session_public_id: str, now: dt.da
     if row.a_id is not None and not navigated and (row.interacted or not interacted):
         # The common heartbeat: last_seen and the sliding hold in one round trip.
         expires = _extended(site, now, row.a_hard)
-        ex.batch([("seen", {"s_id": row.id, "p_now": now}),
-                  ("extend", {"a_id": row.a_id, "p_expires": expires, "p_now": now})])
+        _, kept = ex.batch([("seen", {"s_id": row.id, "p_now": now}),
+                            ("extend", {"a_id": row.a_id, "p_expires": expires, "p_now": now})])
+        if kept is None:
+            return _keep_or_allocate(ex, site, row, now, interacted, allow_reuse=False, held=False)
         source = route_visit(site, {name: getattr(row, name) for name in VISIT_FIELDS if name != "ip"}).source
         return Offer(row.public_id, row.a_number, "reused" if row.a_reused else "pool", expires, source)
     # An SPA navigation arrives as a heartbeat with a new page: count it as a page view.
@@ -542,10 +550,13 @@ def release_expired(db: Session, now: dt.datetime, limit: int = 1000) -> int:
     sweep keeps ``released_at`` truthful for reports and the least-recently-released order."""
     _write_lock(db)
     stmt = (select(_na.c.id, _na.c.number_id, _na.c.expires_at)
+            .select_from(_na.join(_tn, _tn.c.id == _na.c.number_id))
             .where(_na.c.released_at.is_(None), _na.c.expires_at <= now)
             .order_by(_na.c.expires_at).limit(limit))
     if _is_pg(db):
-        stmt = stmt.with_for_update(skip_locked=True)
+        # Lock the number too, and skip anything an allocator holds: the allocator locks the
+        # number and then releases the stale hold, so waiting here could deadlock.
+        stmt = stmt.with_for_update(skip_locked=True, of=[_na, _tn])
     ex = _executor(db)
     rows = ex.conn.execute(stmt).all()
     for row in rows:
