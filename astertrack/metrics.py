@@ -305,11 +305,12 @@ def registry_with_database(session_factory: sessionmaker[Session]) -> CollectorR
 
 
 def init_flask(app, session_factory: sessionmaker[Session], checks: Mapping[str, HealthCheck] | None = None,
-               registry: CollectorRegistry | None = None) -> None:
+               registry: CollectorRegistry | None = None, health_path: str | None = "/healthz") -> None:
     """Add ``GET /metrics`` and ``GET /healthz`` to a Flask app (web admin, tracker).
 
     ``/metrics`` is plain text for a scraper on a trusted network; put it behind the reverse
-    proxy's allow-list if the app is public (the tracker is).
+    proxy's allow-list if the app is public (the tracker is).  ``health_path=None`` leaves an
+    app's own health endpoint alone.
     """
     from flask import Response, jsonify
 
@@ -325,7 +326,8 @@ def init_flask(app, session_factory: sessionmaker[Session], checks: Mapping[str,
         return jsonify(body), status
 
     app.add_url_rule("/metrics", "astertrack_metrics", metrics_view, methods=["GET"])
-    app.add_url_rule("/healthz", "astertrack_healthz", health_view, methods=["GET"])
+    if health_path:
+        app.add_url_rule(health_path, "astertrack_healthz", health_view, methods=["GET"])
 
 
 class _Handler(BaseHTTPRequestHandler):

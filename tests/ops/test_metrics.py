@@ -172,3 +172,16 @@ def test_flask_wiring(session, session_factory):
     health = client.get("/healthz")
     assert health.status_code == 200
     assert health.get_json()["checks"] == {"database": {"ok": True}, "extra": {"ok": True, "detail": "fine"}}
+
+
+def test_flask_wiring_can_leave_an_apps_own_health_endpoint(session_factory):
+    app = Flask("t2")
+
+    @app.get("/healthz")
+    def own():
+        return {"mine": True}
+
+    metrics.init_flask(app, session_factory, health_path=None)
+    client = app.test_client()
+    assert client.get("/healthz").get_json() == {"mine": True}
+    assert client.get("/metrics").status_code == 200
