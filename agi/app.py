@@ -76,6 +76,7 @@ class AgiApp:
         self.config = config
         self.settings = AgiSettings.from_config(config)
         self.snapshots = SnapshotCache(self.settings.cache_seconds)
+        self._slots: asyncio.Semaphore | None = None  # created in the serving event loop
         self._own_engine = None
         if session_factory is None:
             self._own_engine = engine_from_config(config)
@@ -135,7 +136,7 @@ class AgiApp:
             log.warning("agi %s %s: environment problems: %s", peer, name, "; ".join(env.problems[:5]))
         try:
             route = lookup(name)
-            await asyncio.wait_for(route(request), self.settings.request_timeout)
+            await asyncio.wait_for(self._admitted(route, request), self.settings.request_timeout)
         except UnknownRouteError as exc:
             request.result = "unknown_route"
             log.error("agi %s: %s; sending the call to the fallback", peer, exc)
@@ -160,6 +161,18 @@ class AgiApp:
         log.info("agi %s %s %s in %.1f ms%s", peer, name, request.result, elapsed * 1000,
                  f": {request.note}" if request.note else "")
         return request
+
+    async def _admitted(self, route, request: Request) -> None:
+        """Run the route once a decision slot is free.
+
+        A burst of calls is served first come, first served by a few decisions at a time
+        instead of all of them interleaving: the same total work, but the first callers get
+        their answer early instead of everyone waiting for the slowest.
+        """
+        if self._slots is None:
+            self._slots = asyncio.Semaphore(self.settings.max_parallel)
+        async with self._slots:
+            await route(request)
 
     async def _fail(self, channel: AGIChannel, peer: str) -> None:
         if channel.hung_up:

@@ -21,6 +21,7 @@ class AgiSettings:
     device_state_source: str = "asterisk"
     recording_format: str = "wav"
     cache_seconds: float = 5.0
+    max_parallel: int = 8
 
     @classmethod
     def from_config(cls, config: Config) -> AgiSettings:
@@ -38,4 +39,5 @@ class AgiSettings:
             device_state_source=agi["device_state_source"],
             recording_format=config.values["recordings"]["format"],
             cache_seconds=agi["cache_seconds"],
+            max_parallel=max(1, agi["max_parallel"]),
         )

@@ -235,6 +235,7 @@ def main() -> int:
     parser.add_argument("--window", type=float, default=1.0, help="paced pattern: arrivals spread over this many s")
     parser.add_argument("--managers", type=int, default=20)
     parser.add_argument("--db-threads", type=int, default=0, help="[agi] db_threads for the daemon (0 = default)")
+    parser.add_argument("--max-parallel", type=int, default=8, help="[agi] max_parallel for the daemon (default 8)")
     parser.add_argument("--db-url", default=None, help="an EMPTY database to seed and use (default: temp SQLite)")
     parser.add_argument("--postgres", nargs="?", const="postgresql+psycopg://postgres@127.0.0.1:5432/test",
                         default=None, metavar="ADMIN_URL",
@@ -251,7 +252,7 @@ def main() -> int:
     # reservation_seconds = 0: every call takes the full path (ask, reserve, record) instead of
     # finding all managers held by the previous round and going straight to the fallback.
     config.write_text(f"[database]\nurl = {db_url}\npool_size = 10\n\n[agi]\nreservation_seconds = 0\n"
-                      f"db_threads = {args.db_threads}\n"
+                      f"db_threads = {args.db_threads}\nmax_parallel = {args.max_parallel}\n"
                       "metrics_port = 0\nrequest_timeout = 600\nfallback_dial = PJSIP/200\n\n"
                       "[general]\nlog_level = WARNING\n")
     env_vars = {**os.environ, "ASTERTRACK_CONFIG": str(config)}
