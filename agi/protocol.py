@@ -85,7 +85,7 @@ class AGIEnvironment:
     @property
     def script(self) -> str:
         """Route name: ``agi_network_script`` (FastAGI) or the first argument (classic AGI)."""
-        return self.headers.get("agi_network_script", "").strip().strip("/")
+        return self.headers.get("agi_network_script", "").split("?", 1)[0].strip().strip("/")
 
 
 def quote(value: object) -> str:

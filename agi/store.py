@@ -335,7 +335,7 @@ def plan_inbound(factory: sessionmaker[Session], cache: SnapshotCache, info: Cal
         rule = routing.select_rule(snapshot.rules, ctx) or snapshot.implicit_rule()
         call_uid = new_uid()
         plan = Plan(call_uid=call_uid, now=now, info=info, attribution=attribution, is_first_call=first,
-                    history=history, timezone=site.timezone if site else None, rule=rule,
+                    history=history, timezone=directory.timezone_for(attribution.site_id), rule=rule,
                     recording=recording_name(call_uid, now))
         if rule is not None and not first:
             plan.sticky_id = _sticky_manager_id(session, rule, history, info.caller, attribution.site_id, now)
@@ -467,7 +467,6 @@ def plan_next(factory: sessionmaker[Session], cache: SnapshotCache, call_uid: st
         reservations.release(session, call_uid)
         session.commit()
         snapshot = cache.get(factory)
-        site = snapshot.directory.sites.get(call.site_id) if call.site_id is not None else None
         rule = snapshot.rule(call.routing_rule_id) if call.routing_rule_id else None
         rule = rule or snapshot.implicit_rule()
         a = attr.Attribution(kind=call.attribution_kind or "unknown", confidence=call.attribution_confidence or 0.0,
@@ -477,7 +476,7 @@ def plan_next(factory: sessionmaker[Session], cache: SnapshotCache, call_uid: st
         info = CallerInfo(did=call.did, caller=call.caller_number, caller_raw=call.caller_raw,
                           caller_name=call.caller_name, uniqueid=call.uniqueid, linkedid=call.linkedid)
         plan = Plan(call_uid=call_uid, now=now, info=info, attribution=a, is_first_call=bool(call.is_first_call),
-                    history=None, timezone=site.timezone if site else None, rule=rule,
+                    history=None, timezone=snapshot.directory.timezone_for(call.site_id), rule=rule,
                     attempts_so_far=call.routing_attempts or 0, tried=list(call.routing_tried or []),
                     recording=(call.recording_path or "").rsplit(".", 1)[0], call_id=call.id)
         # The call was accepted in hours: no switch to after-hours half-way through it.

@@ -117,6 +117,14 @@ class Directory:
     def source_name(self, source_id: int | None) -> str | None:
         return self.source_names.get(source_id) if source_id is not None else None
 
+    def timezone_for(self, site_id: int | None) -> str | None:
+        """The site's zone; for a call to no known site, the zone of the only site if there is one
+        (a single-site install expects its office hours to hold for every number)."""
+        if site_id is not None and site_id in self.sites:
+            return self.sites[site_id].timezone
+        zones = {site.timezone for site in self.sites.values()}
+        return zones.pop() if len(zones) == 1 else None
+
 
 def load_directory(session: Session) -> Directory:
     numbers = {

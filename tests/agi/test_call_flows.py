@@ -520,3 +520,31 @@ def test_fewest_calls_today_prefers_the_least_loaded_manager(agi, seed, session)
     _, fake = agi
 
     assert inbound(fake, "pjsip_fastagi_1").variables[v.DIAL] == "PJSIP/102"
+
+
+def test_global_rule_hours_use_the_only_sites_time_zone_for_an_unknown_number(agi, seed, session):
+    (m101,) = seed.managers("101")
+    now = utcnow()
+    day = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")[now.weekday()]
+    utc_hour = {day: [[f"{now.hour:02d}:00", f"{now.hour + 1:02d}:00"]]}  # open now in UTC, not in Moscow
+    seed.rule("global", seed.group("all", [m101]), site_id=None, schedule=utc_hour,
+              after_hours_destination="voicemail:1@default")
+    seed.commit()
+    _, fake = agi
+
+    result = inbound(fake, "pjsip_fastagi_7")  # 74950000104 is not a tracking number
+
+    assert result.variables[v.ROUTED_BY] == "after_hours"
+    assert result.variables[v.FALLBACK] == "voicemail:1@default"
+
+
+def test_route_name_with_a_query_string(agi, seed, session):
+    seed.managers("101")
+    seed.commit()
+    _, fake = agi
+    rec = recording("pjsip_fastagi_1")
+    env = FakeAsterisk.environment(rec, overrides={"agi_network_script": "inbound?debug=1"})
+
+    result = run(fake.session(env))
+
+    assert result.variables[v.STATUS] == "OK" and result.variables[v.DIAL] == "PJSIP/101"
