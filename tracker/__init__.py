@@ -25,14 +25,17 @@ nginx::
         proxy_set_header Host $host;
         proxy_set_header X-Forwarded-For $proxy_add_x_forwarded_for;
     }
+    location = /ct/metrics { deny all; }
 
-Apache (mod_proxy, mod_proxy_http, mod_headers)::
+Apache (mod_proxy, mod_proxy_http; mod_proxy appends X-Forwarded-For itself)::
 
+    ProxyPreserveHost On
+    ProxyPass        "/ct/metrics" "!"
     ProxyPass        "/ct/" "http://127.0.0.1:8081/"
     ProxyPassReverse "/ct/" "http://127.0.0.1:8081/"
-    RequestHeader set X-Forwarded-For "%{REMOTE_ADDR}s"
 
-then ``[tracker] trust_forwarded_for = yes`` and on every page
+The tracker trusts only the last X-Forwarded-For hop (the one your proxy appended), so a
+visitor cannot spoof their address; ``[tracker] trust_forwarded_for = yes`` and on every page
 ``<script async src="/ct/v.js" data-key="SITE_PUBLIC_KEY"></script>``.
 """
 
