@@ -35,7 +35,7 @@ Apache (mod_proxy, mod_proxy_http; mod_proxy appends X-Forwarded-For itself)::
     ProxyPassReverse "/ct/" "http://127.0.0.1:8081/"
 
 The tracker trusts only the last X-Forwarded-For hop (the one your proxy appended), so a
-visitor cannot spoof their address; ``[tracker] trust_forwarded_for = yes`` and on every page
+visitor cannot spoof their address.  Set ``[tracker] trust_forwarded_for = yes`` and put on every page
 ``<script async src="/ct/v.js" data-key="SITE_PUBLIC_KEY"></script>``.
 """
 
