@@ -1,0 +1,214 @@
+#!/usr/bin/env python3
+"""End to end on a real Asterisk: the lab kit, our dialplan, our daemons, real SIP calls.
+
+Not a pytest test (the lab needs a built Asterisk and minutes; CI has neither).  Run it on a
+machine where ``../shared/lab`` is built and up (see its README)::
+
+    python tests/ops/lab_check.py --lab ~/asterisk-lab --prefix ~/asterisk-build/asterisk
+
+It (1) re-renders the lab with this checkout's ``asterisk-conf/extensions_astertrack.conf`` as
+the trunk's context, (2) seeds a throw-away SQLite database (site, numbers, SIP managers
+101..105, one routing rule per DID), (3) starts ``astertrack-agi`` and ``astertrack-ami`` as
+processes, (4) places one call per flow with the kit's ``call.py`` and (5) compares each
+resulting ``calls`` row with what the flow must give.  It also stops the FastAGI server for
+one call to check the dialplan fallback.  The last printed line is one JSON object.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import signal
+import sqlite3
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[2]
+sys.path.insert(0, str(REPO))
+BIN = Path(sys.executable).parent
+
+# flow name, call.py arguments, expected row (None = do not check that column)
+FLOWS = [
+    ("answered", "--did 74950000101 --caller 79161234567 --hangup-after-answer 5",
+     dict(outcome="answered", missed_reason=None, answered_by="SIP/101", wait=3, talk=5, side="caller")),
+    ("no answer, then next", "--did 74950000400 --caller 79031112233 --phone 101=3/0 --hangup-after-answer 4",
+     dict(outcome="answered", missed_reason=None, answered_by="SIP/101", wait=13, talk=4, side="caller",
+          attempts=2)),
+    ("busy", "--did 74950000103 --caller 74957654321",
+     dict(outcome="busy", missed_reason="all_busy", answered_by=None, wait=0, talk=0)),
+    ("caller hangs up while ringing", "--did 74950000102 --caller 79161234567 --hangup-after 5",
+     dict(outcome="missed", missed_reason="caller_hangup", answered_by=None, wait=5, talk=0, side="caller")),
+    ("manager hangs up", "--did 74950000104 --caller 79031112233 --phone 104=2/4",
+     dict(outcome="answered", answered_by="SIP/104", wait=2, talk=4, side="manager")),
+    ("ring group, 102 answers",
+     "--did 74950000300 --caller 74957654321 --phone 101=never --phone 102=3/0 --hangup-after-answer 4",
+     dict(outcome="answered", answered_by="SIP/102", wait=3, talk=4)),
+    ("queue answered", "--did 74950000200 --caller 79161234567 --hangup-after-answer 5",
+     dict(outcome="answered", answered_by="SIP/101", wait=3, talk=5)),
+    ("queue abandoned", "--did 74950000200 --caller 79031112233 --phone 101=never --hangup-after 6",
+     dict(outcome="missed", missed_reason="queue_abandon", answered_by=None, wait=6, talk=0)),
+    ("blind transfer", "--did 74950000101 --caller 74957654321 --phone 101=xfer:3:102 --phone 102=2/0 "
+     "--hangup-after-answer 10", dict(outcome="answered", answered_by="SIP/101", transferred=1)),
+]
+AGI_DOWN = ("AGI down -> dialplan fallback", "--did 74950000101 --caller 79161234567 --hangup-after-answer 3",
+            dict(outcome="answered", answered_by="SIP/101", talk=3))
+TOLERANCE = 1.5
+
+
+def seed(url: str) -> None:
+    from astertrack.db import make_engine, make_session_factory
+    from astertrack.models import Base, Manager, ManagerGroup, RoutingRule, Site, Source, TrackingNumber
+
+    engine = make_engine(url)
+    Base.metadata.create_all(engine)
+    with make_session_factory(engine)() as s:
+        site = Site(name="lab", domains=["lab.example"], timezone="UTC")
+        s.add(site)
+        s.flush()
+        source = Source(site_id=site.id, name="Yandex Direct", kind="static")
+        s.add(source)
+        s.flush()
+        managers = {}
+        for ext in range(101, 106):
+            managers[ext] = Manager(name=f"Manager {ext}", endpoint=f"SIP/{ext}", extension=str(ext))
+            s.add(managers[ext])
+        s.flush()
+
+        def rule(did, exts, strategy="round_robin", cursor=0, queue=None):
+            group = ManagerGroup(name=f"group {did}", managers=[managers[e] for e in exts], queue_name=queue)
+            s.add(group)
+            s.flush()
+            s.add(TrackingNumber(number=did, site_id=site.id, source_id=source.id))
+            s.add(RoutingRule(name=f"did-{did[-3:]}", priority=10, match={"dids": [did]}, group_id=group.id,
+                              strategy=strategy, sticky=False, rr_cursor=cursor, ring_timeout=10))
+
+        for ext in (101, 102, 103, 104):
+            rule(f"+749500001{ext - 100:02d}", [ext])
+        rule("+74950000400", [101, 102], cursor=managers[101].id)  # 102 first, then 101
+        rule("+74950000300", [101, 102], strategy="ring_all")
+        rule("+74950000200", [101, 102], strategy="queue", queue="sales")
+        s.commit()
+    engine.dispose()
+
+
+def start(cmd: str, conf: Path, log: Path) -> subprocess.Popen:
+    return subprocess.Popen([str(BIN / cmd)], stdout=log.open("w"), stderr=subprocess.STDOUT,
+                            env={**os.environ, "ASTERTRACK_CONFIG": str(conf)}, start_new_session=True)
+
+
+def stop(proc: subprocess.Popen) -> None:
+    if proc.poll() is None:
+        proc.send_signal(signal.SIGTERM)
+        try:
+            proc.wait(20)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+
+
+def place(kit: Path, lab: Path, args: str) -> dict:
+    out = subprocess.run([sys.executable, str(kit / "call.py"), "--lab", str(lab), *args.split()],
+                         capture_output=True, text=True, timeout=180)
+    lines = [line for line in out.stdout.splitlines() if line.startswith("{")]
+    if not lines:
+        raise RuntimeError(f"call.py printed no result: {out.stderr[-500:]}")
+    return json.loads(lines[-1])
+
+
+def newest_call(db: Path, after_id: int, timeout: float = 20.0) -> dict | None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        con = sqlite3.connect(db)
+        con.row_factory = sqlite3.Row
+        row = con.execute("SELECT * FROM calls WHERE id > ? AND state = 'finished' ORDER BY id DESC LIMIT 1",
+                          (after_id,)).fetchone()
+        con.close()
+        if row is not None:
+            return dict(row)
+        time.sleep(0.5)
+    return None
+
+
+def compare(row: dict | None, want: dict) -> list[str]:
+    if row is None:
+        return ["no finished call row"]
+    problems = []
+    columns = {"wait": "wait_seconds", "talk": "talk_seconds", "side": "hangup_side", "attempts": "routing_attempts"}
+    for key, expected in want.items():
+        got = row.get(columns.get(key, key))
+        if key in ("wait", "talk"):
+            if got is None or abs(got - expected) > TOLERANCE:
+                problems.append(f"{key} {got} != {expected}±{TOLERANCE}")
+        elif got != expected:
+            problems.append(f"{key} {got!r} != {expected!r}")
+    return problems
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--lab", type=Path, default=Path.home() / "asterisk-lab")
+    parser.add_argument("--prefix", type=Path, default=Path.home() / "asterisk-build" / "asterisk")
+    parser.add_argument("--kit", type=Path, default=REPO.parent / "shared" / "lab")
+    parser.add_argument("--skip-up", action="store_true", help="the lab already runs our dialplan")
+    args = parser.parse_args()
+    asterisk = [str(args.prefix / "sbin" / "asterisk"), "-C", str(args.lab / "pbx" / "etc" / "asterisk.conf"), "-rx"]
+    if not args.skip_up:
+        (args.lab / "pids.txt").touch()  # up.sh reads it before the first start
+        subprocess.run([str(args.kit / "up.sh"), str(args.prefix), str(args.lab), "--dialplan",
+                        str(REPO / "asterisk-conf" / "extensions_astertrack.conf"),
+                        "--trunk-context", "astertrack-inbound"], check=True, capture_output=True)
+    subprocess.run(asterisk + ["dialplan set global ASTERTRACK_DEFAULT_DIAL SIP/101"], check=True,
+                   capture_output=True)
+    work = Path(tempfile.mkdtemp(prefix="astertrack-lab-"))
+    db = work / "lab.db"
+    conf = work / "astertrack.conf"
+    conf.write_text(f"""[general]
+node = lab
+data_dir = {work}
+[database]
+url = sqlite:///{db}
+[agi]
+metrics_port = 0
+[ami]
+username = calltrack
+secret = calltrack-secret
+metrics_port = 0
+[recordings]
+dir = {args.lab / 'pbx' / 'spool' / 'monitor'}
+""")
+    conf.chmod(0o600)
+    seed(f"sqlite:///{db}")
+    agi = start("astertrack-agi", conf, work / "agi.log")
+    ami = start("astertrack-ami", conf, work / "ami.log")
+    time.sleep(3)
+    results = []
+    try:
+        for name, call_args, want in FLOWS + [AGI_DOWN]:
+            if name.startswith("AGI down"):
+                stop(agi)
+            last = sqlite3.connect(db).execute("SELECT coalesce(max(id), 0) FROM calls").fetchone()[0]
+            seen = place(args.kit, args.lab, call_args)
+            row = newest_call(db, last)
+            problems = compare(row, want)
+            if name.startswith("AGI down") and seen.get("agi", {}).get("AGISTATUS") != "FAILURE":
+                problems.append(f"AGISTATUS {seen.get('agi')} (expected FAILURE)")
+            results.append({"flow": name, "ok": not problems, "problems": problems,
+                            "asterisk": {"dialstatus": seen.get("dialstatus"), "answered_by": seen.get("answered_by"),
+                                         "agi": seen.get("agi", {}).get("CT_ROUTED_BY")},
+                            "row": {k: (row or {}).get(k) for k in ("outcome", "missed_reason", "answered_by",
+                                                                    "wait_seconds", "talk_seconds", "hangup_side")}})
+            print(f"{'ok  ' if not problems else 'FAIL'} {name}: {results[-1]['row']}"
+                  + (f"  <- {'; '.join(problems)}" if problems else ""), file=sys.stderr)
+    finally:
+        stop(agi)
+        stop(ami)
+    print(json.dumps({"check": "lab_e2e", "flows": len(results), "passed": sum(r["ok"] for r in results),
+                      "failed": [r["flow"] for r in results if not r["ok"]], "workdir": str(work)}))
+    return 0 if all(r["ok"] for r in results) else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
