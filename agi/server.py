@@ -2,7 +2,8 @@
 
 Asterisk connects to ``agi://127.0.0.1:4573/<route>`` for every call.  SIGTERM/SIGINT stop
 accepting and let the calls in flight finish (bounded by the request timeout); SIGHUP
-re-reads the configuration.  ``/metrics`` and ``/healthz`` are served on ``[agi] metrics_port``.
+re-reads the configuration.  ``/metrics`` and ``/healthz`` are served on ``[agi] metrics_port``
+(worker N of ``[agi] workers`` on metrics_port + N).
 """
 
 from __future__ import annotations
@@ -10,8 +11,11 @@ from __future__ import annotations
 import argparse
 import asyncio
 import logging
+import os
 import signal
+import socket
 import sys
+import time
 
 from agi.app import AgiApp
 from agi.protocol import MAX_LINE, AGIChannel
@@ -31,9 +35,13 @@ class AgiServer:
         self.in_flight: set[asyncio.Task] = set()
         self.served = 0
 
-    async def start(self, host: str, port: int) -> tuple[str, int]:
-        self.server = await asyncio.start_server(self._client, host, port, limit=MAX_LINE * 2,
-                                                 backlog=LISTEN_BACKLOG, reuse_address=True)
+    async def start(self, host: str | None = None, port: int | None = None,
+                    sock: socket.socket | None = None) -> tuple[str, int]:
+        if sock is not None:  # a worker process: the parent owns the listening socket
+            self.server = await asyncio.start_server(self._client, sock=sock, limit=MAX_LINE * 2)
+        else:
+            self.server = await asyncio.start_server(self._client, host, port, limit=MAX_LINE * 2,
+                                                     backlog=LISTEN_BACKLOG, reuse_address=True)
         address = self.server.sockets[0].getsockname()[:2]
         log.info("FastAGI listening on %s:%s", *address)
         return address
@@ -76,20 +84,25 @@ def _parse_args(argv):
     return parser.parse_args(argv)
 
 
-async def run(config_path: str | None, host: str | None = None, port: int | None = None) -> int:
+async def run(config_path: str | None, host: str | None = None, port: int | None = None,
+              sock: socket.socket | None = None, worker: int = 0) -> int:
     config = load_config(config_path)
     app = AgiApp(config)
     server = AgiServer(app)
     agi_conf = config.values["agi"]
-    await server.start(host or agi_conf["listen_host"], port if port is not None else agi_conf["listen_port"])
+    if sock is not None:
+        await server.start(sock=sock)
+    else:
+        await server.start(host or agi_conf["listen_host"], port if port is not None else agi_conf["listen_port"])
     metrics_server = None
     if agi_conf["metrics_port"]:
+        metrics_port = agi_conf["metrics_port"] + worker  # one port per worker: each has its own figures
         try:
             metrics_server = metrics.start_http_server(
-                config.values["general"]["metrics_host"], agi_conf["metrics_port"],
+                config.values["general"]["metrics_host"], metrics_port,
                 {"database": metrics.database_check(app.session_factory)})
         except OSError as exc:
-            log.error("metrics port %s unavailable: %s", agi_conf["metrics_port"], exc)
+            log.error("metrics port %s unavailable: %s", metrics_port, exc)
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
 
@@ -112,6 +125,63 @@ async def run(config_path: str | None, host: str | None = None, port: int | None
     return 0
 
 
+def serve_workers(config_path: str | None, host: str, port: int, workers: int) -> int:
+    """Pre-fork: one listening socket, ``workers`` processes accepting on it (one per core).
+
+    The parent only supervises: it forwards SIGTERM/SIGINT/SIGHUP and restarts a worker that
+    died.  Each worker opens its own database pool after the fork.
+    """
+    sock = socket.create_server((host, port), backlog=LISTEN_BACKLOG)
+    sock.setblocking(False)
+    log.info("FastAGI listening on %s:%s with %d workers", host, sock.getsockname()[1], workers)
+    children: dict[int, int] = {}  # pid -> worker index
+    stopping = False
+
+    def spawn(index: int) -> None:
+        pid = os.fork()
+        if pid == 0:
+            for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
+                signal.signal(sig, signal.SIG_DFL)
+            code = 1
+            try:
+                code = asyncio.run(run(config_path, sock=sock, worker=index))
+            finally:
+                os._exit(code)
+        children[pid] = index
+
+    def forward(signum, _frame) -> None:
+        nonlocal stopping
+        if signum in (signal.SIGTERM, signal.SIGINT):
+            stopping = True
+        for pid in list(children):
+            try:
+                os.kill(pid, signal.SIGTERM if signum == signal.SIGINT else signum)
+            except ProcessLookupError:
+                pass
+
+    for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
+        signal.signal(sig, forward)
+    for index in range(workers):
+        spawn(index)
+    exit_code = 0
+    while children:
+        try:
+            pid, status = os.wait()
+        except ChildProcessError:
+            break
+        index = children.pop(pid, None)
+        code = os.waitstatus_to_exitcode(status)
+        if stopping or index is None:
+            exit_code = exit_code or (code if code > 0 else 0)
+            continue
+        log.error("worker %d (pid %d) exited with %s; starting a new one", index, pid, code)
+        time.sleep(1)
+        spawn(index)
+    sock.close()
+    log.info("all workers stopped")
+    return exit_code
+
+
 def main(argv=None) -> int:
     args = _parse_args(argv)
     try:
@@ -120,7 +190,15 @@ def main(argv=None) -> int:
         print(f"astertrack-agi: {exc}", file=sys.stderr)
         return 2
     logging.basicConfig(level=config.values["general"]["log_level"],
-                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+                        format="%(asctime)s %(process)d %(levelname)s %(name)s: %(message)s")
+    workers = config.values["agi"]["workers"]
+    if workers > 1:
+        if config.values["database"]["url"].startswith("sqlite"):
+            log.warning("[agi] workers = %d with SQLite: the workers queue on one database lock; "
+                        "use PostgreSQL for several workers", workers)
+        host = args.host or config.values["agi"]["listen_host"]
+        port = args.port if args.port is not None else config.values["agi"]["listen_port"]
+        return serve_workers(args.config, host, port, workers)
     return asyncio.run(run(args.config, args.host, args.port))
 
 

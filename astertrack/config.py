@@ -108,6 +108,7 @@ SCHEMA: dict[str, dict[str, Key]] = {
         "device_state_source": Key(_choice("asterisk", "database"), "asterisk"),
         "db_threads": Key(_positive_int, 0, help="threads running the AGI's database work; 0 = [database] pool_size"),
         "max_parallel": Key(_positive_int, 8, help="AGI decisions worked on at once; more calls wait their turn"),
+        "workers": Key(_positive_int, 1, help="FastAGI worker processes sharing the port (one per core; PostgreSQL)"),
         "cache_seconds": Key(_positive_float, 5.0,
                              help="how long the AGI reuses rules/numbers/sources read from the DB; SIGHUP drops them"),
         "metrics_port": Key(_port, 9573, help="/metrics and /healthz of the FastAGI server; 0 = off"),

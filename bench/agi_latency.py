@@ -160,9 +160,14 @@ def seed(db_url: str, managers: int) -> None:
 
 
 def cpu_seconds(pid: int) -> float:
-    """User+system CPU time of a process (Linux /proc), to report CPU per decision."""
+    """User+system CPU time of a process and its live children (the workers), from Linux /proc."""
     fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    total = (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    children = Path(f"/proc/{pid}/task/{pid}/children")
+    if children.exists():
+        for child in children.read_text().split():
+            total += cpu_seconds(int(child))
+    return total
 
 
 def create_pg_database(admin_url: str):
@@ -236,6 +241,7 @@ def main() -> int:
     parser.add_argument("--managers", type=int, default=20)
     parser.add_argument("--db-threads", type=int, default=0, help="[agi] db_threads for the daemon (0 = default)")
     parser.add_argument("--max-parallel", type=int, default=8, help="[agi] max_parallel for the daemon (default 8)")
+    parser.add_argument("--workers", type=int, default=1, help="[agi] workers: daemon processes (default 1)")
     parser.add_argument("--db-url", default=None, help="an EMPTY database to seed and use (default: temp SQLite)")
     parser.add_argument("--postgres", nargs="?", const="postgresql+psycopg://postgres@127.0.0.1:5432/test",
                         default=None, metavar="ADMIN_URL",
@@ -253,6 +259,7 @@ def main() -> int:
     # finding all managers held by the previous round and going straight to the fallback.
     config.write_text(f"[database]\nurl = {db_url}\npool_size = 10\n\n[agi]\nreservation_seconds = 0\n"
                       f"db_threads = {args.db_threads}\nmax_parallel = {args.max_parallel}\n"
+                      f"workers = {args.workers}\n"
                       "metrics_port = 0\nrequest_timeout = 600\nfallback_dial = PJSIP/200\n\n"
                       "[general]\nlog_level = WARNING\n")
     env_vars = {**os.environ, "ASTERTRACK_CONFIG": str(config)}

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import re
 import signal
 import socket
 import subprocess
@@ -26,9 +27,9 @@ def _free_port() -> int:
         return sock.getsockname()[1]
 
 
-def _write_config(path: Path, db_url: str, ring_timeout: int) -> None:
+def _write_config(path: Path, db_url: str, ring_timeout: int, workers: int = 1) -> None:
     path.write_text(f"[database]\nurl = {db_url}\n\n[agi]\nring_timeout = {ring_timeout}\nmetrics_port = 0\n"
-                    "request_timeout = 10\n\n[general]\nlog_level = INFO\n")
+                    f"request_timeout = 10\nworkers = {workers}\n\n[general]\nlog_level = INFO\n")
 
 
 class Daemon:
@@ -105,3 +106,38 @@ def test_sigterm_stops_accepting_and_lets_the_call_in_flight_finish(daemon):
     assert result.variables[v.STATUS] == "OK" and result.variables[v.DIAL] == "PJSIP/101"
     assert daemon.proc.wait(15) == 0
     assert "stopped after 1 call(s)" in daemon.text()
+
+
+def test_prefork_workers_share_the_port_reload_and_stop_together(tmp_path, db_url, seed):
+    seed.static_number("+74950000101", "google-ads")
+    seed.managers(*[str(100 + i) for i in range(1, 11)])
+    seed.commit()
+    config = tmp_path / "workers.conf"
+    _write_config(config, db_url, 20, workers=2)
+    daemon = Daemon(config, _free_port(), tmp_path / "workers.log")
+    try:
+        fake = FakeAsterisk("127.0.0.1", daemon.port)
+
+        async def burst():
+            return await asyncio.gather(*(fake.session(_env(), timeout=30) for _ in range(20)))
+
+        results = asyncio.run(burst())
+        dialled = [r.variables[v.DIAL] for r in results if r.variables[v.DIAL]]
+        assert all(r.variables[v.STATUS] == "OK" for r in results)
+        assert len(dialled) == 10 and len(set(dialled)) == 10  # the reservation holds across processes
+
+        daemon.proc.send_signal(signal.SIGHUP)
+        deadline = time.monotonic() + 10
+        while daemon.text().count("configuration reloaded") < 2 and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert daemon.text().count("configuration reloaded") == 2
+
+        daemon.proc.send_signal(signal.SIGTERM)
+        assert daemon.proc.wait(20) == 0
+        assert "all workers stopped" in daemon.text()
+        served = sum(int(n) for n in re.findall(r"stopped after (\d+) call", daemon.text()))
+        assert served == 20
+    finally:
+        if daemon.proc.poll() is None:
+            daemon.proc.kill()
+            daemon.proc.wait(10)
