@@ -68,7 +68,7 @@
 
   function ping() {
     if (!st.sid) return;
-    post('/v/ping', { sid: st.sid, page: location.href, interacted: st.touched }, function (r) {
+    post('/v/ping', { sid: st.sid, page: location.href, interacted: st.touched, debug: debug }, function (r) {
       if (!r) { st.err = 'heartbeat failed, retrying'; beat(st.info); return show(); }
       if (r.live === false) { st.sid = ''; return start(); }
       apply(r);
@@ -77,6 +77,7 @@
 
   function apply(r) {
     st.err = '';
+    if (debug && st.info && st.info.debug && r.debug) r.debug.visit = st.info.debug.visit;
     st.info = r;
     if (r.sid) { st.sid = r.sid; put('astertrack_sid', r.sid); }
     st.sel = r.selectors || [];
