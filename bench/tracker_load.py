@@ -6,9 +6,11 @@ Creates a throwaway database on the local PostgreSQL (``ASTERTRACK_BENCH_PG``, d
 postgres@127.0.0.1:5432), seeds 50 sites with 40-number pools, starts the tracker under
 gunicorn on loopback and drives it with ``wrk`` (``apt-get install wrk``) and a Lua script:
 
-1. session creates: every request a new visitor (new session; a pool number while the
-   pools last, then fallback + overflow event, both full write paths);
-2. heartbeats on the sessions created in phase 1;
+1. session creates: every request a new visitor.  Holds are 2 s during this phase so the
+   2,000 numbers keep turning over and most creates take the full allocation path (session
+   row, locked pick of the least recently released number, release of the expired hold,
+   new hold); the rest get the fallback number and an overflow event.  Counts are printed.
+2. heartbeats from visitors who hold a pool number (holds set back to 10 minutes first);
 3. the same gunicorn setup serving a trivial Flask endpoint: the ceiling of this machine.
 
 The last printed line is one JSON object with the figures.
@@ -176,7 +178,7 @@ def seed(url: str) -> list[str]:
     with make_session_factory(engine)() as db:
         for s in range(SITES):
             site = Site(name=f"bench {s}", domains=["shop.example.ru"], default_number="+74957770001",
-                        replace_numbers=["+74950000000"], replace_selectors=[".phone"])
+                        replace_numbers=["+74950000000"], replace_selectors=[".phone"], hold_seconds=2)
             db.add(site)
             db.flush()
             pool = NumberPool(site_id=site.id, name="main", fallback_number="+74957770000")
@@ -191,22 +193,40 @@ def seed(url: str) -> list[str]:
     return keys
 
 
-def session_list(url: str, path: Path) -> tuple[int, int, int]:
-    """Write "key sid" lines of every session; return (sessions, pool holders, overflows)."""
+def counts(url: str) -> tuple[int, int, int]:
+    """(sessions, pool holds handed out, overflow events) so far."""
     from sqlalchemy import func, select
 
     from astertrack.db import make_engine
-    from astertrack.models import NumberAssignment, OverflowEvent, Site, VisitorSession
+    from astertrack.models import NumberAssignment, OverflowEvent, VisitorSession
 
     engine = make_engine(url)
     with engine.connect() as conn:
+        result = tuple(conn.execute(select(func.count()).select_from(model)).scalar_one()
+                       for model in (VisitorSession, NumberAssignment, OverflowEvent))
+    engine.dispose()
+    return result
+
+
+def holders_list(url: str, path: Path) -> int:
+    """Give every live hold a normal 10-minute hold again and write "key sid" of its session."""
+    from sqlalchemy import select, text
+
+    from astertrack.db import make_engine
+    from astertrack.models import NumberAssignment, Site, VisitorSession
+
+    engine = make_engine(url)
+    with engine.begin() as conn:
+        conn.execute(text("UPDATE sites SET hold_seconds = 600"))
+        conn.execute(text("UPDATE number_assignments SET expires_at = now() + interval '10 minutes', "
+                          "hard_expires_at = now() + interval '1 hour' WHERE released_at IS NULL"))
         rows = conn.execute(select(Site.public_key, VisitorSession.public_id)
-                            .join(Site, Site.id == VisitorSession.site_id)).all()
-        holders = conn.execute(select(func.count()).select_from(NumberAssignment)).scalar_one()
-        overflows = conn.execute(select(func.count()).select_from(OverflowEvent)).scalar_one()
+                            .join(Site, Site.id == VisitorSession.site_id)
+                            .join(NumberAssignment, NumberAssignment.session_id == VisitorSession.id)
+                            .where(NumberAssignment.released_at.is_(None))).all()
     engine.dispose()
     path.write_text("".join(f"{key} {sid}\n" for key, sid in rows))
-    return len(rows), holders, overflows
+    return len(rows)
 
 
 def main() -> None:
@@ -245,14 +265,22 @@ def main() -> None:
         print(f"tracker: gunicorn gthread {WORKERS} workers x {THREADS} threads, PostgreSQL, "
               f"{SITES} sites x {POOL_SIZE}-number pools; wrk 2 threads, {CONNECTIONS} connections", flush=True)
         wrk(port, work / "start.lua", 2, work / "keys.txt")  # warm-up: connections, caches
+        before = counts(url)
         starts = wrk(port, work / "start.lua", PHASE_SECONDS, work / "keys.txt")
-        sessions, holders, overflows = session_list(url, work / "sessions.txt")
+        sessions, holders, overflows = (after - first for after, first in zip(counts(url), before, strict=True))
         print(f"session creates: {starts['per_s']:.0f}/s  p50 {starts['p50_us'] / 1000:.2f} ms  "
               f"p99 {starts['p99_us'] / 1000:.2f} ms  non-2xx {starts['status_errors']}  "
-              f"({sessions} sessions, {holders} got a pool number, {overflows} overflow events)", flush=True)
+              f"({sessions} sessions: {holders} took a pool number, {overflows} got the fallback)", flush=True)
+        live = holders_list(url, work / "sessions.txt")
+        stop(procs.pop())  # a fresh tracker, so its site cache sees the 10-minute hold
+        port = free_port()
+        procs.append(gunicorn("tracker:create_app()", port, env, REPO))
+        wait_http(port, "/v.js")
+        wrk(port, work / "ping.lua", 1, work / "sessions.txt")  # warm-up
         pings = wrk(port, work / "ping.lua", PHASE_SECONDS, work / "sessions.txt")
         print(f"heartbeats:      {pings['per_s']:.0f}/s  p50 {pings['p50_us'] / 1000:.2f} ms  "
-              f"p99 {pings['p99_us'] / 1000:.2f} ms  non-2xx {pings['status_errors']}", flush=True)
+              f"p99 {pings['p99_us'] / 1000:.2f} ms  non-2xx {pings['status_errors']}  "
+              f"(from {live} visitors holding a pool number)", flush=True)
         stop(procs.pop())
 
         port = free_port()
@@ -274,6 +302,7 @@ def main() -> None:
             "sessions": sessions,
             "pool_assignments": holders,
             "overflow_events": overflows,
+            "heartbeat_sessions": live,
             "cpus": os.cpu_count(),
         }
         print(json.dumps(result))
