@@ -320,17 +320,25 @@ def _executor(db: Session) -> _Executor:
 
 def _release_number(ex: _Executor, assignment_id: int, number_id: int, at: dt.datetime,
                     reason: str) -> None:
-    ex.run("release", {"a_id": assignment_id, "p_at": at, "p_reason": reason})
-    ex.run("stamp_number", {"n_id": number_id, "p_at": at})
+    ex.batch(_release_statements(assignment_id, number_id, at, reason))
 
 
 def _insert_assignment(ex: _Executor, site: SiteRouting, number_id: int, session_row_id: int,
-                       now: dt.datetime, reused: bool = False) -> dt.datetime | None:
+                       now: dt.datetime, reused: bool = False,
+                       before: list[tuple[str, dict[str, Any]]] = ()) -> dt.datetime | None:
+    """Insert the hold (after ``before``, in the same round trip); None if the number is
+    already held by someone else."""
     expires, hard = _new_hold(site, now)
-    row = ex.first("insert_assignment", {
-        "number_id": number_id, "session_id": session_row_id, "assigned_at": now, "last_heartbeat_at": now,
-        "expires_at": expires, "hard_expires_at": hard, "reused": reused})
+    params = {"number_id": number_id, "session_id": session_row_id, "assigned_at": now, "last_heartbeat_at": now,
+              "expires_at": expires, "hard_expires_at": hard, "reused": reused}
+    row = ex.batch([*before, ("insert_assignment", params)])[-1]
     return expires if row else None
+
+
+def _release_statements(assignment_id: int, number_id: int, at: dt.datetime,
+                        reason: str) -> list[tuple[str, dict[str, Any]]]:
+    return [("release", {"a_id": assignment_id, "p_at": at, "p_reason": reason}),
+            ("stamp_number", {"n_id": number_id, "p_at": at})]
 
 
 def _take_free(ex: _Executor, site: SiteRouting, pool_id: int, session_row_id: int,
@@ -342,10 +350,11 @@ def _take_free(ex: _Executor, site: SiteRouting, pool_id: int, session_row_id: i
             picked = ex.first("pick", {"pool": pool_id, "now": now})
         if picked is None:
             return None
-        if picked.stale_id is not None:
-            # Expired but not yet swept: release it at the moment its hold really ended.
-            _release_number(ex, picked.stale_id, picked.id, picked.stale_expires_at, "expired")
-        expires = _insert_assignment(ex, site, picked.id, session_row_id, now)
+        # Expired but not yet swept: release it at the moment its hold really ended (the
+        # statements run in order, so the new hold never meets the old one in the index).
+        before = (_release_statements(picked.stale_id, picked.id, picked.stale_expires_at, "expired")
+                  if picked.stale_id is not None else [])
+        expires = _insert_assignment(ex, site, picked.id, session_row_id, now, before=before)
         if expires is not None:
             return picked.number, expires
         # Another transaction committed a hold on this number between our snapshot and our
@@ -361,8 +370,8 @@ def _take_oldest(ex: _Executor, site: SiteRouting, pool_id: int, session_row_id:
     victim = ex.first("oldest", {"pool": pool_id})
     if victim is None:
         return None
-    _release_number(ex, victim.id, victim.number_id, now, "reused")
-    expires = _insert_assignment(ex, site, victim.number_id, session_row_id, now, reused=True)
+    expires = _insert_assignment(ex, site, victim.number_id, session_row_id, now, reused=True,
+                                 before=_release_statements(victim.id, victim.number_id, now, "reused"))
     return (victim.number, expires) if expires else None
 
 
