@@ -129,18 +129,16 @@ def _target_flag(threshold):
     return and_(Call.outcome == ANSWERED, Call.talk_seconds >= threshold)
 
 
-def _metric_columns(threshold) -> list[Any]:
+def _per_caller_columns(threshold) -> list[Any]:
+    """Partial sums per (group, caller number); the outer query adds them up and counts callers."""
     target = _target_flag(threshold)
     answered = Call.outcome == ANSWERED
-    missed = Call.outcome.in_(MISSED_OUTCOMES)
     talk = case((answered, Call.talk_seconds), else_=None)
     return [
         func.count().label("total"),
-        func.count(distinct(Call.caller_number)).label("unique"),
         func.sum(case((target, 1), else_=0)).label("target"),
-        func.count(distinct(case((target, Call.caller_number), else_=None))).label("unique_target"),
         func.sum(case((answered, 1), else_=0)).label("answered"),
-        func.sum(case((missed, 1), else_=0)).label("missed"),
+        func.sum(case((Call.outcome.in_(MISSED_OUTCOMES), 1), else_=0)).label("missed"),
         func.sum(case((Call.is_first_call.is_(True), 1), else_=0)).label("first_time"),
         func.sum(case((Call.is_first_call.is_(False), 1), else_=0)).label("repeat"),
         func.sum(Call.wait_seconds).label("wait_sum"),
@@ -155,7 +153,7 @@ def _dimension(dimension: str) -> tuple[Any, bool]:
     if dimension == "source":
         # "+ 0": SQLite would otherwise walk ix_calls_source_started to save the GROUP BY sort and
         # read the table once per call; the expression steers it to the covering ix_calls_report.
-        return (Call.source_id + 0), False
+        return (Call.source_id + 0).label("source_key"), False
     if dimension == "channel":
         return Source.channel, True
     if dimension == "campaign":
@@ -197,20 +195,28 @@ def _roomy_sorts(session: Session) -> None:
 def calls_by(session: Session, f: ReportFilter, dimension: str = "source") -> dict[str, Any]:
     """Rows per dimension value (busiest first) and a totals row with true distinct counts.
 
-    Two passes over the period's calls: one GROUP BY for the rows, one for the distinct
-    totals (distinct counts do not add up across rows); the other totals are sums of rows.
+    Distinct callers are counted in two hash-aggregation steps (group by value and caller,
+    then by value) instead of COUNT(DISTINCT), which sorts per group and was the slowest part
+    on a million calls.  Totals of distinct counts come from a per-caller pass, since distinct
+    callers do not add up across rows; every other total is a sum of the rows.
     """
     key, with_sources = _dimension(dimension)
     _roomy_sorts(session)
     threshold = _threshold(session)
-    stmt = _calls_from(select(key.label("key"), *_metric_columns(threshold)), f, with_sources).group_by(key)
+    per = _calls_from(select(key.label("key"), Call.caller_number.label("caller"), *_per_caller_columns(threshold)),
+                      f, with_sources).group_by(key, Call.caller_number).subquery()
+    stmt = select(per.c.key, *[func.sum(per.c[name]).label(name) for name in SUMMED],
+                  func.count(per.c.caller).label("unique"),
+                  func.count(case((per.c.target > 0, per.c.caller), else_=None)).label("unique_target")
+                  ).group_by(per.c.key)
     rows = [dict(row) for row in session.execute(stmt).mappings()]
     totals: dict[str, Any] = {name: sum((row[name] or 0) for row in rows) for name in SUMMED}
-    target = _target_flag(threshold)
-    distinct_totals = session.execute(_calls_from(select(
-        func.count(distinct(Call.caller_number)).label("unique"),
-        func.count(distinct(case((target, Call.caller_number), else_=None))).label("unique_target")), f)).one()
-    totals.update(unique=distinct_totals.unique, unique_target=distinct_totals.unique_target)
+    callers = _calls_from(select(Call.caller_number.label("caller"),
+                                 func.max(case((_target_flag(threshold), 1), else_=0)).label("target")), f)
+    callers = callers.where(Call.caller_number.is_not(None)).group_by(Call.caller_number).subquery()
+    distinct_totals = session.execute(select(func.count().label("unique"),
+                                             func.sum(callers.c.target).label("unique_target"))).one()
+    totals.update(unique=distinct_totals.unique, unique_target=distinct_totals.unique_target or 0)
     names: dict[Any, str] = {}
     if dimension == "source":
         ids = [row["key"] for row in rows if row["key"] is not None]

@@ -235,6 +235,7 @@ def main() -> None:
             with admin.connect() as conn:
                 conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
             admin.dispose()
+    out["load_avg_1m"] = round(os.getloadavg()[0], 1)  # the machine is shared: say how busy it was
     print(json.dumps(out))
 
 
