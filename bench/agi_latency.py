@@ -263,6 +263,7 @@ def main() -> int:
                       "metrics_port = 0\nrequest_timeout = 600\nfallback_dial = PJSIP/200\n\n"
                       "[general]\nlog_level = WARNING\n")
     env_vars = {**os.environ, "ASTERTRACK_CONFIG": str(config)}
+    load = os.getloadavg()[0]  # before we add our own load
     port = free_port()
     daemon = start_daemon(config, port, workdir / "agi.log")
     n = args.concurrency
@@ -293,8 +294,7 @@ def main() -> int:
     rows.append(summary("script", latencies, wall))
 
     cores = os.cpu_count()
-    load = os.getloadavg()[0]
-    print(f"AGI decision latency, {n} calls in flight, {cores} CPU cores, load {load:.1f}, "
+    print(f"AGI decision latency, {n} calls in flight, {cores} CPU cores, load before start {load:.1f}, "
           f"DB {db_url.split(':')[0]}; daemon CPU {cpu_per_call_ms:.2f} ms per decision")
     print(f"{'mode':<16}{'calls':>7}{'decided':>9}{'p50 ms':>10}{'p99 ms':>10}{'max ms':>10}{'calls/s':>10}")
     for row in rows:
