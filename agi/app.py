@@ -28,7 +28,7 @@ from agi.protocol import (
     AGIHangup,
     AGIProtocolError,
 )
-from agi.registry import UnknownRouteError, load_routes, lookup
+from agi.registry import ROUTES, UnknownRouteError, load_routes, lookup
 from agi.settings import AgiSettings
 from agi.store import SnapshotCache
 from astertrack import metrics, routing
@@ -91,6 +91,7 @@ class AgiApp:
         self.config = config
         self.settings = AgiSettings.from_config(config)
         self.snapshots = SnapshotCache(self.settings.cache_seconds)  # rules and numbers re-read now
+        self._slots = None  # new max_parallel from the next call on
         if self._own_engine is not None and config.values["database"]["url"] != old_url:
             old_engine = self._own_engine
             self._own_engine = engine_from_config(config)
@@ -125,7 +126,7 @@ class AgiApp:
         except (TimeoutError, AGIProtocolError) as exc:
             log.error("agi %s: unusable environment (%s); sending the call to the fallback",
                       peer, str(exc) or "no blank line within the request timeout")
-            metrics.AGI_REQUESTS.labels(route="?", result="failed").inc()
+            metrics.AGI_REQUESTS.labels(route="unknown", result="failed").inc()
             await self._fail(channel, peer)
             return None
         name = route_override or env.script or (env.args[0] if env.args else "")
@@ -151,13 +152,15 @@ class AgiApp:
             await self._fail(channel, peer)
         except Exception as exc:  # noqa: BLE001 - the failure policy covers every error
             request.result = "failed"
+            first_line = str(exc).splitlines()[0][:300] if str(exc) else ""
             log.error("agi %s %s: %s: %s; sending the call to the fallback", peer, name, type(exc).__name__,
-                      str(exc).splitlines()[0][:300] if str(exc) else "", exc_info=not isinstance(exc, AGIError)
-                      and log.isEnabledFor(logging.DEBUG))
+                      first_line)
+            log.debug("agi %s %s: traceback", peer, name, exc_info=True)
             await self._fail(channel, peer)
         elapsed = time.perf_counter() - request.started
-        metrics.AGI_DECISION_SECONDS.labels(route=name or "?").observe(elapsed)
-        metrics.AGI_REQUESTS.labels(route=name or "?", result=request.result).inc()
+        label = name if name in ROUTES else "unknown"  # the name comes from the wire: bound the label set
+        metrics.AGI_DECISION_SECONDS.labels(route=label).observe(elapsed)
+        metrics.AGI_REQUESTS.labels(route=label, result=request.result).inc()
         log.info("agi %s %s %s in %.1f ms%s", peer, name, request.result, elapsed * 1000,
                  f": {request.note}" if request.note else "")
         return request

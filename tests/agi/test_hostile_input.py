@@ -199,3 +199,21 @@ def test_next_for_a_call_we_never_routed_fails_to_the_fallback(agi, seeded, capl
     assert_fallback(result)
     assert "UnknownCall" in caplog.text
     assert_still_serving(fake)
+
+
+def test_metrics_count_decisions_and_keep_wire_names_out_of_labels(agi, seeded):
+    from astertrack import metrics
+
+    def sample(route, result):
+        return metrics.REGISTRY.get_sample_value("astertrack_agi_requests_total",
+                                                 {"route": route, "result": result}) or 0
+
+    _, fake = agi
+    ok_before, unknown_before = sample("inbound", "ok"), sample("unknown", "unknown_route")
+
+    assert_still_serving(fake)
+    run(fake.session(_env(script="x" * 40)))
+
+    assert sample("inbound", "ok") == ok_before + 1
+    assert sample("unknown", "unknown_route") == unknown_before + 1
+    assert sample("x" * 40, "unknown_route") == 0
