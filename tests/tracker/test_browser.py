@@ -283,3 +283,19 @@ def test_cross_origin_snippet_works_for_allowed_domain(browser, landing):
     page.goto(f"{url}/?via=xo")
     assert wait_swapped(page) != ORIGINAL
     context.close()
+
+
+def test_lazy_site_takes_a_pool_number_once_the_phone_is_visible(browser, landing, session):
+    url, _ = landing(lazy=True)
+    context = visitor(browser)
+    page = context.new_page()
+    page.goto(f"{url}/")
+    # the header phone is in view: the snippet claims a pool number right after the lazy answer
+    page.wait_for_function(f"document.querySelector('#hdr').textContent !== {ORIGINAL!r} && "
+                           f"document.querySelector('#hdr').textContent !== "
+                           f"{format_display(FALLBACK, DISPLAY)!r}", timeout=15000)
+    session.rollback()
+    assignment = session.scalar(select(NumberAssignment))
+    assert page.text_content("#hdr") == format_display(assignment.number.number, DISPLAY)
+    assert session.scalar(select(VisitorSession)).interacted is True
+    context.close()
