@@ -191,3 +191,12 @@ def test_app_builds_its_own_tuned_engine(session, db_url):
             assert conn.execute(text("SHOW synchronous_commit")).scalar() == "off"
             assert conn.execute(text("SHOW plan_cache_mode")).scalar() == "force_generic_plan"
     engine.dispose()
+
+
+def test_health_and_metrics_endpoints(tracker_url):
+    import json as _json
+
+    with urllib.request.urlopen(f"{tracker_url}/healthz") as response:
+        assert response.status == 200 and _json.loads(response.read())["status"] == "ok"
+    with urllib.request.urlopen(f"{tracker_url}/metrics") as response:
+        assert response.status == 200 and b"# HELP" in response.read()
