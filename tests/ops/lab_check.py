@@ -5,6 +5,7 @@ Not a pytest test (the lab needs a built Asterisk and minutes; CI has neither). 
 machine where ``../shared/lab`` is built and up (see its README)::
 
     python tests/ops/lab_check.py --lab ~/asterisk-lab --prefix ~/asterisk-build/asterisk
+    python tests/ops/lab_check.py --pbx pjsip --prefix ~/asterisk-build/asterisk --prefix-pj ~/asterisk-build/asterisk-pj
 
 It (1) re-renders the lab with this checkout's ``asterisk-conf/extensions_astertrack.conf`` as
 the trunk's context, (2) seeds a throw-away SQLite database (site, numbers, SIP managers
@@ -31,35 +32,35 @@ REPO = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(REPO))
 BIN = Path(sys.executable).parent
 
-# flow name, call.py arguments, expected row (None = do not check that column)
+# flow name, call.py arguments, expected row ("@" in answered_by = the channel technology)
 FLOWS = [
     ("answered", "--did 74950000101 --caller 79161234567 --hangup-after-answer 5",
-     dict(outcome="answered", missed_reason=None, answered_by="SIP/101", wait=3, talk=5, side="caller")),
+     dict(outcome="answered", missed_reason=None, answered_by="@/101", wait=3, talk=5, side="caller")),
     ("no answer, then next", "--did 74950000400 --caller 79031112233 --phone 101=3/0 --hangup-after-answer 4",
-     dict(outcome="answered", missed_reason=None, answered_by="SIP/101", wait=13, talk=4, side="caller",
+     dict(outcome="answered", missed_reason=None, answered_by="@/101", wait=13, talk=4, side="caller",
           attempts=2)),
     ("busy", "--did 74950000103 --caller 74957654321",
      dict(outcome="busy", missed_reason="all_busy", answered_by=None, wait=0, talk=0)),
     ("caller hangs up while ringing", "--did 74950000102 --caller 79161234567 --hangup-after 5",
      dict(outcome="missed", missed_reason="caller_hangup", answered_by=None, wait=5, talk=0, side="caller")),
     ("manager hangs up", "--did 74950000104 --caller 79031112233 --phone 104=2/4",
-     dict(outcome="answered", answered_by="SIP/104", wait=2, talk=4, side="manager")),
+     dict(outcome="answered", answered_by="@/104", wait=2, talk=4, side="manager")),
     ("ring group, 102 answers",
      "--did 74950000300 --caller 74957654321 --phone 101=never --phone 102=3/0 --hangup-after-answer 4",
-     dict(outcome="answered", answered_by="SIP/102", wait=3, talk=4)),
+     dict(outcome="answered", answered_by="@/102", wait=3, talk=4)),
     ("queue answered", "--did 74950000200 --caller 79161234567 --hangup-after-answer 5",
-     dict(outcome="answered", answered_by="SIP/101", wait=3, talk=5)),
+     dict(outcome="answered", answered_by="@/101", wait=3, talk=5)),
     ("queue abandoned", "--did 74950000200 --caller 79031112233 --phone 101=never --hangup-after 6",
      dict(outcome="missed", missed_reason="queue_abandon", answered_by=None, wait=6, talk=0)),
     ("blind transfer", "--did 74950000101 --caller 74957654321 --phone 101=xfer:3:102 --phone 102=2/0 "
-     "--hangup-after-answer 10", dict(outcome="answered", answered_by="SIP/101", transferred=1)),
+     "--hangup-after-answer 10", dict(outcome="answered", answered_by="@/101", transferred=1)),
 ]
 AGI_DOWN = ("AGI down -> dialplan fallback", "--did 74950000101 --caller 79161234567 --hangup-after-answer 3",
-            dict(outcome="answered", answered_by="SIP/101", talk=3))
+            dict(outcome="answered", answered_by="@/101", talk=3))
 TOLERANCE = 1.5
 
 
-def seed(url: str) -> None:
+def seed(url: str, tech: str) -> None:
     from astertrack.db import make_engine, make_session_factory
     from astertrack.models import Base, Manager, ManagerGroup, RoutingRule, Site, Source, TrackingNumber
 
@@ -74,7 +75,7 @@ def seed(url: str) -> None:
         s.flush()
         managers = {}
         for ext in range(101, 106):
-            managers[ext] = Manager(name=f"Manager {ext}", endpoint=f"SIP/{ext}", extension=str(ext))
+            managers[ext] = Manager(name=f"Manager {ext}", endpoint=f"{tech}/{ext}", extension=str(ext))
             s.add(managers[ext])
         s.flush()
 
@@ -109,12 +110,12 @@ def stop(proc: subprocess.Popen) -> None:
             proc.kill()
 
 
-def place(kit: Path, lab: Path, args: str) -> dict:
-    out = subprocess.run([sys.executable, str(kit / "call.py"), "--lab", str(lab), *args.split()],
+def place(kit: Path, lab: Path, args: str, pbx: str) -> dict:
+    out = subprocess.run([sys.executable, str(kit / "call.py"), "--lab", str(lab), "--pbx", pbx, *args.split()],
                          capture_output=True, text=True, timeout=180)
     lines = [line for line in out.stdout.splitlines() if line.startswith("{")]
     if not lines:
-        raise RuntimeError(f"call.py printed no result: {out.stderr[-500:]}")
+        raise RuntimeError(f"printed no result (exit {out.returncode}): {out.stderr.strip()[-300:]}")
     return json.loads(lines[-1])
 
 
@@ -132,12 +133,14 @@ def newest_call(db: Path, after_id: int, timeout: float = 20.0) -> dict | None:
     return None
 
 
-def compare(row: dict | None, want: dict) -> list[str]:
+def compare(row: dict | None, want: dict, tech: str) -> list[str]:
     if row is None:
         return ["no finished call row"]
     problems = []
     columns = {"wait": "wait_seconds", "talk": "talk_seconds", "side": "hangup_side", "attempts": "routing_attempts"}
     for key, expected in want.items():
+        if isinstance(expected, str):
+            expected = expected.replace("@", tech)
         got = row.get(columns.get(key, key))
         if key in ("wait", "talk"):
             if got is None or abs(got - expected) > TOLERANCE:
@@ -151,17 +154,27 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--lab", type=Path, default=Path.home() / "asterisk-lab")
     parser.add_argument("--prefix", type=Path, default=Path.home() / "asterisk-build" / "asterisk")
+    parser.add_argument("--prefix-pj", type=Path, default=Path.home() / "asterisk-build" / "asterisk-pj")
+    parser.add_argument("--pbx", choices=("sip", "pjsip"), default="sip")
     parser.add_argument("--kit", type=Path, default=REPO.parent / "shared" / "lab")
     parser.add_argument("--skip-up", action="store_true", help="the lab already runs our dialplan")
     args = parser.parse_args()
-    asterisk = [str(args.prefix / "sbin" / "asterisk"), "-C", str(args.lab / "pbx" / "etc" / "asterisk.conf"), "-rx"]
+    pj = args.pbx == "pjsip"
+    tech, instance = ("PJSIP", "pbxpj") if pj else ("SIP", "pbx")
+    agi_port, ami_port = (4574, 5040) if pj else (4573, 5038)
+    prefix = args.prefix_pj if pj else args.prefix
+    asterisk = [str(prefix / "sbin" / "asterisk"), "-C", str(args.lab / instance / "etc" / "asterisk.conf"), "-rx"]
     if not args.skip_up:
         (args.lab / "pids.txt").touch()  # up.sh reads it before the first start
         subprocess.run([str(args.kit / "up.sh"), str(args.prefix), str(args.lab), "--dialplan",
                         str(REPO / "asterisk-conf" / "extensions_astertrack.conf"),
-                        "--trunk-context", "astertrack-inbound"], check=True, capture_output=True)
-    subprocess.run(asterisk + ["dialplan set global ASTERTRACK_DEFAULT_DIAL SIP/101"], check=True,
+                        "--trunk-context", "astertrack-inbound", *(["--pjsip", str(args.prefix_pj)] if pj else [])],
+                       check=True, capture_output=True)
+    subprocess.run(asterisk + [f"dialplan set global ASTERTRACK_DEFAULT_DIAL {tech}/101"], check=True,
                    capture_output=True)
+    if pj:
+        subprocess.run(asterisk + [f"dialplan set global ASTERTRACK_AGI 127.0.0.1:{agi_port}"], check=True,
+                       capture_output=True)
     work = Path(tempfile.mkdtemp(prefix="astertrack-lab-"))
     db = work / "lab.db"
     conf = work / "astertrack.conf"
@@ -171,16 +184,18 @@ data_dir = {work}
 [database]
 url = sqlite:///{db}
 [agi]
+listen_port = {agi_port}
 metrics_port = 0
 [ami]
+port = {ami_port}
 username = calltrack
 secret = calltrack-secret
 metrics_port = 0
 [recordings]
-dir = {args.lab / 'pbx' / 'spool' / 'monitor'}
+dir = {args.lab / instance / 'spool' / 'monitor'}
 """)
     conf.chmod(0o600)
-    seed(f"sqlite:///{db}")
+    seed(f"sqlite:///{db}", tech)
     agi = start("astertrack-agi", conf, work / "agi.log")
     ami = start("astertrack-ami", conf, work / "ami.log")
     time.sleep(3)
@@ -189,10 +204,18 @@ dir = {args.lab / 'pbx' / 'spool' / 'monitor'}
         for name, call_args, want in FLOWS + [AGI_DOWN]:
             if name.startswith("AGI down"):
                 stop(agi)
+            # A call left over from a failed flow would keep a phone busy for the next ones.
+            subprocess.run(asterisk + ["channel request hangup all"], capture_output=True)
+            time.sleep(1)
             last = sqlite3.connect(db).execute("SELECT coalesce(max(id), 0) FROM calls").fetchone()[0]
-            seen = place(args.kit, args.lab, call_args)
+            try:
+                seen = place(args.kit, args.lab, call_args, args.pbx)
+            except (RuntimeError, ValueError, subprocess.TimeoutExpired) as exc:
+                seen, problems = {}, [f"call.py: {exc}"]
+            else:
+                problems = []
             row = newest_call(db, last)
-            problems = compare(row, want)
+            problems += compare(row, want, tech)
             if name.startswith("AGI down") and seen.get("agi", {}).get("AGISTATUS") != "FAILURE":
                 problems.append(f"AGISTATUS {seen.get('agi')} (expected FAILURE)")
             results.append({"flow": name, "ok": not problems, "problems": problems,
@@ -205,7 +228,7 @@ dir = {args.lab / 'pbx' / 'spool' / 'monitor'}
     finally:
         stop(agi)
         stop(ami)
-    print(json.dumps({"check": "lab_e2e", "flows": len(results), "passed": sum(r["ok"] for r in results),
+    print(json.dumps({"check": "lab_e2e", "pbx": args.pbx, "flows": len(results), "passed": sum(r["ok"] for r in results),
                       "failed": [r["flow"] for r in results if not r["ok"]], "workdir": str(work)}))
     return 0 if all(r["ok"] for r in results) else 1
 
