@@ -20,6 +20,7 @@ from typing import Any
 from sqlalchemy.orm import Session, sessionmaker
 
 from agi import announce
+from agi.database import agi_engine, run_with_retry
 from agi.protocol import (
     AGIChannel,
     AGIConnectionClosed,
@@ -33,7 +34,7 @@ from agi.settings import AgiSettings
 from agi.store import SnapshotCache
 from astertrack import metrics, routing
 from astertrack.config import Config
-from astertrack.db import engine_from_config, make_session_factory
+from astertrack.db import make_session_factory
 from astertrack.dbtypes import utcnow
 
 log = logging.getLogger("agi")
@@ -79,7 +80,7 @@ class AgiApp:
         self._slots: asyncio.Semaphore | None = None  # created in the serving event loop
         self._own_engine = None
         if session_factory is None:
-            self._own_engine = engine_from_config(config)
+            self._own_engine = agi_engine(config)
             session_factory = make_session_factory(self._own_engine)
         self.session_factory = session_factory
         workers = db_workers or config.values["agi"]["db_threads"] or config.values["database"]["pool_size"]
@@ -94,14 +95,15 @@ class AgiApp:
         self._slots = None  # new max_parallel from the next call on
         if self._own_engine is not None and config.values["database"]["url"] != old_url:
             old_engine = self._own_engine
-            self._own_engine = engine_from_config(config)
+            self._own_engine = agi_engine(config)
             self.session_factory = make_session_factory(self._own_engine)
             old_engine.dispose()
         log.info("configuration reloaded")
 
     async def run_db(self, func, *args: Any) -> Any:
         loop = asyncio.get_running_loop()
-        return await loop.run_in_executor(self.executor, functools.partial(func, self.session_factory, *args))
+        return await loop.run_in_executor(self.executor,
+                                          functools.partial(run_with_retry, func, self.session_factory, *args))
 
     def close(self) -> None:
         self.executor.shutdown(wait=True, cancel_futures=True)

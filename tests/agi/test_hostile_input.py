@@ -217,3 +217,37 @@ def test_metrics_count_decisions_and_keep_wire_names_out_of_labels(agi, seeded):
     assert sample("inbound", "ok") == ok_before + 1
     assert sample("unknown", "unknown_route") == unknown_before + 1
     assert sample("x" * 40, "unknown_route") == 0
+
+
+def test_postgres_connections_killed_under_the_server_are_replaced_without_failing_a_call(
+        tmp_path, db_url, seeded, caplog):
+    """No pre-ping on PostgreSQL (it costs a round trip per checkout): a dead pooled connection
+    is found by the failed statement and the step runs again on a fresh one."""
+    from sqlalchemy import create_engine, text
+    from sqlalchemy.engine import make_url
+
+    from agi.app import AgiApp
+    from tests.agi.conftest import ServerThread, make_config
+
+    if not db_url.startswith("postgresql"):
+        pytest.skip("PostgreSQL only")
+    app = AgiApp(make_config(tmp_path, db_url))  # the daemon's own engine (agi.database)
+    thread = ServerThread(app).start()
+    try:
+        fake = FakeAsterisk(*thread.address)
+        assert_still_serving(fake)
+        admin = create_engine(db_url, isolation_level="AUTOCOMMIT")
+        with admin.connect() as conn:
+            killed = conn.execute(text(
+                "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity "
+                "WHERE datname = :db AND pid <> pg_backend_pid() AND application_name = ''"),
+                {"db": make_url(db_url).database}).scalar()
+        admin.dispose()
+        assert killed >= 1
+
+        result = run(fake.session(_env(), variables={"CHANNEL(linkedid)": "1.2"}))
+
+        assert result.variables[v.STATUS] == "OK"
+        assert "database connection lost" in caplog.text
+    finally:
+        thread.stop()
