@@ -240,22 +240,33 @@ _MANAGER_COLUMNS = (Manager.id, Manager.endpoint, Manager.name, Manager.extensio
                     Manager.last_routed_at)
 
 
-def load_managers(session: Connection, ids: set[int], now: dt.datetime, call_uid: str) -> dict[int, ManagerView]:
+def load_managers(session: Connection, ids: set[int], now: dt.datetime, call_uid: str,
+                  rr_rule_id: int | None = None) -> tuple[dict[int, ManagerView], int | None]:
     """Fresh state of the candidates that could take a call now: enabled, not paused, not held
-    for another call (pauses and reservations change by the second, so never cached)."""
+    for another call (pauses and reservations change by the second, so never cached).
+
+    With ``rr_rule_id`` the rule's round-robin cursor comes back in the same round trip.
+    """
     if not ids:
-        return {}
-    views = {}
-    query = select(*_MANAGER_COLUMNS).where(
+        return {}, None
+    columns = list(_MANAGER_COLUMNS)
+    if rr_rule_id:
+        columns.append(select(RoutingRule.rr_cursor).where(RoutingRule.id == rr_rule_id)
+                       .scalar_subquery().label("rr_cursor"))
+    query = select(*columns).where(
         Manager.id.in_(ids), Manager.enabled.is_(True), Manager.paused.is_(False),
         or_(Manager.reserved_until.is_(None), Manager.reserved_until < now, Manager.reserved_call_uid == call_uid))
+    views = {}
+    cursor = None
     for row in session.execute(query):
         views[row.id] = ManagerView(
             id=row.id, endpoint=row.endpoint, name=row.name, extension=row.extension, enabled=bool(row.enabled),
             paused=bool(row.paused), schedule=row.schedule or {}, device_state=row.device_state or "UNKNOWN",
             reserved_until=row.reserved_until, reserved_call_uid=row.reserved_call_uid,
             last_routed_at=row.last_routed_at)
-    return views
+        if rr_rule_id:
+            cursor = row.rr_cursor
+    return views, cursor
 
 
 def _calls_today(session: Connection, ids: set[int], now: dt.datetime, tz: str | None) -> dict[int, int]:
@@ -293,13 +304,12 @@ def _candidates(session: Session | Connection, plan: Plan, exclude: set[int]) ->
     wanted = set(rule.member_ids)
     if plan.sticky_id:
         wanted.add(plan.sticky_id)
-    views = load_managers(session, wanted, plan.now, plan.call_uid)
+    round_robin = rule.strategy == "round_robin" and rule.id
+    views, cursor = load_managers(session, wanted, plan.now, plan.call_uid, rule.id if round_robin else None)
     if rule.strategy == "fewest_today":
         counts = _calls_today(session, set(views), plan.now, plan.timezone)
         views = {mid: replace(view, calls_today=counts.get(mid, 0)) for mid, view in views.items()}
-    cursor = rule.rr_cursor
-    if rule.strategy == "round_robin" and rule.id:
-        cursor = session.execute(select(RoutingRule.rr_cursor).where(RoutingRule.id == rule.id)).scalar() or 0
+    cursor = (cursor or 0) if round_robin else rule.rr_cursor
     ordered = routing.order_candidates(rule.strategy, [views[i] for i in rule.member_ids if i in views], cursor)
     sticky = views.get(plan.sticky_id) if plan.sticky_id else None
     ordered = routing.with_sticky_first(ordered, sticky)
