@@ -31,7 +31,7 @@ from agi.protocol import (
 )
 from agi.registry import ROUTES, UnknownRouteError, load_routes, lookup
 from agi.settings import AgiSettings
-from agi.store import SnapshotCache
+from agi.snapshot import SnapshotCache
 from astertrack import metrics, routing
 from astertrack.config import Config
 from astertrack.db import make_session_factory

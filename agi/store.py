@@ -1,4 +1,4 @@
-"""Database side of a routing decision: load a snapshot, then reserve and record in one write.
+"""Database side of a routing decision: plan from fresh facts, then reserve and record in one write.
 
 Each function opens its own short transaction and runs in a worker thread (the asyncio
 server never blocks on the database).  The read (``plan_inbound``/``plan_next``) is separate
@@ -13,7 +13,6 @@ import contextlib
 import datetime as dt
 import logging
 import threading
-import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field, replace
 
@@ -25,15 +24,14 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from agi.database import ASYNC_COMMIT_ENGINES
 from agi.settings import AgiSettings
+from agi.snapshot import DEFAULT_RULE_NAME, SnapshotCache
 from astertrack import attribution as attr
 from astertrack import reservations, routing
 from astertrack.models import (
     Call,
     CallerProfile,
     Manager,
-    ManagerGroup,
     RoutingRule,
-    manager_group_members,
     new_uid,
 )
 from astertrack.recording import recording_name
@@ -42,7 +40,6 @@ from astertrack.schedule import is_open, local_day_start
 
 log = logging.getLogger(__name__)
 
-DEFAULT_RULE_NAME = "default"
 # SQLite has one writer at a time and makes the others sleep-and-retry (1, 2, 5, 10 ... 100 ms
 # steps).  Queueing our own writers on a lock first keeps those sleeps out of the latency.
 _sqlite_writer = threading.Lock()
@@ -152,87 +149,6 @@ class Decision:
         if self.queue:
             return f"queue:{self.queue}"
         return routing.manager_label(self.managers)
-
-
-# ---------------------------------------------------------------- snapshots
-
-
-@dataclass
-class Snapshot:
-    """Routing configuration as of ``loaded_at``: rules, numbers, sources, sites, manager ids.
-
-    What an admin edits, not what a call changes, so it is shared by every call for
-    ``[agi] cache_seconds`` (SIGHUP drops it).  Live facts (reservations, pauses, device
-    states, round-robin position, visitor sessions, caller profiles) are always read fresh.
-    """
-
-    directory: attr.Directory
-    rules: list[RuleView]
-    enabled_manager_ids: tuple[int, ...]
-    loaded_at: float
-
-    def rule(self, rule_id: int | None) -> RuleView | None:
-        for rule in self.rules:
-            if rule.id == rule_id:
-                return rule
-        return None
-
-    def implicit_rule(self) -> RuleView | None:
-        """No rule matched: offer the call to every enabled manager, least recently routed first."""
-        if not self.enabled_manager_ids:
-            return None
-        return RuleView(id=0, name=DEFAULT_RULE_NAME, priority=1_000_000, strategy="least_recent",
-                        member_ids=self.enabled_manager_ids, sticky=True, sticky_days=30)
-
-
-class SnapshotCache:
-    """One Snapshot per process, reloaded when older than ``ttl`` seconds (0 = every call)."""
-
-    def __init__(self, ttl: float):
-        self.ttl = ttl
-        self._snapshot: Snapshot | None = None
-        self._lock = threading.Lock()
-
-    def clear(self) -> None:
-        self._snapshot = None
-
-    def get(self, factory: sessionmaker[Session]) -> Snapshot:
-        snapshot = self._snapshot
-        if snapshot is not None and time.monotonic() - snapshot.loaded_at < self.ttl:
-            return snapshot
-        with self._lock:
-            snapshot = self._snapshot
-            if snapshot is None or time.monotonic() - snapshot.loaded_at >= self.ttl:
-                with factory() as session:
-                    snapshot = load_snapshot(session)
-                self._snapshot = snapshot
-            return snapshot
-
-
-def _rule_view(rule, member_ids: tuple[int, ...], queue_name: str | None) -> RuleView:
-    return RuleView(
-        id=rule.id, name=rule.name, priority=rule.priority, site_id=rule.site_id, match=rule.match or {},
-        strategy=rule.strategy or "round_robin", member_ids=member_ids, queue_name=queue_name,
-        sticky=bool(rule.sticky), sticky_days=rule.sticky_days or 0, ring_timeout=rule.ring_timeout,
-        max_attempts=rule.max_attempts, schedule=rule.schedule or {},
-        after_hours_destination=rule.after_hours_destination, fallback_destination=rule.fallback_destination,
-        rr_cursor=rule.rr_cursor or 0,
-    )
-
-
-def load_rules(session: Session) -> list[RuleView]:
-    rules = session.execute(select(RoutingRule).where(RoutingRule.enabled.is_(True))).scalars().all()
-    members: dict[int, list[int]] = {}
-    for gid, mid in session.execute(select(manager_group_members.c.group_id, manager_group_members.c.manager_id)):
-        members.setdefault(gid, []).append(mid)
-    queues = dict(session.execute(select(ManagerGroup.id, ManagerGroup.queue_name)).all())
-    return [_rule_view(r, tuple(sorted(members.get(r.group_id, ()))), queues.get(r.group_id)) for r in rules]
-
-
-def load_snapshot(session: Session) -> Snapshot:
-    enabled = tuple(sorted(session.execute(select(Manager.id).where(Manager.enabled.is_(True))).scalars()))
-    return Snapshot(directory=attr.load_directory(session), rules=load_rules(session),
-                    enabled_manager_ids=enabled, loaded_at=time.monotonic())
 
 
 _MANAGER_COLUMNS = (Manager.id, Manager.endpoint, Manager.name, Manager.extension, Manager.enabled, Manager.paused,

@@ -1,0 +1,99 @@
+"""The routing configuration snapshot: rules, numbers, sources, sites, shared by every call.
+
+What an admin edits changes rarely, so it is read once per ``[agi] cache_seconds`` instead of
+once per call (SIGHUP drops it).  Live facts - reservations, pauses, device states, the
+round-robin position, visitor sessions, caller profiles - are never cached (``agi.store``).
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from dataclasses import dataclass
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session, sessionmaker
+
+from astertrack import attribution as attr
+from astertrack.models import Manager, ManagerGroup, RoutingRule, manager_group_members
+from astertrack.routing import RuleView
+
+DEFAULT_RULE_NAME = "default"
+
+
+@dataclass
+class Snapshot:
+    """Routing configuration as of ``loaded_at``: rules, numbers, sources, sites, manager ids.
+
+    What an admin edits, not what a call changes, so it is shared by every call for
+    ``[agi] cache_seconds`` (SIGHUP drops it).  Live facts (reservations, pauses, device
+    states, round-robin position, visitor sessions, caller profiles) are always read fresh.
+    """
+
+    directory: attr.Directory
+    rules: list[RuleView]
+    enabled_manager_ids: tuple[int, ...]
+    loaded_at: float
+
+    def rule(self, rule_id: int | None) -> RuleView | None:
+        for rule in self.rules:
+            if rule.id == rule_id:
+                return rule
+        return None
+
+    def implicit_rule(self) -> RuleView | None:
+        """No rule matched: offer the call to every enabled manager, least recently routed first."""
+        if not self.enabled_manager_ids:
+            return None
+        return RuleView(id=0, name=DEFAULT_RULE_NAME, priority=1_000_000, strategy="least_recent",
+                        member_ids=self.enabled_manager_ids, sticky=True, sticky_days=30)
+
+
+class SnapshotCache:
+    """One Snapshot per process, reloaded when older than ``ttl`` seconds (0 = every call)."""
+
+    def __init__(self, ttl: float):
+        self.ttl = ttl
+        self._snapshot: Snapshot | None = None
+        self._lock = threading.Lock()
+
+    def clear(self) -> None:
+        self._snapshot = None
+
+    def get(self, factory: sessionmaker[Session]) -> Snapshot:
+        snapshot = self._snapshot
+        if snapshot is not None and time.monotonic() - snapshot.loaded_at < self.ttl:
+            return snapshot
+        with self._lock:
+            snapshot = self._snapshot
+            if snapshot is None or time.monotonic() - snapshot.loaded_at >= self.ttl:
+                with factory() as session:
+                    snapshot = load_snapshot(session)
+                self._snapshot = snapshot
+            return snapshot
+
+
+def _rule_view(rule, member_ids: tuple[int, ...], queue_name: str | None) -> RuleView:
+    return RuleView(
+        id=rule.id, name=rule.name, priority=rule.priority, site_id=rule.site_id, match=rule.match or {},
+        strategy=rule.strategy or "round_robin", member_ids=member_ids, queue_name=queue_name,
+        sticky=bool(rule.sticky), sticky_days=rule.sticky_days or 0, ring_timeout=rule.ring_timeout,
+        max_attempts=rule.max_attempts, schedule=rule.schedule or {},
+        after_hours_destination=rule.after_hours_destination, fallback_destination=rule.fallback_destination,
+        rr_cursor=rule.rr_cursor or 0,
+    )
+
+
+def load_rules(session: Session) -> list[RuleView]:
+    rules = session.execute(select(RoutingRule).where(RoutingRule.enabled.is_(True))).scalars().all()
+    members: dict[int, list[int]] = {}
+    for gid, mid in session.execute(select(manager_group_members.c.group_id, manager_group_members.c.manager_id)):
+        members.setdefault(gid, []).append(mid)
+    queues = dict(session.execute(select(ManagerGroup.id, ManagerGroup.queue_name)).all())
+    return [_rule_view(r, tuple(sorted(members.get(r.group_id, ()))), queues.get(r.group_id)) for r in rules]
+
+
+def load_snapshot(session: Session) -> Snapshot:
+    enabled = tuple(sorted(session.execute(select(Manager.id).where(Manager.enabled.is_(True))).scalars()))
+    return Snapshot(directory=attr.load_directory(session), rules=load_rules(session),
+                    enabled_manager_ids=enabled, loaded_at=time.monotonic())
