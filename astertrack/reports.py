@@ -397,10 +397,11 @@ def funnel(session: Session, f: ReportFilter) -> dict[str, Any]:
         sess_conds.append(VisitorSession.source_id == f.source_id)
         lead_conds.append(Lead.source_id == f.source_id)
         cost_conds.append(AdCost.source_id == f.source_id)
-    sessions = dict(session.execute(select(VisitorSession.source_id, func.count(VisitorSession.id))
+    sessions = dict(session.execute(select(VisitorSession.source_id, func.count())
                                     .where(*sess_conds).group_by(VisitorSession.source_id)).all())
-    calls = dict(session.execute(select(Call.source_id, func.count(Call.id))
-                                 .where(*f.call_conditions()).group_by(Call.source_id)).all())
+    source_key = _dimension("source")[0]
+    calls = dict(session.execute(select(source_key, func.count())
+                                 .where(*f.call_conditions()).group_by(source_key)).all())
     leads: dict[Any, tuple[int, int, Decimal]] = {}
     for r in session.execute(
             select(Lead.source_id, func.count(distinct(Lead.id)),

@@ -161,7 +161,7 @@ def timed(fn, repeat: int = 5) -> float:
     return round(statistics.median(samples), 1)
 
 
-def measure(factory, pairs, managers) -> tuple[float, float]:
+def measure(factory, pairs, managers) -> tuple[float, float, float]:
     tz = "Europe/Moscow"
     period = reports.last_days(30, tz=tz)
     site_id, source_id = pairs[0]
@@ -178,10 +178,14 @@ def measure(factory, pairs, managers) -> tuple[float, float]:
             calls, _ = reports.call_log(db, f, limit=50)
             assert calls, "the filtered call log should not be empty"
 
-    return timed(sources_report), timed(call_log)
+    def funnel():
+        with factory() as db:
+            reports.funnel(db, period)
+
+    return timed(sources_report), timed(call_log), timed(funnel)
 
 
-def run(url: str, kind: str, n_calls: int, n_sessions: int) -> tuple[float, float]:
+def run(url: str, kind: str, n_calls: int, n_sessions: int) -> tuple[float, float, float]:
     engine = make_engine(url)
     Base.metadata.create_all(engine)
     factory = make_session_factory(engine)
@@ -203,7 +207,7 @@ def run(url: str, kind: str, n_calls: int, n_sessions: int) -> tuple[float, floa
             conn.exec_driver_sql("VACUUM ANALYZE visitor_sessions")
     log(f"{kind}: seeded {n_calls:,} calls and {n_sessions:,} sessions in {time.perf_counter() - started:.0f} s")
     result = measure(factory, pairs, managers)
-    log(f"{kind}: sources report {result[0]} ms, filtered call log {result[1]} ms")
+    log(f"{kind}: sources report {result[0]} ms, filtered call log {result[1]} ms, funnel {result[2]} ms")
     engine.dispose()
     return result
 
@@ -218,11 +222,11 @@ def main() -> None:
     args = parser.parse_args()
     n_sessions = args.sessions if args.sessions is not None else 3 * args.calls
     out = {"pg_sources_ms": None, "pg_calllog_ms": None, "sqlite_sources_ms": None, "sqlite_calllog_ms": None,
-           "calls": args.calls, "sessions": n_sessions}
+           "calls": args.calls, "sessions": n_sessions, "pg_funnel_ms": None, "sqlite_funnel_ms": None}
     if not args.skip_sqlite:
         with tempfile.TemporaryDirectory(prefix="astertrack-bench-") as tmp:
-            out["sqlite_sources_ms"], out["sqlite_calllog_ms"] = run(f"sqlite:///{tmp}/bench.db", "sqlite",
-                                                                     args.calls, n_sessions)
+            out["sqlite_sources_ms"], out["sqlite_calllog_ms"], out["sqlite_funnel_ms"] = run(
+                f"sqlite:///{tmp}/bench.db", "sqlite", args.calls, n_sessions)
     if not args.skip_pg:
         name = f"astertrack_bench_{os.getpid()}"
         admin = create_engine(args.pg_url, isolation_level="AUTOCOMMIT")
@@ -230,7 +234,7 @@ def main() -> None:
             conn.execute(text(f'CREATE DATABASE "{name}"'))
         try:
             url = make_url(args.pg_url).set(database=name).render_as_string(hide_password=False)
-            out["pg_sources_ms"], out["pg_calllog_ms"] = run(url, "pg", args.calls, n_sessions)
+            out["pg_sources_ms"], out["pg_calllog_ms"], out["pg_funnel_ms"] = run(url, "pg", args.calls, n_sessions)
         finally:
             with admin.connect() as conn:
                 conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
