@@ -8,8 +8,7 @@ over the ``ix_calls_*_started`` indexes) so a 30-day report over a million calls
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import Iterable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from decimal import Decimal
 from typing import Any
 from zoneinfo import ZoneInfo
@@ -461,7 +460,6 @@ class CallLogFilter:
     caller: str | None = None  # E.164 for an exact match, or digits for a substring search
     tag: str | None = None
     only_manager_id: int | None = None  # a manager's own calls (routed to or answered by them)
-    extra: dict[str, Any] = field(default_factory=dict)
 
 
 def call_log(session: Session, f: CallLogFilter, limit: int = 50,
@@ -526,8 +524,3 @@ def previous_calls(session: Session, call: Call, limit: int = 5) -> tuple[int, l
     count = session.execute(select(func.count(Call.id)).where(*conds)).scalar_one()
     recent = list(session.scalars(select(Call).where(*conds).order_by(Call.started_at.desc()).limit(limit)))
     return int(count), recent
-
-
-def rows_as_table(rows: Iterable[dict[str, Any]], columns: list[str]) -> list[list[Any]]:
-    """Flatten report rows for CSV export in the given column order."""
-    return [[row.get(col) for col in columns] for row in rows]
