@@ -1,0 +1,141 @@
+#!/usr/bin/env python3
+"""Two real PBXs, one PostgreSQL: the lab's chan_sip and chan_pjsip instances as nodes of one fleet.
+
+Each PBX gets its own ``astertrack-agi`` and ``astertrack-ami`` (nodes ``pbx-sip`` and
+``pbx-pj``), all writing to one fresh PostgreSQL database.  The same tracking numbers ring on
+both boxes; each rule's group holds the phones of both (``SIP/101`` and ``PJSIP/101``): the
+AGI asks its own Asterisk for device states, and another box's endpoint is never "free"
+there, so each PBX only dials its own phones.  Calls are placed on both PBXs at the same time.
+
+    python tests/ops/lab_fleet_check.py [--pg postgresql://postgres@127.0.0.1:5432/postgres]
+
+Needs the lab built with PJSIP (see ../shared/lab/README.md).  Last line: one JSON object.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import subprocess
+import sys
+import tempfile
+import time
+import uuid
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+from sqlalchemy import create_engine, select, text
+from sqlalchemy.engine import make_url
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
+
+from astertrack.db import make_engine, make_session_factory  # noqa: E402
+from astertrack.models import Base, Call, Manager, ManagerGroup, RoutingRule, Site, Source, TrackingNumber  # noqa: E402
+from tests.ops.lab_check import REPO, place, start, stop  # noqa: E402
+
+FLOWS = [  # (call.py arguments, outcome, missed_reason, answering extension, hangup side)
+    ("--did 74950000101 --caller 79161234567 --hangup-after-answer 4", "answered", None, "101", "caller"),
+    ("--did 74950000103 --caller 74957654321", "busy", "all_busy", None, "pbx"),
+    ("--did 74950000102 --caller 79031112233 --hangup-after 4", "missed", "caller_hangup", None, "caller"),
+    ("--did 74950000104 --caller 79031112233 --phone 104=2/4", "answered", None, "104", "manager"),
+]
+NODES = {"pbx-sip": ("sip", "SIP", 4573, 5038), "pbx-pj": ("pjsip", "PJSIP", 4574, 5040)}
+
+
+def seed(url: str) -> None:
+    engine = make_engine(url)
+    Base.metadata.create_all(engine)
+    with make_session_factory(engine)() as s:
+        site = Site(name="fleet", timezone="UTC")
+        s.add(site)
+        s.flush()
+        source = Source(site_id=site.id, name="Google Ads", kind="static")
+        s.add(source)
+        s.flush()
+        phones = {}
+        for tech in ("SIP", "PJSIP"):
+            for ext in ("101", "102", "103", "104"):
+                phones[tech, ext] = Manager(name=f"{tech} {ext}", endpoint=f"{tech}/{ext}", extension=ext)
+                s.add(phones[tech, ext])
+        s.flush()
+        for ext in ("101", "102", "103", "104"):
+            did = f"+74950000{ext}"
+            group = ManagerGroup(name=f"ext {ext}", managers=[phones["SIP", ext], phones["PJSIP", ext]])
+            s.add(group)
+            s.flush()
+            s.add(TrackingNumber(number=did, site_id=site.id, source_id=source.id))
+            s.add(RoutingRule(name=f"did-{ext}", priority=10, match={"dids": [did]}, group_id=group.id,
+                              strategy="round_robin", sticky=False, ring_timeout=10, max_attempts=2))
+        s.commit()
+    engine.dispose()
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--lab", type=Path, default=Path.home() / "asterisk-lab")
+    parser.add_argument("--prefix", type=Path, default=Path.home() / "asterisk-build" / "asterisk")
+    parser.add_argument("--prefix-pj", type=Path, default=Path.home() / "asterisk-build" / "asterisk-pj")
+    parser.add_argument("--kit", type=Path, default=REPO.parent / "shared" / "lab")
+    parser.add_argument("--pg", default="postgresql+psycopg://postgres@127.0.0.1:5432/postgres")
+    args = parser.parse_args()
+    (args.lab / "pids.txt").touch()
+    subprocess.run([str(args.kit / "up.sh"), str(args.prefix), str(args.lab), "--pjsip", str(args.prefix_pj),
+                    "--dialplan", str(REPO / "asterisk-conf" / "extensions_astertrack.conf"),
+                    "--trunk-context", "astertrack-inbound"], check=True, capture_output=True)
+    for instance, prefix, agi in (("pbx", args.prefix, 4573), ("pbxpj", args.prefix_pj, 4574)):
+        cli = [str(prefix / "sbin" / "asterisk"), "-C", str(args.lab / instance / "etc" / "asterisk.conf"), "-rx"]
+        subprocess.run(cli + [f"dialplan set global ASTERTRACK_AGI 127.0.0.1:{agi}"], check=True, capture_output=True)
+        subprocess.run(cli + ["channel request hangup all"], capture_output=True)
+
+    name = f"astertrack_fleet_lab_{uuid.uuid4().hex[:6]}"
+    admin = create_engine(args.pg, isolation_level="AUTOCOMMIT")
+    with admin.connect() as conn:
+        conn.execute(text(f'CREATE DATABASE "{name}"'))
+    url = make_url(args.pg).set(database=name).render_as_string(hide_password=False)
+    seed(url)
+    work = Path(tempfile.mkdtemp(prefix="astertrack-fleet-"))
+    procs = []
+    try:
+        for node, (_pbx, _tech, agi_port, ami_port) in NODES.items():
+            conf = work / f"{node}.conf"
+            conf.write_text(f"[general]\nnode = {node}\n[database]\nurl = {url}\n[agi]\nlisten_port = {agi_port}\n"
+                            f"metrics_port = 0\n[ami]\nport = {ami_port}\nusername = calltrack\n"
+                            f"secret = calltrack-secret\nmetrics_port = 0\n")
+            conf.chmod(0o600)
+            procs += [start("astertrack-agi", conf, work / f"{node}-agi.log"),
+                      start("astertrack-ami", conf, work / f"{node}-ami.log")]
+        time.sleep(3)
+        with ThreadPoolExecutor(2) as pool:
+            for flow in FLOWS:  # the same flow on both PBXs at the same time
+                list(pool.map(lambda pbx, f=flow: place(args.kit, args.lab, f[0], pbx), ("sip", "pjsip")))
+        time.sleep(4)
+        engine = make_engine(url)
+        with make_session_factory(engine)() as s:
+            calls = s.scalars(select(Call).order_by(Call.id)).all()
+        engine.dispose()
+    finally:
+        for proc in procs:
+            stop(proc)
+        with admin.connect() as conn:
+            conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+        admin.dispose()
+
+    problems = []
+    for node, (_pbx, tech, _a, _m) in NODES.items():
+        rows = [c for c in calls if c.node == node]
+        if len(rows) != len(FLOWS):
+            problems.append(f"{node}: {len(rows)} calls, expected {len(FLOWS)}")
+        for (call_args, outcome, reason, ext, side), row in zip(FLOWS, rows, strict=False):
+            got = (row.outcome, row.missed_reason, row.answered_by, row.hangup_side, row.state)
+            want = (outcome, reason, f"{tech}/{ext}" if ext else None, side, "finished")
+            status = "ok  " if got == want else "FAIL"
+            print(f"{status} {node} {call_args.split()[1]}: {got}", file=sys.stderr)
+            if got != want:
+                problems.append(f"{node} {call_args}: {got} != {want}")
+    print(json.dumps({"check": "lab_fleet", "nodes": list(NODES), "calls": len(calls),
+                      "distinct_call_uids": len({c.call_uid for c in calls}), "problems": problems}))
+    return 0 if not problems else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
