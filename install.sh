@@ -185,8 +185,10 @@ EOF
   say "Development setup ready.  Config: $conf (ASTERTRACK_CONFIG)"
   say "Tests: ./scripts/test"
   if [ "$DEMO" = 1 ] && [ "$NO_RUN" = 0 ]; then
+    local login
+    login="$("$venv/bin/python" -c 'from astertrack.demo import DEMO_ADMIN; print(" / ".join(DEMO_ADMIN))' 2>/dev/null || true)"
     say "Starting everything in the foreground (Ctrl-C stops it):"
-    say "  web admin: http://$web_host:$web_port/"
+    say "  web admin: http://$web_host:$web_port/${login:+   demo login: $login}"
     exec "$venv/bin/astertrack" run
   fi
   say "Run everything: ASTERTRACK_CONFIG=$conf $venv/bin/astertrack run   (web admin http://$web_host:$web_port/)"
