@@ -122,6 +122,8 @@ def test_caller_hanging_up_mid_request_is_logged_and_the_server_carries_on(agi, 
     result = run(fake.session(_env(), hangup_after=3))  # drop the socket after 3 commands
 
     assert not result.closed_by_server
+    # what the dialplan would see: PENDING, not OK -> its fallback branch, never half-set variables
+    assert result.variables == {v.STATUS: "PENDING"}
     assert_still_serving(fake)
     deadline = time.monotonic() + 5
     while "caller gone" not in caplog.text and time.monotonic() < deadline:
