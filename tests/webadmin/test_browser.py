@@ -62,7 +62,10 @@ def page(browser):
     context = browser.new_context(viewport={"width": 1360, "height": 900}, locale="en-US")
     page = context.new_page()
     page.dialogs = []
+    page.errors = []
     page.on("dialog", lambda dialog: (page.dialogs.append(dialog.message), dialog.dismiss()))
+    page.on("console", lambda msg: page.errors.append(msg.text) if msg.type == "error" else None)
+    page.on("pageerror", lambda exc: page.errors.append(str(exc)))
     yield page
     context.close()
 
@@ -109,6 +112,7 @@ def test_sources_report_chart_is_drawn(page, live, request):
     assert painted["ink"] > 1000 and painted["points"] == 30 and painted["total"] == 3
     assert "Yandex Direct" in painted["bars"]
     assert page.get_by_text("How the numbers are counted").is_visible()
+    assert page.errors == []  # no script errors and nothing blocked by the Content-Security-Policy
     shot(page, "report-sources", request)
 
 
@@ -124,6 +128,7 @@ def test_call_card_plays_and_seeks_recording(page, live, data, request):
     page.evaluate("() => { const a = document.getElementById('player'); a.pause(); a.currentTime = 2.0; }")
     page.wait_for_function("() => { const a = document.getElementById('player'); return !a.seeking && a.currentTime >= 1.9; }")
     assert page.get_by_text("Hello, I would like a sofa.").is_visible()
+    assert page.errors == []
     page.evaluate("() => document.getElementById('player').currentTime = 0")
     shot(page, "call-card", request)
 
