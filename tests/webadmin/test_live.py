@@ -98,3 +98,19 @@ def test_ring_all_call_pops_up_at_the_phone_that_rings(app, data, db):
     assert _events(anna.get("/live/popup/stream")) == []
     assert boris.get(f"/calls/{call.id}").status_code == 200  # the card link in the pop-up works for him
     assert anna.get(f"/calls/{call.id}").status_code == 404
+
+
+def test_ring_group_call_pops_up_at_every_phone_it_rings_and_only_those(app, data, db):
+    """The AMI listener lists every ringing phone of a ring-all call, comma-separated."""
+    app.config["SSE_MAX_SECONDS"] = 0.8
+    group_call = _ringing(db, data, None, ringing_endpoint="PJSIP/101,PJSIP/102")
+    boris, anna = app.test_client(), app.test_client()
+    AuthActions(boris).login("boris")
+    AuthActions(anna).login("anna")
+    assert [card["id"] for _, card in _events(boris.get("/live/popup/stream"))] == [group_call.id]
+    assert [card["id"] for _, card in _events(anna.get("/live/popup/stream"))] == [group_call.id]
+    assert anna.get(f"/calls/{group_call.id}").status_code == 200
+    group_call.state = "finished"
+    other = _ringing(db, data, None, ringing_endpoint="PJSIP/1010,PJSIP/10")  # look-alike endpoints only
+    assert _events(anna.get("/live/popup/stream")) == []
+    assert anna.get(f"/calls/{other.id}").status_code == 404

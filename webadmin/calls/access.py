@@ -17,10 +17,9 @@ def can_see(call: Call) -> bool:
         return False
     if mid in (call.manager_id, call.routed_manager_id):
         return True
-    ringing_endpoint = getattr(call, "ringing_endpoint", None)  # ring-all: the call rang at this phone
-    if ringing_endpoint:
+    if call.ringing_endpoint:  # ring-all: "PJSIP/101,PJSIP/102", every phone the call rang at
         manager = get_session().get(Manager, mid)
-        return manager is not None and manager.endpoint == ringing_endpoint
+        return manager is not None and manager.endpoint in call.ringing_endpoint.split(",")
     return False
 
 

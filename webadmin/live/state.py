@@ -6,7 +6,7 @@ import datetime as dt
 from typing import Any
 from urllib.parse import quote, urlsplit
 
-from sqlalchemy import and_, func, or_, select
+from sqlalchemy import and_, func, literal, or_, select
 from sqlalchemy.orm import Session
 
 from astertrack.dbtypes import utcnow
@@ -43,12 +43,13 @@ def ringing_for(db: Session, manager: Manager) -> list[Call]:
     """Calls ringing at this manager's phone.
 
     ``Call.ringing_endpoint`` (written by the AMI listener on DialBegin) says exactly which
-    phone rings; until it is known, a ringing call routed to this manager counts.
+    phones ring; until it is known, a ringing call routed to this manager counts.
     """
-    cond = Call.routed_manager_id == manager.id
-    ringing_endpoint = getattr(Call, "ringing_endpoint", None)
-    if ringing_endpoint is not None:
-        cond = or_(ringing_endpoint == manager.endpoint, and_(ringing_endpoint.is_(None), cond))
+    routed_here = Call.routed_manager_id == manager.id
+    # A ring-all call lists every ringing phone, comma-separated ("PJSIP/101,PJSIP/102"):
+    # match whole items only, so PJSIP/10 never matches PJSIP/101.
+    listed = (literal(",") + Call.ringing_endpoint + literal(",")).contains(f",{manager.endpoint},", autoescape=True)
+    cond = or_(listed, and_(Call.ringing_endpoint.is_(None), routed_here))
     return list(db.scalars(select(Call).where(Call.state == "ringing", Call.started_at >= utcnow() - RINGING_WINDOW,
                                               cond).order_by(Call.started_at)))
 
