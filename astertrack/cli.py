@@ -240,18 +240,19 @@ def demo(ctx: Context, days: int, calls_per_day: int) -> None:
 @main.command()
 @click.option("--no-agi", is_flag=True, help="do not start the FastAGI server")
 @click.option("--no-ami", is_flag=True, help="do not start the AMI listener")
-@click.option("--workers", default=2, show_default=True, help="gunicorn threads per web process")
+@click.option("--web-threads", default=32, show_default=True,
+              help="web admin threads: each open live board or manager pop-up holds one")
 @pass_ctx
-def run(ctx: Context, no_agi: bool, no_ami: bool, workers: int) -> None:
+def run(ctx: Context, no_agi: bool, no_ami: bool, web_threads: int) -> None:
     """Run web admin, tracker API, FastAGI server and AMI listener together in the foreground."""
     from astertrack.supervise import Child, supervise
 
     config = ctx.config
     web, tracker = config.values["web"], config.values["tracker"]
     children = [
-        Child("web admin", ["gunicorn", "--worker-class", "gthread", "--threads", str(max(4, workers * 4)),
+        Child("web admin", ["gunicorn", "--worker-class", "gthread", "--threads", str(web_threads),
                             "--bind", f"{web['listen_host']}:{web['listen_port']}", "webadmin:create_app()"]),
-        Child("tracker", ["gunicorn", "--worker-class", "gthread", "--threads", str(max(4, workers * 2)),
+        Child("tracker", ["gunicorn", "--worker-class", "gthread", "--threads", "8",
                           "--bind", f"{tracker['listen_host']}:{tracker['listen_port']}", "tracker:create_app()"]),
     ]
     if not no_agi:
