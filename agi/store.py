@@ -16,7 +16,7 @@ import threading
 from collections.abc import Iterator
 from dataclasses import dataclass, field, replace
 
-from sqlalchemy import and_, func, insert, or_, select, text, update
+from sqlalchemy import and_, bindparam, func, insert, or_, select, text, update
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.engine import Connection, Engine
@@ -156,6 +156,31 @@ _MANAGER_COLUMNS = (Manager.id, Manager.endpoint, Manager.name, Manager.extensio
                     Manager.last_routed_at)
 
 
+# The hot path's statements are built once; a call only binds values.  (Building a statement
+# and computing its cache key costs more than running it on SQLite.)
+_CAN_TAKE_CALLS = (
+    Manager.id.in_(bindparam("ids", expanding=True)), Manager.enabled.is_(True), Manager.paused.is_(False),
+    or_(Manager.reserved_until.is_(None), Manager.reserved_until < bindparam("now"),
+        Manager.reserved_call_uid == bindparam("call_uid")),
+)
+_LOAD_MANAGERS = select(*_MANAGER_COLUMNS).where(*_CAN_TAKE_CALLS)
+_LOAD_MANAGERS_RR = select(
+    *_MANAGER_COLUMNS,
+    select(RoutingRule.rr_cursor).where(RoutingRule.id == bindparam("rule_id")).scalar_subquery().label("rr_cursor"),
+).where(*_CAN_TAKE_CALLS)
+_CALLS_TODAY = (
+    select(Call.routed_manager_id, func.count())
+    .where(Call.routed_manager_id.in_(bindparam("ids", expanding=True)), Call.started_at >= bindparam("since"))
+    .group_by(Call.routed_manager_id)
+)
+_STICKY_COLUMNS_WHERE = (Call.caller_number == bindparam("caller"), Call.manager_id.is_not(None),
+                         Call.answered_at.is_not(None), Call.started_at >= bindparam("since"))
+_STICKY_ANY_SITE = (select(Call.manager_id).where(*_STICKY_COLUMNS_WHERE)
+                    .order_by(Call.started_at.desc()).limit(1))
+_STICKY_ON_SITE = (select(Call.manager_id).where(*_STICKY_COLUMNS_WHERE, Call.site_id == bindparam("site_id"))
+                   .order_by(Call.started_at.desc()).limit(1))
+
+
 def load_managers(session: Connection, ids: set[int], now: dt.datetime, call_uid: str,
                   rr_rule_id: int | None = None) -> tuple[dict[int, ManagerView], int | None]:
     """Fresh state of the candidates that could take a call now: enabled, not paused, not held
@@ -165,16 +190,12 @@ def load_managers(session: Connection, ids: set[int], now: dt.datetime, call_uid
     """
     if not ids:
         return {}, None
-    columns = list(_MANAGER_COLUMNS)
+    params = {"ids": sorted(ids), "now": now, "call_uid": call_uid}
     if rr_rule_id:
-        columns.append(select(RoutingRule.rr_cursor).where(RoutingRule.id == rr_rule_id)
-                       .scalar_subquery().label("rr_cursor"))
-    query = select(*columns).where(
-        Manager.id.in_(ids), Manager.enabled.is_(True), Manager.paused.is_(False),
-        or_(Manager.reserved_until.is_(None), Manager.reserved_until < now, Manager.reserved_call_uid == call_uid))
+        params["rule_id"] = rr_rule_id
     views = {}
     cursor = None
-    for row in session.execute(query):
+    for row in session.execute(_LOAD_MANAGERS_RR if rr_rule_id else _LOAD_MANAGERS, params):
         views[row.id] = ManagerView(
             id=row.id, endpoint=row.endpoint, name=row.name, extension=row.extension, enabled=bool(row.enabled),
             paused=bool(row.paused), schedule=row.schedule or {}, device_state=row.device_state or "UNKNOWN",
@@ -188,11 +209,7 @@ def load_managers(session: Connection, ids: set[int], now: dt.datetime, call_uid
 def _calls_today(session: Connection, ids: set[int], now: dt.datetime, tz: str | None) -> dict[int, int]:
     if not ids:
         return {}
-    rows = session.execute(
-        select(Call.routed_manager_id, func.count())
-        .where(Call.routed_manager_id.in_(ids), Call.started_at >= local_day_start(now, tz))
-        .group_by(Call.routed_manager_id)
-    )
+    rows = session.execute(_CALLS_TODAY, {"ids": sorted(ids), "since": local_day_start(now, tz)})
     return {mid: count for mid, count in rows}
 
 
@@ -204,13 +221,9 @@ def _sticky_manager_id(session: Session | Connection, rule: RuleView, history: a
     since = now - dt.timedelta(days=rule.sticky_days)
     if history and history.personal_manager_id and history.personal_manager_at and history.personal_manager_at >= since:
         return history.personal_manager_id
-    query = (select(Call.manager_id)
-             .where(Call.caller_number == caller, Call.manager_id.is_not(None), Call.answered_at.is_not(None),
-                    Call.started_at >= since)
-             .order_by(Call.started_at.desc()).limit(1))
-    if site_id is not None:
-        query = query.where(Call.site_id == site_id)
-    return session.execute(query).scalar_one_or_none()
+    if site_id is None:
+        return session.execute(_STICKY_ANY_SITE, {"caller": caller, "since": since}).scalar_one_or_none()
+    return session.execute(_STICKY_ON_SITE, {"caller": caller, "since": since, "site_id": site_id}).scalar_one_or_none()
 
 
 def _candidates(session: Session | Connection, plan: Plan, exclude: set[int]) -> list[ManagerView]:
@@ -309,41 +322,87 @@ def _decision(plan: Plan, won: list[ManagerView], attempt: int) -> Decision:
     )
 
 
+_profiles = CallerProfile.__table__
+
+
+def _profile_param(column: str):
+    return bindparam(f"p_{column}", type_=_profiles.c[column].type)
+
+
+_PROFILE_INSERT = {
+    name: dialect_insert(_profiles).on_conflict_do_nothing().returning(_profiles.c.id)
+    for name, dialect_insert in (("sqlite", sqlite_insert), ("postgresql", pg_insert))
+}
+_PROFILE_UPDATES: dict[tuple, object] = {}  # one statement per shape, built on first use
+
+
+def _profile_update(where_kind: str, first_touch: bool, last_touch: bool, name: bool, personal: bool):
+    """``UPDATE caller_profiles`` for one combination of what changes (at most 48 shapes)."""
+    key = (where_kind, first_touch, last_touch, name, personal)
+    stmt = _PROFILE_UPDATES.get(key)
+    if stmt is not None:
+        return stmt
+    if where_kind == "id":
+        where = _profiles.c.id == bindparam("p_profile_id")
+    elif where_kind == "site":
+        where = and_(_profiles.c.site_id == bindparam("p_site_id"), _profiles.c.number == bindparam("p_number"))
+    else:
+        where = and_(_profiles.c.site_id.is_(None), _profiles.c.number == bindparam("p_number"))
+    values: dict = {"last_call_at": _profile_param("last_call_at"), "calls_count": _profiles.c.calls_count + 1}
+    columns = []
+    if first_touch:
+        columns += ["first_call_at", "first_source_id", "first_session_id"]
+    if last_touch:
+        columns += ["last_source_id", "last_session_id"]
+    if personal:
+        columns += ["personal_manager_id", "personal_manager_at"]
+    values.update({column: _profile_param(column) for column in columns})
+    if name:
+        values["name"] = func.coalesce(_profiles.c.name, _profile_param("name"))
+    stmt = _PROFILE_UPDATES[key] = update(_profiles).where(where).values(**values)
+    return stmt
+
+
 def _update_profile(session: Session | Connection, plan: Plan) -> None:
     """First/last touch, call count and personal manager of the caller (Core statements: hot path)."""
     info, a, now, history = plan.info, plan.attribution, plan.now, plan.history
     if not info.caller:
         return
+    params: dict = {"p_last_call_at": now}
     if history is None:
         # ON CONFLICT DO NOTHING: the same caller on two lines at once; the other call created the
         # profile first, so this one updates it below.  (No savepoint needed on either backend.)
-        dialect_insert = sqlite_insert if session.dialect.name == "sqlite" else pg_insert
-        created = session.execute(dialect_insert(CallerProfile.__table__).values(
-            site_id=a.site_id, number=info.caller, name=info.caller_name, first_call_at=now,
-            first_source_id=a.source_id, first_session_id=a.session_id, last_call_at=now,
-            last_source_id=a.source_id, last_session_id=a.session_id, calls_count=1, tags=[],
-            personal_manager_id=plan.sticky_id, personal_manager_at=now if plan.sticky_id else None,
-        ).on_conflict_do_nothing().returning(CallerProfile.__table__.c.id)).first()
+        created = session.execute(_PROFILE_INSERT[session.dialect.name], {
+            "site_id": a.site_id, "number": info.caller, "name": info.caller_name, "first_call_at": now,
+            "first_source_id": a.source_id, "first_session_id": a.session_id, "last_call_at": now,
+            "last_source_id": a.source_id, "last_session_id": a.session_id, "calls_count": 1, "tags": [],
+            "personal_manager_id": plan.sticky_id, "personal_manager_at": now if plan.sticky_id else None,
+        }).first()
         if created is not None:
             return
-        profile_site = CallerProfile.site_id.is_(None) if a.site_id is None else CallerProfile.site_id == a.site_id
-        where = and_(profile_site, CallerProfile.number == info.caller)
+        where_kind = "nosite" if a.site_id is None else "site"
+        params.update(p_site_id=a.site_id, p_number=info.caller)
     else:
-        where = CallerProfile.id == history.profile_id
-    values: dict = {"last_call_at": now, "calls_count": CallerProfile.calls_count + 1}
-    if plan.is_first_call:  # outside the attribution window: a new first touch
-        values.update(first_call_at=now, first_source_id=a.source_id, first_session_id=a.session_id)
-    if a.kind != "repeat":
-        values.update(last_source_id=a.source_id, last_session_id=a.session_id)
-    if info.caller_name:
-        values["name"] = func.coalesce(CallerProfile.name, info.caller_name)
-    if plan.sticky_id and (history is None or history.personal_manager_id != plan.sticky_id):
-        values.update(personal_manager_id=plan.sticky_id, personal_manager_at=now)
-    session.execute(update(CallerProfile).where(where).values(**values)
-                    .execution_options(synchronize_session=False))
+        where_kind = "id"
+        params["p_profile_id"] = history.profile_id
+    first_touch = plan.is_first_call  # outside the attribution window: a new first touch
+    if first_touch:
+        params.update(p_first_call_at=now, p_first_source_id=a.source_id, p_first_session_id=a.session_id)
+    last_touch = a.kind != "repeat"
+    if last_touch:
+        params.update(p_last_source_id=a.source_id, p_last_session_id=a.session_id)
+    name = bool(info.caller_name)
+    if name:
+        params["p_name"] = info.caller_name
+    personal = bool(plan.sticky_id and (history is None or history.personal_manager_id != plan.sticky_id))
+    if personal:
+        params.update(p_personal_manager_id=plan.sticky_id, p_personal_manager_at=now)
+    session.execute(_profile_update(where_kind, first_touch, last_touch, name, personal), params)
 
 
 _CALL_INSERT = insert(Call.__table__)
+_RR_CURSOR_UPDATE = (update(RoutingRule.__table__).where(RoutingRule.__table__.c.id == bindparam("p_rule_id"))
+                     .values(rr_cursor=bindparam("p_cursor", type_=RoutingRule.__table__.c.rr_cursor.type)))
 
 
 def commit_inbound(factory: sessionmaker[Session], plan: Plan, free: list[ManagerView], settings: AgiSettings,
@@ -374,8 +433,7 @@ def commit_inbound(factory: sessionmaker[Session], plan: Plan, free: list[Manage
             "utm_campaign": a.utm_campaign, "keyword": a.keyword, "is_first_call": plan.is_first_call,
         })
         if won and plan.rule and plan.rule.id and plan.strategy == "round_robin":
-            session.execute(update(RoutingRule).where(RoutingRule.id == plan.rule.id)
-                            .values(rr_cursor=won[0].id).execution_options(synchronize_session=False))
+            session.execute(_RR_CURSOR_UPDATE, {"p_rule_id": plan.rule.id, "p_cursor": won[0].id})
         _update_profile(session, plan)
         session.commit()
         return decision
@@ -388,11 +446,14 @@ class UnknownCall(LookupError):
     """``next`` was asked about a call id we never routed."""
 
 
+_CALL_BY_UID = select(Call.__table__).where(Call.__table__.c.call_uid == bindparam("call_uid"))
+
+
 def plan_next(factory: sessionmaker[Session], cache: SnapshotCache, call_uid: str, settings: AgiSettings,
               now: dt.datetime) -> Plan:
     """Release the failed candidate and list the next ones (none when the attempt budget is spent)."""
     with write_session(factory) as session:
-        call = session.execute(select(Call.__table__).where(Call.call_uid == call_uid)).first()
+        call = session.execute(_CALL_BY_UID, {"call_uid": call_uid}).first()
         if call is None:
             raise UnknownCall(f"no call with id {call_uid!r}")
         reservations.release(session, call_uid)
@@ -417,6 +478,15 @@ def plan_next(factory: sessionmaker[Session], cache: SnapshotCache, call_uid: st
         return plan
 
 
+_calls = Call.__table__
+_NEXT_ATTEMPT_LOST = update(_calls).where(_calls.c.id == bindparam("p_call_id")).values(
+    routed_by=bindparam("p_routed_by", type_=_calls.c.routed_by.type),
+    routing_attempts=bindparam("p_routing_attempts", type_=_calls.c.routing_attempts.type))
+_NEXT_ATTEMPT_WON = _NEXT_ATTEMPT_LOST.values(
+    routed_manager_id=bindparam("p_routed_manager_id", type_=_calls.c.routed_manager_id.type),
+    routing_tried=bindparam("p_routing_tried", type_=_calls.c.routing_tried.type))
+
+
 def release_call(factory: sessionmaker[Session], call_uid: str) -> int:
     """Drop every hold of a call (the dialplan is done with it)."""
     with write_session(factory) as session:
@@ -434,11 +504,9 @@ def commit_next(factory: sessionmaker[Session], plan: Plan, free: list[ManagerVi
             return None
         attempt = plan.attempts_so_far + (1 if won else 0)
         decision = _decision(replace(plan, sticky_id=None), won, attempt)
-        values = {"routed_by": decision.routed_by, "routing_attempts": attempt}
+        params = {"p_call_id": plan.call_id, "p_routed_by": decision.routed_by, "p_routing_attempts": attempt}
         if won:
-            values["routed_manager_id"] = won[0].id
-            values["routing_tried"] = plan.tried + [won[0].id]
-        session.execute(update(Call).where(Call.id == plan.call_id).values(**values)
-                        .execution_options(synchronize_session=False))
+            params.update(p_routed_manager_id=won[0].id, p_routing_tried=plan.tried + [won[0].id])
+        session.execute(_NEXT_ATTEMPT_WON if won else _NEXT_ATTEMPT_LOST, params)
         session.commit()
         return decision

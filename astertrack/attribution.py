@@ -21,7 +21,7 @@ from __future__ import annotations
 import datetime as dt
 from dataclasses import dataclass, replace
 
-from sqlalchemy import or_, select
+from sqlalchemy import bindparam, or_, select
 from sqlalchemy.engine import Connection
 from sqlalchemy.orm import Session
 
@@ -157,6 +157,29 @@ _VISIT_COLUMNS = (VisitorSession.id, VisitorSession.source_id, VisitorSession.ut
                   VisitorSession.keyword, VisitorSession.landing_page, VisitorSession.is_bot)
 
 
+# Statements of the per-call lookups, built once: a call only binds values (building and
+# cache-keying a statement costs more than running it).
+_RECENT_ASSIGNMENTS = (
+    select(NumberAssignment.released_at, NumberAssignment.expires_at, *_VISIT_COLUMNS)
+    .join(VisitorSession, VisitorSession.id == NumberAssignment.session_id)
+    .where(
+        NumberAssignment.number_id == bindparam("number_id"),
+        NumberAssignment.assigned_at <= bindparam("now"),
+        or_(NumberAssignment.released_at.is_(None), NumberAssignment.released_at >= bindparam("released_since")),
+    )
+    .order_by(NumberAssignment.assigned_at.desc())
+    .limit(GRACE_CANDIDATES + 1)
+)
+_HISTORY_COLUMNS = (CallerProfile.id, CallerProfile.last_call_at, CallerProfile.first_source_id,
+                    CallerProfile.first_session_id, CallerProfile.calls_count, CallerProfile.personal_manager_id,
+                    CallerProfile.personal_manager_at, CallerProfile.is_vip, CallerProfile.tags)
+_HISTORY_BY_SITE = select(*_HISTORY_COLUMNS).where(CallerProfile.site_id == bindparam("site_id"),
+                                                   CallerProfile.number == bindparam("number"))
+_HISTORY_NO_SITE = select(*_HISTORY_COLUMNS).where(CallerProfile.site_id.is_(None),
+                                                   CallerProfile.number == bindparam("number"))
+_VISIT_BY_ID = select(*_VISIT_COLUMNS).where(VisitorSession.id == bindparam("session_id"))
+
+
 def _with_visit(base: Attribution, visit, source_name: str | None) -> Attribution:
     return replace(
         base,
@@ -189,18 +212,9 @@ def attribute_number(session: Executor, directory: Directory, did: str | None, n
     pool_source_id, pool_source_name = directory.pool_sources.get(number.pool_id, (None, None))
     base = replace(base, kind="dynamic", source_id=number.source_id or pool_source_id,
                    source_name=base.source_name or pool_source_name)
-    recent = session.execute(
-        select(NumberAssignment.released_at, NumberAssignment.expires_at, *_VISIT_COLUMNS)
-        .join(VisitorSession, VisitorSession.id == NumberAssignment.session_id)
-        .where(
-            NumberAssignment.number_id == number.id,
-            NumberAssignment.assigned_at <= now,
-            or_(NumberAssignment.released_at.is_(None),
-                NumberAssignment.released_at >= now - dt.timedelta(seconds=grace_seconds)),
-        )
-        .order_by(NumberAssignment.assigned_at.desc())
-        .limit(GRACE_CANDIDATES + 1)
-    ).all()
+    recent = session.execute(_RECENT_ASSIGNMENTS, {
+        "number_id": number.id, "now": now, "released_since": now - dt.timedelta(seconds=grace_seconds),
+    }).all()
     live = [row for row in recent if row.released_at is None and row.expires_at >= now]
     if live:
         visit = live[0]
@@ -225,13 +239,10 @@ def attribute_number(session: Executor, directory: Directory, did: str | None, n
 def caller_history(session: Executor, site_id: int | None, caller: str | None) -> CallerHistory | None:
     if not caller:
         return None
-    profile_site = CallerProfile.site_id.is_(None) if site_id is None else CallerProfile.site_id == site_id
-    row = session.execute(
-        select(CallerProfile.id, CallerProfile.last_call_at, CallerProfile.first_source_id,
-               CallerProfile.first_session_id, CallerProfile.calls_count, CallerProfile.personal_manager_id,
-               CallerProfile.personal_manager_at, CallerProfile.is_vip, CallerProfile.tags)
-        .where(profile_site, CallerProfile.number == caller)
-    ).first()
+    if site_id is None:
+        row = session.execute(_HISTORY_NO_SITE, {"number": caller}).first()
+    else:
+        row = session.execute(_HISTORY_BY_SITE, {"site_id": site_id, "number": caller}).first()
     if row is None:
         return None
     return CallerHistory(
@@ -263,7 +274,7 @@ def apply_history(session: Executor, directory: Directory, current: Attribution,
                     source_name=name, session_id=None, utm_source=None, utm_medium=None, utm_campaign=None,
                     keyword=None, landing_page=None)
     if history.first_session_id is not None:
-        visit = session.execute(select(*_VISIT_COLUMNS).where(VisitorSession.id == history.first_session_id)).first()
+        visit = session.execute(_VISIT_BY_ID, {"session_id": history.first_session_id}).first()
         if visit is not None:
             first = replace(_with_visit(first, visit, name), source_id=history.first_source_id, source_name=name)
     return first, False

@@ -33,6 +33,9 @@ _RESERVE = (
             last_routed_at=bindparam("p_now"))
 )
 
+_RELEASE_ALL = (update(_managers).where(_managers.c.reserved_call_uid == bindparam("p_call_uid"))
+                .values(reserved_until=None, reserved_call_uid=None))
+
 
 def reserve(session: Session, manager_id: int, call_uid: str, now: dt.datetime, seconds: int) -> bool:
     """Hold ``manager_id`` for ``call_uid`` until ``now + seconds``; False if someone else holds it.
@@ -46,6 +49,8 @@ def reserve(session: Session, manager_id: int, call_uid: str, now: dt.datetime, 
 
 def release(session: Session, call_uid: str, manager_ids: list[int] | None = None) -> int:
     """Drop the holds of ``call_uid`` (all, or only on ``manager_ids``); returns how many."""
+    if manager_ids is None:
+        return session.execute(_RELEASE_ALL, {"p_call_uid": call_uid}).rowcount
     conditions = [Manager.reserved_call_uid == call_uid]
     if manager_ids is not None:
         if not manager_ids:
