@@ -249,11 +249,11 @@ def run(ctx: Context, no_agi: bool, no_ami: bool, web_threads: int) -> None:
 
     config = ctx.config
     web, tracker = config.values["web"], config.values["tracker"]
+    gunicorn = ["gunicorn", "--config", "python:astertrack.gunicorn_conf", "--workers", "1"]
     children = [
-        Child("web admin", ["gunicorn", "--worker-class", "gthread", "--threads", str(web_threads),
-                            "--bind", f"{web['listen_host']}:{web['listen_port']}", "webadmin:create_app()"]),
-        Child("tracker", ["gunicorn", "--worker-class", "gthread", "--threads", "8",
-                          "--bind", f"{tracker['listen_host']}:{tracker['listen_port']}", "tracker:create_app()"]),
+        Child("web admin", [*gunicorn, "--threads", str(web_threads), "webadmin:create_app()"],
+              env={"ASTERTRACK_GUNICORN_APP": "web"}),
+        Child("tracker", [*gunicorn, "tracker:create_app()"], env={"ASTERTRACK_GUNICORN_APP": "tracker"}),
     ]
     if not no_agi:
         children.append(Child("FastAGI", ["astertrack-agi"]))

@@ -19,7 +19,8 @@ _section = load_config().values[_app]
 bind = [f"{_section['listen_host']}:{_section['listen_port']}"]
 worker_class = "gthread"
 workers = int(os.environ.get("ASTERTRACK_GUNICORN_WORKERS", "2"))
-threads = int(os.environ.get("ASTERTRACK_GUNICORN_THREADS", "8" if _app == "tracker" else "4"))
+# Each open live board or manager pop-up holds one web thread (Server-Sent Events).
+threads = int(os.environ.get("ASTERTRACK_GUNICORN_THREADS", "8" if _app == "tracker" else "32"))
 timeout = 60
 graceful_timeout = 20
 # Behind a reverse proxy on the same host; the apps decide themselves whether to trust
@@ -30,3 +31,6 @@ accesslog = "-" if _app == "web" else None
 errorlog = "-"
 access_log_format = '%(h)s "%(r)s" %(s)s %(b)s %(M)sms'
 proc_name = f"astertrack-{_app}"
+# gunicorn 27+ opens a control socket in $HOME; the web and tracker processes would share one
+# path, and the units' home is read-only.  Older gunicorn ignores this setting.
+control_socket_disable = True

@@ -22,6 +22,7 @@ from pathlib import Path
 class Child:
     name: str
     argv: list[str]
+    env: dict[str, str] = field(default_factory=dict)
     process: subprocess.Popen | None = field(default=None, repr=False)
 
 
@@ -50,7 +51,7 @@ def supervise(children: list[Child], config_path: str | None = None, poll: float
     previous = {sig: signal.signal(sig, stop) for sig in (signal.SIGINT, signal.SIGTERM)}
     try:
         for child in children:
-            child.process = subprocess.Popen(_resolve(child.argv), env=env, stdout=subprocess.PIPE,
+            child.process = subprocess.Popen(_resolve(child.argv), env={**env, **child.env}, stdout=subprocess.PIPE,
                                              stderr=subprocess.STDOUT, text=True, bufsize=1)
             threading.Thread(target=_pump, args=(child,), daemon=True).start()
         reported: set[str] = set()
