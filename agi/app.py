@@ -121,7 +121,9 @@ class AgiApp:
     async def handle(self, channel: AGIChannel, peer: str = "", route_override: str | None = None) -> Request | None:
         """Serve one AGI session; never raises."""
         try:
-            env = await asyncio.wait_for(channel.read_environment(), self.settings.request_timeout)
+            # asyncio.timeout, not wait_for: no extra task and loop round per request
+            async with asyncio.timeout(self.settings.request_timeout):
+                env = await channel.read_environment()
         except AGIConnectionClosed:
             log.warning("agi %s: peer closed the connection before the environment ended", peer)
             return None
@@ -139,7 +141,8 @@ class AgiApp:
             log.warning("agi %s %s: environment problems: %s", peer, name, "; ".join(env.problems[:5]))
         try:
             route = lookup(name)
-            await asyncio.wait_for(self._admitted(route, request), self.settings.request_timeout)
+            async with asyncio.timeout(self.settings.request_timeout):
+                await self._admitted(route, request)
         except UnknownRouteError as exc:
             request.result = "unknown_route"
             log.error("agi %s: %s; sending the call to the fallback", peer, exc)

@@ -64,9 +64,13 @@ def environment(seq: int, classic: bool = False) -> bytes:
 
 
 def reply_to(line: bytes) -> bytes:
-    """Asterisk's answer: device states are free, other GETs are unset, everything else succeeds."""
+    """Asterisk's answer: device states are free, other GETs are unset, everything else succeeds.
+
+    Asterisk substitutes every ``${DEVICE_STATE(...)}`` of a GET FULL VARIABLE expression, so
+    several devices asked at once come back comma-separated.
+    """
     if line.startswith(b"GET FULL VARIABLE ${DEVICE_STATE("):
-        return b"200 result=1 (NOT_INUSE)\n"
+        return b"200 result=1 (" + b",".join([b"NOT_INUSE"] * line.count(b"${DEVICE_STATE(")) + b")\n"
     if line.startswith(b"GET"):
         return b"200 result=0\n"
     if line.startswith(b"EXEC"):

@@ -16,7 +16,7 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-_DEVICE_STATE = re.compile(r"^\$\{DEVICE_STATE\((.+)\)\}$")
+_DEVICE_STATE = re.compile(r"\$\{DEVICE_STATE\(([^)]*)\)\}")
 _VAR_EXPR = re.compile(r"^\$\{(.+)\}$")
 
 
@@ -240,10 +240,14 @@ class FakeAsterisk:
             return "200 result=0" if value is None else f"200 result=1 ({value})"
         if upper[:3] == ["GET", "FULL", "VARIABLE"] and len(parts) >= 4:
             expression = parts[3]
-            device = _DEVICE_STATE.match(expression)
-            if device:
-                result.device_queries.append(device.group(1))
-                return f"200 result=1 ({states.get(device.group(1), self.default_device_state)})"
+            if _DEVICE_STATE.search(expression):
+                # Asterisk substitutes every ${...} of the expression: several devices in one command
+                # come back comma-separated, in the order asked.
+                def device_state(match: re.Match) -> str:
+                    result.device_queries.append(match.group(1))
+                    return states.get(match.group(1), self.default_device_state)
+
+                return f"200 result=1 ({_DEVICE_STATE.sub(device_state, expression)})"
             var = _VAR_EXPR.match(expression)
             value = channel.get(var.group(1)) if var else None
             return "200 result=0" if value is None else f"200 result=1 ({value})"
