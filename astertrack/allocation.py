@@ -27,6 +27,7 @@ transaction and the caller commits.
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 import logging
 from collections.abc import Mapping
@@ -38,10 +39,13 @@ from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
 try:
+    from psycopg.pq import TransactionStatus
     from psycopg.rows import namedtuple_row
     from psycopg.types.json import Json
+
+    _IDLE = TransactionStatus.IDLE
 except ImportError:  # SQLite-only installs
-    namedtuple_row = Json = None
+    namedtuple_row = Json = _IDLE = None
 
 from astertrack.bots import is_bot
 from astertrack.db import begin_write
@@ -228,6 +232,8 @@ _INSERT_KEYS = {
 class _Executor:
     """Runs the prepared statements by name inside the caller's transaction."""
 
+    create_in_one_statement = False  # PostgreSQL only: see _CREATE_WITH_PICK
+
     def __init__(self, conn: Connection, q: _Statements):
         self.conn = conn
         self.q = q
@@ -241,8 +247,17 @@ class _Executor:
     def run(self, name: str, params: dict[str, Any]) -> None:
         self.conn.execute(getattr(self.q, name), params)
 
+    def run_statement(self, stmt: Any) -> None:
+        """A statement built on the spot (the rarer session updates)."""
+        self.conn.execute(stmt)
+
     def json(self, value: Any) -> Any:
         return value
+
+    def atomic(self) -> contextlib.AbstractContextManager[Any]:
+        """The writes that must stand or fall together.  Session-bound executors already run
+        in the caller's transaction; an autocommit connection opens one here."""
+        return contextlib.nullcontext()
 
     def batch(self, items: list[tuple[str, dict[str, Any]]]) -> list[Any]:
         """Run independent statements; the first row of each (None for no rows / no result)."""
@@ -256,19 +271,28 @@ class _Executor:
 class _PsycopgExecutor(_Executor):
     """PostgreSQL fast path: the same statements, compiled once to SQL text and run on the
     transaction's own psycopg connection.  It skips SQLAlchemy's per-execution machinery,
-    which was most of the tracker's CPU per page view; psycopg prepares them server-side."""
+    which was most of the tracker's CPU per page view; psycopg prepares them server-side.
 
+    Built either on a Session's connection (inside the caller's transaction) or, by the
+    tracker, on a bare psycopg connection in autocommit mode (``raw_executor``): then a
+    single statement is its own transaction and ``atomic()`` groups the multi-statement writes.
+    """
+
+    create_in_one_statement = True
     _compiled: dict[str, tuple[str, dict[str, Any]]] = {}
 
-    def __init__(self, conn: Connection, q: _Statements):
-        super().__init__(conn, q)
-        self.cursor = conn.connection.dbapi_connection.cursor(row_factory=namedtuple_row)
+    def __init__(self, raw: Any, dialect: Any, q: _Statements, conn: Connection | None = None):
+        self.conn = conn  # type: ignore[assignment]
+        self.q = q
+        self.raw = raw
+        self.dialect = dialect
+        self.cursor = raw.cursor(row_factory=namedtuple_row)
 
     def _sql(self, name: str) -> tuple[str, dict[str, Any]]:
         compiled = self._compiled.get(name)
         if compiled is None:
             stmt = getattr(self.q, name)
-            result = stmt.compile(dialect=self.conn.dialect, column_keys=_INSERT_KEYS.get(name))
+            result = stmt.compile(dialect=self.dialect, column_keys=_INSERT_KEYS.get(name))
             defaults = {k: v for k, v in result.params.items() if v is not None}
             compiled = self._compiled[name] = (result.string, defaults)
         return compiled
@@ -281,19 +305,31 @@ class _PsycopgExecutor(_Executor):
     def first(self, name: str, params: dict[str, Any]):
         return self._execute(name, params).fetchone()
 
+    def first_sql(self, sql: str, params: dict[str, Any]):
+        return self.cursor.execute(sql, params).fetchone()
+
     def scalar(self, name: str, params: dict[str, Any]):
         return self._execute(name, params).fetchone()[0]
 
     def run(self, name: str, params: dict[str, Any]) -> None:
         self._execute(name, params)
 
+    def run_statement(self, stmt: Any) -> None:
+        compiled = stmt.compile(dialect=self.dialect)
+        self.cursor.execute(compiled.string, compiled.params)
+
     def json(self, value: Any) -> Any:
         return Json(value)
+
+    def atomic(self) -> contextlib.AbstractContextManager[Any]:
+        if self.raw.info.transaction_status != _IDLE:
+            return contextlib.nullcontext()  # already in a transaction (a Session's, or ours)
+        return self.raw.transaction()
 
     def batch(self, items: list[tuple[str, dict[str, Any]]]) -> list[Any]:
         """One network round trip for several statements (and the BEGIN before them) with
         libpq pipeline mode: the page view waits on the database half as often."""
-        raw = self.cursor.connection
+        raw = self.raw
         cursors = []
         with raw.pipeline():
             for name, params in items:
@@ -304,15 +340,76 @@ class _PsycopgExecutor(_Executor):
         return [cursor.fetchone() if cursor.description else None for cursor in cursors]
 
 
-def _executor(db: Session) -> _Executor:
-    conn = db.connection()
-    dialect = conn.dialect.name
+def _statements(dialect: str) -> _Statements:
     statements = _STATEMENTS.get(dialect)
     if statements is None:
         statements = _STATEMENTS[dialect] = _Statements(dialect)
+    return statements
+
+
+def _executor(db: Session) -> _Executor:
+    conn = db.connection()
+    dialect = conn.dialect.name
+    statements = _statements(dialect)
     if dialect == "postgresql" and conn.dialect.driver == "psycopg" and RAW_POSTGRES:
-        return _PsycopgExecutor(conn, statements)
+        return _PsycopgExecutor(conn.connection.dbapi_connection, conn.dialect, statements, conn)
     return _Executor(conn, statements)
+
+
+def session_executor(db: Session) -> _Executor:
+    """An executor on the Session's transaction (taking SQLite's write lock first)."""
+    _write_lock(db)
+    return _executor(db)
+
+
+def raw_executor(raw: Any, dialect: Any) -> _Executor:
+    """An executor on a bare psycopg connection in autocommit mode (the tracker's hot path:
+    no Session, no pool checkout, one statement = one transaction).  ``dialect`` is the
+    engine's SQLAlchemy dialect, used once per statement to compile it."""
+    return _PsycopgExecutor(raw, dialect, _statements("postgresql"))
+
+
+# ---------------------------------------------------------------- one-statement create
+#
+# A new visitor who should get a pool number costs a single round trip on PostgreSQL: the
+# session row, the locked pick of the least recently released free number, the release of
+# that number's expired-but-unswept hold and the new hold, in one data-modifying WITH.
+# ``r`` is pulled by ``a``'s WHERE (an InitPlan) so the stale hold is released before the
+# new one meets it in the live-number unique index.  No pick (pool full) or a lost race
+# (ON CONFLICT DO NOTHING) leaves ``a_id`` NULL and the caller falls back to _allocate.
+
+_SESSION_COLUMNS = _INSERT_KEYS["insert_session"]
+_CREATE_WITH_PICK = f"""\
+WITH s AS (
+  INSERT INTO visitor_sessions ({", ".join(_SESSION_COLUMNS)})
+  VALUES ({", ".join(f"%({c})s" for c in _SESSION_COLUMNS)})
+  RETURNING id
+), p AS (
+  SELECT tn.id, tn.number, na.id AS stale_id, na.expires_at AS stale_expires_at
+  FROM tracking_numbers tn
+  LEFT OUTER JOIN number_assignments na ON na.number_id = tn.id AND na.released_at IS NULL
+  WHERE tn.pool_id = %(c_pool)s AND tn.enabled IS true
+    AND (na.id IS NULL OR na.expires_at <= %(c_now)s)
+  ORDER BY coalesce(na.expires_at, tn.last_released_at) ASC NULLS FIRST, tn.id
+  LIMIT 1
+  FOR UPDATE OF tn SKIP LOCKED
+), r AS (
+  UPDATE number_assignments SET released_at = p.stale_expires_at, release_reason = 'expired'
+  FROM p WHERE number_assignments.id = p.stale_id AND number_assignments.released_at IS NULL
+  RETURNING p.id
+), st AS (
+  UPDATE tracking_numbers SET last_released_at = p.stale_expires_at
+  FROM p WHERE tracking_numbers.id = p.id AND p.stale_id IS NOT NULL
+    AND (tracking_numbers.last_released_at IS NULL OR tracking_numbers.last_released_at < p.stale_expires_at)
+), a AS (
+  INSERT INTO number_assignments (number_id, session_id, assigned_at, last_heartbeat_at, expires_at,
+                                  hard_expires_at, reused)
+  SELECT p.id, s.id, %(c_now)s, %(c_now)s, %(c_expires)s, %(c_hard)s, false FROM p, s
+  WHERE (SELECT count(*) FROM r) >= 0
+  ON CONFLICT (number_id) WHERE released_at IS NULL DO NOTHING
+  RETURNING id
+)
+SELECT s.id AS s_id, p.number, a.id AS a_id FROM s LEFT JOIN p ON true LEFT JOIN a ON true"""
 
 
 # ---------------------------------------------------------------- pool primitives
@@ -432,10 +529,19 @@ def start(db: Session, site: SiteRouting, visit: Mapping[str, Any], now: dt.date
     visitor id) skips looking for that visitor's earlier session.
     """
     _write_lock(db)
-    ex = _executor(db)
+    return start_with(_executor(db), site, visit, now, session_public_id, webdriver, interacted, new_visitor)
+
+
+def start_with(ex: _Executor, site: SiteRouting, visit: Mapping[str, Any], now: dt.datetime,
+               session_public_id: str | None = None, webdriver: bool = False, interacted: bool = False,
+               new_visitor: bool = False) -> Offer:
+    """``start`` on an executor (the tracker's autocommit connection or a Session's).  The
+    lookup is a plain read (READ COMMITTED gives a transaction no steadier view of it); the
+    writes that belong together run under ``ex.atomic()``."""
     existing = _find_session(ex, site, session_public_id, None if new_visitor else visit.get("visitor_id"), now)
     if existing is not None and (existing.a_id is not None or _session_alive(site, existing, now)):
-        return _continue(ex, site, existing, visit, now, interacted)
+        with ex.atomic():
+            return _continue(ex, site, existing, visit, now, interacted)
 
     bot = is_bot(visit.get("user_agent"), webdriver)
     route = route_visit(site, visit)
@@ -446,6 +552,15 @@ def start(db: Session, site: SiteRouting, visit: Mapping[str, Any], now: dt.date
         "is_bot": bot, "interacted": interacted, "page_views": 1, "first_seen": now, "last_seen": now, **values,
     }
     wants_pool = route.pool_id is not None and not bot and not (site.lazy_allocation and not interacted)
+    if wants_pool and ex.create_in_one_statement:
+        expires, hard = _new_hold(site, now)
+        created = ex.first_sql(_CREATE_WITH_PICK, {**session_values, "c_pool": route.pool_id, "c_now": now,
+                                                   "c_expires": expires, "c_hard": hard})
+        if created.a_id is not None:
+            return Offer(public_id, created.number, "pool", expires, route.source)
+        # Pool full (or every pick lost a race): the exact slow path, overflow accounting included.
+        with ex.atomic():
+            return _allocate(ex, site, route, created.s_id, public_id, now, visit, record_overflow=True)
     if wants_pool:
         # The new session row and the free-number pick do not depend on each other: one round trip.
         inserted, picked = ex.batch([("insert_session", session_values),
@@ -474,7 +589,7 @@ def _touch(ex: _Executor, row, now: dt.datetime, page: str | None, count_view: b
         changes["current_page"] = page
     if interacted and not row.interacted:
         changes["interacted"] = True
-    ex.conn.execute(update(_vs).where(_vs.c.id == row.id).values(**changes))
+    ex.run_statement(update(_vs).where(_vs.c.id == row.id).values(**changes))
 
 
 def _keep_or_allocate(ex: _Executor, site: SiteRouting, row, now: dt.datetime,
@@ -514,7 +629,12 @@ def heartbeat(db: Session, site: SiteRouting, session_public_id: str, now: dt.da
     sessions would otherwise take each other's number back on every heartbeat.
     """
     _write_lock(db)
-    ex = _executor(db)
+    return heartbeat_with(_executor(db), site, session_public_id, now, current_page, interacted)
+
+
+def heartbeat_with(ex: _Executor, site: SiteRouting, session_public_id: str, now: dt.datetime,
+                   current_page: str | None = None, interacted: bool = False) -> Offer | None:
+    """``heartbeat`` on an executor; see ``start_with``."""
     row = _find_session(ex, site, session_public_id, None, now)
     if row is None:
         return None
@@ -524,33 +644,39 @@ def heartbeat(db: Session, site: SiteRouting, session_public_id: str, now: dt.da
     if row.a_id is not None and not navigated and (row.interacted or not interacted):
         # The common heartbeat: last_seen and the sliding hold in one round trip.
         expires = _extended(site, now, row.a_hard)
-        _, kept = ex.batch([("seen", {"s_id": row.id, "p_now": now}),
-                            ("extend", {"a_id": row.a_id, "p_expires": expires, "p_now": now})])
-        if kept is None:
-            return _keep_or_allocate(ex, site, row, now, interacted, allow_reuse=False, held=False)
+        with ex.atomic():
+            _, kept = ex.batch([("seen", {"s_id": row.id, "p_now": now}),
+                                ("extend", {"a_id": row.a_id, "p_expires": expires, "p_now": now})])
+            if kept is None:
+                return _keep_or_allocate(ex, site, row, now, interacted, allow_reuse=False, held=False)
         source = route_visit(site, {name: getattr(row, name) for name in VISIT_FIELDS if name != "ip"}).source
         return Offer(row.public_id, row.a_number, "reused" if row.a_reused else "pool", expires, source)
     # An SPA navigation arrives as a heartbeat with a new page: count it as a page view.
-    _touch(ex, row, now, current_page, navigated, interacted)
-    return _keep_or_allocate(ex, site, row, now, interacted, allow_reuse=False)
+    with ex.atomic():
+        _touch(ex, row, now, current_page, navigated, interacted)
+        return _keep_or_allocate(ex, site, row, now, interacted, allow_reuse=False)
 
 
 def unload(db: Session, site: SiteRouting, session_public_id: str, now: dt.datetime) -> bool:
     """The page is going away: keep the number only for the short unload grace, so the next
     page of the visit keeps it and an abandoned visit frees it soon.  True if a hold changed."""
     _write_lock(db)
-    ex = _executor(db)
+    return unload_with(_executor(db), site, session_public_id, now)
+
+
+def unload_with(ex: _Executor, site: SiteRouting, session_public_id: str, now: dt.datetime) -> bool:
+    """``unload`` on an executor; see ``start_with``."""
     row = _find_session(ex, site, session_public_id, None, now)
     if row is None:
         return False
-    ex.run("seen", {"s_id": row.id, "p_now": now})
-    if row.a_id is None:
-        return False
     grace = now + dt.timedelta(seconds=site.unload_grace_seconds)
-    if grace < row.a_expires:
+    if row.a_id is None or grace >= row.a_expires:
+        ex.run("seen", {"s_id": row.id, "p_now": now})
+        return False
+    with ex.atomic():
+        ex.run("seen", {"s_id": row.id, "p_now": now})
         ex.run("shorten", {"a_id": row.a_id, "p_expires": grace})
-        return True
-    return False
+    return True
 
 
 def release_expired(db: Session, now: dt.datetime, limit: int = 1000) -> int:

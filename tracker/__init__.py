@@ -42,60 +42,27 @@ visitor cannot spoof their address.  Set ``[tracker] trust_forwarded_for = yes``
 from __future__ import annotations
 
 import hashlib
-import json
 import logging
+import weakref
 from pathlib import Path
-from typing import Any
 
 from flask import Flask, Response, request
 from sqlalchemy import create_engine, event
 from sqlalchemy.engine import Engine, make_url
-from sqlalchemy.exc import OperationalError
 from sqlalchemy.orm import Session, sessionmaker
 
-from astertrack import allocation
 from astertrack.config import Config, load_config
-from astertrack.db import engine_from_config, make_session_factory, normalise_url, session_scope
-from astertrack.dbtypes import utcnow
-from astertrack.phones import format_display
-from astertrack.sources import SiteRouting
-from tracker.guard import BadRequest, RateLimiter, client_ip, origin_allowed, read_json_body
+from astertrack.db import engine_from_config, make_session_factory, normalise_url
+from tracker.api import HotPaths, TrackerApi
+from tracker.guard import RateLimiter
 from tracker.maintenance import Maintenance
+from tracker.rawpool import raw_pool_for
 from tracker.sitecache import SiteCache
 
 __all__ = ["create_app"]
 
 log = logging.getLogger(__name__)
 SNIPPET_PATH = Path(__file__).parent / "static" / "astertrack.js"
-_DEBUG_FIELDS = ("utm_source", "utm_medium", "utm_campaign", "utm_content", "utm_term", "keyword", "referrer",
-                 "gclid", "yclid", "fbclid", "ga_client_id", "ym_client_id")
-
-
-def _json(body: dict[str, Any], status: int = 200) -> Response:
-    return Response(json.dumps(body, ensure_ascii=False, separators=(",", ":")), status=status,
-                    mimetype="application/json")
-
-
-def _offer_body(site: SiteRouting, offer: allocation.Offer, debug: bool,
-                visit: dict[str, Any] | None = None) -> dict[str, Any]:
-    body: dict[str, Any] = {
-        "live": offer.live,
-        "sid": offer.session_id,
-        "kind": offer.kind,
-        "number": offer.number,
-        "display": format_display(offer.number, site.display_format) if offer.number else None,
-        "expires_at": offer.expires_at.isoformat().replace("+00:00", "Z") if offer.expires_at else None,
-        "heartbeat": site.heartbeat_seconds,
-        "selectors": list(site.replace_selectors),
-        "replace": list(site.replace_numbers),
-    }
-    if debug:
-        source = offer.source
-        body["debug"] = {
-            "source": f"{source.name} ({source.channel or source.kind})" if source else None,
-            "visit": {k: visit[k] for k in _DEBUG_FIELDS if visit and visit.get(k)},
-        }
-    return body
 
 
 def tracker_engine(config: Config) -> Engine:
@@ -140,86 +107,35 @@ def create_app(config: Config | None = None, session_factory: sessionmaker[Sessi
     sites = SiteCache(session_factory, settings["site_cache_seconds"])
     limiter = RateLimiter(settings["rate_limit_per_minute"])
     maintenance = Maintenance(session_factory, settings["maintenance_seconds"], settings["sample_seconds"])
-    max_body = settings["max_body_bytes"]
-    trust_xff = settings["trust_forwarded_for"]
+    raw_pool = raw_pool_for(session_factory.kw["bind"], config.values["database"]["pool_size"],
+                            settings["synchronous_commit"])
+    if raw_pool is not None:
+        weakref.finalize(app, raw_pool.close)
+    api = TrackerApi(sites=sites, limiter=limiter, maintenance=maintenance, max_body=settings["max_body_bytes"],
+                     trust_xff=settings["trust_forwarded_for"], session_factory=session_factory, raw_pool=raw_pool)
     snippet = SNIPPET_PATH.read_bytes()
     snippet_etag = hashlib.sha256(snippet).hexdigest()[:20]
-    app.extensions["astertrack_tracker"] = {"sites": sites, "limiter": limiter, "maintenance": maintenance}
+    app.extensions["astertrack_tracker"] = {"sites": sites, "limiter": limiter, "maintenance": maintenance,
+                                            "api": api}
+    # The API's POSTs skip Flask (see tracker.api); these routes give the same answers to
+    # anything that calls the Flask app underneath, and let Flask answer other methods (405).
+    app.wsgi_app = HotPaths(api, app.wsgi_app)  # type: ignore[method-assign]
 
-    def with_cors(response: Response, origin: str | None) -> Response:
-        if origin:
-            response.headers["Access-Control-Allow-Origin"] = origin
-            response.headers["Vary"] = "Origin"
-        return response
-
-    def handle(action) -> Response:
-        origin = request.headers.get("Origin")
-        maintenance.ensure_started()
-        try:
-            allowed, retry_after = limiter.allow(client_ip(request.environ, trust_xff))
-            if not allowed:
-                response = _json({"error": "too many requests"}, 429)
-                response.headers["Retry-After"] = str(retry_after)
-                return with_cors(response, origin)
-            data = read_json_body(request.stream, request.content_length, max_body)
-            key = data.get("k")
-            if not isinstance(key, str) or not key:
-                raise BadRequest(400, "missing site key: field 'k'")
-            site = sites.get(key[:32])
-            if site is None:
-                raise BadRequest(404, "unknown site key")
-            if origin is not None and not origin_allowed(origin, site.domains):
-                return _json({"error": "origin not allowed for this site"}, 403)
-            with session_scope(session_factory) as db:
-                response = action(db, site, data)
-            return with_cors(response, origin)
-        except BadRequest as exc:
-            return with_cors(_json({"error": exc.message}, exc.status), origin)
-        except OperationalError:
-            log.exception("database unavailable")
-            return with_cors(_json({"error": "temporarily unavailable"}, 503), origin)
-
-    def start_action(db: Session, site: SiteRouting, data: dict[str, Any]) -> Response:
-        visit = allocation.clean_visit(data)
-        visit["ip"] = allocation.clean_text(client_ip(request.environ, trust_xff), 45)
-        header_ua = request.headers.get("User-Agent")
-        if header_ua:
-            visit["user_agent"] = allocation.clean_text(header_ua, allocation.VISIT_FIELDS["user_agent"])
-        offer = allocation.start(db, site, visit, utcnow(),
-                                 session_public_id=allocation.clean_text(data.get("sid"), 32),
-                                 webdriver=data.get("wd") is True, interacted=data.get("interacted") is True,
-                                 new_visitor=data.get("new") is True)
-        return _json(_offer_body(site, offer, data.get("debug") is True, visit))
-
-    def ping_action(db: Session, site: SiteRouting, data: dict[str, Any]) -> Response:
-        sid = allocation.clean_text(data.get("sid"), 32)
-        if not sid:
-            raise BadRequest(400, "missing session id: field 'sid'")
-        offer = allocation.heartbeat(db, site, sid, utcnow(),
-                                     current_page=allocation.clean_text(data.get("page"), 2048),
-                                     interacted=data.get("interacted") is True)
-        if offer is None or not offer.live:
-            return _json({"live": False})
-        return _json(_offer_body(site, offer, data.get("debug") is True))
-
-    def leave_action(db: Session, site: SiteRouting, data: dict[str, Any]) -> Response:
-        sid = allocation.clean_text(data.get("sid"), 32)
-        if not sid:
-            raise BadRequest(400, "missing session id: field 'sid'")
-        allocation.unload(db, site, sid, utcnow())
-        return Response(status=204)
+    def flask_answer(path: str) -> Response:
+        status, headers, body = api.answer(path, request.environ)
+        return Response(body, status=status, headers=headers)
 
     @app.post("/v/start")
     def start():
-        return handle(start_action)
+        return flask_answer("/v/start")
 
     @app.post("/v/ping")
     def ping():
-        return handle(ping_action)
+        return flask_answer("/v/ping")
 
     @app.post("/v/leave")
     def leave():
-        return handle(leave_action)
+        return flask_answer("/v/leave")
 
     @app.route("/v/<path:_rest>", methods=["OPTIONS"])
     def preflight(_rest: str):
@@ -229,7 +145,11 @@ def create_app(config: Config | None = None, session_factory: sessionmaker[Sessi
         response.headers["Access-Control-Allow-Methods"] = "POST"
         response.headers["Access-Control-Allow-Headers"] = "Content-Type"
         response.headers["Access-Control-Max-Age"] = "86400"
-        return with_cors(response, request.headers.get("Origin"))
+        origin = request.headers.get("Origin")
+        if origin:
+            response.headers["Access-Control-Allow-Origin"] = origin
+            response.headers["Vary"] = "Origin"
+        return response
 
     @app.get("/v.js")
     def script():

@@ -1,0 +1,224 @@
+"""The three hot endpoints (``POST /v/start``, ``/v/ping``, ``/v/leave``) as plain WSGI.
+
+Every page view of every customer site lands here, so the request path is kept thin: no
+Flask request context, routing or Response object (they cost about as much CPU as the
+one-statement session create itself).  ``HotPaths`` answers these three POSTs and hands
+everything else, including other methods on the same URLs (405), to the Flask app.  The
+guards are the same either way: rate limit, body cap and JSON checks, site key, Origin
+against the site's domains, CORS on the answer.
+
+On PostgreSQL the work runs on a bare autocommit connection from ``RawPool``; elsewhere (SQLite)
+in a Session under ``BEGIN IMMEDIATE``, as before.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import functools
+import json
+import logging
+from collections.abc import Callable, Iterable, Iterator
+from http import HTTPStatus
+from typing import Any
+
+from sqlalchemy.exc import OperationalError
+from sqlalchemy.orm import Session, sessionmaker
+
+from astertrack import allocation
+from astertrack.dbtypes import utcnow
+from astertrack.phones import format_display
+from astertrack.sources import SiteRouting
+from tracker.guard import BadRequest, RateLimiter, client_ip, origin_allowed, read_json_body
+from tracker.maintenance import Maintenance
+from tracker.rawpool import RawPool
+from tracker.sitecache import SiteCache
+
+try:
+    from psycopg import OperationalError as RawOperationalError
+except ImportError:  # SQLite-only installs
+    class RawOperationalError(Exception):  # type: ignore[no-redef]
+        """Never raised: there is no psycopg."""
+
+log = logging.getLogger(__name__)
+
+Answer = tuple[int, list[tuple[str, str]], bytes]
+Action = Callable[[Any, SiteRouting, dict[str, Any], dict[str, Any]], Answer]
+_STATUS_LINES = {status.value: f"{status.value} {status.phrase}" for status in HTTPStatus}
+_JSON = ("Content-Type", "application/json")
+_DEBUG_FIELDS = ("utm_source", "utm_medium", "utm_campaign", "utm_content", "utm_term", "keyword", "referrer",
+                 "gclid", "yclid", "fbclid", "ga_client_id", "ym_client_id")
+
+
+def json_answer(body: dict[str, Any], status: int = 200) -> Answer:
+    return status, [_JSON], json.dumps(body, ensure_ascii=False, separators=(",", ":")).encode()
+
+
+def _with_cors(answer: Answer, origin: str | None) -> Answer:
+    if origin:
+        answer[1].extend((("Access-Control-Allow-Origin", origin), ("Vary", "Origin")))
+    return answer
+
+
+class _BodyStream:
+    """What ``read_json_body`` needs from the WSGI input: never read past the body (the dev
+    server's socket would block), so without a length only a terminated input is read."""
+
+    def __init__(self, environ: dict[str, Any], length: int | None):
+        self.stream = environ["wsgi.input"]
+        self.length = length
+        self.readable = length is not None or bool(environ.get("wsgi.input_terminated"))
+
+    def read(self, size: int) -> bytes:
+        if not self.readable:
+            return b""
+        return self.stream.read(size if self.length is None else min(size, self.length))
+
+
+def _content_length(environ: dict[str, Any]) -> int | None:
+    raw = environ.get("CONTENT_LENGTH")
+    if not raw:
+        return None
+    try:
+        return max(0, int(raw))
+    except ValueError:
+        return None
+
+
+class TrackerApi:
+    def __init__(self, *, sites: SiteCache, limiter: RateLimiter, maintenance: Maintenance, max_body: int,
+                 trust_xff: bool, session_factory: sessionmaker[Session], raw_pool: RawPool | None):
+        self.sites = sites
+        self.limiter = limiter
+        self.maintenance = maintenance
+        self.max_body = max_body
+        self.trust_xff = trust_xff
+        self.session_factory = session_factory
+        self.raw_pool = raw_pool
+        self.actions: dict[str, Action] = {"/v/start": self.start, "/v/ping": self.ping, "/v/leave": self.leave}
+
+    # ------------------------------------------------------------ plumbing
+
+    @contextlib.contextmanager
+    def _executor(self) -> Iterator[Any]:
+        if self.raw_pool is not None:
+            with self.raw_pool.connection() as raw:
+                yield allocation.raw_executor(raw, self.raw_pool.dialect)
+            return
+        with self.session_factory() as db:
+            try:
+                yield allocation.session_executor(db)
+                db.commit()
+            except BaseException:
+                db.rollback()
+                raise
+
+    def answer(self, path: str, environ: dict[str, Any]) -> Answer:
+        """Guards, then the action; every refusal is JSON ``{"error": ...}``."""
+        action = self.actions[path]
+        origin = environ.get("HTTP_ORIGIN")
+        self.maintenance.ensure_started()
+        try:
+            allowed, retry_after = self.limiter.allow(client_ip(environ, self.trust_xff))
+            if not allowed:
+                status, headers, body = json_answer({"error": "too many requests"}, 429)
+                headers.append(("Retry-After", str(retry_after)))
+                return _with_cors((status, headers, body), origin)
+            length = _content_length(environ)
+            data = read_json_body(_BodyStream(environ, length), length, self.max_body)
+            key = data.get("k")
+            if not isinstance(key, str) or not key:
+                raise BadRequest(400, "missing site key: field 'k'")
+            site = self.sites.get(key[:32])
+            if site is None:
+                raise BadRequest(404, "unknown site key")
+            if origin is not None and not origin_allowed(origin, site.domains):
+                return json_answer({"error": "origin not allowed for this site"}, 403)
+            with self._executor() as ex:
+                answer = action(ex, site, data, environ)
+            return _with_cors(answer, origin)
+        except BadRequest as exc:
+            return _with_cors(json_answer({"error": exc.message}, exc.status), origin)
+        except (OperationalError, RawOperationalError):
+            log.exception("database unavailable")
+            return _with_cors(json_answer({"error": "temporarily unavailable"}, 503), origin)
+
+    # ------------------------------------------------------------ actions
+
+    def start(self, ex: Any, site: SiteRouting, data: dict[str, Any], environ: dict[str, Any]) -> Answer:
+        visit = allocation.clean_visit(data)
+        visit["ip"] = allocation.clean_text(client_ip(environ, self.trust_xff), 45)
+        header_ua = environ.get("HTTP_USER_AGENT")
+        if header_ua:
+            visit["user_agent"] = allocation.clean_text(header_ua, allocation.VISIT_FIELDS["user_agent"])
+        offer = allocation.start_with(ex, site, visit, utcnow(),
+                                      session_public_id=allocation.clean_text(data.get("sid"), 32),
+                                      webdriver=data.get("wd") is True, interacted=data.get("interacted") is True,
+                                      new_visitor=data.get("new") is True)
+        return json_answer(_offer_body(site, offer, data.get("debug") is True, visit))
+
+    def ping(self, ex: Any, site: SiteRouting, data: dict[str, Any], environ: dict[str, Any]) -> Answer:
+        sid = allocation.clean_text(data.get("sid"), 32)
+        if not sid:
+            raise BadRequest(400, "missing session id: field 'sid'")
+        offer = allocation.heartbeat_with(ex, site, sid, utcnow(),
+                                          current_page=allocation.clean_text(data.get("page"), 2048),
+                                          interacted=data.get("interacted") is True)
+        if offer is None or not offer.live:
+            return json_answer({"live": False})
+        return json_answer(_offer_body(site, offer, data.get("debug") is True))
+
+    def leave(self, ex: Any, site: SiteRouting, data: dict[str, Any], environ: dict[str, Any]) -> Answer:
+        sid = allocation.clean_text(data.get("sid"), 32)
+        if not sid:
+            raise BadRequest(400, "missing session id: field 'sid'")
+        allocation.unload_with(ex, site, sid, utcnow())
+        return 204, [], b""
+
+
+def _offer_body(site: SiteRouting, offer: allocation.Offer, debug: bool,
+                visit: dict[str, Any] | None = None) -> dict[str, Any]:
+    body: dict[str, Any] = {
+        "live": offer.live,
+        "sid": offer.session_id,
+        "kind": offer.kind,
+        "number": offer.number,
+        "display": _display(offer.number, site.display_format) if offer.number else None,
+        "expires_at": offer.expires_at.isoformat().replace("+00:00", "Z") if offer.expires_at else None,
+        "heartbeat": site.heartbeat_seconds,
+        "selectors": list(site.replace_selectors),
+        "replace": list(site.replace_numbers),
+    }
+    if debug:
+        source = offer.source
+        body["debug"] = {
+            "source": f"{source.name} ({source.channel or source.kind})" if source else None,
+            "visit": {k: visit[k] for k in _DEBUG_FIELDS if visit and visit.get(k)},
+        }
+    return body
+
+
+@functools.lru_cache(maxsize=8192)
+def _display(number: str, template: str) -> str:
+    """Pool numbers and templates repeat on every page view: format each pair once."""
+    return format_display(number, template)
+
+
+class HotPaths:
+    """WSGI middleware: the API's POSTs straight to ``TrackerApi``, the rest to Flask."""
+
+    def __init__(self, api: TrackerApi, app: Callable[..., Iterable[bytes]]):
+        self.api = api
+        self.app = app
+
+    def __call__(self, environ: dict[str, Any], start_response: Callable[..., Any]) -> Iterable[bytes]:
+        path = environ.get("PATH_INFO")
+        if environ.get("REQUEST_METHOD") != "POST" or path not in self.api.actions:
+            return self.app(environ, start_response)
+        try:
+            status, headers, body = self.api.answer(path, environ)
+        except Exception:
+            log.exception("tracker request failed: %s", path)
+            status, headers, body = json_answer({"error": "internal error"}, 500)
+        headers.append(("Content-Length", str(len(body))))
+        start_response(_STATUS_LINES[status], headers)
+        return [body]
