@@ -125,6 +125,20 @@ async def run(config_path: str | None, host: str | None = None, port: int | None
     return 0
 
 
+def run_event_loop(coro) -> int:
+    """Run the daemon on uvloop when it is installed (the default on Linux), else on asyncio's loop.
+
+    Every AGI round trip, connection and database hand-off goes through the event loop;
+    uvloop's is several times cheaper per operation than the pure-Python selector loop.
+    """
+    try:
+        import uvloop
+    except ImportError:
+        return asyncio.run(coro)
+    with asyncio.Runner(loop_factory=uvloop.new_event_loop) as runner:
+        return runner.run(coro)
+
+
 def serve_workers(config_path: str | None, host: str, port: int, workers: int) -> int:
     """Pre-fork: one listening socket, ``workers`` processes accepting on it (one per core).
 
@@ -144,7 +158,7 @@ def serve_workers(config_path: str | None, host: str, port: int, workers: int) -
                 signal.signal(sig, signal.SIG_DFL)
             code = 1
             try:
-                code = asyncio.run(run(config_path, sock=sock, worker=index))
+                code = run_event_loop(run(config_path, sock=sock, worker=index))
             finally:
                 os._exit(code)
         children[pid] = index
@@ -199,7 +213,7 @@ def main(argv=None) -> int:
         host = args.host or config.values["agi"]["listen_host"]
         port = args.port if args.port is not None else config.values["agi"]["listen_port"]
         return serve_workers(args.config, host, port, workers)
-    return asyncio.run(run(args.config, args.host, args.port))
+    return run_event_loop(run(args.config, args.host, args.port))
 
 
 if __name__ == "__main__":

@@ -195,14 +195,16 @@ def load_managers(session: Connection, ids: set[int], now: dt.datetime, call_uid
         params["rule_id"] = rr_rule_id
     views = {}
     cursor = None
+    # rows unpacked by position (the order of _MANAGER_COLUMNS): a call reads a whole group
     for row in session.execute(_LOAD_MANAGERS_RR if rr_rule_id else _LOAD_MANAGERS, params):
-        views[row.id] = ManagerView(
-            id=row.id, endpoint=row.endpoint, name=row.name, extension=row.extension, enabled=bool(row.enabled),
-            paused=bool(row.paused), schedule=row.schedule or {}, device_state=row.device_state or "UNKNOWN",
-            reserved_until=row.reserved_until, reserved_call_uid=row.reserved_call_uid,
-            last_routed_at=row.last_routed_at)
+        (manager_id, endpoint, name, extension, enabled, paused, schedule, device_state, reserved_until,
+         reserved_call_uid, last_routed_at) = row[:11]
+        views[manager_id] = ManagerView(
+            id=manager_id, endpoint=endpoint, name=name, extension=extension, enabled=bool(enabled),
+            paused=bool(paused), schedule=schedule or {}, device_state=device_state or "UNKNOWN",
+            reserved_until=reserved_until, reserved_call_uid=reserved_call_uid, last_routed_at=last_routed_at)
         if rr_rule_id:
-            cursor = row.rr_cursor
+            cursor = row[11]
     return views, cursor
 
 
