@@ -375,8 +375,10 @@ def raw_executor(raw: Any, dialect: Any) -> _Executor:
 # session row, the locked pick of the least recently released free number, the release of
 # that number's expired-but-unswept hold and the new hold, in one data-modifying WITH.
 # ``r`` is pulled by ``a``'s WHERE (an InitPlan) so the stale hold is released before the
-# new one meets it in the live-number unique index.  No pick (pool full) or a lost race
-# (ON CONFLICT DO NOTHING) leaves ``a_id`` NULL and the caller falls back to _allocate.
+# new one meets it in the live-number unique index.  A full pool under the ``fallback`` policy
+# stores its OverflowEvent in the same statement (``o``).  A lost race (ON CONFLICT DO
+# NOTHING), or a full pool under ``reuse_oldest``, leaves ``a_id`` and ``o_id`` NULL and the
+# caller takes the exact slow path (_allocate).
 
 _SESSION_COLUMNS = _INSERT_KEYS["insert_session"]
 _CREATE_WITH_PICK = f"""\
@@ -408,8 +410,35 @@ WITH s AS (
   WHERE (SELECT count(*) FROM r) >= 0
   ON CONFLICT (number_id) WHERE released_at IS NULL DO NOTHING
   RETURNING id
+), o AS (
+  INSERT INTO overflow_events (site_id, pool_id, session_id, occurred_at, policy, visitor)
+  SELECT %(site_id)s, %(c_pool)s, s.id, %(c_now)s, 'fallback', %(c_visitor)s FROM s
+  WHERE %(c_count_overflow)s AND NOT EXISTS (SELECT 1 FROM p)
+  RETURNING id
 )
-SELECT s.id AS s_id, p.number, a.id AS a_id FROM s LEFT JOIN p ON true LEFT JOIN a ON true"""
+SELECT s.id AS s_id, p.number, a.id AS a_id, o.id AS o_id
+FROM s LEFT JOIN p ON true LEFT JOIN a ON true LEFT JOIN o ON true"""
+
+# The common heartbeat in one statement: the session holds a live number, did not navigate
+# and has nothing new to record, so slide the hold and stamp last_seen.  No row: anything
+# else (no live hold, a navigation, a first interaction, a hold just taken over) and the
+# caller takes the general path, which re-reads everything.
+_STORED_VISIT = tuple(name for name in VISIT_FIELDS if name != "ip")
+_HEARTBEAT = f"""\
+WITH e AS (
+  UPDATE number_assignments na
+  SET expires_at = LEAST(%(h_extended)s, na.hard_expires_at), last_heartbeat_at = %(h_now)s
+  FROM visitor_sessions vs
+  WHERE vs.public_id = %(h_sid)s AND vs.site_id = %(h_site)s AND na.session_id = vs.id
+    AND na.released_at IS NULL AND na.expires_at > %(h_now)s
+    AND (%(h_page)s::varchar IS NULL OR vs.current_page = %(h_page)s::varchar)
+    AND (vs.interacted OR NOT %(h_interacted)s)
+  RETURNING na.number_id, na.expires_at, na.reused, vs.id AS s_id
+), u AS (
+  UPDATE visitor_sessions SET last_seen = %(h_now)s FROM e WHERE visitor_sessions.id = e.s_id
+)
+SELECT vs.public_id, e.expires_at, e.reused, tn.number, {", ".join(f"vs.{c}" for c in _STORED_VISIT)}
+FROM e JOIN tracking_numbers tn ON tn.id = e.number_id JOIN visitor_sessions vs ON vs.id = e.s_id"""
 
 
 # ---------------------------------------------------------------- pool primitives
@@ -472,6 +501,11 @@ def _take_oldest(ex: _Executor, site: SiteRouting, pool_id: int, session_row_id:
     return (victim.number, expires) if expires else None
 
 
+def _overflow_snapshot(visit: Mapping[str, Any]) -> dict[str, Any]:
+    """The visit as stored with an OverflowEvent (what the pool-sizing report shows)."""
+    return {k: v for k, v in visit.items() if v is not None and k != "ip"}
+
+
 def _allocate(ex: _Executor, site: SiteRouting, route: Route, session_row_id: int,
               public_id: str, now: dt.datetime, visit: Mapping[str, Any], record_overflow: bool,
               allow_reuse: bool = True, first_pick: Any = ...) -> Offer:
@@ -482,9 +516,8 @@ def _allocate(ex: _Executor, site: SiteRouting, route: Route, session_row_id: in
     policy = "reuse_oldest" if allow_reuse and site.overflow_policy == "reuse_oldest" else "fallback"
     reused = _take_oldest(ex, site, route.pool_id, session_row_id, now) if policy == "reuse_oldest" else None
     if record_overflow:
-        snapshot = {k: v for k, v in visit.items() if v is not None and k != "ip"}
         ex.run("insert_overflow", {"site_id": site.id, "pool_id": route.pool_id, "session_id": session_row_id,
-                                         "occurred_at": now, "policy": policy, "visitor": ex.json(snapshot)})
+                                   "occurred_at": now, "policy": policy, "visitor": ex.json(_overflow_snapshot(visit))})
     if reused is not None:
         return Offer(public_id, reused[0], "reused", reused[1], route.source)
     return Offer(public_id, route.number, "fallback", None, route.source)
@@ -554,10 +587,14 @@ def start_with(ex: _Executor, site: SiteRouting, visit: Mapping[str, Any], now: 
     wants_pool = route.pool_id is not None and not bot and not (site.lazy_allocation and not interacted)
     if wants_pool and ex.create_in_one_statement:
         expires, hard = _new_hold(site, now)
-        created = ex.first_sql(_CREATE_WITH_PICK, {**session_values, "c_pool": route.pool_id, "c_now": now,
-                                                   "c_expires": expires, "c_hard": hard})
+        count_overflow = site.overflow_policy != "reuse_oldest"
+        created = ex.first_sql(_CREATE_WITH_PICK, {
+            **session_values, "c_pool": route.pool_id, "c_now": now, "c_expires": expires, "c_hard": hard,
+            "c_count_overflow": count_overflow, "c_visitor": ex.json(_overflow_snapshot(visit))})
         if created.a_id is not None:
             return Offer(public_id, created.number, "pool", expires, route.source)
+        if created.o_id is not None:
+            return Offer(public_id, route.number, "fallback", None, route.source)
         # Pool full (or every pick lost a race): the exact slow path, overflow accounting included.
         with ex.atomic():
             return _allocate(ex, site, route, created.s_id, public_id, now, visit, record_overflow=True)
@@ -635,6 +672,15 @@ def heartbeat(db: Session, site: SiteRouting, session_public_id: str, now: dt.da
 def heartbeat_with(ex: _Executor, site: SiteRouting, session_public_id: str, now: dt.datetime,
                    current_page: str | None = None, interacted: bool = False) -> Offer | None:
     """``heartbeat`` on an executor; see ``start_with``."""
+    if ex.create_in_one_statement:
+        held = ex.first_sql(_HEARTBEAT, {
+            "h_sid": session_public_id[:32], "h_site": site.id, "h_now": now,
+            "h_extended": now + dt.timedelta(seconds=site.hold_seconds), "h_page": current_page,
+            "h_interacted": interacted})
+        if held is not None:
+            source = route_visit(site, {name: getattr(held, name) for name in _STORED_VISIT}).source
+            return Offer(held.public_id, held.number, "reused" if held.reused else "pool",
+                         held.expires_at.astimezone(dt.UTC), source)
     row = _find_session(ex, site, session_public_id, None, now)
     if row is None:
         return None

@@ -7,6 +7,7 @@ search engines index the site's real phone.
 
 from __future__ import annotations
 
+import functools
 import re
 
 # Tokens seen in crawler, monitoring, preview and automation user agents.  Matched
@@ -34,7 +35,14 @@ def is_bot(user_agent: str | None, webdriver: bool = False) -> bool:
     """
     if webdriver:
         return True
-    ua = (user_agent or "").strip()
+    return _user_agent_is_bot(user_agent or "")
+
+
+@functools.lru_cache(maxsize=4096)
+def _user_agent_is_bot(user_agent: str) -> bool:
+    """Cached: a handful of browser builds make most of the traffic, and the token search
+    was the tracker's largest single Python cost per new visitor."""
+    ua = user_agent.strip()
     if not ua or not _BROWSER_RE.match(ua):
         return True
     return bool(_BOT_RE.search(ua))
