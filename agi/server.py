@@ -17,6 +17,11 @@ import socket
 import sys
 import time
 
+try:  # imported here, before any fork: a pre-forked worker starts without importing it again
+    import uvloop
+except ImportError:  # pragma: no cover - not on Windows; the stock loop works too
+    uvloop = None
+
 from agi.app import AgiApp
 from agi.protocol import MAX_LINE, AGIChannel
 from astertrack import metrics
@@ -131,9 +136,7 @@ def run_event_loop(coro) -> int:
     Every AGI round trip, connection and database hand-off goes through the event loop;
     uvloop's is several times cheaper per operation than the pure-Python selector loop.
     """
-    try:
-        import uvloop
-    except ImportError:
+    if uvloop is None:
         return asyncio.run(coro)
     with asyncio.Runner(loop_factory=uvloop.new_event_loop) as runner:
         return runner.run(coro)
@@ -154,8 +157,11 @@ def serve_workers(config_path: str | None, host: str, port: int, workers: int) -
     def spawn(index: int) -> None:
         pid = os.fork()
         if pid == 0:
-            for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
+            for sig in (signal.SIGTERM, signal.SIGINT):
                 signal.signal(sig, signal.SIG_DFL)
+            # until the worker's loop takes SIGHUP over, a reload must not kill it (it reads the
+            # configuration as it starts anyway)
+            signal.signal(signal.SIGHUP, signal.SIG_IGN)
             code = 1
             try:
                 code = run_event_loop(run(config_path, sock=sock, worker=index))

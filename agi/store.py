@@ -16,7 +16,7 @@ import threading
 from collections.abc import Iterator
 from dataclasses import dataclass, field, replace
 
-from sqlalchemy import and_, bindparam, func, insert, or_, select, text, update
+from sqlalchemy import and_, bindparam, func, insert, literal, or_, select, text, update
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.engine import Connection, Engine
@@ -365,23 +365,22 @@ def _profile_update(where_kind: str, first_touch: bool, last_touch: bool, name: 
     return stmt
 
 
-def _update_profile(session: Session | Connection, plan: Plan) -> None:
-    """First/last touch, call count and personal manager of the caller (Core statements: hot path)."""
+def _new_profile(plan: Plan) -> dict:
+    """Column values of a caller's first profile row."""
+    info, a, now = plan.info, plan.attribution, plan.now
+    return {
+        "site_id": a.site_id, "number": info.caller, "name": info.caller_name, "first_call_at": now,
+        "first_source_id": a.source_id, "first_session_id": a.session_id, "last_call_at": now,
+        "last_source_id": a.source_id, "last_session_id": a.session_id, "calls_count": 1, "tags": [],
+        "personal_manager_id": plan.sticky_id, "personal_manager_at": now if plan.sticky_id else None,
+    }
+
+
+def _profile_change(plan: Plan) -> tuple[tuple, object, dict]:
+    """(shape, UPDATE statement, parameters) that records this call on the caller's existing profile."""
     info, a, now, history = plan.info, plan.attribution, plan.now, plan.history
-    if not info.caller:
-        return
     params: dict = {"p_last_call_at": now}
-    if history is None:
-        # ON CONFLICT DO NOTHING: the same caller on two lines at once; the other call created the
-        # profile first, so this one updates it below.  (No savepoint needed on either backend.)
-        created = session.execute(_PROFILE_INSERT[session.dialect.name], {
-            "site_id": a.site_id, "number": info.caller, "name": info.caller_name, "first_call_at": now,
-            "first_source_id": a.source_id, "first_session_id": a.session_id, "last_call_at": now,
-            "last_source_id": a.source_id, "last_session_id": a.session_id, "calls_count": 1, "tags": [],
-            "personal_manager_id": plan.sticky_id, "personal_manager_at": now if plan.sticky_id else None,
-        }).first()
-        if created is not None:
-            return
+    if history is None:  # created by a concurrent call of the same caller: found by number
         where_kind = "nosite" if a.site_id is None else "site"
         params.update(p_site_id=a.site_id, p_number=info.caller)
     else:
@@ -399,12 +398,91 @@ def _update_profile(session: Session | Connection, plan: Plan) -> None:
     personal = bool(plan.sticky_id and (history is None or history.personal_manager_id != plan.sticky_id))
     if personal:
         params.update(p_personal_manager_id=plan.sticky_id, p_personal_manager_at=now)
-    session.execute(_profile_update(where_kind, first_touch, last_touch, name, personal), params)
+    shape = (where_kind, first_touch, last_touch, name, personal)
+    return shape, _profile_update(*shape), params
+
+
+def _update_profile(session: Session | Connection, plan: Plan) -> None:
+    """First/last touch, call count and personal manager of the caller (Core statements: hot path)."""
+    if not plan.info.caller:
+        return
+    if plan.history is None:
+        # ON CONFLICT DO NOTHING: the same caller on two lines at once; the other call created the
+        # profile first, so this one updates it below.  (No savepoint needed on either backend.)
+        created = session.execute(_PROFILE_INSERT[session.dialect.name], _new_profile(plan)).first()
+        if created is not None:
+            return
+    _, statement, params = _profile_change(plan)
+    session.execute(statement, params)
 
 
 _CALL_INSERT = insert(Call.__table__)
 _RR_CURSOR_UPDATE = (update(RoutingRule.__table__).where(RoutingRule.__table__.c.id == bindparam("p_rule_id"))
                      .values(rr_cursor=bindparam("p_cursor", type_=RoutingRule.__table__.c.rr_cursor.type)))
+_CALL_COLUMNS = (
+    "call_uid", "node", "linkedid", "uniqueid", "site_id", "did", "caller_number", "caller_raw", "caller_name",
+    "started_at", "state", "routed_manager_id", "routed_by", "routing_attempts", "routing_rule_id", "routing_tried",
+    "recording_path", "source_id", "session_id", "attribution_kind", "attribution_confidence", "utm_source",
+    "utm_medium", "utm_campaign", "keyword", "is_first_call",
+)
+_PROFILE_COLUMNS = (
+    "site_id", "number", "name", "first_call_at", "first_source_id", "first_session_id", "last_call_at",
+    "last_source_id", "last_session_id", "calls_count", "tags", "personal_manager_id", "personal_manager_at",
+)
+
+
+def _bound(table, columns: tuple[str, ...], prefix: str) -> dict:
+    """VALUES of an INSERT used as a WITH clause: a parameter per column, and the columns' own
+    Python-side defaults written out (SQLAlchemy fills those in only for a top-level INSERT)."""
+    values = {name: bindparam(prefix + name, type_=table.c[name].type) for name in columns}
+    for column in table.c:
+        if column.name in values or column.default is None:
+            continue
+        if not column.default.is_scalar:
+            raise RuntimeError(f"{table.name}.{column.name} has a computed default; pass it explicitly")
+        values[column.name] = literal(column.default.arg, type_=column.type)
+    return values
+
+
+# PostgreSQL: the call row and the round-robin position ride along with the profile write as
+# data-modifying WITH clauses - one statement, one round trip instead of three.  Each part
+# runs exactly once and they touch different tables, so nothing depends on statement order.
+_CALL_INSERT_CTE = insert(Call.__table__).values(_bound(Call.__table__, _CALL_COLUMNS, "c_")).cte("new_call")
+_RR_CURSOR_CTE = _RR_CURSOR_UPDATE.cte("rr_cursor")
+_PROFILE_INSERT_BOUND = (pg_insert(_profiles).values(_bound(_profiles, _PROFILE_COLUMNS, "n_"))
+                         .on_conflict_do_nothing().returning(_profiles.c.id))
+_COMBINED: dict[tuple, object] = {}  # (profile shape, with round-robin) -> statement, built on first use
+
+
+def _combined(shape: tuple, base, with_rr: bool):
+    key = (shape, with_rr)
+    stmt = _COMBINED.get(key)
+    if stmt is None:
+        ctes = (_CALL_INSERT_CTE, _RR_CURSOR_CTE) if with_rr else (_CALL_INSERT_CTE,)
+        stmt = _COMBINED[key] = base.add_cte(*ctes)
+    return stmt
+
+
+def _record_call(session: Connection, plan: Plan, call: dict, rr: dict | None) -> None:
+    """Write the call row, move the round-robin position (``rr``) and update the caller's profile."""
+    if session.dialect.name != "postgresql" or not plan.info.caller:
+        session.execute(_CALL_INSERT, call)
+        if rr:
+            session.execute(_RR_CURSOR_UPDATE, rr)
+        _update_profile(session, plan)
+        return
+    params = {f"c_{name}": value for name, value in call.items()}
+    params.update(rr or {})
+    if plan.history is None:
+        params.update({f"n_{name}": value for name, value in _new_profile(plan).items()})
+        created = session.execute(_combined(("new",), _PROFILE_INSERT_BOUND, bool(rr)), params).first()
+        if created is None:  # a concurrent call of the same caller created the profile first
+            _, statement, change = _profile_change(plan)
+            session.execute(statement, change)
+        return
+    shape, statement, change = _profile_change(plan)
+    params.update(change)
+    session.execute(_combined(shape, statement, bool(rr)), params)
 
 
 def commit_inbound(factory: sessionmaker[Session], plan: Plan, free: list[ManagerView], settings: AgiSettings,
@@ -422,7 +500,7 @@ def commit_inbound(factory: sessionmaker[Session], plan: Plan, free: list[Manage
             return None
         decision = _decision(plan, won, attempt=1 if won else 0)
         a, info = plan.attribution, plan.info
-        session.execute(_CALL_INSERT, {
+        call = {
             "call_uid": plan.call_uid, "node": settings.node, "linkedid": info.linkedid, "uniqueid": info.uniqueid,
             "site_id": a.site_id, "did": info.did, "caller_number": info.caller, "caller_raw": info.caller_raw,
             "caller_name": info.caller_name, "started_at": plan.now, "state": "ringing",
@@ -433,10 +511,11 @@ def commit_inbound(factory: sessionmaker[Session], plan: Plan, free: list[Manage
             "source_id": a.source_id, "session_id": a.session_id, "attribution_kind": a.kind,
             "attribution_confidence": a.confidence, "utm_source": a.utm_source, "utm_medium": a.utm_medium,
             "utm_campaign": a.utm_campaign, "keyword": a.keyword, "is_first_call": plan.is_first_call,
-        })
+        }
+        rr = None
         if won and plan.rule and plan.rule.id and plan.strategy == "round_robin":
-            session.execute(_RR_CURSOR_UPDATE, {"p_rule_id": plan.rule.id, "p_cursor": won[0].id})
-        _update_profile(session, plan)
+            rr = {"p_rule_id": plan.rule.id, "p_cursor": won[0].id}
+        _record_call(session, plan, call, rr)
         session.commit()
         return decision
 
