@@ -116,7 +116,11 @@ def ga_client_id(raw: str | None) -> str | None:
 
 def clean_visit(raw: Mapping[str, Any]) -> dict[str, str | None]:
     """Take the known visit fields from untrusted input, each truncated to its column."""
-    visit = {name: clean_text(raw.get(name), limit) for name, limit in VISIT_FIELDS.items()}
+    visit: dict[str, str | None] = dict.fromkeys(VISIT_FIELDS)
+    for name, limit in VISIT_FIELDS.items():
+        value = raw.get(name)
+        if value is not None:  # most fields are absent on most page views
+            visit[name] = clean_text(value, limit)
     visit["ga_client_id"] = ga_client_id(visit["ga_client_id"])
     if not visit["keyword"]:
         visit["keyword"] = clean_text(extract_keyword(visit["utm_term"], visit["referrer"]),
@@ -218,6 +222,20 @@ class _Statements:
         self.has_overflow = select(_oe.c.id).where(_oe.c.session_id == bindparam("s_id")).limit(1)
         self.seen = update(_vs).where(_vs.c.id == bindparam("s_id")).values(last_seen=bindparam("p_now"))
 
+    def touch(self, count_view: bool, new_page: bool, interacted: bool) -> str:
+        """The name of the session update for this combination (built once, then prepared)."""
+        name = f"touch_{count_view:d}{new_page:d}{interacted:d}"
+        if name not in self.__dict__:
+            changes: dict[str, Any] = {"last_seen": bindparam("p_now")}
+            if count_view:
+                changes["page_views"] = _vs.c.page_views + 1
+            if new_page:
+                changes["current_page"] = bindparam("p_page")
+            if interacted:
+                changes["interacted"] = True
+            setattr(self, name, update(_vs).where(_vs.c.id == bindparam("s_id")).values(**changes))
+        return name
+
 
 _STATEMENTS: dict[str, _Statements] = {}
 _INSERT_KEYS = {
@@ -246,10 +264,6 @@ class _Executor:
 
     def run(self, name: str, params: dict[str, Any]) -> None:
         self.conn.execute(getattr(self.q, name), params)
-
-    def run_statement(self, stmt: Any) -> None:
-        """A statement built on the spot (the rarer session updates)."""
-        self.conn.execute(stmt)
 
     def json(self, value: Any) -> Any:
         return value
@@ -313,10 +327,6 @@ class _PsycopgExecutor(_Executor):
 
     def run(self, name: str, params: dict[str, Any]) -> None:
         self._execute(name, params)
-
-    def run_statement(self, stmt: Any) -> None:
-        compiled = stmt.compile(dialect=self.dialect)
-        self.cursor.execute(compiled.string, compiled.params)
 
     def json(self, value: Any) -> Any:
         return Json(value)
@@ -619,14 +629,9 @@ def _touch(ex: _Executor, row, now: dt.datetime, page: str | None, count_view: b
     if not count_view and (not page or page == row.current_page) and (row.interacted or not interacted):
         ex.run("seen", {"s_id": row.id, "p_now": now})  # the common heartbeat
         return
-    changes: dict[str, Any] = {"last_seen": now}
-    if count_view:
-        changes["page_views"] = _vs.c.page_views + 1
-    if page and page != row.current_page:
-        changes["current_page"] = page
-    if interacted and not row.interacted:
-        changes["interacted"] = True
-    ex.run_statement(update(_vs).where(_vs.c.id == row.id).values(**changes))
+    new_page = bool(page and page != row.current_page)
+    name = ex.q.touch(count_view, new_page, interacted and not row.interacted)
+    ex.run(name, {"s_id": row.id, "p_now": now, "p_page": page})
 
 
 def _keep_or_allocate(ex: _Executor, site: SiteRouting, row, now: dt.datetime,

@@ -14,6 +14,11 @@ gunicorn on loopback and drives it with ``wrk`` (``apt-get install wrk``) and a 
 3. the same gunicorn setup serving a trivial Flask endpoint: the ceiling of this machine,
    measured before and after the tracker phases (mean reported; the machine may be shared).
 
+gunicorn: gthread, 2 workers (one per core) x 8 threads for both the tracker and the ceiling
+(``BENCH_WORKERS``, ``BENCH_THREADS``).  Each phase also reports the CPU it cost per request:
+the gunicorn workers' (user + system) and the PostgreSQL backends' of the bench database, read
+from /proc, so a slow run on a busy machine still shows where the time goes.
+
 The last printed line is one JSON object with the figures.
 """
 
@@ -37,8 +42,8 @@ sys.path.insert(0, str(REPO))
 
 PG_ADMIN = os.environ.get("ASTERTRACK_BENCH_PG", "postgresql+psycopg://postgres@127.0.0.1:5432/postgres")
 SITES, POOL_SIZE = 50, 40
-WORKERS = int(os.environ.get("BENCH_WORKERS", "3"))
-THREADS = int(os.environ.get("BENCH_THREADS", "4"))
+WORKERS = int(os.environ.get("BENCH_WORKERS", "2"))
+THREADS = int(os.environ.get("BENCH_THREADS", "8"))
 CONNECTIONS = int(os.environ.get("BENCH_CONNECTIONS", "32"))
 PHASE_SECONDS = int(os.environ.get("BENCH_SECONDS", "8"))
 CEILING_SECONDS = max(2, PHASE_SECONDS // 2)
@@ -170,6 +175,44 @@ def wrk(port: int, script: Path, seconds: int, arg: Path | None = None) -> dict:
     raise SystemExit(f"wrk failed: {out.stdout}\n{out.stderr}")
 
 
+def _cpu_seconds(pids: list[int]) -> float:
+    """utime + stime of these processes (all their threads), in seconds."""
+    total = 0
+    for pid in pids:
+        try:
+            fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+        except (FileNotFoundError, ProcessLookupError):
+            continue
+        total += int(fields[11]) + int(fields[12])
+    return total / os.sysconf("SC_CLK_TCK")
+
+
+def _worker_pids(proc: subprocess.Popen) -> list[int]:
+    out = subprocess.run(["pgrep", "-P", str(proc.pid)], capture_output=True, text=True).stdout
+    return [int(pid) for pid in out.split()]
+
+
+def _backend_pids(admin, database: str) -> list[int]:
+    from sqlalchemy import text
+
+    with admin.connect() as conn:
+        return [row[0] for row in conn.execute(text("SELECT pid FROM pg_stat_activity WHERE datname = :n"),
+                                               {"n": database})]
+
+
+def measured(run, server: subprocess.Popen, admin=None, database: str | None = None) -> dict:
+    """Run one wrk phase and add the CPU milliseconds per request of gunicorn and PostgreSQL."""
+    workers = _worker_pids(server)
+    backends = _backend_pids(admin, database) if admin is not None else []
+    py0, pg0 = _cpu_seconds(workers), _cpu_seconds(backends)
+    result = run()
+    py1, pg1 = _cpu_seconds(workers), _cpu_seconds(backends)
+    requests = max(1, result["requests"])
+    result["py_cpu_ms"] = round((py1 - py0) * 1000 / requests, 3)
+    result["pg_cpu_ms"] = round((pg1 - pg0) * 1000 / requests, 3)
+    return result
+
+
 def seed(url: str) -> list[str]:
     from astertrack.db import make_engine, make_session_factory
     from astertrack.models import Base, NumberPool, Site, TrackingNumber
@@ -237,6 +280,7 @@ def main() -> None:
     from sqlalchemy import create_engine, text
     from sqlalchemy.engine import make_url
 
+    load_before = os.getloadavg()[0]
     name = f"astertrack_bench_{os.getpid()}_{uuid.uuid4().hex[:6]}"
     admin = create_engine(PG_ADMIN, isolation_level="AUTOCOMMIT")
     with admin.connect() as conn:
@@ -268,7 +312,7 @@ def main() -> None:
         procs.append(ceiling_proc)
         wait_http(cport, "/ok")
         wrk(cport, work / "ceiling.lua", 1)
-        ceilings = [wrk(cport, work / "ceiling.lua", CEILING_SECONDS)]
+        ceilings = [measured(lambda: wrk(cport, work / "ceiling.lua", CEILING_SECONDS), ceiling_proc)]
 
         port = free_port()
         tracker = gunicorn("tracker:create_app()", port, env, REPO)
@@ -278,11 +322,14 @@ def main() -> None:
               f"{SITES} sites x {POOL_SIZE}-number pools; wrk 2 threads, {CONNECTIONS} connections", flush=True)
         wrk(port, work / "start.lua", 2, work / "keys.txt")  # warm-up: connections, caches
         before = counts(url)
-        starts = wrk(port, work / "start.lua", PHASE_SECONDS, work / "keys.txt")
+        starts = measured(lambda: wrk(port, work / "start.lua", PHASE_SECONDS, work / "keys.txt"), tracker,
+                          admin, name)
         sessions, holders, overflows = (after - first for after, first in zip(counts(url), before, strict=True))
         print(f"session creates: {starts['per_s']:.0f}/s  p50 {starts['p50_us'] / 1000:.2f} ms  "
               f"p99 {starts['p99_us'] / 1000:.2f} ms  non-2xx {starts['status_errors']}  "
-              f"({sessions} sessions: {holders} took a pool number, {overflows} got the fallback)", flush=True)
+              f"({sessions} sessions: {holders} took a pool number, {overflows} got the fallback)  "
+              f"CPU/request: gunicorn {starts['py_cpu_ms']:.3f} ms, PostgreSQL {starts['pg_cpu_ms']:.3f} ms",
+              flush=True)
         live = holders_list(url, work / "sessions.txt")
         stop(tracker)  # a fresh tracker, so its site cache sees the 10-minute hold
         procs.remove(tracker)
@@ -291,14 +338,15 @@ def main() -> None:
         procs.append(tracker)
         wait_http(port, "/v.js")
         wrk(port, work / "ping.lua", 1, work / "sessions.txt")  # warm-up
-        pings = wrk(port, work / "ping.lua", PHASE_SECONDS, work / "sessions.txt")
+        pings = measured(lambda: wrk(port, work / "ping.lua", PHASE_SECONDS, work / "sessions.txt"), tracker,
+                         admin, name)
         print(f"heartbeats:      {pings['per_s']:.0f}/s  p50 {pings['p50_us'] / 1000:.2f} ms  "
               f"p99 {pings['p99_us'] / 1000:.2f} ms  non-2xx {pings['status_errors']}  "
               f"(from {live} visitors holding a pool number)", flush=True)
         stop(tracker)
         procs.remove(tracker)
 
-        ceilings.append(wrk(cport, work / "ceiling.lua", CEILING_SECONDS))
+        ceilings.append(measured(lambda: wrk(cport, work / "ceiling.lua", CEILING_SECONDS), ceiling_proc))
         ceiling = {"per_s": sum(c["per_s"] for c in ceilings) / 2,
                    "p50_us": max(c["p50_us"] for c in ceilings), "p99_us": max(c["p99_us"] for c in ceilings)}
         print(f"ceiling (trivial Flask endpoint, same gunicorn): {ceiling['per_s']:.0f}/s "
@@ -317,6 +365,14 @@ def main() -> None:
             "pool_assignments": holders,
             "overflow_events": overflows,
             "heartbeat_sessions": live,
+            # CPU milliseconds per request (gunicorn workers; PostgreSQL backends of the bench database)
+            "create_py_cpu_ms": starts["py_cpu_ms"],
+            "create_pg_cpu_ms": starts["pg_cpu_ms"],
+            "heartbeat_py_cpu_ms": pings["py_cpu_ms"],
+            "heartbeat_pg_cpu_ms": pings["pg_cpu_ms"],
+            "ceiling_py_cpu_ms": round(sum(c["py_cpu_ms"] for c in ceilings) / 2, 3),
+            "gunicorn": f"gthread {WORKERS}x{THREADS}",
+            "load_before": round(load_before, 2),
             "cpus": os.cpu_count(),
         }
         print(json.dumps(result))
