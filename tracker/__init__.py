@@ -75,6 +75,10 @@ def tracker_engine(config: Config) -> Engine:
     * no pre-ping round trip per request: after a database restart a request on a dead pooled
       connection fails with 503 (the visitor keeps the page's own number) and the pool
       replaces the connection.
+
+    On PostgreSQL the three API endpoints run on ``tracker.rawpool`` (bare autocommit psycopg
+    connections with the same two settings); this engine serves the site cache, maintenance,
+    metrics and health.  On SQLite it serves everything.
     """
     db = config.values["database"]
     url = normalise_url(db["url"])
