@@ -111,7 +111,9 @@ def create_app(config: Config | None = None, session_factory: sessionmaker[Sessi
     sites = SiteCache(session_factory, settings["site_cache_seconds"])
     limiter = RateLimiter(settings["rate_limit_per_minute"])
     maintenance = Maintenance(session_factory, settings["maintenance_seconds"], settings["sample_seconds"])
-    raw_pool = raw_pool_for(session_factory.kw["bind"], config.values["database"]["pool_size"],
+    # Keep as many idle connections as the engine may open (pool_size + the same overflow), so
+    # a worker with more threads than pool_size does not reconnect on every burst.
+    raw_pool = raw_pool_for(session_factory.kw["bind"], 2 * config.values["database"]["pool_size"],
                             settings["synchronous_commit"])
     if raw_pool is not None:
         weakref.finalize(app, raw_pool.close)
