@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import json
 import os
+import resource
 import shutil
 import signal
 import socket
@@ -205,11 +206,14 @@ def measured(run, server: subprocess.Popen, admin=None, database: str | None = N
     workers = _worker_pids(server)
     backends = _backend_pids(admin, database) if admin is not None else []
     py0, pg0 = _cpu_seconds(workers), _cpu_seconds(backends)
+    load0 = resource.getrusage(resource.RUSAGE_CHILDREN)
     result = run()
+    load1 = resource.getrusage(resource.RUSAGE_CHILDREN)  # wrk, the only child that ended meanwhile
     py1, pg1 = _cpu_seconds(workers), _cpu_seconds(backends)
     requests = max(1, result["requests"])
     result["py_cpu_ms"] = round((py1 - py0) * 1000 / requests, 3)
     result["pg_cpu_ms"] = round((pg1 - pg0) * 1000 / requests, 3)
+    result["wrk_cpu_ms"] = round((load1.ru_utime + load1.ru_stime - load0.ru_utime - load0.ru_stime) * 1000 / requests, 3)
     return result
 
 
@@ -368,6 +372,7 @@ def main() -> None:
             # CPU milliseconds per request (gunicorn workers; PostgreSQL backends of the bench database)
             "create_py_cpu_ms": starts["py_cpu_ms"],
             "create_pg_cpu_ms": starts["pg_cpu_ms"],
+            "create_wrk_cpu_ms": starts["wrk_cpu_ms"],
             "heartbeat_py_cpu_ms": pings["py_cpu_ms"],
             "heartbeat_pg_cpu_ms": pings["pg_cpu_ms"],
             "ceiling_py_cpu_ms": round(sum(c["py_cpu_ms"] for c in ceilings) / 2, 3),
