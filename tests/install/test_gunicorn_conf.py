@@ -22,7 +22,8 @@ def settings(tmp_path, app, **env):
 
 def test_bind_follows_the_config(tmp_path):
     web = json.loads(settings(tmp_path, "web").stdout)
-    assert web == {"bind": ["127.0.0.1:8181"], "workers": 2, "threads": 4, "log": "-"}
+    # 32 web threads: each open live board or manager pop-up holds one (Server-Sent Events)
+    assert web == {"bind": ["127.0.0.1:8181"], "workers": 2, "threads": 32, "log": "-"}
     tracker = json.loads(settings(tmp_path, "tracker", ASTERTRACK_GUNICORN_WORKERS="3").stdout)
     assert tracker == {"bind": ["0.0.0.0:8282"], "workers": 3, "threads": 8, "log": None}
 
