@@ -305,19 +305,25 @@ def registry_with_database(session_factory: sessionmaker[Session]) -> CollectorR
 
 
 def init_flask(app, session_factory: sessionmaker[Session], checks: Mapping[str, HealthCheck] | None = None,
-               registry: CollectorRegistry | None = None, health_path: str | None = "/healthz") -> None:
+               registry: CollectorRegistry | None = None, health_path: str | None = "/healthz",
+               local_only: bool = False) -> None:
     """Add ``GET /metrics`` and ``GET /healthz`` to a Flask app (web admin, tracker).
 
     ``/metrics`` is plain text for a scraper on a trusted network; put it behind the reverse
-    proxy's allow-list if the app is public (the tracker is).  ``health_path=None`` leaves an
-    app's own health endpoint alone.
+    proxy's allow-list if the app is public (the tracker is).  ``local_only`` answers 403 to
+    anything but a direct loopback request (a request relayed by a proxy carries
+    X-Forwarded-For / Forwarded), for apps whose pages all need a login.  ``health_path=None``
+    leaves an app's own health endpoint alone.
     """
-    from flask import Response, jsonify
+    from flask import Response, abort, jsonify, request
 
     registry = registry or registry_with_database(session_factory)
     all_checks = {"database": database_check(session_factory), **(checks or {})}
 
     def metrics_view():
+        if local_only and (request.remote_addr not in ("127.0.0.1", "::1")
+                           or request.headers.get("X-Forwarded-For") or request.headers.get("Forwarded")):
+            abort(403)
         body, content_type = render(registry)
         return Response(body, content_type=content_type)
 

@@ -63,6 +63,12 @@ def create_app(config: Config | None = None, test_config: dict[str, Any] | None 
     def healthz():
         return {"status": "ok"}
 
+    from astertrack import metrics
+
+    # Prometheus text (fleet figures from the database) for a scraper on this host only: every
+    # other page needs a login, so a request relayed by the reverse proxy gets 403.
+    metrics.init_flask(app, app.extensions[db.EXTENSION], health_path=None, local_only=True)
+
     if not app.debug and not app.testing:
         logging.getLogger("webadmin").setLevel(astertrack_config.values["general"]["log_level"])
     return app

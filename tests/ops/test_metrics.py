@@ -185,3 +185,27 @@ def test_flask_wiring_can_leave_an_apps_own_health_endpoint(session_factory):
     client = app.test_client()
     assert client.get("/healthz").get_json() == {"mine": True}
     assert client.get("/metrics").status_code == 200
+
+
+def test_local_only_metrics_refuse_proxied_and_remote_requests(session_factory):
+    app = Flask("t3")
+    metrics.init_flask(app, session_factory, health_path=None, local_only=True)
+    client = app.test_client()
+    assert client.get("/metrics", environ_base={"REMOTE_ADDR": "127.0.0.1"}).status_code == 200
+    assert client.get("/metrics", environ_base={"REMOTE_ADDR": "203.0.113.9"}).status_code == 403
+    relayed = client.get("/metrics", environ_base={"REMOTE_ADDR": "127.0.0.1"},
+                         headers={"X-Forwarded-For": "203.0.113.9"})
+    assert relayed.status_code == 403
+
+
+def test_web_admin_serves_fleet_metrics_to_a_local_scraper(db_url, session):
+    from astertrack.config import load_config
+    from webadmin import create_app
+
+    seed(session)
+    config = load_config(environ={}, overrides={"database": {"url": db_url},
+                                                "web": {"secret_key": "k" * 32, "secure_cookies": "no"}})
+    client = create_app(config).test_client()
+    response = client.get("/metrics")
+    assert response.status_code == 200 and "astertrack_webhook_queue_depth 2.0" in response.get_data(as_text=True)
+    assert client.get("/metrics", headers={"X-Forwarded-For": "198.51.100.7"}).status_code == 403

@@ -111,7 +111,8 @@ def test_missing_recording_file_is_404_not_500(client, auth, data, recordings_di
 
 def test_every_view_declares_its_roles(app):
     """A new view without @roles_required fails here before it can ship unprotected."""
-    public = {"static", "auth.login", "healthz", "index"}
+    public = {"static", "auth.login", "healthz", "index",
+              "astertrack_metrics"}  # loopback-only scrape endpoint (astertrack.metrics, local_only)
     login_only = {"auth.logout", "auth.set_locale"}
     for rule in app.url_map.iter_rules():
         if rule.endpoint in public:
