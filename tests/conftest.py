@@ -9,6 +9,7 @@ the SQLite half and say loudly what was skipped.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
 import socket
@@ -111,29 +112,32 @@ def pg_admin_url():
         stop()
 
 
+@contextlib.contextmanager
+def scratch_pg_database(admin_url: str, prefix: str = "astertrack_t"):
+    """Create a uniquely named PostgreSQL database, yield its URL, drop it afterwards."""
+    name = f"{prefix}_{os.getpid()}_{uuid.uuid4().hex[:8]}"
+    admin = create_engine(admin_url, isolation_level="AUTOCOMMIT")
+    with admin.connect() as conn:
+        conn.execute(text(f'CREATE DATABASE "{name}"'))
+    try:
+        yield make_url(admin_url).set(database=name).render_as_string(hide_password=False)
+    finally:
+        with admin.connect() as conn:
+            conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+        admin.dispose()
+
+
 @pytest.fixture(scope="session")
 def pg_database_url(pg_admin_url):
     """A database of our own for this pytest run, schema created once."""
     if pg_admin_url is None:
         yield None
         return
-    name = f"astertrack_t_{os.getpid()}_{uuid.uuid4().hex[:6]}"
-    admin = create_engine(pg_admin_url, isolation_level="AUTOCOMMIT")
-    with admin.connect() as conn:
-        conn.execute(text(f'CREATE DATABASE "{name}"'))
-    url = make_url(pg_admin_url).set(database=name).render_as_string(hide_password=False)
-    engine = make_engine(url)
-    Base.metadata.create_all(engine)
-    engine.dispose()
-    try:
+    with scratch_pg_database(pg_admin_url) as url:
+        engine = make_engine(url)
+        Base.metadata.create_all(engine)
+        engine.dispose()
         yield url
-    finally:
-        with admin.connect() as conn:
-            conn.execute(text(
-                "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = :n AND pid <> pg_backend_pid()"
-            ), {"n": name})
-            conn.execute(text(f'DROP DATABASE IF EXISTS "{name}"'))
-        admin.dispose()
 
 
 def _truncate_all(url: str) -> None:
@@ -188,30 +192,8 @@ def empty_url(request, tmp_path):
     admin_url = request.getfixturevalue("pg_admin_url")
     if admin_url is None:
         pytest.skip("no PostgreSQL available")
-    name = f"astertrack_mig_{uuid.uuid4().hex[:8]}"
-    admin = create_engine(admin_url, isolation_level="AUTOCOMMIT")
-    with admin.connect() as conn:
-        conn.execute(text(f'CREATE DATABASE "{name}"'))
-    yield make_url(admin_url).set(database=name).render_as_string(hide_password=False)
-    with admin.connect() as conn:
-        conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
-    admin.dispose()
-
-
-@pytest.fixture(scope="session")
-def browser():
-    """Debian's headless Chromium driven by Playwright (never a downloaded browser build)."""
-    if not Path(CHROMIUM).exists():
-        if os.environ.get("CI"):
-            pytest.fail(f"{CHROMIUM} is missing: browser tests cannot be skipped in CI")
-        _skipped_browser.append(f"{CHROMIUM} not installed (apt-get install chromium)")
-        pytest.skip("no chromium")
-    from playwright.sync_api import sync_playwright
-
-    with sync_playwright() as playwright:
-        instance = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
-        yield instance
-        instance.close()
+    with scratch_pg_database(admin_url, "astertrack_mig") as url:
+        yield url
 
 
 def pytest_terminal_summary(terminalreporter):

@@ -7,13 +7,12 @@ import re
 import shutil
 import socket
 import subprocess
-import uuid
 from pathlib import Path
 
 import pytest
-from sqlalchemy import create_engine, inspect, text
-from sqlalchemy.engine import make_url
+from sqlalchemy import create_engine, inspect
 
+from tests.conftest import scratch_pg_database
 from tests.install.conftest import FREEPBX_EXTENSIONS, FREEPBX_MANAGER, REPO
 
 UNITS = ["astertrack-agi.service", "astertrack-ami.service", "astertrack-web.service",
@@ -280,12 +279,7 @@ def test_uninstall_keeps_data_and_purge_removes_it(fake_system):
 def test_postgres_install_runs_migrations(fake_system, pg_admin_url):
     if pg_admin_url is None:
         pytest.skip("no PostgreSQL available")
-    name = f"astertrack_install_{uuid.uuid4().hex[:8]}"
-    admin = create_engine(pg_admin_url, isolation_level="AUTOCOMMIT")
-    with admin.connect() as conn:
-        conn.execute(text(f'CREATE DATABASE "{name}"'))
-    url = make_url(pg_admin_url).set(database=name).render_as_string(hide_password=False)
-    try:
+    with scratch_pg_database(pg_admin_url, "astertrack_install") as url:
         fake_system.plain_asterisk()
         fake_system.run("--postgres", url)
         assert ini(fake_system.root / "etc/astertrack/conf.d/10-secrets.conf")["database"]["url"] == url
@@ -295,10 +289,6 @@ def test_postgres_install_runs_migrations(fake_system, pg_admin_url):
             assert "calls" in inspect(engine).get_table_names()
         finally:
             engine.dispose()
-    finally:
-        with admin.connect() as conn:
-            conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
-        admin.dispose()
 
 
 def test_units_pass_systemd_analyze_verify(fake_system, tmp_path):

@@ -5,17 +5,16 @@ from __future__ import annotations
 import json
 import os
 import tarfile
-import uuid
 
 import pytest
 from click.testing import CliRunner
-from sqlalchemy import create_engine, func, select, text
-from sqlalchemy.engine import make_url
+from sqlalchemy import func, select
 
 from astertrack import migrate
 from astertrack.cli import main
 from astertrack.db import make_engine, make_session_factory
 from astertrack.models import Base, Call, Site
+from tests.conftest import scratch_pg_database
 
 
 def build_schema(url):
@@ -39,18 +38,9 @@ def migrated_url(request, tmp_path):
     admin_url = request.getfixturevalue("pg_admin_url")
     if admin_url is None:
         pytest.skip("no PostgreSQL available")
-    name = f"astertrack_backup_{uuid.uuid4().hex[:8]}"
-    admin = create_engine(admin_url, isolation_level="AUTOCOMMIT")
-    with admin.connect() as conn:
-        conn.execute(text(f'CREATE DATABASE "{name}"'))
-    url = make_url(admin_url).set(database=name).render_as_string(hide_password=False)
-    build_schema(url)
-    try:
+    with scratch_pg_database(admin_url, "astertrack_backup") as url:
+        build_schema(url)
         yield url
-    finally:
-        with admin.connect() as conn:
-            conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
-        admin.dispose()
 
 
 def write_config(directory, url, recordings):

@@ -20,20 +20,18 @@ import sys
 import threading
 import time
 import urllib.request
-import uuid
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import pytest
-from sqlalchemy import create_engine, func, select, text
-from sqlalchemy.engine import make_url
+from sqlalchemy import func, select
 
 from astertrack.db import make_engine, make_session_factory
 from astertrack.models import Base, Call, Manager, NumberAssignment, OverflowEvent, VisitorSession
 from tests.ami.fake_ami import FakeAmiServer, capture_body
 from tests.ami.fake_ami import Session as Script
 from tests.ami.ground_truth import ALL, PJSIP, SIP
-from tests.conftest import SHARED_ASTERISK
+from tests.conftest import SHARED_ASTERISK, scratch_pg_database
 from tests.tracker.factories import FALLBACK, make_site
 
 BIN = Path(sys.executable).parent
@@ -54,20 +52,11 @@ def shared_pg(pg_admin_url):
     """A private PostgreSQL database with the current schema (the fleet's shared database)."""
     if pg_admin_url is None:
         pytest.skip("no PostgreSQL available: the several-PBX setup needs it")
-    name = f"astertrack_fleet_{uuid.uuid4().hex[:8]}"
-    admin = create_engine(pg_admin_url, isolation_level="AUTOCOMMIT")
-    with admin.connect() as conn:
-        conn.execute(text(f'CREATE DATABASE "{name}"'))
-    url = make_url(pg_admin_url).set(database=name).render_as_string(hide_password=False)
-    engine = make_engine(url)
-    Base.metadata.create_all(engine)
-    engine.dispose()
-    try:
+    with scratch_pg_database(pg_admin_url, "astertrack_fleet") as url:
+        engine = make_engine(url)
+        Base.metadata.create_all(engine)
+        engine.dispose()
         yield url
-    finally:
-        with admin.connect() as conn:
-            conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
-        admin.dispose()
 
 
 def write_config(path: Path, body: str) -> Path:
