@@ -26,6 +26,7 @@ from agi.app import AgiApp
 from agi.protocol import MAX_LINE, AGIChannel
 from astertrack import metrics
 from astertrack.config import ConfigError, load_config
+from astertrack.journal import setup_logging
 
 log = logging.getLogger("agi.server")
 LISTEN_BACKLOG = 128
@@ -209,8 +210,7 @@ def main(argv=None) -> int:
     except ConfigError as exc:
         print(f"astertrack-agi: {exc}", file=sys.stderr)
         return 2
-    logging.basicConfig(level=config.values["general"]["log_level"],
-                        format="%(asctime)s %(process)d %(levelname)s %(name)s: %(message)s")
+    setup_logging(config.values["general"]["log_level"], "astertrack-agi", node=config.values["general"]["node"])
     workers = config.values["agi"]["workers"]
     if workers > 1:
         if config.values["database"]["url"].startswith("sqlite"):

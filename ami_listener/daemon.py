@@ -17,6 +17,7 @@ import click
 from astertrack import metrics
 from astertrack.config import ConfigError, load_config
 from astertrack.db import engine_from_config, make_session_factory
+from astertrack.journal import setup_logging
 
 from .connection import AmiAuthError
 from .listener import AmiListener, tracker_from_config
@@ -52,8 +53,7 @@ def main(ctx: click.Context, config_path: str | None) -> None:
 def run(config_path: str | None) -> None:
     """Run the listener until SIGTERM/SIGINT."""
     config = _load(config_path)
-    logging.basicConfig(level=config.values["general"]["log_level"],
-                        format="%(asctime)s %(levelname)s %(name)s: %(message)s", stream=sys.stderr)
+    setup_logging(config.values["general"]["log_level"], "astertrack-ami", node=config.values["general"]["node"])
     if not config.values["ami"]["secret"]:
         click.echo("astertrack-ami: configuration error: [ami] secret is empty", err=True)
         sys.exit(EXIT_CONFIG)
