@@ -43,13 +43,13 @@ DEMO_SUPERVISOR = ("supervisor", "supervisor-demo-password")
 # name, kind, channel, rules, weight of traffic, daily cost (RUB)
 SOURCES = [
     ("Yandex Direct", "dynamic", "cpc", [{"field": "utm_source", "op": "equals", "value": "yandex"},
-                                         {"field": "utm_medium", "op": "equals", "value": "cpc"}], 34, 4200),
+                                         {"field": "utm_medium", "op": "equals", "value": "cpc"}], 34, 21000),
     ("Google Ads", "dynamic", "cpc", [{"field": "utm_source", "op": "equals", "value": "google"},
-                                      {"field": "utm_medium", "op": "equals", "value": "cpc"}], 22, 3100),
-    ("VK Ads", "dynamic", "social", [{"field": "utm_source", "op": "equals", "value": "vk"}], 10, 1500),
+                                      {"field": "utm_medium", "op": "equals", "value": "cpc"}], 22, 15500),
+    ("VK Ads", "dynamic", "social", [{"field": "utm_source", "op": "equals", "value": "vk"}], 10, 7500),
     ("Organic search", "dynamic", "organic", [{"field": "referrer", "op": "contains", "value": "yandex.ru"}], 18, 0),
-    ("Billboard Tverskaya", "static", "offline", [], 6, 800),
-    ("Radio Energy", "static", "offline", [], 4, 1200),
+    ("Billboard Tverskaya", "static", "offline", [], 6, 6000),
+    ("Radio Energy", "static", "offline", [], 4, 9000),
     ("Direct / other", "dynamic", "direct", [], 6, 0),
 ]
 CAMPAIGNS = {
@@ -199,7 +199,7 @@ def load_demo(session: Session, days: int = 30, calls_per_day: int = 110, seed: 
                 if rng.random() < 0.35:
                     won = rng.random() < 0.7
                     session.add(Deal(lead_id=lead.id, status="won" if won else "lost",
-                                     revenue=Decimal(rng.randrange(25000, 180000, 500)) if won else Decimal(0),
+                                     revenue=Decimal(rng.randrange(15000, 60000, 500)) if won else Decimal(0),
                                      created_at=at, closed_at=at + dt.timedelta(days=rng.randint(1, 6))))
                     counts["deals"] += 1
         # Visits that did not call still count in the funnel.
