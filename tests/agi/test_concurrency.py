@@ -23,7 +23,7 @@ async def _burst(fake: FakeAsterisk, count: int):
     return await asyncio.gather(*sessions)
 
 
-def _check(results, session, managers: int, strategy: str):
+def check_decisions(results, session, managers: int, strategy: str):
     assert len(results) == 50
     assert all(r.variables.get(v.STATUS) == "OK" for r in results), "every call gets a decision"
     chosen = [r.variables[v.DIAL] for r in results if r.variables[v.DIAL]]
@@ -47,7 +47,7 @@ def test_fifty_simultaneous_calls_never_share_one_of_ten_free_managers(agi, seed
 
     results = asyncio.run(_burst(fake, 50))
 
-    _check(results, session, 10, "round_robin")
+    check_decisions(results, session, 10, "round_robin")
 
 
 def test_fifty_simultaneous_calls_with_least_recent_strategy(agi, seed, session):
@@ -59,7 +59,7 @@ def test_fifty_simultaneous_calls_with_least_recent_strategy(agi, seed, session)
 
     results = asyncio.run(_burst(fake, 50))
 
-    _check(results, session, 10, "least_recent")
+    check_decisions(results, session, 10, "least_recent")
 
 
 def test_one_caller_on_ten_lines_at_once_gets_one_profile(agi, seed, session):

@@ -87,7 +87,7 @@ operation = st.one_of(
 )
 
 
-def _run(session_factory, ops):
+def check_traffic_against_model(session_factory, ops):
     with session_scope(session_factory) as db:
         site_row = make_site(db, POOL, hold=HOLD, cap=CAP, grace=GRACE)
         site = load_site_routing(db, site_row.public_key)
@@ -166,7 +166,7 @@ def _check_invariants(session_factory, site, model: Model, now: dt.datetime) -> 
                                                                   HealthCheck.too_slow])
 @given(ops=st.lists(operation, min_size=8, max_size=40))
 def test_random_traffic_never_double_assigns_and_counts_overflows(session_factory, ops):
-    _run(session_factory, ops)
+    check_traffic_against_model(session_factory, ops)
 
 
 def test_least_recently_released_number_is_chosen_first(session_factory):
