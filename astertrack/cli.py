@@ -1,4 +1,5 @@
-"""``astertrack`` admin command line: init, db upgrade, users, number import, demo data, run."""
+"""``astertrack`` admin command line: init, db upgrade, users, number import, demo data, run, and the
+operations commands (pool-health, retention, backup, restore)."""
 
 from __future__ import annotations
 
