@@ -375,3 +375,45 @@ def pool_health(ctx: Context, days: int, site_id: int | None, pool_id: int | Non
         click.echo(json.dumps([report.as_dict() for report in reports], indent=2))
     else:
         click.echo(poolhealth.render_table(reports))
+
+
+@main.command()
+@click.option("--limit", default=20, show_default=True, type=click.IntRange(1, 10000), help="calls per batch")
+@click.option("--loop", is_flag=True, help="keep running: one batch every --interval seconds (for the service)")
+@click.option("--interval", default=60, show_default=True, type=click.FloatRange(0.1), help="seconds between batches")
+@pass_ctx
+def transcribe(ctx: Context, limit: int, loop: bool, interval: float) -> None:
+    """Transcribe kept recordings of answered calls with the engine in [transcription] command."""
+    import signal
+    import threading
+
+    from astertrack.transcription import run_batch
+
+    config = ctx.config
+    if not config.values["transcription"]["command"]:
+        click.echo("error: [transcription] command is not set; configure an engine command line with "
+                   "{input} and {language} (e.g. vosk-transcriber -l {language} -i {input})", err=True)
+        sys.exit(1)
+    stop = threading.Event()
+    previous = signal.signal(signal.SIGTERM, lambda *_: stop.set()) if loop else None
+    try:
+        while True:
+            try:
+                counts = run_batch(ctx.session_factory, config, limit=limit)
+            except ValueError as exc:
+                raise click.ClickException(str(exc)) from None
+            except Exception as exc:  # a database hiccup must not kill the service; one-shot runs report it
+                if not loop:
+                    raise
+                logging.getLogger("astertrack.transcription").error("batch failed: %s", exc)
+                if stop.wait(interval):
+                    break
+                continue
+            click.echo(" ".join(f"{key}={value}" for key, value in counts.items()))
+            if counts.get("engine_missing") and not loop:
+                sys.exit(1)
+            if not loop or stop.wait(interval):
+                break
+    finally:
+        if previous is not None:
+            signal.signal(signal.SIGTERM, previous)

@@ -162,6 +162,13 @@ SCHEMA: dict[str, dict[str, Key]] = {
         "dir": Key(_text, "/var/spool/asterisk/monitor"),
         "format": Key(_choice("wav", "WAV", "gsm", "mp3"), "wav"),
     },
+    "transcription": {
+        "command": Key(_text, "", help="engine command line with {input} and {language}, split like a shell "
+                                         "but never run through one; empty = transcription off"),
+        "language": Key(_text, "ru", help="passed to the engine as {language} and stored on the transcript"),
+        "timeout": Key(_positive_int, 600, help="seconds one recording may take before the engine is killed"),
+        "min_talk_seconds": Key(_positive_float, 3.0, help="shorter answered calls are not transcribed"),
+    },
 }
 
 

@@ -380,6 +380,8 @@ class Call(Base):
     hangup_side: Mapped[str | None] = mapped_column(String(10))  # caller|manager|pbx
     recording_path: Mapped[str | None] = mapped_column(String(1024))
     recording_state: Mapped[str | None] = mapped_column(String(10))  # kept|empty|missing|deleted
+    # Why the transcription worker gave up on this call (set once, so it is not retried forever)
+    transcription_error: Mapped[str | None] = mapped_column(String(200))
     closed_by: Mapped[str | None] = mapped_column(String(10))  # events|sweeper
     # Attribution (denormalised for fast reports)
     source_id: Mapped[int | None] = mapped_column(ForeignKey("sources.id", ondelete="SET NULL"))
