@@ -417,3 +417,53 @@ def transcribe(ctx: Context, limit: int, loop: bool, interval: float) -> None:
     finally:
         if previous is not None:
             signal.signal(signal.SIGTERM, previous)
+
+
+@main.group()
+def webhooks() -> None:
+    """Webhook delivery to CRMs (outbox worker)."""
+
+
+@webhooks.command("once")
+@click.option("--max-attempts", default=8, show_default=True, type=click.IntRange(1, 100))
+@pass_ctx
+def webhooks_once(ctx: Context, max_attempts: int) -> None:
+    """One pass: queue newly finished calls, deliver what is due; prints the counts as JSON."""
+    import json
+
+    from astertrack.dbtypes import utcnow
+    from astertrack.webhooks import run_once
+
+    click.echo(json.dumps(run_once(ctx.session_factory, utcnow(), max_attempts=max_attempts)))
+
+
+@webhooks.command("run")
+@click.option("--interval", default=5.0, show_default=True, type=click.FloatRange(0.1, 3600),
+              help="seconds between passes when there is nothing more to deliver")
+@click.option("--max-attempts", default=8, show_default=True, type=click.IntRange(1, 100))
+@pass_ctx
+def webhooks_run(ctx: Context, interval: float, max_attempts: int) -> None:
+    """Run the delivery worker until SIGTERM/SIGINT (the systemd unit runs this)."""
+    import signal
+    import threading
+
+    from astertrack.dbtypes import utcnow
+    from astertrack.webhooks import run_once
+
+    stop = threading.Event()
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(signum, lambda *_: stop.set())
+    factory = ctx.session_factory
+    click.echo(f"webhook worker started (interval {interval:g} s)", err=True)
+    while not stop.is_set():
+        try:
+            counts = run_once(factory, utcnow(), max_attempts=max_attempts)
+        except Exception as exc:  # a database hiccup must not kill the worker
+            logging.getLogger("astertrack.webhooks").error("pass failed: %s", exc)
+            stop.wait(interval)
+            continue
+        if counts["enqueued"] or counts["claimed"]:
+            click.echo(" ".join(f"{key}={value}" for key, value in counts.items()))
+        if not counts["claimed"]:
+            stop.wait(interval)
+    click.echo("webhook worker stopped", err=True)

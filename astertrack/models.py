@@ -505,11 +505,15 @@ class WebhookSubscription(Base):
 
 class WebhookOutbox(Base):
     __tablename__ = "webhook_outbox"
-    __table_args__ = (Index("ix_webhook_outbox_pending", "delivered_at", "next_attempt_at"),)
+    __table_args__ = (Index("ix_webhook_outbox_pending", "delivered_at", "next_attempt_at"),
+                      # one delivery per subscription/event/call even with a worker on every node
+                      UniqueConstraint("subscription_id", "event", "call_id",
+                                       name="uq_webhook_outbox_subscription_event_call"))
 
     id: Mapped[int] = mapped_column(primary_key=True)
     subscription_id: Mapped[int] = mapped_column(ForeignKey("webhook_subscriptions.id", ondelete="CASCADE"))
     event: Mapped[str] = mapped_column(String(50))
+    call_id: Mapped[int | None] = mapped_column(ForeignKey("calls.id", ondelete="SET NULL"), index=True)
     payload: Mapped[dict[str, Any]] = mapped_column(default=dict)
     created_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
     attempts: Mapped[int] = mapped_column(default=0)
