@@ -73,8 +73,8 @@ DATA=/var/lib/astertrack
 LOGDIR=/var/log/astertrack
 UNITDIR=/etc/systemd/system
 SVC_USER=astertrack
-UNITS="astertrack-agi.service astertrack-ami.service astertrack-web.service astertrack-tracker.service astertrack-retention.service astertrack-retention.timer astertrack.target"
-ENABLE="astertrack.target astertrack-agi.service astertrack-ami.service astertrack-web.service astertrack-tracker.service astertrack-retention.timer"
+UNITS="astertrack-agi.service astertrack-ami.service astertrack-web.service astertrack-tracker.service astertrack-webhooks.service astertrack-retention.service astertrack-retention.timer astertrack-transcription.service astertrack-transcription.timer astertrack.target"
+ENABLE="astertrack.target astertrack-agi.service astertrack-ami.service astertrack-web.service astertrack-tracker.service astertrack-webhooks.service astertrack-retention.timer"
 DEFAULT_CHANNELVARS="CT_CALL_ID,CT_SOURCE,CT_MANAGER,CT_RECORDING"
 r() { printf '%s%s' "$ROOT" "$1"; }
 say() { printf '%s\n' "$*"; }
@@ -517,7 +517,7 @@ start_services() {
   # shellcheck disable=SC2086
   sys systemctl enable --now $ENABLE || need_action "systemctl could not start the services: see journalctl -u 'astertrack-*'"
   if [ "$FIRST_INSTALL" = 0 ] && { [ "$UNITS_CHANGED" = 1 ] || [ "${CODE_CHANGED:-0}" = 1 ]; }; then
-    sys systemctl try-restart astertrack-agi.service astertrack-ami.service astertrack-web.service astertrack-tracker.service || true
+    sys systemctl try-restart astertrack-agi.service astertrack-ami.service astertrack-web.service astertrack-tracker.service astertrack-webhooks.service || true
   fi
 }
 
@@ -528,6 +528,7 @@ summary() {
   say "  web admin:   http://127.0.0.1:$web_port/  (put it behind your HTTPS reverse proxy)"
   say "  first admin: sudo -u $SVC_USER ASTERTRACK_CONFIG=$ETC/astertrack.conf $PREFIX/venv/bin/astertrack user add admin --role admin"
   say "  logs:        journalctl -u 'astertrack-*' -f      metrics: http://127.0.0.1:9573/metrics (AGI), :9574 (AMI), /metrics on web"
+  say "  transcripts: set [transcription] command in $ETC/astertrack.conf, then systemctl enable --now astertrack-transcription.timer"
   if [ ${#ACTIONS[@]} -gt 0 ]; then
     say ""
     say "!! Things you must do:"

@@ -228,7 +228,10 @@ class DatabaseCollector(Collector):
                 ratio.add_metric(label, (busy / total) if total else 0.0)
                 overflows.add_metric(label, over.get(pool_id, 0))
             count, first = session.execute(
-                select(func.count(), func.min(WebhookOutbox.created_at)).where(WebhookOutbox.delivered_at.is_(None))
+                select(func.count(), func.min(WebhookOutbox.created_at)).where(
+                    WebhookOutbox.delivered_at.is_(None),
+                    # rows the worker gave up on are parked a century ahead: not a backlog
+                    WebhookOutbox.next_attempt_at < now + dt.timedelta(days=365))
             ).one()
             pending.add_metric([], count)
             oldest.add_metric([], max(0.0, (now - _aware(first)).total_seconds()) if first else 0.0)

@@ -16,7 +16,8 @@ from tests.conftest import scratch_pg_database
 from tests.install.conftest import FREEPBX_EXTENSIONS, FREEPBX_MANAGER, REPO
 
 UNITS = ["astertrack-agi.service", "astertrack-ami.service", "astertrack-web.service",
-         "astertrack-tracker.service", "astertrack-retention.service", "astertrack-retention.timer",
+         "astertrack-tracker.service", "astertrack-webhooks.service", "astertrack-retention.service",
+         "astertrack-retention.timer", "astertrack-transcription.service", "astertrack-transcription.timer",
          "astertrack.target"]
 OUR_VARS = ["CT_CALL_ID", "CT_SOURCE", "CT_MANAGER", "CT_RECORDING"]
 
@@ -109,7 +110,11 @@ def test_plain_asterisk_install(fake_system, fake_ami):
     assert "systemctl daemon-reload" in commands
     monitor = str(fake_system.monitor)
     assert f"setfacl -R -m u:astertrack:rwX -m d:u:astertrack:rwX {monitor}" in commands
-    assert any(c.startswith("systemctl enable --now astertrack.target astertrack-agi.service") for c in commands)
+    enable = next(c for c in commands if c.startswith("systemctl enable --now astertrack.target astertrack-agi.service"))
+    assert "astertrack-webhooks.service" in enable and "astertrack-retention.timer" in enable
+    # Transcription needs an engine the admin installs: its timer is installed but not enabled.
+    assert "astertrack-transcription" not in enable
+    assert "systemctl enable --now astertrack-transcription.timer" in result.stdout
     assert not any("try-restart" in c for c in commands)  # first install: nothing to restart
     todo = result.stdout.split("Things you must do")[1]
     assert "Goto(astertrack-inbound" in todo and "ASTERTRACK_DEFAULT_DIAL" in todo
