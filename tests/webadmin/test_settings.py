@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from astertrack.models import Manager, ManagerGroup, RoutingRule, Site, Source, User
 from astertrack.passwords import verify_password
+from tests.webadmin.conftest import AuthActions
 
 SITE_FORM = {"name": "Blog", "domains": "blog.example\nwww.blog.example", "display_format": "8 (XXX) XXX-XX-XX",
              "timezone": "Asia/Yekaterinburg", "hold_seconds": "900", "heartbeat_seconds": "30",
@@ -139,3 +140,34 @@ def test_new_forms_submit_as_shown(client, auth, data, db):
         form.update(extra)
         response = auth.post(f"/settings/{slug}/new", form, page=f"/settings/{slug}/new")
         assert response.status_code == 302, (slug, re.findall(r'<p class="error">([^<]*)</p>', response.data.decode()))
+
+
+def test_settings_page_shows_recordings_disk_usage_and_last_retention_sweep(app, client, auth, data, recordings_dir,
+                                                                          tmp_path):
+    import datetime as dt
+
+    from astertrack import retention
+
+    day = recordings_dir / "2026" / "11" / "23"
+    day.mkdir(parents=True)
+    (day / "a.wav").write_bytes(b"\0" * 3000)
+    (day / "b.wav").write_bytes(b"\0" * 2000)
+    retention._usage_cache.clear()
+    app.config["DATA_DIR"] = str(tmp_path)
+    auth.login("admin")
+    page = client.get("/settings/").get_data(as_text=True)
+    storage = page[page.index('id="storage"'):page.index("</table>", page.index('id="storage"'))]
+    files = [f for f in recordings_dir.rglob("*") if f.is_file()]  # the seed's recordings and ours
+    assert f"{len(files)} files" in storage and str(recordings_dir) in storage
+    assert '2026-11</th><td>4.9 KB' in storage  # grouped by the YYYY/MM/DD layout
+    assert "none yet" in page
+
+    report = retention.SweepReport(started_at=dt.datetime(2026, 11, 23, 3, 30, tzinfo=dt.UTC), dry_run=False)
+    report.raw_events_deleted = 7
+    retention.save_last_report(tmp_path, report)
+    page = client.get("/settings/").get_data(as_text=True)
+    assert "2026-11-23T03:30:00+00:00" in page and "deleted 0 calls" in page
+
+    supervisor = app.test_client()
+    AuthActions(supervisor).login("super")  # supervisors see reports, not settings
+    assert supervisor.get("/settings/").status_code == 403

@@ -1,10 +1,11 @@
 from __future__ import annotations
 
-from flask import abort, flash, redirect, render_template, request, url_for
+from flask import abort, current_app, flash, redirect, render_template, request, url_for
 from flask_babel import gettext as _
 from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 
+from astertrack import retention
 from webadmin.db import get_session
 from webadmin.security import roles_required
 from webadmin.settings import bp
@@ -45,7 +46,11 @@ class _Blank:
 def index():
     db = get_session()
     counts = {slug: db.query(e.model).count() for slug, e in ENTITIES.items()}
-    return render_template("settings/index.html", entities=ENTITIES, counts=counts)
+    # Storage: what recordings take on disk, and what the nightly retention sweep last freed.
+    usage = retention.recordings_disk_usage(current_app.config["RECORDINGS_DIR"])
+    report = retention.last_report(current_app.config["DATA_DIR"])
+    return render_template("settings/index.html", entities=ENTITIES, counts=counts, usage=usage,
+                           retention_report=report, human_bytes=retention.human_bytes)
 
 
 @bp.get("/<slug>/")
