@@ -22,6 +22,14 @@ from dataclasses import dataclass, field
 
 MAX_LINE = 8192
 MAX_HEADERS = 256
+# ``EXEC MSet a=1,b=2`` sets many variables in one round trip instead of one SET VARIABLE
+# each.  Asterisk splits MSet's argument on commas (quotes, backslashes, brackets and
+# parentheses change the split), and EXEC substitutes ``${...}`` first, so only values
+# without any of those ride along; the rest go one by one.  Asterisk reads a command
+# into a 2 KB buffer: long lists go in a few MSets.
+_MSET_UNSAFE = re.compile(r'[,|"\\$(){}\[\]=\x00-\x1f\x7f]')
+_MSET_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,79}$")
+MSET_MAX_LINE = 1500
 _RESULT = re.compile(r"^200 result=(-?\d+)(?:\s+(.*))?$")
 
 
@@ -110,6 +118,24 @@ def parse_result(line: str) -> AGIResult:
             data = rest[1:close]
             extra = rest[close + 1:].strip()
     return AGIResult(200, result, data, extra)
+
+
+def _batchable(name: str, text: str) -> bool:
+    return bool(_MSET_NAME.match(name)) and not _MSET_UNSAFE.search(text)
+
+
+def _mset_chunks(pairs: list[tuple[str, str]]) -> list[list[tuple[str, str]]]:
+    """Pairs grouped so that each ``EXEC MSet "..."`` line stays under MSET_MAX_LINE."""
+    chunks: list[list[tuple[str, str]]] = []
+    size = MSET_MAX_LINE
+    for name, text in pairs:
+        cost = len(name) + len(text.encode()) + 2
+        if size + cost > MSET_MAX_LINE:
+            chunks.append([])
+            size = len('EXEC MSet ""')
+        chunks[-1].append((name, text))
+        size += cost
+    return chunks
 
 
 def _decode(raw: bytes) -> str:
@@ -245,6 +271,31 @@ class AGIChannel:
 
     async def set_variable(self, name: str, value: object) -> None:
         await self.command(f"SET VARIABLE {name} {quote(value)}")
+
+    async def set_variables(self, pairs: list[tuple[str, object]]) -> None:
+        """Set every pair, the last one last (it can be a "done" flag), in few round trips.
+
+        Plain names with values MSet passes through unchanged go in ``EXEC MSet``; any
+        other pair gets its own ``SET VARIABLE``, before the batch.  An Asterisk without
+        MSet (``result=-2``: no such application) gets every pair one by one.
+        """
+        if not pairs:
+            return
+        *rest, last = [(name, str(value)) for name, value in pairs]
+        for name, text in rest:
+            if not _batchable(name, text):
+                await self.set_variable(name, text)
+        batch = [(name, text) for name, text in rest if _batchable(name, text)]
+        last_alone = not _batchable(*last)
+        if not last_alone:
+            batch.append(last)
+        for chunk in _mset_chunks(batch):
+            result = await self.exec_app("MSet", ",".join(f"{name}={text}" for name, text in chunk))
+            if result.result == -2:
+                for name, text in chunk:
+                    await self.set_variable(name, text)
+        if last_alone:
+            await self.set_variable(*last)
 
     async def exec_app(self, application: str, data: str = "") -> AGIResult:
         return await self.command(f"EXEC {application} {quote(data)}")

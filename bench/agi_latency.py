@@ -58,8 +58,10 @@ def environment(seq: int, classic: bool = False) -> bytes:
         if classic and name.startswith("agi_network"):
             continue
         lines.append(f"{name}: {value.format(seq=seq, did=did)}\n")
+    args = [did, f"1795439737.{seq}"]  # as extensions_astertrack.conf passes them: DID, linkedid
     if classic:
-        lines.append("agi_arg_1: inbound\n")
+        args.insert(0, "inbound")
+    lines += [f"agi_arg_{index}: {arg}\n" for index, arg in enumerate(args, start=1)]
     return ("".join(lines) + "\n").encode()
 
 
@@ -88,9 +90,10 @@ async def converse(reader, writer, env: bytes) -> float | None:
         line = await reader.readline()
         if not line:
             break
-        if line.startswith(b'SET VARIABLE CT_STATUS "OK"'):
+        # CT_STATUS comes last, alone or at the end of the EXEC MSet batch
+        if line.startswith(b'SET VARIABLE CT_STATUS "OK"') or line.rstrip().endswith(b',CT_STATUS=OK"'):
             decided = time.perf_counter() - started
-        elif line.startswith(b'SET VARIABLE CT_STATUS "FAILED"'):
+        elif b"CT_STATUS" in line and b"FAILED" in line:
             decided = None
         writer.write(reply_to(line))
         await writer.drain()

@@ -4,7 +4,7 @@ It connects over TCP to the real FastAGI server (or talks to the real script ove
 stdin/stdout), sends the ``agi_*`` block from a recording in shared/asterisk/agi, answers
 ``GET VARIABLE`` / ``GET FULL VARIABLE`` from a dict of channel variables (defaults taken
 from the recording's own replies) and device states, and records every ``SET VARIABLE``
-and ``EXEC``.  Commands are parsed the way Asterisk does (whitespace-separated, double
+and ``EXEC`` (``EXEC MSet`` sets its variables, split the way Asterisk splits them).  Commands are parsed the way Asterisk does (whitespace-separated, double
 quotes group, backslash escapes), so a quoting bug in the server shows up here.
 """
 
@@ -110,6 +110,63 @@ def split_args(line: str) -> list[str]:
     if have:
         args.append("".join(current))
     return args
+
+
+def separate_args(data: str, delim: str, max_args: int = 99) -> list[str]:
+    """Asterisk's application argument split (``__ast_app_separate_args``, removing quotes and
+    backslashes): ``delim`` splits outside quotes, parentheses and brackets; a trailing
+    delimiter makes one more, empty, argument; past ``max_args`` the rest stays in the last."""
+    args: list[str] = []
+    current: list[str] = []
+    paren = bracket = 0
+    quote = False
+    i = 0
+    split_done = False
+    while i < len(data):
+        ch = data[i]
+        if len(args) >= max_args - 1:
+            current.append(ch)
+        elif ch == "(":
+            paren += 1
+            current.append(ch)
+        elif ch == ")":
+            paren = max(0, paren - 1)
+            current.append(ch)
+        elif ch == "[":
+            bracket += 1
+            current.append(ch)
+        elif ch == "]":
+            bracket = max(0, bracket - 1)
+            current.append(ch)
+        elif ch == '"' and delim != '"':
+            quote = not quote
+        elif ch == "\\":
+            i += 1
+            if i < len(data):
+                current.append(data[i])
+        elif ch == delim and not paren and not quote and not bracket:
+            args.append("".join(current))
+            current = []
+            split_done = True
+            i += 1
+            continue
+        else:
+            current.append(ch)
+        split_done = False
+        i += 1
+    if current or split_done:
+        args.append("".join(current))
+    return args
+
+
+def mset_pairs(data: str) -> list[tuple[str, str]]:
+    """What ``MSet(data)`` sets, in order (entries without ``=`` are ignored, as Asterisk does)."""
+    pairs = []
+    for entry in separate_args(data, ","):
+        parts = separate_args(entry, "=", 2)
+        if len(parts) == 2:
+            pairs.append((parts[0], parts[1]))
+    return pairs
 
 
 def parse_user_event(data: str) -> tuple[str, dict[str, str]]:
@@ -252,7 +309,13 @@ class FakeAsterisk:
             value = channel.get(var.group(1)) if var else None
             return "200 result=0" if value is None else f"200 result=1 ({value})"
         if upper[:1] == ["EXEC"] and len(parts) >= 2:
-            result.execs.append((parts[1], parts[2] if len(parts) > 2 else ""))
+            data = parts[2] if len(parts) > 2 else ""
+            result.execs.append((parts[1], data))
+            if parts[1].upper() == "MSET":
+                for name, value in mset_pairs(data):
+                    channel[name] = value
+                    result.variables[name] = value
+                    result.set_order.append(name)
             return "200 result=0"
         if upper[:1] in (["VERBOSE"], ["NOOP"]):
             return "200 result=1"

@@ -122,8 +122,10 @@ def test_caller_hanging_up_mid_request_is_logged_and_the_server_carries_on(agi, 
     result = run(fake.session(_env(), hangup_after=3))  # drop the socket after 3 commands
 
     assert not result.closed_by_server
-    # what the dialplan would see: PENDING, not OK -> its fallback branch, never half-set variables
-    assert result.variables == {v.STATUS: "PENDING"}
+    # what the dialplan would see: CT_STATUS still empty (cleared before the AGI), not OK ->
+    # its fallback branch; the batch of CT_* variables never arrived
+    assert len(result.commands) == 4
+    assert v.STATUS not in result.variables and v.DIAL not in result.variables
     assert_still_serving(fake)
     deadline = time.monotonic() + 5
     while "caller gone" not in caplog.text and time.monotonic() < deadline:
@@ -151,7 +153,8 @@ def test_half_sent_environment_times_out(start_server, db_url, seeded, caplog):
             for line in replies:  # answer like Asterisk until the server hangs up
                 received += line
                 sock.sendall(b"200 result=1\n")
-    assert b'SET VARIABLE CT_STATUS "FAILED"' in received
+    assert received.startswith(b'EXEC MSet "CT_DIAL=,')
+    assert received.rstrip().endswith(b',CT_STATUS=FAILED"')
     assert "no blank line within the request timeout" in caplog.text
     assert_still_serving(fake)
 

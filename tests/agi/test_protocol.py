@@ -153,3 +153,85 @@ def test_duplicate_route_names_are_refused_at_import():
     with pytest.raises(registry.UnknownRouteError):
         registry.lookup("no-such-route")
     assert {"inbound", "next", "ping"} <= set(registry.ROUTES)
+
+
+def _mset_lines(sent: bytes) -> list[str]:
+    return [line for line in sent.decode().splitlines() if line.startswith("EXEC MSet")]
+
+
+def _as_asterisk_sets(sent: bytes) -> list[tuple[str, str]]:
+    """Replay what we sent the way Asterisk applies it: SET VARIABLE and MSet, in order."""
+    from tests.agi.fake_asterisk import mset_pairs
+
+    applied = []
+    for line in sent.decode().splitlines():
+        parts = split_args(line)
+        if parts[:2] == ["SET", "VARIABLE"]:
+            applied.append((parts[2], parts[3]))
+        elif parts[:2] == ["EXEC", "MSet"]:
+            applied += mset_pairs(parts[2])
+    return applied
+
+
+def test_set_variables_batches_plain_values_in_one_mset_with_the_last_pair_last():
+    pairs = [("CT_CALL_ID", "abc123"), ("CT_SOURCE", "Яндекс Директ"), ("CT_QUEUE", ""),
+             ("CT_DIAL", "PJSIP/101&PJSIP/102"), ("CT_STATUS", "OK")]
+
+    async def body(ch, wire):
+        await ch.set_variables(pairs)
+        return wire.sent
+
+    sent = talk(b"200 result=0\n", body)
+    assert len(sent.decode().splitlines()) == 1  # one round trip for five variables
+    assert _as_asterisk_sets(sent) == pairs
+
+
+@pytest.mark.parametrize("hostile", ["x,CT_DIAL=PJSIP/evil", "${SHELL(id)}", 'a"b', "a\\,b", "(x,y)", "[,]",
+                                     "a|CT_DIAL=1", "x=y"])
+def test_values_that_msets_split_would_change_go_one_by_one(hostile):
+    pairs = [("CT_CAMPAIGN", hostile), ("CT_DIAL", "PJSIP/101"), ("CT_STATUS", "OK")]
+
+    async def body(ch, wire):
+        await ch.set_variables(pairs)
+        return wire.sent
+
+    sent = talk(b"200 result=1\n200 result=0\n", body)
+    assert _as_asterisk_sets(sent) == pairs  # nothing injected, nothing lost, status last
+    assert all(hostile not in line for line in _mset_lines(sent))
+
+
+def test_an_unbatchable_last_pair_still_goes_last():
+    pairs = [("CT_DIAL", "PJSIP/101"), ("CT_SOURCE", "a,b")]
+
+    async def body(ch, wire):
+        await ch.set_variables(pairs)
+        return wire.sent
+
+    sent = talk(b"200 result=0\n200 result=1\n", body)
+    assert _as_asterisk_sets(sent) == pairs
+    assert sent.decode().splitlines()[-1] == 'SET VARIABLE CT_SOURCE "a,b"'
+
+
+def test_long_batches_are_split_below_asterisks_command_buffer():
+    pairs = [(f"CT_V{i}", "x" * 300) for i in range(12)] + [("CT_STATUS", "OK")]
+
+    async def body(ch, wire):
+        await ch.set_variables(pairs)
+        return wire.sent
+
+    sent = talk(b"200 result=0\n" * 10, body)
+    lines = _mset_lines(sent)
+    assert len(lines) > 1 and all(len(line.encode()) < 2048 for line in lines)
+    assert _as_asterisk_sets(sent) == pairs
+
+
+def test_an_asterisk_without_mset_gets_plain_set_variable():
+    pairs = [("CT_DIAL", "PJSIP/101"), ("CT_STATUS", "OK")]
+
+    async def body(ch, wire):
+        await ch.set_variables(pairs)
+        return wire.sent
+
+    # EXEC of an unknown application answers result=-2
+    sent = talk(b"200 result=-2\n200 result=1\n200 result=1\n", body)
+    assert sent.decode().splitlines()[1:] == ['SET VARIABLE CT_DIAL "PJSIP/101"', 'SET VARIABLE CT_STATUS "OK"']
