@@ -20,7 +20,7 @@ from typing import Any
 from sqlalchemy.orm import Session, sessionmaker
 
 from agi import announce
-from agi.database import agi_engine, run_with_retry
+from agi.database import agi_engine, close_engine, run_with_retry
 from agi.protocol import (
     AGIChannel,
     AGIConnectionClosed,
@@ -97,7 +97,7 @@ class AgiApp:
             old_engine = self._own_engine
             self._own_engine = agi_engine(config)
             self.session_factory = make_session_factory(self._own_engine)
-            old_engine.dispose()
+            close_engine(old_engine)
         log.info("configuration reloaded")
 
     async def run_db(self, func, *args: Any) -> Any:
@@ -108,7 +108,7 @@ class AgiApp:
     def close(self) -> None:
         self.executor.shutdown(wait=True, cancel_futures=True)
         if self._own_engine is not None:
-            self._own_engine.dispose()
+            close_engine(self._own_engine)
 
     def fallback_destination(self) -> str:
         try:

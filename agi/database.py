@@ -9,13 +9,20 @@ On PostgreSQL every round trip counts (a decision is about a dozen statements), 
   other calls at commit, and a database crash loses at most the last few hundred
   milliseconds of decisions instead of every call waiting for a WAL flush.
 
-SQLite uses the shared engine from ``astertrack.db`` (its pragmas and write-lock handling).
+SQLite uses the shared engine from ``astertrack.db`` (its pragmas and write-lock handling),
+except that our own commits never run a WAL checkpoint: the commit that crosses SQLite's
+1000-page mark would copy the log into the database and fsync it, a few milliseconds
+stolen from one unlucky caller.  A background thread checkpoints every second instead
+(``PASSIVE``: it never waits for, nor blocks, the writers).
 """
 
 from __future__ import annotations
 
 import logging
+import sqlite3
+import threading
 import weakref
+from urllib.parse import quote
 
 from sqlalchemy import create_engine, event
 from sqlalchemy.engine import Engine, make_url
@@ -26,11 +33,23 @@ from astertrack.db import make_engine, normalise_url
 
 log = logging.getLogger(__name__)
 ASYNC_COMMIT_ENGINES: weakref.WeakSet[Engine] = weakref.WeakSet()
+_CHECKPOINTERS: weakref.WeakKeyDictionary[Engine, WalCheckpointer] = weakref.WeakKeyDictionary()
+
+
+CHECKPOINT_SECONDS = 1.0
 
 
 def agi_engine(config: Config) -> Engine:
     db = config.values["database"]
     url = normalise_url(db["url"])
+    if make_url(url).get_backend_name() == "sqlite":
+        engine = make_engine(url, pool_size=db["pool_size"], echo=db["echo"])
+        path = make_url(url).database
+        if path and path != ":memory:":
+            event.listen(engine, "connect", _no_autocheckpoint)
+            checkpointer = _CHECKPOINTERS[engine] = WalCheckpointer(path)
+            checkpointer.start()
+        return engine
     if make_url(url).get_backend_name() != "postgresql":
         return make_engine(url, pool_size=db["pool_size"], echo=db["echo"])
     engine = create_engine(url, echo=db["echo"], pool_size=db["pool_size"], max_overflow=db["pool_size"],
@@ -56,3 +75,49 @@ def run_with_retry(func, *args):
             raise
         log.warning("database connection lost (%s); retrying on a new connection", type(exc.orig).__name__)
         return func(*args)
+
+
+def close_engine(engine: Engine) -> None:
+    """Dispose of an engine made by ``agi_engine`` (and stop its checkpoint thread)."""
+    checkpointer = _CHECKPOINTERS.pop(engine, None)
+    if checkpointer is not None:
+        checkpointer.stop()
+    engine.dispose()
+
+
+def _no_autocheckpoint(dbapi_connection, _record) -> None:
+    dbapi_connection.execute("PRAGMA wal_autocheckpoint=0")
+
+
+class WalCheckpointer(threading.Thread):
+    """Checkpoints the SQLite write-ahead log off the callers' path, once a second.
+
+    A daemon thread on its own connection; it ends with the process.  If a checkpoint fails
+    it logs and tries again next second (the log only grows meanwhile, nothing is lost).
+    """
+
+    def __init__(self, path: str, interval: float = CHECKPOINT_SECONDS):
+        super().__init__(name="agi-wal-checkpoint", daemon=True)
+        self.path = path
+        self.interval = interval
+        self.stopped = threading.Event()
+
+    def stop(self) -> None:
+        self.stopped.set()
+        self.join(5)
+
+    def run(self) -> None:
+        conn = None
+        while not self.stopped.wait(self.interval):
+            try:
+                if conn is None:
+                    # mode=rw: never create a database that has gone away
+                    conn = sqlite3.connect(f"file:{quote(self.path)}?mode=rw", uri=True, timeout=1)
+                conn.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchall()
+            except sqlite3.Error as exc:
+                log.warning("WAL checkpoint failed (%s); retrying in %.0fs", exc, self.interval)
+                if conn is not None:
+                    conn.close()
+                conn = None
+        if conn is not None:
+            conn.close()
