@@ -3,7 +3,9 @@
 Read the environment, find the route, run it within ``[agi] request_timeout``, and if
 anything at all goes wrong apply the failure policy: log one line, set ``CT_STATUS=FAILED``
 and the fallback destination so the dialplan connects the caller anyway.  Database work
-runs in a thread pool so a slow query never stalls the other calls' sockets.
+runs in a thread pool so a slow query never stalls the other calls' sockets; on SQLite (a
+local file, sub-millisecond queries) it runs on the event loop itself, which saves two
+thread hand-offs per decision, and moves to the threads whenever the file is locked.
 """
 
 from __future__ import annotations
@@ -20,7 +22,7 @@ from typing import Any
 from sqlalchemy.orm import Session, sessionmaker
 
 from agi import announce
-from agi.database import agi_engine, close_engine, run_with_retry
+from agi.database import InlineBusy, agi_engine, close_engine, inline_engine, run_inline, run_with_retry
 from agi.protocol import (
     AGIChannel,
     AGIConnectionClosed,
@@ -83,6 +85,8 @@ class AgiApp:
             self._own_engine = agi_engine(config)
             session_factory = make_session_factory(self._own_engine)
         self.session_factory = session_factory
+        self._inline_engine = inline_engine(config) if self._own_engine is not None else None
+        self.inline_factory = make_session_factory(self._inline_engine) if self._inline_engine else None
         workers = db_workers or config.values["agi"]["db_threads"] or config.values["database"]["pool_size"]
         self.executor = concurrent.futures.ThreadPoolExecutor(max_workers=workers, thread_name_prefix="agi-db")
 
@@ -94,13 +98,22 @@ class AgiApp:
         self.snapshots = SnapshotCache(self.settings.cache_seconds)  # rules and numbers re-read now
         self._slots = None  # new max_parallel from the next call on
         if self._own_engine is not None and config.values["database"]["url"] != old_url:
-            old_engine = self._own_engine
+            old_engine, old_inline = self._own_engine, self._inline_engine
             self._own_engine = agi_engine(config)
             self.session_factory = make_session_factory(self._own_engine)
+            self._inline_engine = inline_engine(config)
+            self.inline_factory = make_session_factory(self._inline_engine) if self._inline_engine else None
             close_engine(old_engine)
+            if old_inline is not None:
+                old_inline.dispose()
         log.info("configuration reloaded")
 
     async def run_db(self, func, *args: Any) -> Any:
+        if self.inline_factory is not None:
+            try:
+                return run_inline(func, self.inline_factory, *args)
+            except InlineBusy:
+                metrics.AGI_INLINE_BUSY.inc()  # the step rolled back; the thread pool runs it again
         loop = asyncio.get_running_loop()
         return await loop.run_in_executor(self.executor,
                                           functools.partial(run_with_retry, func, self.session_factory, *args))
@@ -109,6 +122,8 @@ class AgiApp:
         self.executor.shutdown(wait=True, cancel_futures=True)
         if self._own_engine is not None:
             close_engine(self._own_engine)
+        if self._inline_engine is not None:
+            self._inline_engine.dispose()
 
     def fallback_destination(self) -> str:
         try:

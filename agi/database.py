@@ -26,7 +26,7 @@ from urllib.parse import quote
 
 from sqlalchemy import create_engine, event
 from sqlalchemy.engine import Engine, make_url
-from sqlalchemy.exc import DBAPIError
+from sqlalchemy.exc import DBAPIError, OperationalError
 
 from astertrack.config import Config
 from astertrack.db import make_engine, normalise_url
@@ -37,6 +37,49 @@ _CHECKPOINTERS: weakref.WeakKeyDictionary[Engine, WalCheckpointer] = weakref.Wea
 
 
 CHECKPOINT_SECONDS = 1.0
+# Inline (event-loop) SQLite work waits at most this long for a lock before handing the
+# step to the thread pool, so a busy database never freezes the other calls' sockets.
+INLINE_BUSY_MS = 50
+_inline = threading.local()
+
+
+class InlineBusy(Exception):
+    """The database (or our own writer lock) is busy: run this step in a thread instead."""
+
+
+def running_inline() -> bool:
+    return getattr(_inline, "active", False)
+
+
+def inline_engine(config: Config) -> Engine | None:
+    """SQLite only: a second engine on the same file whose connections give up on a lock
+    after INLINE_BUSY_MS instead of waiting (the thread pool then retries with the normal
+    timeout).  None for other databases: a network round trip must never block the loop."""
+    db = config.values["database"]
+    url = normalise_url(db["url"])
+    if make_url(url).get_backend_name() != "sqlite" or not config.values["agi"]["db_inline"]:
+        return None
+    engine = make_engine(url, pool_size=2, echo=db["echo"])
+
+    @event.listens_for(engine, "connect")
+    def _short_busy(dbapi_connection, _record):
+        dbapi_connection.execute(f"PRAGMA busy_timeout={INLINE_BUSY_MS}")
+        dbapi_connection.execute("PRAGMA wal_autocheckpoint=0")
+
+    return engine
+
+
+def run_inline(func, *args):
+    """Run one database step on the calling (event loop) thread; InlineBusy if it would wait."""
+    _inline.active = True
+    try:
+        return func(*args)
+    except OperationalError as exc:
+        if "locked" in str(exc.orig) or "busy" in str(exc.orig):
+            raise InlineBusy(str(exc.orig)) from None
+        raise
+    finally:
+        _inline.active = False
 
 
 def agi_engine(config: Config) -> Engine:

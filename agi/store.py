@@ -22,7 +22,7 @@ from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.engine import Connection, Engine
 from sqlalchemy.orm import Session, sessionmaker
 
-from agi.database import ASYNC_COMMIT_ENGINES
+from agi.database import ASYNC_COMMIT_ENGINES, INLINE_BUSY_MS, InlineBusy, running_inline
 from agi.settings import AgiSettings
 from agi.snapshot import DEFAULT_RULE_NAME, SnapshotCache
 from astertrack import attribution as attr
@@ -74,7 +74,9 @@ def write_session(factory: sessionmaker[Session]) -> Iterator[Connection]:
     engine = _engine(factory)
     serialise = engine.dialect.name == "sqlite"
     if serialise:
-        _sqlite_writer.acquire()
+        # inline on the event loop: never wait behind a writer thread that may be waiting itself
+        if not _sqlite_writer.acquire(timeout=INLINE_BUSY_MS / 1000 if running_inline() else -1):
+            raise InlineBusy("another decision is writing")
     try:
         with engine.connect() as conn:
             conn.execution_options(sqlite_begin="IMMEDIATE")

@@ -64,6 +64,11 @@ AGI_REQUESTS = Counter(
     ["route", "result"],
     registry=REGISTRY,
 )
+AGI_INLINE_BUSY = Counter(
+    "astertrack_agi_inline_busy_total",
+    "SQLite steps the AGI found locked on its event loop and handed to its thread pool instead",
+    registry=REGISTRY,
+)
 
 # ---------------------------------------------------------------- AMI listener (ami_listener/)
 

@@ -12,7 +12,6 @@ import pytest
 from agi.app import AgiApp
 from agi.server import AgiServer
 from astertrack.config import load_config
-from astertrack.db import make_engine, make_session_factory
 from astertrack.dbtypes import utcnow
 from astertrack.models import (
     Manager,
@@ -78,13 +77,10 @@ class ServerThread:
 @pytest.fixture
 def start_server(tmp_path):
     started: list[ServerThread] = []
-    engines = []
 
     def start(db_url: str, **agi) -> tuple[ServerThread, FakeAsterisk]:
         config = make_config(tmp_path, db_url, **agi)
-        engine = make_engine(db_url)
-        engines.append(engine)
-        app = AgiApp(config, make_session_factory(engine))
+        app = AgiApp(config)  # the daemon's own engines: the inline SQLite path, the thread pool
         thread = ServerThread(app).start()
         started.append(thread)
         return thread, FakeAsterisk(*thread.address)
@@ -92,8 +88,6 @@ def start_server(tmp_path):
     yield start
     for thread in started:
         thread.stop()
-    for engine in engines:
-        engine.dispose()
 
 
 @pytest.fixture

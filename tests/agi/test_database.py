@@ -1,13 +1,21 @@
-"""The AGI's SQLite engine: commits never checkpoint the WAL; a background thread does."""
+"""The AGI's SQLite engines: WAL checkpoints off the callers' path; decisions on the event loop
+unless the file is locked."""
 
 from __future__ import annotations
 
+import asyncio
+import sqlite3
 import time
 
+import pytest
 from sqlalchemy import text
+from sqlalchemy.engine import make_url
 
 from agi.database import _CHECKPOINTERS, agi_engine, close_engine
-from tests.agi.conftest import make_config
+from astertrack import dialplan_vars as v
+from astertrack import metrics
+from tests.agi.conftest import make_config, recording
+from tests.agi.fake_asterisk import FakeAsterisk
 
 
 def _fill_wal(engine, rows: int = 3000) -> None:
@@ -53,3 +61,36 @@ def test_closing_the_engine_stops_the_thread_and_never_recreates_a_deleted_datab
         path.with_name(path.name + suffix).unlink(missing_ok=True)
     time.sleep(1.5)
     assert not path.exists()
+
+
+def test_a_locked_sqlite_file_moves_the_decision_to_the_threads_without_freezing_the_loop(
+        start_server, tmp_path, seed, db_url):
+    """Another process (the AMI listener, a backup) holds the write lock for 0.6 s: the call
+    is still decided, and meanwhile the event loop keeps answering other calls at once."""
+    if not db_url.startswith("sqlite"):
+        pytest.skip("the inline path is SQLite's")
+    seed.static_number("+74950000101", "google-ads")
+    seed.managers("101")
+    seed.commit()
+    thread, fake = start_server(db_url)
+    env = FakeAsterisk.environment(recording("pjsip_fastagi_1"), script="inbound")
+    ping = FakeAsterisk.environment(recording("pjsip_fastagi_1"), script="ping")
+    busy_before = metrics.AGI_INLINE_BUSY._value.get()
+
+    async def scenario():
+        holder = sqlite3.connect(make_url(db_url).database, timeout=5)
+        holder.execute("BEGIN IMMEDIATE")  # the write lock, as another process would hold it
+        call = asyncio.create_task(fake.session(env, variables={"CHANNEL(linkedid)": "1.1"}))
+        await asyncio.sleep(0.2)
+        started = asyncio.get_running_loop().time()
+        pong = await fake.session(ping)
+        ping_seconds = asyncio.get_running_loop().time() - started
+        await asyncio.sleep(0.4)
+        holder.rollback()
+        holder.close()
+        return await call, pong, ping_seconds
+
+    decided, pong, ping_seconds = asyncio.run(scenario())
+    assert pong.variables[v.STATUS] == "OK" and ping_seconds < 0.15  # the loop was never stuck
+    assert decided.variables[v.STATUS] == "OK" and decided.variables[v.SOURCE] == "google-ads"
+    assert metrics.AGI_INLINE_BUSY._value.get() > busy_before
