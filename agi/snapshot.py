@@ -9,7 +9,9 @@ from __future__ import annotations
 
 import threading
 import time
-from dataclasses import dataclass
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
 
 from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
@@ -19,6 +21,14 @@ from astertrack.models import Manager, ManagerGroup, RoutingRule, manager_group_
 from astertrack.routing import RuleView
 
 DEFAULT_RULE_NAME = "default"
+
+
+@dataclass(frozen=True)
+class ManagerProfile:
+    endpoint: str
+    name: str
+    extension: str | None
+    schedule: Mapping[str, Any]
 
 
 @dataclass
@@ -34,6 +44,9 @@ class Snapshot:
     rules: list[RuleView]
     enabled_manager_ids: tuple[int, ...]
     loaded_at: float
+    # what an admin sets per manager (endpoint, name, extension, working hours), by id; the live
+    # columns (pause, reservation, device state) are read per call by agi.store.load_managers
+    managers: dict[int, ManagerProfile] = field(default_factory=dict)
 
     def rule(self, rule_id: int | None) -> RuleView | None:
         for rule in self.rules:
@@ -95,5 +108,11 @@ def load_rules(session: Session) -> list[RuleView]:
 
 def load_snapshot(session: Session) -> Snapshot:
     enabled = tuple(sorted(session.execute(select(Manager.id).where(Manager.enabled.is_(True))).scalars()))
+    profiles = {
+        row.id: ManagerProfile(endpoint=row.endpoint, name=row.name, extension=row.extension,
+                               schedule=row.schedule or {})
+        for row in session.execute(select(Manager.id, Manager.endpoint, Manager.name, Manager.extension,
+                                          Manager.schedule))
+    }
     return Snapshot(directory=attr.load_directory(session), rules=load_rules(session),
-                    enabled_manager_ids=enabled, loaded_at=time.monotonic())
+                    enabled_manager_ids=enabled, loaded_at=time.monotonic(), managers=profiles)

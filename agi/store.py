@@ -13,7 +13,7 @@ import contextlib
 import datetime as dt
 import logging
 import threading
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field, replace
 
 from sqlalchemy import and_, bindparam, func, insert, literal, or_, select, text, update
@@ -24,7 +24,7 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from agi.database import ASYNC_COMMIT_ENGINES, INLINE_BUSY_MS, InlineBusy, running_inline
 from agi.settings import AgiSettings
-from agi.snapshot import DEFAULT_RULE_NAME, SnapshotCache
+from agi.snapshot import DEFAULT_RULE_NAME, ManagerProfile, SnapshotCache
 from astertrack import attribution as attr
 from astertrack import reservations, routing
 from astertrack.models import (
@@ -153,9 +153,9 @@ class Decision:
         return routing.manager_label(self.managers)
 
 
-_MANAGER_COLUMNS = (Manager.id, Manager.endpoint, Manager.name, Manager.extension, Manager.enabled, Manager.paused,
-                    Manager.schedule, Manager.device_state, Manager.reserved_until, Manager.reserved_call_uid,
-                    Manager.last_routed_at)
+# Only the live columns: endpoint, name, extension and working hours come from the snapshot.
+_MANAGER_COLUMNS = (Manager.id, Manager.enabled, Manager.paused, Manager.device_state, Manager.reserved_until,
+                    Manager.reserved_call_uid, Manager.last_routed_at)
 
 
 # The hot path's statements are built once; a call only binds values.  (Building a statement
@@ -184,9 +184,12 @@ _STICKY_ON_SITE = (select(Call.manager_id).where(*_STICKY_COLUMNS_WHERE, Call.si
 
 
 def load_managers(session: Connection, ids: set[int], now: dt.datetime, call_uid: str,
+                  profiles: Mapping[int, ManagerProfile],
                   rr_rule_id: int | None = None) -> tuple[dict[int, ManagerView], int | None]:
     """Fresh state of the candidates that could take a call now: enabled, not paused, not held
-    for another call (pauses and reservations change by the second, so never cached).
+    for another call (pauses and reservations change by the second, so never cached).  The rest
+    of each manager comes from ``profiles`` (the snapshot); a manager created since the snapshot
+    was read is left out until the next one.
 
     With ``rr_rule_id`` the rule's round-robin cursor comes back in the same round trip.
     """
@@ -199,14 +202,17 @@ def load_managers(session: Connection, ids: set[int], now: dt.datetime, call_uid
     cursor = None
     # rows unpacked by position (the order of _MANAGER_COLUMNS): a call reads a whole group
     for row in session.execute(_LOAD_MANAGERS_RR if rr_rule_id else _LOAD_MANAGERS, params):
-        (manager_id, endpoint, name, extension, enabled, paused, schedule, device_state, reserved_until,
-         reserved_call_uid, last_routed_at) = row[:11]
-        views[manager_id] = ManagerView(
-            id=manager_id, endpoint=endpoint, name=name, extension=extension, enabled=bool(enabled),
-            paused=bool(paused), schedule=schedule or {}, device_state=device_state or "UNKNOWN",
-            reserved_until=reserved_until, reserved_call_uid=reserved_call_uid, last_routed_at=last_routed_at)
+        manager_id, enabled, paused, device_state, reserved_until, reserved_call_uid, last_routed_at = row[:7]
         if rr_rule_id:
-            cursor = row[11]
+            cursor = row[7]
+        profile = profiles.get(manager_id)
+        if profile is None:
+            continue
+        views[manager_id] = ManagerView(
+            id=manager_id, endpoint=profile.endpoint, name=profile.name, extension=profile.extension,
+            enabled=bool(enabled), paused=bool(paused), schedule=profile.schedule,
+            device_state=device_state or "UNKNOWN", reserved_until=reserved_until,
+            reserved_call_uid=reserved_call_uid, last_routed_at=last_routed_at)
     return views, cursor
 
 
@@ -230,7 +236,8 @@ def _sticky_manager_id(session: Session | Connection, rule: RuleView, history: a
     return session.execute(_STICKY_ON_SITE, {"caller": caller, "since": since, "site_id": site_id}).scalar_one_or_none()
 
 
-def _candidates(session: Session | Connection, plan: Plan, exclude: set[int]) -> list[ManagerView]:
+def _candidates(session: Session | Connection, plan: Plan, exclude: set[int],
+                profiles: Mapping[int, ManagerProfile]) -> list[ManagerView]:
     rule = plan.rule
     if rule is None or rule.strategy == "queue":
         return []
@@ -238,7 +245,8 @@ def _candidates(session: Session | Connection, plan: Plan, exclude: set[int]) ->
     if plan.sticky_id:
         wanted.add(plan.sticky_id)
     round_robin = rule.strategy == "round_robin" and rule.id
-    views, cursor = load_managers(session, wanted, plan.now, plan.call_uid, rule.id if round_robin else None)
+    views, cursor = load_managers(session, wanted, plan.now, plan.call_uid, profiles,
+                                  rule.id if round_robin else None)
     if rule.strategy == "fewest_today":
         counts = _calls_today(session, set(views), plan.now, plan.timezone)
         views = {mid: replace(view, calls_today=counts.get(mid, 0)) for mid, view in views.items()}
@@ -251,7 +259,7 @@ def _candidates(session: Session | Connection, plan: Plan, exclude: set[int]) ->
 
 
 def _finish_plan(session: Session | Connection, plan: Plan, settings: AgiSettings, exclude: set[int],
-                 check_hours: bool = True) -> Plan:
+                 profiles: Mapping[int, ManagerProfile], check_hours: bool = True) -> Plan:
     rule = plan.rule
     plan.fallback = routing.fallback_for(rule, settings.fallback_dial)
     plan.ring_timeout = (rule.ring_timeout if rule and rule.ring_timeout else None) or settings.ring_timeout
@@ -260,7 +268,7 @@ def _finish_plan(session: Session | Connection, plan: Plan, settings: AgiSetting
         plan.after_hours = True
         plan.fallback = routing.after_hours_for(rule, settings.fallback_dial)
         return plan
-    plan.candidates = _candidates(session, plan, exclude)
+    plan.candidates = _candidates(session, plan, exclude, profiles)
     return plan
 
 
@@ -287,7 +295,7 @@ def plan_inbound(factory: sessionmaker[Session], cache: SnapshotCache, info: Cal
                     recording=recording_name(call_uid, now))
         if rule is not None and not first:
             plan.sticky_id = _sticky_manager_id(session, rule, history, info.caller, attribution.site_id, now)
-        return _finish_plan(session, plan, settings, exclude=set())
+        return _finish_plan(session, plan, settings, exclude=set(), profiles=snapshot.managers)
 
 
 # ---------------------------------------------------------------- writes
@@ -555,7 +563,8 @@ def plan_next(factory: sessionmaker[Session], cache: SnapshotCache, call_uid: st
                     attempts_so_far=call.routing_attempts or 0, tried=list(call.routing_tried or []),
                     recording=(call.recording_path or "").rsplit(".", 1)[0], call_id=call.id)
         # The call was accepted in hours: no switch to after-hours half-way through it.
-        plan = _finish_plan(session, plan, settings, exclude=set(plan.tried), check_hours=False)
+        plan = _finish_plan(session, plan, settings, exclude=set(plan.tried), profiles=snapshot.managers,
+                            check_hours=False)
         if plan.attempts_so_far >= plan.max_attempts or plan.strategy in ("ring_all", "queue"):
             plan.candidates = []
         return plan
