@@ -74,18 +74,19 @@ class AgiApp:
     """Settings, database and thread pool shared by every request of one process."""
 
     def __init__(self, config: Config, session_factory: sessionmaker[Session] | None = None,
-                 db_workers: int | None = None):
+                 db_workers: int | None = None, long_running: bool = True):
         load_routes()
         self.config = config
         self.settings = AgiSettings.from_config(config)
         self.snapshots = SnapshotCache(self.settings.cache_seconds)
         self._slots: asyncio.Semaphore | None = None  # created in the serving event loop
         self._own_engine = None
+        self._long_running = long_running
         if session_factory is None:
-            self._own_engine = agi_engine(config)
+            self._own_engine = agi_engine(config, long_running)
             session_factory = make_session_factory(self._own_engine)
         self.session_factory = session_factory
-        self._inline_engine = inline_engine(config) if self._own_engine is not None else None
+        self._inline_engine = inline_engine(config, long_running) if self._own_engine is not None else None
         self.inline_factory = make_session_factory(self._inline_engine) if self._inline_engine else None
         workers = db_workers or config.values["agi"]["db_threads"] or config.values["database"]["pool_size"]
         self.executor = concurrent.futures.ThreadPoolExecutor(max_workers=workers, thread_name_prefix="agi-db")
@@ -99,9 +100,9 @@ class AgiApp:
         self._slots = None  # new max_parallel from the next call on
         if self._own_engine is not None and config.values["database"]["url"] != old_url:
             old_engine, old_inline = self._own_engine, self._inline_engine
-            self._own_engine = agi_engine(config)
+            self._own_engine = agi_engine(config, self._long_running)
             self.session_factory = make_session_factory(self._own_engine)
-            self._inline_engine = inline_engine(config)
+            self._inline_engine = inline_engine(config, self._long_running)
             self.inline_factory = make_session_factory(self._inline_engine) if self._inline_engine else None
             close_engine(old_engine)
             if old_inline is not None:

@@ -51,7 +51,7 @@ def running_inline() -> bool:
     return getattr(_inline, "active", False)
 
 
-def inline_engine(config: Config) -> Engine | None:
+def inline_engine(config: Config, checkpoint_thread: bool = True) -> Engine | None:
     """SQLite only: a second engine on the same file whose connections give up on a lock
     after INLINE_BUSY_MS instead of waiting (the thread pool then retries with the normal
     timeout).  None for other databases: a network round trip must never block the loop."""
@@ -64,7 +64,8 @@ def inline_engine(config: Config) -> Engine | None:
     @event.listens_for(engine, "connect")
     def _short_busy(dbapi_connection, _record):
         dbapi_connection.execute(f"PRAGMA busy_timeout={INLINE_BUSY_MS}")
-        dbapi_connection.execute("PRAGMA wal_autocheckpoint=0")
+        if checkpoint_thread:
+            dbapi_connection.execute("PRAGMA wal_autocheckpoint=0")
 
     return engine
 
@@ -82,13 +83,16 @@ def run_inline(func, *args):
         _inline.active = False
 
 
-def agi_engine(config: Config) -> Engine:
+def agi_engine(config: Config, checkpoint_thread: bool = True) -> Engine:
+    """The AGI's engine.  ``checkpoint_thread=False`` for a short-lived process (the per-call
+    script): it exits before a background checkpoint would run, so its commits keep SQLite's
+    own automatic checkpoint."""
     db = config.values["database"]
     url = normalise_url(db["url"])
     if make_url(url).get_backend_name() == "sqlite":
         engine = make_engine(url, pool_size=db["pool_size"], echo=db["echo"])
         path = make_url(url).database
-        if path and path != ":memory:":
+        if checkpoint_thread and path and path != ":memory:":
             event.listen(engine, "connect", _no_autocheckpoint)
             checkpointer = _CHECKPOINTERS[engine] = WalCheckpointer(path)
             checkpointer.start()

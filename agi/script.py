@@ -58,7 +58,7 @@ def main(argv=None) -> int:
     level = config.values["general"]["log_level"]
     logging.basicConfig(level=max(logging.WARNING, logging.getLevelName(level)), stream=sys.stderr,
                         format="astertrack-agi-script %(levelname)s: %(message)s")
-    app = AgiApp(config, db_workers=1)
+    app = AgiApp(config, db_workers=1, long_running=False)  # one call, then exit
     try:
         asyncio.run(serve_stdio(app))
     finally:

@@ -11,6 +11,7 @@ import pytest
 from sqlalchemy import text
 from sqlalchemy.engine import make_url
 
+from agi.app import AgiApp
 from agi.database import _CHECKPOINTERS, agi_engine, close_engine
 from astertrack import dialplan_vars as v
 from astertrack import metrics
@@ -94,3 +95,16 @@ def test_a_locked_sqlite_file_moves_the_decision_to_the_threads_without_freezing
     assert pong.variables[v.STATUS] == "OK" and ping_seconds < 0.15  # the loop was never stuck
     assert decided.variables[v.STATUS] == "OK" and decided.variables[v.SOURCE] == "google-ads"
     assert metrics.AGI_INLINE_BUSY._value.get() > busy_before
+
+
+def test_the_per_call_script_keeps_sqlites_own_checkpoints(tmp_path):
+    """A script process exits long before a background checkpoint would run: its commits must
+    checkpoint as usual, or a PBX using only the script would grow the WAL without end."""
+    app = AgiApp(make_config(tmp_path, f"sqlite:///{tmp_path / 'agi.db'}"), db_workers=1, long_running=False)
+    try:
+        assert app._own_engine not in _CHECKPOINTERS
+        for engine in (app._own_engine, app._inline_engine):
+            with engine.connect() as conn:
+                assert conn.exec_driver_sql("PRAGMA wal_autocheckpoint").scalar() == 1000
+    finally:
+        app.close()
