@@ -60,6 +60,7 @@ class AmiListener:
         self._resync_id: str | None = None
         self._resync_channels: list[dict] = []
         self._resync_started: float = 0.0
+        self._seen_since_resync: set[str] = set()  # uniqueids with events while a resync is pending
         self._stopping = False
         self._paused = False
 
@@ -91,10 +92,14 @@ class AmiListener:
         tracker = self.tracker
         resync_id = self._resync_id
         for msg in batch:
-            if resync_id is not None and msg.get("ActionID") == resync_id:
-                self._resync_message(msg, now)
-                resync_id = self._resync_id
-                continue
+            if resync_id is not None:
+                if msg.get("ActionID") == resync_id:
+                    self._resync_message(msg, now)
+                    resync_id = self._resync_id
+                    continue
+                uid = msg.get("Uniqueid")
+                if uid:
+                    self._seen_since_resync.add(uid)
             try:
                 tracker.feed(msg, now)
             except Exception:  # a malformed event must not take the rest of the batch with it
@@ -110,7 +115,7 @@ class AmiListener:
         if name == "CoreShowChannel":
             self._resync_channels.append(msg)
         elif name == "CoreShowChannelsComplete":
-            synthetic = self.tracker.resync(self._resync_channels, now)
+            synthetic = self.tracker.resync(self._resync_channels, now, seen_since_asked=self._seen_since_resync)
             live = set(self.tracker.groups) | set(self.tracker.channels)
             live |= {m.get(k) for m in self._resync_channels for k in ("Linkedid", "Uniqueid")}
             self.writer.submit(self.tracker.drain())
@@ -118,6 +123,7 @@ class AmiListener:
             self.writer.submit([(OP_SWEEP_DB, live, cutoff, dt.datetime.now(dt.UTC), "not live after AMI resync")])
             log.info("resync: %d live channels, %d closed as gone", len(self._resync_channels), len(synthetic))
             self._resync_channels = []
+            self._seen_since_resync = set()
             self._resync_id = None
             self.resyncs += 1
 
@@ -130,6 +136,7 @@ class AmiListener:
                              dt.datetime.fromtimestamp(now, dt.UTC), reason)])
         self._resync_id = f"astertrack-resync-{uuid.uuid4().hex[:12]}"
         self._resync_channels = []
+        self._seen_since_resync = set()
         self._resync_started = now
         connection.send_action({"Action": "CoreShowChannels", "ActionID": self._resync_id})
 

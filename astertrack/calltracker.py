@@ -211,12 +211,16 @@ class CallTracker:
         out, self.out = self.out, []
         return out
 
-    def resync(self, live_channels: list[dict], now: float, grace: float = 2.0) -> list[dict]:
+    def resync(self, live_channels: list[dict], now: float, grace: float = 2.0,
+               seen_since_asked: frozenset[str] | set[str] = frozenset()) -> list[dict]:
         """Reconcile with ``CoreShowChannel`` answers after a (re)login.
 
         Channels we track that Asterisk no longer has get a synthetic ``AstertrackChannelGone``
         (their call then closes, marked as closed by the sweeper); channels we never saw are
-        adopted.  Returns the synthetic events fed, so the caller can log or store them.
+        adopted.  ``seen_since_asked``: uniqueids with events after the CoreShowChannels action
+        was sent - live in this session whatever the list says (it was built before them), so
+        never judged by Asterisk's clock against ours.  Returns the synthetic events fed, so
+        the caller can log or store them.
         """
         alive = {m.get("Uniqueid") for m in live_channels}
         synthetic: list[dict] = []
@@ -225,7 +229,7 @@ class CallTracker:
                 msg.setdefault("Timestamp", now)
                 self.feed(msg)
         for uid, ch in list(self.channels.items()):
-            if uid in alive or ch.gone or ch.created >= now - grace:
+            if uid in alive or ch.gone or uid in seen_since_asked or ch.created >= now - grace:
                 continue  # a channel born while Asterisk built the list may be missing from it
             # The end happened unseen, some time after the last event we have: take that time
             # rather than now, so an unseen end never inflates talk time.

@@ -222,6 +222,18 @@ def test_resync_spares_a_channel_born_while_the_list_was_built():
     assert "9.1" in tracker.channels
 
 
+def test_resync_spares_channels_with_events_since_the_list_was_asked_whatever_the_clocks():
+    """Asterisk's clock (event timestamps) can be hours off ours, or the events a replay: a
+    channel we heard from after sending CoreShowChannels is live, listed or not."""
+    tracker = CallTracker()
+    tracker.feed({"Event": "Newchannel", "Uniqueid": "9.1", "Linkedid": "9.1", "Channel": TRUNK,
+                  "ChannelStateDesc": "Ring", "Timestamp": 1000.0})  # 4000 s "before" our clock
+    assert tracker.resync([], now=5000.0, seen_since_asked={"9.1"}) == []
+    assert "9.1" in tracker.channels and not tracker.channels["9.1"].gone
+    # without that knowledge it would have been closed as gone
+    assert [m["Event"] for m in tracker.resync([], now=5000.0)] == [GONE_EVENT]
+
+
 def test_sweep_closes_calls_silent_for_too_long_at_their_last_known_time():
     flow = inbound(Flow())
     flow.tracker.sweep(now=1000.0 + 10, orphan_timeout=3600)
