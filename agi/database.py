@@ -65,7 +65,7 @@ def inline_engine(config: Config, checkpoint_thread: bool = True) -> Engine | No
     def _short_busy(dbapi_connection, _record):
         dbapi_connection.execute(f"PRAGMA busy_timeout={INLINE_BUSY_MS}")
         if checkpoint_thread:
-            dbapi_connection.execute("PRAGMA wal_autocheckpoint=0")
+            _no_autocheckpoint(dbapi_connection, _record)
 
     return engine
 

@@ -39,6 +39,7 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
+from agi.server import run_event_loop  # noqa: E402
 from astertrack.db import make_engine, make_session_factory  # noqa: E402
 from astertrack.models import Base, Manager, ManagerGroup, RoutingRule, Site, Source, TrackingNumber  # noqa: E402
 
@@ -254,14 +255,9 @@ async def run_in_progress(port: int, callers: int, seconds: float, hold: float, 
 
 
 def run_client(coro):
-    """The fake Asterisk on uvloop when available: Asterisk is C, our side of the wire should
-    cost as little as we can make it so the figures are the daemon's."""
-    try:
-        import uvloop
-    except ImportError:
-        return asyncio.run(coro)
-    with asyncio.Runner(loop_factory=uvloop.new_event_loop) as runner:
-        return runner.run(coro)
+    """The fake Asterisk on the daemon's own loop (uvloop when installed): Asterisk is C, our
+    side of the wire should cost as little as we can make it so the figures are the daemon's."""
+    return run_event_loop(coro)
 
 
 async def run_script(concurrency: int, calls: int, env_vars: dict, seq0: int):

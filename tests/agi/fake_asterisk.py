@@ -112,13 +112,16 @@ def split_args(line: str) -> list[str]:
     return args
 
 
+_NESTING = {"(": ("paren", 1), ")": ("paren", -1), "[": ("bracket", 1), "]": ("bracket", -1)}
+
+
 def separate_args(data: str, delim: str, max_args: int = 99) -> list[str]:
     """Asterisk's application argument split (``__ast_app_separate_args``, removing quotes and
     backslashes): ``delim`` splits outside quotes, parentheses and brackets; a trailing
     delimiter makes one more, empty, argument; past ``max_args`` the rest stays in the last."""
     args: list[str] = []
     current: list[str] = []
-    paren = bracket = 0
+    depth = {"paren": 0, "bracket": 0}
     quote = False
     i = 0
     split_done = False
@@ -126,17 +129,9 @@ def separate_args(data: str, delim: str, max_args: int = 99) -> list[str]:
         ch = data[i]
         if len(args) >= max_args - 1:
             current.append(ch)
-        elif ch == "(":
-            paren += 1
-            current.append(ch)
-        elif ch == ")":
-            paren = max(0, paren - 1)
-            current.append(ch)
-        elif ch == "[":
-            bracket += 1
-            current.append(ch)
-        elif ch == "]":
-            bracket = max(0, bracket - 1)
+        elif ch in _NESTING:
+            kind, step = _NESTING[ch]
+            depth[kind] = max(0, depth[kind] + step)
             current.append(ch)
         elif ch == '"' and delim != '"':
             quote = not quote
@@ -144,7 +139,7 @@ def separate_args(data: str, delim: str, max_args: int = 99) -> list[str]:
             i += 1
             if i < len(data):
                 current.append(data[i])
-        elif ch == delim and not paren and not quote and not bracket:
+        elif ch == delim and not quote and not any(depth.values()):
             args.append("".join(current))
             current = []
             split_done = True

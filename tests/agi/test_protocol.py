@@ -155,6 +155,15 @@ def test_duplicate_route_names_are_refused_at_import():
     assert {"inbound", "next", "ping"} <= set(registry.ROUTES)
 
 
+def send_variables(pairs: list[tuple[str, str]], replies: bytes) -> bytes:
+    """What ``set_variables(pairs)`` writes to the wire, Asterisk answering with ``replies``."""
+    async def body(ch, wire):
+        await ch.set_variables(pairs)
+        return wire.sent
+
+    return talk(replies, body)
+
+
 def _mset_lines(sent: bytes) -> list[str]:
     return [line for line in sent.decode().splitlines() if line.startswith("EXEC MSet")]
 
@@ -177,11 +186,7 @@ def test_set_variables_batches_plain_values_in_one_mset_with_the_last_pair_last(
     pairs = [("CT_CALL_ID", "abc123"), ("CT_SOURCE", "Яндекс Директ"), ("CT_QUEUE", ""),
              ("CT_DIAL", "PJSIP/101&PJSIP/102"), ("CT_STATUS", "OK")]
 
-    async def body(ch, wire):
-        await ch.set_variables(pairs)
-        return wire.sent
-
-    sent = talk(b"200 result=0\n", body)
+    sent = send_variables(pairs, b"200 result=0\n")
     assert len(sent.decode().splitlines()) == 1  # one round trip for five variables
     assert _as_asterisk_sets(sent) == pairs
 
@@ -191,11 +196,7 @@ def test_set_variables_batches_plain_values_in_one_mset_with_the_last_pair_last(
 def test_values_that_msets_split_would_change_go_one_by_one(hostile):
     pairs = [("CT_CAMPAIGN", hostile), ("CT_DIAL", "PJSIP/101"), ("CT_STATUS", "OK")]
 
-    async def body(ch, wire):
-        await ch.set_variables(pairs)
-        return wire.sent
-
-    sent = talk(b"200 result=1\n200 result=0\n", body)
+    sent = send_variables(pairs, b"200 result=1\n200 result=0\n")
     assert _as_asterisk_sets(sent) == pairs  # nothing injected, nothing lost, status last
     assert all(hostile not in line for line in _mset_lines(sent))
 
@@ -203,11 +204,7 @@ def test_values_that_msets_split_would_change_go_one_by_one(hostile):
 def test_an_unbatchable_last_pair_still_goes_last():
     pairs = [("CT_DIAL", "PJSIP/101"), ("CT_SOURCE", "a,b")]
 
-    async def body(ch, wire):
-        await ch.set_variables(pairs)
-        return wire.sent
-
-    sent = talk(b"200 result=0\n200 result=1\n", body)
+    sent = send_variables(pairs, b"200 result=0\n200 result=1\n")
     assert _as_asterisk_sets(sent) == pairs
     assert sent.decode().splitlines()[-1] == 'SET VARIABLE CT_SOURCE "a,b"'
 
@@ -215,11 +212,7 @@ def test_an_unbatchable_last_pair_still_goes_last():
 def test_long_batches_are_split_below_asterisks_command_buffer():
     pairs = [(f"CT_V{i}", "x" * 300) for i in range(12)] + [("CT_STATUS", "OK")]
 
-    async def body(ch, wire):
-        await ch.set_variables(pairs)
-        return wire.sent
-
-    sent = talk(b"200 result=0\n" * 10, body)
+    sent = send_variables(pairs, b"200 result=0\n" * 10)
     lines = _mset_lines(sent)
     assert len(lines) > 1 and all(len(line.encode()) < 2048 for line in lines)
     assert _as_asterisk_sets(sent) == pairs
@@ -228,10 +221,6 @@ def test_long_batches_are_split_below_asterisks_command_buffer():
 def test_an_asterisk_without_mset_gets_plain_set_variable():
     pairs = [("CT_DIAL", "PJSIP/101"), ("CT_STATUS", "OK")]
 
-    async def body(ch, wire):
-        await ch.set_variables(pairs)
-        return wire.sent
-
     # EXEC of an unknown application answers result=-2
-    sent = talk(b"200 result=-2\n200 result=1\n200 result=1\n", body)
+    sent = send_variables(pairs, b"200 result=-2\n200 result=1\n200 result=1\n")
     assert sent.decode().splitlines()[1:] == ['SET VARIABLE CT_DIAL "PJSIP/101"', 'SET VARIABLE CT_STATUS "OK"']
