@@ -170,9 +170,11 @@ reconnect_max_delay = 0.5
                 call = by_uid[want.call_uid]
                 assert call.utm_source == f"agi-{node}", (capture, "the AGI's attribution was overwritten")
             else:
+                # Two unclaimed pbx-a calls share DID and outcome (Local a_answered_101 and
+                # sip_k_agi_down_fallback): the recording tells them apart, whatever the row order.
                 matches = [c for c in unclaimed if c.did == "+" + want.did and c.outcome == want.outcome
-                           and c.missed_reason == want.reason]
-                assert matches, (node, capture)
+                           and c.missed_reason == want.reason and recording_name(c) == want.recording]
+                assert len(matches) == 1, (node, capture, matches)
                 call = matches[0]
                 unclaimed.remove(call)
             assert call.state == "finished" and call.outcome == want.outcome, (node, capture, call.outcome)
@@ -188,6 +190,10 @@ reconnect_max_delay = 0.5
         nodes_by_linkedid.setdefault(linkedid, set()).add(node)
     on_both = [linkedid for linkedid, nodes in nodes_by_linkedid.items() if nodes == set(NODES)]
     assert len(on_both) == len(SHARED_LOCAL)
+
+
+def recording_name(call: Call) -> str | None:
+    return Path(call.recording_path).name if call.recording_path else None
 
 
 def free_port() -> int:
