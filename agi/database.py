@@ -75,9 +75,10 @@ def run_inline(func, *args):
     _inline.active = True
     try:
         return func(*args)
-    except OperationalError as exc:
-        if "locked" in str(exc.orig) or "busy" in str(exc.orig):
-            raise InlineBusy(str(exc.orig)) from None
+    except (OperationalError, sqlite3.OperationalError) as exc:
+        reason = str(getattr(exc, "orig", exc))  # SQLAlchemy wraps; agi.lean_sqlite does not
+        if "locked" in reason or "busy" in reason:
+            raise InlineBusy(reason) from None
         raise
     finally:
         _inline.active = False

@@ -23,6 +23,7 @@ from sqlalchemy.engine import Connection, Engine
 from sqlalchemy.orm import Session, sessionmaker
 
 from agi.database import ASYNC_COMMIT_ENGINES, INLINE_BUSY_MS, InlineBusy, running_inline
+from agi.lean_sqlite import LeanFactory
 from agi.settings import AgiSettings
 from agi.snapshot import DEFAULT_RULE_NAME, ManagerProfile, SnapshotCache
 from astertrack import attribution as attr
@@ -51,8 +52,12 @@ def _engine(factory: sessionmaker[Session]) -> Engine:
 
 
 @contextlib.contextmanager
-def read_connection(factory: sessionmaker[Session]) -> Iterator[Connection]:
+def read_connection(factory: sessionmaker[Session] | LeanFactory) -> Iterator[Connection]:
     """A plain Core connection: the hot path needs no ORM unit of work (about half the overhead)."""
+    if isinstance(factory, LeanFactory):
+        with factory.transaction(immediate=False) as conn:
+            yield conn
+        return
     engine = _engine(factory)
     with engine.connect() as conn:
         if engine.dialect.name == "postgresql":
@@ -62,7 +67,7 @@ def read_connection(factory: sessionmaker[Session]) -> Iterator[Connection]:
 
 
 @contextlib.contextmanager
-def write_session(factory: sessionmaker[Session]) -> Iterator[Connection]:
+def write_session(factory: sessionmaker[Session] | LeanFactory) -> Iterator[Connection]:
     """A connection whose transaction holds the write lock from its first statement.
 
     On PostgreSQL the commit does not wait for the WAL flush (``synchronous_commit = off`` for
@@ -78,6 +83,10 @@ def write_session(factory: sessionmaker[Session]) -> Iterator[Connection]:
         if not _sqlite_writer.acquire(timeout=INLINE_BUSY_MS / 1000 if running_inline() else -1):
             raise InlineBusy("another decision is writing")
     try:
+        if isinstance(factory, LeanFactory):
+            with factory.transaction(immediate=True) as conn:
+                yield conn
+            return
         with engine.connect() as conn:
             conn.execution_options(sqlite_begin="IMMEDIATE")
             if engine.dialect.name == "postgresql" and engine not in ASYNC_COMMIT_ENGINES:
