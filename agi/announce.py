@@ -4,8 +4,9 @@
 ``PENDING`` until then (the shipped dialplan clears it before each AGI; ``next`` also sets
 ``PENDING`` itself), so a session cut half-way leaves the dialplan on its fallback branch
 instead of dialling with half-written variables.  The variables go in one ``EXEC MSet``
-where their values allow it (``AGIChannel.set_variables``): four round trips per decision
-instead of seventeen.  The UserEvent keeps the recorded shape
+where their values allow it (``AGIChannel.set_variables``), the caller-id name with them:
+three round trips per decision (device states, UserEvent, MSet) instead of seventeen.
+The UserEvent keeps the recorded shape
 ``AstertrackRoute,call_id: ..,source: ..,manager: 101`` (extra headers follow those three).
 """
 
@@ -74,7 +75,7 @@ async def announce(channel: AGIChannel, decision: Decision, settings: AgiSetting
         (v.ROUTED_BY, decision.routed_by), (v.FALLBACK, str(decision.fallback or "")), (v.ATTEMPT, decision.attempt),
     ]
     if full and settings.callerid_prefix and decision.source:
-        await channel.set_variable("CALLERID(name)", callerid_name(decision.source, caller_name))
+        values.append(("CALLERID(name)", callerid_name(decision.source, caller_name)))  # rides in the MSet
     if decision.managers or decision.queue or full:
         await channel.exec_app("UserEvent", user_event_data(decision))
     await channel.set_variables(values + [(v.STATUS, OK)])

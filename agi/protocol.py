@@ -23,13 +23,17 @@ from dataclasses import dataclass, field
 MAX_LINE = 8192
 MAX_HEADERS = 256
 # ``EXEC MSet a=1,b=2`` sets many variables in one round trip instead of one SET VARIABLE
-# each.  Asterisk splits MSet's argument on commas (quotes, backslashes, brackets and
-# parentheses change the split), and EXEC substitutes ``${...}`` first, so only values
-# without any of those ride along; the rest go one by one.  Asterisk reads a command
-# into a 2 KB buffer: long lists go in a few MSets.
-_MSET_UNSAFE = re.compile(r'[,|"\\$(){}\[\]=\x00-\x1f\x7f]')
-_MSET_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,79}$")
+# each.  Asterisk splits MSet's argument on commas outside quotes, parentheses and
+# brackets (``__ast_app_separate_args``; backslashes escape), and EXEC substitutes
+# ``${...}`` first, so only values without quotes, backslashes, ``$``, braces, commas or
+# ``=``, and with every ``(`` and ``[`` closed, ride along; the rest go one by one.  A
+# name may be a dialplan function with a plain argument (``CALLERID(name)``): MSet writes
+# it like Set does.  Asterisk reads a command into a 2 KB buffer, and older versions' MSet
+# takes at most 24 pairs: long lists go in a few MSets.
+_MSET_UNSAFE = re.compile(r'[,|"\\${}=\x00-\x1f\x7f]')
+_MSET_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,79}(?:\([A-Za-z0-9_-]{1,40}\))?$")
 MSET_MAX_LINE = 1500
+MSET_MAX_PAIRS = 24
 _RESULT = re.compile(r"^200 result=(-?\d+)(?:\s+(.*))?$")
 
 
@@ -120,8 +124,22 @@ def parse_result(line: str) -> AGIResult:
     return AGIResult(200, result, data, extra)
 
 
+def _closed(text: str) -> bool:
+    """Every ``(`` and ``[`` closed, counted the way Asterisk's split counts them (a closer
+    with nothing open is ignored): then a comma after the value still splits."""
+    depth = {"(": 0, "[": 0}
+    for ch in text:
+        if ch in depth:
+            depth[ch] += 1
+        elif ch == ")":
+            depth["("] = max(0, depth["("] - 1)
+        elif ch == "]":
+            depth["["] = max(0, depth["["] - 1)
+    return not any(depth.values())
+
+
 def _batchable(name: str, text: str) -> bool:
-    return bool(_MSET_NAME.match(name)) and not _MSET_UNSAFE.search(text)
+    return bool(_MSET_NAME.match(name)) and not _MSET_UNSAFE.search(text) and _closed(text)
 
 
 def _mset_chunks(pairs: list[tuple[str, str]]) -> list[list[tuple[str, str]]]:
@@ -130,7 +148,7 @@ def _mset_chunks(pairs: list[tuple[str, str]]) -> list[list[tuple[str, str]]]:
     size = MSET_MAX_LINE
     for name, text in pairs:
         cost = len(name) + len(text.encode()) + 2
-        if size + cost > MSET_MAX_LINE:
+        if size + cost > MSET_MAX_LINE or len(chunks[-1]) >= MSET_MAX_PAIRS:
             chunks.append([])
             size = len('EXEC MSet ""')
         chunks[-1].append((name, text))

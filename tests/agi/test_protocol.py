@@ -201,6 +201,36 @@ def test_values_that_msets_split_would_change_go_one_by_one(hostile):
     assert all(hostile not in line for line in _mset_lines(sent))
 
 
+def test_a_function_name_and_closed_brackets_ride_in_the_mset():
+    """The caller-id prefix (``[google-ads] Ivan``) costs no round trip of its own."""
+    pairs = [("CT_DIAL", "PJSIP/101"), ("CALLERID(name)", "[google-ads] Ivan (VIP)"), ("CT_X", "a) b]"),
+             ("CT_STATUS", "OK")]
+
+    sent = send_variables(pairs, b"200 result=0\n")
+    assert len(sent.decode().splitlines()) == 1
+    assert _as_asterisk_sets(sent) == pairs
+
+
+@pytest.mark.parametrize("unclosed", ["[Direct", "a (b", "((x)", "[a]["])
+def test_a_value_that_leaves_a_bracket_open_goes_alone(unclosed):
+    """An open ``(`` or ``[`` would swallow the commas after it: the next pairs would merge."""
+    pairs = [("CALLERID(name)", unclosed), ("CT_DIAL", "PJSIP/101"), ("CT_STATUS", "OK")]
+
+    sent = send_variables(pairs, b"200 result=1\n200 result=0\n")
+    assert _as_asterisk_sets(sent) == pairs
+    assert all(unclosed not in line for line in _mset_lines(sent))
+
+
+def test_an_mset_carries_at_most_24_pairs():
+    """Older Asterisks' MSet parses 24 pairs; more would be dropped silently."""
+    pairs = [(f"CT_V{i}", str(i)) for i in range(30)] + [("CT_STATUS", "OK")]
+
+    sent = send_variables(pairs, b"200 result=0\n" * 3)
+    lines = _mset_lines(sent)
+    assert len(lines) == 2 and all(line.count("=") <= 24 for line in lines)
+    assert _as_asterisk_sets(sent) == pairs
+
+
 def test_an_unbatchable_last_pair_still_goes_last():
     pairs = [("CT_DIAL", "PJSIP/101"), ("CT_SOURCE", "a,b")]
 
