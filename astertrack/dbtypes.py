@@ -35,6 +35,38 @@ class UTCDateTime(TypeDecorator):
             return value.replace(tzinfo=dt.UTC)
         return value.astimezone(dt.UTC)
 
+    # SQLite: the two steps above and SQLAlchemy's text conversion fused into one function
+    # each way (the AGI reads and writes a few dozen of these per call).  Same text as
+    # SQLAlchemy's SQLite DATETIME ("2026-12-04 15:41:48.000000", microseconds always):
+    # stored values compare as text, so the format must never vary.
+
+    def bind_processor(self, dialect):
+        if dialect.name != "sqlite":
+            return super().bind_processor(dialect)
+        utc = dt.UTC
+
+        def process(value):
+            if value is None:
+                return None
+            if value.tzinfo is None:
+                raise ValueError(f"naive datetime {value!r}: pass an aware UTC datetime")
+            return value.astimezone(utc).replace(tzinfo=None).isoformat(" ", "microseconds")
+
+        return process
+
+    def result_processor(self, dialect, coltype):
+        if dialect.name != "sqlite":
+            return super().result_processor(dialect, coltype)
+        utc, parse = dt.UTC, dt.datetime.fromisoformat
+
+        def process(value):
+            if value is None:
+                return None
+            parsed = parse(value)
+            return parsed.replace(tzinfo=utc) if parsed.tzinfo is None else parsed.astimezone(utc)
+
+        return process
+
 
 def utcnow() -> dt.datetime:
     return dt.datetime.now(dt.UTC)

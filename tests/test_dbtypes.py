@@ -1,0 +1,60 @@
+"""UTCDateTime's fused SQLite processors give exactly what SQLAlchemy's two-step chain gives."""
+
+from __future__ import annotations
+
+import datetime as dt
+
+import pytest
+from sqlalchemy.dialects import sqlite
+from sqlalchemy.types import TypeDecorator
+
+from astertrack.dbtypes import UTCDateTime
+
+DIALECT = sqlite.dialect()
+MSK = dt.timezone(dt.timedelta(hours=3))
+
+
+def chained(kind: str):
+    """SQLAlchemy's own TypeDecorator processors (process_*_param plus the SQLite DATETIME)."""
+    adapted = UTCDateTime().dialect_impl(DIALECT)  # its impl becomes SQLite's DATETIME, as in use
+    if kind == "bind":
+        return TypeDecorator.bind_processor(adapted, DIALECT)
+    return TypeDecorator.result_processor(adapted, DIALECT, None)
+
+
+@pytest.mark.parametrize("value", [
+    None, dt.datetime(2026, 12, 4, 15, 41, 48, tzinfo=dt.UTC), dt.datetime(2026, 12, 4, 15, 41, 48, 5, tzinfo=dt.UTC),
+    dt.datetime(2026, 12, 4, 2, 0, 0, 999999, tzinfo=MSK), dt.datetime(1999, 1, 1, tzinfo=dt.UTC),
+])
+def test_bind_text_is_sqlalchemys_byte_for_byte(value):
+    fast = UTCDateTime().dialect_impl(DIALECT).bind_processor(DIALECT)
+    assert fast(value) == chained("bind")(value)
+    if value is not None:
+        assert fast(value).endswith(f".{value.microsecond:06d}")  # text order = time order
+
+
+@pytest.mark.parametrize("text", [None, "2026-12-04 15:41:48.000000", "2026-12-04 15:41:48", "2026-12-04 15:41:48.5",
+                                  "2026-12-04T15:41:48.123456"])
+def test_results_are_sqlalchemys_and_aware(text):
+    fast = UTCDateTime().dialect_impl(DIALECT).result_processor(DIALECT, None)
+    assert fast(text) == chained("result")(text)
+    if text is not None:
+        assert fast(text).tzinfo is dt.UTC
+
+
+def test_an_offset_in_stored_text_is_converted_to_utc():
+    fast = UTCDateTime().dialect_impl(DIALECT).result_processor(DIALECT, None)
+    assert fast("2026-12-04 18:00:00+03:00") == dt.datetime(2026, 12, 4, 15, 0, tzinfo=dt.UTC)
+
+
+def test_a_naive_datetime_is_refused():
+    with pytest.raises(ValueError, match="naive"):
+        UTCDateTime().bind_processor(DIALECT)(dt.datetime(2026, 12, 4))
+
+
+def test_sqlalchemy_uses_the_fused_processors_on_sqlite_only():
+    from sqlalchemy.dialects import postgresql
+
+    assert "UTCDateTime.bind_processor" in UTCDateTime()._cached_bind_processor(DIALECT).__qualname__
+    assert "UTCDateTime.result_processor" in UTCDateTime()._cached_result_processor(DIALECT, None).__qualname__
+    assert "UTCDateTime" not in UTCDateTime()._cached_bind_processor(postgresql.dialect()).__qualname__
