@@ -188,6 +188,7 @@ class AgiApp:
                       first_line)
             log.debug("agi %s %s: traceback", peer, name, exc_info=True)
             await self._fail(channel, peer)
+        channel.end()  # the dialplan moves on now; the bookkeeping below is ours alone
         elapsed = time.perf_counter() - request.started
         label = name if name in ROUTES else "unknown"  # the name comes from the wire: bound the label set
         metrics.AGI_DECISION_SECONDS.labels(route=label).observe(elapsed)

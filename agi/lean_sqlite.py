@@ -126,7 +126,8 @@ class LeanConnection:
     """One sqlite3 connection running SQLAlchemy Core statements without SQLAlchemy's execution.
 
     The subset of ``Connection`` the decision's code uses: ``execute``, ``commit``,
-    ``rollback``, ``dialect``; transactions are opened explicitly (``begin``).
+    ``rollback``, ``dialect``; write transactions are opened explicitly (``begin``), reads
+    run in autocommit.
     """
 
     def __init__(self, engine: Engine):
@@ -142,8 +143,9 @@ class LeanConnection:
     def in_transaction(self) -> bool:
         return self.raw.in_transaction
 
-    def begin(self, immediate: bool = False) -> None:
-        self.raw.execute("BEGIN IMMEDIATE" if immediate else "BEGIN")
+    def begin(self) -> None:
+        """A write transaction that holds SQLite's write lock from its start."""
+        self.raw.execute("BEGIN IMMEDIATE")
 
     def commit(self) -> None:
         if self.raw.in_transaction:
@@ -197,12 +199,15 @@ class LeanFactory:
         return self.sessions(**kw)
 
     @contextlib.contextmanager
-    def transaction(self, immediate: bool) -> Iterator[LeanConnection]:
-        """A transaction on the lean connection; rolled back unless the body committed."""
+    def transaction(self, write: bool) -> Iterator[LeanConnection]:
+        """A write transaction (holding the lock from its start), rolled back
+        unless the body committed; or, for reads, none: each SELECT sees the latest commit,
+        and the write that follows re-checks what matters anyway."""
         conn = self.connection
         if conn.in_transaction:  # a step that died half-way without its rollback (cannot happen twice)
             conn.rollback()
-        conn.begin(immediate)
+        if write:
+            conn.begin()
         try:
             yield conn
         finally:

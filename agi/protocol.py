@@ -191,6 +191,13 @@ class AGIChannel:
                 raise AGIHeaderTooLong(f"line longer than {self.max_line} bytes")
             return raw
 
+    def end(self) -> None:
+        """Close our side: for Asterisk the AGI is over and the dialplan goes on (idempotent;
+        a writer without ``close``, such as the script's stdout, ends with the process)."""
+        close = getattr(self.writer, "close", None)
+        if close is not None:
+            close()
+
     async def read_environment(self) -> AGIEnvironment:
         """Read ``agi_*`` lines up to the blank line.
 

@@ -55,7 +55,7 @@ def _engine(factory: sessionmaker[Session]) -> Engine:
 def read_connection(factory: sessionmaker[Session] | LeanFactory) -> Iterator[Connection]:
     """A plain Core connection: the hot path needs no ORM unit of work (about half the overhead)."""
     if isinstance(factory, LeanFactory):
-        with factory.transaction(immediate=False) as conn:
+        with factory.transaction(write=False) as conn:
             yield conn
         return
     engine = _engine(factory)
@@ -84,7 +84,7 @@ def write_session(factory: sessionmaker[Session] | LeanFactory) -> Iterator[Conn
             raise InlineBusy("another decision is writing")
     try:
         if isinstance(factory, LeanFactory):
-            with factory.transaction(immediate=True) as conn:
+            with factory.transaction(write=True) as conn:
                 yield conn
             return
         with engine.connect() as conn:

@@ -5,7 +5,8 @@ Seeds a throw-away database (SQLite by default, ``--db-url`` for PostgreSQL), st
 ``astertrack-agi`` daemon as its own process, and plays Asterisk's side of recorded ``inbound``
 sessions with N calls in flight at once.  Then it starts ``astertrack-agi-script`` once per
 call, N at a time, on stdin/stdout.  Latency = from the first byte of the AGI environment to
-``CT_STATUS=OK`` (every variable set): what the caller waits for before anything rings.
+the end of the AGI session (the server closes the socket, the script its stdout), counted only
+if ``CT_STATUS=OK`` was set: what the caller waits for before anything rings.
 
 Load patterns for the daemon:
   1-by-1       - one call at a time: the decision's own latency
@@ -86,23 +87,24 @@ def reply_to(line: bytes) -> bytes:
 
 
 async def converse(reader, writer, env: bytes) -> float | None:
-    """Play one session; return seconds until CT_STATUS=OK, or None if the call got no decision."""
+    """Play one session; return seconds until the AGI ended (the server closed the socket: the
+    dialplan goes on), or None if it ended without CT_STATUS=OK (no decision)."""
     started = time.perf_counter()
     writer.write(env)
     await writer.drain()
-    decided = None
+    decided = False
     while True:
         line = await reader.readline()
         if not line:
             break
         # CT_STATUS comes last, alone or at the end of the EXEC MSet batch
         if line.startswith(b'SET VARIABLE CT_STATUS "OK"') or line.rstrip().endswith(b',CT_STATUS=OK"'):
-            decided = time.perf_counter() - started
+            decided = True
         elif b"CT_STATUS" in line and b"FAILED" in line:
-            decided = None
+            decided = False
         writer.write(reply_to(line))
         await writer.drain()
-    return decided
+    return time.perf_counter() - started if decided else None
 
 
 async def fastagi_call(port: int, seq: int, delay: float) -> float | None:

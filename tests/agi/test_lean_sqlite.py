@@ -43,7 +43,7 @@ def both(factory: LeanFactory, statement, params: dict) -> tuple[list, list]:
     """The statement's rows through SQLAlchemy and through the lean connection."""
     with factory.kw["bind"].connect() as conn:
         expected = conn.execute(statement, params).all()
-    with factory.transaction(immediate=False) as conn:
+    with factory.transaction(write=False) as conn:
         got = conn.execute(statement, params).all()
     return expected, got
 
@@ -61,7 +61,7 @@ def test_manager_reads_match_sqlalchemy_for_any_length_of_in_list(lean, ids):
 
 
 def test_an_insert_gets_the_columns_python_defaults_and_its_types_processed(lean):
-    with lean.transaction(immediate=True) as conn:
+    with lean.transaction(write=True) as conn:
         conn.execute(store._CALL_INSERT, {"did": "+74950000101", "routing_tried": [3, 5], "is_first_call": True})
         conn.commit()
     with lean() as session:
@@ -69,7 +69,7 @@ def test_an_insert_gets_the_columns_python_defaults_and_its_types_processed(lean
     assert len(call.call_uid) == 32 and call.node == "pbx1" and call.state == "ringing"
     assert call.routing_tried == [3, 5] and call.is_first_call is True and call.transferred is False
     assert abs((dt.datetime.now(dt.UTC) - call.started_at).total_seconds()) < 5
-    with lean.transaction(immediate=True) as conn:  # the callable default runs per execution
+    with lean.transaction(write=True) as conn:  # the callable default runs per execution
         conn.execute(store._CALL_INSERT, {"did": "+74950000101", "routing_tried": [], "is_first_call": False})
         conn.commit()
     with lean() as session:
@@ -81,7 +81,7 @@ def test_returning_rowcount_and_conflicts(lean):
                "first_source_id": None, "first_session_id": None, "last_call_at": NOW, "last_source_id": None,
                "last_session_id": None, "calls_count": 1, "tags": ["vip"], "personal_manager_id": None,
                "personal_manager_at": None}
-    with lean.transaction(immediate=True) as conn:
+    with lean.transaction(write=True) as conn:
         created = conn.execute(store._PROFILE_INSERT["sqlite"], profile).first()
         again = conn.execute(store._PROFILE_INSERT["sqlite"], {**profile, "site_id": None}).first()
         assert created is not None and created.id >= 1
@@ -101,7 +101,7 @@ def test_values_fixed_in_the_statement_and_scalar_helpers(lean):
     expected, got = both(lean, statement, {"upto": 2})
     assert got == [tuple(row) for row in expected] == [(1, "fixed", 42), (2, "fixed", 42)]
     assert got[0].tag == "fixed"
-    with lean.transaction(immediate=False) as conn:
+    with lean.transaction(write=False) as conn:
         one = select(Manager.id).where(Manager.id == bindparam("id"))
         assert conn.execute(one, {"id": 2}).scalar_one_or_none() == 2
         assert conn.execute(one, {"id": 99}).scalar_one_or_none() is None
@@ -110,9 +110,9 @@ def test_values_fixed_in_the_statement_and_scalar_helpers(lean):
 
 
 def test_a_transaction_left_without_commit_is_rolled_back(lean):
-    with lean.transaction(immediate=True) as conn:
+    with lean.transaction(write=True) as conn:
         assert reservations.reserve(conn, 2, "call-a", NOW, 15)
-    with pytest.raises(RuntimeError), lean.transaction(immediate=True) as conn:
+    with pytest.raises(RuntimeError), lean.transaction(write=True) as conn:
         reservations.reserve(conn, 2, "call-b", NOW, 15)
         raise RuntimeError("the step failed half-way")
     with lean() as session:
@@ -122,7 +122,7 @@ def test_a_transaction_left_without_commit_is_rolled_back(lean):
 
 def test_statements_built_per_call_do_not_grow_the_cache_for_ever(lean, monkeypatch):
     monkeypatch.setattr(lean_sqlite, "_CACHE_LIMIT", 20)
-    with lean.transaction(immediate=False) as conn:
+    with lean.transaction(write=False) as conn:
         for n in range(50):
             assert conn.execute(select(Manager.id).where(Manager.id == n % 6 + 1), {}).scalar() == n % 6 + 1
         assert len(conn._compiled) <= 20
