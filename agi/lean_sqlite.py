@@ -99,10 +99,10 @@ def _prepare(compiled, params: dict[str, Any], dialect) -> _Prepared:
     state = compiled.construct_expanded_state({**params, **{key: make() for key, make in prefetch.items()}})
     expanded_from = {name: (original, index) for original, names in state.parameter_expansion.items()
                      for index, name in enumerate(names)}
-    processors = {**compiled._bind_processors, **state.processors}  # the latter: the IN lists' own
+    bind_processors = {**compiled._bind_processors, **state.processors}  # the latter: the IN lists' own
     binders = []
     for name in state.positiontup or ():
-        processor = processors.get(name)
+        processor = bind_processors.get(name)
         if name in expanded_from:
             original, index = expanded_from[name]
             binders.append((_EXPANDED, compiled.binds[original].key, index, processor))
@@ -112,14 +112,16 @@ def _prepare(compiled, params: dict[str, Any], dialect) -> _Prepared:
             binders.append((_PREFETCH, prefetch[key], None, processor))
         elif key in params:
             binders.append((_PARAM, key, None, processor))
-        else:  # a value fixed in the statement (literal(), bindparam(value=...))
+        elif compiled.binds[name].callable is None:  # a value fixed in the statement (literal(), ...)
             binders.append((_FIXED, state.parameters[name], None, processor))
+        else:
+            raise NotImplementedError(f"bind parameter {name!r} is computed per execution; use SQLAlchemy")
     columns = compiled._result_columns
     if not columns:
         return _Prepared(state.statement, binders, None, None)
     row_type = namedtuple("Row", [column[0] for column in columns], rename=True)  # noqa: PYI024
-    processors = [column[3]._cached_result_processor(dialect, None) for column in columns]
-    return _Prepared(state.statement, binders, row_type, processors if any(processors) else None)
+    result_processors = [column[3]._cached_result_processor(dialect, None) for column in columns]
+    return _Prepared(state.statement, binders, row_type, result_processors if any(result_processors) else None)
 
 
 class LeanConnection:

@@ -126,3 +126,9 @@ def test_statements_built_per_call_do_not_grow_the_cache_for_ever(lean, monkeypa
         for n in range(50):
             assert conn.execute(select(Manager.id).where(Manager.id == n % 6 + 1), {}).scalar() == n % 6 + 1
         assert len(conn._compiled) <= 20
+
+
+def test_a_parameter_computed_per_execution_is_refused_not_frozen(lean):
+    statement = select(Manager.id).where(Manager.id == bindparam("x", callable_=lambda: 1))
+    with lean.transaction(write=False) as conn, pytest.raises(NotImplementedError, match="per execution"):
+        conn.execute(statement, {})
