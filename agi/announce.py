@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import re
 
-from agi.protocol import AGIChannel
+from agi.protocol import AGIChannel, brackets_closed
 from agi.settings import AgiSettings
 from agi.store import Decision
 from astertrack import dialplan_vars as v
@@ -26,11 +26,15 @@ FAILED = "FAILED"
 # quotes, backslashes, "$" and braces have meaning to the dialplan parser.  Keep them out.
 _UNSAFE_EVENT = re.compile(r"[,|\"\\${}\r\n\x00-\x1f]")
 _UNSAFE_TEXT = re.compile(r"[\r\n\x00-\x1f\x7f]")
+_BRACKETS_BLANK = str.maketrans("[]()", "    ")
 MAX_NAME = 80
 
 
 def event_value(value: object) -> str:
-    return _UNSAFE_EVENT.sub(" ", str(value)).strip()[:200]
+    """A UserEvent header value: nothing that splits or expands, and no ``[`` or ``(`` left
+    open (UserEvent nests commas inside them: every header after it would be swallowed)."""
+    text = _UNSAFE_EVENT.sub(" ", str(value)).strip()[:200]
+    return text if brackets_closed(text) else text.translate(_BRACKETS_BLANK)
 
 
 def text_value(value: object, limit: int = 200) -> str:

@@ -124,7 +124,7 @@ def parse_result(line: str) -> AGIResult:
     return AGIResult(200, result, data, extra)
 
 
-def _closed(text: str) -> bool:
+def brackets_closed(text: str) -> bool:
     """Every ``(`` and ``[`` closed, counted the way Asterisk's split counts them (a closer
     with nothing open is ignored): then a comma after the value still splits."""
     depth = {"(": 0, "[": 0}
@@ -139,7 +139,7 @@ def _closed(text: str) -> bool:
 
 
 def _batchable(name: str, text: str) -> bool:
-    return bool(_MSET_NAME.match(name)) and not _MSET_UNSAFE.search(text) and _closed(text)
+    return bool(_MSET_NAME.match(name)) and not _MSET_UNSAFE.search(text) and brackets_closed(text)
 
 
 def _mset_chunks(pairs: list[tuple[str, str]]) -> list[list[tuple[str, str]]]:

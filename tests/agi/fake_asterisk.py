@@ -165,8 +165,9 @@ def mset_pairs(data: str) -> list[tuple[str, str]]:
 
 
 def parse_user_event(data: str) -> tuple[str, dict[str, str]]:
-    """``AstertrackRoute,call_id: x,source: y`` -> ("AstertrackRoute", {"call_id": "x", ...})."""
-    name, *body = data.split(",")
+    """``AstertrackRoute,call_id: x,source: y`` -> ("AstertrackRoute", {"call_id": "x", ...}),
+    split the way Asterisk's UserEvent splits its arguments (brackets and parentheses nest)."""
+    name, *body = separate_args(data, ",")
     headers = {}
     for part in body:
         key, _, value = part.partition(":")

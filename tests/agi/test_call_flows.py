@@ -10,6 +10,7 @@ from __future__ import annotations
 import datetime as dt
 import re
 
+import pytest
 from sqlalchemy import select
 
 from astertrack import dialplan_vars as v
@@ -51,6 +52,27 @@ def assert_status_protocol(result):
     assert len(statuses) == 1
     # one MSet carries the variables (callerid name and the UserEvent are their own commands)
     assert len(result.commands) <= 5, result.commands
+
+
+@pytest.mark.parametrize(("source", "in_event"), [
+    ("Direct [RU", "Direct  RU"), ("Direct (brand", "Direct  brand"), ("Direct (brand) [RU]", "Direct (brand) [RU]")])
+def test_a_source_name_with_brackets_reaches_the_dialplan_and_the_ami_listener_intact(agi, seed, source, in_event):
+    """Found on a real Asterisk: ``[`` or ``(`` left open in the UserEvent swallowed every header
+    after ``source`` (Asterisk's argument split nests them), so the listener lost the manager."""
+    seed.static_number("+74950000101", source)
+    m101, = seed.managers("101")
+    seed.rule("sales", seed.group("sales", [m101]))
+    seed.commit()
+    _, fake = agi
+
+    result = inbound(fake, "pjsip_fastagi_1")
+
+    assert result.variables[v.SOURCE] == source
+    assert result.variables["CALLERID(name)"] == f"[{source}] Ivan Petrov"
+    event = result.route_event()
+    assert event["manager"] == "101" and event["routed_by"] == "sales" and event["attempt"] == "1"
+    assert event["recording"] == result.variables[v.RECORDING]
+    assert event["source"] == in_event  # an unclosed bracket is blanked, a closed one kept
 
 
 def test_static_number_call_goes_to_its_source_and_a_free_manager(agi, seed, session):
