@@ -113,6 +113,22 @@ class AgiApp:
                 old_inline.dispose()
         log.info("configuration reloaded")
 
+    async def keep_snapshot_fresh(self) -> None:
+        """Re-read the routing snapshot every ``[agi] cache_seconds`` in a worker thread, so no
+        call pays for the reload (runs until cancelled; a failed reload keeps the old one)."""
+        loop = asyncio.get_running_loop()
+        while True:
+            cache = self.snapshots  # a SIGHUP replaces it: refresh the new one from then on
+            if cache.ttl <= 0:  # 0 = read on every call: nothing to keep fresh
+                await asyncio.sleep(1.0)
+                continue
+            cache.refreshed = True
+            try:
+                await loop.run_in_executor(self.executor, cache.reload, self.session_factory)
+            except Exception as exc:  # noqa: BLE001 - a database hiccup must not end the refresher
+                log.warning("routing snapshot reload failed (%s); calls keep the previous one", exc)
+            await asyncio.sleep(cache.ttl)
+
     @staticmethod
     def _lean(engine) -> LeanFactory | None:
         return LeanFactory(make_session_factory(engine)) if engine is not None else None

@@ -126,8 +126,10 @@ async def run(config_path: str | None, host: str | None = None, port: int | None
     loop.add_signal_handler(signal.SIGTERM, stop.set)
     loop.add_signal_handler(signal.SIGINT, stop.set)
     loop.add_signal_handler(signal.SIGHUP, reload)
+    refresher = asyncio.create_task(app.keep_snapshot_fresh())
     await stop.wait()
     log.info("stopping: no new calls accepted")
+    refresher.cancel()
     await server.stop(grace=app.settings.request_timeout + 1)
     if metrics_server is not None:
         metrics_server.shutdown()

@@ -1,7 +1,10 @@
 """The routing configuration snapshot: rules, numbers, sources, sites, shared by every call.
 
 What an admin edits changes rarely, so it is read once per ``[agi] cache_seconds`` instead of
-once per call (SIGHUP drops it).  Live facts - reservations, pauses, device states, the
+once per call (SIGHUP drops it).  The FastAGI daemon re-reads it in a worker thread on that
+schedule (``AgiApp.keep_snapshot_fresh``), so no call waits for the reload (a few ms, more
+with hundreds of numbers) however far apart calls come; only the first call, or one after the
+refresher fell behind, loads it itself.  Live facts - reservations, pauses, device states, the
 round-robin position, visitor sessions, caller profiles - are never cached (``agi.store``).
 """
 
@@ -62,28 +65,48 @@ class Snapshot:
                         member_ids=self.enabled_manager_ids, sticky=True, sticky_days=30)
 
 
+# With a refresher the snapshot may be this many TTLs old before a call reloads it itself
+# (the refresher is late: a slow database, a stalled thread).
+STALE_TTLS = 3
+
+
 class SnapshotCache:
-    """One Snapshot per process, reloaded when older than ``ttl`` seconds (0 = every call)."""
+    """One Snapshot per process, reloaded when older than ``ttl`` seconds (0 = every call).
+
+    ``refreshed``: something calls ``reload`` every ``ttl`` seconds, so ``get`` hands out the
+    current snapshot until it is ``STALE_TTLS`` times too old instead of reloading inline.
+    """
 
     def __init__(self, ttl: float):
         self.ttl = ttl
+        self.refreshed = False
         self._snapshot: Snapshot | None = None
         self._lock = threading.Lock()
 
     def clear(self) -> None:
         self._snapshot = None
 
+    def _usable(self, snapshot: Snapshot | None) -> bool:
+        if snapshot is None:
+            return False
+        limit = self.ttl * STALE_TTLS if self.refreshed else self.ttl
+        return time.monotonic() - snapshot.loaded_at < limit
+
     def get(self, factory: sessionmaker[Session]) -> Snapshot:
         snapshot = self._snapshot
-        if snapshot is not None and time.monotonic() - snapshot.loaded_at < self.ttl:
+        if self._usable(snapshot):
             return snapshot
         with self._lock:
-            snapshot = self._snapshot
-            if snapshot is None or time.monotonic() - snapshot.loaded_at >= self.ttl:
+            if not self._usable(self._snapshot):
                 with factory() as session:
-                    snapshot = load_snapshot(session)
-                self._snapshot = snapshot
-            return snapshot
+                    self._snapshot = load_snapshot(session)
+            return self._snapshot
+
+    def reload(self, factory: sessionmaker[Session]) -> None:
+        """Read a new snapshot now (the refresher, from a worker thread)."""
+        with factory() as session:
+            snapshot = load_snapshot(session)
+        self._snapshot = snapshot  # one reference swap: calls see the old or the new, whole
 
 
 def _rule_view(rule, member_ids: tuple[int, ...], queue_name: str | None) -> RuleView:

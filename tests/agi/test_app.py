@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import threading
 
 from agi import app as app_module
 from agi.app import AgiApp
@@ -51,3 +52,56 @@ def test_the_session_is_closed_before_the_metrics_and_the_log_line(tmp_path, mon
         app.close()
     assert request.result == "ok" and b'SET VARIABLE CT_STATUS "OK"' in wire.sent
     assert closed_when_logged == [True]
+
+
+def test_the_daemon_rereads_the_routing_snapshot_off_the_event_loop(tmp_path, monkeypatch):
+    """Calls a few seconds apart (a real PBX) must not each pay for reloading rules and numbers:
+    the refresher reloads them in a worker thread; a change shows up within a TTL or two."""
+    from agi import snapshot as snapshot_module
+    from astertrack.db import make_engine, make_session_factory
+    from astertrack.models import Base, Site, Source, TrackingNumber
+
+    url = f"sqlite:///{tmp_path / 'agi.db'}"
+    engine = make_engine(url)
+    Base.metadata.create_all(engine)
+    app = AgiApp(make_config(tmp_path, url, cache_seconds="0.2"), db_workers=1, long_running=False)
+    loads: list[int] = []
+    real_load = snapshot_module.load_snapshot
+    failures = iter([RuntimeError("database is restarting")])
+
+    def counting_load(session):
+        loads.append(threading.get_ident())
+        if len(loads) == 2:
+            raise next(failures)  # one failed reload: the refresher logs it and goes on
+        return real_load(session)
+
+    monkeypatch.setattr(snapshot_module, "load_snapshot", counting_load)
+
+    async def main():
+        loop_thread = threading.get_ident()
+        refresher = asyncio.create_task(app.keep_snapshot_fresh())
+        await asyncio.sleep(0.1)
+        assert "+74950000999" not in app.snapshots.get(app.session_factory).directory.numbers
+        with make_session_factory(engine)() as session:
+            site = Site(name="Lab", timezone="Europe/Moscow")
+            session.add(site)
+            session.flush()
+            source = Source(site_id=site.id, name="billboard")
+            session.add(source)
+            session.flush()
+            session.add(TrackingNumber(number="+74950000999", site_id=site.id, source_id=source.id))
+            session.commit()
+        seen = False
+        for _ in range(40):  # "calls" every 25 ms for a second
+            seen = seen or "+74950000999" in app.snapshots.get(app.session_factory).directory.numbers
+            await asyncio.sleep(0.025)
+        refresher.cancel()
+        return loop_thread, seen
+
+    try:
+        loop_thread, seen = asyncio.run(main())
+    finally:
+        app.close()
+        engine.dispose()
+    assert seen  # the new number arrived without a call reloading anything
+    assert len(loads) >= 4 and loop_thread not in loads  # every reload ran in a worker thread
