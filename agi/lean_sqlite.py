@@ -195,7 +195,7 @@ class LeanFactory:
     def __init__(self, sessions: sessionmaker[Session]):
         self.sessions = sessions
         self.kw = sessions.kw
-        self.connection = LeanConnection(sessions.kw["bind"])
+        self.connection: LeanConnection | None = None  # opened by the first call, as a pool would
 
     def __call__(self, **kw: Any) -> Session:
         return self.sessions(**kw)
@@ -204,7 +204,12 @@ class LeanFactory:
     def transaction(self, write: bool) -> Iterator[LeanConnection]:
         """A write transaction (holding the lock from its start), rolled back
         unless the body committed; or, for reads, none: each SELECT sees the latest commit,
-        and the write that follows re-checks what matters anyway."""
+        and the write that follows re-checks what matters anyway.
+
+        The connection opens on first use: a database that cannot be opened fails that call
+        (to the fallback), not the daemon's start."""
+        if self.connection is None:
+            self.connection = LeanConnection(self.kw["bind"])
         conn = self.connection
         if conn.in_transaction:  # a step that died half-way without its rollback (cannot happen twice)
             conn.rollback()
@@ -216,4 +221,6 @@ class LeanFactory:
             conn.rollback()
 
     def close(self) -> None:
-        self.connection.close()
+        if self.connection is not None:
+            self.connection.close()
+            self.connection = None

@@ -9,6 +9,7 @@ transactions, the bounded statement cache.
 from __future__ import annotations
 
 import datetime as dt
+import sqlite3
 
 import pytest
 from sqlalchemy import bindparam, literal, select
@@ -132,3 +133,12 @@ def test_a_parameter_computed_per_execution_is_refused_not_frozen(lean):
     statement = select(Manager.id).where(Manager.id == bindparam("x", callable_=lambda: 1))
     with lean.transaction(write=False) as conn, pytest.raises(NotImplementedError, match="per execution"):
         conn.execute(statement, {})
+
+
+def test_a_database_that_cannot_be_opened_fails_the_call_not_the_start(tmp_path):
+    engine = make_engine(f"sqlite:///{tmp_path / 'missing-dir' / 'agi.db'}")
+    factory = LeanFactory(make_session_factory(engine))  # no connection yet: nothing to fail
+    with pytest.raises(sqlite3.OperationalError), factory.transaction(write=False):
+        pass
+    factory.close()
+    engine.dispose()
