@@ -15,6 +15,9 @@ Load patterns for the daemon:
                  calls again, so N calls are always up and new ones reach the AGI at N/hold
                  per second (100/s by default: time compressed ~180x against 3-minute calls)
   burst        - N calls reach the AGI at the same instant (stress: they queue on the CPU)
+  reference    - the in-progress load against a stand-in server that only burns ``--reference-ms``
+                 of CPU per call behind the same round trips: how this machine treats a server of
+                 known cost at this moment (the VM's speed varies; read the daemon's figures next to it)
 
 Run from the repo root with the project installed:  python bench/agi_latency.py
 The last line printed is one JSON object with the figures.
@@ -256,6 +259,46 @@ async def run_in_progress(port: int, callers: int, seconds: float, hold: float, 
     return latencies, time.perf_counter() - started, counter[0] + 1
 
 
+async def reference_session(reader, writer, work_ms: float) -> None:
+    """The route's wire shape with no database and no Python logic: ask device states, burn
+    ``work_ms`` of CPU, UserEvent, MSet with CT_STATUS=OK, close.  What this machine gives a
+    server of known cost, at this moment: the yardstick for the daemon's figures."""
+    try:
+        while (await reader.readline()).strip():
+            pass
+        for index, line in enumerate((b"GET FULL VARIABLE ${DEVICE_STATE(PJSIP/1000)}\n",
+                                      b'EXEC UserEvent "AstertrackRoute,call_id: x"\n',
+                                      b'EXEC MSet "CT_DIAL=PJSIP/1000,CT_STATUS=OK"\n')):
+            if index == 1:
+                end = time.perf_counter() + work_ms / 1000
+                while time.perf_counter() < end:
+                    pass
+            writer.write(line)
+            await writer.drain()
+            await reader.readline()
+    finally:
+        writer.close()
+
+
+async def serve_reference(port: int, work_ms: float) -> None:
+    server = await asyncio.start_server(lambda r, w: reference_session(r, w, work_ms), "127.0.0.1", port)
+    async with server:
+        await server.serve_forever()
+
+
+def start_reference(port: int, work_ms: float) -> subprocess.Popen:
+    proc = subprocess.Popen([sys.executable, __file__, "--reference-server", str(port), str(work_ms)])
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        try:
+            socket.create_connection(("127.0.0.1", port), timeout=0.5).close()
+            return proc
+        except OSError:
+            time.sleep(0.05)
+    proc.kill()
+    raise SystemExit("the reference server did not start")
+
+
 def run_client(coro):
     """The fake Asterisk on the daemon's own loop (uvloop when installed): Asterisk is C, our
     side of the wire should cost as little as we can make it so the figures are the daemon's."""
@@ -283,6 +326,8 @@ def main() -> int:
     parser.add_argument("--max-parallel", type=int, default=8, help="[agi] max_parallel for the daemon (default 8)")
     parser.add_argument("--workers", type=int, default=1, help="[agi] workers: daemon processes (default 1)")
     parser.add_argument("--db-url", default=None, help="an EMPTY database to seed and use (default: temp SQLite)")
+    parser.add_argument("--reference-ms", type=float, default=1.0,
+                        help="in-progress load against a server that only burns this much CPU per call (0 = skip)")
     parser.add_argument("--postgres", nargs="?", const="postgresql+psycopg://postgres@127.0.0.1:5432/test",
                         default=None, metavar="ADMIN_URL",
                         help="use a throw-away PostgreSQL database created through ADMIN_URL")
@@ -325,6 +370,16 @@ def main() -> int:
     finally:
         daemon.send_signal(signal.SIGTERM)
         daemon.wait(30)
+    reference = None
+    if args.reference_ms > 0:
+        ref_port = free_port()
+        ref_proc = start_reference(ref_port, args.reference_ms)
+        try:
+            latencies, wall, _ = run_client(run_in_progress(ref_port, n, args.seconds, args.hold, 0))
+            reference = summary(f"reference-{args.reference_ms:g}ms", latencies, wall)
+        finally:
+            ref_proc.kill()
+            ref_proc.wait(10)
     if args.script_single:
         latencies, wall = run_client(run_script(1, args.script_single, env_vars, seq))
         rows.append(summary("script-1-by-1", latencies, wall))
@@ -337,9 +392,12 @@ def main() -> int:
     print(f"AGI decision latency, {n} concurrent calls, {cores} CPU cores, load before start {load:.1f}, "
           f"DB {db_url.split(':')[0]}; daemon CPU {cpu_per_call_ms:.2f} ms per decision")
     print(f"{'mode':<16}{'calls':>7}{'decided':>9}{'p50 ms':>10}{'p99 ms':>10}{'max ms':>10}{'calls/s':>10}")
-    for row in rows:
+    for row in rows + ([reference] if reference else []):
         print(f"{row['mode']:<16}{row['calls']:>7}{row['decided']:>9}{row['p50_ms']:>10}{row['p99_ms']:>10}"
               f"{row['max_ms']:>10}{row['calls_per_s']:>10}")
+    if reference:
+        print(f"({reference['mode']}: the in-progress load against a server that only burns "
+              f"{args.reference_ms:g} ms of CPU per call behind the same round trips - this machine, now)")
     single, steady, burst, script = rows[0], rows[1], rows[2], rows[-1]
     script_single = rows[3] if args.script_single else None
     figures = {
@@ -356,6 +414,9 @@ def main() -> int:
         "speedup_single_p50": round(script_single["p50_ms"] / single["p50_ms"], 1) if script_single else None,
         # like for like: N calls at once through each
         "speedup_p99": round(script["p99_ms"] / burst["p99_ms"], 1) if burst["p99_ms"] else None,
+        "reference_work_ms": args.reference_ms if reference else None,
+        "reference_p50_ms": reference["p50_ms"] if reference else None,
+        "reference_p99_ms": reference["p99_ms"] if reference else None,
         "concurrency": n, "hold_s": args.hold, "cores": cores,
         "db": db_url.split(":")[0], "load_avg_1m": round(load, 1), "undecided": sum(r["calls"] - r["decided"] for r in rows),
     }
@@ -368,4 +429,7 @@ def main() -> int:
 
 
 if __name__ == "__main__":
+    if sys.argv[1:2] == ["--reference-server"]:
+        run_client(serve_reference(int(sys.argv[2]), float(sys.argv[3])))
+        sys.exit(0)
     sys.exit(main())
