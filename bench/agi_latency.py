@@ -120,12 +120,12 @@ async def fastagi_call(port: int, seq: int, delay: float) -> float | None:
         writer.close()
 
 
-async def script_call(seq: int, env_vars: dict, gate: asyncio.Semaphore) -> float | None:
+async def script_call(seq: int, env_vars: dict, gate: asyncio.Semaphore, log) -> float | None:
     async with gate:
         started = time.perf_counter()
         proc = await asyncio.create_subprocess_exec(
             str(BIN / "astertrack-agi-script"), stdin=asyncio.subprocess.PIPE, stdout=asyncio.subprocess.PIPE,
-            stderr=asyncio.subprocess.DEVNULL, env=env_vars)
+            stderr=log, env=env_vars)
         decided = await converse(proc.stdout, proc.stdin, environment(seq, classic=True))
         proc.stdin.close()
         await proc.wait()
@@ -305,10 +305,10 @@ def run_client(coro):
     return run_event_loop(coro)
 
 
-async def run_script(concurrency: int, calls: int, env_vars: dict, seq0: int):
+async def run_script(concurrency: int, calls: int, env_vars: dict, seq0: int, log):
     gate = asyncio.Semaphore(concurrency)
     started = time.perf_counter()
-    results = await asyncio.gather(*(script_call(seq0 + i, env_vars, gate) for i in range(calls)))
+    results = await asyncio.gather(*(script_call(seq0 + i, env_vars, gate, log) for i in range(calls)))
     return list(results), time.perf_counter() - started
 
 
@@ -380,13 +380,21 @@ def main() -> int:
         finally:
             ref_proc.kill()
             ref_proc.wait(10)
+    script_log = (workdir / "script.log").open("ab")  # the scripts' stderr: why a call got no decision
     if args.script_single:
-        latencies, wall = run_client(run_script(1, args.script_single, env_vars, seq))
+        latencies, wall = run_client(run_script(1, args.script_single, env_vars, seq, script_log))
         rows.append(summary("script-1-by-1", latencies, wall))
         seq += args.script_single
     script_calls = args.script_calls or n
-    latencies, wall = run_client(run_script(n, script_calls, env_vars, seq))
+    latencies, wall = run_client(run_script(n, script_calls, env_vars, seq, script_log))
     rows.append(summary("script", latencies, wall))
+    script_log.close()
+    if any(row["calls"] != row["decided"] for row in rows):  # say why, before the work dir goes
+        lines = [line for line in (workdir / "script.log").read_text(errors="replace").splitlines()
+                 if " ERROR " in line or " WARNING " in line]
+        lines += [line for line in (workdir / "agi.log").read_text(errors="replace").splitlines()
+                  if " ERROR " in line or " WARNING " in line]
+        print("calls without a decision; the logs say:", *lines[-10:], sep="\n  ")
 
     cores = os.cpu_count()
     print(f"AGI decision latency, {n} concurrent calls, {cores} CPU cores, load before start {load:.1f}, "
