@@ -211,9 +211,8 @@ def free_port() -> int:
         return sock.getsockname()[1]
 
 
-def start_daemon(config: Path, port: int, log: Path) -> subprocess.Popen:
-    proc = subprocess.Popen([str(BIN / "astertrack-agi"), "-c", str(config), "--port", str(port)],
-                            stdout=subprocess.DEVNULL, stderr=log.open("wb"))
+def wait_listening(proc: subprocess.Popen, port: int, name: str, log: Path | None = None) -> subprocess.Popen:
+    """``proc`` once it accepts connections on ``port``; exit the bench if it dies or never does."""
     deadline = time.monotonic() + 30
     while time.monotonic() < deadline:
         try:
@@ -221,9 +220,16 @@ def start_daemon(config: Path, port: int, log: Path) -> subprocess.Popen:
             return proc
         except OSError:
             if proc.poll() is not None:
-                raise SystemExit(f"astertrack-agi exited: {log.read_text()[-2000:]}") from None
+                raise SystemExit(f"{name} exited: {log.read_text()[-2000:] if log else ''}") from None
             time.sleep(0.05)
-    raise SystemExit("astertrack-agi did not start")
+    proc.kill()
+    raise SystemExit(f"{name} did not start")
+
+
+def start_daemon(config: Path, port: int, log: Path) -> subprocess.Popen:
+    proc = subprocess.Popen([str(BIN / "astertrack-agi"), "-c", str(config), "--port", str(port)],
+                            stdout=subprocess.DEVNULL, stderr=log.open("wb"))
+    return wait_listening(proc, port, "astertrack-agi", log)
 
 
 async def run_fastagi(port: int, concurrency: int, rounds: int, seq0: int):
@@ -288,15 +294,7 @@ async def serve_reference(port: int, work_ms: float) -> None:
 
 def start_reference(port: int, work_ms: float) -> subprocess.Popen:
     proc = subprocess.Popen([sys.executable, __file__, "--reference-server", str(port), str(work_ms)])
-    deadline = time.monotonic() + 30
-    while time.monotonic() < deadline:
-        try:
-            socket.create_connection(("127.0.0.1", port), timeout=0.5).close()
-            return proc
-        except OSError:
-            time.sleep(0.05)
-    proc.kill()
-    raise SystemExit("the reference server did not start")
+    return wait_listening(proc, port, "the reference server")
 
 
 def run_client(coro):

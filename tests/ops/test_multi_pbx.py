@@ -173,7 +173,7 @@ reconnect_max_delay = 0.5
                 # Two unclaimed pbx-a calls share DID and outcome (Local a_answered_101 and
                 # sip_k_agi_down_fallback): the recording tells them apart, whatever the row order.
                 matches = [c for c in unclaimed if c.did == "+" + want.did and c.outcome == want.outcome
-                           and c.missed_reason == want.reason and recording_name(c) == want.recording]
+                           and c.missed_reason == want.reason and recording_file(c) == want.recording]
                 assert len(matches) == 1, (node, capture, matches)
                 call = matches[0]
                 unclaimed.remove(call)
@@ -192,7 +192,7 @@ reconnect_max_delay = 0.5
     assert len(on_both) == len(SHARED_LOCAL)
 
 
-def recording_name(call: Call) -> str | None:
+def recording_file(call: Call) -> str | None:
     return Path(call.recording_path).name if call.recording_path else None
 
 
