@@ -98,12 +98,11 @@ class SnapshotCache:
             return snapshot
         with self._lock:
             if not self._usable(self._snapshot):
-                with factory() as session:
-                    self._snapshot = load_snapshot(session)
+                self.reload(factory)
             return self._snapshot
 
     def reload(self, factory: sessionmaker[Session]) -> None:
-        """Read a new snapshot now (the refresher, from a worker thread)."""
+        """Read a new snapshot now (the refresher from a worker thread, or ``get``)."""
         with factory() as session:
             snapshot = load_snapshot(session)
         self._snapshot = snapshot  # one reference swap: calls see the old or the new, whole
