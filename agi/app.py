@@ -114,8 +114,9 @@ class AgiApp:
         log.info("configuration reloaded")
 
     async def keep_snapshot_fresh(self) -> None:
-        """Re-read the routing snapshot every ``[agi] cache_seconds`` in a worker thread, so no
-        call pays for the reload (runs until cancelled; a failed reload keeps the old one)."""
+        """Check the routing snapshot every ``[agi] cache_seconds`` in a worker thread (re-read
+        it when the configuration changed), so no call pays for either (runs until cancelled; a
+        failed check keeps the old snapshot)."""
         loop = asyncio.get_running_loop()
         while True:
             cache = self.snapshots  # a SIGHUP replaces it: refresh the new one from then on
@@ -124,9 +125,9 @@ class AgiApp:
                 continue
             cache.refreshed = True
             try:
-                await loop.run_in_executor(self.executor, cache.reload, self.session_factory)
+                await loop.run_in_executor(self.executor, cache.refresh, self.session_factory)
             except Exception as exc:  # noqa: BLE001 - a database hiccup must not end the refresher
-                log.warning("routing snapshot reload failed (%s); calls keep the previous one", exc)
+                log.warning("routing snapshot check failed (%s); calls keep the previous one", exc)
             await asyncio.sleep(cache.ttl)
 
     @staticmethod

@@ -1,11 +1,13 @@
 """The routing configuration snapshot: rules, numbers, sources, sites, shared by every call.
 
-What an admin edits changes rarely, so it is read once per ``[agi] cache_seconds`` instead of
-once per call (SIGHUP drops it).  The FastAGI daemon re-reads it in a worker thread on that
-schedule (``AgiApp.keep_snapshot_fresh``), so no call waits for the reload (a few ms, more
-with hundreds of numbers) however far apart calls come; only the first call, or one after the
-refresher fell behind, loads it itself.  Live facts - reservations, pauses, device states, the
-round-robin position, visitor sessions, caller profiles - are never cached (``agi.store``).
+What an admin edits changes rarely, so it is read once and then checked every
+``[agi] cache_seconds``: the check compares one counter that database triggers bump on every
+configuration change (``astertrack.config_revision``), and only a changed counter - or a
+snapshot older than ``FULL_RELOAD_SECONDS`` - re-reads everything (a few ms, more with
+hundreds of numbers; SIGHUP drops it).  The FastAGI daemon runs the check in a worker thread
+(``AgiApp.keep_snapshot_fresh``), so no call waits for it however far apart calls come.  Live
+facts - reservations, pauses, device states, the round-robin position, visitor sessions,
+caller profiles - are never cached (``agi.store``).
 """
 
 from __future__ import annotations
@@ -20,6 +22,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
 
 from astertrack import attribution as attr
+from astertrack import config_revision
 from astertrack.models import Manager, ManagerGroup, RoutingRule, manager_group_members
 from astertrack.routing import RuleView
 
@@ -50,6 +53,13 @@ class Snapshot:
     # what an admin sets per manager (endpoint, name, extension, working hours), by id; the live
     # columns (pause, reservation, device state) are read per call by agi.store.load_managers
     managers: dict[int, ManagerProfile] = field(default_factory=dict)
+    # the configuration counter read before loading (None: the database has none)
+    revision: int | None = None
+    # last time the counter said this snapshot is still current (monotonic seconds)
+    checked_at: float = 0.0
+
+    def __post_init__(self) -> None:
+        self.checked_at = self.checked_at or self.loaded_at
 
     def rule(self, rule_id: int | None) -> RuleView | None:
         for rule in self.rules:
@@ -65,16 +75,21 @@ class Snapshot:
                         member_ids=self.enabled_manager_ids, sticky=True, sticky_days=30)
 
 
-# With a refresher the snapshot may be this many TTLs old before a call reloads it itself
+# With a refresher the snapshot may go unchecked this many TTLs before a call checks it itself
 # (the refresher is late: a slow database, a stalled thread).
 STALE_TTLS = 3
+# Re-read in full at least this often, whatever the counter says: a database restored from a
+# backup can come back with the very counter value the snapshot was read at.
+FULL_RELOAD_SECONDS = 300.0
 
 
 class SnapshotCache:
-    """One Snapshot per process, reloaded when older than ``ttl`` seconds (0 = every call).
+    """One Snapshot per process, checked when ``ttl`` seconds have passed since the last check
+    (0 = re-read on every call).
 
-    ``refreshed``: something calls ``reload`` every ``ttl`` seconds, so ``get`` hands out the
-    current snapshot until it is ``STALE_TTLS`` times too old instead of reloading inline.
+    ``refreshed``: something calls ``refresh`` every ``ttl`` seconds, so ``get`` hands out the
+    current snapshot until it went ``STALE_TTLS`` times too long unchecked instead of checking
+    inline.
     """
 
     def __init__(self, ttl: float):
@@ -90,7 +105,7 @@ class SnapshotCache:
         if snapshot is None:
             return False
         limit = self.ttl * STALE_TTLS if self.refreshed else self.ttl
-        return time.monotonic() - snapshot.loaded_at < limit
+        return time.monotonic() - snapshot.checked_at < limit
 
     def get(self, factory: sessionmaker[Session]) -> Snapshot:
         snapshot = self._snapshot
@@ -98,14 +113,31 @@ class SnapshotCache:
             return snapshot
         with self._lock:
             if not self._usable(self._snapshot):
-                self.reload(factory)
+                self.refresh(factory)
             return self._snapshot
 
-    def reload(self, factory: sessionmaker[Session]) -> None:
-        """Read a new snapshot now (the refresher from a worker thread, or ``get``)."""
+    def refresh(self, factory: sessionmaker[Session], force: bool = False) -> bool:
+        """Re-read the snapshot if the configuration changed since it was read (or it is
+        ``FULL_RELOAD_SECONDS`` old, or there is no counter, or ``force``); otherwise only
+        note that it is still current.  True when it was re-read."""
+        current = self._snapshot
         with factory() as session:
+            # the counter first: an edit committed between the two reads makes the next check
+            # see a newer counter and read again, never keeps a stale snapshot
+            revision = config_revision.read(session)
+            now = time.monotonic()
+            if (not force and current is not None and revision is not None and revision == current.revision
+                    and now - current.loaded_at < FULL_RELOAD_SECONDS and self.ttl > 0):
+                current.checked_at = now
+                return False
             snapshot = load_snapshot(session)
+        snapshot.revision = revision
         self._snapshot = snapshot  # one reference swap: calls see the old or the new, whole
+        return True
+
+    def reload(self, factory: sessionmaker[Session]) -> None:
+        """Re-read the snapshot now, changed or not."""
+        self.refresh(factory, force=True)
 
 
 def _rule_view(rule, member_ids: tuple[int, ...], queue_name: str | None) -> RuleView:

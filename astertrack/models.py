@@ -14,6 +14,7 @@ from typing import Any
 
 from sqlalchemy import (
     JSON,
+    BigInteger,
     Column,
     Date,
     Float,
@@ -25,10 +26,12 @@ from sqlalchemy import (
     Table,
     Text,
     UniqueConstraint,
+    event,
     text,
 )
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
 
+from astertrack import config_revision
 from astertrack.dbtypes import UTCDateTime, utcnow
 
 NAMING = {
@@ -549,3 +552,23 @@ call_tags = Table(
     Column("tag_id", ForeignKey("tags.id", ondelete="CASCADE"), primary_key=True),
 )
 
+
+
+# ---------------------------------------------------------------- configuration revision
+
+
+class ConfigRevision(Base):
+    """One row (id 1): bumped by database triggers on every routing-configuration change, so
+    the AGI re-reads its snapshot only when something changed (``astertrack.config_revision``)."""
+
+    __tablename__ = config_revision.TABLE
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    value: Mapped[int] = mapped_column(BigInteger, default=0)
+
+
+@event.listens_for(Base.metadata, "after_create")
+def _install_config_triggers(metadata: MetaData, connection, **_kw) -> None:
+    """A schema made by ``create_all`` (tests, benches) gets the same triggers as one made by
+    ``astertrack migrate``."""
+    config_revision.install(connection, metadata)

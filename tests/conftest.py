@@ -22,6 +22,7 @@ import pytest
 from sqlalchemy import create_engine, text
 from sqlalchemy.engine import make_url
 
+from astertrack import config_revision
 from astertrack.db import make_engine, make_session_factory
 from astertrack.models import Base
 
@@ -145,6 +146,7 @@ def _truncate_all(url: str) -> None:
     names = ", ".join(f'"{t.name}"' for t in Base.metadata.sorted_tables)
     with engine.begin() as conn:
         conn.execute(text(f"TRUNCATE {names} RESTART IDENTITY CASCADE"))
+        config_revision.install(conn)  # the counter's row went with the TRUNCATE
     engine.dispose()
 
 
