@@ -112,8 +112,8 @@ SCHEMA: dict[str, dict[str, Key]] = {
         "max_parallel": Key(_positive_int, 8, help="AGI decisions worked on at once; more calls wait their turn"),
         "workers": Key(_positive_int, 1, help="FastAGI worker processes sharing the port (one per core; PostgreSQL)"),
         "cache_seconds": Key(_positive_float, 5.0,
-                             help="the FastAGI daemon re-reads rules/numbers/sources this often, in the "
-                                  "background (no call waits for it); SIGHUP re-reads them at once"),
+                             help="the FastAGI daemon checks this often, in the background, whether an admin "
+                                  "changed rules/numbers/sources, and re-reads them if so; SIGHUP re-reads at once"),
         "metrics_port": Key(_port, 9573, help="/metrics and /healthz of the FastAGI server; 0 = off"),
     },
     "ami": {
