@@ -119,6 +119,8 @@ def read(session: Session | Connection) -> int | None:
     try:
         value = session.execute(text(f"SELECT value FROM {TABLE} WHERE id = 1")).scalar_one_or_none()
     except DBAPIError as exc:
+        if TABLE not in str(exc.orig):  # a database that is down or busy: the caller's problem
+            raise
         session.rollback()  # PostgreSQL: the failed statement aborted the transaction
         if not _warned_missing:
             _warned_missing = True

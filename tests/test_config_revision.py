@@ -140,3 +140,16 @@ def test_a_database_without_the_counter_is_reread_every_time(session_factory, en
     assert snapshot.revision is None and "+74950000101" in snapshot.directory.numbers
     warnings = [r for r in caplog.records if "astertrack migrate" in r.getMessage()]
     assert len(warnings) == 1
+
+
+def test_a_database_that_cannot_be_read_is_an_error_not_a_missing_counter(tmp_path):
+    """Only a missing table means "not migrated yet"; a database that is down or locked must
+    reach the caller (the AGI hands a locked step to its threads, or fails the call over)."""
+    from sqlalchemy.exc import OperationalError
+
+    engine = make_engine(f"sqlite:///{tmp_path / 'gone' / 'astertrack.db'}")  # no such directory
+    try:
+        with make_session_factory(engine)() as session, pytest.raises(OperationalError):
+            config_revision.read(session)
+    finally:
+        engine.dispose()
