@@ -116,17 +116,17 @@ class SnapshotCache:
                 self.refresh(factory)
             return self._snapshot
 
-    def refresh(self, factory: sessionmaker[Session], force: bool = False) -> bool:
+    def refresh(self, factory: sessionmaker[Session]) -> bool:
         """Re-read the snapshot if the configuration changed since it was read (or it is
-        ``FULL_RELOAD_SECONDS`` old, or there is no counter, or ``force``); otherwise only
-        note that it is still current.  True when it was re-read."""
+        ``FULL_RELOAD_SECONDS`` old, or there is no counter); otherwise only note that it is
+        still current.  True when it was re-read."""
         current = self._snapshot
         with factory() as session:
             # the counter first: an edit committed between the two reads makes the next check
             # see a newer counter and read again, never keeps a stale snapshot
             revision = config_revision.read(session)
             now = time.monotonic()
-            if (not force and current is not None and revision is not None and revision == current.revision
+            if (current is not None and revision is not None and revision == current.revision
                     and now - current.loaded_at < FULL_RELOAD_SECONDS and self.ttl > 0):
                 current.checked_at = now
                 return False
@@ -134,10 +134,6 @@ class SnapshotCache:
         snapshot.revision = revision
         self._snapshot = snapshot  # one reference swap: calls see the old or the new, whole
         return True
-
-    def reload(self, factory: sessionmaker[Session]) -> None:
-        """Re-read the snapshot now, changed or not."""
-        self.refresh(factory, force=True)
 
 
 def _rule_view(rule, member_ids: tuple[int, ...], queue_name: str | None) -> RuleView:

@@ -96,6 +96,11 @@ def install(connection: Connection, metadata: MetaData | None = None) -> None:
         raise RuntimeError(f"no configuration triggers for {dialect}")
     for statement in statements:
         connection.execute(text(statement))
+    seed(connection)
+
+
+def seed(connection: Connection) -> None:
+    """Put the counter's row back if it is missing (it starts at 0)."""
     connection.execute(text(_SEED))
 
 

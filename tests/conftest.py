@@ -146,7 +146,7 @@ def _truncate_all(url: str) -> None:
     names = ", ".join(f'"{t.name}"' for t in Base.metadata.sorted_tables)
     with engine.begin() as conn:
         conn.execute(text(f"TRUNCATE {names} RESTART IDENTITY CASCADE"))
-        config_revision.install(conn)  # the counter's row went with the TRUNCATE
+        config_revision.seed(conn)  # the counter's row went with the TRUNCATE; the triggers stay
     engine.dispose()
 
 
