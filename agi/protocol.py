@@ -22,6 +22,7 @@ from dataclasses import dataclass, field
 
 MAX_LINE = 8192
 MAX_HEADERS = 256
+READ_CHUNK = 65536
 # ``EXEC MSet a=1,b=2`` sets many variables in one round trip instead of one SET VARIABLE
 # each.  Asterisk splits MSet's argument on commas outside quotes, parentheses and
 # brackets (``__ast_app_separate_args``; backslashes escape), and EXEC substitutes
@@ -127,6 +128,8 @@ def parse_result(line: str) -> AGIResult:
 def brackets_closed(text: str) -> bool:
     """Every ``(`` and ``[`` closed, counted the way Asterisk's split counts them (a closer
     with nothing open is ignored): then a comma after the value still splits."""
+    if "(" not in text and "[" not in text:
+        return True  # the usual value: nothing can be left open
     depth = {"(": 0, "[": 0}
     for ch in text:
         if ch in depth:
@@ -171,25 +174,34 @@ class AGIChannel:
         self.max_headers = max_headers
         self.hung_up = False
         self.sent: list[str] = []  # commands sent, for logs and tests
+        # Our own line buffer over ``reader.read``: the environment's two dozen lines arrive
+        # in one segment and are split here, instead of one ``readuntil`` wake-up per line.
+        self._buffer = bytearray()
+        self._eof = False
 
     async def _readline(self) -> bytes:
         """One line; an over-long line is consumed entirely and then reported."""
         too_long = False
         while True:
-            try:
-                raw = await self.reader.readuntil(b"\n")
-            except asyncio.LimitOverrunError as exc:
-                # Nothing was consumed: drop what is buffered and keep skipping to the newline.
-                await self.reader.readexactly(exc.consumed)
+            end = self._buffer.find(b"\n")
+            if end >= 0:
+                raw = bytes(self._buffer[:end + 1])
+                del self._buffer[:end + 1]
+                if too_long or len(raw) > self.max_line:
+                    raise AGIHeaderTooLong(f"line longer than {self.max_line} bytes")
+                return raw
+            if len(self._buffer) > self.max_line:
+                self._buffer.clear()  # already too long: drop it and keep skipping to the newline
                 too_long = True
-                continue
-            except asyncio.IncompleteReadError:
-                raise AGIConnectionClosed("end of stream") from None
+            if self._eof:
+                raise AGIConnectionClosed("end of stream")
+            try:
+                chunk = await self.reader.read(READ_CHUNK)
             except ConnectionError as exc:
                 raise AGIConnectionClosed(str(exc)) from None
-            if too_long or len(raw) > self.max_line:
-                raise AGIHeaderTooLong(f"line longer than {self.max_line} bytes")
-            return raw
+            if not chunk:
+                self._eof = True
+            self._buffer += chunk
 
     def end(self) -> None:
         """Close our side: for Asterisk the AGI is over and the dialplan goes on (idempotent;
@@ -307,10 +319,12 @@ class AGIChannel:
         if not pairs:
             return
         *rest, last = [(name, str(value)) for name, value in pairs]
+        batch = []
         for name, text in rest:
-            if not _batchable(name, text):
+            if _batchable(name, text):
+                batch.append((name, text))
+            else:
                 await self.set_variable(name, text)
-        batch = [(name, text) for name, text in rest if _batchable(name, text)]
         last_alone = not _batchable(*last)
         if not last_alone:
             batch.append(last)

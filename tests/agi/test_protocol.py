@@ -132,6 +132,36 @@ def test_environment_args_and_crlf():
          b"agi_arg_4: skipped\r\nagi_accountcode: \r\n\r\n", body)
 
 
+def test_environment_and_replies_split_across_segments_are_reassembled():
+    """TCP may cut anywhere: lines split over segments, several lines in one segment."""
+    wire_bytes = (b"agi_network_script: inbound\nagi_callerid: 79161234567\nagi_arg_1: 74950000101\n\n"
+                  b"200 result=1 (NOT_INUSE)\nHANGUP\n200 result=1\n200 result=1 (tail")
+
+    async def main():
+        reader = asyncio.StreamReader()
+
+        async def trickle():
+            for start in range(0, len(wire_bytes), 3):
+                reader.feed_data(wire_bytes[start:start + 3])
+                await asyncio.sleep(0)
+            reader.feed_eof()
+
+        feeder = asyncio.create_task(trickle())
+        ch = AGIChannel(reader, Wire())
+        env = await ch.read_environment()
+        assert env.script == "inbound" and env.args == ["74950000101"]
+        assert env.get("agi_callerid") == "79161234567"
+        assert await ch.get_full_variable("${DEVICE_STATE(PJSIP/101)}") == "NOT_INUSE"
+        await ch.set_variable("A", "1")
+        assert ch.hung_up  # the inline HANGUP between two replies was seen
+        ch.hung_up = False
+        with pytest.raises(AGIConnectionClosed):  # a reply cut off by EOF is not a reply
+            await ch.command("NOOP")
+        await feeder
+
+    asyncio.run(main())
+
+
 @pytest.mark.parametrize("limit", [2**16, 128])
 def test_over_long_line_is_drained_to_the_blank_line_then_refused(limit):
     long_line = b"agi_calleridname: " + b"A" * 100_000 + b"\n"
