@@ -10,6 +10,8 @@ if ``CT_STATUS=OK`` was set: what the caller waits for before anything rings.
 
 Load patterns for the daemon:
   1-by-1       - one call at a time: the decision's own latency
+  spaced       - one call at a time, ``--hold``/N apart (the in-progress arrival rate with no
+                 overlap): what a decision costs when the CPU has gone idle between calls
   in-progress  - the headline: N concurrent calls, as on a PBX carrying N calls.  Each of N
                  callers talks for a random time (exponential, mean ``--hold`` s, seeded) and
                  calls again, so N calls are always up and new ones reach the AGI at N/hold
@@ -246,6 +248,17 @@ async def run_fastagi(port: int, concurrency: int, rounds: int, seq0: int):
     return latencies, wall, seq
 
 
+async def run_spaced(port: int, calls: int, gap: float, seq0: int):
+    """One call at a time, starting ``gap`` seconds apart: no overlap, but idle time between."""
+    latencies: list[float | None] = []
+    started = time.perf_counter()
+    for index in range(calls):
+        begun = time.perf_counter()
+        latencies.append(await fastagi_call(port, seq0 + index, 0))
+        await asyncio.sleep(max(0.0, gap - (time.perf_counter() - begun)))
+    return latencies, time.perf_counter() - started, seq0 + calls
+
+
 async def run_in_progress(port: int, callers: int, seconds: float, hold: float, seq0: int):
     """N callers, each: talk for a random time, then place the next call; for ``seconds``."""
     rng = random.Random(42)
@@ -363,6 +376,10 @@ def main() -> int:
             sequential += result
         rows.append(summary("fastagi-1-by-1", sequential, time.perf_counter() - started))
         cpu_per_call_ms = (cpu_seconds(daemon.pid) - cpu_before) / n * 1000
+        cpu_before = cpu_seconds(daemon.pid)
+        latencies, wall, seq = run_client(run_spaced(port, n, args.hold / n, seq))
+        rows.append(summary("fastagi-spaced", latencies, wall))
+        cpu_spaced_ms = (cpu_seconds(daemon.pid) - cpu_before) / n * 1000
         latencies, wall, seq = run_client(run_in_progress(port, n, args.seconds, args.hold, seq))
         rows.append(summary("fastagi-in-progress", latencies, wall))
         latencies, wall, seq = run_client(run_fastagi(port, n, args.rounds, seq))
@@ -398,7 +415,8 @@ def main() -> int:
 
     cores = os.cpu_count()
     print(f"AGI decision latency, {n} concurrent calls, {cores} CPU cores, load before start {load:.1f}, "
-          f"DB {db_url.split(':')[0]}; daemon CPU {cpu_per_call_ms:.2f} ms per decision")
+          f"DB {db_url.split(':')[0]}; daemon CPU {cpu_per_call_ms:.2f} ms per decision "
+          f"({cpu_spaced_ms:.2f} ms when spaced {args.hold / n * 1000:g} ms apart)")
     print(f"{'mode':<16}{'calls':>7}{'decided':>9}{'p50 ms':>10}{'p99 ms':>10}{'max ms':>10}{'calls/s':>10}")
     for row in rows + ([reference] if reference else []):
         print(f"{row['mode']:<16}{row['calls']:>7}{row['decided']:>9}{row['p50_ms']:>10}{row['p99_ms']:>10}"
@@ -406,8 +424,8 @@ def main() -> int:
     if reference:
         print(f"({reference['mode']}: the in-progress load against a server that only burns "
               f"{args.reference_ms:g} ms of CPU per call behind the same round trips - this machine, now)")
-    single, steady, burst, script = rows[0], rows[1], rows[2], rows[-1]
-    script_single = rows[3] if args.script_single else None
+    single, spaced, steady, burst, script = rows[0], rows[1], rows[2], rows[3], rows[-1]
+    script_single = rows[4] if args.script_single else None
     figures = {
         # the goal's figures: N concurrent calls (in-progress), script like for like (N at once)
         "fastagi_p50_ms": steady["p50_ms"], "fastagi_p99_ms": steady["p99_ms"],
@@ -416,6 +434,8 @@ def main() -> int:
         "fastagi_burst_calls_per_s": burst["calls_per_s"],
         "fastagi_single_p50_ms": single["p50_ms"], "fastagi_single_p99_ms": single["p99_ms"],
         "fastagi_cpu_ms_per_call": round(cpu_per_call_ms, 2),
+        "fastagi_spaced_cpu_ms_per_call": round(cpu_spaced_ms, 2), "fastagi_spaced_p50_ms": spaced["p50_ms"],
+        "fastagi_spaced_p99_ms": spaced["p99_ms"],
         "script_p50_ms": script["p50_ms"], "script_p99_ms": script["p99_ms"],
         "script_calls_per_s": script["calls_per_s"],
         "script_single_p50_ms": script_single["p50_ms"] if script_single else None,
