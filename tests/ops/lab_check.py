@@ -165,6 +165,7 @@ def main() -> int:
     prefix = args.prefix_pj if pj else args.prefix
     asterisk = [str(prefix / "sbin" / "asterisk"), "-C", str(args.lab / instance / "etc" / "asterisk.conf"), "-rx"]
     if not args.skip_up:
+        args.lab.mkdir(parents=True, exist_ok=True)  # a fresh machine has no lab directory yet
         (args.lab / "pids.txt").touch()  # up.sh reads it before the first start
         subprocess.run([str(args.kit / "up.sh"), str(args.prefix), str(args.lab), "--dialplan",
                         str(REPO / "asterisk-conf" / "extensions_astertrack.conf"),

@@ -78,6 +78,7 @@ def main() -> int:
     parser.add_argument("--kit", type=Path, default=REPO.parent / "shared" / "lab")
     parser.add_argument("--pg", default="postgresql+psycopg://postgres@127.0.0.1:5432/postgres")
     args = parser.parse_args()
+    args.lab.mkdir(parents=True, exist_ok=True)
     (args.lab / "pids.txt").touch()
     subprocess.run([str(args.kit / "up.sh"), str(args.prefix), str(args.lab), "--pjsip", str(args.prefix_pj),
                     "--dialplan", str(REPO / "asterisk-conf" / "extensions_astertrack.conf"),
