@@ -110,7 +110,8 @@ SCHEMA: dict[str, dict[str, Key]] = {
         "db_inline": Key(_bool, True, help="SQLite: run a decision's queries on the event loop, no thread "
                                            "hand-off; a busy database falls back to the threads"),
         "max_parallel": Key(_positive_int, 8, help="AGI decisions worked on at once; more calls wait their turn"),
-        "workers": Key(_positive_int, 1, help="FastAGI worker processes sharing the port (one per core; PostgreSQL)"),
+        "workers": Key(_positive_int, 0, help="FastAGI worker processes sharing the port; 0 = one per core "
+                                              "(at most 2 on SQLite, 4 on PostgreSQL)"),
         "cache_seconds": Key(_positive_float, 5.0,
                              help="the FastAGI daemon checks this often, in the background, whether an admin "
                                   "changed rules/numbers/sources, and re-reads them if so; SIGHUP re-reads at once"),

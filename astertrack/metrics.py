@@ -22,6 +22,7 @@ import contextlib
 import datetime as dt
 import json
 import logging
+import socket
 import threading
 import time
 from collections.abc import Callable, Iterator, Mapping
@@ -371,20 +372,25 @@ class _MetricsServer(ThreadingHTTPServer):
     daemon_threads = True
     allow_reuse_address = True
 
-    def __init__(self, address, registry: CollectorRegistry, checks: Mapping[str, HealthCheck]):
-        super().__init__(address, _Handler)
+    def __init__(self, address, registry: CollectorRegistry, checks: Mapping[str, HealthCheck],
+                 sock: socket.socket | None = None):
+        super().__init__(address, _Handler, bind_and_activate=sock is None)
+        if sock is not None:  # bound and listening already (a pre-forked worker's private port)
+            self.socket.close()
+            self.socket = sock
+            self.server_address = sock.getsockname()[:2]
         self.registry = registry
         self.checks = dict(checks)
 
 
 def start_http_server(host: str, port: int, checks: Mapping[str, HealthCheck] | None = None,
-                      registry: CollectorRegistry = REGISTRY) -> _MetricsServer:
+                      registry: CollectorRegistry = REGISTRY, sock: socket.socket | None = None) -> _MetricsServer:
     """Serve ``/metrics`` and ``/healthz`` from a daemon thread (for the AGI and AMI daemons).
 
     Returns the server; call ``.shutdown()`` on stop.  ``port=0`` picks a free port
-    (``server.server_address[1]``).
+    (``server.server_address[1]``); ``sock``, a listening socket, is used instead of binding one.
     """
-    server = _MetricsServer((host, port), registry, checks or {})
+    server = _MetricsServer((host, port), registry, checks or {}, sock)
     thread = threading.Thread(target=server.serve_forever, name="metrics-http", daemon=True)
     thread.start()
     log.info("metrics and health on http://%s:%s/metrics", host, server.server_address[1])

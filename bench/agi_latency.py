@@ -2,8 +2,8 @@
 """AGI decision latency: the FastAGI daemon vs the process-per-call script, side by side.
 
 Seeds a throw-away database (SQLite by default, ``--db-url`` for PostgreSQL), starts the real
-``astertrack-agi`` daemon as its own process, and plays Asterisk's side of recorded ``inbound``
-sessions with N calls in flight at once.  Then it starts ``astertrack-agi-script`` once per
+``astertrack-agi`` daemon as its own process (with its default ``[agi] workers``: one process per
+core, ``--workers`` to choose), and plays Asterisk's side of recorded ``inbound`` sessions with N calls in flight at once.  Then it starts ``astertrack-agi-script`` once per
 call, N at a time, on stdin/stdout.  Latency = from the first byte of the AGI environment to
 the end of the AGI session (the server closes the socket, the script its stdout), counted only
 if ``CT_STATUS=OK`` was set: what the caller waits for before anything rings.
@@ -45,7 +45,7 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
-from agi.server import run_event_loop  # noqa: E402
+from agi.server import resolve_workers, run_event_loop  # noqa: E402
 from astertrack.db import make_engine, make_session_factory  # noqa: E402
 from astertrack.models import Base, Manager, ManagerGroup, RoutingRule, Site, Source, TrackingNumber  # noqa: E402
 
@@ -337,7 +337,8 @@ def main() -> int:
     parser.add_argument("--managers", type=int, default=20)
     parser.add_argument("--db-threads", type=int, default=0, help="[agi] db_threads for the daemon (0 = default)")
     parser.add_argument("--max-parallel", type=int, default=8, help="[agi] max_parallel for the daemon (default 8)")
-    parser.add_argument("--workers", type=int, default=1, help="[agi] workers: daemon processes (default 1)")
+    parser.add_argument("--workers", type=int, default=0,
+                        help="[agi] workers: daemon processes (default 0: the daemon's own default, one per core)")
     parser.add_argument("--db-url", default=None, help="an EMPTY database to seed and use (default: temp SQLite)")
     parser.add_argument("--reference-ms", type=float, default=1.0,
                         help="in-progress load against a server that only burns this much CPU per call (0 = skip)")
@@ -414,8 +415,9 @@ def main() -> int:
         print("calls without a decision; the logs say:", *lines[-10:], sep="\n  ")
 
     cores = os.cpu_count()
+    workers = resolve_workers(args.workers, db_url)
     print(f"AGI decision latency, {n} concurrent calls, {cores} CPU cores, load before start {load:.1f}, "
-          f"DB {db_url.split(':')[0]}; daemon CPU {cpu_per_call_ms:.2f} ms per decision "
+          f"DB {db_url.split(':')[0]}, {workers} daemon process(es); daemon CPU {cpu_per_call_ms:.2f} ms per decision "
           f"({cpu_spaced_ms:.2f} ms when spaced {args.hold / n * 1000:g} ms apart)")
     print(f"{'mode':<16}{'calls':>7}{'decided':>9}{'p50 ms':>10}{'p99 ms':>10}{'max ms':>10}{'calls/s':>10}")
     for row in rows + ([reference] if reference else []):
@@ -445,7 +447,7 @@ def main() -> int:
         "reference_work_ms": args.reference_ms if reference else None,
         "reference_p50_ms": reference["p50_ms"] if reference else None,
         "reference_p99_ms": reference["p99_ms"] if reference else None,
-        "concurrency": n, "hold_s": args.hold, "cores": cores,
+        "concurrency": n, "hold_s": args.hold, "cores": cores, "workers": workers,
         "db": db_url.split(":")[0], "load_avg_1m": round(load, 1), "undecided": sum(r["calls"] - r["decided"] for r in rows),
     }
     if drop_pg:

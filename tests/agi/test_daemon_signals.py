@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import json
 import os
 import re
 import signal
@@ -10,9 +11,12 @@ import socket
 import subprocess
 import sys
 import time
+import urllib.error
+import urllib.request
 from pathlib import Path
 
 import pytest
+from prometheus_client.parser import text_string_to_metric_families
 
 from astertrack import dialplan_vars as v
 from tests.agi.conftest import recording
@@ -27,9 +31,18 @@ def _free_port() -> int:
         return sock.getsockname()[1]
 
 
-def _write_config(path: Path, db_url: str, ring_timeout: int, workers: int = 1) -> None:
-    path.write_text(f"[database]\nurl = {db_url}\n\n[agi]\nring_timeout = {ring_timeout}\nmetrics_port = 0\n"
-                    f"request_timeout = 10\nworkers = {workers}\n\n[general]\nlog_level = INFO\n")
+def _write_config(path: Path, db_url: str, ring_timeout: int, workers: int = 1, metrics_port: int = 0) -> None:
+    path.write_text(f"[database]\nurl = {db_url}\n\n[agi]\nring_timeout = {ring_timeout}\n"
+                    f"metrics_port = {metrics_port}\nrequest_timeout = 10\nworkers = {workers}\n\n"
+                    "[general]\nlog_level = INFO\n")
+
+
+def _get(port: int, path: str) -> tuple[int, bytes]:
+    try:
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}{path}", timeout=10) as reply:
+            return reply.status, reply.read()
+    except urllib.error.HTTPError as exc:
+        return exc.code, exc.read()
 
 
 class Daemon:
@@ -113,7 +126,8 @@ def test_prefork_workers_share_the_port_reload_and_stop_together(tmp_path, db_ur
     seed.managers(*[str(100 + i) for i in range(1, 11)])
     seed.commit()
     config = tmp_path / "workers.conf"
-    _write_config(config, db_url, 20, workers=2)
+    metrics_port = _free_port()
+    _write_config(config, db_url, 20, workers=2, metrics_port=metrics_port)
     daemon = Daemon(config, _free_port(), tmp_path / "workers.log")
     try:
         fake = FakeAsterisk("127.0.0.1", daemon.port)
@@ -125,6 +139,24 @@ def test_prefork_workers_share_the_port_reload_and_stop_together(tmp_path, db_ur
         dialled = [r.variables[v.DIAL] for r in results if r.variables[v.DIAL]]
         assert all(r.variables[v.STATUS] == "OK" for r in results)
         assert len(dialled) == 10 and len(set(dialled)) == 10  # the reservation holds across processes
+
+        # One metrics port for both workers: every call counted once, whichever worker took it
+        # (several scrapes, so both workers' accept paths serve at least some of them).
+        for _ in range(6):
+            status, body = _get(metrics_port, "/metrics")
+            assert status == 200
+            families = {f.name: f for f in text_string_to_metric_families(body.decode())}
+            up = {s.labels["worker"]: s.value for s in families["astertrack_agi_worker_up"].samples}
+            assert up == {"0": 1.0, "1": 1.0}
+            handled = [s for s in families["astertrack_agi_requests"].samples if s.name.endswith("_total")]
+            assert sum(s.value for s in handled if s.labels["route"] == "inbound") == 20
+            memory = families["process_resident_memory_bytes"].samples
+            assert sorted(s.labels["worker"] for s in memory) == ["0", "1"]
+        status, body = _get(metrics_port, "/healthz")
+        health = json.loads(body)
+        assert status == 200 and health["status"] == "ok"
+        assert sorted(health["workers"]) == ["0", "1"]
+        assert all(w["checks"]["database"]["ok"] for w in health["workers"].values())
 
         daemon.proc.send_signal(signal.SIGHUP)
         deadline = time.monotonic() + 10
