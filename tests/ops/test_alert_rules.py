@@ -5,6 +5,7 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
+from agi.metrics_fanin import UP_METRIC
 from astertrack import metrics
 
 RULES = Path(__file__).resolve().parents[2] / "deploy" / "prometheus" / "astertrack-alerts.yml"
@@ -17,7 +18,7 @@ DATABASE_METRICS = {
 
 
 def exposed_names() -> set[str]:
-    names = set(DATABASE_METRICS)
+    names = set(DATABASE_METRICS) | {UP_METRIC}  # added by the pre-forked AGI workers' shared metrics port
     for family in metrics.REGISTRY.collect():
         for sample in family.samples:
             names.add(sample.name)
