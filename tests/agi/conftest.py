@@ -5,6 +5,8 @@ from __future__ import annotations
 import asyncio
 import datetime as dt
 import threading
+import urllib.error
+import urllib.request
 from pathlib import Path
 
 import pytest
@@ -29,6 +31,15 @@ from tests.conftest import SHARED_ASTERISK
 
 AGI_DIR = SHARED_ASTERISK / "agi"
 GLOBAL_FALLBACK = "PJSIP/200"
+
+
+def http_get(port: int, path: str) -> tuple[int, bytes]:
+    """GET on loopback: (status, body), error statuses included."""
+    try:
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}{path}", timeout=10) as reply:
+            return reply.status, reply.read()
+    except urllib.error.HTTPError as exc:
+        return exc.code, exc.read()
 
 
 def recording(name: str):

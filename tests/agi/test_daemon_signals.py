@@ -11,15 +11,13 @@ import socket
 import subprocess
 import sys
 import time
-import urllib.error
-import urllib.request
 from pathlib import Path
 
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
 from astertrack import dialplan_vars as v
-from tests.agi.conftest import recording
+from tests.agi.conftest import http_get, recording
 from tests.agi.fake_asterisk import FakeAsterisk
 
 DAEMON = Path(sys.executable).with_name("astertrack-agi")
@@ -36,13 +34,6 @@ def _write_config(path: Path, db_url: str, ring_timeout: int, workers: int = 1, 
                     f"metrics_port = {metrics_port}\nrequest_timeout = 10\nworkers = {workers}\n\n"
                     "[general]\nlog_level = INFO\n")
 
-
-def _get(port: int, path: str) -> tuple[int, bytes]:
-    try:
-        with urllib.request.urlopen(f"http://127.0.0.1:{port}{path}", timeout=10) as reply:
-            return reply.status, reply.read()
-    except urllib.error.HTTPError as exc:
-        return exc.code, exc.read()
 
 
 class Daemon:
@@ -143,7 +134,7 @@ def test_prefork_workers_share_the_port_reload_and_stop_together(tmp_path, db_ur
         # One metrics port for both workers: every call counted once, whichever worker took it
         # (several scrapes, so both workers' accept paths serve at least some of them).
         for _ in range(6):
-            status, body = _get(metrics_port, "/metrics")
+            status, body = http_get(metrics_port, "/metrics")
             assert status == 200
             families = {f.name: f for f in text_string_to_metric_families(body.decode())}
             up = {s.labels["worker"]: s.value for s in families["astertrack_agi_worker_up"].samples}
@@ -152,7 +143,7 @@ def test_prefork_workers_share_the_port_reload_and_stop_together(tmp_path, db_ur
             assert sum(s.value for s in handled if s.labels["route"] == "inbound") == 20
             memory = families["process_resident_memory_bytes"].samples
             assert sorted(s.labels["worker"] for s in memory) == ["0", "1"]
-        status, body = _get(metrics_port, "/healthz")
+        status, body = http_get(metrics_port, "/healthz")
         health = json.loads(body)
         assert status == 200 and health["status"] == "ok"
         assert sorted(health["workers"]) == ["0", "1"]

@@ -4,8 +4,6 @@ from __future__ import annotations
 
 import json
 import socket
-import urllib.error
-import urllib.request
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, generate_latest
 from prometheus_client.parser import text_string_to_metric_families
@@ -13,6 +11,7 @@ from prometheus_client.parser import text_string_to_metric_families
 from agi.metrics_fanin import merge_expositions, start_fanin
 from agi.server import resolve_workers
 from astertrack import metrics
+from tests.agi.conftest import http_get
 
 
 def _worker_exposition(calls: int, busy: float) -> str:
@@ -47,13 +46,6 @@ def test_a_silent_worker_shows_as_down_and_the_others_still_count():
     assert [(s.labels["worker"], s.value) for s in totals] == [("0", 2.0)]
 
 
-def _get(port: int, path: str) -> tuple[int, bytes]:
-    try:
-        with urllib.request.urlopen(f"http://127.0.0.1:{port}{path}", timeout=10) as reply:
-            return reply.status, reply.read()
-    except urllib.error.HTTPError as exc:
-        return exc.code, exc.read()
-
 
 def test_fanin_serves_the_union_and_fails_health_while_a_worker_is_gone():
     registry = CollectorRegistry()
@@ -68,17 +60,17 @@ def test_fanin_serves_the_union_and_fails_health_while_a_worker_is_gone():
     fanin = start_fanin(public, [alive.server_address[1], dead_port])
     port = public.getsockname()[1]
     try:
-        status, body = _get(port, "/metrics")
+        status, body = http_get(port, "/metrics")
         families = _families(body)
         assert status == 200
         assert {s.labels["worker"]: s.value for s in families["astertrack_agi_worker_up"].samples} == {"0": 1.0, "1": 0.0}
         assert [s.value for s in families["astertrack_agi_requests"].samples if s.name.endswith("_total")] == [5.0]
 
-        status, body = _get(port, "/healthz")
+        status, body = http_get(port, "/healthz")
         health = json.loads(body)
         assert status == 503 and health["status"] == "fail"
         assert health["workers"]["0"]["status"] == "ok" and health["workers"]["1"]["error"] == "no answer"
-        assert _get(port, "/nothing")[0] == 404
+        assert http_get(port, "/nothing")[0] == 404
     finally:
         fanin.shutdown()
         fanin.server_close()
