@@ -13,6 +13,10 @@ gunicorn on loopback and drives it with ``wrk`` (``apt-get install wrk``) and a 
 2. heartbeats from visitors who hold a pool number (holds set back to 10 minutes first);
 3. the same gunicorn setup serving a trivial Flask endpoint: the ceiling of this machine,
    measured before and after the tracker phases (mean reported; the machine may be shared).
+4. with ``BENCH_FLOOR=1``: the session creates again against the tracker with a create's database
+   work replaced by a fixed answer (``floor_app``): what the same server gives these requests when
+   the database costs nothing.  A yardstick that says how much of the gap to the ceiling is the
+   database's, never the tracker's figure.
 
 gunicorn: gthread, 2 workers (one per core) x 8 threads for both the tracker and the ceiling
 (``BENCH_WORKERS``, ``BENCH_THREADS``).  Each phase also reports the CPU it cost per request:
@@ -48,6 +52,7 @@ THREADS = int(os.environ.get("BENCH_THREADS", "8"))
 CONNECTIONS = int(os.environ.get("BENCH_CONNECTIONS", "32"))
 PHASE_SECONDS = int(os.environ.get("BENCH_SECONDS", "8"))
 CEILING_SECONDS = max(2, PHASE_SECONDS // 2)
+FLOOR = os.environ.get("BENCH_FLOOR") == "1"
 UA = "Mozilla/5.0 (X11; Linux x86_64) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/126.0 Safari/537.36"
 
 LUA_COMMON = r"""
@@ -123,6 +128,29 @@ def ceiling_app():
         return Response('{"ok":true}', mimetype="application/json")
 
     return app
+
+
+def floor_app():
+    """The tracker with ``allocation.start_with`` and its database connection replaced by a fixed
+    pool-number answer: same guards, JSON, routing and answer, no database (phase 4)."""
+    import contextlib
+    import datetime as dt
+
+    import tracker.api as api
+    from astertrack import allocation
+    from astertrack.sources import route_visit
+    from tracker import create_app
+
+    def canned_start(ex, site, visit, now, **_options):
+        return allocation.Offer(allocation.new_uid(), "+74990000001", "pool", now + dt.timedelta(seconds=600),
+                                route_visit(site, visit).source)
+
+    def no_database(_self):
+        yield None
+
+    allocation.start_with = canned_start
+    api.TrackerApi._executor = contextlib.contextmanager(no_database)
+    return create_app()
 
 
 def free_port() -> int:
@@ -354,6 +382,19 @@ def main() -> None:
               f"(from {live} visitors holding a pool number)", flush=True)
         stop(tracker)
         procs.remove(tracker)
+        floor = None
+        if FLOOR:
+            port = free_port()
+            floor_proc = gunicorn("tracker_load:floor_app()", port, env, REPO / "bench")
+            procs.append(floor_proc)
+            wait_http(port, "/v.js")
+            wrk(port, work / "start.lua", 2, work / "keys.txt")  # warm-up
+            floor = measured(lambda: wrk(port, work / "start.lua", PHASE_SECONDS, work / "keys.txt"), floor_proc)
+            print(f"floor (session creates, database work replaced by a fixed answer): {floor['per_s']:.0f}/s  "
+                  f"p50 {floor['p50_us'] / 1000:.2f} ms  p99 {floor['p99_us'] / 1000:.2f} ms  "
+                  f"CPU/request: gunicorn {floor['py_cpu_ms']:.3f} ms", flush=True)
+            stop(floor_proc)
+            procs.remove(floor_proc)
 
         ceilings.append(measured(lambda: wrk(cport, work / "ceiling.lua", CEILING_SECONDS), ceiling_proc))
         ceiling = {"per_s": sum(c["per_s"] for c in ceilings) / 2,
@@ -381,6 +422,8 @@ def main() -> None:
             "heartbeat_py_cpu_ms": pings["py_cpu_ms"],
             "heartbeat_pg_cpu_ms": pings["pg_cpu_ms"],
             "ceiling_py_cpu_ms": round(sum(c["py_cpu_ms"] for c in ceilings) / 2, 3),
+            "floor_per_s": round(floor["per_s"], 1) if floor else None,
+            "floor_py_cpu_ms": floor["py_cpu_ms"] if floor else None,
             "gunicorn": f"gthread {WORKERS}x{THREADS}",
             "load_before": round(load_before, 2),
             "cpus": os.cpu_count(),
