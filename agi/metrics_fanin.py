@@ -11,7 +11,6 @@ A worker that does not answer shows as ``astertrack_agi_worker_up{worker="N"} 0`
 from __future__ import annotations
 
 import json
-import logging
 import socket
 import threading
 import urllib.error
@@ -25,7 +24,6 @@ from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_l
 from prometheus_client.metrics_core import Metric
 from prometheus_client.parser import text_string_to_metric_families
 
-log = logging.getLogger(__name__)
 ASK_TIMEOUT = 2.0
 UP_METRIC = "astertrack_agi_worker_up"
 
@@ -41,14 +39,21 @@ class _Merged:
 
 
 def merge_expositions(texts: Mapping[int, str | None]) -> bytes:
-    """Worker number -> its text exposition (None: it did not answer) -> one exposition."""
+    """Worker number -> its text exposition (None: it did not answer) -> one exposition.
+
+    A worker whose answer does not parse counts as not answering: one bad worker must not
+    cost the scrape the others' figures."""
     families: dict[str, Metric] = {}
     up = Metric(UP_METRIC, "1 if this FastAGI worker answered the scrape, 0 if not", "gauge")
     for worker, text in sorted(texts.items()):
-        up.add_sample(UP_METRIC, {"worker": str(worker)}, 0.0 if text is None else 1.0)
-        if text is None:
-            continue
-        for family in text_string_to_metric_families(text):
+        parsed = None
+        if text is not None:
+            try:
+                parsed = list(text_string_to_metric_families(text))
+            except ValueError:
+                parsed = None
+        up.add_sample(UP_METRIC, {"worker": str(worker)}, 0.0 if parsed is None else 1.0)
+        for family in parsed or ():
             merged = families.get(family.name)
             if merged is None:
                 merged = families[family.name] = Metric(family.name, family.documentation, family.type, family.unit)

@@ -38,10 +38,13 @@ def test_merge_labels_every_sample_with_its_worker_and_keeps_one_family_each():
     assert {s.labels["worker"]: s.value for s in families["astertrack_agi_worker_up"].samples} == {"0": 1.0, "1": 1.0}
 
 
-def test_a_silent_worker_shows_as_down_and_the_others_still_count():
+def test_a_silent_or_garbled_worker_shows_as_down_and_the_others_still_count():
     families = _families(merge_expositions({0: _worker_exposition(2, 0), 1: None}))
     up = {s.labels["worker"]: s.value for s in families["astertrack_agi_worker_up"].samples}
     assert up == {"0": 1.0, "1": 0.0}
+
+    garbled = _families(merge_expositions({0: _worker_exposition(2, 0), 1: "astertrack_x{worker=\"1\" 1\n"}))
+    assert {s.labels["worker"]: s.value for s in garbled["astertrack_agi_worker_up"].samples} == {"0": 1.0, "1": 0.0}
     totals = [s for s in families["astertrack_agi_requests"].samples if s.name.endswith("_total")]
     assert [(s.labels["worker"], s.value) for s in totals] == [("0", 2.0)]
 
