@@ -3,8 +3,9 @@
 
 Seeds a throw-away database (SQLite by default, ``--db-url`` for PostgreSQL), starts the real
 ``astertrack-agi`` daemon as its own process (with its default ``[agi] workers``: one process per
-core, ``--workers`` to choose), and plays Asterisk's side of recorded ``inbound`` sessions with N calls in flight at once.  Then it starts ``astertrack-agi-script`` once per
-call, N at a time, on stdin/stdout.  Latency = from the first byte of the AGI environment to
+core, ``--workers`` to choose), and plays Asterisk's side of recorded ``inbound`` sessions with N
+calls in flight at once.  Then it starts ``astertrack-agi-script`` once per call, N at a time, on
+stdin/stdout.  Latency = from the first byte of the AGI environment to
 the end of the AGI session (the server closes the socket, the script its stdout), counted only
 if ``CT_STATUS=OK`` was set: what the caller waits for before anything rings.
 

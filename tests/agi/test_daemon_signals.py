@@ -35,7 +35,6 @@ def _write_config(path: Path, db_url: str, ring_timeout: int, workers: int = 1, 
                     "[general]\nlog_level = INFO\n")
 
 
-
 class Daemon:
     def __init__(self, config: Path, port: int, log: Path):
         self.port = port
@@ -131,8 +130,8 @@ def test_prefork_workers_share_the_port_reload_and_stop_together(tmp_path, db_ur
         assert all(r.variables[v.STATUS] == "OK" for r in results)
         assert len(dialled) == 10 and len(set(dialled)) == 10  # the reservation holds across processes
 
-        # One metrics port for both workers: every call counted once, whichever worker took it
-        # (several scrapes, so both workers' accept paths serve at least some of them).
+        # One metrics port for both workers: every call counted once, whichever worker took it.
+        # Several scrapes: whichever worker accepts one must answer for both.
         for _ in range(6):
             status, body = http_get(metrics_port, "/metrics")
             assert status == 200
