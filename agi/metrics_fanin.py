@@ -17,12 +17,13 @@ import urllib.error
 import urllib.request
 from collections.abc import Mapping
 from concurrent.futures import ThreadPoolExecutor
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
 from prometheus_client.metrics_core import Metric
 from prometheus_client.parser import text_string_to_metric_families
+
+from astertrack.metrics import MetricsServer
 
 ASK_TIMEOUT = 2.0
 UP_METRIC = "astertrack_agi_worker_up"
@@ -76,40 +77,11 @@ def _ask(port: int, path: str) -> tuple[int, bytes] | None:
         return None
 
 
-class _Handler(BaseHTTPRequestHandler):
-    server: FanInServer
-
-    def do_GET(self) -> None:  # noqa: N802 - http.server naming
-        path = self.path.split("?", 1)[0]
-        if path == "/metrics":
-            answers = self.server.ask_all("/metrics")
-            texts = {w: a[1].decode("utf-8", "replace") if a and a[0] == 200 else None for w, a in answers.items()}
-            status, body, content_type = 200, merge_expositions(texts), CONTENT_TYPE_LATEST
-        elif path in ("/healthz", "/health"):
-            status, payload = self.server.health()
-            body, content_type = json.dumps(payload).encode(), "application/json"
-        else:
-            status, body, content_type = 404, b"not found\n", "text/plain"
-        self.send_response(status)
-        self.send_header("Content-Type", content_type)
-        self.send_header("Content-Length", str(len(body)))
-        self.end_headers()
-        self.wfile.write(body)
-
-    def log_message(self, format: str, *args: Any) -> None:  # noqa: A002 - keep scrapes out of the journal
-        return
-
-
-class FanInServer(ThreadingHTTPServer):
+class FanInServer(MetricsServer):
     """Serves the shared public socket; ``worker_ports`` are the workers' private ports, in order."""
 
-    daemon_threads = True
-
     def __init__(self, sock: socket.socket, worker_ports: list[int]):
-        super().__init__(sock.getsockname()[:2], _Handler, bind_and_activate=False)
-        self.socket.close()
-        self.socket = sock  # already listening, shared with the other workers (non-blocking)
-        self.server_address = sock.getsockname()[:2]
+        super().__init__(sock.getsockname()[:2], CollectorRegistry(auto_describe=False), {}, sock)
         self.worker_ports = list(worker_ports)
         self._pool = ThreadPoolExecutor(max_workers=max(1, len(self.worker_ports)), thread_name_prefix="fanin")
 
@@ -122,7 +94,12 @@ class FanInServer(ThreadingHTTPServer):
         futures = {worker: self._pool.submit(_ask, port, path) for worker, port in enumerate(self.worker_ports)}
         return {worker: future.result() for worker, future in futures.items()}
 
-    def health(self) -> tuple[int, dict[str, Any]]:
+    def metrics_answer(self) -> tuple[bytes, str]:
+        answers = self.ask_all("/metrics")
+        texts = {w: a[1].decode("utf-8", "replace") if a and a[0] == 200 else None for w, a in answers.items()}
+        return merge_expositions(texts), CONTENT_TYPE_LATEST
+
+    def health_answer(self) -> tuple[int, dict[str, Any]]:
         workers: dict[str, Any] = {}
         ok = True
         for worker, answer in self.ask_all("/healthz").items():

@@ -346,15 +346,15 @@ def init_flask(app, session_factory: sessionmaker[Session], checks: Mapping[str,
 
 
 class _Handler(BaseHTTPRequestHandler):
-    server: _MetricsServer
+    server: MetricsServer
 
     def do_GET(self) -> None:  # noqa: N802 - http.server naming
         path = self.path.split("?", 1)[0]
         if path == "/metrics":
-            body, content_type = render(self.server.registry)
+            body, content_type = self.server.metrics_answer()
             status = 200
         elif path in ("/healthz", "/health"):
-            status, payload = health(self.server.checks)
+            status, payload = self.server.health_answer()
             body, content_type = json.dumps(payload).encode(), "application/json"
         else:
             status, body, content_type = 404, b"not found\n", "text/plain"
@@ -368,29 +368,37 @@ class _Handler(BaseHTTPRequestHandler):
         return
 
 
-class _MetricsServer(ThreadingHTTPServer):
+class MetricsServer(ThreadingHTTPServer):
+    """``/metrics`` and ``/healthz`` of one process; subclasses change what the two answer."""
+
     daemon_threads = True
     allow_reuse_address = True
 
     def __init__(self, address, registry: CollectorRegistry, checks: Mapping[str, HealthCheck],
                  sock: socket.socket | None = None):
         super().__init__(address, _Handler, bind_and_activate=sock is None)
-        if sock is not None:  # bound and listening already (a pre-forked worker's private port)
+        if sock is not None:  # bound and listening already (by the parent of pre-forked workers)
             self.socket.close()
             self.socket = sock
             self.server_address = sock.getsockname()[:2]
         self.registry = registry
         self.checks = dict(checks)
 
+    def metrics_answer(self) -> tuple[bytes, str]:
+        return render(self.registry)
+
+    def health_answer(self) -> tuple[int, dict[str, Any]]:
+        return health(self.checks)
+
 
 def start_http_server(host: str, port: int, checks: Mapping[str, HealthCheck] | None = None,
-                      registry: CollectorRegistry = REGISTRY, sock: socket.socket | None = None) -> _MetricsServer:
+                      registry: CollectorRegistry = REGISTRY, sock: socket.socket | None = None) -> MetricsServer:
     """Serve ``/metrics`` and ``/healthz`` from a daemon thread (for the AGI and AMI daemons).
 
     Returns the server; call ``.shutdown()`` on stop.  ``port=0`` picks a free port
     (``server.server_address[1]``); ``sock``, a listening socket, is used instead of binding one.
     """
-    server = _MetricsServer((host, port), registry, checks or {}, sock)
+    server = MetricsServer((host, port), registry, checks or {}, sock)
     thread = threading.Thread(target=server.serve_forever, name="metrics-http", daemon=True)
     thread.start()
     log.info("metrics and health on http://%s:%s/metrics", host, server.server_address[1])
