@@ -161,7 +161,7 @@ EOF
   if [ ! -f "$var/conf.d/10-secrets.conf" ]; then
     ( umask 027; cat > "$var/conf.d/10-secrets.conf" <<EOF
 [database]
-url = sqlite:///$var/astertrack.db
+url = sqlite:///$var/astertrack.db.engine
 
 [web]
 secret_key = $(gen_secret 48)
@@ -186,7 +186,7 @@ EOF
   say "Tests: ./scripts/test"
   if [ "$DEMO" = 1 ] && [ "$NO_RUN" = 0 ]; then
     local login
-    login="$("$venv/bin/python" -c 'from astertrack.demo import DEMO_ADMIN; print(" / ".join(DEMO_ADMIN))' 2>/dev/null || true)"
+    login="$("$venv/bin/python" -c 'from astertrack.samples.demo import DEMO_ADMIN; print(" / ".join(DEMO_ADMIN))' 2>/dev/null || true)"
     say "Starting everything in the foreground (Ctrl-C stops it):"
     say "  web admin: http://$web_host:$web_port/${login:+   demo login: $login}"
     exec "$venv/bin/astertrack" run
@@ -334,7 +334,7 @@ EOF
     ( umask 027; cat > "$secrets" <<EOF
 # Generated once by install.sh.  Keep this file 0640 root:$SVC_USER.
 [database]
-url = ${PG_URL:-sqlite:///$DATA/astertrack.db}
+url = ${PG_URL:-sqlite:///$DATA/astertrack.db.engine}
 
 [ami]
 secret = $(gen_secret 24)

@@ -17,7 +17,7 @@ import re
 from agi.protocol import AGIChannel, brackets_closed
 from agi.settings import AgiSettings
 from agi.store import Decision
-from astertrack import dialplan_vars as v
+from astertrack.routing import dialplan_vars as v
 
 PENDING = "PENDING"
 OK = "OK"

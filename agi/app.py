@@ -35,10 +35,11 @@ from agi.protocol import (
 from agi.registry import ROUTES, UnknownRouteError, load_routes, lookup
 from agi.settings import AgiSettings
 from agi.snapshot import SnapshotCache
-from astertrack import metrics, routing
 from astertrack.config import Config
-from astertrack.db import make_session_factory
-from astertrack.dbtypes import utcnow
+from astertrack.db.engine import make_session_factory
+from astertrack.db.types import utcnow
+from astertrack.ops import metrics
+from astertrack.routing import rules as routing
 
 log = logging.getLogger("agi")
 FAILURE_SEND_TIMEOUT = 1.0

@@ -9,7 +9,7 @@ On PostgreSQL every round trip counts (a decision is about a dozen statements), 
   other calls at commit, and a database crash loses at most the last few hundred
   milliseconds of decisions instead of every call waiting for a WAL flush.
 
-SQLite uses the shared engine from ``astertrack.db`` (its pragmas and write-lock handling),
+SQLite uses the shared engine from ``astertrack.db.engine`` (its pragmas and write-lock handling),
 except that our own commits never run a WAL checkpoint: the commit that crosses SQLite's
 1000-page mark would copy the log into the database and fsync it, a few milliseconds
 stolen from one unlucky caller.  A background thread checkpoints every second instead
@@ -29,7 +29,7 @@ from sqlalchemy.engine import Engine, make_url
 from sqlalchemy.exc import DBAPIError, OperationalError
 
 from astertrack.config import Config
-from astertrack.db import make_engine, normalise_url
+from astertrack.db.engine import make_engine, normalise_url
 
 log = logging.getLogger(__name__)
 ASYNC_COMMIT_ENGINES: weakref.WeakSet[Engine] = weakref.WeakSet()

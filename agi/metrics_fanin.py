@@ -23,7 +23,7 @@ from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_l
 from prometheus_client.metrics_core import Metric
 from prometheus_client.parser import text_string_to_metric_families
 
-from astertrack.metrics import MetricsServer
+from astertrack.ops.metrics import MetricsServer
 
 ASK_TIMEOUT = 2.0
 UP_METRIC = "astertrack_agi_worker_up"

@@ -27,9 +27,9 @@ except ImportError:  # pragma: no cover - not on Windows; the stock loop works t
 from agi.app import AgiApp
 from agi.metrics_fanin import start_fanin
 from agi.protocol import MAX_LINE, AGIChannel
-from astertrack import metrics
 from astertrack.config import ConfigError, load_config
-from astertrack.journal import setup_logging
+from astertrack.ops import metrics
+from astertrack.ops.journal import setup_logging
 
 log = logging.getLogger("agi.server")
 LISTEN_BACKLOG = 128

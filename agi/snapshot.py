@@ -2,7 +2,7 @@
 
 What an admin edits changes rarely, so it is read once and then checked every
 ``[agi] cache_seconds``: the check compares one counter that database triggers bump on every
-configuration change (``astertrack.config_revision``), and only a changed counter - or a
+configuration change (``astertrack.db.config_revision``), and only a changed counter - or a
 snapshot older than ``FULL_RELOAD_SECONDS`` - re-reads everything (a few ms, more with
 hundreds of numbers; SIGHUP drops it).  The FastAGI daemon runs the check in a worker thread
 (``AgiApp.keep_snapshot_fresh``), so no call waits for it however far apart calls come.  Live
@@ -21,10 +21,10 @@ from typing import Any
 from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
 
-from astertrack import attribution as attr
-from astertrack import config_revision
-from astertrack.models import Manager, ManagerGroup, RoutingRule, manager_group_members
-from astertrack.routing import RuleView
+from astertrack.db import config_revision
+from astertrack.db.models import Manager, ManagerGroup, RoutingRule, manager_group_members
+from astertrack.routing import attribution as attr
+from astertrack.routing.rules import RuleView
 
 DEFAULT_RULE_NAME = "default"
 

@@ -4,7 +4,7 @@ Each function opens its own short transaction and runs in a worker thread (the a
 server never blocks on the database).  The read (``plan_inbound``/``plan_next``) is separate
 from the write (``commit_inbound``/``commit_next``) because between the two the route asks
 Asterisk for device states; the write re-checks everything that matters atomically
-(``astertrack.reservations``).
+(``astertrack.routing.reservations``).
 """
 
 from __future__ import annotations
@@ -26,18 +26,19 @@ from agi.database import ASYNC_COMMIT_ENGINES, INLINE_BUSY_MS, InlineBusy, runni
 from agi.lean_sqlite import LeanFactory
 from agi.settings import AgiSettings
 from agi.snapshot import DEFAULT_RULE_NAME, ManagerProfile, SnapshotCache
-from astertrack import attribution as attr
-from astertrack import reservations, routing
-from astertrack.models import (
+from astertrack.db.models import (
     Call,
     CallerProfile,
     Manager,
     RoutingRule,
     new_uid,
 )
-from astertrack.recording import recording_name
-from astertrack.routing import CallContext, Destination, ManagerView, RuleView
-from astertrack.schedule import is_open, local_day_start
+from astertrack.routing import attribution as attr
+from astertrack.routing import reservations
+from astertrack.routing import rules as routing
+from astertrack.routing.recording import recording_name
+from astertrack.routing.rules import CallContext, Destination, ManagerView, RuleView
+from astertrack.routing.schedule import is_open, local_day_start
 
 log = logging.getLogger(__name__)
 

@@ -28,8 +28,8 @@ from typing import Any
 from panoramisk.ami_protocol import AMIProtocol
 from panoramisk.message import Message
 
-from astertrack import metrics
-from astertrack.ami_parse import TRACKED_EVENTS, AmiStreamParser
+from astertrack.callflow.ami_parse import TRACKED_EVENTS, AmiStreamParser
+from astertrack.ops import metrics
 
 log = logging.getLogger(__name__)
 

@@ -14,13 +14,13 @@ import sys
 
 import click
 
-from astertrack import metrics
 from astertrack.config import ConfigError, load_config
-from astertrack.db import engine_from_config, make_session_factory
-from astertrack.journal import setup_logging
+from astertrack.db.engine import engine_from_config, make_session_factory
+from astertrack.ops import metrics
+from astertrack.ops.journal import setup_logging
 
 from .connection import AmiAuthError
-from .listener import AmiListener, tracker_from_config
+from .listener import AmiListener, state_machine_from_config
 from .rebuild import rebuild
 
 log = logging.getLogger("astertrack.ami")
@@ -104,7 +104,7 @@ def rebuild_command(config_path: str | None, since: str) -> None:
     if start.tzinfo is None:
         start = start.replace(tzinfo=dt.UTC)
     factory = make_session_factory(engine_from_config(config))
-    report = rebuild(factory, config.values["general"]["node"], start, lambda: tracker_from_config(config),
+    report = rebuild(factory, config.values["general"]["node"], start, lambda: state_machine_from_config(config),
                      region=config.values["general"]["default_region"])
     click.echo(f"calls {report.calls}, rebuilt {report.rebuilt}, changed {report.changed}, "
                f"not ended in events {report.incomplete}, without events {report.without_events}")

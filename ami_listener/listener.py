@@ -1,7 +1,7 @@
-"""The listener: connection -> one ordered queue -> tracker -> writer, plus resync and the sweeper.
+"""The listener: connection -> one ordered queue -> call state machine -> writer, plus resync and the sweeper.
 
 Exactly one consumer task applies events, in the order they were read from the socket (the
-connection hands over each read as one list).  The tracker is pure and fast; everything slow
+connection hands over each read as one list).  The state machine is pure and fast; everything slow
 (the database) happens in the writer thread.
 """
 
@@ -15,8 +15,8 @@ import uuid
 
 from sqlalchemy.orm import Session, sessionmaker
 
-from astertrack.ami_parse import TRACKED_EVENTS
-from astertrack.calltracker import CallTracker
+from astertrack.callflow.ami_parse import TRACKED_EVENTS
+from astertrack.callflow.state_machine import CallStateMachine
 from astertrack.config import Config
 
 from .connection import AmiConnection
@@ -29,12 +29,12 @@ QUEUE_HIGH, QUEUE_LOW = 8, 2  # socket reads waiting for the consumer: pause/res
 WRITER_HIGH = 5_000  # ops waiting for the database before the consumer waits too
 
 
-def tracker_from_config(config: Config) -> CallTracker:
-    """The tracker settings live in one place so that rebuild derives exactly what the live run did."""
+def state_machine_from_config(config: Config) -> CallStateMachine:
+    """The state machine settings live in one place so that rebuild derives exactly what the live run did."""
     ami = config.values["ami"]
     rec = config.values["recordings"]
     contexts = [c.strip() for c in ami["inbound_contexts"].split(",")]
-    return CallTracker(recordings_dir=rec["dir"], recording_format=rec["format"], inbound_contexts=contexts)
+    return CallStateMachine(recordings_dir=rec["dir"], recording_format=rec["format"], inbound_contexts=contexts)
 
 
 class AmiListener:
@@ -44,7 +44,7 @@ class AmiListener:
         self.node = config.values["general"]["node"]
         self.orphan_timeout = float(ami["orphan_timeout"])
         self.sweep_interval = float(ami["sweep_interval"])
-        self.tracker = tracker_from_config(config)
+        self.machine = state_machine_from_config(config)
         self.writer = CallWriter(session_factory, self.node, store_raw_events=ami["store_raw_events"],
                                  region=config.values["general"]["default_region"])
         self.queue: asyncio.Queue[list[dict]] = asyncio.Queue()
@@ -89,7 +89,7 @@ class AmiListener:
                 self.connection.resume_reading()
 
     def apply(self, batch: list[dict], now: float) -> None:
-        tracker = self.tracker
+        machine = self.machine
         resync_id = self._resync_id
         for msg in batch:
             if resync_id is not None:
@@ -101,12 +101,12 @@ class AmiListener:
                 if uid:
                     self._seen_since_resync.add(uid)
             try:
-                tracker.feed(msg, now)
+                machine.feed(msg, now)
             except Exception:  # a malformed event must not take the rest of the batch with it
                 self.bad_events += 1
                 log.exception("could not apply AMI event %.300r", msg)
         self.events_applied += len(batch)
-        ops = tracker.drain()
+        ops = machine.drain()
         if ops:
             self.writer.submit(ops)
 
@@ -115,10 +115,10 @@ class AmiListener:
         if name == "CoreShowChannel":
             self._resync_channels.append(msg)
         elif name == "CoreShowChannelsComplete":
-            synthetic = self.tracker.resync(self._resync_channels, now, seen_since_asked=self._seen_since_resync)
-            live = set(self.tracker.groups) | set(self.tracker.channels)
+            synthetic = self.machine.resync(self._resync_channels, now, seen_since_asked=self._seen_since_resync)
+            live = set(self.machine.groups) | set(self.machine.channels)
             live |= {m.get(k) for m in self._resync_channels for k in ("Linkedid", "Uniqueid")}
-            self.writer.submit(self.tracker.drain())
+            self.writer.submit(self.machine.drain())
             cutoff = dt.datetime.fromtimestamp(self._resync_started - RESYNC_GRACE, dt.UTC)
             self.writer.submit([(OP_SWEEP_DB, live, cutoff, dt.datetime.now(dt.UTC), "not live after AMI resync")])
             log.info("resync: %d live channels, %d closed as gone", len(self._resync_channels), len(synthetic))
@@ -152,10 +152,10 @@ class AmiListener:
 
     def sweep(self, now: float) -> None:
         """Close calls silent for longer than ``orphan_timeout``, in memory and in the database."""
-        self.tracker.sweep(now, self.orphan_timeout)
-        ops = self.tracker.drain()
+        self.machine.sweep(now, self.orphan_timeout)
+        ops = self.machine.drain()
         cutoff = dt.datetime.fromtimestamp(now - self.orphan_timeout, dt.UTC)
-        ops.append((OP_SWEEP_DB, set(self.tracker.groups) | set(self.tracker.channels), cutoff, dt.datetime.now(dt.UTC),
+        ops.append((OP_SWEEP_DB, set(self.machine.groups) | set(self.machine.channels), cutoff, dt.datetime.now(dt.UTC),
                     f"in progress longer than {self.orphan_timeout:.0f} s"))
         self.writer.submit(ops)
 

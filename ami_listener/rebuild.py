@@ -1,6 +1,6 @@
 """``astertrack-ami rebuild --since DATE``: re-derive call outcomes from the stored raw events.
 
-Each call's stored events are replayed, in the order they were received, through a fresh tracker
+Each call's stored events are replayed, in the order they were received, through a fresh state machine
 built with the live settings, and the finished record overwrites the derived columns of the row
 (outcome, timings, manager, recording...).  Attribution written by the AGI is never touched, and
 running it twice gives the same rows (idempotent).  Calls whose events do not reach an end (they
@@ -17,8 +17,8 @@ from dataclasses import dataclass
 from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
 
-from astertrack.calltracker import OP_FINISH, CallTracker
-from astertrack.models import Call, CallEvent
+from astertrack.callflow.state_machine import OP_FINISH, CallStateMachine
+from astertrack.db.models import Call, CallEvent
 
 from .writer import CallWriter
 
@@ -39,7 +39,7 @@ _COMPARED = ("outcome", "missed_reason", "wait_seconds", "talk_seconds", "answer
 
 
 def rebuild(session_factory: sessionmaker[Session], node: str, since: dt.datetime,
-            make_tracker: Callable[[], CallTracker], *, region: str = "RU", chunk: int = 500) -> RebuildReport:
+            make_machine: Callable[[], CallStateMachine], *, region: str = "RU", chunk: int = 500) -> RebuildReport:
     report = RebuildReport()
     writer = CallWriter(session_factory, node, store_raw_events=False, region=region)
     last_id = 0
@@ -60,7 +60,7 @@ def rebuild(session_factory: sessionmaker[Session], node: str, since: dt.datetim
                 if not events:
                     report.without_events += 1
                     continue
-                record = replay(events, make_tracker())
+                record = replay(events, make_machine())
                 if record is None:
                     report.incomplete += 1
                     continue
@@ -76,11 +76,11 @@ def rebuild(session_factory: sessionmaker[Session], node: str, since: dt.datetim
     return report
 
 
-def replay(events: list[dict], tracker: CallTracker) -> dict | None:
+def replay(events: list[dict], machine: CallStateMachine) -> dict | None:
     """Feed one call's stored events; return its finished record, or None if it never ended."""
     for headers in events:
-        tracker.feed(dict(headers))
-    finished = [op[2] for op in tracker.drain() if op[0] == OP_FINISH]
+        machine.feed(dict(headers))
+    finished = [op[2] for op in machine.drain() if op[0] == OP_FINISH]
     return finished[-1] if finished else None
 
 

@@ -1,8 +1,8 @@
-"""Persist what the tracker decides: one writer thread, ops applied in order, batched per transaction.
+"""Persist what the call state machine decides: one writer thread, ops applied in order, batched per transaction.
 
 Why a thread: a slow database must never stall the socket reader (Asterisk drops readers that lag,
 ``writetimeout``), and SQLAlchemy is synchronous.  Why batches: one transaction per burst keeps
-SQLite at tens of thousands of events per second.  Ops keep the tracker's order, so a call's row
+SQLite at tens of thousands of events per second.  Ops keep the state machine's order, so a call's row
 exists before its raw events and its finish.
 
 Rows: the AGI normally creates the ``Call`` row (``call_uid`` = CT_CALL_ID).  We find it by call id,
@@ -24,10 +24,10 @@ from sqlalchemy import and_, case, func, insert, or_, select, update
 from sqlalchemy.exc import DBAPIError, OperationalError
 from sqlalchemy.orm import Session, sessionmaker
 
-from astertrack import metrics
-from astertrack.calltracker import OP_DEVICE, OP_EVENT, OP_FINISH, OP_LIVE, OP_MERGE, endpoint_of
-from astertrack.db import begin_write, session_scope
-from astertrack.models import AmiGap, Call, CallEvent, Manager, new_uid
+from astertrack.callflow.state_machine import OP_DEVICE, OP_EVENT, OP_FINISH, OP_LIVE, OP_MERGE, endpoint_of
+from astertrack.db.engine import begin_write, session_scope
+from astertrack.db.models import AmiGap, Call, CallEvent, Manager, new_uid
+from astertrack.ops import metrics
 from astertrack.phones import try_normalize
 
 log = logging.getLogger(__name__)
@@ -59,7 +59,7 @@ class CallWriter:
         self.batch_max = batch_max
         self.retry_delay = retry_delay
         self.queue: queue.SimpleQueue = queue.SimpleQueue()
-        self.row_ids: dict[str, int] = {}  # tracker key -> Call.id
+        self.row_ids: dict[str, int] = {}  # state-machine key -> Call.id
         self.waiting_events: dict[str, list[dict]] = {}  # events of calls that have no row yet
         self.ignored: set[str] = set()  # calls placed by our managers' phones (not inbound)
         self.managers: dict[str, int] = {}

@@ -47,8 +47,8 @@ REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
 from agi.server import resolve_workers, run_event_loop  # noqa: E402
-from astertrack.db import make_engine, make_session_factory  # noqa: E402
-from astertrack.models import Base, Manager, ManagerGroup, RoutingRule, Site, Source, TrackingNumber  # noqa: E402
+from astertrack.db.engine import make_engine, make_session_factory  # noqa: E402
+from astertrack.db.models import Base, Manager, ManagerGroup, RoutingRule, Site, Source, TrackingNumber  # noqa: E402
 
 BIN = Path(sys.executable).parent
 DIDS = ["74950000101", "74950000102", "74950000103", "74950000104"]

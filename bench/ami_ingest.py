@@ -2,9 +2,9 @@
 
 Run from the repo root:  python bench/ami_ingest.py [--copies N] [--spacing S]
 
-1. Tracker: the recorded streams (every shared/asterisk capture, real event mix incl. VarSet,
+1. State machine: the recorded streams (every recording in tests/fixtures/asterisk, real event mix incl. VarSet,
    CEL, Newexten noise) are copied under fresh ids and interleaved in time, then pushed through
-   the parser and the call tracker in 64 KiB reads on one core.  Reported per *stream* event
+   the parser and the call state machine in 64 KiB reads on one core.  Reported per *stream* event
    (everything Asterisk sent, including what the parser drops early).
 2. Listener: the same stream is served over loopback TCP by the fake AMI server to the real
    ``astertrack-ami`` daemon (a subprocess) writing to SQLite with raw-event storage on; timed
@@ -31,39 +31,39 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from ami_listener.replay import multiply  # noqa: E402
-from astertrack.ami_parse import AmiStreamParser  # noqa: E402
-from astertrack.calltracker import OP_FINISH, CallTracker  # noqa: E402
-from astertrack.db import make_engine  # noqa: E402
-from astertrack.models import Base  # noqa: E402
+from astertrack.callflow.ami_parse import AmiStreamParser  # noqa: E402
+from astertrack.callflow.state_machine import OP_FINISH, CallStateMachine  # noqa: E402
+from astertrack.db.engine import make_engine  # noqa: E402
+from astertrack.db.models import Base  # noqa: E402
 from tests.ami.fake_ami import FakeAmiServer  # noqa: E402
 from tests.ami.fake_ami import Session as Script  # noqa: E402
 
-SHARED = Path(os.environ.get("ASTERTRACK_SHARED_ASTERISK", ROOT.parent / "shared" / "asterisk"))
+RECORDED = ROOT / "tests" / "fixtures" / "asterisk"  # the recordings the suite replays
 
 
 def build_stream(copies: int, spacing: float) -> tuple[bytes, int, int]:
-    captures = sorted((SHARED / "ami").glob("*.ami.txt"))
+    captures = sorted((RECORDED / "ami").glob("*.ami.txt"))
     data = [p.read_bytes() for p in captures]
     stream = multiply(data, copies, spacing)
     tracked = sum(1 for n in range(copies) if "_z_" not in captures[n % len(captures)].name)
     return stream, stream.count(b"\r\n\r\n"), tracked
 
 
-def bench_tracker(stream: bytes) -> dict:
+def bench_state_machine(stream: bytes) -> dict:
     parser = AmiStreamParser()
-    tracker = CallTracker()
+    machine = CallStateMachine()
     finished = peak = 0
     chunk = 65536
     started = time.process_time()
     for n, pos in enumerate(range(0, len(stream), chunk)):
         for msg in parser.feed(stream[pos:pos + chunk]):
-            tracker.feed(msg)
-        finished += sum(1 for op in tracker.drain() if op[0] == OP_FINISH)
+            machine.feed(msg)
+        finished += sum(1 for op in machine.drain() if op[0] == OP_FINISH)
         if n % 16 == 0:
-            peak = max(peak, tracker.calls_in_progress)
+            peak = max(peak, machine.calls_in_progress)
     elapsed = time.process_time() - started
     return {"seconds": elapsed, "finished": finished, "peak": peak, "kept": parser.parsed,
-            "dropped": parser.dropped, "tracked": tracker.events_seen}
+            "dropped": parser.dropped, "tracked": machine.events_seen}
 
 
 def _vm_hwm_mb(pid: int) -> float:
@@ -135,14 +135,14 @@ def main() -> None:
     print(f"stream: {args.copies} recorded calls interleaved, {events:,} events, {len(stream) / 1e6:.1f} MB, "
           f"{tracked_calls} inbound calls to track")
 
-    tracker = bench_tracker(stream)
-    tracker_rate = events / tracker["seconds"]
-    print(f"tracker (parse + track, one core): {tracker['seconds']:.2f} s CPU, {tracker_rate:,.0f} stream events/s; "
-          f"kept {tracker['kept']:,}, dropped early {tracker['dropped']:,}, tracker events "
-          f"{tracker['tracked']:,} ({tracker['tracked'] / tracker['seconds']:,.0f}/s); calls finished "
-          f"{tracker['finished']}, peak calls in progress {tracker['peak']}")
-    if tracker["finished"] != tracked_calls:
-        raise SystemExit(f"tracker finished {tracker['finished']} calls, expected {tracked_calls}")
+    machine = bench_state_machine(stream)
+    tracker_rate = events / machine["seconds"]
+    print(f"call state machine (parse + track, one core): {machine['seconds']:.2f} s CPU, {tracker_rate:,.0f} stream events/s; "
+          f"kept {machine['kept']:,}, dropped early {machine['dropped']:,}, state-machine events "
+          f"{machine['tracked']:,} ({machine['tracked'] / machine['seconds']:,.0f}/s); calls finished "
+          f"{machine['finished']}, peak calls in progress {machine['peak']}")
+    if machine["finished"] != tracked_calls:
+        raise SystemExit(f"state machine finished {machine['finished']} calls, expected {tracked_calls}")
 
     with tempfile.TemporaryDirectory(prefix="astertrack-bench-") as tmp:
         listener = asyncio.run(bench_listener(stream, tracked_calls, Path(tmp)))
@@ -156,7 +156,7 @@ def main() -> None:
     print(f"(bench process peak RSS {resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024:.0f} MB, "
           f"holds the generated stream)")
     print(json.dumps({"tracker_events_per_s": round(tracker_rate), "listener_events_per_s": round(listener_rate),
-                      "peak_rss_mb": round(listener["rss_mb"], 1), "calls_in_progress": tracker["peak"],
+                      "peak_rss_mb": round(listener["rss_mb"], 1), "calls_in_progress": machine["peak"],
                       "listener_events_per_cpu_s": round(events / max(listener["cpu"], 1e-9)),
                       "stream_events": events, "calls": tracked_calls}))
 

@@ -27,10 +27,10 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from sqlalchemy import func, insert, inspect, select  # noqa: E402
 
-from astertrack.db import make_engine, make_session_factory  # noqa: E402
-from astertrack.models import Base, Call, CallEvent, Site, VisitorSession, new_uid  # noqa: E402
-from astertrack.recording import recording_name  # noqa: E402
-from astertrack.retention import Sweeper  # noqa: E402
+from astertrack.db.engine import make_engine, make_session_factory  # noqa: E402
+from astertrack.db.models import Base, Call, CallEvent, Site, VisitorSession, new_uid  # noqa: E402
+from astertrack.ops.retention import Sweeper  # noqa: E402
+from astertrack.routing.recording import recording_name  # noqa: E402
 
 
 def seed(factory, recdir: Path, calls: int, events: int, sessions: int, now: dt.datetime, rng: random.Random):

@@ -137,8 +137,8 @@ def floor_app():
     import datetime as dt
 
     import tracker.api as api
-    from astertrack import allocation
-    from astertrack.sources import route_visit
+    from astertrack.dni import allocation
+    from astertrack.dni.sources import route_visit
     from tracker import create_app
 
     def canned_start(ex, site, visit, now, **_options):
@@ -246,8 +246,8 @@ def measured(run, server: subprocess.Popen, admin=None, database: str | None = N
 
 
 def seed(url: str) -> list[str]:
-    from astertrack.db import make_engine, make_session_factory
-    from astertrack.models import Base, NumberPool, Site, TrackingNumber
+    from astertrack.db.engine import make_engine, make_session_factory
+    from astertrack.db.models import Base, NumberPool, Site, TrackingNumber
 
     engine = make_engine(url)
     Base.metadata.create_all(engine)
@@ -274,8 +274,8 @@ def counts(url: str) -> tuple[int, int, int]:
     """(sessions, pool holds handed out, overflow events) so far."""
     from sqlalchemy import func, select
 
-    from astertrack.db import make_engine
-    from astertrack.models import NumberAssignment, OverflowEvent, VisitorSession
+    from astertrack.db.engine import make_engine
+    from astertrack.db.models import NumberAssignment, OverflowEvent, VisitorSession
 
     engine = make_engine(url)
     with engine.connect() as conn:
@@ -289,8 +289,8 @@ def holders_list(url: str, path: Path) -> int:
     """Give every live hold a normal 10-minute hold again and write "key sid" of its session."""
     from sqlalchemy import select, text
 
-    from astertrack.db import make_engine
-    from astertrack.models import NumberAssignment, Site, VisitorSession
+    from astertrack.db.engine import make_engine
+    from astertrack.db.models import NumberAssignment, Site, VisitorSession
 
     engine = make_engine(url)
     with engine.begin() as conn:

@@ -3,9 +3,9 @@
 from alembic import context
 
 from astertrack.config import load_config
-from astertrack.db import make_engine, normalise_url
-from astertrack.migrate import VERSION_TABLE
-from astertrack.models import Base
+from astertrack.db.engine import make_engine, normalise_url
+from astertrack.db.migrate import VERSION_TABLE
+from astertrack.db.models import Base
 
 config = context.config
 target_metadata = Base.metadata

@@ -22,12 +22,12 @@ import pytest
 from sqlalchemy import create_engine, text
 from sqlalchemy.engine import make_url
 
-from astertrack import config_revision
-from astertrack.db import make_engine, make_session_factory
-from astertrack.models import Base
+from astertrack.db import config_revision
+from astertrack.db.engine import make_engine, make_session_factory
+from astertrack.db.models import Base
 
 REPO = Path(__file__).resolve().parent.parent
-SHARED_ASTERISK = Path(os.environ.get("ASTERTRACK_SHARED_ASTERISK", REPO.parent / "shared" / "asterisk"))
+RECORDED_ASTERISK = REPO / "tests" / "fixtures" / "asterisk"  # real Asterisk 20 traffic, kept byte for byte
 DEFAULT_PG = "postgresql+psycopg://postgres@127.0.0.1:5432/test"
 CHROMIUM = os.environ.get("ASTERTRACK_CHROMIUM", "/usr/bin/chromium")
 CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
@@ -154,7 +154,7 @@ def _truncate_all(url: str) -> None:
 def db_url(request, tmp_path):
     """A migrated-schema, empty database URL on each backend."""
     if request.param == "sqlite":
-        url = f"sqlite:///{tmp_path / 'astertrack.db'}"
+        url = f"sqlite:///{tmp_path / 'astertrack.db.engine'}"
         engine = make_engine(url)
         Base.metadata.create_all(engine)
         engine.dispose()

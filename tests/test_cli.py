@@ -13,12 +13,12 @@ import pytest
 from click.testing import CliRunner
 from sqlalchemy import func, select
 
-from astertrack.cli import main
+from astertrack.cli.main import main
 from astertrack.config import load_config
-from astertrack.db import make_engine, make_session_factory
-from astertrack.demo import load_demo
-from astertrack.models import Call, Deal, Lead, Manager, Site, Source, TrackingNumber, User, VisitorSession
+from astertrack.db.engine import make_engine, make_session_factory
+from astertrack.db.models import Call, Deal, Lead, Manager, Site, Source, TrackingNumber, User, VisitorSession
 from astertrack.passwords import verify_password
+from astertrack.samples.demo import load_demo
 
 
 @pytest.fixture
@@ -133,7 +133,7 @@ def test_run_starts_the_children_and_stops_them_on_sigterm(tmp_path):
                     "print('child ' + sys.argv[1] + ' up', flush=True)\ntime.sleep(60)\n")
     fake.chmod(0o755)
     code = (
-        "import sys; from astertrack.supervise import Child, supervise\n"
+        "import sys; from astertrack.ops.supervise import Child, supervise\n"
         f"sys.exit(supervise([Child('a', [{str(fake)!r}, 'a']), Child('b', [{str(fake)!r}, 'b'])]))\n"
     )
     proc = subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
@@ -151,7 +151,7 @@ def test_run_starts_the_children_and_stops_them_on_sigterm(tmp_path):
 
 
 def _site_with_pool(db_url):
-    from astertrack.models import NumberPool
+    from astertrack.db.models import NumberPool
 
     with make_session_factory(make_engine(db_url))() as session:
         site = Site(name="Shop")

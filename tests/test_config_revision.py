@@ -11,9 +11,9 @@ from sqlalchemy import text
 
 from agi import snapshot as snapshot_module
 from agi.snapshot import SnapshotCache
-from astertrack import config_revision, migrate
-from astertrack.db import make_engine, make_session_factory
-from astertrack.models import (
+from astertrack.db import config_revision, migrate
+from astertrack.db.engine import make_engine, make_session_factory
+from astertrack.db.models import (
     Base,
     Manager,
     ManagerGroup,
@@ -89,8 +89,8 @@ def test_uninstall_leaves_writes_working_and_the_counter_still(schema_engine):
         config_revision.uninstall(conn)
     assert not _bumps(engine, "INSERT INTO manager_groups (name) VALUES ('support')")
     with engine.begin() as conn:
-        config_revision.install(conn)  # and a second install is harmless
-        config_revision.install(conn)
+        config_revision.install(conn, Base.metadata)  # and a second install is harmless
+        config_revision.install(conn, Base.metadata)
     assert _bumps(engine, "INSERT INTO manager_groups (name) VALUES ('night')")
 
 
@@ -131,7 +131,7 @@ def test_a_database_without_the_counter_is_reread_every_time(session_factory, en
     monkeypatch.setattr(config_revision, "_warned_missing", False)
     try:
         cache = SnapshotCache(ttl=5)
-        with caplog.at_level(logging.WARNING, logger="astertrack.config_revision"):
+        with caplog.at_level(logging.WARNING, logger="astertrack.db.config_revision"):
             assert cache.refresh(session_factory) is True
             assert cache.refresh(session_factory) is True
         snapshot = cache.get(session_factory)
@@ -147,7 +147,7 @@ def test_a_database_that_cannot_be_read_is_an_error_not_a_missing_counter(tmp_pa
     reach the caller (the AGI hands a locked step to its threads, or fails the call over)."""
     from sqlalchemy.exc import OperationalError
 
-    engine = make_engine(f"sqlite:///{tmp_path / 'gone' / 'astertrack.db'}")  # no such directory
+    engine = make_engine(f"sqlite:///{tmp_path / 'gone' / 'astertrack.db.engine'}")  # no such directory
     try:
         with make_session_factory(engine)() as session, pytest.raises(OperationalError):
             config_revision.read(session)

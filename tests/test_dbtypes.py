@@ -8,7 +8,7 @@ import pytest
 from sqlalchemy.dialects import sqlite
 from sqlalchemy.types import TypeDecorator
 
-from astertrack.dbtypes import UTCDateTime
+from astertrack.db.types import UTCDateTime
 
 DIALECT = sqlite.dialect()
 MSK = dt.timezone(dt.timedelta(hours=3))

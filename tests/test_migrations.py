@@ -7,9 +7,9 @@ from alembic.autogenerate import compare_metadata
 from alembic.runtime.migration import MigrationContext
 from sqlalchemy import inspect
 
-from astertrack import migrate
-from astertrack.db import make_engine
-from astertrack.models import Base
+from astertrack.db import migrate
+from astertrack.db.engine import make_engine
+from astertrack.db.models import Base
 
 
 def _diff(url: str) -> list:
@@ -53,7 +53,7 @@ def test_live_assignment_index_forbids_two_live_rows_for_one_number(empty_url):
     from sqlalchemy.exc import IntegrityError
     from sqlalchemy.orm import Session
 
-    from astertrack.models import NumberAssignment, Site, TrackingNumber, VisitorSession
+    from astertrack.db.models import NumberAssignment, Site, TrackingNumber, VisitorSession
 
     migrate.upgrade(empty_url)
     engine = make_engine(empty_url)

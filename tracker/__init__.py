@@ -52,7 +52,7 @@ from sqlalchemy.engine import Engine, make_url
 from sqlalchemy.orm import Session, sessionmaker
 
 from astertrack.config import Config, load_config
-from astertrack.db import engine_from_config, make_session_factory, normalise_url
+from astertrack.db.engine import engine_from_config, make_session_factory, normalise_url
 from tracker.api import HotPaths, TrackerApi
 from tracker.guard import RateLimiter
 from tracker.maintenance import Maintenance
@@ -165,7 +165,7 @@ def create_app(config: Config | None = None, session_factory: sessionmaker[Sessi
         response.set_etag(snippet_etag)
         return response.make_conditional(request)
 
-    from astertrack import metrics
+    from astertrack.ops import metrics
 
     metrics.init_flask(app, session_factory)
     return app

@@ -24,10 +24,10 @@ from typing import Any
 from sqlalchemy.exc import OperationalError
 from sqlalchemy.orm import Session, sessionmaker
 
-from astertrack import allocation
-from astertrack.dbtypes import utcnow
+from astertrack.db.types import utcnow
+from astertrack.dni import allocation
+from astertrack.dni.sources import SiteRouting
 from astertrack.phones import format_display
-from astertrack.sources import SiteRouting
 from tracker.guard import BadRequest, RateLimiter, client_ip, origin_allowed, read_json_body
 from tracker.maintenance import Maintenance
 from tracker.rawpool import RawPool

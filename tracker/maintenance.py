@@ -14,9 +14,9 @@ import threading
 
 from sqlalchemy.orm import Session, sessionmaker
 
-from astertrack import allocation, poolhealth
-from astertrack.db import session_scope
-from astertrack.dbtypes import utcnow
+from astertrack.db.engine import session_scope
+from astertrack.db.types import utcnow
+from astertrack.dni import allocation, poolhealth
 
 log = logging.getLogger(__name__)
 

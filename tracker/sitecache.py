@@ -14,7 +14,7 @@ from collections import OrderedDict
 
 from sqlalchemy.orm import Session, sessionmaker
 
-from astertrack.sources import SiteRouting, load_site_routing
+from astertrack.dni.sources import SiteRouting, load_site_routing
 
 
 class SiteCache:

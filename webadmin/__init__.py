@@ -63,7 +63,7 @@ def create_app(config: Config | None = None, test_config: dict[str, Any] | None 
     def healthz():
         return {"status": "ok"}
 
-    from astertrack import metrics
+    from astertrack.ops import metrics
 
     # Prometheus text (fleet figures from the database) for a scraper on this host only: every
     # other page needs a login, so a request relayed by the reverse proxy gets 403.

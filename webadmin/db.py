@@ -5,7 +5,7 @@ from __future__ import annotations
 from flask import Flask, current_app, g
 from sqlalchemy.orm import Session, sessionmaker
 
-from astertrack.db import make_engine, make_session_factory
+from astertrack.db.engine import make_engine, make_session_factory
 
 EXTENSION = "astertrack_db"
 

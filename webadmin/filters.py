@@ -12,8 +12,8 @@ from zoneinfo import ZoneInfo
 from flask import Response, request
 from sqlalchemy import select
 
-from astertrack.models import Manager, Site, Source
-from astertrack.reports import ReportFilter
+from astertrack.db.models import Manager, Site, Source
+from astertrack.reporting.reports import ReportFilter
 from webadmin.db import get_session
 from webadmin.i18n import display_timezone
 

@@ -11,7 +11,7 @@ from flask_babel import Babel, get_locale
 from flask_login import current_user
 from sqlalchemy import select
 
-from astertrack.models import Site
+from astertrack.db.models import Site
 from webadmin.db import get_session
 
 LOCALES = ("ru", "en")

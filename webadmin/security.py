@@ -19,7 +19,7 @@ from flask_login import LoginManager, current_user, login_required
 from flask_wtf.csrf import CSRFProtect
 from sqlalchemy import select
 
-from astertrack.models import User
+from astertrack.db.models import User
 from webadmin.db import get_session
 
 ROLES = ("admin", "supervisor", "manager")

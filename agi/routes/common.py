@@ -6,9 +6,9 @@ import functools
 import re
 
 from agi import store
-from astertrack import routing
 from astertrack.phones import try_normalize
-from astertrack.routing import ManagerView
+from astertrack.routing import rules as routing
+from astertrack.routing.rules import ManagerView
 
 SAFE_DEVICE = re.compile(r"^[A-Za-z0-9_./@:-]{1,100}$")
 OFFER_AHEAD = 2  # free candidates handed to one reservation round (a spare if a concurrent call wins)

@@ -11,8 +11,8 @@ from __future__ import annotations
 from agi import announce, store
 from agi.registry import route
 from agi.routes.common import clean, reserve_loop
-from astertrack import dialplan_vars as v
-from astertrack import routing
+from astertrack.routing import dialplan_vars as v
+from astertrack.routing import rules as routing
 
 
 class MissingCallId(LookupError):

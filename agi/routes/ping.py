@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from agi.registry import route
-from astertrack import dialplan_vars as v
+from astertrack.routing import dialplan_vars as v
 
 
 @route("ping")

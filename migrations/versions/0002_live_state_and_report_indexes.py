@@ -6,7 +6,7 @@ Create Date: 2026-11-23 15:12:28.780578
 """
 from alembic import op
 import sqlalchemy as sa
-import astertrack.dbtypes
+import astertrack.db.types
 
 
 revision = '0002'

@@ -6,7 +6,7 @@ Create Date: 2026-11-23 16:15:37.327195
 """
 from alembic import op
 import sqlalchemy as sa
-import astertrack.dbtypes
+import astertrack.db.types
 
 
 revision = '0003'

@@ -10,7 +10,8 @@ Create Date: 2026-12-04 18:30:00
 from alembic import op
 import sqlalchemy as sa
 
-from astertrack import config_revision
+from astertrack.db import config_revision
+from astertrack.db.models import Base
 
 
 revision = '0004'
@@ -26,7 +27,7 @@ def upgrade() -> None:
         sa.Column('value', sa.BigInteger(), nullable=False),
         sa.PrimaryKeyConstraint('id', name=op.f('pk_config_revision')),
     )
-    config_revision.install(op.get_bind())
+    config_revision.install(op.get_bind(), Base.metadata)
 
 
 def downgrade() -> None:

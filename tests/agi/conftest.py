@@ -14,8 +14,7 @@ import pytest
 from agi.app import AgiApp
 from agi.server import AgiServer
 from astertrack.config import load_config
-from astertrack.dbtypes import utcnow
-from astertrack.models import (
+from astertrack.db.models import (
     Manager,
     ManagerGroup,
     NumberAssignment,
@@ -26,10 +25,11 @@ from astertrack.models import (
     TrackingNumber,
     VisitorSession,
 )
+from astertrack.db.types import utcnow
 from tests.agi.fake_asterisk import FakeAsterisk, load_recording
-from tests.conftest import SHARED_ASTERISK
+from tests.conftest import RECORDED_ASTERISK
 
-AGI_DIR = SHARED_ASTERISK / "agi"
+AGI_DIR = RECORDED_ASTERISK / "agi"
 GLOBAL_FALLBACK = "PJSIP/200"
 
 

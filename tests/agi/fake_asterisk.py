@@ -1,7 +1,7 @@
 """A fake Asterisk for AGI tests: replays a recorded environment and answers commands.
 
 It connects over TCP to the real FastAGI server (or talks to the real script over its
-stdin/stdout), sends the ``agi_*`` block from a recording in shared/asterisk/agi, answers
+stdin/stdout), sends the ``agi_*`` block from a recording in tests/fixtures/asterisk/agi, answers
 ``GET VARIABLE`` / ``GET FULL VARIABLE`` from a dict of channel variables (defaults taken
 from the recording's own replies) and device states, and records every ``SET VARIABLE``
 and ``EXEC`` (``EXEC MSet`` sets its variables, split the way Asterisk splits them).  Commands are parsed the way Asterisk does (whitespace-separated, double

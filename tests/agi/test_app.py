@@ -59,8 +59,8 @@ def test_the_daemon_rereads_the_routing_snapshot_off_the_event_loop(tmp_path, mo
     the refresher checks them in a worker thread and re-reads them only after a change, which
     shows up within a TTL or two."""
     from agi import snapshot as snapshot_module
-    from astertrack.db import make_engine, make_session_factory
-    from astertrack.models import Base, Site, Source, TrackingNumber
+    from astertrack.db.engine import make_engine, make_session_factory
+    from astertrack.db.models import Base, Site, Source, TrackingNumber
 
     url = f"sqlite:///{tmp_path / 'agi.db'}"
     engine = make_engine(url)

@@ -1,7 +1,7 @@
 """Recorded AGI sessions replayed against the real FastAGI server, one test per call flow.
 
 Each test seeds the database the flow needs, plays Asterisk's side of a recorded session
-(shared/asterisk/agi) over TCP, and asserts every variable the route set, the UserEvent and
+(tests/fixtures/asterisk/agi) over TCP, and asserts every variable the route set, the UserEvent and
 the rows written.  Runs on SQLite and PostgreSQL.
 """
 
@@ -13,10 +13,10 @@ import re
 import pytest
 from sqlalchemy import select
 
-from astertrack import dialplan_vars as v
-from astertrack.dbtypes import utcnow
-from astertrack.models import Call, CallerProfile, Manager
-from astertrack.recording import recording_name
+from astertrack.db.models import Call, CallerProfile, Manager
+from astertrack.db.types import utcnow
+from astertrack.routing import dialplan_vars as v
+from astertrack.routing.recording import recording_name
 from tests.agi.conftest import GLOBAL_FALLBACK, recording
 from tests.agi.fake_asterisk import FakeAsterisk, run
 

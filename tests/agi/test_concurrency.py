@@ -7,8 +7,8 @@ from collections import Counter
 
 from sqlalchemy import select
 
-from astertrack import dialplan_vars as v
-from astertrack.models import Call, Manager
+from astertrack.db.models import Call, Manager
+from astertrack.routing import dialplan_vars as v
 from tests.agi.conftest import recording
 from tests.agi.fake_asterisk import FakeAsterisk
 
@@ -63,7 +63,7 @@ def test_fifty_simultaneous_calls_with_least_recent_strategy(agi, seed, session)
 
 
 def test_one_caller_on_ten_lines_at_once_gets_one_profile(agi, seed, session):
-    from astertrack.models import CallerProfile
+    from astertrack.db.models import CallerProfile
 
     seed.static_number("+74950000101", "google-ads")
     seed.managers(*[str(300 + i) for i in range(1, 4)])

@@ -16,7 +16,7 @@ from pathlib import Path
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
-from astertrack import dialplan_vars as v
+from astertrack.routing import dialplan_vars as v
 from tests.agi.conftest import http_get, recording
 from tests.agi.fake_asterisk import FakeAsterisk
 

@@ -13,8 +13,8 @@ from sqlalchemy.engine import make_url
 
 from agi.app import AgiApp
 from agi.database import _CHECKPOINTERS, agi_engine, close_engine
-from astertrack import dialplan_vars as v
-from astertrack import metrics
+from astertrack.ops import metrics
+from astertrack.routing import dialplan_vars as v
 from tests.agi.conftest import make_config, recording
 from tests.agi.fake_asterisk import FakeAsterisk
 

@@ -9,8 +9,8 @@ from dataclasses import dataclass
 from agi.protocol import AGIChannel
 from agi.routes.common import MAX_EXPRESSION, OFFER_AHEAD, device_states, take_free
 from agi.settings import AgiSettings
-from astertrack import dialplan_vars as v
-from astertrack.routing import ManagerView
+from astertrack.routing import dialplan_vars as v
+from astertrack.routing.rules import ManagerView
 from tests.agi.fake_asterisk import split_args
 from tests.agi.test_call_flows import inbound
 from tests.agi.test_protocol import Wire

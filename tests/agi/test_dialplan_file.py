@@ -5,7 +5,7 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
-from astertrack import dialplan_vars
+from astertrack.routing import dialplan_vars
 
 CONF = Path(__file__).resolve().parents[2] / "asterisk-conf" / "extensions_astertrack.conf"
 TEXT = CONF.read_text()

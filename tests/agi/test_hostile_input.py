@@ -9,7 +9,7 @@ import time
 
 import pytest
 
-from astertrack import dialplan_vars as v
+from astertrack.routing import dialplan_vars as v
 from tests.agi.conftest import GLOBAL_FALLBACK, recording
 from tests.agi.fake_asterisk import FakeAsterisk, run
 
@@ -208,7 +208,7 @@ def test_next_for_a_call_we_never_routed_fails_to_the_fallback(agi, seeded, capl
 
 
 def test_metrics_count_decisions_and_keep_wire_names_out_of_labels(agi, seeded):
-    from astertrack import metrics
+    from astertrack.ops import metrics
 
     def sample(route, result):
         return metrics.REGISTRY.get_sample_value("astertrack_agi_requests_total",

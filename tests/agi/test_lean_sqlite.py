@@ -17,9 +17,9 @@ from sqlalchemy.exc import MultipleResultsFound
 
 from agi import lean_sqlite, store
 from agi.lean_sqlite import LeanFactory
-from astertrack import reservations
-from astertrack.db import make_engine, make_session_factory
-from astertrack.models import Base, Call, CallerProfile, Manager, RoutingRule
+from astertrack.db.engine import make_engine, make_session_factory
+from astertrack.db.models import Base, Call, CallerProfile, Manager, RoutingRule
+from astertrack.routing import reservations
 
 NOW = dt.datetime(2026, 12, 4, 12, 0, 0, 123456, tzinfo=dt.UTC)
 

@@ -10,7 +10,7 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from agi.metrics_fanin import merge_expositions, start_fanin
 from agi.server import resolve_workers
-from astertrack import metrics
+from astertrack.ops import metrics
 from tests.agi.conftest import http_get
 
 
@@ -84,9 +84,9 @@ def test_fanin_serves_the_union_and_fails_health_while_a_worker_is_gone():
 
 
 def test_auto_workers_one_per_core_capped_by_database():
-    assert resolve_workers(0, "sqlite:////var/lib/astertrack/astertrack.db", cpus=1) == 1
-    assert resolve_workers(0, "sqlite:////var/lib/astertrack/astertrack.db", cpus=2) == 2
-    assert resolve_workers(0, "sqlite:////var/lib/astertrack/astertrack.db", cpus=16) == 2
+    assert resolve_workers(0, "sqlite:////var/lib/astertrack/astertrack.db.engine", cpus=1) == 1
+    assert resolve_workers(0, "sqlite:////var/lib/astertrack/astertrack.db.engine", cpus=2) == 2
+    assert resolve_workers(0, "sqlite:////var/lib/astertrack/astertrack.db.engine", cpus=16) == 2
     assert resolve_workers(0, "postgresql+psycopg://astertrack@db/astertrack", cpus=2) == 2
     assert resolve_workers(0, "postgresql+psycopg://astertrack@db/astertrack", cpus=16) == 4
     assert resolve_workers(3, "sqlite:////tmp/x.db", cpus=1) == 3  # a number is taken as configured

@@ -15,8 +15,8 @@ from pathlib import Path
 import pytest
 from sqlalchemy import delete, update
 
-from astertrack import dialplan_vars as v
-from astertrack.models import Call, CallerProfile, Manager, RoutingRule
+from astertrack.db.models import Call, CallerProfile, Manager, RoutingRule
+from astertrack.routing import dialplan_vars as v
 from tests.agi.conftest import GLOBAL_FALLBACK, recording
 from tests.agi.fake_asterisk import FakeAsterisk
 

@@ -1,4 +1,4 @@
-"""Expected call records, typed from the ground-truth tables in shared/asterisk.
+"""Expected call records, typed from the ground-truth tables in tests/fixtures/asterisk.
 
 Sources: README.md (Local set table), EXPECTED-sip.md and EXPECTED-pjsip.md ("Ground truth" and
 "Event counts and AGI sessions" tables).  Values are the documents', not the listener's output:

@@ -12,8 +12,8 @@ from sqlalchemy.orm import Session
 
 from ami_listener.listener import AmiListener
 from astertrack.config import Config, load_config
-from astertrack.db import make_engine, make_session_factory
-from astertrack.models import Call
+from astertrack.db.engine import make_engine, make_session_factory
+from astertrack.db.models import Call
 from tests.ami.fake_ami import FakeAmiServer
 from tests.ami.fake_ami import Session as Script
 

@@ -11,14 +11,14 @@ import datetime as dt
 import pytest
 from sqlalchemy import func, select
 
-from astertrack.models import AmiGap, Call, CallEvent, Manager
+from astertrack.db.models import AmiGap, Call, CallEvent, Manager
 from tests.ami.fake_ami import Session as Script
 from tests.ami.fake_ami import capture_body
 from tests.ami.ground_truth import ALL, MONITOR, Expected, endpoint, technology
 from tests.ami.harness import NODE, finished_calls, run_listener
-from tests.conftest import SHARED_ASTERISK
+from tests.conftest import RECORDED_ASTERISK
 
-AMI_DIR = SHARED_ASTERISK / "ami"
+AMI_DIR = RECORDED_ASTERISK / "ami"
 TOLERANCE = 1.0  # seconds, as the issue asks
 
 
@@ -126,4 +126,4 @@ def test_device_states_idle_stream_tracks_phones_and_records_no_call(session_fac
         states = {m.endpoint: m.device_state for m in session.scalars(select(Manager))}
         assert states[f"{tech}/102"] == "NOT_INUSE" and states[f"{tech}/104"] == "NOT_INUSE"
         assert states[f"{tech}/101"] == "UNKNOWN"  # no event about 101 in this stream
-    assert run.listener.tracker.calls_in_progress == 0
+    assert run.listener.machine.calls_in_progress == 0

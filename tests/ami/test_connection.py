@@ -15,14 +15,14 @@ from sqlalchemy import func, select
 from sqlalchemy.orm import Session as OrmSession
 
 from ami_listener.rebuild import rebuild
-from astertrack.calltracker import CallTracker
-from astertrack.models import AmiGap, Call
+from astertrack.callflow.state_machine import CallStateMachine
+from astertrack.db.models import AmiGap, Call
 from tests.ami.fake_ami import FakeAmiServer, alive_channels, capture_body, split_blocks
 from tests.ami.fake_ami import Session as Script
 from tests.ami.harness import NODE, finished_calls, run_listener
-from tests.conftest import REPO, SHARED_ASTERISK
+from tests.conftest import RECORDED_ASTERISK, REPO
 
-AMI_DIR = SHARED_ASTERISK / "ami"
+AMI_DIR = RECORDED_ASTERISK / "ami"
 
 
 def split_after(capture: str, *needles: bytes) -> tuple[bytes, bytes]:
@@ -63,7 +63,7 @@ def test_call_that_ended_during_the_gap_is_closed_by_the_sweeper_and_marked(sess
         assert call.talk_seconds < 1  # the unseen end is not stretched to the reconnect time
         before = (call.outcome, call.closed_by, call.wait_seconds, call.talk_seconds, call.ended_at)
     # the synthetic "channel gone" events are stored too, so a rebuild reproduces the sweeper's close
-    report = rebuild(session_factory, NODE, dt.datetime(2026, 1, 1, tzinfo=dt.UTC), CallTracker)
+    report = rebuild(session_factory, NODE, dt.datetime(2026, 1, 1, tzinfo=dt.UTC), CallStateMachine)
     assert (report.rebuilt, report.changed, report.incomplete) == (1, 0, 0)
     with session_factory() as session:
         call = session.scalar(select(Call))
@@ -101,7 +101,7 @@ def test_dead_peer_without_pong_is_detected_and_reconnected(session_factory, db_
         server = FakeAmiServer([Script(), Script()], secret="s3cret", answer_pings=False)
         port = await server.start()
         from ami_listener.listener import AmiListener
-        from astertrack.db import make_engine, make_session_factory
+        from astertrack.db.engine import make_engine, make_session_factory
         from tests.ami.harness import make_config
 
         engine = make_engine(db_url)
@@ -172,7 +172,7 @@ def test_unreachable_asterisk_is_retried_not_fatal(session_factory, db_url):
         import socket
 
         from ami_listener.listener import AmiListener
-        from astertrack.db import make_engine, make_session_factory
+        from astertrack.db.engine import make_engine, make_session_factory
         from tests.ami.harness import make_config
 
         with socket.socket() as probe:
@@ -203,8 +203,8 @@ def test_daemon_records_a_call_serves_health_and_stops_cleanly_on_sigterm(tmp_pa
     import socket
     import urllib.request
 
-    from astertrack.db import make_engine
-    from astertrack.models import Base
+    from astertrack.db.engine import make_engine
+    from astertrack.db.models import Base
 
     db = tmp_path / "db.sqlite"
     engine = make_engine(f"sqlite:///{db}")
@@ -271,7 +271,7 @@ def test_internal_call_in_progress_at_start_is_not_recorded(session_factory, db_
     done = []
 
     def all_applied(listener, server):
-        if server.all_sent.is_set() and listener.resyncs and not listener.tracker.channels:
+        if server.all_sent.is_set() and listener.resyncs and not listener.machine.channels:
             done.append(listener.events_applied)
 
     run_listener(db_url, [Script(stream=tail, live_channels=live)], lambda s: bool(done), during=all_applied)

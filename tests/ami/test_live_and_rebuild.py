@@ -11,15 +11,15 @@ from sqlalchemy import select, update
 
 from ami_listener.daemon import main as ami_main
 from ami_listener.rebuild import rebuild
-from astertrack.calltracker import CallTracker
-from astertrack.models import Call, CallEvent, Manager
+from astertrack.callflow.state_machine import CallStateMachine
+from astertrack.db.models import Call, CallEvent, Manager
 from tests.ami.fake_ami import Session as Script
 from tests.ami.fake_ami import capture_body, split_blocks
 from tests.ami.ground_truth import ALL
 from tests.ami.harness import NODE, finished_calls, run_listener
-from tests.conftest import REPO, SHARED_ASTERISK
+from tests.conftest import RECORDED_ASTERISK, REPO
 
-AMI_DIR = SHARED_ASTERISK / "ami"
+AMI_DIR = RECORDED_ASTERISK / "ami"
 
 
 def cut(capture: str, *marks: tuple[bytes, ...]) -> list[bytes]:
@@ -93,11 +93,11 @@ def test_rebuild_gives_the_same_records_as_the_live_run_and_is_idempotent(sessio
                                             talk_seconds=None, recording_state=None, transferred=False,
                                             hangup_side=None, state="up"))
         session.commit()
-    report = rebuild(session_factory, NODE, dt.datetime(2026, 1, 1, tzinfo=dt.UTC), CallTracker)
+    report = rebuild(session_factory, NODE, dt.datetime(2026, 1, 1, tzinfo=dt.UTC), CallStateMachine)
     assert (report.calls, report.rebuilt, report.changed, report.incomplete) == (len(flows), len(flows),
                                                                                  len(flows), 0)
     assert snapshot() == live
-    again = rebuild(session_factory, NODE, dt.datetime(2026, 1, 1, tzinfo=dt.UTC), CallTracker)
+    again = rebuild(session_factory, NODE, dt.datetime(2026, 1, 1, tzinfo=dt.UTC), CallStateMachine)
     assert (again.rebuilt, again.changed) == (len(flows), 0)
     assert snapshot() == live
 
@@ -133,7 +133,7 @@ def test_raw_events_can_be_switched_off(session_factory, db_url, store):
 
 def test_shipped_manager_config_matches_what_the_listener_needs():
     """The [general] snippet lists exactly the shared channelvars; the user has the classes we read."""
-    from astertrack.dialplan_vars import CHANNELVARS
+    from astertrack.routing.dialplan_vars import CHANNELVARS
 
     conf = REPO / "asterisk-conf"
     snippet = [line.split(";")[0].strip() for line in (conf / "manager_general.conf.snippet").read_text().splitlines()]

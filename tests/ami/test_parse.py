@@ -6,11 +6,11 @@ import random
 
 import pytest
 
-from astertrack.ami_parse import AmiStreamParser, parse_block, parse_chanvariables, parse_stream
+from astertrack.callflow.ami_parse import AmiStreamParser, parse_block, parse_chanvariables, parse_stream
 from tests.ami.fake_ami import capture_body
-from tests.conftest import SHARED_ASTERISK
+from tests.conftest import RECORDED_ASTERISK
 
-CAPTURE = SHARED_ASTERISK / "ami" / "pjsip_g_queue_answered.ami.txt"
+CAPTURE = RECORDED_ASTERISK / "ami" / "pjsip_g_queue_answered.ami.txt"
 
 
 def event(name: str, **headers: str) -> bytes:

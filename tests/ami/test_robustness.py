@@ -10,13 +10,13 @@ from sqlalchemy import func, select
 
 from ami_listener.connection import _Protocol
 from ami_listener.replay import multiply
-from astertrack.models import Call
+from astertrack.db.models import Call
 from tests.ami.fake_ami import Session as Script
 from tests.ami.fake_ami import capture_body, split_blocks
 from tests.ami.harness import finished_calls, run_listener
-from tests.conftest import SHARED_ASTERISK
+from tests.conftest import RECORDED_ASTERISK
 
-AMI_DIR = SHARED_ASTERISK / "ami"
+AMI_DIR = RECORDED_ASTERISK / "ami"
 
 
 def test_garbage_unknown_events_and_seven_byte_reads_still_give_the_right_call(session_factory, db_url):
@@ -34,7 +34,7 @@ def test_garbage_unknown_events_and_seven_byte_reads_still_give_the_right_call(s
         assert session.scalar(select(func.count()).select_from(Call)) == 1
         assert (call.outcome, call.answered_by, call.call_uid) == ("answered", "PJSIP/102", "ct-20261123-39736")
         assert call.wait_seconds == pytest.approx(3.0, abs=1) and call.talk_seconds == pytest.approx(4.0, abs=1)
-    assert run.listener.tracker.calls_in_progress == 0
+    assert run.listener.machine.calls_in_progress == 0
 
 
 def channelvars_stream(capture: str, variables: dict[str, str]) -> bytes:
@@ -79,7 +79,7 @@ def test_a_burst_of_ten_thousand_events_in_one_write_loses_nothing(session_facto
     assert len(rows) == copies and len({r.call_uid for r in rows}) == copies
     assert all(r.outcome == "answered" and r.answered_by == "SIP/101" for r in rows)
     assert all(r.talk_seconds == pytest.approx(5.0, abs=1) for r in rows)
-    assert run.listener.tracker.calls_in_progress == 0
+    assert run.listener.machine.calls_in_progress == 0
 
 
 def test_ten_thousand_events_in_one_read_reach_the_queue_as_one_ordered_batch():
@@ -116,7 +116,7 @@ def test_periodic_sweep_closes_a_call_silent_past_the_orphan_timeout(session_fac
     swept = []
 
     def sweep_once(listener, server):
-        if not swept and listener.tracker.calls_in_progress == 1:
+        if not swept and listener.machine.calls_in_progress == 1:
             swept.append(True)
             listener.sweep(now=time.time() + 10 * 24 * 3600)
 
@@ -158,7 +158,7 @@ def outbound_call_by_manager_101() -> bytes:
 
 @pytest.mark.parametrize("known_manager", [True, False], ids=["phone-is-a-manager", "unknown-phone"])
 def test_calls_placed_by_a_managers_phone_are_not_tracked(session_factory, db_url, known_manager):
-    from astertrack.models import Manager
+    from astertrack.db.models import Manager
 
     if known_manager:
         with session_factory() as session:

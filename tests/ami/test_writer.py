@@ -8,9 +8,9 @@ from sqlalchemy import select
 from sqlalchemy.exc import OperationalError
 
 from ami_listener.writer import OP_GAP, CallWriter
-from astertrack.calltracker import OP_EVENT, OP_FINISH, OP_LIVE
-from astertrack.dbtypes import utcnow
-from astertrack.models import AmiGap, Call, CallEvent
+from astertrack.callflow.state_machine import OP_EVENT, OP_FINISH, OP_LIVE
+from astertrack.db.models import AmiGap, Call, CallEvent
+from astertrack.db.types import utcnow
 
 
 def record(key: str, **extra) -> dict:

@@ -7,7 +7,7 @@ import os
 import subprocess
 import sys
 
-PROBE = ("import json, astertrack.gunicorn_conf as g; "
+PROBE = ("import json, astertrack.ops.gunicorn_conf as g; "
          "print(json.dumps({'bind': g.bind, 'workers': g.workers, 'threads': g.threads, 'log': g.accesslog}))")
 
 

@@ -2,10 +2,10 @@
 """End to end on a real Asterisk: the lab kit, our dialplan, our daemons, real SIP calls.
 
 Not a pytest test (the lab needs a built Asterisk and minutes; CI has neither).  Run it on a
-machine where ``../shared/lab`` is built and up (see its README)::
+machine where the lab kit is built and up (see its README)::
 
-    python tests/ops/lab_check.py --lab ~/asterisk-lab --prefix ~/asterisk-build/asterisk
-    python tests/ops/lab_check.py --pbx pjsip --prefix ~/asterisk-build/asterisk --prefix-pj ~/asterisk-build/asterisk-pj
+    python tests/ops/lab_check.py --kit PATH/TO/lab --lab ~/asterisk-lab --prefix ~/asterisk-build/asterisk
+    python tests/ops/lab_check.py --kit PATH/TO/lab --pbx pjsip --prefix ~/asterisk-build/asterisk --prefix-pj ~/asterisk-build/asterisk-pj
 
 It (1) re-renders the lab with this checkout's ``asterisk-conf/extensions_astertrack.conf`` as
 the trunk's context, (2) seeds a throw-away SQLite database (site, numbers, SIP managers
@@ -61,8 +61,8 @@ TOLERANCE = 1.5
 
 
 def seed(url: str, tech: str) -> None:
-    from astertrack.db import make_engine, make_session_factory
-    from astertrack.models import Base, Manager, ManagerGroup, RoutingRule, Site, Source, TrackingNumber
+    from astertrack.db.engine import make_engine, make_session_factory
+    from astertrack.db.models import Base, Manager, ManagerGroup, RoutingRule, Site, Source, TrackingNumber
 
     engine = make_engine(url)
     Base.metadata.create_all(engine)
@@ -156,7 +156,7 @@ def main() -> int:
     parser.add_argument("--prefix", type=Path, default=Path.home() / "asterisk-build" / "asterisk")
     parser.add_argument("--prefix-pj", type=Path, default=Path.home() / "asterisk-build" / "asterisk-pj")
     parser.add_argument("--pbx", choices=("sip", "pjsip"), default="sip")
-    parser.add_argument("--kit", type=Path, default=REPO.parent / "shared" / "lab")
+    parser.add_argument("--kit", type=Path, required=True, help="the lab kit: the folder with up.sh (not in this repository)")
     parser.add_argument("--skip-up", action="store_true", help="the lab already runs our dialplan")
     args = parser.parse_args()
     pj = args.pbx == "pjsip"

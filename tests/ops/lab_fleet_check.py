@@ -9,7 +9,7 @@ there, so each PBX only dials its own phones.  Calls are placed on both PBXs at 
 
     python tests/ops/lab_fleet_check.py [--pg postgresql://postgres@127.0.0.1:5432/postgres]
 
-Needs the lab built with PJSIP (see ../shared/lab/README.md).  Last line: one JSON object.
+Needs the lab built with PJSIP (the lab kit, passed as --kit; see its README).  Last line: one JSON object.
 """
 
 from __future__ import annotations
@@ -29,8 +29,8 @@ from sqlalchemy.engine import make_url
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 
-from astertrack.db import make_engine, make_session_factory  # noqa: E402
-from astertrack.models import Base, Call, Manager, ManagerGroup, RoutingRule, Site, Source, TrackingNumber  # noqa: E402
+from astertrack.db.engine import make_engine, make_session_factory  # noqa: E402
+from astertrack.db.models import Base, Call, Manager, ManagerGroup, RoutingRule, Site, Source, TrackingNumber  # noqa: E402
 from tests.ops.lab_check import REPO, place, start, stop  # noqa: E402
 
 FLOWS = [  # (call.py arguments, outcome, missed_reason, answering extension, hangup side)
@@ -75,7 +75,7 @@ def main() -> int:
     parser.add_argument("--lab", type=Path, default=Path.home() / "asterisk-lab")
     parser.add_argument("--prefix", type=Path, default=Path.home() / "asterisk-build" / "asterisk")
     parser.add_argument("--prefix-pj", type=Path, default=Path.home() / "asterisk-build" / "asterisk-pj")
-    parser.add_argument("--kit", type=Path, default=REPO.parent / "shared" / "lab")
+    parser.add_argument("--kit", type=Path, required=True, help="the lab kit: the folder with up.sh (not in this repository)")
     parser.add_argument("--pg", default="postgresql+psycopg://postgres@127.0.0.1:5432/postgres")
     args = parser.parse_args()
     args.lab.mkdir(parents=True, exist_ok=True)

@@ -6,7 +6,7 @@ import re
 from pathlib import Path
 
 from agi.metrics_fanin import UP_METRIC
-from astertrack import metrics
+from astertrack.ops import metrics
 
 RULES = Path(__file__).resolve().parents[2] / "deploy" / "prometheus" / "astertrack-alerts.yml"
 # Names the database collector produces (it is not registered in the process registry).

@@ -10,10 +10,10 @@ import pytest
 from click.testing import CliRunner
 from sqlalchemy import func, select
 
-from astertrack import migrate
-from astertrack.cli import main
-from astertrack.db import make_engine, make_session_factory
-from astertrack.models import Base, Call, Site
+from astertrack.cli.main import main
+from astertrack.db import migrate
+from astertrack.db.engine import make_engine, make_session_factory
+from astertrack.db.models import Base, Call, Site
 from tests.conftest import scratch_pg_database
 
 
@@ -134,8 +134,8 @@ def test_restore_refuses_a_backend_mismatch_and_junk(tmp_path):
 def test_missing_pg_dump_is_a_clear_error(tmp_path, monkeypatch):
     conf = write_config(tmp_path / "etc", "postgresql://postgres@127.0.0.1:5432/test", tmp_path / "rec")
     monkeypatch.setenv("PATH", str(tmp_path))  # no pg_dump on PATH
-    monkeypatch.setattr("astertrack.backup.PG_VERSIONED_BIN", tmp_path / "no-postgresql")
-    monkeypatch.setattr("astertrack.backup._current_revision", lambda url: None)
+    monkeypatch.setattr("astertrack.ops.backup.PG_VERSIONED_BIN", tmp_path / "no-postgresql")
+    monkeypatch.setattr("astertrack.ops.backup._current_revision", lambda url: None)
     result = CliRunner().invoke(main, ["-c", str(conf), "backup", "-o", str(tmp_path)])
     assert result.exit_code != 0
     assert "pg_dump not found" in result.output and "postgresql-client" in result.output

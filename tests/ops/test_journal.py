@@ -7,7 +7,7 @@ import socket
 
 import pytest
 
-from astertrack.journal import JournalHandler, setup_logging
+from astertrack.ops.journal import JournalHandler, setup_logging
 
 
 def parse(datagram: bytes) -> dict[str, str]:

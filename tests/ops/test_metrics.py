@@ -12,8 +12,7 @@ from flask import Flask
 from prometheus_client import CollectorRegistry
 from prometheus_client.parser import text_string_to_metric_families
 
-from astertrack import metrics
-from astertrack.models import (
+from astertrack.db.models import (
     Call,
     NumberAssignment,
     NumberPool,
@@ -24,6 +23,7 @@ from astertrack.models import (
     WebhookOutbox,
     WebhookSubscription,
 )
+from astertrack.ops import metrics
 
 NOW = dt.datetime(2026, 11, 23, 12, 0, tzinfo=dt.UTC)
 
@@ -97,7 +97,7 @@ def test_database_collector_reports_fleet_figures(session, session_factory):
 
 
 def test_database_down_is_a_gauge_not_a_failed_scrape(tmp_path):
-    from astertrack.db import make_engine, make_session_factory
+    from astertrack.db.engine import make_engine, make_session_factory
 
     factory = make_session_factory(make_engine(f"sqlite:///{tmp_path / 'missing-tables.db'}"))
     registry = CollectorRegistry(auto_describe=False)

@@ -26,16 +26,16 @@ from pathlib import Path
 import pytest
 from sqlalchemy import func, select
 
-from astertrack.db import make_engine, make_session_factory
-from astertrack.models import Base, Call, Manager, NumberAssignment, OverflowEvent, VisitorSession
+from astertrack.db.engine import make_engine, make_session_factory
+from astertrack.db.models import Base, Call, Manager, NumberAssignment, OverflowEvent, VisitorSession
 from tests.ami.fake_ami import FakeAmiServer, capture_body
 from tests.ami.fake_ami import Session as Script
 from tests.ami.ground_truth import ALL, PJSIP, SIP
-from tests.conftest import SHARED_ASTERISK, scratch_pg_database
+from tests.conftest import RECORDED_ASTERISK, scratch_pg_database
 from tests.tracker.factories import FALLBACK, make_site
 
 BIN = Path(sys.executable).parent
-AMI_DIR = SHARED_ASTERISK / "ami"
+AMI_DIR = RECORDED_ASTERISK / "ami"
 SECRET = "s3cret"
 TOLERANCE = 1.0
 # Different captures per node, plus two Local-set calls fed to BOTH nodes: identical Asterisk

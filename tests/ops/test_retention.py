@@ -6,7 +6,7 @@ import datetime as dt
 
 from sqlalchemy import func, select
 
-from astertrack.models import (
+from astertrack.db.models import (
     Call,
     CallEvent,
     NumberAssignment,
@@ -17,8 +17,8 @@ from astertrack.models import (
     TrackingNumber,
     VisitorSession,
 )
-from astertrack.recording import recording_name
-from astertrack.retention import Policy, Sweeper, recordings_disk_usage
+from astertrack.ops.retention import Policy, Sweeper, recordings_disk_usage
+from astertrack.routing.recording import recording_name
 
 NOW = dt.datetime(2026, 11, 23, 3, 30, tzinfo=dt.UTC)
 
@@ -243,8 +243,8 @@ def test_disk_usage(tmp_path):
 def test_cli_sweeps_reports_and_keeps_the_last_report(session, db_url, tmp_path):
     from click.testing import CliRunner
 
-    from astertrack.cli import main
-    from astertrack.retention import last_report
+    from astertrack.cli.main import main
+    from astertrack.ops.retention import last_report
 
     recdir, data = tmp_path / "rec", tmp_path / "data"
     data.mkdir()

@@ -12,10 +12,10 @@ import pytest
 from click.testing import CliRunner
 from sqlalchemy import select
 
-from astertrack.cli import main
+from astertrack.cli.main import main
 from astertrack.config import Config
-from astertrack.models import Call, Transcript
-from astertrack.transcription import Failure, build_argv, pending_calls, run_batch, transcribe_one
+from astertrack.db.models import Call, Transcript
+from astertrack.speech.transcription import Failure, build_argv, pending_calls, run_batch, transcribe_one
 
 ENGINE = """\
 import os, sys, time

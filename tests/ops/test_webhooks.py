@@ -19,10 +19,16 @@ import pytest
 from click.testing import CliRunner
 from sqlalchemy import select
 
-from astertrack.cli import main
-from astertrack.dbtypes import utcnow
-from astertrack.models import Call, Manager, Site, Source, WebhookOutbox, WebhookSubscription
-from astertrack.webhooks import MAX_BACKOFF_SECONDS, backoff, deliver_due, enqueue_finished_calls, run_once
+from astertrack.cli.main import main
+from astertrack.db.models import Call, Manager, Site, Source, WebhookOutbox, WebhookSubscription
+from astertrack.db.types import utcnow
+from astertrack.integrations.webhooks import (
+    MAX_BACKOFF_SECONDS,
+    backoff,
+    deliver_due,
+    enqueue_finished_calls,
+    run_once,
+)
 
 NOW = dt.datetime(2026, 11, 23, 12, 0, tzinfo=dt.UTC)
 

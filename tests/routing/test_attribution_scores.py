@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from astertrack.attribution import GRACE_BEST, GRACE_WORST, grace_confidence
+from astertrack.routing.attribution import GRACE_BEST, GRACE_WORST, grace_confidence
 
 
 def test_confidence_falls_with_time_since_release():

@@ -6,7 +6,7 @@ import datetime as dt
 
 import pytest
 
-from astertrack.routing import (
+from astertrack.routing.rules import (
     CallContext,
     Destination,
     DestinationError,

@@ -6,7 +6,7 @@ import datetime as dt
 
 import pytest
 
-from astertrack.schedule import ScheduleError, is_open, local_day_start, validate
+from astertrack.routing.schedule import ScheduleError, is_open, local_day_start, validate
 
 MSK = "Europe/Moscow"
 OFFICE = {"mon": [["09:00", "13:00"], ["14:00", "18:00"]], "tue": [["09:00", "18:00"]],

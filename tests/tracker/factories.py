@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import itertools
 
-from astertrack.models import NumberPool, Site, Source, TrackingNumber
+from astertrack.db.models import NumberPool, Site, Source, TrackingNumber
 
 _counter = itertools.count(1)
 

@@ -15,10 +15,10 @@ from hypothesis import HealthCheck, event, given, settings
 from hypothesis import strategies as st
 from sqlalchemy import func, select
 
-from astertrack import allocation
-from astertrack.db import session_scope
-from astertrack.models import NumberAssignment, OverflowEvent, TrackingNumber
-from astertrack.sources import load_site_routing
+from astertrack.db.engine import session_scope
+from astertrack.db.models import NumberAssignment, OverflowEvent, TrackingNumber
+from astertrack.dni import allocation
+from astertrack.dni.sources import load_site_routing
 from tests.tracker.factories import FALLBACK, make_site
 
 POOL = 3

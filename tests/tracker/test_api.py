@@ -7,7 +7,7 @@ import urllib.request
 
 from sqlalchemy import func, select
 
-from astertrack.models import NumberAssignment, OverflowEvent, VisitorSession
+from astertrack.db.models import NumberAssignment, OverflowEvent, VisitorSession
 from tests.tracker.conftest import post, serve
 from tests.tracker.factories import DEFAULT, add_dynamic_source, add_static_source, make_site
 

@@ -15,8 +15,8 @@ from sqlalchemy import select
 from werkzeug.middleware.dispatcher import DispatcherMiddleware
 from werkzeug.wrappers import Request, Response
 
-from astertrack.dbtypes import utcnow
-from astertrack.models import NumberAssignment, VisitorSession
+from astertrack.db.models import NumberAssignment, VisitorSession
+from astertrack.db.types import utcnow
 from astertrack.phones import format_display
 from tests.tracker.conftest import serve
 from tests.tracker.factories import FALLBACK, make_site

@@ -8,7 +8,7 @@ from concurrent.futures import ThreadPoolExecutor
 import pytest
 from sqlalchemy import func, select
 
-from astertrack.models import NumberAssignment, OverflowEvent, VisitorSession
+from astertrack.db.models import NumberAssignment, OverflowEvent, VisitorSession
 from tests.tracker.conftest import post, serve
 from tests.tracker.factories import FALLBACK, make_site
 

@@ -11,10 +11,10 @@ import urllib.request
 import pytest
 from sqlalchemy import func, select, text
 
-from astertrack import allocation
-from astertrack.db import session_scope
-from astertrack.models import NumberAssignment, OverflowEvent, TrackingNumber, VisitorSession
-from astertrack.sources import load_site_routing
+from astertrack.db.engine import session_scope
+from astertrack.db.models import NumberAssignment, OverflowEvent, TrackingNumber, VisitorSession
+from astertrack.dni import allocation
+from astertrack.dni.sources import load_site_routing
 from tests.tracker.conftest import post, serve, tracker_config
 from tests.tracker.factories import FALLBACK, make_site
 from tracker import create_app

@@ -6,11 +6,11 @@ import datetime as dt
 
 from sqlalchemy import select
 
-from astertrack import allocation
-from astertrack.db import session_scope
-from astertrack.dbtypes import utcnow
-from astertrack.models import NumberAssignment, PoolUsageSample, TrackingNumber
-from astertrack.sources import load_site_routing
+from astertrack.db.engine import session_scope
+from astertrack.db.models import NumberAssignment, PoolUsageSample, TrackingNumber
+from astertrack.db.types import utcnow
+from astertrack.dni import allocation
+from astertrack.dni.sources import load_site_routing
 from tests.tracker.factories import make_site
 from tracker.maintenance import Maintenance
 

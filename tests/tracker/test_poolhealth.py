@@ -8,11 +8,9 @@ import json
 from click.testing import CliRunner
 from sqlalchemy import func, select
 
-from astertrack import allocation, poolhealth
-from astertrack.cli import main
-from astertrack.db import session_scope
-from astertrack.dbtypes import utcnow
-from astertrack.models import (
+from astertrack.cli.main import main
+from astertrack.db.engine import session_scope
+from astertrack.db.models import (
     NumberAssignment,
     NumberPool,
     OverflowEvent,
@@ -20,7 +18,9 @@ from astertrack.models import (
     TrackingNumber,
     VisitorSession,
 )
-from astertrack.sources import load_site_routing
+from astertrack.db.types import utcnow
+from astertrack.dni import allocation, poolhealth
+from astertrack.dni.sources import load_site_routing
 from tests.tracker.factories import make_site
 
 T0 = dt.datetime(2026, 3, 2, 8, 0, tzinfo=dt.UTC)

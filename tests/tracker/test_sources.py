@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from astertrack.bots import is_bot
-from astertrack.sources import (
+from astertrack.dni.bots import is_bot
+from astertrack.dni.sources import (
     SiteRouting,
     SourceRule,
     choose_source,

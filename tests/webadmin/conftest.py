@@ -8,7 +8,7 @@ import re
 import pytest
 
 from astertrack.config import load_config
-from astertrack.db import make_engine, make_session_factory
+from astertrack.db.engine import make_engine, make_session_factory
 from tests.webadmin.seed import PASSWORD, seed
 from webadmin import create_app
 

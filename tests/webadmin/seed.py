@@ -10,8 +10,7 @@ from decimal import Decimal
 from pathlib import Path
 from types import SimpleNamespace
 
-from astertrack.dbtypes import utcnow
-from astertrack.models import (
+from astertrack.db.models import (
     AdCost,
     Call,
     CallEvent,
@@ -29,6 +28,7 @@ from astertrack.models import (
     User,
     VisitorSession,
 )
+from astertrack.db.types import utcnow
 from astertrack.passwords import hash_password
 
 PASSWORD = "correct-horse-1"

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from astertrack.models import Call, User
+from astertrack.db.models import Call, User
 from astertrack.passwords import hash_password
 
 STAFF_PAGES = ["/reports/sources", "/reports/sources?dimension=campaign", "/reports/missed", "/reports/first-repeat",
@@ -112,7 +112,7 @@ def test_missing_recording_file_is_404_not_500(client, auth, data, recordings_di
 def test_every_view_declares_its_roles(app):
     """A new view without @roles_required fails here before it can ship unprotected."""
     public = {"static", "auth.login", "healthz", "index",
-              "astertrack_metrics"}  # loopback-only scrape endpoint (astertrack.metrics, local_only)
+              "astertrack_metrics"}  # loopback-only scrape endpoint (astertrack.ops.metrics, local_only)
     login_only = {"auth.logout", "auth.set_locale"}
     for rule in app.url_map.iter_rules():
         if rule.endpoint in public:

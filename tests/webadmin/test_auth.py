@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from astertrack.config import load_config
-from astertrack.models import User
+from astertrack.db.models import User
 from astertrack.passwords import hash_password
 from tests.webadmin.conftest import csrf_token
 from webadmin import create_app

@@ -11,8 +11,8 @@ from pathlib import Path
 import pytest
 from werkzeug.serving import make_server
 
-from astertrack.dbtypes import utcnow
-from astertrack.models import Call, User
+from astertrack.db.models import Call, User
+from astertrack.db.types import utcnow
 from tests.webadmin.seed import PASSWORD, XSS
 
 pytestmark = pytest.mark.browser

@@ -8,8 +8,8 @@ from decimal import Decimal
 
 import pytest
 
-from astertrack import csv_import
-from astertrack.models import AdCost, TrackingNumber
+from astertrack.db.models import AdCost, TrackingNumber
+from astertrack.reporting import csv_import
 
 NUMBERS = """number;site;source;pool;label;enabled
 8 (495) 300-00-01;Shop;Organic;;print ad;yes

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import json
 
-from astertrack.dbtypes import utcnow
-from astertrack.models import Call, CallerProfile, Manager
+from astertrack.db.models import Call, CallerProfile, Manager
+from astertrack.db.types import utcnow
 from tests.webadmin.conftest import AuthActions
 from webadmin.live.state import crm_link
 

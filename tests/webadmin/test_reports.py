@@ -7,9 +7,9 @@ from decimal import Decimal
 
 import pytest
 
-from astertrack import reports
-from astertrack.dbtypes import utcnow
-from astertrack.models import AdCost, Call, Deal, Lead, Manager, Site, Source, VisitorSession
+from astertrack.db.models import AdCost, Call, Deal, Lead, Manager, Site, Source, VisitorSession
+from astertrack.db.types import utcnow
+from astertrack.reporting import reports
 
 
 @pytest.fixture

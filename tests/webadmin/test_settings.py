@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from astertrack.models import Manager, ManagerGroup, RoutingRule, Site, Source, User
+from astertrack.db.models import Manager, ManagerGroup, RoutingRule, Site, Source, User
 from astertrack.passwords import verify_password
 from tests.webadmin.conftest import AuthActions
 
@@ -146,7 +146,7 @@ def test_settings_page_shows_recordings_disk_usage_and_last_retention_sweep(app,
                                                                           tmp_path):
     import datetime as dt
 
-    from astertrack import retention
+    from astertrack.ops import retention
 
     day = recordings_dir / "2026" / "11" / "23"
     day.mkdir(parents=True)

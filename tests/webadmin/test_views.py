@@ -7,7 +7,7 @@ import io
 import json
 import re
 
-from astertrack.models import Call, VisitorSession
+from astertrack.db.models import Call, VisitorSession
 from tests.webadmin.seed import XSS
 
 ESCAPED = b"&lt;img src=x onerror=alert(1)&gt;"
@@ -111,7 +111,7 @@ def test_call_card_without_session(client, auth, data, db):
 
 
 def test_locale_russian(client, auth, data, db):
-    from astertrack.models import User
+    from astertrack.db.models import User
 
     db.get(User, data.users["super"]).locale = "ru"
     db.commit()

@@ -9,8 +9,8 @@ from flask_babel import gettext as _
 from flask_login import current_user, login_required, login_user, logout_user
 from sqlalchemy import select
 
-from astertrack.dbtypes import utcnow
-from astertrack.models import User
+from astertrack.db.models import User
+from astertrack.db.types import utcnow
 from astertrack.passwords import hash_password, verify_password
 from webadmin.auth import bp
 from webadmin.db import get_session

@@ -5,7 +5,7 @@ from __future__ import annotations
 from flask import abort
 from flask_login import current_user
 
-from astertrack.models import Call, Manager
+from astertrack.db.models import Call, Manager
 from webadmin.db import get_session
 
 

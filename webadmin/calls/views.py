@@ -7,10 +7,10 @@ from flask import abort, current_app, render_template, request, send_file
 from flask_login import current_user
 from sqlalchemy import select
 
-from astertrack import reports
-from astertrack.models import CallEvent, Tag, Transcript
+from astertrack.db.models import CallEvent, Tag, Transcript
 from astertrack.phones import try_normalize
-from astertrack.recording import resolve_recording
+from astertrack.reporting import reports
+from astertrack.routing.recording import resolve_recording
 from webadmin.calls import bp
 from webadmin.calls.access import visible_call_or_404
 from webadmin.db import get_session

@@ -9,8 +9,8 @@ from urllib.parse import quote, urlsplit
 from sqlalchemy import and_, func, literal, or_, select
 from sqlalchemy.orm import Session
 
-from astertrack.dbtypes import utcnow
-from astertrack.models import Call, CallerProfile, Manager, Site, Source
+from astertrack.db.models import Call, CallerProfile, Manager, Site, Source
+from astertrack.db.types import utcnow
 from astertrack.phones import format_display
 
 ACTIVE_STATES = ("ringing", "up")

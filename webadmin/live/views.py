@@ -6,7 +6,7 @@ import time
 from flask import Response, abort, current_app, render_template, stream_with_context, url_for
 from flask_login import current_user
 
-from astertrack.models import Manager
+from astertrack.db.models import Manager
 from webadmin.db import get_session, session_factory
 from webadmin.live import bp
 from webadmin.live.state import board_state, popup_card, ringing_for

@@ -3,8 +3,9 @@ from __future__ import annotations
 from flask import abort, render_template, request
 from flask_babel import gettext as _
 
-from astertrack import poolhealth, reports
-from astertrack.dbtypes import utcnow
+from astertrack.db.types import utcnow
+from astertrack.dni import poolhealth
+from astertrack.reporting import reports
 from webadmin.db import get_session
 from webadmin.filters import choices, csv_response, report_filter
 from webadmin.labels import label_for

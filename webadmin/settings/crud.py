@@ -12,7 +12,7 @@ from flask_babel import lazy_gettext as _l
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from astertrack.models import (
+from astertrack.db.models import (
     Manager,
     ManagerGroup,
     NumberPool,

@@ -5,7 +5,7 @@ from __future__ import annotations
 from flask import flash, redirect, render_template, request, url_for
 from flask_babel import gettext as _
 
-from astertrack import csv_import
+from astertrack.reporting import csv_import
 from webadmin.db import get_session
 from webadmin.security import roles_required
 from webadmin.settings import bp

@@ -5,7 +5,7 @@ from flask_babel import gettext as _
 from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 
-from astertrack import retention
+from astertrack.ops import retention
 from webadmin.db import get_session
 from webadmin.security import roles_required
 from webadmin.settings import bp

@@ -8,7 +8,7 @@ from flask_login import current_user
 from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 
-from astertrack.models import Manager, User
+from astertrack.db.models import Manager, User
 from astertrack.passwords import MIN_LENGTH, hash_password
 from webadmin.db import get_session
 from webadmin.i18n import LOCALES

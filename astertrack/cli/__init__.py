@@ -1,0 +1,1 @@
+"""The ``astertrack`` admin command line."""

@@ -1,0 +1,1 @@
+"""Storage: engines and sessions, every table, portable column types, the routing-config counter, migrations."""

@@ -1,0 +1,573 @@
+"""SQLAlchemy 2.0 models shared by the AGI server, the AMI listener, the tracker and the admin.
+
+Conventions: times are aware UTC (``UTCDateTime``); phone numbers are E.164 strings
+(``+74951234567``); Asterisk uniqueid/linkedid are opaque strings (up to 150 chars, never
+parsed or ordered); money is Numeric(14, 2).  Every change goes through an Alembic migration.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import uuid
+from decimal import Decimal
+from typing import Any
+
+from sqlalchemy import (
+    JSON,
+    BigInteger,
+    Column,
+    Date,
+    Float,
+    ForeignKey,
+    Index,
+    MetaData,
+    Numeric,
+    String,
+    Table,
+    Text,
+    UniqueConstraint,
+    event,
+    text,
+)
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
+
+from astertrack.db import config_revision
+from astertrack.db.types import UTCDateTime, utcnow
+
+NAMING = {
+    "ix": "ix_%(column_0_label)s",
+    "uq": "uq_%(table_name)s_%(column_0_name)s",
+    "ck": "ck_%(table_name)s_%(constraint_name)s",
+    "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
+    "pk": "pk_%(table_name)s",
+}
+
+ASTERISK_ID = 150  # AST_MAX_PUBLIC_UNIQUEID is 149 + NUL
+E164 = 20  # 15 digits + "+" with room to spare
+
+
+def new_uid() -> str:
+    return uuid.uuid4().hex
+
+
+class Base(DeclarativeBase):
+    metadata = MetaData(naming_convention=NAMING)
+    type_annotation_map = {dt.datetime: UTCDateTime(), dict[str, Any]: JSON, list[Any]: JSON}
+
+
+# ---------------------------------------------------------------- sites, sources, numbers
+
+
+class Site(Base):
+    __tablename__ = "sites"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    name: Mapped[str] = mapped_column(String(200))
+    domains: Mapped[list[Any]] = mapped_column(default=list)  # ["example.ru", "www.example.ru"]
+    public_key: Mapped[str] = mapped_column(String(32), unique=True, default=new_uid)
+    default_number: Mapped[str | None] = mapped_column(String(E164))
+    display_format: Mapped[str] = mapped_column(String(60), default="+7 (XXX) XXX-XX-XX")
+    timezone: Mapped[str] = mapped_column(String(64), default="Europe/Moscow")
+    # Dynamic number insertion
+    hold_seconds: Mapped[int] = mapped_column(default=600)
+    heartbeat_seconds: Mapped[int] = mapped_column(default=60)
+    hold_cap_seconds: Mapped[int] = mapped_column(default=3600)
+    unload_grace_seconds: Mapped[int] = mapped_column(default=120)
+    overflow_policy: Mapped[str] = mapped_column(String(20), default="fallback")  # fallback|reuse_oldest
+    lazy_allocation: Mapped[bool] = mapped_column(default=False)
+    replace_selectors: Mapped[list[Any]] = mapped_column(default=list)  # CSS selectors
+    replace_numbers: Mapped[list[Any]] = mapped_column(default=list)  # E.164 numbers to swap in text
+    default_pool_id: Mapped[int | None] = mapped_column(ForeignKey("number_pools.id", use_alter=True))
+    # Attribution
+    attribution_window_days: Mapped[int] = mapped_column(default=30)
+    attribution_model: Mapped[str] = mapped_column(String(20), default="first_touch")  # |last_touch
+    target_call_seconds: Mapped[int] = mapped_column(default=30)
+    crm_url_template: Mapped[str | None] = mapped_column(String(500))
+    # Retention (days; None keeps forever)
+    calls_retention_days: Mapped[int | None] = mapped_column()
+    sessions_retention_days: Mapped[int | None] = mapped_column()
+    recordings_retention_days: Mapped[int | None] = mapped_column()
+    created_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
+
+    sources: Mapped[list[Source]] = relationship(back_populates="site", foreign_keys="Source.site_id")
+    pools: Mapped[list[NumberPool]] = relationship(back_populates="site", foreign_keys="NumberPool.site_id")
+
+
+class NumberPool(Base):
+    __tablename__ = "number_pools"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    site_id: Mapped[int] = mapped_column(ForeignKey("sites.id", ondelete="CASCADE"), index=True)
+    name: Mapped[str] = mapped_column(String(200))
+    fallback_number: Mapped[str | None] = mapped_column(String(E164))
+
+    site: Mapped[Site] = relationship(back_populates="pools", foreign_keys=[site_id])
+    numbers: Mapped[list[TrackingNumber]] = relationship(back_populates="pool")
+
+
+class Source(Base):
+    """A traffic source/channel.  Static sources own a number; dynamic ones a pool."""
+
+    __tablename__ = "sources"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    site_id: Mapped[int] = mapped_column(ForeignKey("sites.id", ondelete="CASCADE"), index=True)
+    name: Mapped[str] = mapped_column(String(200))
+    kind: Mapped[str] = mapped_column(String(10), default="static")  # static|dynamic
+    channel: Mapped[str | None] = mapped_column(String(50))  # cpc, organic, social, offline, ...
+    # [{"field": "utm_source", "op": "equals|contains|prefix|regex", "value": "yandex"}, ...] all must match
+    match_rules: Mapped[list[Any]] = mapped_column(default=list)
+    priority: Mapped[int] = mapped_column(default=100)  # lower is tried first
+    pool_id: Mapped[int | None] = mapped_column(ForeignKey("number_pools.id", ondelete="SET NULL"))
+    fallback_number: Mapped[str | None] = mapped_column(String(E164))
+    enabled: Mapped[bool] = mapped_column(default=True)
+
+    site: Mapped[Site] = relationship(back_populates="sources", foreign_keys=[site_id])
+    pool: Mapped[NumberPool | None] = relationship()
+
+
+class TrackingNumber(Base):
+    __tablename__ = "tracking_numbers"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    number: Mapped[str] = mapped_column(String(E164), unique=True)
+    site_id: Mapped[int] = mapped_column(ForeignKey("sites.id", ondelete="CASCADE"), index=True)
+    source_id: Mapped[int | None] = mapped_column(ForeignKey("sources.id", ondelete="SET NULL"))
+    pool_id: Mapped[int | None] = mapped_column(ForeignKey("number_pools.id", ondelete="SET NULL"), index=True)
+    label: Mapped[str | None] = mapped_column(String(200))
+    enabled: Mapped[bool] = mapped_column(default=True)
+    # Least-recently-released allocation: pick the number idle the longest.
+    last_released_at: Mapped[dt.datetime | None] = mapped_column()
+
+    source: Mapped[Source | None] = relationship()
+    pool: Mapped[NumberPool | None] = relationship(back_populates="numbers")
+
+
+# ---------------------------------------------------------------- visitors
+
+
+class VisitorSession(Base):
+    __tablename__ = "visitor_sessions"
+    __table_args__ = (Index("ix_visitor_sessions_site_visitor", "site_id", "visitor_id"),
+                      Index("ix_visitor_sessions_site_first_seen", "site_id", "first_seen"),
+                      # Funnel report: sessions per source in a period, read from the index alone.
+                      Index("ix_visitor_sessions_funnel", "first_seen", "source_id", "site_id", "is_bot"))
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    public_id: Mapped[str] = mapped_column(String(32), unique=True, default=new_uid)
+    site_id: Mapped[int] = mapped_column(ForeignKey("sites.id", ondelete="CASCADE"))
+    source_id: Mapped[int | None] = mapped_column(ForeignKey("sources.id", ondelete="SET NULL"))
+    visitor_id: Mapped[str | None] = mapped_column(String(64))
+    ga_client_id: Mapped[str | None] = mapped_column(String(64))
+    ym_client_id: Mapped[str | None] = mapped_column(String(64))
+    utm_source: Mapped[str | None] = mapped_column(String(255))
+    utm_medium: Mapped[str | None] = mapped_column(String(255))
+    utm_campaign: Mapped[str | None] = mapped_column(String(255))
+    utm_content: Mapped[str | None] = mapped_column(String(255))
+    utm_term: Mapped[str | None] = mapped_column(String(255))
+    gclid: Mapped[str | None] = mapped_column(String(255))
+    yclid: Mapped[str | None] = mapped_column(String(255))
+    fbclid: Mapped[str | None] = mapped_column(String(255))
+    referrer: Mapped[str | None] = mapped_column(String(2048))
+    landing_page: Mapped[str | None] = mapped_column(String(2048))
+    current_page: Mapped[str | None] = mapped_column(String(2048))
+    keyword: Mapped[str | None] = mapped_column(String(255))
+    user_agent: Mapped[str | None] = mapped_column(String(512))
+    ip: Mapped[str | None] = mapped_column(String(45))
+    is_bot: Mapped[bool] = mapped_column(default=False)
+    page_views: Mapped[int] = mapped_column(default=1)
+    interacted: Mapped[bool] = mapped_column(default=False)
+    first_seen: Mapped[dt.datetime] = mapped_column(default=utcnow)
+    last_seen: Mapped[dt.datetime] = mapped_column(default=utcnow)
+
+    source: Mapped[Source | None] = relationship()
+
+
+class NumberAssignment(Base):
+    """A pool number shown to one session.  At most one live (unreleased) row per number."""
+
+    __tablename__ = "number_assignments"
+    __table_args__ = (
+        Index("uq_number_assignments_live_number", "number_id", unique=True,
+              sqlite_where=text("released_at IS NULL"), postgresql_where=text("released_at IS NULL")),
+        Index("ix_number_assignments_number_released", "number_id", "released_at"),
+    )
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    number_id: Mapped[int] = mapped_column(ForeignKey("tracking_numbers.id", ondelete="CASCADE"))
+    session_id: Mapped[int] = mapped_column(ForeignKey("visitor_sessions.id", ondelete="CASCADE"), index=True)
+    assigned_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
+    last_heartbeat_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
+    expires_at: Mapped[dt.datetime] = mapped_column(index=True)
+    hard_expires_at: Mapped[dt.datetime] = mapped_column()
+    released_at: Mapped[dt.datetime | None] = mapped_column()
+    release_reason: Mapped[str | None] = mapped_column(String(20))  # expired|unload|reused|call
+    reused: Mapped[bool] = mapped_column(default=False)  # taken over from another session on overflow
+
+    number: Mapped[TrackingNumber] = relationship()
+    session: Mapped[VisitorSession] = relationship()
+
+
+class OverflowEvent(Base):
+    __tablename__ = "overflow_events"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    site_id: Mapped[int] = mapped_column(ForeignKey("sites.id", ondelete="CASCADE"), index=True)
+    pool_id: Mapped[int | None] = mapped_column(ForeignKey("number_pools.id", ondelete="SET NULL"), index=True)
+    # indexed: every heartbeat of an overflowed session asks "already counted?"
+    session_id: Mapped[int | None] = mapped_column(ForeignKey("visitor_sessions.id", ondelete="SET NULL"),
+                                                   index=True)
+    occurred_at: Mapped[dt.datetime] = mapped_column(default=utcnow, index=True)
+    policy: Mapped[str] = mapped_column(String(20))  # fallback|reuse_oldest
+    visitor: Mapped[dict[str, Any]] = mapped_column(default=dict)
+
+
+class PoolUsageSample(Base):
+    """Concurrent live assignments per pool, sampled every minute for pool health."""
+
+    __tablename__ = "pool_usage_samples"
+    __table_args__ = (Index("ix_pool_usage_samples_pool_at", "pool_id", "sampled_at"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    pool_id: Mapped[int] = mapped_column(ForeignKey("number_pools.id", ondelete="CASCADE"))
+    sampled_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
+    live: Mapped[int] = mapped_column()
+    size: Mapped[int] = mapped_column()
+
+
+# ---------------------------------------------------------------- managers and routing
+
+manager_group_members = Table(
+    "manager_group_members",
+    Base.metadata,
+    Column("group_id", ForeignKey("manager_groups.id", ondelete="CASCADE"), primary_key=True),
+    Column("manager_id", ForeignKey("managers.id", ondelete="CASCADE"), primary_key=True),
+)
+
+
+class Manager(Base):
+    __tablename__ = "managers"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    name: Mapped[str] = mapped_column(String(200))
+    endpoint: Mapped[str] = mapped_column(String(100), unique=True)  # PJSIP/101, SIP/101
+    extension: Mapped[str | None] = mapped_column(String(40))
+    paused: Mapped[bool] = mapped_column(default=False)
+    enabled: Mapped[bool] = mapped_column(default=True)
+    # {"mon": [["09:00", "18:00"]], ...} in the site's time zone; empty = always
+    schedule: Mapped[dict[str, Any]] = mapped_column(default=dict)
+    # Live state (written by the AMI listener, read by the AGI)
+    device_state: Mapped[str] = mapped_column(String(20), default="UNKNOWN")
+    device_state_at: Mapped[dt.datetime | None] = mapped_column()
+    # Routing reservation: a manager chosen for one call is not offered to another meanwhile
+    reserved_until: Mapped[dt.datetime | None] = mapped_column()
+    reserved_call_uid: Mapped[str | None] = mapped_column(String(64))
+    last_routed_at: Mapped[dt.datetime | None] = mapped_column()
+
+    groups: Mapped[list[ManagerGroup]] = relationship(secondary=manager_group_members, back_populates="managers")
+
+
+class ManagerGroup(Base):
+    __tablename__ = "manager_groups"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    name: Mapped[str] = mapped_column(String(200), unique=True)
+    queue_name: Mapped[str | None] = mapped_column(String(80))  # an Asterisk queue serving this group
+
+    managers: Mapped[list[Manager]] = relationship(secondary=manager_group_members, back_populates="groups",
+                                                   order_by="Manager.id")
+
+
+class RoutingRule(Base):
+    __tablename__ = "routing_rules"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    site_id: Mapped[int | None] = mapped_column(ForeignKey("sites.id", ondelete="CASCADE"), index=True)
+    name: Mapped[str] = mapped_column(String(200))
+    priority: Mapped[int] = mapped_column(default=100)  # lower is tried first
+    enabled: Mapped[bool] = mapped_column(default=True)
+    # {"dids": [...], "source_ids": [...], "utm_campaign": [...], "landing_contains": [...],
+    #  "caller_numbers": [...], "caller_tags": [...]}; every present key must match
+    match: Mapped[dict[str, Any]] = mapped_column(default=dict)
+    group_id: Mapped[int | None] = mapped_column(ForeignKey("manager_groups.id", ondelete="SET NULL"))
+    strategy: Mapped[str] = mapped_column(String(20), default="round_robin")
+    # round_robin|least_recent|fewest_today|ring_all
+    sticky: Mapped[bool] = mapped_column(default=True)
+    sticky_days: Mapped[int] = mapped_column(default=30)
+    ring_timeout: Mapped[int | None] = mapped_column()
+    max_attempts: Mapped[int | None] = mapped_column()
+    schedule: Mapped[dict[str, Any]] = mapped_column(default=dict)  # same shape as Manager.schedule
+    after_hours_destination: Mapped[str | None] = mapped_column(String(200))  # "queue:sales", "voicemail:100@default", "dial:PJSIP/200"
+    fallback_destination: Mapped[str | None] = mapped_column(String(200))
+    rr_cursor: Mapped[int] = mapped_column(default=0)
+
+    group: Mapped[ManagerGroup | None] = relationship()
+
+
+# ---------------------------------------------------------------- calls
+
+
+class CallerProfile(Base):
+    """What we know about one caller number across calls: first touch, personal manager."""
+
+    __tablename__ = "caller_profiles"
+    __table_args__ = (UniqueConstraint("site_id", "number", name="uq_caller_profiles_site_number"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    site_id: Mapped[int | None] = mapped_column(ForeignKey("sites.id", ondelete="CASCADE"))
+    number: Mapped[str] = mapped_column(String(E164), index=True)
+    name: Mapped[str | None] = mapped_column(String(200))
+    first_call_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
+    first_source_id: Mapped[int | None] = mapped_column(ForeignKey("sources.id", ondelete="SET NULL"))
+    first_session_id: Mapped[int | None] = mapped_column(ForeignKey("visitor_sessions.id", ondelete="SET NULL"))
+    last_call_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
+    last_source_id: Mapped[int | None] = mapped_column(ForeignKey("sources.id", ondelete="SET NULL"))
+    last_session_id: Mapped[int | None] = mapped_column(ForeignKey("visitor_sessions.id", ondelete="SET NULL"))
+    personal_manager_id: Mapped[int | None] = mapped_column(ForeignKey("managers.id", ondelete="SET NULL"))
+    personal_manager_at: Mapped[dt.datetime | None] = mapped_column()
+    calls_count: Mapped[int] = mapped_column(default=0)
+    is_vip: Mapped[bool] = mapped_column(default=False)
+    tags: Mapped[list[Any]] = mapped_column(default=list)
+
+
+class Call(Base):
+    __tablename__ = "calls"
+    __table_args__ = (
+        Index("ix_calls_site_started", "site_id", "started_at"),
+        Index("ix_calls_source_started", "source_id", "started_at"),
+        Index("ix_calls_manager_started", "manager_id", "started_at"),
+        Index("ix_calls_caller_started", "caller_number", "started_at"),
+        Index("ix_calls_node_linkedid", "node", "linkedid"),
+        Index("ix_calls_node_state", "node", "state"),
+        # Covering index for the period reports (calls by source/day): an index-only range scan
+        # instead of one table lookup per call.  Keep the column list in sync with reports.py.
+        Index("ix_calls_report", "started_at", "site_id", "source_id", "outcome", "talk_seconds", "is_first_call",
+              "wait_seconds", "caller_number"),
+    )
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    call_uid: Mapped[str] = mapped_column(String(64), unique=True, default=new_uid)
+    node: Mapped[str] = mapped_column(String(64), default="pbx1")
+    linkedid: Mapped[str | None] = mapped_column(String(ASTERISK_ID))
+    uniqueid: Mapped[str | None] = mapped_column(String(ASTERISK_ID))
+    site_id: Mapped[int | None] = mapped_column(ForeignKey("sites.id", ondelete="SET NULL"))
+    did: Mapped[str | None] = mapped_column(String(E164))
+    caller_number: Mapped[str | None] = mapped_column(String(E164))
+    caller_raw: Mapped[str | None] = mapped_column(String(80))  # as Asterisk gave it, when not a number
+    caller_name: Mapped[str | None] = mapped_column(String(200))
+    started_at: Mapped[dt.datetime] = mapped_column(default=utcnow, index=True)
+    answered_at: Mapped[dt.datetime | None] = mapped_column()
+    ended_at: Mapped[dt.datetime | None] = mapped_column()
+    state: Mapped[str] = mapped_column(String(12), default="ringing")  # ringing|up|finished
+    outcome: Mapped[str | None] = mapped_column(String(12), index=True)  # answered|missed|busy
+    missed_reason: Mapped[str | None] = mapped_column(String(30))
+    # no_answer|all_busy|caller_hangup|queue_abandon|queue_timeout|failed
+    wait_seconds: Mapped[float | None] = mapped_column(Float)
+    talk_seconds: Mapped[float | None] = mapped_column(Float)
+    total_seconds: Mapped[float | None] = mapped_column(Float)
+    manager_id: Mapped[int | None] = mapped_column(ForeignKey("managers.id", ondelete="SET NULL"))
+    answered_by: Mapped[str | None] = mapped_column(String(100))  # endpoint, e.g. PJSIP/101
+    # Live: endpoint(s) ringing for this call now, comma-separated ("PJSIP/101,PJSIP/102"), set by the AMI listener
+    ringing_endpoint: Mapped[str | None] = mapped_column(String(100))
+    transferred_to: Mapped[str | None] = mapped_column(String(100))  # last endpoint after a transfer
+    routed_manager_id: Mapped[int | None] = mapped_column(ForeignKey("managers.id", ondelete="SET NULL"))
+    routed_by: Mapped[str | None] = mapped_column(String(200))  # rule name / sticky / fallback
+    routing_attempts: Mapped[int] = mapped_column(default=0)
+    # Which rule routed the call and which managers were offered it, so the AGI `next` route
+    # can pick the next candidate without offering the same one twice.
+    routing_rule_id: Mapped[int | None] = mapped_column(ForeignKey("routing_rules.id", ondelete="SET NULL"))
+    routing_tried: Mapped[list[Any] | None] = mapped_column()
+    transferred: Mapped[bool] = mapped_column(default=False)
+    hangup_cause: Mapped[int | None] = mapped_column()
+    hangup_cause_text: Mapped[str | None] = mapped_column(String(100))
+    hangup_side: Mapped[str | None] = mapped_column(String(10))  # caller|manager|pbx
+    recording_path: Mapped[str | None] = mapped_column(String(1024))
+    recording_state: Mapped[str | None] = mapped_column(String(10))  # kept|empty|missing|deleted
+    # Why the transcription worker gave up on this call (set once, so it is not retried forever)
+    transcription_error: Mapped[str | None] = mapped_column(String(200))
+    closed_by: Mapped[str | None] = mapped_column(String(10))  # events|sweeper
+    # Attribution (denormalised for fast reports)
+    source_id: Mapped[int | None] = mapped_column(ForeignKey("sources.id", ondelete="SET NULL"))
+    session_id: Mapped[int | None] = mapped_column(ForeignKey("visitor_sessions.id", ondelete="SET NULL"), index=True)
+    attribution_kind: Mapped[str | None] = mapped_column(String(12))  # static|dynamic|grace|repeat|default|unknown
+    attribution_confidence: Mapped[float | None] = mapped_column(Float)
+    utm_source: Mapped[str | None] = mapped_column(String(255))
+    utm_medium: Mapped[str | None] = mapped_column(String(255))
+    utm_campaign: Mapped[str | None] = mapped_column(String(255), index=True)
+    keyword: Mapped[str | None] = mapped_column(String(255))
+    is_first_call: Mapped[bool | None] = mapped_column()
+
+    source: Mapped[Source | None] = relationship()
+    session: Mapped[VisitorSession | None] = relationship()
+    manager: Mapped[Manager | None] = relationship(foreign_keys=[manager_id])
+    routed_manager: Mapped[Manager | None] = relationship(foreign_keys=[routed_manager_id])
+    tags: Mapped[list[Tag]] = relationship(secondary="call_tags", back_populates="calls")
+
+
+class CallEvent(Base):
+    """A raw AMI event kept so outcomes can be rebuilt (``astertrack-ami rebuild``)."""
+
+    __tablename__ = "call_events"
+    __table_args__ = (Index("ix_call_events_node_linkedid", "node", "linkedid"),
+                      Index("ix_call_events_received", "received_at"))
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    call_id: Mapped[int | None] = mapped_column(ForeignKey("calls.id", ondelete="CASCADE"), index=True)
+    node: Mapped[str] = mapped_column(String(64), default="pbx1")
+    linkedid: Mapped[str | None] = mapped_column(String(ASTERISK_ID))
+    uniqueid: Mapped[str | None] = mapped_column(String(ASTERISK_ID))
+    name: Mapped[str] = mapped_column(String(80))
+    event_time: Mapped[float | None] = mapped_column(Float)  # Asterisk Timestamp header (epoch seconds)
+    received_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
+    headers: Mapped[dict[str, Any]] = mapped_column(default=dict)
+
+
+class AmiGap(Base):
+    """A period the listener was not connected: events in it were never seen."""
+
+    __tablename__ = "ami_gaps"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    node: Mapped[str] = mapped_column(String(64))
+    started_at: Mapped[dt.datetime] = mapped_column()
+    ended_at: Mapped[dt.datetime | None] = mapped_column()
+    reason: Mapped[str | None] = mapped_column(String(200))
+
+
+# ---------------------------------------------------------------- funnel and costs
+
+
+class Lead(Base):
+    __tablename__ = "leads"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    site_id: Mapped[int | None] = mapped_column(ForeignKey("sites.id", ondelete="SET NULL"), index=True)
+    call_id: Mapped[int | None] = mapped_column(ForeignKey("calls.id", ondelete="SET NULL"), index=True)
+    session_id: Mapped[int | None] = mapped_column(ForeignKey("visitor_sessions.id", ondelete="SET NULL"))
+    source_id: Mapped[int | None] = mapped_column(ForeignKey("sources.id", ondelete="SET NULL"), index=True)
+    manager_id: Mapped[int | None] = mapped_column(ForeignKey("managers.id", ondelete="SET NULL"))
+    phone: Mapped[str | None] = mapped_column(String(E164))
+    name: Mapped[str | None] = mapped_column(String(200))
+    status: Mapped[str] = mapped_column(String(20), default="new")  # new|qualified|rejected
+    created_at: Mapped[dt.datetime] = mapped_column(default=utcnow, index=True)
+    external_id: Mapped[str | None] = mapped_column(String(100))
+
+
+class Deal(Base):
+    __tablename__ = "deals"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    lead_id: Mapped[int] = mapped_column(ForeignKey("leads.id", ondelete="CASCADE"), index=True)
+    status: Mapped[str] = mapped_column(String(20), default="open")  # open|won|lost
+    revenue: Mapped[Decimal] = mapped_column(Numeric(14, 2), default=Decimal("0"))
+    currency: Mapped[str] = mapped_column(String(3), default="RUB")
+    created_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
+    closed_at: Mapped[dt.datetime | None] = mapped_column()
+    external_id: Mapped[str | None] = mapped_column(String(100))
+
+
+class AdCost(Base):
+    __tablename__ = "ad_costs"
+    __table_args__ = (UniqueConstraint("source_id", "day", name="uq_ad_costs_source_day"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    source_id: Mapped[int] = mapped_column(ForeignKey("sources.id", ondelete="CASCADE"))
+    day: Mapped[dt.date] = mapped_column(Date)
+    amount: Mapped[Decimal] = mapped_column(Numeric(14, 2))
+    currency: Mapped[str] = mapped_column(String(3), default="RUB")
+
+
+# ---------------------------------------------------------------- users, integrations
+
+
+class User(Base):
+    __tablename__ = "users"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    login: Mapped[str] = mapped_column(String(80), unique=True)
+    password_hash: Mapped[str] = mapped_column(String(255))
+    role: Mapped[str] = mapped_column(String(12), default="manager")  # admin|supervisor|manager
+    manager_id: Mapped[int | None] = mapped_column(ForeignKey("managers.id", ondelete="SET NULL"))
+    locale: Mapped[str | None] = mapped_column(String(5))
+    active: Mapped[bool] = mapped_column(default=True)
+    created_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
+    last_login_at: Mapped[dt.datetime | None] = mapped_column()
+
+    manager: Mapped[Manager | None] = relationship()
+
+
+class WebhookSubscription(Base):
+    __tablename__ = "webhook_subscriptions"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    url: Mapped[str] = mapped_column(String(1000))
+    events: Mapped[list[Any]] = mapped_column(default=list)  # ["call.finished", "call.missed"]
+    secret: Mapped[str] = mapped_column(String(64), default=new_uid)
+    enabled: Mapped[bool] = mapped_column(default=True)
+
+
+class WebhookOutbox(Base):
+    __tablename__ = "webhook_outbox"
+    __table_args__ = (Index("ix_webhook_outbox_pending", "delivered_at", "next_attempt_at"),
+                      # one delivery per subscription/event/call even with a worker on every node
+                      UniqueConstraint("subscription_id", "event", "call_id",
+                                       name="uq_webhook_outbox_subscription_event_call"))
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    subscription_id: Mapped[int] = mapped_column(ForeignKey("webhook_subscriptions.id", ondelete="CASCADE"))
+    event: Mapped[str] = mapped_column(String(50))
+    call_id: Mapped[int | None] = mapped_column(ForeignKey("calls.id", ondelete="SET NULL"), index=True)
+    payload: Mapped[dict[str, Any]] = mapped_column(default=dict)
+    created_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
+    attempts: Mapped[int] = mapped_column(default=0)
+    next_attempt_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
+    delivered_at: Mapped[dt.datetime | None] = mapped_column()
+    last_error: Mapped[str | None] = mapped_column(Text)
+
+
+class Transcript(Base):
+    __tablename__ = "transcripts"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    call_id: Mapped[int] = mapped_column(ForeignKey("calls.id", ondelete="CASCADE"), unique=True)
+    language: Mapped[str | None] = mapped_column(String(10))
+    text: Mapped[str] = mapped_column(Text)
+    engine: Mapped[str | None] = mapped_column(String(50))
+    created_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
+
+
+class Tag(Base):
+    __tablename__ = "tags"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    name: Mapped[str] = mapped_column(String(80), unique=True)
+
+    calls: Mapped[list[Call]] = relationship(secondary="call_tags", back_populates="tags")
+
+
+call_tags = Table(
+    "call_tags",
+    Base.metadata,
+    Column("call_id", ForeignKey("calls.id", ondelete="CASCADE"), primary_key=True),
+    Column("tag_id", ForeignKey("tags.id", ondelete="CASCADE"), primary_key=True),
+)
+
+
+# ---------------------------------------------------------------- configuration revision
+
+
+class ConfigRevision(Base):
+    """One row (id 1): bumped by database triggers on every routing-configuration change, so
+    the AGI re-reads its snapshot only when something changed (``astertrack.db.config_revision``)."""
+
+    __tablename__ = config_revision.TABLE
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    value: Mapped[int] = mapped_column(BigInteger, default=0)
+
+
+@event.listens_for(Base.metadata, "after_create")
+def _install_config_triggers(metadata: MetaData, connection, **_kw) -> None:
+    """A schema made by ``create_all`` (tests, benches) gets the same triggers as one made by
+    ``astertrack migrate``."""
+    config_revision.install(connection, metadata)

@@ -1,0 +1,1 @@
+"""Where call data leaves the box for other systems: signed CRM webhooks (later: analytics and ad-platform exports)."""

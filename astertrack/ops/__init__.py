@@ -1,0 +1,1 @@
+"""Running astertrack on a box: retention, backups, metrics, journald logging, process supervision, gunicorn."""

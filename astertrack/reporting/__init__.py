@@ -1,0 +1,1 @@
+"""What supervisors and marketers read: report queries with their formulas, number and ad-cost imports."""

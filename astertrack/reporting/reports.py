@@ -1,0 +1,526 @@
+"""Report queries: pure functions over a SQLAlchemy Session, shared by the web admin and the CLI.
+
+Every number a report shows is defined once here, and ``FORMULAS`` states each definition in
+words so the page can print exactly what was counted.  Aggregation happens in SQL (GROUP BY
+over the ``ix_calls_*_started`` indexes) so a 30-day report over a million calls stays fast.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from dataclasses import dataclass
+from decimal import Decimal
+from typing import Any
+from zoneinfo import ZoneInfo
+
+from sqlalchemy import Select, and_, case, distinct, func, literal, or_, select, text
+from sqlalchemy.orm import Session, aliased, selectinload
+
+from astertrack.db.models import (
+    AdCost,
+    Call,
+    Deal,
+    Lead,
+    Manager,
+    Site,
+    Source,
+    Tag,
+    VisitorSession,
+    call_tags,
+)
+
+
+def N_(text: str) -> str:
+    """Mark a string for translation extraction without translating it here (core has no Flask)."""
+    return text
+
+
+DEFAULT_TARGET_SECONDS = 30
+ANSWERED = "answered"
+MISSED_OUTCOMES = ("missed", "busy")
+
+FORMULAS: dict[str, str] = {
+    "total": N_("Total: every inbound call that started in the period (in progress included)."),
+    "unique": N_("Unique: distinct caller numbers among those calls; hidden numbers are not counted."),
+    "target": N_("Target: answered calls whose talk time is at least the site's target threshold "
+                 "(Site → target call seconds)."),
+    "unique_target": N_("Unique target: distinct caller numbers among target calls."),
+    "answered": N_("Answered: the call was bridged to a manager (outcome = answered)."),
+    "missed": N_("Missed: the call ended without being answered (no answer, all busy, caller hung up, "
+                 "queue abandon or timeout)."),
+    "answer_rate": N_("Answer rate = answered ÷ (answered + missed); calls in progress are left out."),
+    "first_time": N_("First-time: the caller's number had never called this site before this call."),
+    "repeat": N_("Repeat: the caller's number had called this site before."),
+    "avg_wait": N_("Average wait: seconds from the call's start until answer or hang-up, averaged over calls "
+                   "that have a wait time."),
+    "avg_talk": N_("Average talk: seconds from answer to hang-up, averaged over answered calls."),
+    "called_back": N_("Called back: a later answered call with the same number (the client called again and got "
+                      "through, or a manager's outbound call was logged for that number)."),
+    "callback_delay": N_("Time to call back: from the missed call's start to the start of that answered call."),
+    "routed": N_("Routed: calls the router offered to this manager first."),
+    "manager_answered": N_("Answered by manager: calls this manager picked up (whoever they were routed to)."),
+    "manager_missed": N_("Missed by manager: routed to this manager and not answered by them."),
+    "sessions": N_("Sessions: website visits (bots excluded) that started in the period with this source."),
+    "leads": N_("Leads: leads created in the period and attributed to this source."),
+    "deals": N_("Deals: won deals of those leads."),
+    "revenue": N_("Revenue: sum of won deals' revenue."),
+    "cost": N_("Ad cost: imported ad costs (source, day, amount) for days in the period."),
+    "roi": N_("ROI (ROMI) = (revenue − ad cost) ÷ ad cost × 100 %; empty when there is no cost."),
+    "cost_per_call": N_("Cost per call = ad cost ÷ calls; cost per lead = ad cost ÷ leads."),
+    "utilisation": N_("Utilisation (p95): the 95th percentile of numbers held at once, time-weighted over "
+                      "the period, ÷ pool size; above 75 % the pool is tight."),
+    "peak": N_("Peak concurrency: the most numbers held by visitors at the same moment (from the "
+               "assignment intervals)."),
+    "overflows": N_("Overflows: visitors who got no pool number because every number was taken."),
+    "recommended": N_("Recommended size: (p95 + overflow demand) × 1.25, never below peak + overflow demand; "
+                      "overflow demand = overflows in the busiest hour × mean hold in hours. Rule of thumb: "
+                      "visits per day ÷ 100 + 1."),
+}
+
+DIMENSIONS = ("source", "channel", "campaign", "keyword", "utm_source")
+
+
+@dataclass(frozen=True)
+class ReportFilter:
+    """The period [start, end) in aware UTC and optional narrowing filters."""
+
+    start: dt.datetime
+    end: dt.datetime
+    site_id: int | None = None
+    source_id: int | None = None
+    manager_id: int | None = None
+    campaign: str | None = None
+
+    def call_conditions(self) -> list[Any]:
+        conds: list[Any] = [Call.started_at >= self.start, Call.started_at < self.end]
+        if self.site_id is not None:
+            conds.append(Call.site_id == self.site_id)
+        if self.source_id is not None:
+            conds.append(Call.source_id == self.source_id)
+        if self.manager_id is not None:
+            conds.append(or_(Call.manager_id == self.manager_id, Call.routed_manager_id == self.manager_id))
+        if self.campaign:
+            conds.append(Call.utm_campaign == self.campaign)
+        return conds
+
+
+def last_days(days: int, now: dt.datetime | None = None, tz: str = "UTC", **filters: Any) -> ReportFilter:
+    """The last ``days`` whole days up to the end of today in the given time zone."""
+    zone = ZoneInfo(tz)
+    local_now = (now or dt.datetime.now(dt.UTC)).astimezone(zone)
+    end_local = dt.datetime.combine(local_now.date() + dt.timedelta(days=1), dt.time(), zone)
+    start_local = end_local - dt.timedelta(days=days)
+    return ReportFilter(start=start_local.astimezone(dt.UTC), end=end_local.astimezone(dt.UTC), **filters)
+
+
+# ---------------------------------------------------------------- calls by dimension
+
+
+def _threshold(session: Session):
+    """Each site's target threshold as an inline CASE (no per-row join to sites)."""
+    pairs = session.execute(select(Site.id, Site.target_call_seconds)).all()
+    whens = [(Call.site_id == site_id, seconds) for site_id, seconds in pairs
+             if seconds is not None and seconds != DEFAULT_TARGET_SECONDS]
+    return case(*whens, else_=DEFAULT_TARGET_SECONDS) if whens else literal(DEFAULT_TARGET_SECONDS)
+
+
+def _target_flag(threshold):
+    return and_(Call.outcome == ANSWERED, Call.talk_seconds >= threshold)
+
+
+def _per_caller_columns(threshold) -> list[Any]:
+    """Partial sums per (group, caller number); the outer query adds them up and counts callers."""
+    target = _target_flag(threshold)
+    answered = Call.outcome == ANSWERED
+    talk = case((answered, Call.talk_seconds), else_=None)
+    return [
+        func.count().label("total"),
+        func.sum(case((target, 1), else_=0)).label("target"),
+        func.sum(case((answered, 1), else_=0)).label("answered"),
+        func.sum(case((Call.outcome.in_(MISSED_OUTCOMES), 1), else_=0)).label("missed"),
+        func.sum(case((Call.is_first_call.is_(True), 1), else_=0)).label("first_time"),
+        func.sum(case((Call.is_first_call.is_(False), 1), else_=0)).label("repeat"),
+        func.sum(Call.wait_seconds).label("wait_sum"),
+        func.count(Call.wait_seconds).label("wait_n"),
+        func.sum(talk).label("talk_sum"),
+        func.count(talk).label("talk_n"),
+    ]
+
+
+def _dimension(dimension: str) -> tuple[Any, bool]:
+    """(group key expression, whether it needs the sources table)."""
+    if dimension == "source":
+        # "+ 0": SQLite would otherwise walk ix_calls_source_started to save the GROUP BY sort and
+        # read the table once per call; the expression steers it to the covering ix_calls_report.
+        return (Call.source_id + 0).label("source_key"), False
+    if dimension == "channel":
+        return Source.channel, True
+    if dimension == "campaign":
+        return Call.utm_campaign, False
+    if dimension == "keyword":
+        return Call.keyword, False
+    if dimension == "utm_source":
+        return Call.utm_source, False
+    raise ValueError(f"unknown dimension {dimension!r} (known: {', '.join(DIMENSIONS)})")
+
+
+SUMMED = ("total", "target", "answered", "missed", "first_time", "repeat", "wait_sum", "wait_n", "talk_sum", "talk_n")
+
+
+def _finish_row(values: dict[str, Any]) -> dict[str, Any]:
+    for key in ("total", "unique", "target", "unique_target", "answered", "missed", "first_time", "repeat",
+                "wait_n", "talk_n"):
+        values[key] = int(values.get(key) or 0)
+    values["avg_wait"] = round(float(values["wait_sum"]) / values["wait_n"], 1) if values["wait_n"] else None
+    values["avg_talk"] = round(float(values["talk_sum"]) / values["talk_n"], 1) if values["talk_n"] else None
+    decided = values["answered"] + values["missed"]
+    values["answer_rate"] = values["answered"] / decided if decided else None
+    return values
+
+
+def _calls_from(stmt: Select, f: ReportFilter, with_sources: bool = False) -> Select:
+    stmt = stmt.select_from(Call)
+    if with_sources:
+        stmt = stmt.outerjoin(Source, Source.id == Call.source_id)
+    return stmt.where(*f.call_conditions())
+
+
+def _roomy_sorts(session: Session) -> None:
+    """Let PostgreSQL sort a month of calls for the DISTINCT counts in memory (this transaction only)."""
+    if session.get_bind().dialect.name == "postgresql":
+        session.execute(text("SET LOCAL work_mem = '32MB'"))
+
+
+def calls_by(session: Session, f: ReportFilter, dimension: str = "source") -> dict[str, Any]:
+    """Rows per dimension value (busiest first) and a totals row with true distinct counts.
+
+    Distinct callers are counted in two hash-aggregation steps (group by value and caller,
+    then by value) instead of COUNT(DISTINCT), which sorts per group and was the slowest part
+    on a million calls.  Totals of distinct counts come from a per-caller pass, since distinct
+    callers do not add up across rows; every other total is a sum of the rows.
+    """
+    key, with_sources = _dimension(dimension)
+    _roomy_sorts(session)
+    threshold = _threshold(session)
+    per = _calls_from(select(key.label("key"), Call.caller_number.label("caller"), *_per_caller_columns(threshold)),
+                      f, with_sources).group_by(key, Call.caller_number).subquery()
+    stmt = select(per.c.key, *[func.sum(per.c[name]).label(name) for name in SUMMED],
+                  func.count(per.c.caller).label("unique"),
+                  func.count(case((per.c.target > 0, per.c.caller), else_=None)).label("unique_target")
+                  ).group_by(per.c.key)
+    rows = [dict(row) for row in session.execute(stmt).mappings()]
+    totals: dict[str, Any] = {name: sum((row[name] or 0) for row in rows) for name in SUMMED}
+    callers = _calls_from(select(Call.caller_number.label("caller"),
+                                 func.max(case((_target_flag(threshold), 1), else_=0)).label("target")), f)
+    callers = callers.where(Call.caller_number.is_not(None)).group_by(Call.caller_number).subquery()
+    distinct_totals = session.execute(select(func.count().label("unique"),
+                                             func.sum(callers.c.target).label("unique_target"))).one()
+    totals.update(unique=distinct_totals.unique, unique_target=distinct_totals.unique_target or 0)
+    names: dict[Any, str] = {}
+    if dimension == "source":
+        ids = [row["key"] for row in rows if row["key"] is not None]
+        names = dict(session.execute(select(Source.id, Source.name).where(Source.id.in_(ids))).all()) if ids else {}
+    for row in rows:
+        row["label"] = names.get(row["key"], f"#{row['key']}") if dimension == "source" and row["key"] else row["key"]
+        _finish_row(row)
+    rows.sort(key=lambda r: (-r["total"], str(r["label"] or "")))
+    return {"rows": rows, "totals": _finish_row(totals), "dimension": dimension}
+
+
+def _day_expr(session: Session, f: ReportFilter, tz: str):
+    if session.get_bind().dialect.name == "postgresql":
+        return func.date(func.timezone(tz, Call.started_at))
+    # SQLite keeps naive UTC text; shift by the zone's offset at the period start (DST shifts
+    # inside the period move at most an hour of calls to the neighbouring day).
+    offset = ZoneInfo(tz).utcoffset(f.start.replace(tzinfo=None)) or dt.timedelta()
+    minutes = int(offset.total_seconds() // 60)
+    return func.date(Call.started_at, f"{minutes:+d} minutes")
+
+
+def time_series(session: Session, f: ReportFilter, tz: str = "UTC") -> list[dict[str, Any]]:
+    """Calls per local day: total, answered, missed, target; every day of the period present."""
+    day = _day_expr(session, f, tz)
+    target = _target_flag(_threshold(session))
+    stmt = _calls_from(select(
+        day.label("day"),
+        func.count().label("total"),
+        func.sum(case((Call.outcome == ANSWERED, 1), else_=0)).label("answered"),
+        func.sum(case((Call.outcome.in_(MISSED_OUTCOMES), 1), else_=0)).label("missed"),
+        func.sum(case((target, 1), else_=0)).label("target"),
+    ), f).group_by(day)
+    found = {str(row.day): row for row in session.execute(stmt)}
+    zone = ZoneInfo(tz)
+    first = f.start.astimezone(zone).date()
+    last = (f.end - dt.timedelta(microseconds=1)).astimezone(zone).date()
+    series = []
+    current = first
+    while current <= last:
+        row = found.get(current.isoformat())
+        series.append({"day": current.isoformat(),
+                       "total": int(row.total) if row else 0,
+                       "answered": int(row.answered or 0) if row else 0,
+                       "missed": int(row.missed or 0) if row else 0,
+                       "target": int(row.target or 0) if row else 0})
+        current += dt.timedelta(days=1)
+    return series
+
+
+# ---------------------------------------------------------------- missed calls
+
+
+def missed_calls(session: Session, f: ReportFilter, limit: int = 500) -> dict[str, Any]:
+    """Missed calls with reason, wait and the first later answered call from the same number."""
+    later = aliased(Call)
+    callback = (select(func.min(later.started_at))
+                .where(later.caller_number == Call.caller_number, later.started_at > Call.started_at,
+                       later.outcome == ANSWERED)
+                .correlate(Call).scalar_subquery())
+    missed = Call.outcome.in_(MISSED_OUTCOMES)
+    stmt = (select(Call.id, Call.started_at, Call.caller_number, Call.caller_name, Call.missed_reason,
+                   Call.wait_seconds, Source.name.label("source"), Manager.name.label("manager"),
+                   callback.label("callback_at"))
+            .select_from(Call)
+            .outerjoin(Source, Source.id == Call.source_id)
+            .outerjoin(Manager, Manager.id == Call.routed_manager_id)
+            .where(*f.call_conditions(), missed)
+            .order_by(Call.started_at.desc(), Call.id.desc())
+            .limit(limit))
+    rows = []
+    for row in session.execute(stmt).mappings():
+        item = dict(row)
+        cb = item["callback_at"]
+        if isinstance(cb, str):  # SQLite returns the raw text from an aggregate subquery
+            cb = dt.datetime.fromisoformat(cb).replace(tzinfo=dt.UTC)
+        elif cb is not None and cb.tzinfo is None:
+            cb = cb.replace(tzinfo=dt.UTC)
+        item["callback_at"] = cb
+        item["callback_seconds"] = (cb - item["started_at"]).total_seconds() if cb else None
+        rows.append(item)
+    total = session.execute(select(func.count(Call.id)).where(*f.call_conditions(), missed)).scalar_one()
+    called_back = [r for r in rows if r["callback_seconds"] is not None]
+    delays = sorted(r["callback_seconds"] for r in called_back)
+    unique_numbers = {r["caller_number"] for r in rows if r["caller_number"]}
+    not_reached = {r["caller_number"] for r in rows if r["caller_number"] and r["callback_seconds"] is None}
+    return {
+        "rows": rows,
+        "total": int(total),
+        "shown": len(rows),
+        "called_back": len(called_back),
+        "unique_numbers": len(unique_numbers),
+        "never_reached": len(not_reached),
+        "median_callback_seconds": delays[len(delays) // 2] if delays else None,
+    }
+
+
+# ---------------------------------------------------------------- first vs repeat
+
+
+def first_vs_repeat(session: Session, f: ReportFilter, dimension: str = "source") -> dict[str, Any]:
+    """First-time and repeat callers per dimension value (a subset of calls_by, kept separate for its page)."""
+    result = calls_by(session, f, dimension)
+    for row in [*result["rows"], result["totals"]]:
+        known = row["first_time"] + row["repeat"]
+        row["first_share"] = row["first_time"] / known if known else None
+    return result
+
+
+# ---------------------------------------------------------------- managers
+
+
+def managers_report(session: Session, f: ReportFilter) -> list[dict[str, Any]]:
+    """Per manager: routed, answered, answered %, missed, avg wait, avg talk, leads, deals, revenue."""
+    conds = f.call_conditions()
+    answered_by_self = and_(Call.outcome == ANSWERED, Call.manager_id == Call.routed_manager_id)
+    routed_rows = session.execute(
+        select(Call.routed_manager_id.label("mid"), func.count(Call.id).label("routed"),
+               func.sum(case((answered_by_self, 1), else_=0)).label("answered_routed"),
+               func.avg(Call.wait_seconds).label("avg_wait"))
+        .where(*conds, Call.routed_manager_id.is_not(None))
+        .group_by(Call.routed_manager_id)).all()
+    answered_rows = session.execute(
+        select(Call.manager_id.label("mid"), func.count(Call.id).label("answered"),
+               func.avg(Call.talk_seconds).label("avg_talk"), func.sum(Call.talk_seconds).label("talk_total"))
+        .where(*conds, Call.manager_id.is_not(None), Call.outcome == ANSWERED)
+        .group_by(Call.manager_id)).all()
+    lead_conds = [Lead.created_at >= f.start, Lead.created_at < f.end, Lead.manager_id.is_not(None)]
+    if f.site_id is not None:
+        lead_conds.append(Lead.site_id == f.site_id)
+    if f.source_id is not None:
+        lead_conds.append(Lead.source_id == f.source_id)
+    lead_rows = session.execute(
+        select(Lead.manager_id.label("mid"), func.count(distinct(Lead.id)).label("leads"),
+               func.count(distinct(case((Deal.status == "won", Deal.id), else_=None))).label("deals"),
+               func.sum(case((Deal.status == "won", Deal.revenue), else_=None)).label("revenue"))
+        .select_from(Lead).outerjoin(Deal, Deal.lead_id == Lead.id)
+        .where(*lead_conds).group_by(Lead.manager_id)).all()
+    wanted = {r.mid for r in routed_rows} | {r.mid for r in answered_rows} | {r.mid for r in lead_rows}
+    if f.manager_id is not None:
+        wanted &= {f.manager_id}
+    names = dict(session.execute(select(Manager.id, Manager.name).where(Manager.id.in_(wanted))).all()) if wanted else {}
+    out: dict[int, dict[str, Any]] = {
+        mid: {"manager_id": mid, "name": names.get(mid, f"#{mid}"), "routed": 0, "answered": 0, "missed": 0,
+              "answer_rate": None, "avg_wait": None, "avg_talk": None, "talk_total": 0.0, "leads": 0, "deals": 0,
+              "revenue": Decimal("0")}
+        for mid in wanted
+    }
+    for r in routed_rows:
+        if r.mid in out:
+            row = out[r.mid]
+            row["routed"] = int(r.routed)
+            row["missed"] = int(r.routed) - int(r.answered_routed or 0)
+            row["answer_rate"] = int(r.answered_routed or 0) / int(r.routed) if r.routed else None
+            row["avg_wait"] = round(float(r.avg_wait), 1) if r.avg_wait is not None else None
+    for r in answered_rows:
+        if r.mid in out:
+            out[r.mid].update(answered=int(r.answered), avg_talk=round(float(r.avg_talk or 0), 1),
+                              talk_total=float(r.talk_total or 0))
+    for r in lead_rows:
+        if r.mid in out:
+            out[r.mid].update(leads=int(r.leads), deals=int(r.deals or 0), revenue=Decimal(r.revenue or 0))
+    return sorted(out.values(), key=lambda row: (-row["routed"], -row["answered"], row["name"]))
+
+
+# ---------------------------------------------------------------- funnel and ROI
+
+
+def funnel(session: Session, f: ReportFilter) -> dict[str, Any]:
+    """Per source: sessions → calls → leads → deals → revenue, with ad cost, ROI and unit costs."""
+    sess_conds = [VisitorSession.first_seen >= f.start, VisitorSession.first_seen < f.end,
+                  VisitorSession.is_bot.is_(False)]
+    lead_conds = [Lead.created_at >= f.start, Lead.created_at < f.end]
+    cost_conds = [AdCost.day >= f.start.date(), AdCost.day < f.end.date() + dt.timedelta(days=1)]
+    if f.site_id is not None:
+        sess_conds.append(VisitorSession.site_id == f.site_id)
+        lead_conds.append(Lead.site_id == f.site_id)
+    if f.source_id is not None:
+        sess_conds.append(VisitorSession.source_id == f.source_id)
+        lead_conds.append(Lead.source_id == f.source_id)
+        cost_conds.append(AdCost.source_id == f.source_id)
+    sessions = dict(session.execute(select(VisitorSession.source_id, func.count())
+                                    .where(*sess_conds).group_by(VisitorSession.source_id)).all())
+    source_key = _dimension("source")[0]
+    calls = dict(session.execute(select(source_key, func.count())
+                                 .where(*f.call_conditions()).group_by(source_key)).all())
+    leads: dict[Any, tuple[int, int, Decimal]] = {}
+    for r in session.execute(
+            select(Lead.source_id, func.count(distinct(Lead.id)),
+                   func.count(distinct(case((Deal.status == "won", Deal.id), else_=None))),
+                   func.sum(case((Deal.status == "won", Deal.revenue), else_=None)))
+            .select_from(Lead).outerjoin(Deal, Deal.lead_id == Lead.id)
+            .where(*lead_conds).group_by(Lead.source_id)).all():
+        leads[r[0]] = (int(r[1]), int(r[2] or 0), Decimal(r[3] or 0))
+    cost_stmt = select(AdCost.source_id, func.sum(AdCost.amount)).where(*cost_conds).group_by(AdCost.source_id)
+    if f.site_id is not None:
+        cost_stmt = cost_stmt.join(Source, Source.id == AdCost.source_id).where(Source.site_id == f.site_id)
+    costs = {sid: Decimal(amount or 0) for sid, amount in session.execute(cost_stmt).all()}
+    keys = set(sessions) | set(calls) | set(leads) | set(costs)
+    names = dict(session.execute(select(Source.id, Source.name).where(Source.id.in_([k for k in keys if k]))).all())
+    rows = [_funnel_row(k, names.get(k), sessions.get(k, 0), calls.get(k, 0), leads.get(k, (0, 0, Decimal(0))),
+                        costs.get(k)) for k in keys]
+    rows.sort(key=lambda r: (-r["calls"], -r["sessions"], str(r["label"] or "")))
+    total = _funnel_row(None, None, sum(r["sessions"] for r in rows), sum(r["calls"] for r in rows),
+                        (sum(r["leads"] for r in rows), sum(r["deals"] for r in rows),
+                         sum((r["revenue"] for r in rows), Decimal(0))),
+                        sum((r["cost"] for r in rows if r["cost"] is not None), Decimal(0)) if costs else None)
+    return {"rows": rows, "totals": total}
+
+
+def _ratio(a: float | Decimal, b: float | Decimal) -> float | None:
+    return float(a) / float(b) if b else None
+
+
+def _funnel_row(key, label, sessions, calls, lead_tuple, cost) -> dict[str, Any]:
+    leads, deals, revenue = lead_tuple
+    return {
+        "key": key, "label": label, "sessions": int(sessions), "calls": int(calls), "leads": leads, "deals": deals,
+        "revenue": revenue, "cost": cost,
+        "call_conversion": _ratio(calls, sessions), "lead_conversion": _ratio(leads, calls),
+        "deal_conversion": _ratio(deals, leads),
+        "roi": (float(revenue - cost) / float(cost) * 100) if cost else None,
+        "cost_per_call": _ratio(cost, calls) if cost else None,
+        "cost_per_lead": _ratio(cost, leads) if cost else None,
+    }
+
+
+# ---------------------------------------------------------------- call log
+
+
+CALL_OUTCOMES = ("answered", "missed", "busy", "in_progress")
+
+
+@dataclass(frozen=True)
+class CallLogFilter:
+    start: dt.datetime | None = None
+    end: dt.datetime | None = None
+    site_id: int | None = None
+    source_id: int | None = None
+    campaign: str | None = None
+    manager_id: int | None = None
+    outcome: str | None = None
+    caller: str | None = None  # E.164 for an exact match, or digits for a substring search
+    tag: str | None = None
+    only_manager_id: int | None = None  # a manager's own calls (routed to or answered by them)
+
+
+def call_log(session: Session, f: CallLogFilter, limit: int = 50,
+             before: tuple[dt.datetime, int] | None = None) -> tuple[list[Call], tuple[dt.datetime, int] | None]:
+    """One page of calls, newest first, keyset-paginated on (started_at, id).
+
+    Returns the calls and the cursor for the next page (None on the last page).  Keyset
+    pagination keeps page 1000 as fast as page 1 on a million calls.
+    """
+    stmt = select(Call).where(*_call_log_conditions(f))
+    if before is not None:
+        at, call_id = before
+        stmt = stmt.where(or_(Call.started_at < at, and_(Call.started_at == at, Call.id < call_id)))
+    stmt = stmt.order_by(Call.started_at.desc(), Call.id.desc()).limit(limit + 1)
+    stmt = stmt.options(selectinload(Call.source), selectinload(Call.manager), selectinload(Call.tags))
+    calls = list(session.scalars(stmt))
+    cursor = None
+    if len(calls) > limit:
+        calls = calls[:limit]
+        cursor = (calls[-1].started_at, calls[-1].id)
+    return calls, cursor
+
+
+def _call_log_conditions(f: CallLogFilter) -> list[Any]:
+    conds: list[Any] = []
+    if f.start is not None:
+        conds.append(Call.started_at >= f.start)
+    if f.end is not None:
+        conds.append(Call.started_at < f.end)
+    if f.site_id is not None:
+        conds.append(Call.site_id == f.site_id)
+    if f.source_id is not None:
+        conds.append(Call.source_id == f.source_id)
+    if f.campaign:
+        conds.append(Call.utm_campaign == f.campaign)
+    if f.manager_id is not None:
+        conds.append(or_(Call.manager_id == f.manager_id, Call.routed_manager_id == f.manager_id))
+    if f.only_manager_id is not None:
+        conds.append(or_(Call.manager_id == f.only_manager_id, Call.routed_manager_id == f.only_manager_id))
+    if f.outcome == "in_progress":
+        conds.append(Call.outcome.is_(None))
+    elif f.outcome:
+        conds.append(Call.outcome == f.outcome)
+    if f.caller:
+        if f.caller.startswith("+"):
+            conds.append(Call.caller_number == f.caller)
+        else:
+            digits = "".join(ch for ch in f.caller if ch.isdigit())
+            if digits:
+                conds.append(Call.caller_number.contains(digits, autoescape=True))
+    if f.tag:
+        conds.append(Call.id.in_(select(call_tags.c.call_id).join(Tag, Tag.id == call_tags.c.tag_id)
+                                 .where(Tag.name == f.tag)))
+    return conds
+
+
+def previous_calls(session: Session, call: Call, limit: int = 5) -> tuple[int, list[Call]]:
+    """How many earlier calls this caller made, and the latest few of them."""
+    if not call.caller_number:
+        return 0, []
+    conds = [Call.caller_number == call.caller_number, Call.id != call.id, Call.started_at <= call.started_at]
+    count = session.execute(select(func.count(Call.id)).where(*conds)).scalar_one()
+    recent = list(session.scalars(select(Call).where(*conds).order_by(Call.started_at.desc()).limit(limit)))
+    return int(count), recent

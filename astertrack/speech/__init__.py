@@ -1,0 +1,1 @@
+"""Speech on the company's own server: transcribing kept recordings."""
