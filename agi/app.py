@@ -21,6 +21,7 @@ from typing import Any
 
 from sqlalchemy.orm import Session, sessionmaker
 
+import agi.routes  # noqa: F401  (importing the package registers every route)
 from agi import announce
 from agi.database import InlineBusy, agi_engine, close_engine, inline_engine, run_inline, run_with_retry
 from agi.lean_sqlite import LeanFactory
@@ -32,7 +33,7 @@ from agi.protocol import (
     AGIHangup,
     AGIProtocolError,
 )
-from agi.registry import ROUTES, UnknownRouteError, load_routes, lookup
+from agi.registry import ROUTES, UnknownRouteError, lookup
 from agi.settings import AgiSettings
 from agi.snapshot import SnapshotCache
 from astertrack.config import Config
@@ -77,7 +78,6 @@ class AgiApp:
 
     def __init__(self, config: Config, session_factory: sessionmaker[Session] | None = None,
                  db_workers: int | None = None, long_running: bool = True):
-        load_routes()
         self.config = config
         self.settings = AgiSettings.from_config(config)
         self.snapshots = SnapshotCache(self.settings.cache_seconds)

@@ -3,7 +3,8 @@
 The name is what the dialplan asks for (``AGI(agi://127.0.0.1:4573/inbound)`` or
 ``AGI(astertrack-agi-script,inbound)``).  Registering a name twice is a programming error
 and fails at import; asking for an unknown name is the dialplan's error and gets the
-failure policy (see ``agi.handler``).
+failure policy (see ``agi.app``).  The route modules live in ``agi.routes``; importing that
+package registers them all (the app does, so this module never imports its routes back).
 """
 
 from __future__ import annotations
@@ -39,9 +40,3 @@ def lookup(name: str) -> RouteFunc:
     except KeyError:
         raise UnknownRouteError(f"unknown AGI route {name!r} (known: {', '.join(sorted(ROUTES)) or 'none'})") from None
 
-
-def load_routes() -> dict[str, RouteFunc]:
-    """Import the route modules (registration happens at import)."""
-    from agi import routes  # noqa: F401  (imports every route module)
-
-    return ROUTES

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import importlib
 
 import pytest
 
@@ -175,7 +176,7 @@ def test_over_long_line_is_drained_to_the_blank_line_then_refused(limit):
 
 
 def test_duplicate_route_names_are_refused_at_import():
-    registry.load_routes()
+    importlib.import_module("agi.routes")  # what the app does at import: registers every route
     with pytest.raises(registry.DuplicateRouteError):
         @registry.route("inbound")
         async def another_inbound(request):  # pragma: no cover - never registered
