@@ -1,5 +1,5 @@
 """The configuration counter: triggers bump it on every routing-configuration change and on
-nothing else, on schemas made by ``create_all`` and by ``astertrack migrate``, on SQLite and
+nothing else, on schemas made by ``create_all`` and by ``astertrack db upgrade``, on SQLite and
 PostgreSQL; the AGI's snapshot is re-read only when it moved."""
 
 from __future__ import annotations
@@ -123,7 +123,7 @@ def test_the_snapshot_is_reread_only_when_the_configuration_changed(session_fact
 
 
 def test_a_database_without_the_counter_is_reread_every_time(session_factory, engine, caplog, monkeypatch):
-    """An AGI upgraded before ``astertrack migrate`` ran keeps routing, as before the counter."""
+    """An AGI upgraded before ``astertrack db upgrade`` ran keeps routing, as before the counter."""
     _seed(session_factory)
     with engine.begin() as conn:
         config_revision.uninstall(conn)  # SQLite's triggers would fail on the missing table
@@ -138,7 +138,7 @@ def test_a_database_without_the_counter_is_reread_every_time(session_factory, en
     finally:
         Base.metadata.create_all(engine)  # the shared PostgreSQL database gets its counter back
     assert snapshot.revision is None and "+74950000101" in snapshot.directory.numbers
-    warnings = [r for r in caplog.records if "astertrack migrate" in r.getMessage()]
+    warnings = [r for r in caplog.records if "astertrack db upgrade" in r.getMessage()]
     assert len(warnings) == 1
 
 

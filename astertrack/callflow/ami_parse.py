@@ -19,7 +19,7 @@ A block that holds no ``Key: value`` line, or has no ``Event``/``Response``, is 
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 
 Message = dict  # header name -> str | list[str] | dict[str, str] | float
@@ -197,8 +197,3 @@ def parse_stream(data: bytes, keep_events: Iterable[str] | None = TRACKED_EVENTS
     """Parse a whole recorded stream (tests, rebuild, benchmarks)."""
     parser = AmiStreamParser(keep_events=frozenset(keep_events) if keep_events is not None else None)
     return parser.feed(data + b"\r\n\r\n")
-
-
-def event_filter(names: Iterable[str]) -> Callable[[Message], bool]:
-    wanted = frozenset(names)
-    return lambda msg: msg.get("Event") in wanted

@@ -49,8 +49,8 @@ class DialStatus(enum.StrEnum):
 
 UNAVAILABLE = frozenset({"CHANUNAVAIL", "CONGESTION", "DONTCALL", "TORTURE", "INVALIDARGS"})
 
-# QUEUESTATUS values (app_queue.c) that end a queue stint without an agent.
-QUEUE_TIMEOUT_STATUSES = frozenset({"TIMEOUT"})
+# QUEUESTATUS values (app_queue.c) that mean the queue could not take or keep the caller; any other
+# ending without an agent (TIMEOUT, or none recorded) is a queue timeout.
 QUEUE_FAILED_STATUSES = frozenset({"FULL", "JOINEMPTY", "LEAVEEMPTY", "JOINUNAVAIL", "LEAVEUNAVAIL"})
 
 

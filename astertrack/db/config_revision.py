@@ -128,7 +128,7 @@ def read(session: Session | Connection) -> int | None:
         session.rollback()  # PostgreSQL: the failed statement aborted the transaction
         if not _warned_missing:
             _warned_missing = True
-            log.warning("no %s table (%s): run `astertrack migrate`; until then the routing "
+            log.warning("no %s table (%s): run `astertrack db upgrade`; until then the routing "
                         "snapshot is re-read in full every time", TABLE, exc.orig.__class__.__name__)
         return None
     return int(value) if value is not None else None

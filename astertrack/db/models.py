@@ -569,5 +569,5 @@ class ConfigRevision(Base):
 @event.listens_for(Base.metadata, "after_create")
 def _install_config_triggers(metadata: MetaData, connection, **_kw) -> None:
     """A schema made by ``create_all`` (tests, benches) gets the same triggers as one made by
-    ``astertrack migrate``."""
+    ``astertrack db upgrade``."""
     config_revision.install(connection, metadata)
