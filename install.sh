@@ -151,7 +151,6 @@ log_level = INFO
 
 [web]
 secure_cookies = no
-recordings_dir = $var/recordings
 
 [recordings]
 dir = $var/recordings
@@ -313,7 +312,6 @@ username = $AMI_USER
 [web]
 listen_host = 127.0.0.1
 listen_port = 8080
-recordings_dir = /var/spool/asterisk/monitor
 
 [tracker]
 listen_host = 127.0.0.1

@@ -139,7 +139,6 @@ SCHEMA: dict[str, dict[str, Key]] = {
         "secret_key": Key(_text, "", secret=True),
         "secure_cookies": Key(_bool, True),
         "default_locale": Key(_choice("ru", "en"), "ru"),
-        "recordings_dir": Key(_text, "/var/spool/asterisk/monitor"),
         "trust_forwarded_for": Key(_bool, False, help="behind a reverse proxy: take the client address and "
                                    "scheme from one X-Forwarded-For/-Proto hop (login rate limit, secure cookies)"),
     },
@@ -201,7 +200,17 @@ class Config:
         _assign(self.values, section, key, raw if isinstance(raw, str) else str(raw), origin)
 
 
+# Keys that moved: read under their old name (with a warning) so an upgraded box keeps working.
+RENAMED: dict[tuple[str, str], tuple[str, str]] = {
+    ("web", "recordings_dir"): ("recordings", "dir"),  # one recordings directory for every process
+}
+
+
 def _assign(values: dict[str, dict[str, Any]], section: str, key: str, raw: str, origin: str) -> None:
+    if (section, key) in RENAMED:
+        new_section, new_key = RENAMED[section, key]
+        log.warning("%s: [%s] %s is now [%s] %s; please rename it", origin, section, key, new_section, new_key)
+        section, key = new_section, new_key
     if section not in SCHEMA:
         raise ConfigError(f"{origin}: unknown section [{section}] (known: {', '.join(SCHEMA)})")
     spec = SCHEMA[section].get(key)
@@ -227,8 +236,8 @@ def _read_file(values: dict[str, dict[str, Any]], path: Path) -> None:
     for section in parser.sections():
         for key, raw in parser.items(section):
             _assign(values, section, key, raw, str(path))
-            spec = SCHEMA[section][key]
-            holds_secret = holds_secret or spec.secret
+            section_now, key_now = RENAMED.get((section, key), (section, key))
+            holds_secret = holds_secret or SCHEMA[section_now][key_now].secret
     if holds_secret:
         mode = path.stat().st_mode
         if mode & stat.S_IROTH:

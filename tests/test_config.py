@@ -89,3 +89,14 @@ def test_render_config_round_trips_and_can_split_secrets(tmp_path):
     assert "secret = abc" in secrets and "listen_port" not in secrets
     again = load_config(write(tmp_path / "x" / "astertrack.conf", render_config(config.values)), environ={})
     assert again.values == config.values
+
+
+def test_the_old_web_recordings_dir_key_is_read_as_the_one_recordings_dir(tmp_path, caplog):
+    """Upgraded boxes still have ``[web] recordings_dir``: it sets ``[recordings] dir`` with a
+    warning, so the admin and the listener can never disagree about where recordings are."""
+    conf = tmp_path / "astertrack.conf"
+    conf.write_text("[web]\nrecordings_dir = /srv/rec\n")
+    config = load_config(conf, environ={})
+    assert config.values["recordings"]["dir"] == "/srv/rec"
+    assert "recordings_dir" not in config.values["web"]
+    assert any("[recordings] dir" in record.getMessage() for record in caplog.records)

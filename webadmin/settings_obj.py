@@ -16,7 +16,7 @@ class WebSettings:
         self.DATABASE_URL = config.values["database"]["url"]
         self.DATABASE_POOL_SIZE = config.values["database"]["pool_size"]
         self.SECRET_KEY = web["secret_key"]
-        self.RECORDINGS_DIR = web["recordings_dir"]
+        self.RECORDINGS_DIR = config.values["recordings"]["dir"]
         self.DATA_DIR = config.values["general"]["data_dir"]  # where the retention sweep leaves its report
         self.BABEL_DEFAULT_LOCALE = web["default_locale"]
         self.BABEL_DEFAULT_TIMEZONE = "UTC"

@@ -96,7 +96,6 @@ def init(click_ctx: click.Context, config_dir: str, database_url: str | None, da
         data = data_dir or settings.values["general"]["data_dir"]
         settings.set("general", "data_dir", data)
         if recordings_dir:
-            settings.set("web", "recordings_dir", recordings_dir)
             settings.set("recordings", "dir", recordings_dir)
         if dev:
             settings.set("web", "secure_cookies", "no")

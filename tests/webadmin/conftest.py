@@ -20,8 +20,8 @@ def make_config(db_url: str, tmp_path):
     conf.write_text("")
     return load_config(conf, environ={}, overrides={
         "database": {"url": db_url},
-        "web": {"secret_key": "test-secret-key", "secure_cookies": "no", "recordings_dir": str(tmp_path / "rec"),
-                "default_locale": "en"},
+        "web": {"secret_key": "test-secret-key", "secure_cookies": "no", "default_locale": "en"},
+        "recordings": {"dir": str(tmp_path / "rec")},
     })
 
 
