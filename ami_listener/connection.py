@@ -1,7 +1,7 @@
 """The one module that touches panoramisk (1.4): connect, log in, watch, reconnect.
 
 What we take from panoramisk: ``AMIProtocol`` (transport handling, action ids, response futures).
-What we do ourselves, because 1.4 gets it wrong (anchors.md §5):
+What we do ourselves, because 1.4 gets it wrong:
 
 * **login is checked**: a refused login raises ``AmiAuthError`` (the daemon exits non-zero)
   instead of panoramisk's silent reconnect loop;

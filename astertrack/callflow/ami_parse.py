@@ -1,6 +1,6 @@
 """Pure AMI byte-stream parser: bytes in, ordered header dicts out.  No sockets, no asyncio.
 
-Why our own parser (anchors.md §5, §11): panoramisk 1.4 decodes with ``errors='ignore'``, turns a
+Why our own parser: panoramisk 1.4 decodes with ``errors='ignore'``, turns a
 single ``ChanVariable`` header into a string its ``getdict`` then rejects, and parses every event
 in full although a third of the stream is ``VarSet`` noise.  Here:
 

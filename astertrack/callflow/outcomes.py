@@ -2,7 +2,7 @@
 
 The rule rests on what the whole call did (bridges, per-leg dial status, queue events, who asked
 to hang up first), never on one channel driver's hangup cause: chan_sip and chan_pjsip give
-different causes for the same flow (EXPECTED-pjsip.md, "PJSIP vs chan_sip").
+different causes for the same flow (tests/fixtures/asterisk/EXPECTED-pjsip.md, "PJSIP vs chan_sip").
 """
 
 from __future__ import annotations

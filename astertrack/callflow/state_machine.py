@@ -3,7 +3,7 @@
 Pure: no sockets, no database, no clock (times come from the events' ``Timestamp`` header or
 are passed in).  The listener, the rebuild command and the benchmark all drive this one class.
 
-Model (anchors.md §3, §8, §11):
+Model (after wazo-call-logd: raw events kept, outcomes rebuilt from them):
 
 * Channels are keyed by uniqueid (opaque strings, never parsed or ordered).  Channels are
   grouped into calls by linkedid; when a channel shows up with another group's linkedid (Asterisk

@@ -1,6 +1,6 @@
 """Expected call records, typed from the ground-truth tables in tests/fixtures/asterisk.
 
-Sources: README.md (Local set table), EXPECTED-sip.md and EXPECTED-pjsip.md ("Ground truth" and
+Sources (in tests/fixtures/asterisk): README.md (Local set table), EXPECTED-sip.md and EXPECTED-pjsip.md ("Ground truth" and
 "Event counts and AGI sessions" tables).  Values are the documents', not the listener's output:
 ring/wait and talk seconds, outcome + reason, who answered, who hung up, the trunk's hangup
 cause, the call id the AGI set and the recording path (`/var/spool/asterisk/monitor/<CT_RECORDING>.wav`;
