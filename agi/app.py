@@ -24,7 +24,6 @@ from sqlalchemy.orm import Session, sessionmaker
 import agi.routes  # noqa: F401  (importing the package registers every route)
 from agi import announce
 from agi.database import InlineBusy, agi_engine, close_engine, inline_engine, run_inline, run_with_retry
-from agi.lean_sqlite import LeanFactory
 from agi.protocol import (
     AGIChannel,
     AGIConnectionClosed,
@@ -89,7 +88,7 @@ class AgiApp:
             session_factory = make_session_factory(self._own_engine)
         self.session_factory = session_factory
         self._inline_engine = inline_engine(config, long_running) if self._own_engine is not None else None
-        self.inline_factory = self._lean(self._inline_engine)
+        self.inline_factory = self._inline_sessions(self._inline_engine)
         workers = db_workers or config.values["agi"]["db_threads"] or config.values["database"]["pool_size"]
         self.executor = concurrent.futures.ThreadPoolExecutor(max_workers=workers, thread_name_prefix="agi-db")
 
@@ -104,12 +103,9 @@ class AgiApp:
             old_engine, old_inline = self._own_engine, self._inline_engine
             self._own_engine = agi_engine(config, self._long_running)
             self.session_factory = make_session_factory(self._own_engine)
-            old_lean = self.inline_factory
             self._inline_engine = inline_engine(config, self._long_running)
-            self.inline_factory = self._lean(self._inline_engine)
+            self.inline_factory = self._inline_sessions(self._inline_engine)
             close_engine(old_engine)
-            if old_lean is not None:
-                old_lean.close()
             if old_inline is not None:
                 old_inline.dispose()
         log.info("configuration reloaded")
@@ -132,8 +128,8 @@ class AgiApp:
             await asyncio.sleep(cache.ttl)
 
     @staticmethod
-    def _lean(engine) -> LeanFactory | None:
-        return LeanFactory(make_session_factory(engine)) if engine is not None else None
+    def _inline_sessions(engine) -> sessionmaker[Session] | None:
+        return make_session_factory(engine) if engine is not None else None
 
     async def run_db(self, func, *args: Any) -> Any:
         if self.inline_factory is not None:
@@ -149,8 +145,6 @@ class AgiApp:
         self.executor.shutdown(wait=True, cancel_futures=True)
         if self._own_engine is not None:
             close_engine(self._own_engine)
-        if self.inline_factory is not None:
-            self.inline_factory.close()
         if self._inline_engine is not None:
             self._inline_engine.dispose()
 

@@ -32,7 +32,6 @@ from astertrack.config import Config
 from astertrack.db.engine import make_engine, normalise_url
 
 log = logging.getLogger(__name__)
-ASYNC_COMMIT_ENGINES: weakref.WeakSet[Engine] = weakref.WeakSet()
 _CHECKPOINTERS: weakref.WeakKeyDictionary[Engine, WalCheckpointer] = weakref.WeakKeyDictionary()
 
 
@@ -71,12 +70,13 @@ def inline_engine(config: Config, checkpoint_thread: bool = True) -> Engine | No
 
 
 def run_inline(func, *args):
-    """Run one database step on the calling (event loop) thread; InlineBusy if it would wait."""
+    """Run one database step on the calling (event loop) thread; InlineBusy if it would wait
+    (the step's connection rolled back on the way out, so the thread pool can run it again)."""
     _inline.active = True
     try:
         return func(*args)
-    except (OperationalError, sqlite3.OperationalError) as exc:
-        reason = str(getattr(exc, "orig", exc))  # SQLAlchemy wraps; agi.lean_sqlite does not
+    except OperationalError as exc:
+        reason = str(exc.orig)
         if "locked" in reason or "busy" in reason:
             raise InlineBusy(reason) from None
         raise
@@ -102,8 +102,6 @@ def agi_engine(config: Config, checkpoint_thread: bool = True) -> Engine:
         return make_engine(url, pool_size=db["pool_size"], echo=db["echo"])
     engine = create_engine(url, echo=db["echo"], pool_size=db["pool_size"], max_overflow=db["pool_size"],
                            pool_pre_ping=False, connect_args={"connect_timeout": 5})
-
-    ASYNC_COMMIT_ENGINES.add(engine)  # agi.store then skips its per-transaction SET LOCAL
 
     @event.listens_for(engine, "connect")
     def _async_commit(dbapi_connection, _record):

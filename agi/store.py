@@ -1,7 +1,9 @@
 """Database side of a routing decision: plan from fresh facts, then reserve and record in one write.
 
-Each function opens its own short transaction and runs in a worker thread (the asyncio
-server never blocks on the database).  The read (``plan_inbound``/``plan_next``) is separate
+Each function opens its own short transaction on a plain SQLAlchemy connection and runs in a
+worker thread, or on SQLite on the event loop (``agi.app``).  Statements are built per call;
+SQLAlchemy's statement cache keeps their compiled form (the cache key ignores the values).
+The read (``plan_inbound``/``plan_next``) is separate
 from the write (``commit_inbound``/``commit_next``) because between the two the route asks
 Asterisk for device states; the write re-checks everything that matters atomically
 (``astertrack.routing.reservations``).
@@ -16,14 +18,13 @@ import threading
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field, replace
 
-from sqlalchemy import and_, bindparam, func, insert, literal, or_, select, text, update
+from sqlalchemy import and_, func, insert, or_, select, update
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.engine import Connection, Engine
 from sqlalchemy.orm import Session, sessionmaker
 
-from agi.database import ASYNC_COMMIT_ENGINES, INLINE_BUSY_MS, InlineBusy, running_inline
-from agi.lean_sqlite import LeanFactory
+from agi.database import INLINE_BUSY_MS, InlineBusy, running_inline
 from agi.settings import AgiSettings
 from agi.snapshot import DEFAULT_RULE_NAME, ManagerProfile, SnapshotCache
 from astertrack.db.models import (
@@ -45,7 +46,6 @@ log = logging.getLogger(__name__)
 # SQLite has one writer at a time and makes the others sleep-and-retry (1, 2, 5, 10 ... 100 ms
 # steps).  Queueing our own writers on a lock first keeps those sleeps out of the latency.
 _sqlite_writer = threading.Lock()
-_ASYNC_COMMIT = text("SET LOCAL synchronous_commit TO OFF")
 
 
 def _engine(factory: sessionmaker[Session]) -> Engine:
@@ -53,12 +53,8 @@ def _engine(factory: sessionmaker[Session]) -> Engine:
 
 
 @contextlib.contextmanager
-def read_connection(factory: sessionmaker[Session] | LeanFactory) -> Iterator[Connection]:
+def read_connection(factory: sessionmaker[Session]) -> Iterator[Connection]:
     """A plain Core connection: the hot path needs no ORM unit of work (about half the overhead)."""
-    if isinstance(factory, LeanFactory):
-        with factory.transaction(write=False) as conn:
-            yield conn
-        return
     engine = _engine(factory)
     with engine.connect() as conn:
         if engine.dialect.name == "postgresql":
@@ -68,14 +64,12 @@ def read_connection(factory: sessionmaker[Session] | LeanFactory) -> Iterator[Co
 
 
 @contextlib.contextmanager
-def write_session(factory: sessionmaker[Session] | LeanFactory) -> Iterator[Connection]:
-    """A connection whose transaction holds the write lock from its first statement.
+def write_session(factory: sessionmaker[Session]) -> Iterator[Connection]:
+    """A connection whose transaction holds the write lock from its first statement
+    (``BEGIN IMMEDIATE`` on SQLite, through ``astertrack.db.engine``'s begin event).
 
-    On PostgreSQL the commit does not wait for the WAL flush (``synchronous_commit = off`` for
-    this transaction only): the reservation is visible to other calls at once, and a database
-    crash can lose at most the last few hundred milliseconds of routing decisions, never
-    corrupt them.  The caller is waiting on the phone meanwhile; an fsync per call is not
-    worth it.
+    SQLite writers of this process queue on ``_sqlite_writer`` first; on the event loop
+    (``running_inline``) only for ``INLINE_BUSY_MS``, then the step goes to the threads.
     """
     engine = _engine(factory)
     serialise = engine.dialect.name == "sqlite"
@@ -84,14 +78,8 @@ def write_session(factory: sessionmaker[Session] | LeanFactory) -> Iterator[Conn
         if not _sqlite_writer.acquire(timeout=INLINE_BUSY_MS / 1000 if running_inline() else -1):
             raise InlineBusy("another decision is writing")
     try:
-        if isinstance(factory, LeanFactory):
-            with factory.transaction(write=True) as conn:
-                yield conn
-            return
         with engine.connect() as conn:
             conn.execution_options(sqlite_begin="IMMEDIATE")
-            if engine.dialect.name == "postgresql" and engine not in ASYNC_COMMIT_ENGINES:
-                conn.execute(_ASYNC_COMMIT)
             yield conn
     finally:
         if serialise:
@@ -168,29 +156,15 @@ _MANAGER_COLUMNS = (Manager.id, Manager.enabled, Manager.paused, Manager.device_
                     Manager.reserved_call_uid, Manager.last_routed_at)
 
 
-# The hot path's statements are built once; a call only binds values.  (Building a statement
-# and computing its cache key costs more than running it on SQLite.)
-_CAN_TAKE_CALLS = (
-    Manager.id.in_(bindparam("ids", expanding=True)), Manager.enabled.is_(True), Manager.paused.is_(False),
-    or_(Manager.reserved_until.is_(None), Manager.reserved_until < bindparam("now"),
-        Manager.reserved_call_uid == bindparam("call_uid")),
-)
-_LOAD_MANAGERS = select(*_MANAGER_COLUMNS).where(*_CAN_TAKE_CALLS)
-_LOAD_MANAGERS_RR = select(
-    *_MANAGER_COLUMNS,
-    select(RoutingRule.rr_cursor).where(RoutingRule.id == bindparam("rule_id")).scalar_subquery().label("rr_cursor"),
-).where(*_CAN_TAKE_CALLS)
-_CALLS_TODAY = (
-    select(Call.routed_manager_id, func.count())
-    .where(Call.routed_manager_id.in_(bindparam("ids", expanding=True)), Call.started_at >= bindparam("since"))
-    .group_by(Call.routed_manager_id)
-)
-_STICKY_COLUMNS_WHERE = (Call.caller_number == bindparam("caller"), Call.manager_id.is_not(None),
-                         Call.answered_at.is_not(None), Call.started_at >= bindparam("since"))
-_STICKY_ANY_SITE = (select(Call.manager_id).where(*_STICKY_COLUMNS_WHERE)
-                    .order_by(Call.started_at.desc()).limit(1))
-_STICKY_ON_SITE = (select(Call.manager_id).where(*_STICKY_COLUMNS_WHERE, Call.site_id == bindparam("site_id"))
-                   .order_by(Call.started_at.desc()).limit(1))
+def _can_take_calls(ids: set[int], now: dt.datetime, call_uid: str) -> tuple:
+    """Enabled, not paused, not held for another call: who may be offered a call now."""
+    return (Manager.id.in_(sorted(ids)), Manager.enabled.is_(True), Manager.paused.is_(False),
+            or_(Manager.reserved_until.is_(None), Manager.reserved_until < now, Manager.reserved_call_uid == call_uid))
+
+
+def _rr_cursor(rule_id: int):
+    """The rule's round-robin position as a column, so it rides along with the manager read."""
+    return select(RoutingRule.rr_cursor).where(RoutingRule.id == rule_id).scalar_subquery().label("rr_cursor")
 
 
 def load_managers(session: Connection, ids: set[int], now: dt.datetime, call_uid: str,
@@ -205,13 +179,13 @@ def load_managers(session: Connection, ids: set[int], now: dt.datetime, call_uid
     """
     if not ids:
         return {}, None
-    params = {"ids": sorted(ids), "now": now, "call_uid": call_uid}
+    statement = select(*_MANAGER_COLUMNS).where(*_can_take_calls(ids, now, call_uid))
     if rr_rule_id:
-        params["rule_id"] = rr_rule_id
+        statement = statement.add_columns(_rr_cursor(rr_rule_id))
     views = {}
     cursor = None
     # rows unpacked by position (the order of _MANAGER_COLUMNS): a call reads a whole group
-    for row in session.execute(_LOAD_MANAGERS_RR if rr_rule_id else _LOAD_MANAGERS, params):
+    for row in session.execute(statement):
         manager_id, enabled, paused, device_state, reserved_until, reserved_call_uid, last_routed_at = row[:7]
         if rr_rule_id:
             cursor = row[7]
@@ -229,7 +203,10 @@ def load_managers(session: Connection, ids: set[int], now: dt.datetime, call_uid
 def _calls_today(session: Connection, ids: set[int], now: dt.datetime, tz: str | None) -> dict[int, int]:
     if not ids:
         return {}
-    rows = session.execute(_CALLS_TODAY, {"ids": sorted(ids), "since": local_day_start(now, tz)})
+    rows = session.execute(
+        select(Call.routed_manager_id, func.count())
+        .where(Call.routed_manager_id.in_(sorted(ids)), Call.started_at >= local_day_start(now, tz))
+        .group_by(Call.routed_manager_id))
     return {mid: count for mid, count in rows}
 
 
@@ -241,9 +218,13 @@ def _sticky_manager_id(session: Session | Connection, rule: RuleView, history: a
     since = now - dt.timedelta(days=rule.sticky_days)
     if history and history.personal_manager_id and history.personal_manager_at and history.personal_manager_at >= since:
         return history.personal_manager_id
-    if site_id is None:
-        return session.execute(_STICKY_ANY_SITE, {"caller": caller, "since": since}).scalar_one_or_none()
-    return session.execute(_STICKY_ON_SITE, {"caller": caller, "since": since, "site_id": site_id}).scalar_one_or_none()
+    statement = (select(Call.manager_id)
+                 .where(Call.caller_number == caller, Call.manager_id.is_not(None), Call.answered_at.is_not(None),
+                        Call.started_at >= since)
+                 .order_by(Call.started_at.desc()).limit(1))
+    if site_id is not None:
+        statement = statement.where(Call.site_id == site_id)
+    return session.execute(statement).scalar_one_or_none()
 
 
 def _candidates(session: Session | Connection, plan: Plan, exclude: set[int],
@@ -345,164 +326,83 @@ def _decision(plan: Plan, won: list[ManagerView], attempt: int) -> Decision:
 
 
 _profiles = CallerProfile.__table__
-
-
-def _profile_param(column: str):
-    return bindparam(f"p_{column}", type_=_profiles.c[column].type)
-
-
-_PROFILE_INSERT = {
-    name: dialect_insert(_profiles).on_conflict_do_nothing().returning(_profiles.c.id)
-    for name, dialect_insert in (("sqlite", sqlite_insert), ("postgresql", pg_insert))
-}
-_PROFILE_UPDATES: dict[tuple, object] = {}  # one statement per shape, built on first use
-
-
-def _profile_update(where_kind: str, first_touch: bool, last_touch: bool, name: bool, personal: bool):
-    """``UPDATE caller_profiles`` for one combination of what changes (at most 48 shapes)."""
-    key = (where_kind, first_touch, last_touch, name, personal)
-    stmt = _PROFILE_UPDATES.get(key)
-    if stmt is not None:
-        return stmt
-    if where_kind == "id":
-        where = _profiles.c.id == bindparam("p_profile_id")
-    elif where_kind == "site":
-        where = and_(_profiles.c.site_id == bindparam("p_site_id"), _profiles.c.number == bindparam("p_number"))
-    else:
-        where = and_(_profiles.c.site_id.is_(None), _profiles.c.number == bindparam("p_number"))
-    values: dict = {"last_call_at": _profile_param("last_call_at"), "calls_count": _profiles.c.calls_count + 1}
-    columns = []
-    if first_touch:
-        columns += ["first_call_at", "first_source_id", "first_session_id"]
-    if last_touch:
-        columns += ["last_source_id", "last_session_id"]
-    if personal:
-        columns += ["personal_manager_id", "personal_manager_at"]
-    values.update({column: _profile_param(column) for column in columns})
-    if name:
-        values["name"] = func.coalesce(_profiles.c.name, _profile_param("name"))
-    stmt = _PROFILE_UPDATES[key] = update(_profiles).where(where).values(**values)
-    return stmt
+_INSERT_FOR = {"sqlite": sqlite_insert, "postgresql": pg_insert}  # ON CONFLICT is each dialect's own
 
 
 def _new_profile(plan: Plan) -> dict:
-    """Column values of a caller's first profile row."""
+    """Every column of a caller's first profile row."""
     info, a, now = plan.info, plan.attribution, plan.now
     return {
         "site_id": a.site_id, "number": info.caller, "name": info.caller_name, "first_call_at": now,
         "first_source_id": a.source_id, "first_session_id": a.session_id, "last_call_at": now,
         "last_source_id": a.source_id, "last_session_id": a.session_id, "calls_count": 1, "tags": [],
-        "personal_manager_id": plan.sticky_id, "personal_manager_at": now if plan.sticky_id else None,
+        "is_vip": False, "personal_manager_id": plan.sticky_id, "personal_manager_at": now if plan.sticky_id else None,
     }
 
 
-def _profile_change(plan: Plan) -> tuple[tuple, object, dict]:
-    """(shape, UPDATE statement, parameters) that records this call on the caller's existing profile."""
+def _insert_profile(dialect: str, plan: Plan):
+    """``INSERT ... ON CONFLICT DO NOTHING RETURNING id``: the same caller on two lines at once
+    leaves one row, and no RETURNING row tells the loser to update it instead (no savepoint)."""
+    return (_INSERT_FOR[dialect](_profiles).values(_new_profile(plan))
+            .on_conflict_do_nothing().returning(_profiles.c.id))
+
+
+def _profile_where(plan: Plan):
+    """The caller's profile: by id when the plan read it, else by (site, number) - a
+    concurrent call of the same caller created it meanwhile."""
+    if plan.history is not None:
+        return _profiles.c.id == plan.history.profile_id
+    site = _profiles.c.site_id.is_(None) if plan.attribution.site_id is None else (
+        _profiles.c.site_id == plan.attribution.site_id)
+    return and_(site, _profiles.c.number == plan.info.caller)
+
+
+def _update_profile_statement(plan: Plan):
+    """``UPDATE caller_profiles`` recording this call on the caller's existing profile."""
     info, a, now, history = plan.info, plan.attribution, plan.now, plan.history
-    params: dict = {"p_last_call_at": now}
-    if history is None:  # created by a concurrent call of the same caller: found by number
-        where_kind = "nosite" if a.site_id is None else "site"
-        params.update(p_site_id=a.site_id, p_number=info.caller)
-    else:
-        where_kind = "id"
-        params["p_profile_id"] = history.profile_id
-    first_touch = plan.is_first_call  # outside the attribution window: a new first touch
-    if first_touch:
-        params.update(p_first_call_at=now, p_first_source_id=a.source_id, p_first_session_id=a.session_id)
-    last_touch = a.kind != "repeat"
-    if last_touch:
-        params.update(p_last_source_id=a.source_id, p_last_session_id=a.session_id)
-    name = bool(info.caller_name)
-    if name:
-        params["p_name"] = info.caller_name
-    personal = bool(plan.sticky_id and (history is None or history.personal_manager_id != plan.sticky_id))
-    if personal:
-        params.update(p_personal_manager_id=plan.sticky_id, p_personal_manager_at=now)
-    shape = (where_kind, first_touch, last_touch, name, personal)
-    return shape, _profile_update(*shape), params
+    values: dict = {"last_call_at": now, "calls_count": _profiles.c.calls_count + 1}
+    if plan.is_first_call:  # outside the attribution window: a new first touch
+        values.update(first_call_at=now, first_source_id=a.source_id, first_session_id=a.session_id)
+    if a.kind != "repeat":
+        values.update(last_source_id=a.source_id, last_session_id=a.session_id)
+    if info.caller_name:
+        values["name"] = func.coalesce(_profiles.c.name, info.caller_name)
+    if plan.sticky_id and (history is None or history.personal_manager_id != plan.sticky_id):
+        values.update(personal_manager_id=plan.sticky_id, personal_manager_at=now)
+    return update(_profiles).where(_profile_where(plan)).values(values)
 
 
-def _update_profile(session: Session | Connection, plan: Plan) -> None:
+def _update_profile(session: Connection, plan: Plan) -> None:
     """First/last touch, call count and personal manager of the caller (Core statements: hot path)."""
     if not plan.info.caller:
         return
-    if plan.history is None:
-        # ON CONFLICT DO NOTHING: the same caller on two lines at once; the other call created the
-        # profile first, so this one updates it below.  (No savepoint needed on either backend.)
-        created = session.execute(_PROFILE_INSERT[session.dialect.name], _new_profile(plan)).first()
-        if created is not None:
-            return
-    _, statement, params = _profile_change(plan)
-    session.execute(statement, params)
-
-
-_CALL_INSERT = insert(Call.__table__)
-_RR_CURSOR_UPDATE = (update(RoutingRule.__table__).where(RoutingRule.__table__.c.id == bindparam("p_rule_id"))
-                     .values(rr_cursor=bindparam("p_cursor", type_=RoutingRule.__table__.c.rr_cursor.type)))
-_CALL_COLUMNS = (
-    "call_uid", "node", "linkedid", "uniqueid", "site_id", "did", "caller_number", "caller_raw", "caller_name",
-    "started_at", "state", "routed_manager_id", "routed_by", "routing_attempts", "routing_rule_id", "routing_tried",
-    "recording_path", "source_id", "session_id", "attribution_kind", "attribution_confidence", "utm_source",
-    "utm_medium", "utm_campaign", "keyword", "is_first_call",
-)
-_PROFILE_COLUMNS = (
-    "site_id", "number", "name", "first_call_at", "first_source_id", "first_session_id", "last_call_at",
-    "last_source_id", "last_session_id", "calls_count", "tags", "personal_manager_id", "personal_manager_at",
-)
-
-
-def _bound(table, columns: tuple[str, ...], prefix: str) -> dict:
-    """VALUES of an INSERT used as a WITH clause: a parameter per column, and the columns' own
-    Python-side defaults written out (SQLAlchemy fills those in only for a top-level INSERT)."""
-    values = {name: bindparam(prefix + name, type_=table.c[name].type) for name in columns}
-    for column in table.c:
-        if column.name in values or column.default is None:
-            continue
-        if not column.default.is_scalar:
-            raise RuntimeError(f"{table.name}.{column.name} has a computed default; pass it explicitly")
-        values[column.name] = literal(column.default.arg, type_=column.type)
-    return values
-
-
-# PostgreSQL: the call row and the round-robin position ride along with the profile write as
-# data-modifying WITH clauses - one statement, one round trip instead of three.  Each part
-# runs exactly once and they touch different tables, so nothing depends on statement order.
-_CALL_INSERT_CTE = insert(Call.__table__).values(_bound(Call.__table__, _CALL_COLUMNS, "c_")).cte("new_call")
-_RR_CURSOR_CTE = _RR_CURSOR_UPDATE.cte("rr_cursor")
-_PROFILE_INSERT_BOUND = (pg_insert(_profiles).values(_bound(_profiles, _PROFILE_COLUMNS, "n_"))
-                         .on_conflict_do_nothing().returning(_profiles.c.id))
-_COMBINED: dict[tuple, object] = {}  # (profile shape, with round-robin) -> statement, built on first use
-
-
-def _combined(shape: tuple, base, with_rr: bool):
-    key = (shape, with_rr)
-    stmt = _COMBINED.get(key)
-    if stmt is None:
-        ctes = (_CALL_INSERT_CTE, _RR_CURSOR_CTE) if with_rr else (_CALL_INSERT_CTE,)
-        stmt = _COMBINED[key] = base.add_cte(*ctes)
-    return stmt
-
-
-def _record_call(session: Connection, plan: Plan, call: dict, rr: dict | None) -> None:
-    """Write the call row, move the round-robin position (``rr``) and update the caller's profile."""
-    if session.dialect.name != "postgresql" or not plan.info.caller:
-        session.execute(_CALL_INSERT, call)
-        if rr:
-            session.execute(_RR_CURSOR_UPDATE, rr)
-        _update_profile(session, plan)
+    if plan.history is None and session.execute(_insert_profile(session.dialect.name, plan)).first() is not None:
         return
-    params = {f"c_{name}": value for name, value in call.items()}
-    params.update(rr or {})
-    if plan.history is None:
-        params.update({f"n_{name}": value for name, value in _new_profile(plan).items()})
-        created = session.execute(_combined(("new",), _PROFILE_INSERT_BOUND, bool(rr)), params).first()
-        if created is None:  # a concurrent call of the same caller created the profile first
-            _, statement, change = _profile_change(plan)
-            session.execute(statement, change)
-        return
-    shape, statement, change = _profile_change(plan)
-    params.update(change)
-    session.execute(_combined(shape, statement, bool(rr)), params)
+    session.execute(_update_profile_statement(plan))
+
+
+def _call_row(plan: Plan, decision: Decision, won: list[ManagerView], settings: AgiSettings) -> dict:
+    """Every column the AGI knows of a new call (the AMI listener fills in the rest)."""
+    a, info = plan.attribution, plan.info
+    return {
+        "call_uid": plan.call_uid, "node": settings.node, "linkedid": info.linkedid, "uniqueid": info.uniqueid,
+        "site_id": a.site_id, "did": info.did, "caller_number": info.caller, "caller_raw": info.caller_raw,
+        "caller_name": info.caller_name, "started_at": plan.now, "state": "ringing",
+        "routed_manager_id": won[0].id if won else None, "routed_by": decision.routed_by,
+        "routing_attempts": 1 if won else 0,
+        "routing_rule_id": plan.rule.id if plan.rule and plan.rule.id else None,
+        "routing_tried": [m.id for m in won], "recording_path": f"{plan.recording}.{settings.recording_format}",
+        "transferred": False, "source_id": a.source_id, "session_id": a.session_id, "attribution_kind": a.kind,
+        "attribution_confidence": a.confidence, "utm_source": a.utm_source, "utm_medium": a.utm_medium,
+        "utm_campaign": a.utm_campaign, "keyword": a.keyword, "is_first_call": plan.is_first_call,
+    }
+
+
+def _move_round_robin(plan: Plan, won: list[ManagerView]):
+    """The rule's next round-robin start, or None when this call does not move it."""
+    if not (won and plan.rule and plan.rule.id and plan.strategy == "round_robin"):
+        return None
+    return update(RoutingRule).where(RoutingRule.id == plan.rule.id).values(rr_cursor=won[0].id)
 
 
 def commit_inbound(factory: sessionmaker[Session], plan: Plan, free: list[ManagerView], settings: AgiSettings,
@@ -519,23 +419,11 @@ def commit_inbound(factory: sessionmaker[Session], plan: Plan, free: list[Manage
             session.rollback()
             return None
         decision = _decision(plan, won, attempt=1 if won else 0)
-        a, info = plan.attribution, plan.info
-        call = {
-            "call_uid": plan.call_uid, "node": settings.node, "linkedid": info.linkedid, "uniqueid": info.uniqueid,
-            "site_id": a.site_id, "did": info.did, "caller_number": info.caller, "caller_raw": info.caller_raw,
-            "caller_name": info.caller_name, "started_at": plan.now, "state": "ringing",
-            "routed_manager_id": won[0].id if won else None, "routed_by": decision.routed_by,
-            "routing_attempts": 1 if won else 0,
-            "routing_rule_id": plan.rule.id if plan.rule and plan.rule.id else None,
-            "routing_tried": [m.id for m in won], "recording_path": f"{plan.recording}.{settings.recording_format}",
-            "source_id": a.source_id, "session_id": a.session_id, "attribution_kind": a.kind,
-            "attribution_confidence": a.confidence, "utm_source": a.utm_source, "utm_medium": a.utm_medium,
-            "utm_campaign": a.utm_campaign, "keyword": a.keyword, "is_first_call": plan.is_first_call,
-        }
-        rr = None
-        if won and plan.rule and plan.rule.id and plan.strategy == "round_robin":
-            rr = {"p_rule_id": plan.rule.id, "p_cursor": won[0].id}
-        _record_call(session, plan, call, rr)
+        session.execute(insert(Call).values(_call_row(plan, decision, won, settings)))
+        move = _move_round_robin(plan, won)
+        if move is not None:
+            session.execute(move)
+        _update_profile(session, plan)
         session.commit()
         return decision
 
@@ -547,14 +435,11 @@ class UnknownCall(LookupError):
     """``next`` was asked about a call id we never routed."""
 
 
-_CALL_BY_UID = select(Call.__table__).where(Call.__table__.c.call_uid == bindparam("call_uid"))
-
-
 def plan_next(factory: sessionmaker[Session], cache: SnapshotCache, call_uid: str, settings: AgiSettings,
               now: dt.datetime) -> Plan:
     """Release the failed candidate and list the next ones (none when the attempt budget is spent)."""
     with write_session(factory) as session:
-        call = session.execute(_CALL_BY_UID, {"call_uid": call_uid}).first()
+        call = session.execute(select(Call.__table__).where(Call.__table__.c.call_uid == call_uid)).first()
         if call is None:
             raise UnknownCall(f"no call with id {call_uid!r}")
         reservations.release(session, call_uid)
@@ -580,15 +465,6 @@ def plan_next(factory: sessionmaker[Session], cache: SnapshotCache, call_uid: st
         return plan
 
 
-_calls = Call.__table__
-_NEXT_ATTEMPT_LOST = update(_calls).where(_calls.c.id == bindparam("p_call_id")).values(
-    routed_by=bindparam("p_routed_by", type_=_calls.c.routed_by.type),
-    routing_attempts=bindparam("p_routing_attempts", type_=_calls.c.routing_attempts.type))
-_NEXT_ATTEMPT_WON = _NEXT_ATTEMPT_LOST.values(
-    routed_manager_id=bindparam("p_routed_manager_id", type_=_calls.c.routed_manager_id.type),
-    routing_tried=bindparam("p_routing_tried", type_=_calls.c.routing_tried.type))
-
-
 def release_call(factory: sessionmaker[Session], call_uid: str) -> int:
     """Drop every hold of a call (the dialplan is done with it)."""
     with write_session(factory) as session:
@@ -606,9 +482,9 @@ def commit_next(factory: sessionmaker[Session], plan: Plan, free: list[ManagerVi
             return None
         attempt = plan.attempts_so_far + (1 if won else 0)
         decision = _decision(replace(plan, sticky_id=None), won, attempt)
-        params = {"p_call_id": plan.call_id, "p_routed_by": decision.routed_by, "p_routing_attempts": attempt}
+        values: dict = {"routed_by": decision.routed_by, "routing_attempts": attempt}
         if won:
-            params.update(p_routed_manager_id=won[0].id, p_routing_tried=plan.tried + [won[0].id])
-        session.execute(_NEXT_ATTEMPT_WON if won else _NEXT_ATTEMPT_LOST, params)
+            values.update(routed_manager_id=won[0].id, routing_tried=plan.tried + [won[0].id])
+        session.execute(update(Call).where(Call.id == plan.call_id).values(values))
         session.commit()
         return decision

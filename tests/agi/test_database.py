@@ -5,14 +5,16 @@ from __future__ import annotations
 
 import asyncio
 import sqlite3
+import threading
 import time
 
 import pytest
 from sqlalchemy import text
 from sqlalchemy.engine import make_url
 
+from agi import store
 from agi.app import AgiApp
-from agi.database import _CHECKPOINTERS, agi_engine, close_engine
+from agi.database import _CHECKPOINTERS, InlineBusy, agi_engine, close_engine, run_inline, running_inline
 from astertrack.ops import metrics
 from astertrack.routing import dialplan_vars as v
 from tests.agi.conftest import make_config, recording
@@ -95,6 +97,32 @@ def test_a_locked_sqlite_file_moves_the_decision_to_the_threads_without_freezing
     assert pong.variables[v.STATUS] == "OK" and ping_seconds < 0.15  # the loop was never stuck
     assert decided.variables[v.STATUS] == "OK" and decided.variables[v.SOURCE] == "google-ads"
     assert metrics.AGI_INLINE_BUSY._value.get() > busy_before
+
+
+def test_an_inline_write_behind_a_writer_thread_goes_to_the_threads_instead_of_waiting(tmp_path):
+    """A decision in a worker thread holds our own writer lock: the inline step gives up after
+    INLINE_BUSY_MS (InlineBusy, for the thread pool to run it) instead of stalling the loop."""
+    app = AgiApp(make_config(tmp_path, f"sqlite:///{tmp_path / 'agi.db'}"), db_workers=1, long_running=False)
+    holding, done = threading.Event(), threading.Event()
+
+    def writer_thread():
+        with store.write_session(app.session_factory):
+            holding.set()
+            done.wait(5)
+
+    thread = threading.Thread(target=writer_thread)
+    thread.start()
+    try:
+        assert holding.wait(5)
+        started = time.monotonic()
+        with pytest.raises(InlineBusy):
+            run_inline(store.release_call, app.inline_factory, "call-a")
+        assert time.monotonic() - started < 1
+    finally:
+        done.set()
+        thread.join(5)
+        app.close()
+    assert not running_inline()
 
 
 def test_the_per_call_script_keeps_sqlites_own_checkpoints(tmp_path):

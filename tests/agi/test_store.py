@@ -1,0 +1,67 @@
+"""agi.store on its own, on both backends: the parts of a decision a call flow might not reach
+(IN lists of other lengths, the round-robin position read alongside, a write that fails half-way)."""
+
+from __future__ import annotations
+
+import datetime as dt
+
+import pytest
+
+from agi import store
+from agi.snapshot import ManagerProfile
+from astertrack.db.models import Manager, RoutingRule
+from astertrack.routing import reservations
+
+NOW = dt.datetime(2026, 12, 4, 12, 0, 0, 123456, tzinfo=dt.UTC)
+
+
+@pytest.fixture
+def six_managers(session):
+    """Six managers (the third paused, odd ones routed before) and a rule whose cursor is 7."""
+    rule = RoutingRule(name="sales", rr_cursor=7)
+    rows = [Manager(name=f"M{i}", endpoint=f"PJSIP/{100 + i}", extension=str(100 + i), paused=(i == 3),
+                    last_routed_at=NOW - dt.timedelta(minutes=i) if i % 2 else None) for i in range(1, 7)]
+    session.add_all([rule, *rows])
+    session.commit()
+    profiles = {m.id: ManagerProfile(endpoint=m.endpoint, name=m.name, extension=m.extension, schedule={})
+                for m in rows}
+    return rule, [m.id for m in rows], profiles
+
+
+@pytest.mark.parametrize("picked", [[0, 1], [0, 1, 2, 3, 4, 5], [3]])
+def test_manager_reads_take_any_length_of_id_list_and_the_cursor_in_the_same_row(
+        session_factory, six_managers, picked):
+    rule, ids, profiles = six_managers
+    wanted = {ids[i] for i in picked}
+    with store.read_connection(session_factory) as conn:
+        views, cursor = store.load_managers(conn, wanted, NOW, "c1", profiles, rule.id)
+    assert cursor == 7
+    assert set(views) == wanted - {ids[2]}  # the paused manager is filtered out by the query
+    for view in views.values():
+        assert view.endpoint == profiles[view.id].endpoint  # the rest comes from the snapshot
+        if view.last_routed_at is not None:
+            assert view.last_routed_at.tzinfo is not None and view.last_routed_at < NOW
+
+
+def test_a_manager_held_for_another_call_is_left_out_unless_the_hold_is_ours(session_factory, six_managers):
+    _, ids, profiles = six_managers
+    with store.write_session(session_factory) as conn:
+        assert reservations.reserve(conn, ids[0], "call-a", NOW, 15)
+        conn.commit()
+    with store.read_connection(session_factory) as conn:
+        theirs, cursor = store.load_managers(conn, {ids[0], ids[1]}, NOW, "call-b", profiles)
+        ours, _ = store.load_managers(conn, {ids[0], ids[1]}, NOW, "call-a", profiles)
+    assert set(theirs) == {ids[1]} and cursor is None
+    assert set(ours) == {ids[0], ids[1]}
+
+
+def test_a_write_that_fails_half_way_is_rolled_back_and_frees_the_next_writer(session_factory, six_managers):
+    _, ids, _ = six_managers
+    with pytest.raises(RuntimeError), store.write_session(session_factory) as conn:
+        assert reservations.reserve(conn, ids[1], "call-a", NOW, 15)
+        raise RuntimeError("the step failed half-way")
+    with store.write_session(session_factory) as conn:  # would wait for ever on a leaked lock
+        assert reservations.reserve(conn, ids[1], "call-b", NOW, 15)  # call-a's hold never existed
+        conn.rollback()
+    with store.read_connection(session_factory) as conn:
+        assert conn.execute(Manager.__table__.select().where(Manager.id == ids[1])).first().reserved_call_uid is None
