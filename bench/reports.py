@@ -33,9 +33,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from sqlalchemy import create_engine, text  # noqa: E402
 from sqlalchemy.engine import make_url  # noqa: E402
 
-from astertrack import reports  # noqa: E402
 from astertrack.db.engine import make_engine, make_session_factory  # noqa: E402
 from astertrack.db.models import Base, Manager, Site, Source  # noqa: E402
+from astertrack.reporting import reports  # noqa: E402
 
 DEFAULT_PG = "postgresql+psycopg://postgres@127.0.0.1:5432/test"
 SITES, SOURCES_PER_SITE, MANAGERS = 3, 10, 40
