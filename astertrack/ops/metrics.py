@@ -2,10 +2,11 @@
 
 Two kinds of figures, because the apps run differently:
 
-* **In-process** metrics live in the daemons, which are single processes: the FastAGI
-  server (decision latency, decisions by result) and the AMI listener (connection state,
-  last event age, events, calls finished by outcome).  They are module-level objects in
-  ``REGISTRY``; the daemon updates them and serves them with :func:`start_http_server`.
+* **In-process** metrics live in the daemons: the FastAGI server (decision latency,
+  decisions by result) and the AMI listener (connection state, last event age, events, calls
+  finished by outcome).  They are module-level objects in ``REGISTRY``; the daemon updates
+  them and serves them with :func:`start_http_server` (the pre-forked FastAGI workers: see
+  *multiprocess mode* below).
 * **Database-derived** metrics (calls by outcome, pool utilisation, overflows, webhook
   queue depth) are computed at scrape time by :class:`DatabaseCollector`.  The web admin
   and the tracker run under gunicorn with several workers, and several PBXs share one
@@ -14,6 +15,13 @@ Two kinds of figures, because the apps run differently:
 
 Health endpoints answer ``200 {"status": "ok", ...}`` or ``503 {"status": "fail", ...}``
 from a dict of named check functions (see :func:`health`).
+
+**Multiprocess mode.**  The pre-forked FastAGI daemon runs several worker processes behind one
+metrics port, so it puts prometheus-client in its multiprocess mode (``PROMETHEUS_MULTIPROC_DIR``
+set before the library is imported: every metric then keeps its value in a memory-mapped file
+per process) and answers scrapes from :func:`multiprocess_registry`.  Every gauge here therefore
+says how its per-process values combine (``multiprocess_mode``); ``live*`` modes drop a process's
+value once it is marked dead.  The other daemons are single processes and never set the variable.
 """
 
 from __future__ import annotations
@@ -25,7 +33,7 @@ import logging
 import socket
 import threading
 import time
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
@@ -40,6 +48,7 @@ from prometheus_client import (
     generate_latest,
 )
 from prometheus_client.core import GaugeMetricFamily
+from prometheus_client.multiprocess import MultiProcessCollector
 from prometheus_client.registry import Collector
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session, sessionmaker
@@ -77,16 +86,21 @@ AMI_CONNECTED = Gauge(
     "astertrack_ami_connected",
     "1 while the AMI session is logged in, 0 otherwise",
     registry=REGISTRY,
+    multiprocess_mode="livemax",  # logged in if any live process is
 )
 AMI_LAST_EVENT_TIMESTAMP = Gauge(
     "astertrack_ami_last_event_timestamp_seconds",
     "Unix time the last AMI event was received (0 = none yet)",
     registry=REGISTRY,
+    multiprocess_mode="max",  # the latest event any process saw
 )
+# Computed at scrape time with set_function, which multiprocess mode cannot do (it reads only
+# the files); the AMI listener is a single process, so it never runs in that mode.
 AMI_LAST_EVENT_AGE = Gauge(
     "astertrack_ami_last_event_age_seconds",
     "Seconds since the last AMI event (-1 = none yet); alert when high on a box that has calls",
     registry=REGISTRY,
+    multiprocess_mode="livemin",
 )
 AMI_LAST_EVENT_AGE.set_function(
     lambda: (time.time() - AMI_LAST_EVENT_TIMESTAMP._value.get()) if AMI_LAST_EVENT_TIMESTAMP._value.get() else -1.0
@@ -303,6 +317,43 @@ def ami_check(max_event_age: float | None = None) -> HealthCheck:
         return "no events yet" if age is None else f"last event {age:.1f} s ago"
 
     return check
+
+
+class _Only(Collector):
+    """The families of another collector whose names start with one of ``prefixes`` (all if
+    none), except those named in ``exclude``."""
+
+    def __init__(self, collector: Collector, prefixes: tuple[str, ...], exclude: frozenset[str]):
+        self.collector = collector
+        self.prefixes = prefixes
+        self.exclude = exclude
+
+    def collect(self):
+        return (family for family in self.collector.collect()
+                if family.name.startswith(self.prefixes or "") and family.name not in self.exclude)
+
+
+def multiprocess_registry(*prefixes: str, path: str | None = None, exclude: Iterable[str] = ()) -> CollectorRegistry:
+    """A registry that answers for every process writing to ``path`` (default: the
+    ``PROMETHEUS_MULTIPROC_DIR`` of this process), prometheus-client's multiprocess mode.
+
+    Counters and histograms are summed over all the processes that ever wrote there, dead ones
+    included (so a restarted process does not make a total go backwards); gauges combine as
+    their ``multiprocess_mode`` says.  ``prefixes``, if given, keep only the families whose
+    names start with one of them: in multiprocess mode every metric a process instantiated is
+    exported, and this module declares every daemon's metrics, so without a filter the AGI
+    would also export the AMI listener's figures as zeros (``astertrack_ami_connected 0``
+    firing the AMI alert against the AGI's target).  ``exclude``: family names kept out (figures
+    the processes share only among themselves).
+
+    A new registry, separate from :data:`REGISTRY`: metrics registered in a registry that also
+    holds a ``MultiProcessCollector`` would be exported twice.  Process figures (``process_*``)
+    are not in it: a ``ProcessCollector`` only sees the process that answers the scrape.
+    """
+    files = MultiProcessCollector(None, path)
+    registry = CollectorRegistry(auto_describe=False)
+    registry.register(_Only(files, tuple(prefixes), frozenset(exclude)))
+    return registry
 
 
 def registry_with_database(session_factory: sessionmaker[Session]) -> CollectorRegistry:
