@@ -3,7 +3,8 @@
 Asterisk connects to ``agi://127.0.0.1:4573/<route>`` for every call.  SIGTERM/SIGINT stop
 accepting and let the calls in flight finish (bounded by the request timeout); SIGHUP
 re-reads the configuration.  ``/metrics`` and ``/healthz`` are served on ``[agi] metrics_port``
-(with several ``[agi] workers``: the figures of all of them, see ``agi.metrics_fanin``).
+(with several ``[agi] workers``: the figures of all of them, in prometheus-client's multiprocess
+mode, see ``agi.metrics_fanin``).
 """
 
 from __future__ import annotations
@@ -24,8 +25,8 @@ try:  # imported here, before any fork: a pre-forked worker starts without impor
 except ImportError:  # pragma: no cover - not on Windows; the stock loop works too
     uvloop = None
 
+from agi import metrics_fanin
 from agi.app import AgiApp
-from agi.metrics_fanin import start_fanin
 from agi.protocol import MAX_LINE, AGIChannel
 from astertrack.config import ConfigError, load_config
 from astertrack.ops import metrics
@@ -55,12 +56,12 @@ def resolve_workers(configured: int, db_url: str, cpus: int | None = None) -> in
 
 @dataclass
 class WorkerMetrics:
-    """A pre-forked worker's metrics sockets, bound by the parent: ``public`` (shared by all
-    workers, on ``[agi] metrics_port``), its own ``private`` one, and every worker's private port."""
+    """A pre-forked worker's share of the metrics: the socket on ``[agi] metrics_port`` (bound by
+    the parent, accepted on by every worker), this worker's number and how many there are."""
 
     public: socket.socket
-    private: socket.socket
-    ports: list[int]
+    index: int
+    workers: int
 
 
 class AgiServer:
@@ -132,10 +133,11 @@ async def run(config_path: str | None, host: str | None = None, port: int | None
     else:
         await server.start(host or agi_conf["listen_host"], port if port is not None else agi_conf["listen_port"])
     metrics_servers = []
+    heartbeat = None
     checks = {"database": metrics.database_check(app.session_factory)}
-    if worker_metrics is not None:  # a pre-forked worker: its own figures privately, everyone's publicly
-        metrics_servers.append(metrics.start_http_server("127.0.0.1", 0, checks, sock=worker_metrics.private))
-        metrics_servers.append(start_fanin(worker_metrics.public, worker_metrics.ports))
+    if worker_metrics is not None:  # a pre-forked worker: whichever takes a scrape answers for all
+        metrics_servers.append(metrics_fanin.start_worker_server(worker_metrics.public, worker_metrics.workers, checks))
+        heartbeat = asyncio.create_task(metrics_fanin.heartbeat(worker_metrics.index))
     elif agi_conf["metrics_port"]:
         try:
             metrics_servers.append(metrics.start_http_server(
@@ -163,6 +165,8 @@ async def run(config_path: str | None, host: str | None = None, port: int | None
     log.info("stopping: no new calls accepted")
     refresher.cancel()
     await server.stop(grace=app.settings.request_timeout + 1)
+    if heartbeat is not None:
+        heartbeat.cancel()
     for metrics_server in metrics_servers:
         metrics_server.shutdown()
         metrics_server.server_close()
@@ -183,9 +187,9 @@ def run_event_loop(coro) -> int:
         return runner.run(coro)
 
 
-def _metrics_sockets(metrics_host: str, metrics_port: int, workers: int) -> tuple[socket.socket, list[socket.socket]] | None:
-    """The public metrics socket and one private loopback socket per worker, or None (off or
-    the port is taken: the calls matter more than the figures)."""
+def _metrics_socket(metrics_host: str, metrics_port: int) -> socket.socket | None:
+    """The metrics socket all workers accept on, or None (off or the port is taken: the calls
+    matter more than the figures)."""
     if not metrics_port:
         return None
     try:
@@ -194,7 +198,7 @@ def _metrics_sockets(metrics_host: str, metrics_port: int, workers: int) -> tupl
         log.error("metrics port %s unavailable: %s", metrics_port, exc)
         return None
     public.setblocking(False)  # every worker waits on it; the ones that lose the accept move on
-    return public, [socket.create_server(("127.0.0.1", 0)) for _ in range(workers)]
+    return public
 
 
 def serve_workers(config_path: str | None, host: str, port: int, workers: int,
@@ -208,7 +212,16 @@ def serve_workers(config_path: str | None, host: str, port: int, workers: int,
     sock = socket.create_server((host, port), backlog=LISTEN_BACKLOG)
     sock.setblocking(False)
     log.info("FastAGI listening on %s:%s with %d workers", host, sock.getsockname()[1], workers)
-    metrics_socks = _metrics_sockets(metrics_host, metrics_port, workers)
+    metrics_sock = _metrics_socket(metrics_host, metrics_port)
+    # PROMETHEUS_MULTIPROC_DIR (made fresh by main() before this process started): cleared of
+    # anything older than this start, told of every worker that exits, removed at the end
+    metrics_dir = metrics_fanin.MetricsDir.from_environment()
+    if metrics_dir is not None:
+        metrics_dir.wipe_stale()
+    elif metrics_sock is not None:
+        log.error("metrics off: the workers' figures need PROMETHEUS_MULTIPROC_DIR (astertrack-agi sets it itself)")
+        metrics_sock.close()
+        metrics_sock = None
     children: dict[int, int] = {}  # pid -> worker index
     stopping = False
 
@@ -222,9 +235,8 @@ def serve_workers(config_path: str | None, host: str, port: int, workers: int,
             signal.signal(signal.SIGHUP, signal.SIG_IGN)
             code = 1
             worker_metrics = None
-            if metrics_socks is not None:
-                public, private = metrics_socks
-                worker_metrics = WorkerMetrics(public, private[index], [p.getsockname()[1] for p in private])
+            if metrics_sock is not None:
+                worker_metrics = WorkerMetrics(metrics_sock, index, workers)
             try:
                 code = run_event_loop(run(config_path, sock=sock, worker_metrics=worker_metrics))
             finally:
@@ -252,6 +264,8 @@ def serve_workers(config_path: str | None, host: str, port: int, workers: int,
         except ChildProcessError:
             break
         index = children.pop(pid, None)
+        if metrics_dir is not None:
+            metrics_dir.worker_exited(pid)
         code = os.waitstatus_to_exitcode(status)
         if stopping or index is None:
             exit_code = exit_code or (code if code > 0 else 0)
@@ -260,9 +274,10 @@ def serve_workers(config_path: str | None, host: str, port: int, workers: int,
         time.sleep(1)
         spawn(index)
     sock.close()
-    if metrics_socks is not None:
-        for metrics_sock in (metrics_socks[0], *metrics_socks[1]):
-            metrics_sock.close()
+    if metrics_sock is not None:
+        metrics_sock.close()
+    if metrics_dir is not None:
+        metrics_dir.close()
     log.info("all workers stopped")
     return exit_code
 
@@ -281,6 +296,10 @@ def main(argv=None) -> int:
         if agi_conf["workers"] > AUTO_WORKERS_MAX["sqlite"] and config.values["database"]["url"].startswith("sqlite"):
             log.warning("[agi] workers = %d with SQLite: the workers queue on one database lock; "
                         "use PostgreSQL for more than %d", workers, AUTO_WORKERS_MAX["sqlite"])
+        if agi_conf["metrics_port"] and not metrics_fanin.multiprocess_on():
+            # the workers' figures are merged by prometheus-client's multiprocess mode, which
+            # must be on before the library is imported: start again with it on (same pid)
+            metrics_fanin.reexec_with_fresh_dir(sys.argv[1:] if argv is None else list(argv))
         host = args.host or agi_conf["listen_host"]
         port = args.port if args.port is not None else agi_conf["listen_port"]
         return serve_workers(args.config, host, port, workers,

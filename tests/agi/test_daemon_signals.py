@@ -36,11 +36,12 @@ def _write_config(path: Path, db_url: str, ring_timeout: int, workers: int = 1, 
 
 
 class Daemon:
-    def __init__(self, config: Path, port: int, log: Path):
+    def __init__(self, config: Path, port: int, log: Path, env: dict[str, str] | None = None):
         self.port = port
         self.log = log
         self.proc = subprocess.Popen([str(DAEMON), "-c", str(config), "--port", str(port)],
-                                     stdout=subprocess.DEVNULL, stderr=log.open("wb"))
+                                     stdout=subprocess.DEVNULL, stderr=log.open("wb"),
+                                     env={**os.environ, **(env or {})})
         self.wait_for("FastAGI listening")
 
     def text(self) -> str:
@@ -67,6 +68,21 @@ def daemon(tmp_path, db_url, seed):
     if d.proc.poll() is None:
         d.proc.kill()
         d.proc.wait(10)
+
+
+def wait_healthy(metrics_port: int, timeout: float = 20) -> None:
+    """Until the metrics port says every worker is up (each beats once its event loop runs)."""
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            status, body = http_get(metrics_port, "/healthz")
+        except OSError:
+            status, body = 0, b""
+        if status == 200:
+            return
+        if time.monotonic() > deadline:
+            raise AssertionError(f"not healthy: {status} {body!r}")
+        time.sleep(0.1)
 
 
 def _env():
@@ -118,7 +134,8 @@ def test_prefork_workers_share_the_port_reload_and_stop_together(tmp_path, db_ur
     config = tmp_path / "workers.conf"
     metrics_port = _free_port()
     _write_config(config, db_url, 20, workers=2, metrics_port=metrics_port)
-    daemon = Daemon(config, _free_port(), tmp_path / "workers.log")
+    (tmp_path / "tmp").mkdir()
+    daemon = Daemon(config, _free_port(), tmp_path / "workers.log", env={"TMPDIR": str(tmp_path / "tmp")})
     try:
         fake = FakeAsterisk("127.0.0.1", daemon.port)
 
@@ -130,8 +147,10 @@ def test_prefork_workers_share_the_port_reload_and_stop_together(tmp_path, db_ur
         assert all(r.variables[v.STATUS] == "OK" for r in results)
         assert len(dialled) == 10 and len(set(dialled)) == 10  # the reservation holds across processes
 
-        # One metrics port for both workers: every call counted once, whichever worker took it.
-        # Several scrapes: whichever worker accepts one must answer for both.
+        # One metrics port for both workers (prometheus-client's multiprocess mode): every call
+        # counted once, whichever worker took it.  Several scrapes: whichever worker accepts one
+        # must answer for both.
+        wait_healthy(metrics_port)
         for _ in range(6):
             status, body = http_get(metrics_port, "/metrics")
             assert status == 200
@@ -139,14 +158,14 @@ def test_prefork_workers_share_the_port_reload_and_stop_together(tmp_path, db_ur
             up = {s.labels["worker"]: s.value for s in families["astertrack_agi_worker_up"].samples}
             assert up == {"0": 1.0, "1": 1.0}
             handled = [s for s in families["astertrack_agi_requests"].samples if s.name.endswith("_total")]
-            assert sum(s.value for s in handled if s.labels["route"] == "inbound") == 20
+            assert {s.labels["route"] for s in handled} == {"inbound"} and not any("worker" in s.labels for s in handled)
+            assert sum(s.value for s in handled) == 20  # both workers' counts summed
             memory = families["process_resident_memory_bytes"].samples
             assert sorted(s.labels["worker"] for s in memory) == ["0", "1"]
         status, body = http_get(metrics_port, "/healthz")
         health = json.loads(body)
-        assert status == 200 and health["status"] == "ok"
-        assert sorted(health["workers"]) == ["0", "1"]
-        assert all(w["checks"]["database"]["ok"] for w in health["workers"].values())
+        assert status == 200 and health["status"] == "ok" and health["checks"]["database"]["ok"]
+        assert sorted(health["checks"]["workers"]["detail"]) == ["0", "1"]
 
         daemon.proc.send_signal(signal.SIGHUP)
         deadline = time.monotonic() + 10
@@ -159,6 +178,7 @@ def test_prefork_workers_share_the_port_reload_and_stop_together(tmp_path, db_ur
         assert "all workers stopped" in daemon.text()
         served = sum(int(n) for n in re.findall(r"stopped after (\d+) call", daemon.text()))
         assert served == 20
+        assert list((tmp_path / "tmp").iterdir()) == []  # the metrics files went with the daemon
     finally:
         if daemon.proc.poll() is None:
             daemon.proc.kill()
