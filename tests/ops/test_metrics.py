@@ -4,12 +4,16 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+import os
+import subprocess
+import sys
 import urllib.error
 import urllib.request
 
 import pytest
 from flask import Flask
 from prometheus_client import CollectorRegistry
+from prometheus_client.multiprocess import mark_process_dead
 from prometheus_client.parser import text_string_to_metric_families
 
 from astertrack.db.models import (
@@ -209,3 +213,26 @@ def test_web_admin_serves_fleet_metrics_to_a_local_scraper(db_url, session):
     response = client.get("/metrics")
     assert response.status_code == 200 and "astertrack_webhook_queue_depth 2.0" in response.get_data(as_text=True)
     assert client.get("/metrics", headers={"X-Forwarded-For": "198.51.100.7"}).status_code == 403
+
+
+def test_multiprocess_registry_sums_processes_and_keeps_a_daemons_own_families(tmp_path):
+    script = ("from astertrack.ops import metrics\n"
+              "metrics.AGI_REQUESTS.labels(route='inbound', result='ok').inc(2)\n"
+              "metrics.ami_connected(True)\n")
+    env = {**os.environ, "PROMETHEUS_MULTIPROC_DIR": str(tmp_path)}
+    for _ in range(2):  # two processes in multiprocess mode (this one is not: the library chose at import)
+        subprocess.run([sys.executable, "-c", script], env=env, check=True)
+
+    everything = samples(metrics.render(metrics.multiprocess_registry(path=str(tmp_path)))[0].decode())
+    assert everything[("astertrack_agi_requests_total", (("result", "ok"), ("route", "inbound")))] == 4
+    assert everything[("astertrack_ami_connected", ())] == 1  # livemax over the processes not marked dead
+
+    agi_only = samples(metrics.render(metrics.multiprocess_registry(
+        "astertrack_agi_", path=str(tmp_path), exclude=["astertrack_agi_inline_busy"]))[0].decode())
+    assert {name for name, _ in agi_only} == {"astertrack_agi_requests_total"}
+
+    for name in os.listdir(tmp_path):  # both writers exited: marking them dead drops their live gauges
+        mark_process_dead(int(name.rsplit("_", 1)[1][:-3]), str(tmp_path))
+    after = samples(metrics.render(metrics.multiprocess_registry(path=str(tmp_path)))[0].decode())
+    assert ("astertrack_ami_connected", ()) not in after
+    assert after[("astertrack_agi_requests_total", (("result", "ok"), ("route", "inbound")))] == 4
