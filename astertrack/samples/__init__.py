@@ -1,1 +1,1 @@
-"""Sample data: the demo data set and the factories tests, benchmarks and the lab share."""
+"""The demo data set, the row factories it, the tests, benches and lab share, and their process helpers."""

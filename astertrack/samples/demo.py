@@ -7,6 +7,7 @@ plausible answer rates, repeat callers, leads, deals and ad costs.
 
 from __future__ import annotations
 
+import copy
 import datetime as dt
 import random
 from collections.abc import Callable
@@ -21,14 +22,9 @@ from astertrack.db.models import (
     CallerProfile,
     Deal,
     Lead,
-    Manager,
-    ManagerGroup,
     NumberAssignment,
-    NumberPool,
-    RoutingRule,
     Site,
     Source,
-    TrackingNumber,
     User,
     VisitorSession,
     new_uid,
@@ -36,6 +32,17 @@ from astertrack.db.models import (
 from astertrack.db.types import utcnow
 from astertrack.passwords import hash_password
 from astertrack.routing.recording import recording_name
+from astertrack.samples.factories import (
+    add_dynamic_source,
+    add_group,
+    add_managers,
+    add_numbers,
+    add_pool,
+    add_rule,
+    add_site,
+    add_static_source,
+    number_range,
+)
 
 DEMO_ADMIN = ("admin", "admin-demo-password")
 DEMO_SUPERVISOR = ("supervisor", "supervisor-demo-password")
@@ -61,6 +68,8 @@ CAMPAIGNS = {
 MANAGERS = [("Анна Смирнова", "PJSIP/101"), ("Иван Петров", "PJSIP/102"), ("Ольга Кузнецова", "PJSIP/103"),
             ("Дмитрий Орлов", "PJSIP/104"), ("Мария Волкова", "PJSIP/105")]
 LANDINGS = ["/", "/okna", "/balkony", "/price", "/contacts", "/akciya"]
+MAIN_NUMBER = "+74951230000"  # the number printed on the site; the pool's fallback
+WORKING_HOURS = {day: [["09:00", "21:00"]] for day in ("mon", "tue", "wed", "thu", "fri", "sat")}
 
 
 def demo_loaded(session: Session) -> bool:
@@ -81,53 +90,37 @@ def load_demo(session: Session, days: int = 30, calls_per_day: int = 110, seed: 
     now = utcnow().replace(microsecond=0)
     start = now - dt.timedelta(days=days)
 
-    site = Site(name="Окна Про (demo)", domains=["okna-pro.example", "www.okna-pro.example", "localhost"],
-                default_number="+74951230000", display_format="8 (XXX) XXX-XX-XX",
-                replace_numbers=["+74951230000"], replace_selectors=[".phone", "a[href^='tel:']"],
-                crm_url_template="https://crm.example/contacts?phone={caller}")
-    session.add(site)
-    session.flush()
-    pool = NumberPool(site_id=site.id, name="Main pool", fallback_number="+74951230000")
-    session.add(pool)
-    session.flush()
-    site.default_pool_id = pool.id
-    pool_numbers = [TrackingNumber(number=f"+7495123{1000 + i:04d}", site_id=site.id, pool_id=pool.id,
-                                   label=f"pool #{i + 1}") for i in range(12)]
-    session.add_all(pool_numbers)
+    site = add_site(session, "Окна Про (demo)", domains=["okna-pro.example", "www.okna-pro.example", "localhost"],
+                    default_number=MAIN_NUMBER, display_format="8 (XXX) XXX-XX-XX", replace_numbers=[MAIN_NUMBER],
+                    replace_selectors=[".phone", "a[href^='tel:']"],
+                    crm_url_template="https://crm.example/contacts?phone={caller}")
+    pool = add_pool(session, site, "Main pool", fallback_number=MAIN_NUMBER, default=True)
+    pool_numbers = add_numbers(session, site, number_range("+74951231000", 12), pool=pool,
+                               labels=[f"pool #{i + 1}" for i in range(12)])
 
     sources: list[tuple[Source, int, int]] = []
+    static_numbers: dict[int, str] = {}  # source id -> its number
+    free_static_numbers = iter(number_range("+74951239000", len(SOURCES)))
     for priority, (name, kind, channel, rules, weight, cost) in enumerate(SOURCES):
-        source = Source(site_id=site.id, name=name, kind=kind, channel=channel, match_rules=rules,
-                        priority=(priority + 1) * 10, pool_id=pool.id if kind == "dynamic" else None,
-                        fallback_number="+74951230000")
-        session.add(source)
+        fields = dict(channel=channel, match_rules=rules, priority=(priority + 1) * 10, fallback_number=MAIN_NUMBER)
+        if kind == "dynamic":
+            source = add_dynamic_source(session, site, name, pool, **fields)
+        else:
+            number = next(free_static_numbers)
+            source = add_static_source(session, site, name, [number], label=name, **fields)
+            static_numbers[source.id] = number
         sources.append((source, weight, cost))
-    session.flush()
-    static_numbers = {}
-    for offset, (source, _, _) in enumerate(s for s in sources if s[0].kind == "static"):
-        number = TrackingNumber(number=f"+7495123{9000 + offset:04d}", site_id=site.id, source_id=source.id,
-                                label=source.name)
-        session.add(number)
-        static_numbers[source.id] = number.number
 
-    managers = [Manager(name=name, endpoint=endpoint, extension=endpoint.split("/")[-1], device_state="NOT_INUSE",
-                        schedule={day: [["09:00", "21:00"]] for day in ("mon", "tue", "wed", "thu", "fri", "sat")})
-                for name, endpoint in MANAGERS]
-    session.add_all(managers)
-    sales = ManagerGroup(name="Sales", managers=managers[:4])
-    vip = ManagerGroup(name="Key accounts", managers=managers[3:])
-    session.add_all([sales, vip])
-    session.flush()
-    session.add_all([
-        RoutingRule(site_id=site.id, name="VIP callers", priority=10, match={"caller_tags": ["vip"]},
-                    group_id=vip.id, strategy="least_recent"),
-        RoutingRule(site_id=site.id, name="Balcony campaign", priority=20,
-                    match={"utm_campaign": ["balkony_search"]}, group_id=vip.id, strategy="round_robin"),
-        RoutingRule(site_id=site.id, name="Everyone else", priority=100, match={}, group_id=sales.id,
-                    strategy="round_robin", schedule={d: [["09:00", "21:00"]] for d in
-                                                      ("mon", "tue", "wed", "thu", "fri", "sat")},
-                    after_hours_destination="voicemail:100@default"),
-    ])
+    managers = add_managers(session, [endpoint.split("/")[-1] for _, endpoint in MANAGERS],
+                            names=[name for name, _ in MANAGERS], device_state="NOT_INUSE", schedule=WORKING_HOURS)
+    sales = add_group(session, "Sales", managers[:4])
+    vip = add_group(session, "Key accounts", managers[3:])
+    add_rule(session, "VIP callers", vip, site=site, priority=10, match={"caller_tags": ["vip"]},
+             strategy="least_recent")
+    add_rule(session, "Balcony campaign", vip, site=site, priority=20, match={"utm_campaign": ["balkony_search"]},
+             strategy="round_robin")
+    add_rule(session, "Everyone else", sales, site=site, priority=100, match={}, strategy="round_robin",
+             schedule=copy.deepcopy(WORKING_HOURS), after_hours_destination="voicemail:100@default")
     existing = set(session.scalars(select(User.login)))
     demo_users = [(DEMO_ADMIN[0], DEMO_ADMIN[1], "admin", None),
                   (DEMO_SUPERVISOR[0], DEMO_SUPERVISOR[1], "supervisor", None)]

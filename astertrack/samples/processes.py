@@ -1,0 +1,118 @@
+"""Start our daemons as real processes, wait until they answer, and always stop them again.
+
+For the tests, benchmarks and lab checks that drive ``astertrack-agi``, ``astertrack-ami`` or a
+gunicorn tracker from outside: each of them needs a free port, a wait that gives up as soon
+as the process has died (with its log, not a bare timeout), and a stop that never leaves a
+daemon holding a port or a database after a failure.
+"""
+
+from __future__ import annotations
+
+import http.client
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
+
+BIN = Path(sys.executable).parent  # where this environment's console scripts are
+
+
+class NotReady(RuntimeError):
+    """The process died, or did not answer in time."""
+
+
+def free_port() -> int:
+    """A loopback port nobody listens on now (the OS picks it, so parallel runs do not collide)."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def start_daemon(command: str, config: Path, *args: str, log: Path | None = None) -> subprocess.Popen:
+    """One of our console scripts on ``config``, as a service manager starts it.
+
+    Its output goes to ``log``, or else to a text pipe that :func:`stop_process` returns.  It
+    runs in its own session: a Ctrl-C reaches the caller, whose cleanup stops it.
+    """
+    output = log.open("wb") if log is not None else subprocess.PIPE
+    try:
+        return subprocess.Popen([str(BIN / command), "-c", str(config), *args], stdout=output,
+                                stderr=subprocess.STDOUT, text=log is None, start_new_session=True,
+                                env={**os.environ, "ASTERTRACK_CONFIG": str(config)})
+    finally:
+        if log is not None:
+            output.close()  # the child has its own copy
+
+
+def _died(proc: subprocess.Popen | None, name: str, log: Path | None) -> None:
+    """Raise with the end of its output if ``proc`` has exited: why it died is the first question."""
+    if proc is None or proc.poll() is None:
+        return
+    if log is not None:
+        output = log.read_text(errors="replace")
+    else:
+        output = proc.stdout.read() if proc.stdout else ""
+        output = output.decode(errors="replace") if isinstance(output, bytes) else output
+    raise NotReady(f"{name} exited with {proc.returncode}:\n{output[-2000:]}")
+
+
+def wait_for_port(port: int, proc: subprocess.Popen | None = None, *, name: str = "the server",
+                  log: Path | None = None, timeout: float = 30.0, host: str = "127.0.0.1") -> None:
+    """Return once ``host:port`` accepts connections; raise :class:`NotReady` if ``proc`` dies first."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            socket.create_connection((host, port), timeout=0.5).close()
+            return
+        except OSError:
+            _died(proc, name, log)
+            time.sleep(0.05)
+    raise NotReady(f"{name} did not listen on {host}:{port} within {timeout:g} s")
+
+
+def wait_for_http(url: str, proc: subprocess.Popen | None = None, *, name: str | None = None,
+                  log: Path | None = None, timeout: float = 30.0) -> None:
+    """Return once a GET of ``url`` succeeds (2xx); raise :class:`NotReady` if ``proc`` dies first.
+
+    A port that accepts is not enough for a web app: gunicorn binds before its workers can answer.
+    """
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        _died(proc, name or url, log)
+        try:
+            with urllib.request.urlopen(url, timeout=2) as response:
+                response.read()
+                return
+        except (OSError, http.client.HTTPException):
+            time.sleep(0.2)
+    raise NotReady(f"{name or url} did not answer within {timeout:g} s")
+
+
+def stop_process(proc: subprocess.Popen, timeout: float = 30.0, *, group: bool = False) -> str:
+    """SIGTERM, wait up to ``timeout``, then SIGKILL: whatever state the process is in, it is gone after.
+
+    ``group=True`` signals its whole process group (started with ``start_new_session``), so
+    gunicorn's workers go too, even when the master has already died.  Returns what the process
+    wrote to a stdout pipe, for a failure message ("" when its output went elsewhere).
+    """
+    def send(signum: int) -> None:
+        try:
+            if group:
+                os.killpg(proc.pid, signum)
+            else:
+                proc.send_signal(signum)
+        except ProcessLookupError:
+            pass
+
+    if group or proc.poll() is None:
+        send(signal.SIGTERM)
+        try:
+            proc.wait(timeout)
+        except subprocess.TimeoutExpired:
+            send(signal.SIGKILL)
+            proc.wait(timeout)
+    return proc.stdout.read() if proc.stdout else ""
