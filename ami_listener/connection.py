@@ -82,8 +82,7 @@ class _Protocol(AMIProtocol):
             else:
                 events.append(msg)
         if events:
-            metrics.AMI_EVENTS.inc(len(events))
-            metrics.AMI_LAST_EVENT_TIMESTAMP.set(time.time())
+            metrics.ami_events_seen(len(events))
             self.sink(events)
             if any(m.get("Event") == "Shutdown" for m in events):
                 log.warning("Asterisk is shutting down; will reconnect")

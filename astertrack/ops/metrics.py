@@ -102,8 +102,20 @@ AMI_LAST_EVENT_AGE = Gauge(
     registry=REGISTRY,
     multiprocess_mode="livemin",
 )
+
+
+
+class _AmiStatus:
+    """What the listener's health check and the age gauge read: kept here, because a gauge's
+    value can only be read back through prometheus-client's private attributes."""
+
+    connected = False
+    last_event_at = 0.0  # Unix time; 0 = no event yet
+
+
+AMI_STATUS = _AmiStatus()
 AMI_LAST_EVENT_AGE.set_function(
-    lambda: (time.time() - AMI_LAST_EVENT_TIMESTAMP._value.get()) if AMI_LAST_EVENT_TIMESTAMP._value.get() else -1.0
+    lambda: time.time() - AMI_STATUS.last_event_at if AMI_STATUS.last_event_at else -1.0
 )
 AMI_EVENTS = Counter("astertrack_ami_events_total", "AMI events received", registry=REGISTRY)
 AMI_RECONNECTS = Counter("astertrack_ami_reconnects_total", "AMI (re)connections after the first", registry=REGISTRY)
@@ -118,13 +130,15 @@ CALLS_FINISHED = Counter(
 
 def ami_connected(connected: bool) -> None:
     """Call on login success (True) and on connection loss (False)."""
+    AMI_STATUS.connected = connected
     AMI_CONNECTED.set(1 if connected else 0)
 
 
-def ami_event_seen(now: float | None = None) -> None:
-    """Call once per received AMI event (cheap: two in-memory updates)."""
-    AMI_EVENTS.inc()
-    AMI_LAST_EVENT_TIMESTAMP.set(time.time() if now is None else now)
+def ami_events_seen(count: int = 1, now: float | None = None) -> None:
+    """Call once per read of AMI events (cheap: a few in-memory updates)."""
+    AMI_EVENTS.inc(count)
+    AMI_STATUS.last_event_at = time.time() if now is None else now
+    AMI_LAST_EVENT_TIMESTAMP.set(AMI_STATUS.last_event_at)
 
 
 def call_finished(outcome: str | None) -> None:
@@ -308,9 +322,9 @@ def ami_check(max_event_age: float | None = None) -> HealthCheck:
     """Healthy while logged in (and, if given, an event arrived within ``max_event_age`` s)."""
 
     def check() -> str:
-        if not AMI_CONNECTED._value.get():
+        if not AMI_STATUS.connected:
             raise RuntimeError("AMI not connected")
-        last = AMI_LAST_EVENT_TIMESTAMP._value.get()
+        last = AMI_STATUS.last_event_at
         age = time.time() - last if last else None
         if max_event_age is not None and age is not None and age > max_event_age:
             raise RuntimeError(f"no AMI event for {age:.0f} s")

@@ -129,12 +129,12 @@ def test_ami_state_and_event_age():
     metrics.ami_connected(False)
     assert metrics.health({"ami": metrics.ami_check()})[0] == 503
     metrics.ami_connected(True)
-    metrics.ami_event_seen(now=1000.0)
+    metrics.ami_events_seen(now=1000.0)
     age = metrics.REGISTRY.get_sample_value("astertrack_ami_last_event_age_seconds")
     assert age > 1_000_000  # measured from a 1970 timestamp: stale
     status, body = metrics.health({"ami": metrics.ami_check(max_event_age=600)})
     assert status == 503 and "no AMI event" in body["checks"]["ami"]["error"]
-    metrics.ami_event_seen()
+    metrics.ami_events_seen()
     assert metrics.REGISTRY.get_sample_value("astertrack_ami_last_event_age_seconds") < 5
     assert metrics.health({"ami": metrics.ami_check(max_event_age=600)})[0] == 200
     metrics.call_finished("answered")
