@@ -149,7 +149,7 @@ def floor_app():
         yield None
 
     allocation.start_with = canned_start
-    api.TrackerApi._executor = contextlib.contextmanager(no_database)
+    api.TrackerApi._connection = contextlib.contextmanager(no_database)
     return create_app()
 
 

@@ -43,7 +43,6 @@ from __future__ import annotations
 
 import hashlib
 import logging
-import weakref
 from pathlib import Path
 
 from flask import Flask, Response, request
@@ -56,7 +55,6 @@ from astertrack.db.engine import engine_from_config, make_session_factory, norma
 from tracker.api import HotPaths, TrackerApi
 from tracker.guard import RateLimiter
 from tracker.maintenance import Maintenance
-from tracker.rawpool import raw_pool_for
 from tracker.sitecache import SiteCache
 
 __all__ = ["create_app"]
@@ -76,9 +74,8 @@ def tracker_engine(config: Config) -> Engine:
       connection fails with 503 (the visitor keeps the page's own number) and the pool
       replaces the connection.
 
-    On PostgreSQL the three API endpoints run on ``tracker.rawpool`` (bare autocommit psycopg
-    connections with the same two settings); this engine serves the site cache, maintenance,
-    metrics and health.  On SQLite it serves everything.
+    The API endpoints take their connections from this engine's pool in autocommit mode (see
+    ``tracker.api``); the site cache, maintenance, metrics and health use it through Sessions.
     """
     db = config.values["database"]
     url = normalise_url(db["url"])
@@ -111,14 +108,8 @@ def create_app(config: Config | None = None, session_factory: sessionmaker[Sessi
     sites = SiteCache(session_factory, settings["site_cache_seconds"])
     limiter = RateLimiter(settings["rate_limit_per_minute"])
     maintenance = Maintenance(session_factory, settings["maintenance_seconds"], settings["sample_seconds"])
-    # Keep as many idle connections as the engine may open (pool_size + the same overflow), so
-    # a worker with more threads than pool_size does not reconnect on every burst.
-    raw_pool = raw_pool_for(session_factory.kw["bind"], 2 * config.values["database"]["pool_size"],
-                            settings["synchronous_commit"])
-    if raw_pool is not None:
-        weakref.finalize(app, raw_pool.close)
     api = TrackerApi(sites=sites, limiter=limiter, maintenance=maintenance, max_body=settings["max_body_bytes"],
-                     trust_xff=settings["trust_forwarded_for"], session_factory=session_factory, raw_pool=raw_pool)
+                     trust_xff=settings["trust_forwarded_for"], engine=session_factory.kw["bind"])
     snippet = SNIPPET_PATH.read_bytes()
     snippet_etag = hashlib.sha256(snippet).hexdigest()[:20]
     app.extensions["astertrack_tracker"] = {"sites": sites, "limiter": limiter, "maintenance": maintenance,

@@ -7,8 +7,10 @@ everything else, including other methods on the same URLs (405), to the Flask ap
 guards are the same either way: rate limit, body cap and JSON checks, site key, Origin
 against the site's domains, CORS on the answer.
 
-On PostgreSQL the work runs on a bare autocommit connection from ``RawPool``; elsewhere (SQLite)
-in a Session under ``BEGIN IMMEDIATE``, as before.
+Each request runs on one Connection from the tracker engine's pool (no Session: there is
+nothing for the ORM to track).  On PostgreSQL it is in autocommit mode, so the one-statement
+create and heartbeat cost one round trip (``allocation`` opens a transaction where several
+writes belong together); on SQLite the request is one transaction under ``BEGIN IMMEDIATE``.
 """
 
 from __future__ import annotations
@@ -21,8 +23,9 @@ from collections.abc import Callable, Iterable, Iterator
 from http import HTTPStatus
 from typing import Any
 
+from sqlalchemy import Connection
+from sqlalchemy.engine import Engine
 from sqlalchemy.exc import OperationalError
-from sqlalchemy.orm import Session, sessionmaker
 
 from astertrack.db.types import utcnow
 from astertrack.dni import allocation
@@ -30,19 +33,12 @@ from astertrack.dni.sources import SiteRouting
 from astertrack.phones import format_display
 from tracker.guard import BadRequest, RateLimiter, client_ip, origin_allowed, read_json_body
 from tracker.maintenance import Maintenance
-from tracker.rawpool import RawPool
 from tracker.sitecache import SiteCache
-
-try:
-    from psycopg import OperationalError as RawOperationalError
-except ImportError:  # SQLite-only installs
-    class RawOperationalError(Exception):  # type: ignore[no-redef]
-        """Never raised: there is no psycopg."""
 
 log = logging.getLogger(__name__)
 
 Answer = tuple[int, list[tuple[str, str]], bytes]
-Action = Callable[[Any, SiteRouting, dict[str, Any], dict[str, Any]], Answer]
+Action = Callable[[Connection, SiteRouting, dict[str, Any], dict[str, Any]], Answer]
 _STATUS_LINES = {status.value: f"{status.value} {status.phrase}" for status in HTTPStatus}
 _JSON = ("Content-Type", "application/json")
 _DEBUG_FIELDS = ("utm_source", "utm_medium", "utm_campaign", "utm_content", "utm_term", "keyword", "referrer",
@@ -86,31 +82,26 @@ def _content_length(environ: dict[str, Any]) -> int | None:
 
 class TrackerApi:
     def __init__(self, *, sites: SiteCache, limiter: RateLimiter, maintenance: Maintenance, max_body: int,
-                 trust_xff: bool, session_factory: sessionmaker[Session], raw_pool: RawPool | None):
+                 trust_xff: bool, engine: Engine):
         self.sites = sites
         self.limiter = limiter
         self.maintenance = maintenance
         self.max_body = max_body
         self.trust_xff = trust_xff
-        self.session_factory = session_factory
-        self.raw_pool = raw_pool
+        if engine.dialect.name == "postgresql":
+            engine = engine.execution_options(isolation_level="AUTOCOMMIT")
+        else:
+            engine = engine.execution_options(sqlite_begin="IMMEDIATE")  # the write lock up front
+        self.engine = engine  # shares the pool of the engine it was made from
         self.actions: dict[str, Action] = {"/v/start": self.start, "/v/ping": self.ping, "/v/leave": self.leave}
 
     # ------------------------------------------------------------ plumbing
 
     @contextlib.contextmanager
-    def _executor(self) -> Iterator[Any]:
-        if self.raw_pool is not None:
-            with self.raw_pool.connection() as raw:
-                yield allocation.raw_executor(raw, self.raw_pool.dialect)
-            return
-        with self.session_factory() as db:
-            try:
-                yield allocation.session_executor(db)
-                db.commit()
-            except BaseException:
-                db.rollback()
-                raise
+    def _connection(self) -> Iterator[Connection]:
+        with self.engine.connect() as conn:
+            yield conn
+            conn.commit()  # SQLite's transaction; a no-op in autocommit
 
     def answer(self, path: str, environ: dict[str, Any]) -> Answer:
         """Guards, then the action; every refusal is JSON ``{"error": ...}``."""
@@ -133,45 +124,45 @@ class TrackerApi:
                 raise BadRequest(404, "unknown site key")
             if origin is not None and not origin_allowed(origin, site.domains):
                 return json_answer({"error": "origin not allowed for this site"}, 403)
-            with self._executor() as ex:
-                answer = action(ex, site, data, environ)
+            with self._connection() as conn:
+                answer = action(conn, site, data, environ)
             return _with_cors(answer, origin)
         except BadRequest as exc:
             return _with_cors(json_answer({"error": exc.message}, exc.status), origin)
-        except (OperationalError, RawOperationalError):
+        except OperationalError:
             log.exception("database unavailable")
             return _with_cors(json_answer({"error": "temporarily unavailable"}, 503), origin)
 
     # ------------------------------------------------------------ actions
 
-    def start(self, ex: Any, site: SiteRouting, data: dict[str, Any], environ: dict[str, Any]) -> Answer:
+    def start(self, conn: Connection, site: SiteRouting, data: dict[str, Any], environ: dict[str, Any]) -> Answer:
         visit = allocation.clean_visit(data)
         visit["ip"] = allocation.clean_text(client_ip(environ, self.trust_xff), 45)
         header_ua = environ.get("HTTP_USER_AGENT")
         if header_ua:
             visit["user_agent"] = allocation.clean_text(header_ua, allocation.VISIT_FIELDS["user_agent"])
-        offer = allocation.start_with(ex, site, visit, utcnow(),
+        offer = allocation.start_with(conn, site, visit, utcnow(),
                                       session_public_id=allocation.clean_text(data.get("sid"), 32),
                                       webdriver=data.get("wd") is True, interacted=data.get("interacted") is True,
                                       new_visitor=data.get("new") is True)
         return json_answer(_offer_body(site, offer, data.get("debug") is True, visit))
 
-    def ping(self, ex: Any, site: SiteRouting, data: dict[str, Any], environ: dict[str, Any]) -> Answer:
+    def ping(self, conn: Connection, site: SiteRouting, data: dict[str, Any], environ: dict[str, Any]) -> Answer:
         sid = allocation.clean_text(data.get("sid"), 32)
         if not sid:
             raise BadRequest(400, "missing session id: field 'sid'")
-        offer = allocation.heartbeat_with(ex, site, sid, utcnow(),
+        offer = allocation.heartbeat_with(conn, site, sid, utcnow(),
                                           current_page=allocation.clean_text(data.get("page"), 2048),
                                           interacted=data.get("interacted") is True)
         if offer is None or not offer.live:
             return json_answer({"live": False})
         return json_answer(_offer_body(site, offer, data.get("debug") is True))
 
-    def leave(self, ex: Any, site: SiteRouting, data: dict[str, Any], environ: dict[str, Any]) -> Answer:
+    def leave(self, conn: Connection, site: SiteRouting, data: dict[str, Any], environ: dict[str, Any]) -> Answer:
         sid = allocation.clean_text(data.get("sid"), 32)
         if not sid:
             raise BadRequest(400, "missing session id: field 'sid'")
-        allocation.unload_with(ex, site, sid, utcnow())
+        allocation.unload_with(conn, site, sid, utcnow())
         return 204, [], b""
 
 

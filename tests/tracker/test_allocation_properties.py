@@ -230,13 +230,13 @@ def test_heartbeat_racing_a_takeover_does_not_keep_a_released_number(session_fac
     with session_scope(session_factory) as db:
         offer = allocation.start(db, site, allocation.clean_visit({"visitor_id": "a", "user_agent": UA}), T0)
     with session_scope(session_factory) as db:
-        row = allocation._find_session(allocation._executor(db), site, offer.session_id, None, T0)
+        row = allocation._find_session(db.connection(), site, offer.session_id, None, T0)
         assert row.a_id is not None
     with session_scope(session_factory) as db:
         number_id = db.scalar(select(TrackingNumber.id).where(TrackingNumber.number == offer.number))
         assert allocation.release_for_call(db, number_id, T0 + dt.timedelta(seconds=1))
     with session_scope(session_factory) as db:
-        assert allocation._extend(allocation._executor(db), site, row, T0 + dt.timedelta(seconds=2)) is None
+        assert allocation._extend(db.connection(), site, row, T0 + dt.timedelta(seconds=2)) is None
     with session_scope(session_factory) as db:
         again = allocation.heartbeat(db, site, offer.session_id, T0 + dt.timedelta(seconds=3))
     assert again.kind == "pool" and again.number == offer.number  # freed by the call, taken again

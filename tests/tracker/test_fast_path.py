@@ -1,6 +1,6 @@
-"""The PostgreSQL hot path: one-statement create and heartbeat, bare autocommit connections,
-plain-WSGI endpoints.  Each is checked for doing the same thing as the general path, and for
-handing over to it whenever the one statement cannot decide."""
+"""The PostgreSQL hot path: one-statement create and heartbeat, autocommit connections from
+the engine's pool, plain-WSGI endpoints.  Each is checked for doing the same thing as the
+general path, and for handing over to it whenever the one statement cannot decide."""
 
 from __future__ import annotations
 
@@ -126,29 +126,26 @@ def test_common_heartbeat_slides_the_hold_and_a_navigation_counts_a_page_view(db
     assert late.kind == "pool" and late.live
 
 
-def test_tracker_uses_bare_autocommit_connections_with_the_tuned_settings(db_url, session, session_factory):
+def test_tracker_connections_autocommit_with_the_tuned_settings(db_url):
     _pg_only(db_url)
-    app = create_app(tracker_config(db_url, synchronous_commit=False), session_factory=session_factory)
-    pool = app.extensions["astertrack_tracker"]["api"].raw_pool
-    assert pool is not None
-    with pool.connection() as conn:
-        assert conn.autocommit
-        assert conn.execute("SHOW synchronous_commit").fetchone()[0] == "off"
-        assert conn.execute("SHOW plan_cache_mode").fetchone()[0] == "force_generic_plan"
-    pool.close()
-
-
-def test_sqlite_keeps_the_session_path(db_url, session_factory):
-    if not db_url.startswith("sqlite"):
-        pytest.skip("SQLite only")
-    app = create_app(tracker_config(db_url), session_factory=session_factory)
-    assert app.extensions["astertrack_tracker"]["api"].raw_pool is None
+    app = create_app(tracker_config(db_url, synchronous_commit=False))
+    engine = app.extensions["astertrack_tracker"]["api"].engine
+    try:
+        with engine.connect() as conn:
+            assert conn.exec_driver_sql("SHOW synchronous_commit").scalar() == "off"
+            assert conn.exec_driver_sql("SHOW plan_cache_mode").scalar() == "force_generic_plan"
+            # autocommit: every statement is a transaction of its own (inside one transaction,
+            # now() would keep the transaction's start time)
+            first = conn.exec_driver_sql("SELECT now()").scalar()
+            assert conn.exec_driver_sql("SELECT now()").scalar() > first
+    finally:
+        engine.dispose()
 
 
 def test_a_dropped_database_connection_answers_503_then_recovers(db_url, session, session_factory):
     _pg_only(db_url)
     site = make_site(session, 3)
-    app = create_app(tracker_config(db_url), session_factory=session_factory)
+    app = create_app(tracker_config(db_url))  # the tracker's own engine: no pre-ping
     body = {"k": site.public_key, "visitor_id": "x", "new": True}
     with serve(app) as url:
         assert post(f"{url}/v/start", body, {"User-Agent": UA})[0] == 200
@@ -160,7 +157,7 @@ def test_a_dropped_database_connection_answers_503_then_recovers(db_url, session
         assert status == 503 and payload == {"error": "temporarily unavailable"}
         status, payload, _ = post(f"{url}/v/start", body, {"User-Agent": UA})
         assert status == 200 and payload["kind"] == "pool"
-    app.extensions["astertrack_tracker"]["api"].raw_pool.close()
+    app.extensions["astertrack_tracker"]["api"].engine.dispose()
 
 
 def test_hot_endpoints_keep_flask_answers_for_other_methods_and_bodies(session, tracker_url):
@@ -181,3 +178,22 @@ def test_hot_endpoints_keep_flask_answers_for_other_methods_and_bodies(session, 
     assert int(headers["Content-Length"]) == len(json.dumps(payload, ensure_ascii=False, separators=(",", ":")))
     status, payload, _ = post(f"{tracker_url}/v/leave", {"k": site.public_key, "sid": payload["sid"]})
     assert status == 204 and payload is None
+
+
+def test_writes_that_belong_together_get_a_transaction_on_an_autocommit_connection(db_url):
+    _pg_only(db_url)
+    app = create_app(tracker_config(db_url))
+    engine = app.extensions["astertrack_tracker"]["api"].engine
+    try:
+        with engine.connect() as conn:
+            conn.exec_driver_sql("SELECT 1")
+            with allocation._atomic(conn):
+                first = conn.exec_driver_sql("SELECT now()").scalar()
+                assert conn.exec_driver_sql("SELECT now()").scalar() == first  # one transaction
+            assert conn.exec_driver_sql("SELECT now()").scalar() > first  # autocommit again
+            with pytest.raises(ZeroDivisionError), allocation._atomic(conn):
+                conn.exec_driver_sql("CREATE TEMP TABLE probe (x int)")
+                raise ZeroDivisionError
+            assert conn.exec_driver_sql("SELECT to_regclass('pg_temp.probe') IS NULL").scalar()  # rolled back
+    finally:
+        engine.dispose()
