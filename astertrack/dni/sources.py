@@ -34,6 +34,8 @@ MATCH_FIELDS = (
     "gclid", "yclid", "fbclid", "referrer", "referrer_host", "landing_page", "keyword",
 )
 OPS = ("equals", "contains", "prefix", "regex", "present", "absent")
+VALUELESS_OPS = ("present", "absent")  # their ``value`` is ignored
+SOURCE_KINDS = ("static", "dynamic")  # a fixed number of its own, or numbers drawn from a pool
 # Query parameters search engines put the user's query in (Google q, Yandex text, Bing q,
 # Mail.ru q, Yahoo p, Baidu wd, DuckDuckGo q, Rambler query).
 _SEARCH_QUERY_PARAMS = ("q", "text", "query", "p", "wd", "searchfor", "etext")
@@ -44,7 +46,7 @@ _MAX_MATCH_INPUT = 2048
 class SourceRule:
     id: int
     name: str
-    kind: str  # static|dynamic
+    kind: str  # one of SOURCE_KINDS
     channel: str | None
     priority: int
     conditions: tuple[tuple[str, str, str], ...]

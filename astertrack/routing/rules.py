@@ -30,7 +30,10 @@ from astertrack.routing.schedule import is_open
 STRATEGIES = ("round_robin", "least_recent", "fewest_today", "ring_all", "queue")
 FREE_STATES = frozenset({"NOT_INUSE"})
 RETRY_STATUSES = frozenset({"NOANSWER", "BUSY", "CHANUNAVAIL", "CONGESTION"})
-DESTINATION_KINDS = ("dial", "queue", "voicemail", "context")
+DESTINATION_KINDS = ("dial", "queue", "voicemail", "context")  # the [astertrack-fallback] branches
+# The ``match`` keys ``rule_matches`` reads; ``vip`` takes true/false, the others a list.
+MATCH_KEYS = ("dids", "source_ids", "source_names", "utm_campaign", "landing_contains", "caller_numbers",
+              "caller_tags", "vip")
 _DEST_TARGET = re.compile(r"^[A-Za-z0-9_./@&:+#*-]{1,150}$")
 EPOCH = dt.datetime(1970, 1, 1, tzinfo=dt.UTC)
 

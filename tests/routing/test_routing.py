@@ -139,3 +139,19 @@ def test_fallback_and_after_hours_precedence():
     assert str(after_hours_for(rule(1, fallback_destination="queue:sales"), None)) == "queue:sales"
     assert str(fallback_for(rule(1, fallback_destination="bad,one"), "PJSIP/200")) == "dial:PJSIP/200"
     assert fallback_for(None, "") is None
+
+
+def test_every_destination_kind_has_a_branch_in_the_shipped_dialplan():
+    """The admin accepts exactly rules.DESTINATION_KINDS; each must be routed by [astertrack-fallback]
+    (a kind without a branch would fall through to the default dial)."""
+    from pathlib import Path
+
+    from astertrack.routing import rules
+
+    conf = (Path(__file__).resolve().parents[2] / "asterisk-conf" / "extensions_astertrack.conf").read_text()
+    fallback = conf[conf.index("[astertrack-fallback]"):]
+    for kind in rules.DESTINATION_KINDS:
+        assert f'GotoIf($["${{AT_KIND}}" = "{kind}"]?{kind})' in fallback, kind
+        assert f" same => n({kind})," in fallback, kind
+    for unrouted in ("goto", "hangup"):
+        assert rules.parse_destination(f"{unrouted}:x").kind == "dial"  # why the admin refuses them
