@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from flask import Flask, current_app, g
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, sessionmaker
 
 from astertrack.db.engine import make_engine, make_session_factory
@@ -32,3 +33,13 @@ def close_session(exc: BaseException | None = None) -> None:
         if exc is not None:
             session.rollback()
         session.close()
+
+
+def commit_or_conflict(session: Session) -> bool:
+    """Commit; on a unique or foreign-key violation roll back and return False (the form says why)."""
+    try:
+        session.commit()
+    except IntegrityError:
+        session.rollback()
+        return False
+    return True

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import re
+from html.parser import HTMLParser
+
 from astertrack.db.models import Manager, ManagerGroup, RoutingRule, Site, Source, User
 from astertrack.passwords import verify_password
 from tests.webadmin.conftest import AuthActions
@@ -60,7 +63,12 @@ def test_edit_manager_groups_and_schedule(client, auth, data, db):
     anna = db.get(Manager, data.anna)
     assert anna.name == "Anna K" and [g.name for g in anna.groups] == ["Sales"]
     assert anna.schedule == {"mon": [["09:00", "18:00"]]}
-    form["schedule"] = '{"mon": [["18:00", "09:00"]]}'
+    form["schedule"] = '{"mon": [["09:00", "09:00"]]}'
+    assert auth.post(f"/settings/managers/{data.anna}", form, page="/settings/managers/").status_code == 400
+    # what the engine reads (astertrack.routing.schedule) is accepted: a span past midnight, closed dates
+    form["schedule"] = '{"fri": [["22:00", "02:00"]], "closed_dates": ["2026-12-31"]}'
+    assert auth.post(f"/settings/managers/{data.anna}", form, page="/settings/managers/").status_code == 302
+    form["schedule"] = '{"closed_dates": ["31.12.2026"]}'
     assert auth.post(f"/settings/managers/{data.anna}", form, page="/settings/managers/").status_code == 400
     form["endpoint"] = "PJSIP/101; rm -rf"
     response = auth.post(f"/settings/managers/{data.anna}", form, page="/settings/managers/")
@@ -122,22 +130,61 @@ def test_supervisor_cannot_post_settings(client, auth, data, db):
     assert db.query(Site).filter_by(name="Blog").count() == 0
 
 
+class _FormFields(HTMLParser):
+    """What a browser would submit for a form left as shown: inputs, checked boxes, selected options."""
+
+    def __init__(self):
+        super().__init__()
+        self.values: dict[str, object] = {}
+        self._select: str | None = None
+        self._textarea: str | None = None
+        self._multiple = False
+
+    def handle_starttag(self, tag, attrs):
+        a = dict(attrs)
+        if tag == "input" and a.get("name") and a.get("type") != "checkbox":
+            self.values[a["name"]] = a.get("value", "")
+        elif tag == "input" and a.get("name") and "checked" in a:
+            self.values[a["name"]] = a.get("value", "on")
+        elif tag == "textarea":
+            self._textarea = a["name"]
+            self.values[a["name"]] = ""
+        elif tag == "select":
+            self._select, self._multiple = a["name"], "multiple" in a
+            self.values[a["name"]] = [] if self._multiple else None
+        elif tag == "option" and self._select:
+            current = self.values[self._select]
+            if self._multiple:
+                if "selected" in a:
+                    current.append(a["value"])
+            elif "selected" in a or current is None:
+                self.values[self._select] = a["value"]
+
+    def handle_endtag(self, tag):
+        if tag == "select":
+            self._select = None
+        elif tag == "textarea":
+            self._textarea = None
+
+    def handle_data(self, data):
+        if self._textarea:
+            self.values[self._textarea] += data
+
+
+def shown_form(page: str) -> dict[str, object]:
+    parser = _FormFields()
+    parser.feed(page)
+    return {name: value for name, value in parser.values.items() if name != "csrf_token" and value is not None}
+
+
 def test_new_forms_submit_as_shown(client, auth, data, db):
     """Every "new" form, submitted with only its required text filled, saves (defaults are valid)."""
-    import re
-
     auth.login("admin")
     required = {"sites": {"name": "Second"}, "pools": {"name": "P2"}, "sources": {"name": "S2"},
                 "numbers": {"number": "+74957000000"}, "managers": {"name": "Vera", "endpoint": "PJSIP/103"},
                 "groups": {"name": "Support"}, "rules": {"name": "Default"}}
     for slug, extra in required.items():
-        page = client.get(f"/settings/{slug}/new").data.decode()
-        form = dict(re.findall(r'<input id="f-(\w+)" name="\w+" value="([^"]*)"', page))
-        form.update({name: value for name, value in re.findall(r'<textarea id="f-(\w+)" name="\w+"[^>]*>([^<]*)</textarea>', page)})
-        for name, select in re.findall(r'<select id="f-(\w+)" name="\w+">(.*?)</select>', page, re.S):
-            chosen = re.search(r'<option value="([^"]*)" selected', select) or re.search(r'<option value="([^"]+)"', select)
-            form[name] = chosen.group(1) if chosen else ""
-        form.update(extra)
+        form = {**shown_form(client.get(f"/settings/{slug}/new").data.decode()), **extra}
         response = auth.post(f"/settings/{slug}/new", form, page=f"/settings/{slug}/new")
         assert response.status_code == 302, (slug, re.findall(r'<p class="error">([^<]*)</p>', response.data.decode()))
 

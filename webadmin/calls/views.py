@@ -7,7 +7,7 @@ from flask import abort, current_app, render_template, request, send_file
 from flask_login import current_user
 from sqlalchemy import select
 
-from astertrack.db.models import CallEvent, Tag, Transcript
+from astertrack.db.models import CallerProfile, CallEvent, Tag, Transcript
 from astertrack.phones import try_normalize
 from astertrack.reporting import reports
 from astertrack.routing.recording import resolve_recording
@@ -88,7 +88,16 @@ def card(call_id: int):
     transcript = db.scalars(select(Transcript).where(Transcript.call_id == call.id)).first()
     count, previous = reports.previous_calls(db, call)
     return render_template("calls/card.html", call=call, session=call.session, timeline=timeline, transcript=transcript,
-                           previous=previous, previous_count=count, has_recording=_recording_file(call) is not None)
+                           previous=previous, previous_count=count, has_recording=_recording_file(call) is not None,
+                           profile=_caller_profile(call))
+
+
+def _caller_profile(call) -> CallerProfile | None:
+    """The caller's profile (VIP, tags) as routing sees it: one per site and number."""
+    if not call.caller_number:
+        return None
+    site = CallerProfile.site_id.is_(None) if call.site_id is None else CallerProfile.site_id == call.site_id
+    return get_session().scalars(select(CallerProfile).where(site, CallerProfile.number == call.caller_number)).first()
 
 
 def _recording_file(call):

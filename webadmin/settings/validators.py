@@ -1,4 +1,9 @@
-"""Validation of the structured settings (JSON rules and schedules) with messages an admin can act on."""
+"""Validation of the structured settings (JSON rules, schedules, destinations) with messages an
+admin can act on.  What is valid is what the engine reads: source rules go through
+``astertrack.dni.sources.parse_conditions``, schedules through ``astertrack.routing.schedule.validate``,
+destinations through ``astertrack.routing.rules.parse_destination``, routing-rule keys come from
+``rules.MATCH_KEYS``.  The admin is stricter only where the engine would accept something it then
+cannot use (an empty regex value, a destination kind the dialplan has no branch for)."""
 
 from __future__ import annotations
 
@@ -8,15 +13,22 @@ from typing import Any
 from urllib.parse import urlsplit
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
+from astertrack.dni import sources
 from astertrack.phones import PhoneNumberError, normalize
+from astertrack.routing import rules
+from astertrack.routing import schedule as hours
 
-DAYS = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
-RULE_OPS = ("equals", "contains", "prefix", "regex")
-RULE_FIELD = re.compile(r"^[a-z_]{2,40}$")
-ROUTING_MATCH_KEYS = ("dids", "source_ids", "utm_campaign", "landing_contains", "caller_numbers", "caller_tags")
 ENDPOINT = re.compile(r"^[A-Za-z0-9]{2,10}/[A-Za-z0-9_.@+-]{1,80}$")
-DESTINATION = re.compile(r"^(queue|voicemail|dial|hangup|goto):[A-Za-z0-9_.@/,+&-]{0,190}$")
-HHMM = re.compile(r"^([01]\d|2[0-3]):[0-5]\d$|^24:00$")
+# What each destination kind's dialplan application can take, beyond the engine's safe character set.
+DESTINATION_TARGETS = {
+    "dial": re.compile(r"^[A-Za-z0-9]{2,10}/[^&/]+(&[A-Za-z0-9]{2,10}/[^&/]+)*$"),  # Dial(PJSIP/101&PJSIP/102)
+    "queue": re.compile(r"^[A-Za-z0-9_.-]+$"),  # Queue(sales)
+    "voicemail": re.compile(r"^[A-Za-z0-9_.-]+(@[A-Za-z0-9_.-]+)?$"),  # VoiceMail(100@default)
+    "context": re.compile(r"^[A-Za-z0-9_.-]+$"),  # Goto(ivr-main,s,1)
+}
+DESTINATION_EXAMPLES = {"dial": "dial:PJSIP/200", "queue": "queue:sales", "voicemail": "voicemail:100@default",
+                        "context": "context:ivr-main"}
+TAG = re.compile(r"^[^\x00-\x1f<>]{1,40}$")
 
 
 def parse_json(raw: str, empty: Any) -> Any:
@@ -30,55 +42,70 @@ def parse_json(raw: str, empty: Any) -> Any:
 
 
 def match_rules(raw: str) -> list[dict[str, str]]:
-    rules = parse_json(raw, [])
-    if not isinstance(rules, list):
+    """A source's conditions, as ``astertrack.dni.sources`` reads them (a rule it could not read
+    would make the tracker skip the whole source)."""
+    items = parse_json(raw, [])
+    if not isinstance(items, list):
         raise ValueError('expected a list such as [{"field": "utm_source", "op": "equals", "value": "yandex"}]')
-    for i, rule in enumerate(rules, 1):
-        if not isinstance(rule, dict) or set(rule) - {"field", "op", "value"}:
+    for i, item in enumerate(items, 1):
+        if not isinstance(item, dict) or set(item) - {"field", "op", "value"}:
             raise ValueError(f"rule {i}: use only the keys field, op, value")
-        if not RULE_FIELD.match(str(rule.get("field", ""))):
-            raise ValueError(f"rule {i}: field must be a visit field such as utm_source, referrer, landing_page")
-        if rule.get("op") not in RULE_OPS:
-            raise ValueError(f"rule {i}: op must be one of {', '.join(RULE_OPS)}")
-        if not isinstance(rule.get("value"), str) or not rule["value"]:
+        if item.get("field") not in sources.MATCH_FIELDS:
+            raise ValueError(f"rule {i}: field must be one of {', '.join(sources.MATCH_FIELDS)}")
+        if item.get("op", "equals") not in sources.OPS:
+            raise ValueError(f"rule {i}: op must be one of {', '.join(sources.OPS)}")
+        op = item.get("op", "equals")
+        if op not in sources.VALUELESS_OPS and (not isinstance(item.get("value"), str) or not item["value"]):
             raise ValueError(f"rule {i}: value must be non-empty text")
-        if rule["op"] == "regex":
+        if op == "regex":
             try:
-                re.compile(rule["value"])
+                re.compile(item["value"])
             except re.error as exc:
                 raise ValueError(f"rule {i}: bad regular expression: {exc}") from None
-    return rules
+    sources.parse_conditions(items)  # the engine's own reading must agree
+    return items
 
 
-def schedule(raw: str) -> dict[str, list[list[str]]]:
+def schedule(raw: str) -> dict[str, list[Any]]:
     value = parse_json(raw, {})
     if not isinstance(value, dict):
-        raise ValueError('expected an object such as {"mon": [["09:00", "18:00"]]}')
-    for day, spans in value.items():
-        if day not in DAYS:
-            raise ValueError(f"unknown day {day!r}; use {', '.join(DAYS)}")
-        if not isinstance(spans, list):
-            raise ValueError(f"{day}: expected a list of [start, end] pairs")
-        for span in spans:
-            if (not isinstance(span, list) or len(span) != 2 or not all(isinstance(t, str) and HHMM.match(t) for t in span)
-                    or span[0] >= span[1]):
-                raise ValueError(f"{day}: {span!r} is not a [\"HH:MM\", \"HH:MM\"] pair with start before end")
+        raise ValueError('expected an object such as {"mon": [["09:00", "18:00"]], "closed_dates": ["2026-12-31"]}')
+    for key, items in value.items():
+        if not isinstance(items, list):
+            raise ValueError(f"{key}: expected a list")
+        if key in hours.DAYS:
+            for span in items:
+                if isinstance(span, list) and len(span) == 2 and span[0] == span[1]:
+                    raise ValueError(f"{key}: {span!r} is empty (start equals end; an end before the start "
+                                     f"spans midnight)")
+    try:
+        hours.validate(value)
+    except hours.ScheduleError as exc:
+        raise ValueError(str(exc)) from None
+    except (TypeError, ValueError):
+        raise ValueError('expected {"mon": [["09:00", "18:00"]]} pairs of "HH:MM" times') from None
     return value
 
 
-def routing_match(raw: str) -> dict[str, list[Any]]:
+def routing_match(raw: str) -> dict[str, Any]:
     value = parse_json(raw, {})
     if not isinstance(value, dict):
         raise ValueError('expected an object such as {"source_ids": [1, 2], "utm_campaign": ["brand"]}')
     for key, items in value.items():
-        if key not in ROUTING_MATCH_KEYS:
-            raise ValueError(f"unknown key {key!r}; use {', '.join(ROUTING_MATCH_KEYS)}")
+        if key not in rules.MATCH_KEYS:
+            raise ValueError(f"unknown key {key!r}; use {', '.join(rules.MATCH_KEYS)}")
+        if key == "vip":
+            if not isinstance(items, bool):
+                raise ValueError("vip: expected true or false")
+            continue
         if not isinstance(items, list) or not items:
             raise ValueError(f"{key}: expected a non-empty list")
-        if key == "source_ids" and not all(isinstance(i, int) for i in items):
+        if key == "source_ids" and not all(isinstance(i, int) and not isinstance(i, bool) for i in items):
             raise ValueError("source_ids: expected numbers (source ids)")
         if key in ("dids", "caller_numbers"):
             value[key] = [normalize(str(i)) for i in items]
+        elif key != "source_ids" and not all(isinstance(i, str) and i.strip() for i in items):
+            raise ValueError(f"{key}: expected non-empty texts")
     return value
 
 
@@ -106,12 +133,24 @@ def endpoint(raw: str) -> str:
 
 
 def destination(raw: str) -> str | None:
+    """``kind:target`` for a kind the dialplan's fallback branch handles; a bare ``PJSIP/200`` is
+    stored as ``dial:PJSIP/200`` (what the engine reads it as)."""
     raw = raw.strip()
     if not raw:
         return None
-    if not DESTINATION.match(raw):
-        raise ValueError("expected kind:value such as queue:sales, voicemail:100@default, dial:PJSIP/200")
-    return raw
+    kinds = ", ".join(rules.DESTINATION_KINDS)
+    kind, sep, _target = raw.partition(":")
+    if sep and kind not in rules.DESTINATION_KINDS and re.fullmatch(r"[A-Za-z_]+", kind):
+        raise ValueError(f"unknown kind {kind!r}: the call router only routes {kinds}")
+    try:
+        parsed = rules.parse_destination(raw)
+    except rules.DestinationError:
+        parsed = None
+    pattern = DESTINATION_TARGETS.get(parsed.kind) if parsed else None
+    if parsed is None or (pattern is not None and not pattern.match(parsed.target)):
+        examples = ", ".join(DESTINATION_EXAMPLES.get(k, k + ":...") for k in rules.DESTINATION_KINDS)
+        raise ValueError(f"expected kind:target with kind one of {kinds}, e.g. {examples}")
+    return str(parsed)
 
 
 def phone(raw: str) -> str | None:
@@ -130,3 +169,14 @@ def phone_list(raw: str) -> list[str]:
 
 def text_list(raw: str) -> list[str]:
     return [part.strip() for part in re.split(r"[\n,]+", raw or "") if part.strip()]
+
+
+def tag_list(raw: str) -> list[str]:
+    """Caller tags, one per line or comma-separated; repeats (any case) kept once."""
+    tags: list[str] = []
+    for tag in text_list(raw):
+        if not TAG.match(tag):
+            raise ValueError(f"tag {tag[:40]!r}: 1-40 characters, no < or >")
+        if tag.casefold() not in {t.casefold() for t in tags}:
+            tags.append(tag)
+    return tags

@@ -3,13 +3,12 @@ from __future__ import annotations
 from flask import abort, current_app, flash, redirect, render_template, request, url_for
 from flask_babel import gettext as _
 from sqlalchemy import select
-from sqlalchemy.exc import IntegrityError
 
 from astertrack.ops import retention
-from webadmin.db import get_session
+from webadmin.db import commit_or_conflict, get_session
 from webadmin.security import roles_required
 from webadmin.settings import bp
-from webadmin.settings.crud import ENTITIES, Entity, parse_form
+from webadmin.settings.crud import ENTITIES, Entity
 
 
 def _entity(slug: str) -> Entity:
@@ -17,28 +16,6 @@ def _entity(slug: str) -> Entity:
     if entity is None:
         abort(404)
     return entity
-
-
-def _defaults(entity: Entity) -> dict:
-    values = {}
-    for f in entity.fields:
-        column = entity.model.__table__.c.get(f.name)
-        default = column.default if column is not None else None
-        if default is not None and default.is_scalar:
-            values[f.name] = default.arg
-        elif f.kind == "bool":
-            values[f.name] = False
-    return values
-
-
-class _Blank:
-    """A stand-in object for the "new" form, carrying column defaults."""
-
-    def __init__(self, values: dict):
-        self.__dict__.update(values)
-
-    def __getattr__(self, name):
-        return None
 
 
 @bp.get("/")
@@ -59,7 +36,7 @@ def listing(slug: str):
     entity = _entity(slug)
     db = get_session()
     rows = db.scalars(select(entity.model).order_by(entity.order_by).limit(2000)).all()
-    labels = {f.name: dict(f.options(db)) for f in entity.fields if f.kind == "fk"}
+    labels = entity.form(formdata=None).load(db).labels()
     return render_template("settings/list.html", entity=entity, rows=rows, labels=labels)
 
 
@@ -82,32 +59,23 @@ def edit(slug: str, obj_id: int):
 
 def _edit(entity: Entity, obj):
     db = get_session()
-    errors: dict[str, str] = {}
-    submitted = None
+    form = entity.form(obj=obj, data=None if obj is not None else entity.defaults()).load(db)
+    status = 200
     if request.method == "POST":
-        values, errors = parse_form(entity, request.form, db)
-        submitted = request.form
-        if not errors:
+        if form.validate():
             target = obj if obj is not None else entity.model()
-            for name, value in values.items():
+            for name, value in form.values(db).items():
                 setattr(target, name, value)
             if obj is None:
                 db.add(target)
-            try:
-                db.commit()
-            except IntegrityError:
-                db.rollback()
-                flash(_("Not saved: another record already uses one of these unique values (name or number)."), "error")
-                status = 409
-            else:
+            if commit_or_conflict(db):
                 flash(_("Saved. The change applies to the next call and the next page view."), "ok")
                 return redirect(url_for("settings.listing", slug=entity.slug))
+            flash(_("Not saved: another record already uses one of these unique values (name or number)."), "error")
+            status = 409
         else:
             status = 400
-        return render_template("settings/edit.html", entity=entity, obj=obj or _Blank(_defaults(entity)), errors=errors,
-                               submitted=submitted, db=db), status
-    return render_template("settings/edit.html", entity=entity, obj=obj or _Blank(_defaults(entity)), errors=errors,
-                           submitted=None, db=db)
+    return render_template("settings/edit.html", entity=entity, obj=obj, form=form), status
 
 
 @bp.post("/<slug>/<int:obj_id>/delete")
@@ -119,11 +87,8 @@ def delete(slug: str, obj_id: int):
     if obj is None:
         abort(404)
     db.delete(obj)
-    try:
-        db.commit()
-    except IntegrityError:
-        db.rollback()
-        flash(_("Cannot delete: other records still refer to it."), "error")
-    else:
+    if commit_or_conflict(db):
         flash(_("Deleted."), "ok")
+    else:
+        flash(_("Cannot delete: other records still refer to it."), "error")
     return redirect(url_for("settings.listing", slug=entity.slug))

@@ -6,11 +6,10 @@ from flask import abort, flash, redirect, render_template, request, url_for
 from flask_babel import gettext as _
 from flask_login import current_user
 from sqlalchemy import select
-from sqlalchemy.exc import IntegrityError
 
 from astertrack.db.models import Manager, User
 from astertrack.passwords import MIN_LENGTH, hash_password
-from webadmin.db import get_session
+from webadmin.db import commit_or_conflict, get_session
 from webadmin.i18n import LOCALES
 from webadmin.security import ROLES, roles_required
 from webadmin.users import bp
@@ -74,13 +73,9 @@ def _edit(user: User | None):
                 target.password_hash = hash_password(password)
             if user is None:
                 db.add(target)
-            try:
-                db.commit()
-            except IntegrityError:
-                db.rollback()
-                errors["login"] = _("This login is taken.")
-            else:
+            if commit_or_conflict(db):
                 flash(_("Saved."), "ok")
                 return redirect(url_for("users.index"))
+            errors["login"] = _("This login is taken.")
     return render_template("users/edit.html", user=user, form=form, errors=errors, managers=managers, roles=ROLES,
                            locales=LOCALES), (400 if errors else 200)

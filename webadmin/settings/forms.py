@@ -1,0 +1,350 @@
+"""The settings forms (WTForms via Flask-WTF).  Choices that name engine behaviour - routing
+strategies, source kinds, destination kinds, source-rule ops, rule match keys - are computed
+from the core's constants, so the admin offers exactly what the engine does; only their labels
+live here (``test_forms_offer_every_engine_value`` fails when a value has none)."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable, Iterable
+from typing import Any
+
+from flask_babel import lazy_gettext as _l
+from flask_wtf import FlaskForm
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+from wtforms import BooleanField, SelectField, SelectMultipleField, StringField
+from wtforms.fields.choices import SelectChoice
+from wtforms.validators import StopValidation, ValidationError
+from wtforms.widgets import TextArea
+
+from astertrack.db.models import Manager, ManagerGroup, NumberPool, Site, Source
+from astertrack.dni import sources
+from astertrack.routing import rules
+from webadmin.settings import validators as v
+
+STRATEGY_LABELS = {
+    "round_robin": _l("round robin"), "least_recent": _l("least recently called first"),
+    "fewest_today": _l("fewest calls today first"), "ring_all": _l("ring all at once"),
+    "queue": _l("Asterisk queue of the group"),
+}
+SOURCE_KIND_LABELS = {"static": _l("static number"), "dynamic": _l("dynamic pool")}
+
+
+def labelled(values: Iterable[str], labels: dict[str, Any]) -> list[SelectChoice]:
+    """An option for each engine value; a value without a label shows as itself."""
+    return [SelectChoice(value, labels.get(value, value)) for value in values]
+
+
+# ------------------------------------------------------------------ validators and fields
+
+
+class Required:
+    """Something must be typed (whitespace is nothing); ``0`` is a value."""
+
+    field_flags = {"required": True}
+
+    def __call__(self, form, field) -> None:
+        if not any(str(raw).strip() for raw in (field.raw_data or [])) and field.data in (None, "", []):
+            field.errors[:] = []
+            raise StopValidation(str(_l("Required.")))
+
+
+class Between:
+    def __init__(self, minimum: int | None = 0, maximum: int | None = None):
+        self.minimum, self.maximum = minimum, maximum
+
+    def __call__(self, form, field) -> None:
+        if field.data is None:
+            return
+        if self.minimum is not None and field.data < self.minimum:
+            raise ValidationError(str(_l("Must be at least %(n)s.", n=self.minimum)))
+        if self.maximum is not None and field.data > self.maximum:
+            raise ValidationError(str(_l("Must be at most %(n)s.", n=self.maximum)))
+
+
+class Text(StringField):
+    """A line of text; ``parse`` (a ``validators`` function) turns it into the stored value.
+    Shown back as typed when the form has errors, else as ``show`` renders the stored value."""
+
+    def __init__(self, label=None, validators=None, parse: Callable[[str], Any] | None = None, length: int = 200,
+                 show: Callable[[Any], str] | None = None, parse_empty: bool = False, **kwargs):
+        super().__init__(label, validators, **kwargs)
+        self.parse, self.length, self.show, self.parse_empty = parse, length, show, parse_empty
+
+    def process_formdata(self, valuelist: list[str]) -> None:
+        if not valuelist:
+            return
+        raw = valuelist[0].strip()
+        self.data = None
+        if not raw and not self.parse_empty:
+            return
+        if self.parse is not None:
+            self.data = self.parse(raw)  # ValueError -> this field's error
+        elif len(raw) > self.length:
+            raise ValueError(str(_l("At most %(n)s characters.", n=self.length)))
+        else:
+            self.data = raw
+
+    def _value(self) -> str:
+        if self.raw_data:
+            return self.raw_data[0]
+        if self.show is not None:
+            return self.show(self.data)
+        return "" if self.data is None else str(self.data)
+
+
+def _json_text(value: Any) -> str:
+    return json.dumps(value, ensure_ascii=False, indent=1) if value else ""
+
+
+def _lines(value: Any) -> str:
+    return "\n".join(value or [])
+
+
+def JsonArea(label, parse, **kwargs) -> Text:  # noqa: N802 - a field factory, used like a class
+    return Text(label, parse=parse, show=_json_text, parse_empty=True, widget=TextArea(),
+                render_kw={"rows": 5, "cols": 60}, **kwargs)
+
+
+def ListArea(label, parse, **kwargs) -> Text:  # noqa: N802
+    return Text(label, parse=parse, show=_lines, parse_empty=True, widget=TextArea(),
+                render_kw={"rows": 4, "cols": 60}, **kwargs)
+
+
+class WholeNumber(StringField):
+    def __init__(self, label=None, validators=None, minimum: int | None = 0, maximum: int | None = None, **kwargs):
+        kwargs.setdefault("render_kw", {"inputmode": "numeric"})
+        super().__init__(label, [*(validators or []), Between(minimum, maximum)], **kwargs)
+
+    def process_formdata(self, valuelist: list[str]) -> None:
+        if not valuelist:
+            return
+        raw = valuelist[0].strip()
+        self.data = None
+        if raw:
+            try:
+                self.data = int(raw)
+            except ValueError:
+                raise ValueError(str(_l("Enter a whole number."))) from None
+
+    def _value(self) -> str:
+        if self.raw_data:
+            return self.raw_data[0]
+        return "" if self.data is None else str(self.data)
+
+
+class _OneOf:
+    """The choice error every select shows."""
+
+    def pre_validate(self, form) -> None:
+        allowed = {self.coerce(choice.value) for choice in (self.choices or [])}
+        picked = self.data if isinstance(self.data, list) else [self.data]
+        if any(item not in allowed for item in picked):
+            raise ValidationError(str(_l("Choose one of the options.")))
+
+
+class Choice(_OneOf, SelectField):
+    pass
+
+
+def _row_id(value: Any) -> int | None:
+    if value is None or value == "":
+        return None
+    if hasattr(value, "id"):
+        return value.id
+    return int(value) if str(value).isdigit() else -1
+
+
+def _options(model: type, db: Session) -> list[SelectChoice]:
+    column = model.name if hasattr(model, "name") else model.number
+    return [SelectChoice(row.id, row.label)
+            for row in db.execute(select(model.id, column.label("label")).order_by(column))]
+
+
+class Row(_OneOf, SelectField):
+    """A row of ``model`` by id; the options are read from the database (``load``)."""
+
+    def __init__(self, label=None, validators=None, model: type | None = None, **kwargs):
+        super().__init__(label, validators, coerce=_row_id, choices=[], **kwargs)
+        self.model = model
+
+    def load(self, db: Session) -> None:
+        self.choices = ([] if self.flags.required else [SelectChoice("", "—")]) + _options(self.model, db)
+
+
+class Rows(_OneOf, SelectMultipleField):
+    """Several rows of ``model``; stored as the objects (a relationship)."""
+
+    def __init__(self, label=None, validators=None, model: type | None = None, **kwargs):
+        super().__init__(label, validators, coerce=_row_id, choices=[], render_kw={"size": 6}, **kwargs)
+        self.model = model
+
+    def process_data(self, value) -> None:
+        self.data = [_row_id(item) for item in (value or [])]
+
+    def load(self, db: Session) -> None:
+        self.choices = _options(self.model, db)
+
+    def rows(self, db: Session) -> list[Any]:
+        ids = [i for i in self.data or [] if i is not None and i > 0]
+        return list(db.scalars(select(self.model).where(self.model.id.in_(ids)))) if ids else []
+
+
+# ------------------------------------------------------------------ forms
+
+
+class SettingsForm(FlaskForm):
+    """A settings form: ``load(db)`` before validating or rendering, ``values(db)`` to save."""
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        for field in self:
+            if field.name != "csrf_token":
+                field.id = f"f-{field.name}"
+                field.label.field_id = field.id
+        self.db: Session | None = None
+
+    def load(self, db: Session) -> SettingsForm:
+        self.db = db
+        for field in self:
+            if isinstance(field, (Row, Rows)):
+                field.load(db)
+        return self
+
+    def fields(self) -> list:
+        return [field for field in self if field.name != "csrf_token"]
+
+    def values(self, db: Session) -> dict[str, Any]:
+        return {field.name: field.rows(db) if isinstance(field, Rows) else field.data for field in self.fields()}
+
+    def labels(self) -> dict[str, dict[Any, Any]]:
+        """Value -> label of each select (the listing shows labels, not ids or codes)."""
+        return {field.name: {choice.value: choice.label for choice in field.choices}
+                for field in self.fields() if isinstance(field, (Choice, Row))}
+
+
+def _site(required: bool = True) -> Row:
+    return Row(_l("Site"), [Required()] if required else [], model=Site)
+
+
+class SiteForm(SettingsForm):
+    name = Text(_l("Name"), [Required()])
+    domains = ListArea(_l("Domains"), v.text_list, description=_l("One per line: example.ru, www.example.ru"))
+    default_number = Text(_l("Default number"), parse=v.phone)
+    display_format = Text(_l("Display format"), [Required()], length=60,
+                          description=_l("X is a digit: +7 (XXX) XXX-XX-XX"))
+    timezone = Text(_l("Time zone"), [Required()], parse=v.timezone)
+    hold_seconds = WholeNumber(_l("Hold, seconds"), [Required()], minimum=30, maximum=86400,
+                               description=_l("How long a shown pool number stays with a visitor after the last "
+                                              "heartbeat"))
+    heartbeat_seconds = WholeNumber(_l("Heartbeat, seconds"), [Required()], minimum=5, maximum=3600)
+    hold_cap_seconds = WholeNumber(_l("Hold cap, seconds"), [Required()], minimum=60, maximum=7 * 86400)
+    unload_grace_seconds = WholeNumber(_l("Grace after leaving, seconds"), [Required()], maximum=86400)
+    overflow_policy = Choice(_l("When the pool is full"), [Required()],
+                             choices=[SelectChoice("fallback", _l("show the fallback number")),
+                                      SelectChoice("reuse_oldest", _l("reuse the oldest number"))])
+    lazy_allocation = BooleanField(_l("Allocate on interaction only"))
+    replace_selectors = ListArea(_l("CSS selectors to replace"), v.text_list)
+    replace_numbers = ListArea(_l("Numbers to replace in page text"), v.phone_list)
+    default_pool_id = Row(_l("Default pool"), model=NumberPool)
+    attribution_window_days = WholeNumber(_l("Attribution window, days"), [Required()], minimum=1, maximum=365)
+    attribution_model = Choice(_l("Attribution model"), [Required()],
+                               choices=[SelectChoice("first_touch", _l("first touch")),
+                                        SelectChoice("last_touch", _l("last touch"))])
+    target_call_seconds = WholeNumber(_l("Target call, seconds of talk"), [Required()], maximum=3600)
+    crm_url_template = Text(_l("CRM link template"), parse=v.crm_template, length=500,
+                            description=_l("Placeholders: {phone}, {phone_digits}, {call_id}, {call_uid}, "
+                                           "{caller_name}, {did}"))
+    calls_retention_days = WholeNumber(_l("Keep calls, days"), minimum=1)
+    sessions_retention_days = WholeNumber(_l("Keep sessions, days"), minimum=1)
+    recordings_retention_days = WholeNumber(_l("Keep recordings, days"), minimum=1)
+
+
+class PoolForm(SettingsForm):
+    site_id = _site()
+    name = Text(_l("Name"), [Required()])
+    fallback_number = Text(_l("Fallback number"), parse=v.phone)
+
+
+class SourceForm(SettingsForm):
+    site_id = _site()
+    name = Text(_l("Name"), [Required()])
+    kind = Choice(_l("Kind"), [Required()], choices=labelled(sources.SOURCE_KINDS, SOURCE_KIND_LABELS))
+    channel = Text(_l("Channel"), length=50, description=_l("cpc, organic, social, referral, offline…"))
+    match_rules = JsonArea(_l("Match rules (JSON)"), v.match_rules, description=_l(
+        'All must match, e.g. [{"field": "utm_source", "op": "equals", "value": "yandex"}]; op: %(ops)s '
+        '(present and absent need no value); field: %(fields)s',
+        ops=", ".join(sources.OPS), fields=", ".join(sources.MATCH_FIELDS)))
+    priority = WholeNumber(_l("Priority"), [Required()], description=_l("Lower is tried first"))
+    pool_id = Row(_l("Pool"), model=NumberPool)
+    fallback_number = Text(_l("Fallback number"), parse=v.phone)
+    enabled = BooleanField(_l("Enabled"))
+
+
+class NumberForm(SettingsForm):
+    number = Text(_l("Number"), [Required()], parse=v.phone)
+    site_id = _site()
+    source_id = Row(_l("Source"), model=Source)
+    pool_id = Row(_l("Pool"), model=NumberPool)
+    label = Text(_l("Label"))
+    enabled = BooleanField(_l("Enabled"))
+
+
+class ManagerForm(SettingsForm):
+    name = Text(_l("Name"), [Required()])
+    endpoint = Text(_l("Phone endpoint"), [Required()], parse=v.endpoint, description=_l("e.g. PJSIP/101"))
+    extension = Text(_l("Extension"), length=40)
+    paused = BooleanField(_l("Paused"))
+    enabled = BooleanField(_l("Enabled"))
+    schedule = JsonArea(_l("Working hours (JSON)"), v.schedule, description=_l(
+        'Site time zone; empty = always. e.g. {"mon": [["09:00", "18:00"]], "closed_dates": ["2026-12-31"]}'))
+    groups = Rows(_l("Groups"), model=ManagerGroup)
+
+
+class GroupForm(SettingsForm):
+    name = Text(_l("Name"), [Required()])
+    queue_name = Text(_l("Asterisk queue"), length=80,
+                      description=_l("Needed by rules with the Asterisk queue strategy"))
+    managers = Rows(_l("Members"), model=Manager)
+
+
+def _destination_help() -> Any:
+    return _l("Kinds: %(kinds)s, e.g. %(examples)s", kinds=", ".join(rules.DESTINATION_KINDS),
+              examples=", ".join(v.DESTINATION_EXAMPLES.get(kind, kind) for kind in rules.DESTINATION_KINDS))
+
+
+class RuleForm(SettingsForm):
+    site_id = _site(required=False)
+    name = Text(_l("Name"), [Required()])
+    priority = WholeNumber(_l("Priority"), [Required()], description=_l("Lower is tried first"))
+    enabled = BooleanField(_l("Enabled"))
+    match = JsonArea(_l("Match (JSON)"), v.routing_match, description=_l(
+        'Keys: %(keys)s; e.g. {"caller_tags": ["wholesale"]} or {"vip": true} (VIP and tags are set on the '
+        'caller’s profile)', keys=", ".join(rules.MATCH_KEYS)))
+    group_id = Row(_l("Manager group"), model=ManagerGroup)
+    strategy = Choice(_l("Strategy"), [Required()], choices=labelled(rules.STRATEGIES, STRATEGY_LABELS))
+    sticky = BooleanField(_l("Personal manager (sticky)"))
+    sticky_days = WholeNumber(_l("Sticky for, days"), [Required()], maximum=3650)
+    ring_timeout = WholeNumber(_l("Ring timeout, s"), minimum=5, maximum=300)
+    max_attempts = WholeNumber(_l("Max attempts"), minimum=1, maximum=20)
+    schedule = JsonArea(_l("Schedule (JSON)"), v.schedule)
+    after_hours_destination = Text(_l("After hours"), parse=v.destination, description=_destination_help())
+    fallback_destination = Text(_l("Fallback"), parse=v.destination, description=_destination_help())
+
+    def validate(self, extra_validators=None) -> bool:
+        valid = super().validate(extra_validators)
+        if valid and self.strategy.data == "queue":
+            group = self.db.get(ManagerGroup, self.group_id.data) if self.db and self.group_id.data else None
+            if group is None or not group.queue_name:
+                self.group_id.errors.append(str(_l("The Asterisk queue strategy needs a group with an Asterisk "
+                                                   "queue name.")))
+                valid = False
+        return valid
+
+
+class CallerForm(SettingsForm):
+    name = Text(_l("Name"))
+    is_vip = BooleanField(_l("VIP"), description=_l('Rules with {"vip": true} in their match take this caller'))
+    tags = ListArea(_l("Tags"), v.tag_list, description=_l(
+        'One per line; rules with {"caller_tags": [...]} take callers with any of those tags'))
