@@ -151,20 +151,25 @@ class Decision:
         return routing.manager_label(self.managers)
 
 
+# Core tables, not the mapped classes: a statement on a Connection then skips the ORM's compile step.
+_managers, _calls, _rules = Manager.__table__, Call.__table__, RoutingRule.__table__
+_profiles = CallerProfile.__table__
+
 # Only the live columns: endpoint, name, extension and working hours come from the snapshot.
-_MANAGER_COLUMNS = (Manager.id, Manager.enabled, Manager.paused, Manager.device_state, Manager.reserved_until,
-                    Manager.reserved_call_uid, Manager.last_routed_at)
+_MANAGER_COLUMNS = tuple(_managers.c[name] for name in (
+    "id", "enabled", "paused", "device_state", "reserved_until", "reserved_call_uid", "last_routed_at"))
 
 
 def _can_take_calls(ids: set[int], now: dt.datetime, call_uid: str) -> tuple:
     """Enabled, not paused, not held for another call: who may be offered a call now."""
-    return (Manager.id.in_(sorted(ids)), Manager.enabled.is_(True), Manager.paused.is_(False),
-            or_(Manager.reserved_until.is_(None), Manager.reserved_until < now, Manager.reserved_call_uid == call_uid))
+    m = _managers.c
+    return (m.id.in_(sorted(ids)), m.enabled.is_(True), m.paused.is_(False),
+            or_(m.reserved_until.is_(None), m.reserved_until < now, m.reserved_call_uid == call_uid))
 
 
 def _rr_cursor(rule_id: int):
     """The rule's round-robin position as a column, so it rides along with the manager read."""
-    return select(RoutingRule.rr_cursor).where(RoutingRule.id == rule_id).scalar_subquery().label("rr_cursor")
+    return select(_rules.c.rr_cursor).where(_rules.c.id == rule_id).scalar_subquery().label("rr_cursor")
 
 
 def load_managers(session: Connection, ids: set[int], now: dt.datetime, call_uid: str,
@@ -204,9 +209,9 @@ def _calls_today(session: Connection, ids: set[int], now: dt.datetime, tz: str |
     if not ids:
         return {}
     rows = session.execute(
-        select(Call.routed_manager_id, func.count())
-        .where(Call.routed_manager_id.in_(sorted(ids)), Call.started_at >= local_day_start(now, tz))
-        .group_by(Call.routed_manager_id))
+        select(_calls.c.routed_manager_id, func.count())
+        .where(_calls.c.routed_manager_id.in_(sorted(ids)), _calls.c.started_at >= local_day_start(now, tz))
+        .group_by(_calls.c.routed_manager_id))
     return {mid: count for mid, count in rows}
 
 
@@ -218,12 +223,13 @@ def _sticky_manager_id(session: Session | Connection, rule: RuleView, history: a
     since = now - dt.timedelta(days=rule.sticky_days)
     if history and history.personal_manager_id and history.personal_manager_at and history.personal_manager_at >= since:
         return history.personal_manager_id
-    statement = (select(Call.manager_id)
-                 .where(Call.caller_number == caller, Call.manager_id.is_not(None), Call.answered_at.is_not(None),
-                        Call.started_at >= since)
-                 .order_by(Call.started_at.desc()).limit(1))
+    c = _calls.c
+    statement = (select(c.manager_id)
+                 .where(c.caller_number == caller, c.manager_id.is_not(None), c.answered_at.is_not(None),
+                        c.started_at >= since)
+                 .order_by(c.started_at.desc()).limit(1))
     if site_id is not None:
-        statement = statement.where(Call.site_id == site_id)
+        statement = statement.where(c.site_id == site_id)
     return session.execute(statement).scalar_one_or_none()
 
 
@@ -325,26 +331,24 @@ def _decision(plan: Plan, won: list[ManagerView], attempt: int) -> Decision:
     )
 
 
-_profiles = CallerProfile.__table__
 _INSERT_FOR = {"sqlite": sqlite_insert, "postgresql": pg_insert}  # ON CONFLICT is each dialect's own
 
 
 def _new_profile(plan: Plan) -> dict:
-    """Every column of a caller's first profile row."""
+    """What this call says about a caller's first profile row (the model's defaults fill the rest)."""
     info, a, now = plan.info, plan.attribution, plan.now
     return {
         "site_id": a.site_id, "number": info.caller, "name": info.caller_name, "first_call_at": now,
         "first_source_id": a.source_id, "first_session_id": a.session_id, "last_call_at": now,
-        "last_source_id": a.source_id, "last_session_id": a.session_id, "calls_count": 1, "tags": [],
-        "is_vip": False, "personal_manager_id": plan.sticky_id, "personal_manager_at": now if plan.sticky_id else None,
+        "last_source_id": a.source_id, "last_session_id": a.session_id, "calls_count": 1,
+        "personal_manager_id": plan.sticky_id, "personal_manager_at": now if plan.sticky_id else None,
     }
 
 
-def _insert_profile(dialect: str, plan: Plan):
+def _insert_profile(dialect: str):
     """``INSERT ... ON CONFLICT DO NOTHING RETURNING id``: the same caller on two lines at once
     leaves one row, and no RETURNING row tells the loser to update it instead (no savepoint)."""
-    return (_INSERT_FOR[dialect](_profiles).values(_new_profile(plan))
-            .on_conflict_do_nothing().returning(_profiles.c.id))
+    return _INSERT_FOR[dialect](_profiles).on_conflict_do_nothing().returning(_profiles.c.id)
 
 
 def _profile_where(plan: Plan):
@@ -376,13 +380,14 @@ def _update_profile(session: Connection, plan: Plan) -> None:
     """First/last touch, call count and personal manager of the caller (Core statements: hot path)."""
     if not plan.info.caller:
         return
-    if plan.history is None and session.execute(_insert_profile(session.dialect.name, plan)).first() is not None:
+    if (plan.history is None
+            and session.execute(_insert_profile(session.dialect.name), _new_profile(plan)).first() is not None):
         return
     session.execute(_update_profile_statement(plan))
 
 
 def _call_row(plan: Plan, decision: Decision, won: list[ManagerView], settings: AgiSettings) -> dict:
-    """Every column the AGI knows of a new call (the AMI listener fills in the rest)."""
+    """What the AGI knows of a new call (the AMI listener fills in the outcome later)."""
     a, info = plan.attribution, plan.info
     return {
         "call_uid": plan.call_uid, "node": settings.node, "linkedid": info.linkedid, "uniqueid": info.uniqueid,
@@ -392,7 +397,7 @@ def _call_row(plan: Plan, decision: Decision, won: list[ManagerView], settings: 
         "routing_attempts": 1 if won else 0,
         "routing_rule_id": plan.rule.id if plan.rule and plan.rule.id else None,
         "routing_tried": [m.id for m in won], "recording_path": f"{plan.recording}.{settings.recording_format}",
-        "transferred": False, "source_id": a.source_id, "session_id": a.session_id, "attribution_kind": a.kind,
+        "source_id": a.source_id, "session_id": a.session_id, "attribution_kind": a.kind,
         "attribution_confidence": a.confidence, "utm_source": a.utm_source, "utm_medium": a.utm_medium,
         "utm_campaign": a.utm_campaign, "keyword": a.keyword, "is_first_call": plan.is_first_call,
     }
@@ -402,7 +407,7 @@ def _move_round_robin(plan: Plan, won: list[ManagerView]):
     """The rule's next round-robin start, or None when this call does not move it."""
     if not (won and plan.rule and plan.rule.id and plan.strategy == "round_robin"):
         return None
-    return update(RoutingRule).where(RoutingRule.id == plan.rule.id).values(rr_cursor=won[0].id)
+    return update(_rules).where(_rules.c.id == plan.rule.id).values(rr_cursor=won[0].id)
 
 
 def commit_inbound(factory: sessionmaker[Session], plan: Plan, free: list[ManagerView], settings: AgiSettings,
@@ -419,7 +424,7 @@ def commit_inbound(factory: sessionmaker[Session], plan: Plan, free: list[Manage
             session.rollback()
             return None
         decision = _decision(plan, won, attempt=1 if won else 0)
-        session.execute(insert(Call).values(_call_row(plan, decision, won, settings)))
+        session.execute(insert(_calls), _call_row(plan, decision, won, settings))
         move = _move_round_robin(plan, won)
         if move is not None:
             session.execute(move)
@@ -439,7 +444,7 @@ def plan_next(factory: sessionmaker[Session], cache: SnapshotCache, call_uid: st
               now: dt.datetime) -> Plan:
     """Release the failed candidate and list the next ones (none when the attempt budget is spent)."""
     with write_session(factory) as session:
-        call = session.execute(select(Call.__table__).where(Call.__table__.c.call_uid == call_uid)).first()
+        call = session.execute(select(_calls).where(_calls.c.call_uid == call_uid)).first()
         if call is None:
             raise UnknownCall(f"no call with id {call_uid!r}")
         reservations.release(session, call_uid)
@@ -485,6 +490,6 @@ def commit_next(factory: sessionmaker[Session], plan: Plan, free: list[ManagerVi
         values: dict = {"routed_by": decision.routed_by, "routing_attempts": attempt}
         if won:
             values.update(routed_manager_id=won[0].id, routing_tried=plan.tried + [won[0].id])
-        session.execute(update(Call).where(Call.id == plan.call_id).values(values))
+        session.execute(update(_calls).where(_calls.c.id == plan.call_id).values(values))
         session.commit()
         return decision
