@@ -20,12 +20,21 @@ from astertrack.db.models import (
     NumberAssignment,
     NumberPool,
     RoutingRule,
-    Site,
     Source,
     TrackingNumber,
     VisitorSession,
 )
 from astertrack.db.types import utcnow
+from astertrack.samples.factories import (
+    add_dynamic_source,
+    add_group,
+    add_managers,
+    add_numbers,
+    add_pool,
+    add_rule,
+    add_site,
+    add_static_source,
+)
 from tests.agi.fake_asterisk import FakeAsterisk, load_recording
 from tests.conftest import RECORDED_ASTERISK
 
@@ -111,36 +120,25 @@ def agi(start_server, db_url):
 
 
 class Seed:
-    """Small builders so each scenario states exactly the data it needs."""
+    """The shared factories bound to one session and one site, so each scenario states exactly the data it needs."""
 
     def __init__(self, session):
         self.session = session
-        self.site = Site(name="Shop", timezone="Europe/Moscow", domains=["shop.example"])
-        session.add(self.site)
-        session.flush()
+        self.site = add_site(session, "Shop", timezone="Europe/Moscow", domains=["shop.example"])
 
     def source(self, name: str, kind: str = "static", pool: NumberPool | None = None) -> Source:
-        source = Source(site_id=self.site.id, name=name, kind=kind, pool_id=pool.id if pool else None)
-        self.session.add(source)
-        self.session.flush()
-        return source
+        if kind == "dynamic":
+            return add_dynamic_source(self.session, self.site, name, pool)
+        return add_static_source(self.session, self.site, name)
 
     def static_number(self, number: str, source_name: str) -> TrackingNumber:
         source = self.source(source_name)
-        row = TrackingNumber(number=number, site_id=self.site.id, source_id=source.id)
-        self.session.add(row)
-        self.session.flush()
-        return row
+        return add_numbers(self.session, self.site, [number], source=source)[0]
 
     def pool(self, name: str, source_name: str, numbers: list[str]) -> tuple[NumberPool, list[TrackingNumber]]:
-        pool = NumberPool(site_id=self.site.id, name=name)
-        self.session.add(pool)
-        self.session.flush()
+        pool = add_pool(self.session, self.site, name)
         self.source(source_name, kind="dynamic", pool=pool)
-        rows = [TrackingNumber(number=n, site_id=self.site.id, pool_id=pool.id) for n in numbers]
-        self.session.add_all(rows)
-        self.session.flush()
-        return pool, rows
+        return pool, add_numbers(self.session, self.site, numbers, pool=pool)
 
     def visit(self, source: Source | None = None, **fields) -> VisitorSession:
         visit = VisitorSession(site_id=self.site.id, source_id=source.id if source else None, **fields)
@@ -164,24 +162,15 @@ class Seed:
         return row
 
     def managers(self, *extensions: str, tech: str = "PJSIP") -> list[Manager]:
-        rows = [Manager(name=f"Manager {ext}", endpoint=f"{tech}/{ext}", extension=ext) for ext in extensions]
-        self.session.add_all(rows)
-        self.session.flush()
-        return rows
+        return add_managers(self.session, extensions, tech=tech)
 
     def group(self, name: str, managers: list[Manager], queue_name: str | None = None) -> ManagerGroup:
-        group = ManagerGroup(name=name, queue_name=queue_name)
-        group.managers = list(managers)
-        self.session.add(group)
-        self.session.flush()
-        return group
+        return add_group(self.session, name, managers, queue_name=queue_name)
 
     def rule(self, name: str, group: ManagerGroup | None, priority: int = 100, **fields) -> RoutingRule:
-        rule = RoutingRule(site_id=fields.pop("site_id", self.site.id), name=name, priority=priority,
-                           group_id=group.id if group else None, **fields)
-        self.session.add(rule)
-        self.session.flush()
-        return rule
+        """A rule of this site; ``site_id=None`` makes it global."""
+        site = self.site if fields.pop("site_id", self.site.id) is not None else None
+        return add_rule(self.session, name, group, site=site, priority=priority, **fields)
 
     def commit(self) -> None:
         self.session.commit()

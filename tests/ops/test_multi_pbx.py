@@ -13,10 +13,7 @@ import asyncio
 import datetime as dt
 import json
 import os
-import signal
-import socket
 import subprocess
-import sys
 import threading
 import time
 import urllib.request
@@ -27,14 +24,14 @@ import pytest
 from sqlalchemy import func, select
 
 from astertrack.db.engine import make_engine, make_session_factory
-from astertrack.db.models import Base, Call, Manager, NumberAssignment, OverflowEvent, VisitorSession
+from astertrack.db.models import Base, Call, NumberAssignment, OverflowEvent, VisitorSession
+from astertrack.samples.factories import FALLBACK_NUMBER, add_managers, pooled_site
+from astertrack.samples.processes import BIN, free_port, start_daemon, stop_process, wait_for_http
 from tests.ami.fake_ami import FakeAmiServer, capture_body
 from tests.ami.fake_ami import Session as Script
 from tests.ami.ground_truth import ALL, PJSIP, SIP
 from tests.conftest import RECORDED_ASTERISK, scratch_pg_database
-from tests.tracker.factories import FALLBACK, make_site
 
-BIN = Path(sys.executable).parent
 AMI_DIR = RECORDED_ASTERISK / "ami"
 SECRET = "s3cret"
 TOLERANCE = 1.0
@@ -81,25 +78,14 @@ class LoopThread:
         self.thread.join(5)
 
 
-def stop_process(proc: subprocess.Popen) -> str:
-    if proc.poll() is None:
-        proc.send_signal(signal.SIGTERM)
-        try:
-            proc.wait(30)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait(5)
-    return proc.stdout.read() if proc.stdout else ""
-
-
 @pytest.mark.slow
 def test_two_listeners_one_database(shared_pg, tmp_path):
     factory = make_session_factory(make_engine(shared_pg))
     agi_rows = {}
     with factory() as session:
+        extensions = ("101", "102", "103", "104", "105")
         for tech in ("SIP", "PJSIP"):
-            for ext in ("101", "102", "103", "104", "105"):
-                session.add(Manager(name=f"{tech} {ext}", endpoint=f"{tech}/{ext}", extension=ext))
+            add_managers(session, extensions, tech=tech, names=[f"{tech} {ext}" for ext in extensions])
         # The node's AGI writes its row first (with the attribution); its listener completes it.
         for node, captures in NODES.items():
             for capture in captures:
@@ -131,9 +117,7 @@ secret = {SECRET}
 metrics_port = 0
 reconnect_max_delay = 0.5
 """)
-            procs[node] = subprocess.Popen([str(BIN / "astertrack-ami"), "-c", str(conf)], stdout=subprocess.PIPE,
-                                           stderr=subprocess.STDOUT, text=True,
-                                           env={**os.environ, "ASTERTRACK_CONFIG": str(conf)})
+            procs[node] = start_daemon("astertrack-ami", conf)
         expected = {node: len(captures) for node, captures in NODES.items()}
         deadline = time.monotonic() + 90
         while True:
@@ -196,12 +180,6 @@ def recording_file(call: Call) -> str | None:
     return Path(call.recording_path).name if call.recording_path else None
 
 
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
 def post_json(url: str, body: dict, timeout: float = 60) -> tuple[int, dict]:
     request = urllib.request.Request(url, data=json.dumps(body).encode(), method="POST", headers={
         "Content-Type": "text/plain;charset=UTF-8",
@@ -210,25 +188,12 @@ def post_json(url: str, body: dict, timeout: float = 60) -> tuple[int, dict]:
         return response.status, json.load(response)
 
 
-def wait_healthy(url: str, proc: subprocess.Popen, timeout: float = 30) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        assert proc.poll() is None, stop_process(proc)
-        try:
-            with urllib.request.urlopen(url + "/healthz", timeout=2) as response:
-                if response.status == 200:
-                    return
-        except OSError:
-            time.sleep(0.2)
-    raise AssertionError(f"{url} never became healthy")
-
-
 @pytest.mark.slow
 def test_two_tracker_deployments_never_share_a_number(shared_pg, tmp_path):
     visitors, pool = 120, 20
     factory = make_session_factory(make_engine(shared_pg))
     with factory() as session:
-        site = make_site(session, pool)
+        site = pooled_site(session, pool)
         key = site.public_key
     procs, urls = [], []
     try:
@@ -251,7 +216,7 @@ maintenance_seconds = 0
             procs.append(proc)
             urls.append(f"http://127.0.0.1:{port}")
         for url, proc in zip(urls, procs, strict=True):
-            wait_healthy(url, proc)
+            wait_for_http(url + "/healthz", proc)
         barrier = threading.Barrier(visitors)
 
         def visit(i: int):
@@ -266,7 +231,7 @@ maintenance_seconds = 0
     bodies = [body for _, body in results]
     numbers = [b["number"] for b in bodies if b["kind"] == "pool"]
     assert len(numbers) == pool and len(set(numbers)) == pool  # each number handed out exactly once
-    assert [b["number"] for b in bodies if b["kind"] != "pool"] == [FALLBACK] * (visitors - pool)
+    assert [b["number"] for b in bodies if b["kind"] != "pool"] == [FALLBACK_NUMBER] * (visitors - pool)
     with factory() as session:
         live = session.execute(select(NumberAssignment.number_id)
                                .where(NumberAssignment.released_at.is_(None))).scalars().all()

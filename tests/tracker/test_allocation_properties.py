@@ -19,7 +19,7 @@ from astertrack.db.engine import session_scope
 from astertrack.db.models import NumberAssignment, OverflowEvent, TrackingNumber
 from astertrack.dni import allocation
 from astertrack.dni.sources import load_site_routing
-from tests.tracker.factories import FALLBACK, make_site
+from astertrack.samples.factories import FALLBACK_NUMBER, pooled_site
 
 POOL = 3
 HOLD, CAP, GRACE = 30, 100, 5
@@ -65,7 +65,7 @@ class Model:
             session.hard = self.now + CAP
             session.expires = min(self.now + HOLD, session.hard)
         else:
-            assert offer.kind == "fallback" and offer.number == FALLBACK
+            assert offer.kind == "fallback" and offer.number == FALLBACK_NUMBER
             session.number = None
             if not session.overflowed:
                 session.overflowed = True
@@ -89,7 +89,7 @@ operation = st.one_of(
 
 def check_traffic_against_model(session_factory, ops):
     with session_scope(session_factory) as db:
-        site_row = make_site(db, POOL, hold=HOLD, cap=CAP, grace=GRACE)
+        site_row = pooled_site(db, POOL, hold=HOLD, cap=CAP, grace=GRACE)
         site = load_site_routing(db, site_row.public_key)
         pool_numbers = set(db.scalars(select(TrackingNumber.number).where(TrackingNumber.pool_id == site.default_pool_id)))
     model = Model(pool_numbers)
@@ -171,7 +171,7 @@ def test_random_traffic_never_double_assigns_and_counts_overflows(session_factor
 
 def test_least_recently_released_number_is_chosen_first(session_factory):
     with session_scope(session_factory) as db:
-        site_row = make_site(db, 3, hold=HOLD, cap=CAP, grace=GRACE)
+        site_row = pooled_site(db, 3, hold=HOLD, cap=CAP, grace=GRACE)
         site = load_site_routing(db, site_row.public_key)
     first = []
     with session_scope(session_factory) as db:
@@ -192,7 +192,7 @@ def test_least_recently_released_number_is_chosen_first(session_factory):
 
 def test_reuse_oldest_policy_takes_idle_number_and_flags_it(session_factory):
     with session_scope(session_factory) as db:
-        site_row = make_site(db, 2, hold=HOLD, cap=CAP, grace=GRACE, policy="reuse_oldest")
+        site_row = pooled_site(db, 2, hold=HOLD, cap=CAP, grace=GRACE, policy="reuse_oldest")
         site = load_site_routing(db, site_row.public_key)
     with session_scope(session_factory) as db:
         a = allocation.start(db, site, allocation.clean_visit({"visitor_id": "a", "user_agent": UA}), T0)
@@ -213,7 +213,7 @@ def test_reuse_oldest_policy_takes_idle_number_and_flags_it(session_factory):
         # b's next heartbeat finds its number gone and none free: the fallback (never a
         # second take-over), and b's lost visit is counted as an overflow too
         offer = allocation.heartbeat(db, site, b.session_id, T0 + dt.timedelta(seconds=7))
-        assert offer.kind == "fallback" and offer.number == FALLBACK
+        assert offer.kind == "fallback" and offer.number == FALLBACK_NUMBER
         again = allocation.heartbeat(db, site, b.session_id, T0 + dt.timedelta(seconds=8))
         assert again.kind == "fallback"
         events = db.scalars(select(OverflowEvent.policy).where(OverflowEvent.site_id == site.id)
@@ -225,7 +225,7 @@ def test_heartbeat_racing_a_takeover_does_not_keep_a_released_number(session_fac
     """The hold is looked up as live, then released by another transaction before the
     heartbeat's update: the update must not revive it (and the caller re-allocates)."""
     with session_scope(session_factory) as db:
-        site_row = make_site(db, 1, hold=HOLD, cap=CAP, grace=GRACE)
+        site_row = pooled_site(db, 1, hold=HOLD, cap=CAP, grace=GRACE)
         site = load_site_routing(db, site_row.public_key)
     with session_scope(session_factory) as db:
         offer = allocation.start(db, site, allocation.clean_visit({"visitor_id": "a", "user_agent": UA}), T0)

@@ -8,8 +8,15 @@ import urllib.request
 from sqlalchemy import func, select
 
 from astertrack.db.models import NumberAssignment, OverflowEvent, VisitorSession
+from astertrack.samples.factories import (
+    DEFAULT_NUMBER,
+    add_dynamic_source,
+    add_pool,
+    add_static_source,
+    number_range,
+    pooled_site,
+)
 from tests.tracker.conftest import post, serve
-from tests.tracker.factories import DEFAULT, add_dynamic_source, add_static_source, make_site
 
 UA = "Mozilla/5.0 (X11; Linux x86_64) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/126.0 Safari/537.36"
 HEADERS = {"User-Agent": UA}
@@ -20,7 +27,7 @@ def start(url, key, **fields):
 
 
 def test_start_returns_formatted_number_and_keeps_it_across_pages(session, tracker_url):
-    site = make_site(session, 3, display_format="8 (XXX) XXX-XX-XX")
+    site = pooled_site(session, 3, display_format="8 (XXX) XXX-XX-XX")
     status, body, _ = start(tracker_url, site.public_key, visitor_id="v1", landing_page="https://example.ru/")
     assert status == 200
     assert body["kind"] == "pool" and body["number"].startswith("+7")
@@ -41,7 +48,7 @@ def test_start_returns_formatted_number_and_keeps_it_across_pages(session, track
 
 
 def test_heartbeat_extends_and_leave_shortens_the_hold(session, tracker_url):
-    site = make_site(session, 2, hold=600, grace=30)
+    site = pooled_site(session, 2, hold=600, grace=30)
     _, body, _ = start(tracker_url, site.public_key, visitor_id="v1")
     status, beat, _ = post(f"{tracker_url}/v/ping", {"k": site.public_key, "sid": body["sid"],
                                                       "page": "https://example.ru/next"}, HEADERS)
@@ -57,7 +64,7 @@ def test_heartbeat_extends_and_leave_shortens_the_hold(session, tracker_url):
 
 
 def test_exhausted_pool_gives_fallback_and_records_overflow(session, tracker_url):
-    site = make_site(session, 1)
+    site = pooled_site(session, 1)
     _, first, _ = start(tracker_url, site.public_key, visitor_id="a")
     _, second, _ = start(tracker_url, site.public_key, visitor_id="b", utm_source="yandex")
     assert first["kind"] == "pool"
@@ -67,12 +74,14 @@ def test_exhausted_pool_gives_fallback_and_records_overflow(session, tracker_url
 
 
 def test_sources_pick_static_number_or_their_own_pool(session, tracker_url):
-    site = make_site(session, 2)
-    add_static_source(session, site, "Email", [{"field": "utm_medium", "op": "equals", "value": "email"}],
-                      "+74958880000")
-    add_dynamic_source(session, site, "Direct", [{"field": "utm_source", "op": "equals", "value": "yandex"},
-                                                 {"field": "utm_medium", "op": "prefix", "value": "cpc"}],
-                       2, fallback="+74958880009")
+    site = pooled_site(session, 2)
+    add_static_source(session, site, "Email", ["+74958880000"], priority=10,
+                      match_rules=[{"field": "utm_medium", "op": "equals", "value": "email"}])
+    direct_pool = add_pool(session, site, "Direct", number_range("+74997000000", 2))
+    add_dynamic_source(session, site, "Direct", direct_pool, priority=20, fallback_number="+74958880009",
+                       match_rules=[{"field": "utm_source", "op": "equals", "value": "yandex"},
+                                    {"field": "utm_medium", "op": "prefix", "value": "cpc"}])
+    session.commit()
     _, email, _ = start(tracker_url, site.public_key, visitor_id="e", utm_medium="EMAIL")
     assert (email["kind"], email["number"]) == ("static", "+74958880000")
     _, direct, _ = start(tracker_url, site.public_key, visitor_id="d", utm_source="yandex", utm_medium="cpc_search",
@@ -84,7 +93,7 @@ def test_sources_pick_static_number_or_their_own_pool(session, tracker_url):
 
 
 def test_bots_get_the_static_number_and_no_pool_number(session, tracker_url):
-    site = make_site(session, 2)
+    site = pooled_site(session, 2)
     googlebot = "Mozilla/5.0 (compatible; Googlebot/2.1; +http://www.google.com/bot.html)"
     status, bot, _ = post(f"{tracker_url}/v/start", {"k": site.public_key, "visitor_id": "g"},
                           {"User-Agent": googlebot})
@@ -96,7 +105,7 @@ def test_bots_get_the_static_number_and_no_pool_number(session, tracker_url):
 
 
 def test_lazy_allocation_waits_for_interaction(session, tracker_url):
-    site = make_site(session, 2, lazy=True)
+    site = pooled_site(session, 2, lazy=True)
     _, lazy, _ = start(tracker_url, site.public_key, visitor_id="l")
     assert lazy["kind"] == "lazy" and lazy["number"] == "+74957770000"
     assert session.scalar(select(func.count()).select_from(NumberAssignment)) == 0
@@ -105,13 +114,13 @@ def test_lazy_allocation_waits_for_interaction(session, tracker_url):
 
 
 def test_site_without_pool_shows_default_number(session, tracker_url):
-    site = make_site(session, 0, with_default_pool=False)
+    site = pooled_site(session, 0, with_default_pool=False)
     _, body, _ = start(tracker_url, site.public_key, visitor_id="x")
-    assert (body["kind"], body["number"]) == ("default", DEFAULT)
+    assert (body["kind"], body["number"]) == ("default", DEFAULT_NUMBER)
 
 
 def test_hostile_input_is_refused_with_a_message(session, tracker_url):
-    site = make_site(session, 2)
+    site = pooled_site(session, 2)
     url = f"{tracker_url}/v/start"
     status, body, _ = post(url, None, HEADERS, raw=b'{"k": "' + site.public_key.encode() + b'", "utm_source": ')
     assert status == 400 and body["error"].startswith("invalid JSON")
@@ -131,7 +140,7 @@ def test_hostile_input_is_refused_with_a_message(session, tracker_url):
 
 
 def test_hostile_values_are_stored_as_text_and_capped(session, tracker_url):
-    site = make_site(session, 2)
+    site = pooled_site(session, 2)
     script = '<script>window.__pwned=1</script>"><img src=x onerror=alert(1)>'
     status, body, _ = start(tracker_url, site.public_key, visitor_id="h", utm_source=script,
                             utm_campaign="a\u0000b\ud800c", referrer="https://r.example/" + "x" * 10000,
@@ -145,7 +154,7 @@ def test_hostile_values_are_stored_as_text_and_capped(session, tracker_url):
 
 
 def test_cors_only_for_the_site_domains(session, tracker_url):
-    site = make_site(session, 2, domains=("shop.example.ru", "*.example.com"))
+    site = pooled_site(session, 2, domains=("shop.example.ru", "*.example.com"))
     for origin in ("https://shop.example.ru", "https://www.example.com", "http://example.com"):
         status, _, headers = post(f"{tracker_url}/v/start", {"k": site.public_key},
                                   {**HEADERS, "Origin": origin})
@@ -157,7 +166,7 @@ def test_cors_only_for_the_site_domains(session, tracker_url):
 
 
 def test_rate_limit_per_ip(session, tracker_app):
-    site = make_site(session, 2)
+    site = pooled_site(session, 2)
     with serve(tracker_app(rate_limit_per_minute=5)) as url:
         statuses = [post(f"{url}/v/start", {"k": site.public_key}, HEADERS)[0] for _ in range(7)]
     assert statuses[:5] == [200] * 5 and statuses[5:] == [429, 429]
@@ -178,7 +187,7 @@ def test_app_builds_its_own_tuned_engine(session, db_url):
     from tests.tracker.conftest import tracker_config
     from tracker import create_app, tracker_engine
 
-    site = make_site(session, 1)
+    site = pooled_site(session, 1)
     config = tracker_config(db_url)
     app = create_app(config)
     client = app.test_client()

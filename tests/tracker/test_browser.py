@@ -18,8 +18,8 @@ from werkzeug.wrappers import Request, Response
 from astertrack.db.models import NumberAssignment, VisitorSession
 from astertrack.db.types import utcnow
 from astertrack.phones import format_display
+from astertrack.samples.factories import FALLBACK_NUMBER, pooled_site
 from tests.tracker.conftest import serve
-from tests.tracker.factories import FALLBACK, make_site
 from tracker import SNIPPET_PATH
 
 pytestmark = [pytest.mark.browser, pytest.mark.slow]
@@ -105,7 +105,7 @@ def landing(session, tracker_app):
     servers = []
 
     def build(pool_size: int = 3, **site_options):
-        site = make_site(session, pool_size, **site_options)
+        site = pooled_site(session, pool_size, **site_options)
         tracker = tracker_app()
         tracker_cm = serve(tracker)
         tracker_url = tracker_cm.__enter__()
@@ -182,7 +182,7 @@ def test_heartbeat_keeps_the_number_past_the_hold(browser, landing, session):
     second = visitor(browser)
     other = second.new_page()
     other.goto(f"{url}/")
-    assert wait_swapped(other) == format_display(FALLBACK, DISPLAY)
+    assert wait_swapped(other) == format_display(FALLBACK_NUMBER, DISPLAY)
     assert page.text_content("#hdr") == shown
     second.close()
     first.close()
@@ -271,7 +271,7 @@ def test_automated_browser_is_treated_as_bot(browser, landing, session):
     page = context.new_page()
     page.goto(f"{url}/")
     # the pool's static fallback, never a pool number
-    assert wait_swapped(page) == format_display(FALLBACK, DISPLAY)
+    assert wait_swapped(page) == format_display(FALLBACK_NUMBER, DISPLAY)
     assert session.scalar(select(NumberAssignment)) is None
     context.close()
 
@@ -293,7 +293,7 @@ def test_lazy_site_takes_a_pool_number_once_the_phone_is_visible(browser, landin
     # the header phone is in view: the snippet claims a pool number right after the lazy answer
     page.wait_for_function(f"document.querySelector('#hdr').textContent !== {ORIGINAL!r} && "
                            f"document.querySelector('#hdr').textContent !== "
-                           f"{format_display(FALLBACK, DISPLAY)!r}", timeout=15000)
+                           f"{format_display(FALLBACK_NUMBER, DISPLAY)!r}", timeout=15000)
     session.rollback()
     assignment = session.scalar(select(NumberAssignment))
     assert page.text_content("#hdr") == format_display(assignment.number.number, DISPLAY)

@@ -9,8 +9,8 @@ import pytest
 from sqlalchemy import func, select
 
 from astertrack.db.models import NumberAssignment, OverflowEvent, VisitorSession
+from astertrack.samples.factories import FALLBACK_NUMBER, pooled_site
 from tests.tracker.conftest import post, serve
-from tests.tracker.factories import FALLBACK, make_site
 
 UA = "Mozilla/5.0 (Windows NT 10.0; Win64; x64) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/126.0 Safari/537.36"
 VISITORS, POOL = 200, 20
@@ -18,7 +18,7 @@ VISITORS, POOL = 200, 20
 
 @pytest.mark.slow
 def test_200_concurrent_visitors_share_a_20_number_pool_exactly(session, tracker_app):
-    site = make_site(session, POOL)
+    site = pooled_site(session, POOL)
     barrier = threading.Barrier(VISITORS)
 
     def visit(i: int):
@@ -34,7 +34,7 @@ def test_200_concurrent_visitors_share_a_20_number_pool_exactly(session, tracker
     pool_numbers = [b["number"] for b in bodies if b["kind"] == "pool"]
     fallbacks = [b for b in bodies if b["kind"] == "fallback"]
     assert len(pool_numbers) == POOL and len(set(pool_numbers)) == POOL
-    assert len(fallbacks) == VISITORS - POOL and all(b["number"] == FALLBACK for b in fallbacks)
+    assert len(fallbacks) == VISITORS - POOL and all(b["number"] == FALLBACK_NUMBER for b in fallbacks)
     assert len({b["sid"] for b in bodies}) == VISITORS
     assert session.scalar(select(func.count()).select_from(OverflowEvent)) == VISITORS - POOL
     assert session.scalar(select(func.count()).select_from(VisitorSession)) == VISITORS

@@ -15,8 +15,8 @@ from astertrack.db.engine import session_scope
 from astertrack.db.models import NumberAssignment, OverflowEvent, TrackingNumber, VisitorSession
 from astertrack.dni import allocation
 from astertrack.dni.sources import load_site_routing
+from astertrack.samples.factories import FALLBACK_NUMBER, pooled_site
 from tests.tracker.conftest import post, serve, tracker_config
-from tests.tracker.factories import FALLBACK, make_site
 from tracker import create_app
 
 UA = "Mozilla/5.0 (X11; Linux x86_64) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/126.0 Safari/537.36"
@@ -49,7 +49,7 @@ def _visit(visitor: str) -> dict:
 def test_create_takes_over_an_expired_unswept_hold_in_one_statement(db_url, session_factory, slow_path_calls):
     _pg_only(db_url)
     with session_scope(session_factory) as db:
-        site = load_site_routing(db, make_site(db, 1, hold=30, cap=100).public_key)
+        site = load_site_routing(db, pooled_site(db, 1, hold=30, cap=100).public_key)
     with session_scope(session_factory) as db:
         first = allocation.start(db, site, _visit("a"), T0, new_visitor=True)
     later = T0 + dt.timedelta(seconds=31)  # the hold ran out; nobody swept it
@@ -71,13 +71,13 @@ def test_create_takes_over_an_expired_unswept_hold_in_one_statement(db_url, sess
 def test_full_pool_records_one_overflow_in_the_same_statement(db_url, session_factory, slow_path_calls):
     _pg_only(db_url)
     with session_scope(session_factory) as db:
-        site = load_site_routing(db, make_site(db, 1).public_key)
+        site = load_site_routing(db, pooled_site(db, 1).public_key)
     with session_scope(session_factory) as db:
         allocation.start(db, site, _visit("a"), T0, new_visitor=True)
     with session_scope(session_factory) as db:
         offer = allocation.start(db, site, {**_visit("b"), "utm_source": "ya"}, T0, new_visitor=True)
     assert slow_path_calls == []
-    assert offer.kind == "fallback" and offer.number == FALLBACK
+    assert offer.kind == "fallback" and offer.number == FALLBACK_NUMBER
     with session_scope(session_factory) as db:
         event = db.scalars(select(OverflowEvent)).one()
         session_row = db.scalar(select(VisitorSession).where(VisitorSession.visitor_id == "b"))
@@ -88,7 +88,7 @@ def test_full_pool_records_one_overflow_in_the_same_statement(db_url, session_fa
 def test_reuse_oldest_policy_still_takes_the_general_path(db_url, session_factory, slow_path_calls):
     _pg_only(db_url)
     with session_scope(session_factory) as db:
-        site = load_site_routing(db, make_site(db, 1, policy="reuse_oldest").public_key)
+        site = load_site_routing(db, pooled_site(db, 1, policy="reuse_oldest").public_key)
     with session_scope(session_factory) as db:
         first = allocation.start(db, site, _visit("a"), T0, new_visitor=True)
     with session_scope(session_factory) as db:
@@ -102,7 +102,7 @@ def test_reuse_oldest_policy_still_takes_the_general_path(db_url, session_factor
 def test_common_heartbeat_slides_the_hold_and_a_navigation_counts_a_page_view(db_url, session_factory):
     _pg_only(db_url)
     with session_scope(session_factory) as db:
-        site = load_site_routing(db, make_site(db, 2, hold=30, cap=45).public_key)
+        site = load_site_routing(db, pooled_site(db, 2, hold=30, cap=45).public_key)
     with session_scope(session_factory) as db:
         offer = allocation.start(db, site, {**_visit("a"), "landing_page": "https://x.ru/1",
                                             "current_page": "https://x.ru/1"}, T0, new_visitor=True)
@@ -144,7 +144,7 @@ def test_tracker_connections_autocommit_with_the_tuned_settings(db_url):
 
 def test_a_dropped_database_connection_answers_503_then_recovers(db_url, session, session_factory):
     _pg_only(db_url)
-    site = make_site(session, 3)
+    site = pooled_site(session, 3)
     app = create_app(tracker_config(db_url))  # the tracker's own engine: no pre-ping
     body = {"k": site.public_key, "visitor_id": "x", "new": True}
     with serve(app) as url:
@@ -161,7 +161,7 @@ def test_a_dropped_database_connection_answers_503_then_recovers(db_url, session
 
 
 def test_hot_endpoints_keep_flask_answers_for_other_methods_and_bodies(session, tracker_url):
-    site = make_site(session, 1)
+    site = pooled_site(session, 1)
     with pytest.raises(urllib.error.HTTPError) as refused:
         urllib.request.urlopen(f"{tracker_url}/v/start")  # GET
     assert refused.value.code == 405

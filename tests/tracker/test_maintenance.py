@@ -11,7 +11,7 @@ from astertrack.db.models import NumberAssignment, PoolUsageSample, TrackingNumb
 from astertrack.db.types import utcnow
 from astertrack.dni import allocation
 from astertrack.dni.sources import load_site_routing
-from tests.tracker.factories import make_site
+from astertrack.samples.factories import pooled_site
 from tracker.maintenance import Maintenance
 
 UA = "Mozilla/5.0 (X11; Linux x86_64) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/126.0 Safari/537.36"
@@ -19,7 +19,7 @@ UA = "Mozilla/5.0 (X11; Linux x86_64) AppleWebKit/537.36 (KHTML, like Gecko) Chr
 
 def test_run_once_releases_expired_holds_and_samples(session_factory):
     with session_scope(session_factory) as db:
-        site = make_site(db, 2, hold=30)
+        site = pooled_site(db, 2, hold=30)
         routing = load_site_routing(db, site.public_key)
     long_ago = utcnow() - dt.timedelta(minutes=5)
     with session_scope(session_factory) as db:

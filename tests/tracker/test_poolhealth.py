@@ -21,7 +21,7 @@ from astertrack.db.models import (
 from astertrack.db.types import utcnow
 from astertrack.dni import allocation, poolhealth
 from astertrack.dni.sources import load_site_routing
-from tests.tracker.factories import make_site
+from astertrack.samples.factories import pooled_site
 
 T0 = dt.datetime(2026, 3, 2, 8, 0, tzinfo=dt.UTC)
 H = dt.timedelta(hours=1)
@@ -39,7 +39,7 @@ def _hold(session, site, number, start, end):
 
 
 def test_concurrency_overflows_and_recommendation(session):
-    site = make_site(session, 4)
+    site = pooled_site(session, 4)
     pool = session.get(NumberPool, site.default_pool_id)
     n1, n2, n3, _ = session.scalars(select(TrackingNumber).where(TrackingNumber.pool_id == pool.id)
                                     .order_by(TrackingNumber.id)).all()
@@ -78,7 +78,7 @@ def test_rule_of_thumb_and_recommendation_margin():
 
 
 def test_idle_and_tight_status(session):
-    site = make_site(session, 2)
+    site = pooled_site(session, 2)
     pool = session.get(NumberPool, site.default_pool_id)
     assert poolhealth.pool_health(session, pool, T0, T0 + H, T0 + H).status == "idle"
     numbers = session.scalars(select(TrackingNumber).where(TrackingNumber.pool_id == pool.id)).all()
@@ -91,7 +91,7 @@ def test_idle_and_tight_status(session):
 
 def test_sampler_writes_one_sample_per_interval(session_factory):
     with session_scope(session_factory) as db:
-        site = make_site(db, 3)
+        site = pooled_site(db, 3)
         routing = load_site_routing(db, site.public_key)
     with session_scope(session_factory) as db:
         allocation.start(db, routing, allocation.clean_visit({"visitor_id": "a", "user_agent": UA}), T0)
@@ -107,7 +107,7 @@ def test_sampler_writes_one_sample_per_interval(session_factory):
 
 def test_pool_health_cli(session_factory, db_url, tmp_path):
     with session_scope(session_factory) as db:
-        site = make_site(db, 1)
+        site = pooled_site(db, 1)
         routing = load_site_routing(db, site.public_key)
     now = utcnow()
     with session_scope(session_factory) as db:

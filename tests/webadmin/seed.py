@@ -16,20 +16,23 @@ from astertrack.db.models import (
     CallEvent,
     Deal,
     Lead,
-    Manager,
-    NumberPool,
     OverflowEvent,
     PoolUsageSample,
-    Site,
-    Source,
     Tag,
-    TrackingNumber,
     Transcript,
     User,
     VisitorSession,
 )
 from astertrack.db.types import utcnow
 from astertrack.passwords import hash_password
+from astertrack.samples.factories import (
+    add_dynamic_source,
+    add_managers,
+    add_numbers,
+    add_pool,
+    add_site,
+    add_static_source,
+)
 
 PASSWORD = "correct-horse-1"
 XSS = "<img src=x onerror=alert(1)>"
@@ -57,24 +60,16 @@ def write_wav(path: Path, seconds: float = 3.0, rate: int = 8000) -> Path:
 
 def seed(session, recordings_dir: Path | None = None) -> SimpleNamespace:
     now = utcnow()
-    site = Site(name="Shop", domains=["shop.example"], timezone="Europe/Moscow", target_call_seconds=30,
-                crm_url_template="https://crm.example/search?phone={phone}")
-    session.add(site)
-    session.flush()
-    pool = NumberPool(site_id=site.id, name="Main pool")
-    session.add(pool)
-    session.flush()
-    yandex = Source(site_id=site.id, name="Yandex Direct", kind="dynamic", channel="cpc", pool_id=pool.id,
-                    match_rules=[{"field": "utm_source", "op": "equals", "value": "yandex"}])
-    organic = Source(site_id=site.id, name="Organic", kind="static", channel="organic")
-    session.add_all([yandex, organic])
-    session.flush()
-    session.add_all([TrackingNumber(number=f"+7495100000{i}", site_id=site.id, pool_id=pool.id) for i in range(3)])
-    session.add(TrackingNumber(number="+74952000000", site_id=site.id, source_id=organic.id))
-    anna = Manager(name="Anna", endpoint="PJSIP/101", device_state="NOT_INUSE")
-    boris = Manager(name="Boris", endpoint="PJSIP/102", device_state="INUSE")
-    session.add_all([anna, boris])
-    session.flush()
+    site = add_site(session, "Shop", domains=["shop.example"], timezone="Europe/Moscow", target_call_seconds=30,
+                    crm_url_template="https://crm.example/search?phone={phone}")
+    pool = add_pool(session, site, "Main pool")
+    yandex = add_dynamic_source(session, site, "Yandex Direct", pool, channel="cpc",
+                                match_rules=[{"field": "utm_source", "op": "equals", "value": "yandex"}])
+    organic = add_static_source(session, site, "Organic", channel="organic")
+    add_numbers(session, site, [f"+7495100000{i}" for i in range(3)], pool=pool)
+    add_numbers(session, site, ["+74952000000"], source=organic)
+    anna, = add_managers(session, ["101"], names=["Anna"], extension=None, device_state="NOT_INUSE")
+    boris, = add_managers(session, ["102"], names=["Boris"], extension=None, device_state="INUSE")
     users = {
         "admin": User(login="admin", password_hash=password_hash(), role="admin", locale="en"),
         "super": User(login="super", password_hash=password_hash(), role="supervisor", locale="en"),
