@@ -19,8 +19,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
-import signal
 import sqlite3
 import subprocess
 import sys
@@ -30,7 +28,11 @@ from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(REPO))
-BIN = Path(sys.executable).parent
+
+from astertrack.db.engine import make_engine, make_session_factory  # noqa: E402
+from astertrack.db.models import Base  # noqa: E402
+from astertrack.samples.factories import add_did_route, add_managers, add_site, add_static_source  # noqa: E402
+from astertrack.samples.processes import start_daemon, stop_process  # noqa: E402
 
 # flow name, call.py arguments, expected row ("@" in answered_by = the channel technology)
 FLOWS = [
@@ -61,53 +63,24 @@ TOLERANCE = 1.5
 
 
 def seed(url: str, tech: str) -> None:
-    from astertrack.db.engine import make_engine, make_session_factory
-    from astertrack.db.models import Base, Manager, ManagerGroup, RoutingRule, Site, Source, TrackingNumber
-
+    """Site, one static source, managers 101..105 and one routing rule per DID of FLOWS."""
     engine = make_engine(url)
     Base.metadata.create_all(engine)
     with make_session_factory(engine)() as s:
-        site = Site(name="lab", domains=["lab.example"], timezone="UTC")
-        s.add(site)
-        s.flush()
-        source = Source(site_id=site.id, name="Yandex Direct", kind="static")
-        s.add(source)
-        s.flush()
-        managers = {}
-        for ext in range(101, 106):
-            managers[ext] = Manager(name=f"Manager {ext}", endpoint=f"{tech}/{ext}", extension=str(ext))
-            s.add(managers[ext])
-        s.flush()
+        site = add_site(s, "lab", domains=["lab.example"], timezone="UTC")
+        source = add_static_source(s, site, "Yandex Direct")
+        managers = dict(zip(range(101, 106), add_managers(s, range(101, 106), tech=tech), strict=True))
 
-        def rule(did, exts, strategy="round_robin", cursor=0, queue=None):
-            group = ManagerGroup(name=f"group {did}", managers=[managers[e] for e in exts], queue_name=queue)
-            s.add(group)
-            s.flush()
-            s.add(TrackingNumber(number=did, site_id=site.id, source_id=source.id))
-            s.add(RoutingRule(name=f"did-{did[-3:]}", priority=10, match={"dids": [did]}, group_id=group.id,
-                              strategy=strategy, sticky=False, rr_cursor=cursor, ring_timeout=10))
+        def route(did, exts, **rule):
+            add_did_route(s, source, did, [managers[e] for e in exts], sticky=False, ring_timeout=10, **rule)
 
         for ext in (101, 102, 103, 104):
-            rule(f"+749500001{ext - 100:02d}", [ext])
-        rule("+74950000400", [101, 102], cursor=managers[101].id)  # 102 first, then 101
-        rule("+74950000300", [101, 102], strategy="ring_all")
-        rule("+74950000200", [101, 102], strategy="queue", queue="sales")
+            route(f"+749500001{ext - 100:02d}", [ext])
+        route("+74950000400", [101, 102], rr_cursor=managers[101].id)  # 102 first, then 101
+        route("+74950000300", [101, 102], strategy="ring_all")
+        route("+74950000200", [101, 102], strategy="queue", queue_name="sales")
         s.commit()
     engine.dispose()
-
-
-def start(cmd: str, conf: Path, log: Path) -> subprocess.Popen:
-    return subprocess.Popen([str(BIN / cmd)], stdout=log.open("w"), stderr=subprocess.STDOUT,
-                            env={**os.environ, "ASTERTRACK_CONFIG": str(conf)}, start_new_session=True)
-
-
-def stop(proc: subprocess.Popen) -> None:
-    if proc.poll() is None:
-        proc.send_signal(signal.SIGTERM)
-        try:
-            proc.wait(20)
-        except subprocess.TimeoutExpired:
-            proc.kill()
 
 
 def place(kit: Path, lab: Path, args: str, pbx: str) -> dict:
@@ -197,14 +170,14 @@ dir = {args.lab / instance / 'spool' / 'monitor'}
 """)
     conf.chmod(0o600)
     seed(f"sqlite:///{db}", tech)
-    agi = start("astertrack-agi", conf, work / "agi.log")
-    ami = start("astertrack-ami", conf, work / "ami.log")
+    agi = start_daemon("astertrack-agi", conf, log=work / "agi.log")
+    ami = start_daemon("astertrack-ami", conf, log=work / "ami.log")
     time.sleep(3)
     results = []
     try:
         for name, call_args, want in FLOWS + [AGI_DOWN]:
             if name.startswith("AGI down"):
-                stop(agi)
+                stop_process(agi)
             # A call left over from a failed flow would keep a phone busy for the next ones.
             subprocess.run(asterisk + ["channel request hangup all"], capture_output=True)
             time.sleep(1)
@@ -227,8 +200,8 @@ dir = {args.lab / instance / 'spool' / 'monitor'}
             print(f"{'ok  ' if not problems else 'FAIL'} {name}: {results[-1]['row']}"
                   + (f"  <- {'; '.join(problems)}" if problems else ""), file=sys.stderr)
     finally:
-        stop(agi)
-        stop(ami)
+        stop_process(agi)
+        stop_process(ami)
     print(json.dumps({"check": "lab_e2e", "pbx": args.pbx, "flows": len(results), "passed": sum(r["ok"] for r in results),
                       "failed": [r["flow"] for r in results if not r["ok"]], "workdir": str(work)}))
     return 0 if all(r["ok"] for r in results) else 1

@@ -30,8 +30,10 @@ from sqlalchemy.engine import make_url
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 
 from astertrack.db.engine import make_engine, make_session_factory  # noqa: E402
-from astertrack.db.models import Base, Call, Manager, ManagerGroup, RoutingRule, Site, Source, TrackingNumber  # noqa: E402
-from tests.ops.lab_check import REPO, place, start, stop  # noqa: E402
+from astertrack.db.models import Base, Call  # noqa: E402
+from astertrack.samples.factories import add_did_route, add_managers, add_site, add_static_source  # noqa: E402
+from astertrack.samples.processes import start_daemon, stop_process  # noqa: E402
+from tests.ops.lab_check import REPO, place  # noqa: E402
 
 FLOWS = [  # (call.py arguments, outcome, missed_reason, answering extension, hangup side)
     ("--did 74950000101 --caller 79161234567 --hangup-after-answer 4", "answered", None, "101", "caller"),
@@ -43,29 +45,18 @@ NODES = {"pbx-sip": ("sip", "SIP", 4573, 5038), "pbx-pj": ("pjsip", "PJSIP", 457
 
 
 def seed(url: str) -> None:
+    """Site, one static source, phones 101..104 on both PBXs, one rule per DID ringing both boxes' phone."""
     engine = make_engine(url)
     Base.metadata.create_all(engine)
     with make_session_factory(engine)() as s:
-        site = Site(name="fleet", timezone="UTC")
-        s.add(site)
-        s.flush()
-        source = Source(site_id=site.id, name="Google Ads", kind="static")
-        s.add(source)
-        s.flush()
-        phones = {}
-        for tech in ("SIP", "PJSIP"):
-            for ext in ("101", "102", "103", "104"):
-                phones[tech, ext] = Manager(name=f"{tech} {ext}", endpoint=f"{tech}/{ext}", extension=ext)
-                s.add(phones[tech, ext])
-        s.flush()
-        for ext in ("101", "102", "103", "104"):
-            did = f"+74950000{ext}"
-            group = ManagerGroup(name=f"ext {ext}", managers=[phones["SIP", ext], phones["PJSIP", ext]])
-            s.add(group)
-            s.flush()
-            s.add(TrackingNumber(number=did, site_id=site.id, source_id=source.id))
-            s.add(RoutingRule(name=f"did-{ext}", priority=10, match={"dids": [did]}, group_id=group.id,
-                              strategy="round_robin", sticky=False, ring_timeout=10, max_attempts=2))
+        site = add_site(s, "fleet", timezone="UTC")
+        source = add_static_source(s, site, "Google Ads")
+        extensions = ("101", "102", "103", "104")
+        phones = {tech: add_managers(s, extensions, tech=tech, names=[f"{tech} {ext}" for ext in extensions])
+                  for tech in ("SIP", "PJSIP")}
+        for ext, sip, pjsip in zip(extensions, phones["SIP"], phones["PJSIP"], strict=True):
+            add_did_route(s, source, f"+74950000{ext}", [sip, pjsip], group_name=f"ext {ext}", sticky=False,
+                          ring_timeout=10, max_attempts=2)
         s.commit()
     engine.dispose()
 
@@ -103,8 +94,8 @@ def main() -> int:
                             f"metrics_port = 0\n[ami]\nport = {ami_port}\nusername = calltrack\n"
                             f"secret = calltrack-secret\nmetrics_port = 0\n")
             conf.chmod(0o600)
-            procs += [start("astertrack-agi", conf, work / f"{node}-agi.log"),
-                      start("astertrack-ami", conf, work / f"{node}-ami.log")]
+            procs += [start_daemon("astertrack-agi", conf, log=work / f"{node}-agi.log"),
+                      start_daemon("astertrack-ami", conf, log=work / f"{node}-ami.log")]
         time.sleep(3)
         with ThreadPoolExecutor(2) as pool:
             for flow in FLOWS:  # the same flow on both PBXs at the same time
@@ -116,7 +107,7 @@ def main() -> int:
         engine.dispose()
     finally:
         for proc in procs:
-            stop(proc)
+            stop_process(proc)
         with admin.connect() as conn:
             conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
         admin.dispose()
