@@ -35,6 +35,7 @@ from astertrack.callflow.ami_parse import AmiStreamParser  # noqa: E402
 from astertrack.callflow.state_machine import OP_FINISH, CallStateMachine  # noqa: E402
 from astertrack.db.engine import make_engine  # noqa: E402
 from astertrack.db.models import Base  # noqa: E402
+from astertrack.samples.processes import stop_process  # noqa: E402
 from tests.ami.fake_ami import FakeAmiServer  # noqa: E402
 from tests.ami.fake_ami import Session as Script  # noqa: E402
 
@@ -116,8 +117,7 @@ async def bench_listener(stream: bytes, expected_calls: int, workdir: Path) -> d
         cpu = _cpu_seconds(proc.pid) - cpu_before
         rss = max(rss, _vm_hwm_mb(proc.pid))
     finally:
-        proc.terminate()
-        proc.wait(30)
+        stop_process(proc)
         await server.close()
     with sqlite3.connect(db) as conn:
         events = conn.execute("select count(*) from call_events").fetchone()[0]

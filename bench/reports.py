@@ -34,8 +34,9 @@ from sqlalchemy import create_engine, text  # noqa: E402
 from sqlalchemy.engine import make_url  # noqa: E402
 
 from astertrack.db.engine import make_engine, make_session_factory  # noqa: E402
-from astertrack.db.models import Base, Manager, Site, Source  # noqa: E402
+from astertrack.db.models import Base  # noqa: E402
 from astertrack.reporting import reports  # noqa: E402
+from astertrack.samples.factories import add_managers, add_site, add_static_source  # noqa: E402
 
 DEFAULT_PG = "postgresql+psycopg://postgres@127.0.0.1:5432/test"
 SITES, SOURCES_PER_SITE, MANAGERS = 3, 10, 40
@@ -55,13 +56,11 @@ def log(message: str) -> None:
 def seed_reference(factory) -> tuple[list[tuple[int, int]], list[int]]:
     """Sites, sources and managers through the ORM; returns (site, source) pairs and manager ids."""
     with factory() as db:
-        sites = [Site(name=f"site{i}") for i in range(SITES)]
-        db.add_all(sites)
-        db.flush()
-        sources = [Source(site_id=s.id, name=f"{s.name}-source{j}", channel=random.choice(["cpc", "organic", "social"]))
+        sites = [add_site(db, f"site{i}") for i in range(SITES)]
+        sources = [add_static_source(db, s, f"{s.name}-source{j}", channel=random.choice(["cpc", "organic", "social"]))
                    for s in sites for j in range(SOURCES_PER_SITE)]
-        managers = [Manager(name=f"manager{i}", endpoint=f"PJSIP/{100 + i}") for i in range(MANAGERS)]
-        db.add_all(sources + managers)
+        managers = add_managers(db, [100 + i for i in range(MANAGERS)], names=[f"manager{i}" for i in range(MANAGERS)],
+                                extension=None)
         db.commit()
         return [(s.site_id, s.id) for s in sources], [m.id for m in managers]
 

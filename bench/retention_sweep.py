@@ -28,15 +28,16 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from sqlalchemy import func, insert, inspect, select  # noqa: E402
 
 from astertrack.db.engine import make_engine, make_session_factory  # noqa: E402
-from astertrack.db.models import Base, Call, CallEvent, Site, VisitorSession, new_uid  # noqa: E402
+from astertrack.db.models import Base, Call, CallEvent, VisitorSession, new_uid  # noqa: E402
 from astertrack.ops.retention import Sweeper  # noqa: E402
 from astertrack.routing.recording import recording_name  # noqa: E402
+from astertrack.samples.factories import add_site  # noqa: E402
 
 
 def seed(factory, recdir: Path, calls: int, events: int, sessions: int, now: dt.datetime, rng: random.Random):
     with factory() as session:
-        site = Site(name="bench", calls_retention_days=30, recordings_retention_days=7, sessions_retention_days=30)
-        session.add(site)
+        site = add_site(session, "bench", calls_retention_days=30, recordings_retention_days=7,
+                        sessions_retention_days=30)
         session.commit()
         site_id = site.id
     rows = []
