@@ -25,6 +25,7 @@ from sqlalchemy.engine import make_url
 from astertrack.db import config_revision
 from astertrack.db.engine import make_engine, make_session_factory
 from astertrack.db.models import Base
+from astertrack.samples.processes import free_port
 
 REPO = Path(__file__).resolve().parent.parent
 RECORDED_ASTERISK = REPO / "tests" / "fixtures" / "asterisk"  # real Asterisk 20 traffic, kept byte for byte
@@ -67,7 +68,7 @@ def _start_throwaway_cluster() -> tuple[str, callable] | None:
     if bindir is None:
         return None
     datadir = Path(tempfile.mkdtemp(prefix="astertrack-pg-"))
-    port = _free_port()
+    port = free_port()
     prefix: list[str] = []
     if os.geteuid() == 0:  # PostgreSQL refuses to run as root
         shutil.chown(datadir, "postgres", "postgres")
@@ -84,12 +85,6 @@ def _start_throwaway_cluster() -> tuple[str, callable] | None:
         shutil.rmtree(datadir, ignore_errors=True)
 
     return f"postgresql+psycopg://postgres@127.0.0.1:{port}/postgres", stop
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 @pytest.fixture(scope="session")

@@ -17,16 +17,11 @@ import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
 from astertrack.routing import dialplan_vars as v
+from astertrack.samples.processes import free_port
 from tests.agi.conftest import http_get, recording
 from tests.agi.fake_asterisk import FakeAsterisk
 
 DAEMON = Path(sys.executable).with_name("astertrack-agi")
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 def _write_config(path: Path, db_url: str, ring_timeout: int, workers: int = 1, metrics_port: int = 0) -> None:
@@ -62,7 +57,7 @@ def daemon(tmp_path, db_url, seed):
     seed.commit()
     config = tmp_path / "astertrack.conf"
     _write_config(config, db_url, 20)
-    d = Daemon(config, _free_port(), tmp_path / "daemon.log")
+    d = Daemon(config, free_port(), tmp_path / "daemon.log")
     d.config, d.db_url = config, db_url
     yield d
     if d.proc.poll() is None:
@@ -132,10 +127,10 @@ def test_prefork_workers_share_the_port_reload_and_stop_together(tmp_path, db_ur
     seed.managers(*[str(100 + i) for i in range(1, 11)])
     seed.commit()
     config = tmp_path / "workers.conf"
-    metrics_port = _free_port()
+    metrics_port = free_port()
     _write_config(config, db_url, 20, workers=2, metrics_port=metrics_port)
     (tmp_path / "tmp").mkdir()
-    daemon = Daemon(config, _free_port(), tmp_path / "workers.log", env={"TMPDIR": str(tmp_path / "tmp")})
+    daemon = Daemon(config, free_port(), tmp_path / "workers.log", env={"TMPDIR": str(tmp_path / "tmp")})
     try:
         fake = FakeAsterisk("127.0.0.1", daemon.port)
 
