@@ -34,8 +34,6 @@ import json
 import os
 import random
 import shutil
-import signal
-import socket
 import statistics
 import subprocess
 import sys
@@ -48,9 +46,10 @@ sys.path.insert(0, str(REPO))
 
 from agi.server import resolve_workers, run_event_loop  # noqa: E402
 from astertrack.db.engine import make_engine, make_session_factory  # noqa: E402
-from astertrack.db.models import Base, Manager, ManagerGroup, RoutingRule, Site, Source, TrackingNumber  # noqa: E402
+from astertrack.db.models import Base  # noqa: E402
+from astertrack.samples.factories import add_group, add_managers, add_rule, add_site, add_static_source  # noqa: E402
+from astertrack.samples.processes import BIN, free_port, start_daemon, stop_process, wait_for_port  # noqa: E402
 
-BIN = Path(sys.executable).parent
 DIDS = ["74950000101", "74950000102", "74950000103", "74950000104"]
 ENV_TEMPLATE = [
     ("agi_network", "yes"), ("agi_network_script", "inbound"), ("agi_request", "agi://127.0.0.1/inbound"),
@@ -156,25 +155,16 @@ def summary(name: str, latencies: list[float | None], wall: float) -> dict:
 
 
 def seed(db_url: str, managers: int) -> None:
+    """One static source per DID, ``managers`` phones in one group, one sticky round-robin rule."""
     engine = make_engine(db_url)
     Base.metadata.create_all(engine)
     factory = make_session_factory(engine)
     with factory() as session:
-        site = Site(name="Bench", timezone="Europe/Moscow")
-        session.add(site)
-        session.flush()
+        site = add_site(session, "Bench", timezone="Europe/Moscow")
         for index, did in enumerate(DIDS):
-            source = Source(site_id=site.id, name=f"source-{index}")
-            session.add(source)
-            session.flush()
-            session.add(TrackingNumber(number="+" + did, site_id=site.id, source_id=source.id))
-        rows = [Manager(name=f"M{i}", endpoint=f"PJSIP/{1000 + i}", extension=str(1000 + i))
-                for i in range(managers)]
-        group = ManagerGroup(name="sales", managers=rows)
-        session.add(group)
-        session.flush()
-        session.add(RoutingRule(site_id=site.id, name="sales", group_id=group.id, strategy="round_robin",
-                                sticky=True))
+            add_static_source(session, site, f"source-{index}", ["+" + did])
+        phones = add_managers(session, [1000 + i for i in range(managers)], names=[f"M{i}" for i in range(managers)])
+        add_rule(session, "sales", add_group(session, "sales", phones), site=site, strategy="round_robin", sticky=True)
         session.commit()
     engine.dispose()
 
@@ -208,31 +198,10 @@ def create_pg_database(admin_url: str):
     return make_url(admin_url).set(database=name).render_as_string(hide_password=False), drop
 
 
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
-def wait_listening(proc: subprocess.Popen, port: int, name: str, log: Path | None = None) -> subprocess.Popen:
-    """``proc`` once it accepts connections on ``port``; exit the bench if it dies or never does."""
-    deadline = time.monotonic() + 30
-    while time.monotonic() < deadline:
-        try:
-            socket.create_connection(("127.0.0.1", port), timeout=0.5).close()
-            return proc
-        except OSError:
-            if proc.poll() is not None:
-                raise SystemExit(f"{name} exited: {log.read_text()[-2000:] if log else ''}") from None
-            time.sleep(0.05)
-    proc.kill()
-    raise SystemExit(f"{name} did not start")
-
-
-def start_daemon(config: Path, port: int, log: Path) -> subprocess.Popen:
-    proc = subprocess.Popen([str(BIN / "astertrack-agi"), "-c", str(config), "--port", str(port)],
-                            stdout=subprocess.DEVNULL, stderr=log.open("wb"))
-    return wait_listening(proc, port, "astertrack-agi", log)
+def start_agi(config: Path, port: int, log: Path) -> subprocess.Popen:
+    proc = start_daemon("astertrack-agi", config, "--port", str(port), log=log)
+    wait_for_port(port, proc, name="astertrack-agi", log=log)
+    return proc
 
 
 async def run_fastagi(port: int, concurrency: int, rounds: int, seq0: int):
@@ -310,7 +279,8 @@ async def serve_reference(port: int, work_ms: float) -> None:
 
 def start_reference(port: int, work_ms: float) -> subprocess.Popen:
     proc = subprocess.Popen([sys.executable, __file__, "--reference-server", str(port), str(work_ms)])
-    return wait_listening(proc, port, "the reference server")
+    wait_for_port(port, proc, name="the reference server")
+    return proc
 
 
 def run_client(coro):
@@ -365,7 +335,7 @@ def main() -> int:
     env_vars = {**os.environ, "ASTERTRACK_CONFIG": str(config)}
     load = os.getloadavg()[0]  # before we add our own load
     port = free_port()
-    daemon = start_daemon(config, port, workdir / "agi.log")
+    daemon = start_agi(config, port, workdir / "agi.log")
     n = args.concurrency
     rows = []
     try:
@@ -387,8 +357,7 @@ def main() -> int:
         latencies, wall, seq = run_client(run_fastagi(port, n, args.rounds, seq))
         rows.append(summary("fastagi-burst", latencies, wall))
     finally:
-        daemon.send_signal(signal.SIGTERM)
-        daemon.wait(30)
+        stop_process(daemon)
     reference = None
     if args.reference_ms > 0:
         ref_port = free_port()
@@ -397,8 +366,7 @@ def main() -> int:
             latencies, wall, _ = run_client(run_in_progress(ref_port, n, args.seconds, args.hold, 0))
             reference = summary(f"reference-{args.reference_ms:g}ms", latencies, wall)
         finally:
-            ref_proc.kill()
-            ref_proc.wait(10)
+            stop_process(ref_proc)
     script_log = (workdir / "script.log").open("ab")  # the scripts' stderr: why a call got no decision
     if args.script_single:
         latencies, wall = run_client(run_script(1, args.script_single, env_vars, seq, script_log))

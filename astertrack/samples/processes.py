@@ -60,9 +60,16 @@ def _died(proc: subprocess.Popen | None, name: str, log: Path | None) -> None:
     raise NotReady(f"{name} exited with {proc.returncode}:\n{output[-2000:]}")
 
 
+def _give_up(proc: subprocess.Popen | None) -> None:
+    """A process that never came up is of no use, and must not outlive the run that started it."""
+    if proc is not None:
+        stop_process(proc)
+
+
 def wait_for_port(port: int, proc: subprocess.Popen | None = None, *, name: str = "the server",
                   log: Path | None = None, timeout: float = 30.0, host: str = "127.0.0.1") -> None:
-    """Return once ``host:port`` accepts connections; raise :class:`NotReady` if ``proc`` dies first."""
+    """Return once ``host:port`` accepts connections; raise :class:`NotReady` if ``proc`` dies first
+    (or is stopped, if it never does)."""
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         try:
@@ -71,12 +78,14 @@ def wait_for_port(port: int, proc: subprocess.Popen | None = None, *, name: str 
         except OSError:
             _died(proc, name, log)
             time.sleep(0.05)
+    _give_up(proc)
     raise NotReady(f"{name} did not listen on {host}:{port} within {timeout:g} s")
 
 
 def wait_for_http(url: str, proc: subprocess.Popen | None = None, *, name: str | None = None,
                   log: Path | None = None, timeout: float = 30.0) -> None:
-    """Return once a GET of ``url`` succeeds (2xx); raise :class:`NotReady` if ``proc`` dies first.
+    """Return once a GET of ``url`` succeeds (2xx); raise :class:`NotReady` if ``proc`` dies first
+    (or is stopped, if it never answers).
 
     A port that accepts is not enough for a web app: gunicorn binds before its workers can answer.
     """
@@ -89,6 +98,7 @@ def wait_for_http(url: str, proc: subprocess.Popen | None = None, *, name: str |
                 return
         except (OSError, http.client.HTTPException):
             time.sleep(0.2)
+    _give_up(proc)
     raise NotReady(f"{name or url} did not answer within {timeout:g} s")
 
 
