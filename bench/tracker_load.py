@@ -32,18 +32,17 @@ import json
 import os
 import resource
 import shutil
-import signal
-import socket
 import subprocess
 import sys
 import tempfile
 import textwrap
-import time
 import uuid
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
+
+from astertrack.samples.processes import free_port, stop_process, wait_for_http  # noqa: E402
 
 PG_ADMIN = os.environ.get("ASTERTRACK_BENCH_PG", "postgresql+psycopg://postgres@127.0.0.1:5432/postgres")
 SITES, POOL_SIZE = 50, 40
@@ -153,41 +152,11 @@ def floor_app():
     return create_app()
 
 
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
-def wait_http(port: int, path: str, timeout: float = 20) -> None:
-    import urllib.request
-
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        try:
-            urllib.request.urlopen(f"http://127.0.0.1:{port}{path}", timeout=1).read()
-            return
-        except Exception:
-            time.sleep(0.2)
-    raise SystemExit(f"server on port {port} did not come up")
-
-
 def gunicorn(app: str, port: int, env: dict[str, str], chdir: Path) -> subprocess.Popen:
     cmd = [str(Path(sys.executable).parent / "gunicorn"), "--worker-class", "gthread", "--workers", str(WORKERS),
            "--threads", str(THREADS), "--bind", f"127.0.0.1:{port}", "--log-level", "warning",
            "--chdir", str(chdir), app]
     return subprocess.Popen(cmd, env=env, start_new_session=True)
-
-
-def stop(proc: subprocess.Popen) -> None:
-    try:
-        os.killpg(proc.pid, signal.SIGTERM)
-        proc.wait(timeout=15)
-    except (ProcessLookupError, subprocess.TimeoutExpired):
-        try:
-            os.killpg(proc.pid, signal.SIGKILL)
-        except ProcessLookupError:
-            pass
 
 
 def wrk(port: int, script: Path, seconds: int, arg: Path | None = None) -> dict:
@@ -246,25 +215,16 @@ def measured(run, server: subprocess.Popen, admin=None, database: str | None = N
 
 
 def seed(url: str) -> list[str]:
+    """SITES sites, each with a POOL_SIZE-number pool and 2-second holds; returns their public keys."""
     from astertrack.db.engine import make_engine, make_session_factory
-    from astertrack.db.models import Base, NumberPool, Site, TrackingNumber
+    from astertrack.db.models import Base
+    from astertrack.samples.factories import pooled_site
 
     engine = make_engine(url)
     Base.metadata.create_all(engine)
-    keys = []
     with make_session_factory(engine)() as db:
-        for s in range(SITES):
-            site = Site(name=f"bench {s}", domains=["shop.example.ru"], default_number="+74957770001",
-                        replace_numbers=["+74950000000"], replace_selectors=[".phone"], hold_seconds=2)
-            db.add(site)
-            db.flush()
-            pool = NumberPool(site_id=site.id, name="main", fallback_number="+74957770000")
-            db.add(pool)
-            db.flush()
-            site.default_pool_id = pool.id
-            db.add_all(TrackingNumber(number=f"+7499{s:03d}{i:04d}", site_id=site.id, pool_id=pool.id)
-                       for i in range(POOL_SIZE))
-            keys.append(site.public_key)
+        keys = [pooled_site(db, POOL_SIZE, name=f"bench {s}", first_number=f"+7499{s:03d}0000",
+                            domains=["shop.example.ru"], hold=2, commit=False).public_key for s in range(SITES)]
         db.commit()
     engine.dispose()
     return keys
@@ -347,14 +307,14 @@ def main() -> None:
         cport = free_port()
         ceiling_proc = gunicorn("tracker_load:ceiling_app()", cport, env, REPO / "bench")
         procs.append(ceiling_proc)
-        wait_http(cport, "/ok")
+        wait_for_http(f"http://127.0.0.1:{cport}/ok", ceiling_proc, timeout=20)
         wrk(cport, work / "ceiling.lua", 1)
         ceilings = [measured(lambda: wrk(cport, work / "ceiling.lua", CEILING_SECONDS), ceiling_proc)]
 
         port = free_port()
         tracker = gunicorn("tracker:create_app()", port, env, REPO)
         procs.append(tracker)
-        wait_http(port, "/v.js")
+        wait_for_http(f"http://127.0.0.1:{port}/v.js", tracker, timeout=20)
         print(f"tracker: gunicorn gthread {WORKERS} workers x {THREADS} threads, PostgreSQL, "
               f"{SITES} sites x {POOL_SIZE}-number pools; wrk 2 threads, {CONNECTIONS} connections", flush=True)
         wrk(port, work / "start.lua", 2, work / "keys.txt")  # warm-up: connections, caches
@@ -368,32 +328,32 @@ def main() -> None:
               f"CPU/request: gunicorn {starts['py_cpu_ms']:.3f} ms, PostgreSQL {starts['pg_cpu_ms']:.3f} ms",
               flush=True)
         live = holders_list(url, work / "sessions.txt")
-        stop(tracker)  # a fresh tracker, so its site cache sees the 10-minute hold
+        stop_process(tracker, 15, group=True)  # a fresh tracker, so its site cache sees the 10-minute hold
         procs.remove(tracker)
         port = free_port()
         tracker = gunicorn("tracker:create_app()", port, env, REPO)
         procs.append(tracker)
-        wait_http(port, "/v.js")
+        wait_for_http(f"http://127.0.0.1:{port}/v.js", tracker, timeout=20)
         wrk(port, work / "ping.lua", 1, work / "sessions.txt")  # warm-up
         pings = measured(lambda: wrk(port, work / "ping.lua", PHASE_SECONDS, work / "sessions.txt"), tracker,
                          admin, name)
         print(f"heartbeats:      {pings['per_s']:.0f}/s  p50 {pings['p50_us'] / 1000:.2f} ms  "
               f"p99 {pings['p99_us'] / 1000:.2f} ms  non-2xx {pings['status_errors']}  "
               f"(from {live} visitors holding a pool number)", flush=True)
-        stop(tracker)
+        stop_process(tracker, 15, group=True)
         procs.remove(tracker)
         floor = None
         if FLOOR:
             port = free_port()
             floor_proc = gunicorn("tracker_load:floor_app()", port, env, REPO / "bench")
             procs.append(floor_proc)
-            wait_http(port, "/v.js")
+            wait_for_http(f"http://127.0.0.1:{port}/v.js", floor_proc, timeout=20)
             wrk(port, work / "start.lua", 2, work / "keys.txt")  # warm-up
             floor = measured(lambda: wrk(port, work / "start.lua", PHASE_SECONDS, work / "keys.txt"), floor_proc)
             print(f"floor (session creates, database work replaced by a fixed answer): {floor['per_s']:.0f}/s  "
                   f"p50 {floor['p50_us'] / 1000:.2f} ms  p99 {floor['p99_us'] / 1000:.2f} ms  "
                   f"CPU/request: gunicorn {floor['py_cpu_ms']:.3f} ms", flush=True)
-            stop(floor_proc)
+            stop_process(floor_proc, 15, group=True)
             procs.remove(floor_proc)
 
         ceilings.append(measured(lambda: wrk(cport, work / "ceiling.lua", CEILING_SECONDS), ceiling_proc))
@@ -431,7 +391,7 @@ def main() -> None:
         print(json.dumps(result))
     finally:
         for proc in procs:
-            stop(proc)
+            stop_process(proc, 15, group=True)
         with admin.connect() as conn:
             conn.execute(text("SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
                               "WHERE datname = :n AND pid <> pg_backend_pid()"), {"n": name})
