@@ -23,9 +23,10 @@ from prometheus_client.parser import text_string_to_metric_families
 from agi import metrics_fanin
 from agi.server import resolve_workers
 from astertrack.routing import dialplan_vars as v
+from astertrack.samples.processes import free_port
 from tests.agi.conftest import http_get
 from tests.agi.fake_asterisk import FakeAsterisk
-from tests.agi.test_daemon_signals import Daemon, _env, _free_port, _write_config, wait_healthy
+from tests.agi.test_daemon_signals import Daemon, _env, _write_config, wait_healthy
 
 WRITER = """
 import sys, time
@@ -182,10 +183,10 @@ def test_daemon_reports_a_stuck_worker_and_keeps_a_killed_ones_counts(tmp_path, 
     seed.managers("101", "102", "103", "104")
     seed.commit()
     config = tmp_path / "workers.conf"
-    metrics_port = _free_port()
+    metrics_port = free_port()
     _write_config(config, db_url, 20, workers=2, metrics_port=metrics_port)
     (tmp_path / "tmp").mkdir()
-    daemon = Daemon(config, _free_port(), tmp_path / "workers.log", env={"TMPDIR": str(tmp_path / "tmp")})
+    daemon = Daemon(config, free_port(), tmp_path / "workers.log", env={"TMPDIR": str(tmp_path / "tmp")})
     stopped = None
     try:
         fake = FakeAsterisk("127.0.0.1", daemon.port)
