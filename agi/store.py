@@ -1,8 +1,9 @@
 """Database side of a routing decision: plan from fresh facts, then reserve and record in one write.
 
 Each function opens its own short transaction on a plain SQLAlchemy connection and runs in a
-worker thread, or on SQLite on the event loop (``agi.app``).  Statements are built per call;
-SQLAlchemy's statement cache keeps their compiled form (the cache key ignores the values).
+worker thread, or on SQLite on the event loop (``agi.app``).  Fixed-shape statements are built
+once with bind parameters; the profile update, whose columns depend on the call, per call.
+SQLAlchemy's statement cache keeps every compiled form.
 The read (``plan_inbound``/``plan_next``) is separate
 from the write (``commit_inbound``/``commit_next``) because between the two the route asks
 Asterisk for device states; the write re-checks everything that matters atomically
@@ -18,7 +19,7 @@ import threading
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field, replace
 
-from sqlalchemy import and_, func, insert, or_, select, update
+from sqlalchemy import and_, bindparam, func, insert, or_, select, update
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.engine import Connection, Engine
@@ -160,16 +161,28 @@ _MANAGER_COLUMNS = tuple(_managers.c[name] for name in (
     "id", "enabled", "paused", "device_state", "reserved_until", "reserved_call_uid", "last_routed_at"))
 
 
-def _can_take_calls(ids: set[int], now: dt.datetime, call_uid: str) -> tuple:
-    """Enabled, not paused, not held for another call: who may be offered a call now."""
-    m = _managers.c
-    return (m.id.in_(sorted(ids)), m.enabled.is_(True), m.paused.is_(False),
-            or_(m.reserved_until.is_(None), m.reserved_until < now, m.reserved_call_uid == call_uid))
-
-
-def _rr_cursor(rule_id: int):
-    """The rule's round-robin position as a column, so it rides along with the manager read."""
-    return select(_rules.c.rr_cursor).where(_rules.c.id == rule_id).scalar_subquery().label("rr_cursor")
+# The hot path's statements are built once, with bind parameters: a call binds values only.
+# (SQLAlchemy memoizes a statement object's cache key; building the same statement per call
+# and computing its key again cost about as much as SQLite running it.)
+_CAN_TAKE_CALLS = (
+    _managers.c.id.in_(bindparam("ids", expanding=True)), _managers.c.enabled.is_(True),
+    _managers.c.paused.is_(False),
+    or_(_managers.c.reserved_until.is_(None), _managers.c.reserved_until < bindparam("now"),
+        _managers.c.reserved_call_uid == bindparam("call_uid")),
+)
+_LOAD_MANAGERS = select(*_MANAGER_COLUMNS).where(*_CAN_TAKE_CALLS)
+# ... and with the rule's round-robin position as a column, so it rides along in the same round trip
+_LOAD_MANAGERS_WITH_CURSOR = _LOAD_MANAGERS.add_columns(
+    select(_rules.c.rr_cursor).where(_rules.c.id == bindparam("rule_id")).scalar_subquery().label("rr_cursor"))
+_CALLS_TODAY = (select(_calls.c.routed_manager_id, func.count())
+                .where(_calls.c.routed_manager_id.in_(bindparam("ids", expanding=True)),
+                       _calls.c.started_at >= bindparam("since"))
+                .group_by(_calls.c.routed_manager_id))
+_LAST_ANSWERED_BY = (select(_calls.c.manager_id)
+                     .where(_calls.c.caller_number == bindparam("caller"), _calls.c.manager_id.is_not(None),
+                            _calls.c.answered_at.is_not(None), _calls.c.started_at >= bindparam("since"))
+                     .order_by(_calls.c.started_at.desc()).limit(1))
+_LAST_ANSWERED_ON_SITE = _LAST_ANSWERED_BY.where(_calls.c.site_id == bindparam("site_id"))
 
 
 def load_managers(session: Connection, ids: set[int], now: dt.datetime, call_uid: str,
@@ -184,13 +197,14 @@ def load_managers(session: Connection, ids: set[int], now: dt.datetime, call_uid
     """
     if not ids:
         return {}, None
-    statement = select(*_MANAGER_COLUMNS).where(*_can_take_calls(ids, now, call_uid))
+    params = {"ids": sorted(ids), "now": now, "call_uid": call_uid}
+    statement = _LOAD_MANAGERS
     if rr_rule_id:
-        statement = statement.add_columns(_rr_cursor(rr_rule_id))
+        statement, params["rule_id"] = _LOAD_MANAGERS_WITH_CURSOR, rr_rule_id
     views = {}
     cursor = None
     # rows unpacked by position (the order of _MANAGER_COLUMNS): a call reads a whole group
-    for row in session.execute(statement):
+    for row in session.execute(statement, params):
         manager_id, enabled, paused, device_state, reserved_until, reserved_call_uid, last_routed_at = row[:7]
         if rr_rule_id:
             cursor = row[7]
@@ -208,10 +222,7 @@ def load_managers(session: Connection, ids: set[int], now: dt.datetime, call_uid
 def _calls_today(session: Connection, ids: set[int], now: dt.datetime, tz: str | None) -> dict[int, int]:
     if not ids:
         return {}
-    rows = session.execute(
-        select(_calls.c.routed_manager_id, func.count())
-        .where(_calls.c.routed_manager_id.in_(sorted(ids)), _calls.c.started_at >= local_day_start(now, tz))
-        .group_by(_calls.c.routed_manager_id))
+    rows = session.execute(_CALLS_TODAY, {"ids": sorted(ids), "since": local_day_start(now, tz)})
     return {mid: count for mid, count in rows}
 
 
@@ -223,14 +234,10 @@ def _sticky_manager_id(session: Session | Connection, rule: RuleView, history: a
     since = now - dt.timedelta(days=rule.sticky_days)
     if history and history.personal_manager_id and history.personal_manager_at and history.personal_manager_at >= since:
         return history.personal_manager_id
-    c = _calls.c
-    statement = (select(c.manager_id)
-                 .where(c.caller_number == caller, c.manager_id.is_not(None), c.answered_at.is_not(None),
-                        c.started_at >= since)
-                 .order_by(c.started_at.desc()).limit(1))
-    if site_id is not None:
-        statement = statement.where(c.site_id == site_id)
-    return session.execute(statement).scalar_one_or_none()
+    if site_id is None:
+        return session.execute(_LAST_ANSWERED_BY, {"caller": caller, "since": since}).scalar_one_or_none()
+    return session.execute(_LAST_ANSWERED_ON_SITE,
+                           {"caller": caller, "since": since, "site_id": site_id}).scalar_one_or_none()
 
 
 def _candidates(session: Session | Connection, plan: Plan, exclude: set[int],
@@ -345,10 +352,10 @@ def _new_profile(plan: Plan) -> dict:
     }
 
 
-def _insert_profile(dialect: str):
-    """``INSERT ... ON CONFLICT DO NOTHING RETURNING id``: the same caller on two lines at once
-    leaves one row, and no RETURNING row tells the loser to update it instead (no savepoint)."""
-    return _INSERT_FOR[dialect](_profiles).on_conflict_do_nothing().returning(_profiles.c.id)
+# ``INSERT ... ON CONFLICT DO NOTHING RETURNING id``: the same caller on two lines at once leaves
+# one row, and no RETURNING row tells the loser to update it instead (no savepoint).
+_INSERT_PROFILE = {dialect: make(_profiles).on_conflict_do_nothing().returning(_profiles.c.id)
+                   for dialect, make in _INSERT_FOR.items()}
 
 
 def _profile_where(plan: Plan):
@@ -381,7 +388,7 @@ def _update_profile(session: Connection, plan: Plan) -> None:
     if not plan.info.caller:
         return
     if (plan.history is None
-            and session.execute(_insert_profile(session.dialect.name), _new_profile(plan)).first() is not None):
+            and session.execute(_INSERT_PROFILE[session.dialect.name], _new_profile(plan)).first() is not None):
         return
     session.execute(_update_profile_statement(plan))
 
@@ -403,11 +410,16 @@ def _call_row(plan: Plan, decision: Decision, won: list[ManagerView], settings: 
     }
 
 
-def _move_round_robin(plan: Plan, won: list[ManagerView]):
+_INSERT_CALL = insert(_calls)
+_MOVE_ROUND_ROBIN = (update(_rules).where(_rules.c.id == bindparam("rule_id"))
+                     .values(rr_cursor=bindparam("cursor", type_=_rules.c.rr_cursor.type)))
+
+
+def _round_robin_move(plan: Plan, won: list[ManagerView]) -> dict | None:
     """The rule's next round-robin start, or None when this call does not move it."""
     if not (won and plan.rule and plan.rule.id and plan.strategy == "round_robin"):
         return None
-    return update(_rules).where(_rules.c.id == plan.rule.id).values(rr_cursor=won[0].id)
+    return {"rule_id": plan.rule.id, "cursor": won[0].id}
 
 
 def commit_inbound(factory: sessionmaker[Session], plan: Plan, free: list[ManagerView], settings: AgiSettings,
@@ -424,10 +436,10 @@ def commit_inbound(factory: sessionmaker[Session], plan: Plan, free: list[Manage
             session.rollback()
             return None
         decision = _decision(plan, won, attempt=1 if won else 0)
-        session.execute(insert(_calls), _call_row(plan, decision, won, settings))
-        move = _move_round_robin(plan, won)
+        session.execute(_INSERT_CALL, _call_row(plan, decision, won, settings))
+        move = _round_robin_move(plan, won)
         if move is not None:
-            session.execute(move)
+            session.execute(_MOVE_ROUND_ROBIN, move)
         _update_profile(session, plan)
         session.commit()
         return decision
