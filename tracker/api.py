@@ -88,11 +88,9 @@ class TrackerApi:
         self.maintenance = maintenance
         self.max_body = max_body
         self.trust_xff = trust_xff
-        if engine.dialect.name == "postgresql":
-            engine = engine.execution_options(isolation_level="AUTOCOMMIT")
-        else:
+        if engine.dialect.name == "sqlite":
             engine = engine.execution_options(sqlite_begin="IMMEDIATE")  # the write lock up front
-        self.engine = engine  # shares the pool of the engine it was made from
+        self.engine = engine  # PostgreSQL: in autocommit mode (``tracker.create_app``)
         self.actions: dict[str, Action] = {"/v/start": self.start, "/v/ping": self.ping, "/v/leave": self.leave}
 
     # ------------------------------------------------------------ plumbing

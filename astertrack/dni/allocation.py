@@ -170,7 +170,7 @@ def _atomic(conn: Connection) -> Iterator[None]:
     """The writes that must stand or fall together (and keep their row locks until the last).
     A connection already in a transaction (a Session's, the tracker's on SQLite) keeps it; an
     autocommit connection (the tracker's on PostgreSQL) runs them in a transaction of their own."""
-    if conn.get_execution_options().get("isolation_level") != "AUTOCOMMIT":
+    if not (_is_pg(conn) and conn.connection.driver_connection.autocommit is True):  # psycopg's own flag
         yield
         return
     conn.commit()  # ends the autobegun block; in autocommit every statement already committed itself
