@@ -169,6 +169,11 @@ def _scrape(port: int) -> tuple[dict[str, float], float]:
     return _by_worker(families[metrics_fanin.UP_METRIC]), requests
 
 
+def _process_state(pid: int) -> str:
+    """The state letter of /proc/PID/stat (``T``: stopped by a signal)."""
+    return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+
+
 def _until(what, timeout: float = 20):
     deadline = time.monotonic() + timeout
     while not (result := what()):
@@ -202,6 +207,9 @@ def test_daemon_reports_a_stuck_worker_and_keeps_a_killed_ones_counts(tmp_path, 
         # Stuck, not exited: multiprocess mode alone would still count it; the heartbeat does not.
         stopped = pids["1"]
         os.kill(stopped, signal.SIGSTOP)
+        # Scrape only once it has really stopped: a worker still running for a moment could
+        # accept the scrape and then freeze with it (a busy machine delivers SIGSTOP late).
+        _until(lambda: _process_state(stopped) == "T")
         _until(lambda: _scrape(metrics_port)[0] == {"0": 1.0, "1": 0.0})
         status, body = http_get(metrics_port, "/healthz")
         assert status == 503 and "worker 1 (pid" in json.loads(body)["checks"]["workers"]["error"]
