@@ -218,3 +218,21 @@ def test_settings_page_shows_recordings_disk_usage_and_last_retention_sweep(app,
     supervisor = app.test_client()
     AuthActions(supervisor).login("super")  # supervisors see reports, not settings
     assert supervisor.get("/settings/").status_code == 403
+
+
+def test_user_form_offers_the_admin_roles_and_languages_and_refuses_others(client, auth, data, db):
+    from webadmin.i18n import LOCALES
+    from webadmin.security import ROLES
+
+    auth.login("admin")
+    page = client.get("/users/new").get_data(as_text=True)
+    role_select = re.search(r'<select[^>]*name="role".*?</select>', page, re.S).group(0)
+    assert re.findall(r'<option[^>]*value="([^"]*)"', role_select) == list(ROLES)
+    locale_select = re.search(r'<select[^>]*name="locale".*?</select>', page, re.S).group(0)
+    assert re.findall(r'<option[^>]*value="([^"]*)"', locale_select) == ["", *LOCALES]
+    form = {"login": "dave", "role": "owner", "password": "long-password-1", "active": "on"}
+    assert auth.post("/users/new", form, page="/users/new").status_code == 400
+    assert auth.post("/users/new", {**form, "role": "supervisor", "locale": "de"}, page="/users/new").status_code == 400
+    assert auth.post("/users/new", {**form, "role": "supervisor", "locale": ""}, page="/users/new").status_code == 302
+    dave = db.query(User).filter_by(login="dave").one()
+    assert dave.role == "supervisor" and dave.locale is None and dave.manager_id is None

@@ -1,0 +1,70 @@
+"""The user form (WTForms via Flask-WTF).  Roles and languages come from the admin's own
+constants (``security.ROLES``, ``i18n.LOCALES``), managers from the database."""
+
+from __future__ import annotations
+
+from flask_babel import lazy_gettext as _l
+from flask_wtf import FlaskForm
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+from wtforms import BooleanField, PasswordField, SelectField, StringField
+from wtforms.validators import DataRequired, Regexp, ValidationError
+
+from astertrack.db.models import Manager, User
+from astertrack.passwords import MIN_LENGTH
+from webadmin.i18n import LOCALES
+from webadmin.labels import label_for
+from webadmin.security import ROLES
+
+
+def _int_or_none(value):
+    return int(value) if value not in (None, "") else None
+
+
+class UserForm(FlaskForm):
+    login = StringField(_l("Login"), [DataRequired(), Regexp(r"^[A-Za-z0-9._@-]{2,80}$", message=_l(
+        "2–80 letters, digits, dots, dashes, @ or underscores."))], filters=[lambda s: s.strip() if s else s])
+    role = SelectField(_l("Role"), default="manager")
+    manager_id = SelectField(_l("Manager"), coerce=_int_or_none, validate_choice=False, description=_l(
+        "A user linked to a manager gets the incoming-call pop-up for that manager’s phone."))
+    locale = SelectField(_l("Language"), coerce=lambda v: v or None)
+    active = BooleanField(_l("Active"), default=True)
+    password = PasswordField(_l("Password"), render_kw={"autocomplete": "new-password"})
+
+    def __init__(self, db: Session, user: User | None, acting_user_id: int | None, **kwargs):
+        super().__init__(obj=user, **kwargs)
+        self.db, self.user, self.acting_user_id = db, user, acting_user_id
+        self.role.choices = [(role, label_for(role)) for role in ROLES]
+        self.manager_id.choices = [("", "—")] + [
+            (mid, name) for mid, name in db.execute(select(Manager.id, Manager.name).order_by(Manager.name))]
+        self.locale.choices = [("", _l("from the browser"))] + [(code, code) for code in LOCALES]
+        if user is not None:
+            self.password.description = _l(
+                "Leave empty to keep the current password. Changing it ends the user’s sessions.")
+        else:
+            self.password.flags.required = True
+
+    def fields(self) -> list:
+        """What ``settings/_form.html`` renders: every field but the CSRF token."""
+        return [field for field in self if field.name != "csrf_token"]
+
+    def validate_role(self, field) -> None:
+        if field.data not in ROLES:
+            raise ValidationError(_l("Choose a role."))
+        if (self.user is not None and self.user.id == self.acting_user_id
+                and (field.data != "admin" or not self.active.data)):
+            raise ValidationError(_l("You cannot remove your own admin access."))
+
+    def validate_manager_id(self, field) -> None:
+        if field.data is not None and self.db.get(Manager, field.data) is None:
+            field.data = None  # a manager deleted meanwhile: nothing to link
+        if self.role.data == "manager" and field.data is None:
+            raise ValidationError(_l("A manager user must be linked to a manager (phone)."))
+
+    def validate_locale(self, field) -> None:
+        if field.data not in (None, *LOCALES):
+            raise ValidationError(_l("Choose a language."))
+
+    def validate_password(self, field) -> None:
+        if (self.user is None or field.data) and len(field.data or "") < MIN_LENGTH:
+            raise ValidationError(_l("At least %(n)s characters.", n=MIN_LENGTH))
