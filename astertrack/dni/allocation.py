@@ -66,6 +66,10 @@ from astertrack.dni.sources import Route, SiteRouting, SourceRule, extract_keywo
 
 log = logging.getLogger(__name__)
 
+# What a site does when its pool is full: show the fallback number, or take the number of the
+# session idle the longest (flagged as reused, lower confidence).
+OVERFLOW_POLICIES = ("fallback", "reuse_oldest")
+
 _tn = TrackingNumber.__table__
 _na = NumberAssignment.__table__
 _vs = VisitorSession.__table__

@@ -29,6 +29,8 @@ from astertrack.db.models import CallerProfile, NumberAssignment, Site, Source, 
 
 Executor = Session | Connection  # anything with .execute(): the AGI's hot path uses a plain Connection
 
+# A repeat caller within the window keeps the source of their first call, or takes this one's.
+ATTRIBUTION_MODELS = ("first_touch", "last_touch")
 GRACE_BEST = 0.9  # confidence of a session that released the number a moment ago
 GRACE_WORST = 0.5  # ... and at the very end of the grace period
 AMBIGUITY_FACTOR = 0.8  # several sessions released the number within the grace period

@@ -13,9 +13,9 @@ from sqlalchemy import select
 from agi.app import AgiApp
 from astertrack.db.models import Call, CallerProfile, Manager, ManagerGroup, RoutingRule, Site, Source
 from astertrack.db.types import utcnow
-from astertrack.dni import sources
+from astertrack.dni import allocation, sources
+from astertrack.routing import attribution, rules
 from astertrack.routing import dialplan_vars as v
-from astertrack.routing import rules
 from tests.agi.conftest import ServerThread, make_config, recording
 from tests.agi.fake_asterisk import FakeAsterisk, run
 from webadmin.settings import forms
@@ -44,6 +44,10 @@ def test_forms_offer_every_engine_value():
     assert kinds == list(sources.SOURCE_KINDS) and set(kinds) <= set(forms.SOURCE_KIND_LABELS)
     assert set(rules.DESTINATION_KINDS) == set(DESTINATION_TARGETS)
     assert set(rules.MATCH_KEYS) == set(MATCH_SAMPLES) and set(sources.OPS) == set(OP_SAMPLES)
+    policies = [c.value for c in forms.SiteForm.overflow_policy.kwargs["choices"]]
+    assert policies == list(allocation.OVERFLOW_POLICIES) and set(policies) <= set(forms.OVERFLOW_POLICY_LABELS)
+    models = [c.value for c in forms.SiteForm.attribution_model.kwargs["choices"]]
+    assert models == list(attribution.ATTRIBUTION_MODELS) and set(models) <= set(forms.ATTRIBUTION_MODEL_LABELS)
 
 
 def _group(db, name: str, queue: str | None = None) -> int:

@@ -19,8 +19,8 @@ from wtforms.validators import StopValidation, ValidationError
 from wtforms.widgets import TextArea
 
 from astertrack.db.models import Manager, ManagerGroup, NumberPool, Site, Source
-from astertrack.dni import sources
-from astertrack.routing import rules
+from astertrack.dni import allocation, sources
+from astertrack.routing import attribution, rules
 from webadmin.settings import validators as v
 
 STRATEGY_LABELS = {
@@ -29,6 +29,8 @@ STRATEGY_LABELS = {
     "queue": _l("Asterisk queue of the group"),
 }
 SOURCE_KIND_LABELS = {"static": _l("static number"), "dynamic": _l("dynamic pool")}
+OVERFLOW_POLICY_LABELS = {"fallback": _l("show the fallback number"), "reuse_oldest": _l("reuse the oldest number")}
+ATTRIBUTION_MODEL_LABELS = {"first_touch": _l("first touch"), "last_touch": _l("last touch")}
 
 
 def labelled(values: Iterable[str], labels: dict[str, Any]) -> list[SelectChoice]:
@@ -242,16 +244,14 @@ class SiteForm(SettingsForm):
     hold_cap_seconds = WholeNumber(_l("Hold cap, seconds"), [Required()], minimum=60, maximum=7 * 86400)
     unload_grace_seconds = WholeNumber(_l("Grace after leaving, seconds"), [Required()], maximum=86400)
     overflow_policy = Choice(_l("When the pool is full"), [Required()],
-                             choices=[SelectChoice("fallback", _l("show the fallback number")),
-                                      SelectChoice("reuse_oldest", _l("reuse the oldest number"))])
+                             choices=labelled(allocation.OVERFLOW_POLICIES, OVERFLOW_POLICY_LABELS))
     lazy_allocation = BooleanField(_l("Allocate on interaction only"))
     replace_selectors = ListArea(_l("CSS selectors to replace"), v.text_list)
     replace_numbers = ListArea(_l("Numbers to replace in page text"), v.phone_list)
     default_pool_id = Row(_l("Default pool"), model=NumberPool)
     attribution_window_days = WholeNumber(_l("Attribution window, days"), [Required()], minimum=1, maximum=365)
     attribution_model = Choice(_l("Attribution model"), [Required()],
-                               choices=[SelectChoice("first_touch", _l("first touch")),
-                                        SelectChoice("last_touch", _l("last touch"))])
+                               choices=labelled(attribution.ATTRIBUTION_MODELS, ATTRIBUTION_MODEL_LABELS))
     target_call_seconds = WholeNumber(_l("Target call, seconds of talk"), [Required()], maximum=3600)
     crm_url_template = Text(_l("CRM link template"), parse=v.crm_template, length=500,
                             description=_l("Placeholders: {phone}, {phone_digits}, {call_id}, {call_uid}, "
