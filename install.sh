@@ -160,7 +160,7 @@ EOF
   if [ ! -f "$var/conf.d/10-secrets.conf" ]; then
     ( umask 027; cat > "$var/conf.d/10-secrets.conf" <<EOF
 [database]
-url = sqlite:///$var/astertrack.db.engine
+url = sqlite:///$var/astertrack.db
 
 [web]
 secret_key = $(gen_secret 48)
@@ -332,7 +332,7 @@ EOF
     ( umask 027; cat > "$secrets" <<EOF
 # Generated once by install.sh.  Keep this file 0640 root:$SVC_USER.
 [database]
-url = ${PG_URL:-sqlite:///$DATA/astertrack.db.engine}
+url = ${PG_URL:-sqlite:///$DATA/astertrack.db}
 
 [ami]
 secret = $(gen_secret 24)

@@ -91,7 +91,7 @@ SCHEMA: dict[str, dict[str, Key]] = {
         "metrics_host": Key(_text, "127.0.0.1", help="address of the AGI/AMI daemons' /metrics and /healthz"),
     },
     "database": {
-        "url": Key(_text, "sqlite:////var/lib/astertrack/astertrack.db.engine", secret=True),
+        "url": Key(_text, "sqlite:////var/lib/astertrack/astertrack.db", secret=True),
         "pool_size": Key(_positive_int, 10),
         "echo": Key(_bool, False),
     },

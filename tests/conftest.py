@@ -149,7 +149,7 @@ def _truncate_all(url: str) -> None:
 def db_url(request, tmp_path):
     """A migrated-schema, empty database URL on each backend."""
     if request.param == "sqlite":
-        url = f"sqlite:///{tmp_path / 'astertrack.db.engine'}"
+        url = f"sqlite:///{tmp_path / 'astertrack.db'}"
         engine = make_engine(url)
         Base.metadata.create_all(engine)
         engine.dispose()

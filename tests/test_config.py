@@ -100,3 +100,10 @@ def test_the_old_web_recordings_dir_key_is_read_as_the_one_recordings_dir(tmp_pa
     assert config.values["recordings"]["dir"] == "/srv/rec"
     assert "recordings_dir" not in config.values["web"]
     assert any("[recordings] dir" in record.getMessage() for record in caplog.records)
+
+
+def test_the_default_database_is_where_earlier_releases_put_it(tmp_path):
+    """An upgraded box must open the database it has, not start an empty one beside it."""
+    config = load_config(write(tmp_path / "astertrack.conf", ""), environ={})
+    assert config.values["database"]["url"] == "sqlite:////var/lib/astertrack/astertrack.db"
+    assert config.values["recordings"]["dir"] == "/var/spool/asterisk/monitor"

@@ -147,7 +147,7 @@ def test_a_database_that_cannot_be_read_is_an_error_not_a_missing_counter(tmp_pa
     reach the caller (the AGI hands a locked step to its threads, or fails the call over)."""
     from sqlalchemy.exc import OperationalError
 
-    engine = make_engine(f"sqlite:///{tmp_path / 'gone' / 'astertrack.db.engine'}")  # no such directory
+    engine = make_engine(f"sqlite:///{tmp_path / 'gone' / 'astertrack.db'}")  # no such directory
     try:
         with make_session_factory(engine)() as session, pytest.raises(OperationalError):
             config_revision.read(session)

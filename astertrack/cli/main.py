@@ -110,7 +110,7 @@ def init(click_ctx: click.Context, config_dir: str, database_url: str | None, da
     if secrets_file.exists():
         click.echo(f"{secrets_file} exists: secrets kept")
     else:
-        url = database_url or f"sqlite:///{Path(data_dir or '/var/lib/astertrack').resolve()}/astertrack.db.engine"
+        url = database_url or f"sqlite:///{Path(data_dir or '/var/lib/astertrack').resolve()}/astertrack.db"
         secret_text = render_config({"database": {"url": url},
                                      "ami": {"secret": secrets.token_urlsafe(24)},
                                      "web": {"secret_key": secrets.token_urlsafe(48)}})

@@ -218,7 +218,7 @@ def all_pools_health(db: Session, since: dt.datetime, until: dt.datetime, now: d
     return [pool_health(db, pool, since, until, now, margin) for pool in db.scalars(query)]
 
 
-_SAMPLER_LOCK_KEY = zlib.crc32(b"astertrack.dni.poolhealth.sample")
+_SAMPLER_LOCK_KEY = zlib.crc32(b"astertrack.poolhealth.sample")  # the key of every release: kept when the module moved
 
 
 def sample_pools(db: Session, now: dt.datetime, min_interval_seconds: int = 60) -> int:

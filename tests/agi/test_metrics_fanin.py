@@ -239,9 +239,9 @@ def test_daemon_reports_a_stuck_worker_and_keeps_a_killed_ones_counts(tmp_path, 
 
 
 def test_auto_workers_one_per_core_capped_by_database():
-    assert resolve_workers(0, "sqlite:////var/lib/astertrack/astertrack.db.engine", cpus=1) == 1
-    assert resolve_workers(0, "sqlite:////var/lib/astertrack/astertrack.db.engine", cpus=2) == 2
-    assert resolve_workers(0, "sqlite:////var/lib/astertrack/astertrack.db.engine", cpus=16) == 2
+    assert resolve_workers(0, "sqlite:////var/lib/astertrack/astertrack.db", cpus=1) == 1
+    assert resolve_workers(0, "sqlite:////var/lib/astertrack/astertrack.db", cpus=2) == 2
+    assert resolve_workers(0, "sqlite:////var/lib/astertrack/astertrack.db", cpus=16) == 2
     assert resolve_workers(0, "postgresql+psycopg://astertrack@db/astertrack", cpus=2) == 2
     assert resolve_workers(0, "postgresql+psycopg://astertrack@db/astertrack", cpus=16) == 4
     assert resolve_workers(3, "sqlite:////tmp/x.db", cpus=1) == 3  # a number is taken as configured

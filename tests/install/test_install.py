@@ -43,7 +43,7 @@ def test_plain_asterisk_install(fake_system, fake_ami):
     assert oct(secrets.stat().st_mode & 0o777) == "0o640"
     assert oct((root / "etc/astertrack").stat().st_mode & 0o777) == "0o750"
     values = ini(secrets)
-    assert values["database"]["url"] == "sqlite:////var/lib/astertrack/astertrack.db.engine"
+    assert values["database"]["url"] == "sqlite:////var/lib/astertrack/astertrack.db"
     assert len(values["ami"]["secret"]) >= 24 and len(values["web"]["secret_key"]) >= 48
     assert ini(conf)["general"]["node"] == "pbx-test"
     from astertrack.config import load_config  # the real loader accepts every key we wrote
@@ -52,7 +52,7 @@ def test_plain_asterisk_install(fake_system, fake_ami):
     assert loaded.values["ami"]["secret"] == values["ami"]["secret"]
 
     # Database migrated for real, inside the root.
-    engine = create_engine(f"sqlite:///{root / 'var/lib/astertrack/astertrack.db.engine'}")
+    engine = create_engine(f"sqlite:///{root / 'var/lib/astertrack/astertrack.db'}")
     try:
         tables = set(inspect(engine).get_table_names())
     finally:
@@ -265,7 +265,7 @@ def test_uninstall_keeps_data_and_purge_removes_it(fake_system):
     assert channelvars_lines(manager) == ["channelvars = FOO ; used by the wallboard"]
     assert "secret = admin-secret" in manager
     # Data and config kept.
-    assert (root / "var/lib/astertrack/astertrack.db.engine").exists()
+    assert (root / "var/lib/astertrack/astertrack.db").exists()
     assert (root / "etc/astertrack/conf.d/10-secrets.conf").exists()
     commands = fake_system.commands()
     assert any(c.startswith("systemctl disable --now astertrack-agi.service") for c in commands)
@@ -288,7 +288,7 @@ def test_postgres_install_runs_migrations(fake_system, pg_admin_url):
         fake_system.plain_asterisk()
         fake_system.run("--postgres", url)
         assert ini(fake_system.root / "etc/astertrack/conf.d/10-secrets.conf")["database"]["url"] == url
-        assert not (fake_system.root / "var/lib/astertrack/astertrack.db.engine").exists()
+        assert not (fake_system.root / "var/lib/astertrack/astertrack.db").exists()
         engine = create_engine(url)
         try:
             assert "calls" in inspect(engine).get_table_names()
