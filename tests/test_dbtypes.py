@@ -52,9 +52,27 @@ def test_a_naive_datetime_is_refused():
         UTCDateTime().bind_processor(DIALECT)(dt.datetime(2026, 12, 4))
 
 
-def test_sqlalchemy_uses_the_fused_processors_on_sqlite_only():
-    from sqlalchemy.dialects import postgresql
+def test_sqlalchemy_runs_the_fused_processors_on_sqlite(monkeypatch):
+    """Spied through the public TypeDecorator hooks while a real engine writes and reads a row."""
+    from sqlalchemy import Column, Integer, MetaData, Table, create_engine, insert, select
 
-    assert "UTCDateTime.bind_processor" in UTCDateTime()._cached_bind_processor(DIALECT).__qualname__
-    assert "UTCDateTime.result_processor" in UTCDateTime()._cached_result_processor(DIALECT, None).__qualname__
-    assert "UTCDateTime" not in UTCDateTime()._cached_bind_processor(postgresql.dialect()).__qualname__
+    asked = []
+    for hook in ("bind_processor", "result_processor"):
+        original = getattr(UTCDateTime, hook)
+
+        def spy(self, dialect, *args, _original=original, _hook=hook):
+            processor = _original(self, dialect, *args)
+            asked.append((_hook, dialect.name, getattr(processor, "__qualname__", "")))
+            return processor
+
+        monkeypatch.setattr(UTCDateTime, hook, spy)
+    table = Table("t", MetaData(), Column("id", Integer, primary_key=True), Column("at", UTCDateTime()))
+    engine = create_engine("sqlite://")
+    moment = dt.datetime(2026, 12, 4, 15, 41, 48, 5, tzinfo=MSK)
+    with engine.begin() as conn:
+        table.create(conn)
+        conn.execute(insert(table), {"at": moment})
+        assert conn.execute(select(table.c.at)).scalar_one() == moment.astimezone(dt.UTC)
+    engine.dispose()
+    assert ("bind_processor", "sqlite", "UTCDateTime.bind_processor.<locals>.process") in asked
+    assert ("result_processor", "sqlite", "UTCDateTime.result_processor.<locals>.process") in asked

@@ -78,7 +78,7 @@ def test_a_locked_sqlite_file_moves_the_decision_to_the_threads_without_freezing
     thread, fake = start_server(db_url)
     env = FakeAsterisk.environment(recording("pjsip_fastagi_1"), script="inbound")
     ping = FakeAsterisk.environment(recording("pjsip_fastagi_1"), script="ping")
-    busy_before = metrics.AGI_INLINE_BUSY._value.get()
+    busy_before = metrics.REGISTRY.get_sample_value("astertrack_agi_inline_busy_total")
 
     async def scenario():
         holder = sqlite3.connect(make_url(db_url).database, timeout=5)
@@ -96,7 +96,7 @@ def test_a_locked_sqlite_file_moves_the_decision_to_the_threads_without_freezing
     decided, pong, ping_seconds = asyncio.run(scenario())
     assert pong.variables[v.STATUS] == "OK" and ping_seconds < 0.15  # the loop was never stuck
     assert decided.variables[v.STATUS] == "OK" and decided.variables[v.SOURCE] == "google-ads"
-    assert metrics.AGI_INLINE_BUSY._value.get() > busy_before
+    assert metrics.REGISTRY.get_sample_value("astertrack_agi_inline_busy_total") > busy_before
 
 
 def test_an_inline_write_behind_a_writer_thread_goes_to_the_threads_instead_of_waiting(tmp_path):
