@@ -39,7 +39,7 @@ from astertrack.config import Config
 from astertrack.db.engine import make_session_factory
 from astertrack.db.types import utcnow
 from astertrack.ops import metrics
-from astertrack.routing import rules as routing
+from astertrack.routing import rules
 
 log = logging.getLogger("agi")
 FAILURE_SEND_TIMEOUT = 1.0
@@ -150,8 +150,8 @@ class AgiApp:
 
     def fallback_destination(self) -> str:
         try:
-            destination = routing.parse_destination(self.settings.fallback_dial)
-        except routing.DestinationError:
+            destination = rules.parse_destination(self.settings.fallback_dial)
+        except rules.DestinationError:
             log.error("[agi] fallback_dial %r is not a safe destination; ignoring it", self.settings.fallback_dial)
             return ""
         return str(destination) if destination else ""

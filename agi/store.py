@@ -36,8 +36,7 @@ from astertrack.db.models import (
     new_uid,
 )
 from astertrack.routing import attribution as attr
-from astertrack.routing import reservations
-from astertrack.routing import rules as routing
+from astertrack.routing import reservations, rules
 from astertrack.routing.recording import recording_name
 from astertrack.routing.rules import CallContext, Destination, ManagerView, RuleView
 from astertrack.routing.schedule import is_open, local_day_start
@@ -143,13 +142,13 @@ class Decision:
 
     @property
     def dial(self) -> str:
-        return routing.dial_string(self.managers)
+        return rules.dial_string(self.managers)
 
     @property
     def manager_label(self) -> str:
         if self.queue:
             return f"queue:{self.queue}"
-        return routing.manager_label(self.managers)
+        return rules.manager_label(self.managers)
 
 
 # Core tables, not the mapped classes: a statement on a Connection then skips the ORM's compile step.
@@ -255,22 +254,22 @@ def _candidates(session: Session | Connection, plan: Plan, exclude: set[int],
         counts = _calls_today(session, set(views), plan.now, plan.timezone)
         views = {mid: replace(view, calls_today=counts.get(mid, 0)) for mid, view in views.items()}
     cursor = (cursor or 0) if round_robin else rule.rr_cursor
-    ordered = routing.order_candidates(rule.strategy, [views[i] for i in rule.member_ids if i in views], cursor)
+    ordered = rules.order_candidates(rule.strategy, [views[i] for i in rule.member_ids if i in views], cursor)
     sticky = views.get(plan.sticky_id) if plan.sticky_id else None
-    ordered = routing.with_sticky_first(ordered, sticky)
+    ordered = rules.with_sticky_first(ordered, sticky)
     return [m for m in ordered
-            if m.id not in exclude and routing.is_available(m, plan.now, plan.timezone, plan.call_uid)]
+            if m.id not in exclude and rules.is_available(m, plan.now, plan.timezone, plan.call_uid)]
 
 
 def _finish_plan(session: Session | Connection, plan: Plan, settings: AgiSettings, exclude: set[int],
                  profiles: Mapping[int, ManagerProfile], check_hours: bool = True) -> Plan:
     rule = plan.rule
-    plan.fallback = routing.fallback_for(rule, settings.fallback_dial)
+    plan.fallback = rules.fallback_for(rule, settings.fallback_dial)
     plan.ring_timeout = (rule.ring_timeout if rule and rule.ring_timeout else None) or settings.ring_timeout
     plan.max_attempts = (rule.max_attempts if rule and rule.max_attempts else None) or settings.max_attempts
     if check_hours and rule is not None and not is_open(rule.schedule, plan.now, plan.timezone):
         plan.after_hours = True
-        plan.fallback = routing.after_hours_for(rule, settings.fallback_dial)
+        plan.fallback = rules.after_hours_for(rule, settings.fallback_dial)
         return plan
     plan.candidates = _candidates(session, plan, exclude, profiles)
     return plan
@@ -292,7 +291,7 @@ def plan_inbound(factory: sessionmaker[Session], cache: SnapshotCache, info: Cal
             landing_page=attribution.landing_page, caller_tags=history.tags if history else (),
             caller_is_vip=history.is_vip if history else False,
         )
-        rule = routing.select_rule(snapshot.rules, ctx) or snapshot.implicit_rule()
+        rule = rules.select_rule(snapshot.rules, ctx) or snapshot.implicit_rule()
         call_uid = new_uid()
         plan = Plan(call_uid=call_uid, now=now, info=info, attribution=attribution, is_first_call=first,
                     history=history, timezone=directory.timezone_for(attribution.site_id), rule=rule,

@@ -7,7 +7,7 @@ import re
 
 from agi import store
 from astertrack.phones import try_normalize
-from astertrack.routing import rules as routing
+from astertrack.routing import rules
 from astertrack.routing.rules import ManagerView
 
 SAFE_DEVICE = re.compile(r"^[A-Za-z0-9_./@:-]{1,100}$")
@@ -96,7 +96,7 @@ async def take_free(request, candidates: list[ManagerView], want: int) -> tuple[
         batch = candidates[index:index + want - len(free)]
         index += len(batch)
         for manager, state in zip(batch, await device_states(request, batch), strict=True):
-            if routing.is_free_state(state):
+            if rules.is_free_state(state):
                 free.append(manager)
     return free, candidates[index:]
 

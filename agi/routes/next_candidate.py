@@ -12,7 +12,7 @@ from agi import announce, store
 from agi.registry import route
 from agi.routes.common import clean, reserve_loop
 from astertrack.routing import dialplan_vars as v
-from astertrack.routing import rules as routing
+from astertrack.routing import rules
 
 
 class MissingCallId(LookupError):
@@ -29,7 +29,7 @@ async def next_candidate(request) -> None:
     if not call_uid:
         raise MissingCallId("CT_CALL_ID is not set on the channel")
     await announce.mark_pending(channel)
-    if not routing.should_retry(dial_status):
+    if not rules.should_retry(dial_status):
         await request.db(store.release_call, call_uid)
         await announce.announce_done(channel)
         request.note = f"call {call_uid} after {dial_status or '?'}: done"
