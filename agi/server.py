@@ -141,7 +141,8 @@ async def run(config_path: str | None, host: str | None = None, port: int | None
     elif agi_conf["metrics_port"]:
         try:
             metrics_servers.append(metrics.start_http_server(
-                config.values["general"]["metrics_host"], agi_conf["metrics_port"], checks))
+                config.values["general"]["metrics_host"], agi_conf["metrics_port"], checks,
+                registry=metrics.daemon_registry("astertrack_agi_")))
         except OSError as exc:
             log.error("metrics port %s unavailable: %s", agi_conf["metrics_port"], exc)
     # Everything loaded so far (modules, settings, the engine) lives as long as the process:

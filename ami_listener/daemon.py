@@ -63,8 +63,9 @@ def run(config_path: str | None) -> None:
     server = None
     if port:
         try:
-            server = metrics.start_http_server("127.0.0.1", port, {"ami": metrics.ami_check(),
-                                                                  "database": metrics.database_check(factory)})
+            server = metrics.start_http_server(
+                "127.0.0.1", port, {"ami": metrics.ami_check(), "database": metrics.database_check(factory)},
+                registry=metrics.daemon_registry("astertrack_ami_", "astertrack_calls_"))
         except OSError as exc:
             click.echo(f"astertrack-ami: cannot serve metrics on 127.0.0.1:{port} ([ami] metrics_port): {exc}",
                        err=True)

@@ -347,6 +347,16 @@ class _Only(Collector):
                 if family.name.startswith(self.prefixes or "") and family.name not in self.exclude)
 
 
+def daemon_registry(*prefixes: str) -> CollectorRegistry:
+    """This process's own figures for one daemon's metrics port: the families starting with
+    ``prefixes`` plus the process and Python figures.  This module declares every daemon's
+    metrics, so the whole :data:`REGISTRY` would have the AGI export ``astertrack_ami_connected
+    0`` and fire the AMI alert against the AGI's target."""
+    registry = CollectorRegistry(auto_describe=False)
+    registry.register(_Only(REGISTRY, (*prefixes, "process_", "python_"), frozenset()))
+    return registry
+
+
 def multiprocess_registry(*prefixes: str, path: str | None = None, exclude: Iterable[str] = ()) -> CollectorRegistry:
     """A registry that answers for every process writing to ``path`` (default: the
     ``PROMETHEUS_MULTIPROC_DIR`` of this process), prometheus-client's multiprocess mode.

@@ -122,6 +122,31 @@ def test_sigterm_stops_accepting_and_lets_the_call_in_flight_finish(daemon):
     assert "stopped after 1 call(s)" in daemon.text()
 
 
+def test_a_single_process_daemon_serves_only_its_own_metrics(tmp_path, db_url, seed):
+    seed.static_number("+74950000101", "google-ads")
+    seed.managers("101")
+    seed.commit()
+    config = tmp_path / "one.conf"
+    metrics_port = free_port()
+    _write_config(config, db_url, 20, workers=1, metrics_port=metrics_port)
+    daemon = Daemon(config, free_port(), tmp_path / "one.log")
+    try:
+        result = asyncio.run(FakeAsterisk("127.0.0.1", daemon.port).session(_env(), timeout=30))
+        assert result.variables[v.STATUS] == "OK"
+        status, body = http_get(metrics_port, "/metrics")
+        families = {f.name: f for f in text_string_to_metric_families(body.decode())}
+        assert status == 200 and "process_resident_memory_bytes" in families
+        handled = [s for s in families["astertrack_agi_requests"].samples if s.name.endswith("_total")]
+        assert sum(s.value for s in handled) == 1
+        assert not [name for name in families if name.startswith(("astertrack_ami_", "astertrack_calls_"))]
+        daemon.proc.send_signal(signal.SIGTERM)
+        assert daemon.proc.wait(20) == 0
+    finally:
+        if daemon.proc.poll() is None:
+            daemon.proc.kill()
+            daemon.proc.wait(10)
+
+
 def test_prefork_workers_share_the_port_reload_and_stop_together(tmp_path, db_url, seed):
     seed.static_number("+74950000101", "google-ads")
     seed.managers(*[str(100 + i) for i in range(1, 11)])

@@ -236,3 +236,15 @@ def test_multiprocess_registry_sums_processes_and_keeps_a_daemons_own_families(t
     after = samples(metrics.render(metrics.multiprocess_registry(path=str(tmp_path)))[0].decode())
     assert ("astertrack_ami_connected", ()) not in after
     assert after[("astertrack_agi_requests_total", (("result", "ok"), ("route", "inbound")))] == 4
+
+
+def test_a_daemon_registry_exports_only_its_own_families():
+    """Every daemon's metrics are declared in one module: the AGI must not export the AMI
+    listener's ``astertrack_ami_connected 0`` (it would fire the AMI alert on the AGI's target)."""
+    metrics.ami_connected(True)
+    agi = {family.name for family in metrics.daemon_registry("astertrack_agi_").collect()}
+    assert "astertrack_agi_requests" in agi and "process_resident_memory_bytes" in agi
+    assert not any(name.startswith(("astertrack_ami_", "astertrack_calls_")) for name in agi)
+    ami = {family.name for family in metrics.daemon_registry("astertrack_ami_", "astertrack_calls_").collect()}
+    assert {"astertrack_ami_connected", "astertrack_calls_finished"} <= ami
+    assert not any(name.startswith("astertrack_agi_") for name in ami)
