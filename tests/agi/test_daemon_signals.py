@@ -80,6 +80,14 @@ def wait_healthy(metrics_port: int, timeout: float = 20) -> None:
         time.sleep(0.1)
 
 
+def start_workers(tmp_path: Path, db_url: str, metrics_port: int) -> Daemon:
+    """Two pre-forked workers with a metrics port; their multiprocess files under tmp_path/tmp."""
+    config = tmp_path / "workers.conf"
+    _write_config(config, db_url, 20, workers=2, metrics_port=metrics_port)
+    (tmp_path / "tmp").mkdir()
+    return Daemon(config, free_port(), tmp_path / "workers.log", env={"TMPDIR": str(tmp_path / "tmp")})
+
+
 def _env():
     return FakeAsterisk.environment(recording("pjsip_fastagi_1"), script="inbound")
 
@@ -151,11 +159,8 @@ def test_prefork_workers_share_the_port_reload_and_stop_together(tmp_path, db_ur
     seed.static_number("+74950000101", "google-ads")
     seed.managers(*[str(100 + i) for i in range(1, 11)])
     seed.commit()
-    config = tmp_path / "workers.conf"
     metrics_port = free_port()
-    _write_config(config, db_url, 20, workers=2, metrics_port=metrics_port)
-    (tmp_path / "tmp").mkdir()
-    daemon = Daemon(config, free_port(), tmp_path / "workers.log", env={"TMPDIR": str(tmp_path / "tmp")})
+    daemon = start_workers(tmp_path, db_url, metrics_port)
     try:
         fake = FakeAsterisk("127.0.0.1", daemon.port)
 

@@ -26,7 +26,7 @@ from astertrack.routing import dialplan_vars as v
 from astertrack.samples.processes import free_port
 from tests.agi.conftest import http_get
 from tests.agi.fake_asterisk import FakeAsterisk
-from tests.agi.test_daemon_signals import Daemon, _env, _write_config, wait_healthy
+from tests.agi.test_daemon_signals import _env, start_workers, wait_healthy
 
 WRITER = """
 import sys, time
@@ -187,11 +187,8 @@ def test_daemon_reports_a_stuck_worker_and_keeps_a_killed_ones_counts(tmp_path, 
     seed.static_number("+74950000101", "google-ads")
     seed.managers("101", "102", "103", "104")
     seed.commit()
-    config = tmp_path / "workers.conf"
     metrics_port = free_port()
-    _write_config(config, db_url, 20, workers=2, metrics_port=metrics_port)
-    (tmp_path / "tmp").mkdir()
-    daemon = Daemon(config, free_port(), tmp_path / "workers.log", env={"TMPDIR": str(tmp_path / "tmp")})
+    daemon = start_workers(tmp_path, db_url, metrics_port)
     stopped = None
     try:
         fake = FakeAsterisk("127.0.0.1", daemon.port)

@@ -30,9 +30,9 @@ def callers():
         stmt = stmt.where(CallerProfile.is_vip.is_(True))
     elif digits:
         stmt = stmt.where(or_(CallerProfile.number.contains(digits, autoescape=True),
-                              CallerProfile.name.ilike(f"%{query}%")))
+                              CallerProfile.name.icontains(query, autoescape=True)))
     elif query:
-        stmt = stmt.where(CallerProfile.name.ilike(f"%{query}%"))
+        stmt = stmt.where(CallerProfile.name.icontains(query, autoescape=True))
     rows = db.scalars(stmt.limit(PAGE)).all()
     sites = dict(db.execute(select(Site.id, Site.name)).all())
     return render_template("settings/callers.html", rows=rows, sites=sites, query=query, page=PAGE)
