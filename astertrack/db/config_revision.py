@@ -10,17 +10,52 @@ Only what a snapshot reads is watched.  Columns that calls and the AMI listener 
 time (device state, reservations, round-robin cursor, last release of a pool number) are left
 out, or every call would look like an admin edit.
 
-A migration that adds a column to a watched table, or rebuilds one (SQLite's batch mode copies
-the table and loses its triggers), calls ``install`` again; ``tests/test_config_revision.py``
-fails until it does.
+Two ways to say which columns the triggers name:
+
+- ``create_all`` (tests, benches) installs from today's models: ``install(connection,
+  Base.metadata)``; every column of a table in ``WATCHED`` but its live-state ones.
+- A migration never reads today's models: it runs against the schema of its own revision, and
+  the models describe head.  It passes a frozen mapping, written down in the migration itself,
+  of each watched table to the columns whose updates count *at that revision*::
+
+      SITES = ("id", "name", ..., "created_at")   # 0004's sites, as they were then
+      config_revision.install(op.get_bind(), {"sites": SITES, "sources": (...), ...})
+
+  Only the tables named are (re-)installed; the others keep their triggers.
+
+A later migration that adds a column to a watched table, or rebuilds one (SQLite's batch mode
+copies the table and loses its triggers), re-installs that table's triggers with its own frozen
+list, copied from the last migration that listed it, plus the new column (minus it, if it is
+live state, and add it to ``WATCHED``)::
+
+      SITES_BEFORE = (...)                      # copied from the previous list
+      SITES_AFTER = SITES_BEFORE + ("new_column",)
+
+      def upgrade():
+          with op.batch_alter_table("sites") as batch_op:
+              batch_op.add_column(sa.Column("new_column", ...))
+          config_revision.install(op.get_bind(), {"sites": SITES_AFTER})
+
+      def downgrade():
+          with op.batch_alter_table("sites") as batch_op:
+              batch_op.drop_column("new_column")
+          config_revision.install(op.get_bind(), {"sites": SITES_BEFORE})
+
+A migration that adds a watched table installs its triggers the same way.  Never build the list
+from ``Base.metadata`` or from ``WATCHED`` (both are head's): a fresh ``astertrack db upgrade``
+replays every migration, and a trigger naming a column that its revision has not created yet
+fails on PostgreSQL.  ``install`` checks the names against the database on SQLite too, which
+would silently accept them.  ``tests/test_config_revision.py`` fails until head's triggers watch
+every configuration column of the models; ``tests/test_migrations.py`` replays the chain from
+an empty database with a later column on top.
 """
 
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 
-from sqlalchemy import Connection, MetaData, text
+from sqlalchemy import Connection, MetaData, inspect, text
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.orm import Session
 
@@ -50,47 +85,82 @@ def watched_columns(metadata: MetaData, table: str) -> list[str]:
     return [c.name for c in metadata.tables[table].columns if c.name not in WATCHED[table]]
 
 
+def columns_from_metadata(metadata: MetaData) -> dict[str, tuple[str, ...]]:
+    """Every table of ``WATCHED`` with the columns its triggers name, read from ``metadata``:
+    what ``create_all`` installs.  Not for migrations (see the module's docstring)."""
+    return {table: tuple(watched_columns(metadata, table)) for table in WATCHED}
+
+
+Watched = MetaData | Mapping[str, Iterable[str]]
+
+
+def _as_columns(watched: Watched) -> dict[str, tuple[str, ...]]:
+    if isinstance(watched, MetaData):
+        return columns_from_metadata(watched)
+    columns = {table: tuple(names) for table, names in watched.items()}
+    empty = sorted(table for table, names in columns.items() if not names)
+    if empty:
+        raise ValueError(f"no columns for the configuration triggers of {', '.join(empty)}")
+    return columns
+
+
 def _trigger_names(table: str) -> tuple[str, str, str]:
     return (f"trg_{table}_config_ins", f"trg_{table}_config_upd", f"trg_{table}_config_del")
 
 
-def _sqlite_ddl(metadata: MetaData) -> Iterable[str]:
-    for table in WATCHED:
+def _sqlite_ddl(columns: Mapping[str, tuple[str, ...]]) -> Iterable[str]:
+    for table, names in columns.items():
         ins, upd, dele = _trigger_names(table)
-        columns = ", ".join(watched_columns(metadata, table))
         yield f"DROP TRIGGER IF EXISTS {ins}"
         yield f"DROP TRIGGER IF EXISTS {upd}"
         yield f"DROP TRIGGER IF EXISTS {dele}"
         yield f"CREATE TRIGGER {ins} AFTER INSERT ON {table} BEGIN {_BUMP}; END"
-        yield f"CREATE TRIGGER {upd} AFTER UPDATE OF {columns} ON {table} BEGIN {_BUMP}; END"
+        yield f"CREATE TRIGGER {upd} AFTER UPDATE OF {', '.join(names)} ON {table} BEGIN {_BUMP}; END"
         yield f"CREATE TRIGGER {dele} AFTER DELETE ON {table} BEGIN {_BUMP}; END"
 
 
-def _postgresql_ddl(metadata: MetaData) -> Iterable[str]:
+def _postgresql_ddl(columns: Mapping[str, tuple[str, ...]]) -> Iterable[str]:
     yield (f"CREATE OR REPLACE FUNCTION {FUNCTION}() RETURNS trigger LANGUAGE plpgsql AS "
            f"$$ BEGIN {_BUMP}; RETURN NULL; END $$")
-    for table in WATCHED:
+    for table, names in columns.items():
         ins, upd, _ = _trigger_names(table)
-        columns = ", ".join(watched_columns(metadata, table))
         yield f"DROP TRIGGER IF EXISTS {ins} ON {table}"
         yield f"DROP TRIGGER IF EXISTS {upd} ON {table}"
         # per statement: a bulk import bumps once, not once per row
         yield (f"CREATE TRIGGER {ins} AFTER INSERT OR DELETE OR TRUNCATE ON {table} "
                f"FOR EACH STATEMENT EXECUTE FUNCTION {FUNCTION}()")
-        yield (f"CREATE TRIGGER {upd} AFTER UPDATE OF {columns} ON {table} "
+        yield (f"CREATE TRIGGER {upd} AFTER UPDATE OF {', '.join(names)} ON {table} "
                f"FOR EACH STATEMENT EXECUTE FUNCTION {FUNCTION}()")
 
 
-def install(connection: Connection, metadata: MetaData) -> None:
-    """Create (or re-create) the triggers and the counter's row.  Idempotent.
+def _check_sqlite_columns(connection: Connection, columns: Mapping[str, tuple[str, ...]]) -> None:
+    """SQLite accepts ``UPDATE OF`` a column the table lacks (a trigger that never fires for
+    it); PostgreSQL refuses.  Refuse on both, so a wrong frozen list fails on a developer's
+    SQLite as it would on a production PostgreSQL."""
+    inspector = inspect(connection)
+    for table, names in columns.items():
+        have = {c["name"] for c in inspector.get_columns(table)}
+        missing = [name for name in names if name not in have]
+        if missing:
+            raise ValueError(f"configuration triggers of {table}: no column {', '.join(missing)} "
+                             f"in the database (has {', '.join(sorted(have))})")
 
-    ``metadata`` is the models' (``astertrack.db.models.Base.metadata``): passed in, so this
-    module never imports the models that import it."""
+
+def install(connection: Connection, watched: Watched) -> None:
+    """Create (or re-create) the triggers of the tables in ``watched``, the function they call
+    and the counter's row.  Idempotent.
+
+    ``watched`` is either a ``MetaData`` (``create_all``: the models' ``Base.metadata``, passed
+    in so this module never imports the models that import it; every table of ``WATCHED``), or,
+    from a migration, a mapping of table name to the columns whose updates count, frozen at
+    that migration's revision (only those tables)."""
+    columns = _as_columns(watched)
     dialect = connection.dialect.name
     if dialect == "sqlite":
-        statements = _sqlite_ddl(metadata)
+        _check_sqlite_columns(connection, columns)
+        statements = _sqlite_ddl(columns)
     elif dialect == "postgresql":
-        statements = _postgresql_ddl(metadata)
+        statements = _postgresql_ddl(columns)
     else:  # pragma: no cover - the two supported backends are above
         raise RuntimeError(f"no configuration triggers for {dialect}")
     for statement in statements:
@@ -103,14 +173,20 @@ def seed(connection: Connection) -> None:
     connection.execute(text(_SEED))
 
 
-def uninstall(connection: Connection) -> None:
+def uninstall(connection: Connection, tables: Iterable[str] | None = None) -> None:
+    """Drop the triggers of ``tables`` (a migration passes its own frozen list; default: every
+    table of ``WATCHED``), and on PostgreSQL the function they call once no trigger calls it."""
     dialect = connection.dialect.name
-    for table in WATCHED:
+    for table in WATCHED if tables is None else tables:
         for name in _trigger_names(table):
             suffix = f" ON {table}" if dialect == "postgresql" else ""
             connection.execute(text(f"DROP TRIGGER IF EXISTS {name}{suffix}"))
     if dialect == "postgresql":
-        connection.execute(text(f"DROP FUNCTION IF EXISTS {FUNCTION}()"))
+        callers = connection.execute(text(
+            "SELECT count(*) FROM pg_trigger t JOIN pg_proc p ON p.oid = t.tgfoid WHERE p.proname = :f"
+        ), {"f": FUNCTION}).scalar_one()
+        if not callers:
+            connection.execute(text(f"DROP FUNCTION IF EXISTS {FUNCTION}()"))
 
 
 _warned_missing = False
