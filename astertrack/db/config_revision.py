@@ -23,20 +23,23 @@ Two ways to say which columns the triggers name:
 
   Only the tables named are (re-)installed; the others keep their triggers.
 
-A later migration that adds a column to a watched table, or rebuilds one (SQLite's batch mode
-copies the table and loses its triggers), re-installs that table's triggers with its own frozen
-list, copied from the last migration that listed it, plus the new column (minus it, if it is
-live state, and add it to ``WATCHED``)::
+A later migration that changes a watched table (adds, drops, renames or retypes a column, or
+rebuilds it: SQLite's batch mode copies the table and loses its triggers) drops that table's
+triggers first (PostgreSQL will not drop or alter a column a trigger names), changes the table,
+then installs them again with its own frozen list: the last migration's list for that table,
+copied, plus the new column (unless it is live state: then add it to ``WATCHED`` instead)::
 
       SITES_BEFORE = (...)                      # copied from the previous list
       SITES_AFTER = SITES_BEFORE + ("new_column",)
 
       def upgrade():
+          config_revision.uninstall(op.get_bind(), ["sites"])
           with op.batch_alter_table("sites") as batch_op:
               batch_op.add_column(sa.Column("new_column", ...))
           config_revision.install(op.get_bind(), {"sites": SITES_AFTER})
 
       def downgrade():
+          config_revision.uninstall(op.get_bind(), ["sites"])
           with op.batch_alter_table("sites") as batch_op:
               batch_op.drop_column("new_column")
           config_revision.install(op.get_bind(), {"sites": SITES_BEFORE})
