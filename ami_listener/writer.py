@@ -330,8 +330,9 @@ class CallWriter:
             if isinstance(value, str):
                 value = value[:1024 if name == "recording_path" else 100]
             values[name] = value
-        if values["recording_path"] is None:
-            # the events named no recording (no channelvars/VarSet): keep the name the AGI stored
+        if values["recording_path"] is None and rec.get("recording_started") is not False:
+            # a MixMonitor started (or we joined too late to know) but the events did not name its
+            # file (no channelvars/VarSet): keep the name the AGI stored
             del values["recording_path"]
             state = "kept" if rec.get("outcome") == "answered" else "empty"
             values["recording_state"] = case((func.coalesce(Call.recording_path, "") != "", state), else_=None)

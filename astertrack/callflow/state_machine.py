@@ -135,6 +135,7 @@ class CallGroup:
     pending: list[dict] = field(default_factory=list)
     live_sent: tuple | None = None
     adopted: bool = False  # first seen in a resync: started while we were not listening
+    recording_started: bool = False  # a MixMonitor of this call started (MixMonitorStart)
 
     def is_caller_side(self, uniqueid: str) -> bool:
         return uniqueid == self.key or uniqueid == self.partner
@@ -167,7 +168,7 @@ class CallStateMachine:
             "UserEvent": self._on_user_event, "VarSet": self._on_varset,
             "DeviceStateChange": self._on_device_state, "ExtensionStatus": self._on_extension_status,
             "CoreShowChannel": self._on_show_channel, "NewCallerid": self._on_new_callerid,
-            "MixMonitorStart": None, "MixMonitorStop": None, "AgentCalled": None,
+            "MixMonitorStart": self._on_mixmonitor_start, "MixMonitorStop": None, "AgentCalled": None,
             "AgentRingNoAnswer": None, "AgentDump": None, "SoftHangupRequest": None,
             "LocalOptimizationBegin": None, "LocalOptimizationEnd": None,
         }
@@ -335,6 +336,7 @@ class CallStateMachine:
         survivor.ringing.update(absorbed.ringing)
         survivor.attempts += absorbed.attempts
         survivor.progressed = survivor.progressed or absorbed.progressed
+        survivor.recording_started = survivor.recording_started or absorbed.recording_started
         survivor.last_ts = max(survivor.last_ts, absorbed.last_ts)
         if absorbed.tracked and not survivor.tracked:
             survivor.tracked = True
@@ -713,6 +715,10 @@ class CallStateMachine:
             group.facts["userevent_call_id"] = "1"
         self._track(group)
 
+    def _on_mixmonitor_start(self, msg: dict, ts: float, group: CallGroup | None) -> None:
+        if group is not None:
+            group.recording_started = True
+
     def _on_varset(self, msg: dict, ts: float, group: CallGroup | None) -> None:
         uid = msg.get("Uniqueid")
         if group is None or not isinstance(uid, str) or not group.is_caller_side(uid):
@@ -782,6 +788,8 @@ class CallStateMachine:
             hangup_cause_text=caller.cause_txt if caller else None,
             hangup_side=str(group.hangup_side or HangupSide.PBX),
             recording_path=recording,
+            # False: no MixMonitor started (nothing was recorded); None: we joined late, cannot tell
+            recording_started=group.recording_started or bool(recording) or (None if group.adopted else False),
             recording_state=(("kept" if outcome == Outcome.ANSWERED else "empty") if recording else None),
             closed_by="sweeper" if swept else "events",
             dial_attempts=group.attempts, ringing_endpoint=None,
@@ -789,9 +797,14 @@ class CallStateMachine:
         return record
 
     def _recording_path(self, group: CallGroup) -> str | None:
+        """The file a MixMonitor of this call really writes, or None when none started (the
+        dialplan's fallback records nothing, whatever name the AGI announced).  A call we joined
+        late may have started its MixMonitor unseen: the writer then keeps the AGI's name."""
         real = group.facts.get("MIXMONITOR_FILENAME")
         if real:
             return real
+        if not group.recording_started:
+            return None
         name = group.facts.get("recording") or group.facts.get(dv.RECORDING)
         if not name:
             return None

@@ -144,11 +144,24 @@ def test_facts_from_chanvariable_and_a_relative_recording_name():
     inbound(flow)
     flow.send("Newstate", TRUNK, ChannelStateDesc="Ring",
               ChanVariable={"CT_CALL_ID": "9f0c", "CT_RECORDING": "2026/11/23/9f0c", "CT_SOURCE": "yandex"})
+    flow.send("MixMonitorStart", TRUNK)
     flow.at(1).hangup(TRUNK, request=True)
     (record,) = flow.finished()
     assert record["call_uid"] == "9f0c" and record["source"] == "yandex"
     assert record["recording_path"] == "/srv/rec/2026/11/23/9f0c.WAV" and record["recording_state"] == "empty"
     assert record["outcome"] == "missed" and record["missed_reason"] == "caller_hangup"
+
+
+def test_fallback_without_mixmonitor_records_nothing_whatever_the_agi_announced():
+    """The dialplan's fallback dials without MixMonitor: CT_RECORDING names a file never made."""
+    flow = Flow(CallStateMachine(recordings_dir="/srv/rec"))
+    inbound(flow)
+    flow.send("Newstate", TRUNK, ChannelStateDesc="Ring",
+              ChanVariable={"CT_CALL_ID": "9f0d", "CT_RECORDING": "2026/11/23/9f0d"})
+    flow.at(1).hangup(TRUNK, request=True)
+    (record,) = flow.finished()
+    assert record["recording_path"] is None and record["recording_state"] is None
+    assert record["recording_started"] is False
 
 
 def test_queue_timeout_without_agent():
