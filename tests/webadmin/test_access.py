@@ -100,13 +100,28 @@ def test_recording_path_escaping_the_directory_is_refused(client, auth, data, db
     call.recording_path = str(secret)  # absolute path outside the recordings dir
     db.commit()
     assert client.get(f"/calls/{data.answered}/recording").status_code == 404
-    assert b"No recording for this call" in client.get(f"/calls/{data.answered}").data
+    page = client.get(f"/calls/{data.answered}").data
+    assert b'id="recording-missing"' in page and b"<audio" not in page
 
 
 def test_missing_recording_file_is_404_not_500(client, auth, data, recordings_dir):
     (recordings_dir / "2026/01/01/rec-answered.wav").unlink()
     auth.login("admin")
     assert client.get(f"/calls/{data.answered}/recording").status_code == 404
+    page = client.get(f"/calls/{data.answered}").data
+    assert b'id="recording-missing"' in page and b"<audio" not in page
+
+
+def test_call_never_recorded_says_so_in_both_languages(client, auth, data, db):
+    call = db.get(Call, data.answered)
+    call.recording_path, call.recording_state = None, None
+    db.commit()
+    auth.login("admin")
+    page = client.get(f"/calls/{data.answered}").get_data(as_text=True)
+    assert 'id="recording-none"' in page and "This call was not recorded." in page and "<audio" not in page
+    client.post("/locale", data={"locale": "ru"})
+    page = client.get(f"/calls/{data.answered}").get_data(as_text=True)
+    assert "Этот звонок не записывался." in page
 
 
 def test_every_view_declares_its_roles(app):

@@ -88,7 +88,7 @@ def card(call_id: int):
     transcript = db.scalars(select(Transcript).where(Transcript.call_id == call.id)).first()
     count, previous = reports.previous_calls(db, call)
     return render_template("calls/card.html", call=call, session=call.session, timeline=timeline, transcript=transcript,
-                           previous=previous, previous_count=count, has_recording=_recording_file(call) is not None,
+                           previous=previous, previous_count=count, recording=_recording_status(call),
                            profile=_caller_profile(call))
 
 
@@ -98,6 +98,16 @@ def _caller_profile(call) -> CallerProfile | None:
         return None
     site = CallerProfile.site_id.is_(None) if call.site_id is None else CallerProfile.site_id == call.site_id
     return get_session().scalars(select(CallerProfile).where(site, CallerProfile.number == call.caller_number)).first()
+
+
+def _recording_status(call) -> str:
+    """What the card says about the audio: ``playable``, or why there is none - nothing was
+    recorded, nobody answered (bridged-only audio), retention deleted it, or the file is gone."""
+    if not call.recording_path:
+        return "not_recorded"
+    if call.recording_state in ("deleted", "empty"):
+        return call.recording_state
+    return "playable" if _recording_file(call) is not None else "missing"
 
 
 def _recording_file(call):
