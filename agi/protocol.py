@@ -5,7 +5,9 @@ process Asterisk started); nothing here knows which.  Bytes in, bytes out:
 
 * the environment is ``agi_name: value`` lines up to a blank line; ``agi_arg_N`` are the
   route arguments.  Lines are capped (``MAX_LINE``) and so is their number (``MAX_HEADERS``);
-  undecodable bytes are replaced, never fatal.
+  undecodable bytes are replaced, never fatal.  Asterisk writes values raw, so a line break
+  in a caller name adds header lines: of repeated headers the copy in Asterisk's place counts
+  (see :meth:`AGIChannel.read_environment`).
 * a command is one line; arguments are quoted with ``"`` and ``\\`` escaped, and line
   breaks removed, so a value can never start a second command.
 * replies: ``200 result=N [(data)]``, ``510`` invalid command, ``511`` dead channel,
@@ -36,6 +38,17 @@ _MSET_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,79}(?:\([A-Za-z0-9_-]{1,40}\)
 MSET_MAX_LINE = 1500
 MSET_MAX_PAIRS = 24
 _RESULT = re.compile(r"^200 result=(-?\d+)(?:\s+(.*))?$")
+# The order Asterisk writes the environment in (res_agi.c: launch_netscript, then setup_env):
+# the FastAGI preamble, the channel's fields with the caller id in the middle, the arguments.
+_PREAMBLE = frozenset({"agi_network", "agi_network_script"})
+_ARGUMENT = "agi_arg_"
+# setup_env's fields after agi_callerid; those before it (agi_request ... agi_callerid) and any
+# name Asterisk does not write keep their first copy.
+_AFTER_CALLER_ID = frozenset({
+    "agi_calleridname", "agi_callingpres", "agi_callingani2", "agi_callington", "agi_callingtns",
+    "agi_dnid", "agi_rdnis", "agi_context", "agi_extension", "agi_priority", "agi_enhanced",
+    "agi_accountcode", "agi_threadid",
+})
 
 
 class AGIError(Exception):
@@ -163,6 +176,56 @@ def _decode(raw: bytes) -> str:
     return raw.decode("utf-8", "replace").rstrip("\r\n")
 
 
+def _assemble(lines: list[tuple[str, str]], problems: list[str]) -> AGIEnvironment:
+    """The environment from its header lines, in the order received.
+
+    Asterisk writes every header once, in a fixed order, and writes the values raw: a caller
+    name ``x\\nagi_extension: 74950000999`` arrives as one more ``agi_extension`` line
+    right after ``agi_calleridname``, so *after* the real copies of the headers Asterisk
+    writes before the name and *before* the real copies of those it writes after it.  The
+    copy that counts is the one in Asterisk's place:
+
+    * ``agi_network`` and ``agi_network_script`` only in the leading lines (Asterisk writes
+      them first, for FastAGI only; classic AGI has none, so a smuggled one there would be the
+      only one);
+    * ``agi_arg_N`` only in the run of arguments that ends the block (Asterisk writes them
+      last), the first copy of each; ``args`` is ``agi_arg_1``, ``agi_arg_2``... up to the
+      first missing one;
+    * the headers up to ``agi_callerid`` (and names Asterisk does not write): the first copy;
+    * the headers after ``agi_callerid`` (``agi_calleridname`` ... ``agi_threadid``): the last.
+
+    Either way the session goes on, routed on what Asterisk sent, and the other copies go to
+    ``problems`` (the app logs them): refusing the block would send a real call with a hostile
+    caller name to the fallback.  The one place this cannot tell is a line smuggled in an
+    argument's value (after every real header but the later arguments); the shipped dialplan
+    passes the DID and then Asterisk's own linkedid or DIALSTATUS, never caller text, last.
+    """
+    env = AGIEnvironment(problems=problems)
+    lead = 0
+    while lead < len(lines) and lines[lead][0] in _PREAMBLE:
+        lead += 1
+    tail = len(lines)
+    while tail > lead and lines[tail - 1][0].startswith(_ARGUMENT):
+        tail -= 1
+    for position, (name, value) in enumerate(lines):
+        if name in _PREAMBLE and position >= lead:
+            problems.append(f"{name} after the first lines, ignored: {value[:80]!r}")
+        elif name.startswith(_ARGUMENT) and position < tail:
+            problems.append(f"{name} before other headers, ignored: {value[:80]!r}")
+        elif name not in env.headers:
+            env.headers[name] = value
+        elif name in _AFTER_CALLER_ID:
+            problems.append(f"repeated {name}, earlier copy ignored: {env.headers[name][:80]!r}")
+            env.headers[name] = value
+        else:
+            problems.append(f"repeated {name}, later copy ignored: {value[:80]!r}")
+    index = 1
+    while f"{_ARGUMENT}{index}" in env.headers:
+        env.args.append(env.headers[f"{_ARGUMENT}{index}"])
+        index += 1
+    return env
+
+
 class AGIChannel:
     """One AGI session over a reader/writer pair (asyncio streams or adapters with the same API)."""
 
@@ -215,9 +278,12 @@ class AGIChannel:
 
         A line that is not a header is noted in ``problems`` and skipped; an over-long line
         (read to its end, then to the blank line) or too many lines raise AGIProtocolError:
-        such a block is not from Asterisk and nothing in it should be trusted.
+        such a block is not from Asterisk and nothing in it should be trusted.  A header
+        that repeats or stands where Asterisk never writes it is settled by
+        :func:`_assemble` and noted in ``problems`` too.
         """
-        env = AGIEnvironment()
+        lines: list[tuple[str, str]] = []
+        problems: list[str] = []
         count = 0
         failure: AGIProtocolError | None = None
         while True:
@@ -239,18 +305,12 @@ class AGIChannel:
             name, sep, value = line.partition(":")
             name = name.strip()
             if not sep or not name.startswith("agi_"):
-                env.problems.append(f"not an agi_ header: {line[:80]!r}")
+                problems.append(f"not an agi_ header: {line[:80]!r}")
                 continue
-            env.headers[name] = value[1:] if value.startswith(" ") else value
+            lines.append((name, value[1:] if value.startswith(" ") else value))
         if failure is not None:
             raise failure
-        args = []
-        index = 1
-        while f"agi_arg_{index}" in env.headers:
-            args.append(env.headers[f"agi_arg_{index}"])
-            index += 1
-        env.args = args
-        return env
+        return _assemble(lines, problems)
 
     async def command(self, line: str) -> AGIResult:
         """Send one command, return its 200 result; raise a typed error otherwise."""

@@ -129,8 +129,8 @@ def test_environment_args_and_crlf():
         env = await ch.read_environment()
         assert env.script == "next" and env.args == ["NOANSWER", "x y"]
         assert env.get("agi_accountcode") == ""
-    talk(b"agi_network_script: next\r\nagi_arg_1: NOANSWER\r\nagi_arg_2: x y\r\n"
-         b"agi_arg_4: skipped\r\nagi_accountcode: \r\n\r\n", body)
+    talk(b"agi_network_script: next\r\nagi_accountcode: \r\nagi_arg_1: NOANSWER\r\nagi_arg_2: x y\r\n"
+         b"agi_arg_4: skipped\r\n\r\n", body)
 
 
 def test_environment_and_replies_split_across_segments_are_reassembled():
