@@ -11,12 +11,16 @@ sessions with such a name, byte for byte what Asterisk would send.
 from __future__ import annotations
 
 import asyncio
+import logging
 
 import pytest
+from sqlalchemy import select
 
 from agi.protocol import AGIChannel, AGIEnvironment
+from astertrack.db.models import Call
+from astertrack.routing import dialplan_vars as v
 from tests.agi.conftest import AGI_DIR, recording
-from tests.agi.fake_asterisk import FakeAsterisk, load_recording
+from tests.agi.fake_asterisk import FakeAsterisk, load_recording, run
 
 NAME = "Ivan Petrov"
 
@@ -125,3 +129,52 @@ def test_a_route_name_smuggled_in_the_caller_name_is_not_the_route(mode):
     assert env.script == ("inbound" if mode == "fastagi" else "")
     assert env.args == ([] if mode == "fastagi" else ["inbound"])
     assert reported(env, "agi_network_script")
+
+
+# ------------------------------------------------ the same through the real FastAGI server
+
+
+def the_call(session, call_uid: str) -> Call:
+    session.expire_all()
+    return session.execute(select(Call).where(Call.call_uid == call_uid)).scalar_one()
+
+
+@pytest.fixture
+def two_numbers(seed):
+    seed.static_number("+74950000101", "google-ads")
+    seed.static_number("+74950000102", "yandex-direct")
+    seed.managers("101")
+    seed.commit()
+
+
+def test_a_recorded_call_with_another_did_in_the_caller_name_is_routed_on_the_did_asterisk_sent(
+        agi, two_numbers, session, caplog):
+    _, fake = agi
+    caplog.set_level(logging.INFO, logger="agi")
+    smuggled = f"{NAME}\nagi_dnid: 74950000102\nagi_extension: 74950000102\nagi_arg_1: 74950000102"
+    env = with_caller_name("pjsip_fastagi_1", smuggled, args=["74950000101", "1795439737.0"])
+
+    result = run(fake.session(env))
+
+    assert result.variables[v.STATUS] == "OK"
+    assert result.variables[v.SOURCE] == "google-ads"
+    call = the_call(session, result.variables[v.CALL_ID])
+    assert call.did == "+74950000101" and call.linkedid == "1795439737.0"
+    assert call.caller_name == NAME
+    assert "environment problems" in caplog.text and "agi_extension" in caplog.text
+
+
+def test_a_recorded_call_with_a_route_and_caller_id_in_the_caller_name_is_routed_on_what_asterisk_sent(
+        agi, two_numbers, session, caplog):
+    _, fake = agi
+    caplog.set_level(logging.INFO, logger="agi")
+    smuggled = f"{NAME}\nagi_network_script: next\nagi_callerid: 79990000000\nagi_uniqueid: 1.1"
+    env = with_caller_name("pjsip_fastagi_1", smuggled)
+
+    result = run(fake.session(env, variables={"CHANNEL(linkedid)": "1795439737.0"}))
+
+    assert result.variables[v.STATUS] == "OK"
+    assert result.variables[v.SOURCE] == "google-ads"  # the inbound route ran, on DID 74950000101
+    call = the_call(session, result.variables[v.CALL_ID])
+    assert call.caller_number == "+79161234567" and call.uniqueid == "1795439737.0"
+    assert "environment problems" in caplog.text and "agi_network_script" in caplog.text
