@@ -20,13 +20,14 @@ from astertrack.callflow.state_machine import CallStateMachine
 from astertrack.config import Config
 
 from .connection import AmiConnection
-from .writer import OP_GAP, OP_SWEEP_DB, CallWriter
+from .writer import OP_GAP, OP_RECONCILE, OP_SWEEP_DB, CallWriter
 
 log = logging.getLogger(__name__)
 
 RESYNC_GRACE = 5.0  # a DB row younger than this at resync may belong to a call we have not seen yet
 QUEUE_HIGH, QUEUE_LOW = 8, 2  # socket reads waiting for the consumer: pause/resume reading
 WRITER_HIGH = 5_000  # ops waiting for the database before the consumer waits too
+RECONCILE_INTERVAL = 2.0  # seconds between reads of Asterisk's CDR file
 
 
 def state_machine_from_config(config: Config) -> CallStateMachine:
@@ -46,7 +47,8 @@ class AmiListener:
         self.sweep_interval = float(ami["sweep_interval"])
         self.machine = state_machine_from_config(config)
         self.writer = CallWriter(session_factory, self.node, store_raw_events=ami["store_raw_events"],
-                                 region=config.values["general"]["default_region"])
+                                 region=config.values["general"]["default_region"],
+                                 cdr_file=ami["cdr_file"], cdr_wait=ami["cdr_wait"])
         self.queue: asyncio.Queue[list[dict]] = asyncio.Queue()
         self.connection = AmiConnection(
             host=ami["host"], port=ami["port"], username=ami["username"], secret=ami["secret"],
@@ -159,6 +161,16 @@ class AmiListener:
                     f"in progress longer than {self.orphan_timeout:.0f} s"))
         self.writer.submit(ops)
 
+    async def reconcile_forever(self) -> None:
+        while True:
+            await asyncio.sleep(RECONCILE_INTERVAL)
+            self.reconcile(time.time())
+
+    def reconcile(self, now: float) -> None:
+        """Ask the writer to read new CDR lines and finish the calls a gap touched (not the live ones)."""
+        live = set(self.machine.groups) | set(self.machine.channels)
+        self.writer.submit([(OP_RECONCILE, live, now)])
+
     # ------------------------------------------------------------------ lifecycle
 
     async def run(self) -> None:
@@ -166,13 +178,15 @@ class AmiListener:
         self.writer.start()
         consumer = asyncio.create_task(self.consume(), name="ami-consumer")
         sweeper = asyncio.create_task(self.sweep_forever(), name="ami-sweeper")
+        reconciler = asyncio.create_task(self.reconcile_forever(), name="ami-reconciler")
         try:
             await self.connection.run()
         finally:
             sweeper.cancel()
+            reconciler.cancel()
             await self._drain_queue()
             consumer.cancel()
-            await asyncio.gather(consumer, sweeper, return_exceptions=True)
+            await asyncio.gather(consumer, sweeper, reconciler, return_exceptions=True)
             await asyncio.to_thread(self.writer.flush)
             self.writer.stop()
 

@@ -3,8 +3,9 @@
 Each call's stored events are replayed, in the order they were received, through a fresh state machine
 built with the live settings, and the finished record overwrites the derived columns of the row
 (outcome, timings, manager, recording...).  Attribution written by the AGI is never touched, and
-running it twice gives the same rows (idempotent).  Calls whose events do not reach an end (they
-were closed by the sweeper) are left as they are and counted.
+running it twice gives the same rows (idempotent).  Calls a gap touched were finished from
+Asterisk's CDR: their stored CDR lines are applied again instead.  Calls whose events do not
+reach an end (they were closed by the sweeper) are left as they are and counted.
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ from sqlalchemy.orm import Session, sessionmaker
 from astertrack.callflow.state_machine import OP_FINISH, CallStateMachine
 from astertrack.db.models import Call, CallEvent
 
+from .reconcile import DONE, apply_facts, facts_for
 from .writer import CallWriter
 
 log = logging.getLogger(__name__)
@@ -46,15 +48,26 @@ def rebuild(session_factory: sessionmaker[Session], node: str, since: dt.datetim
     while True:
         with session_factory() as session:
             calls = session.execute(
-                select(Call.id, *[getattr(Call, name) for name in _COMPARED])
+                select(Call.id, *[getattr(Call, name) for name in _COMPARED], Call.reconcile_state, Call.linkedid)
                 .where(Call.node == node, Call.started_at >= since, Call.id > last_id)
                 .order_by(Call.id).limit(chunk)).all()
             if not calls:
                 break
             last_id = calls[-1][0]
             ops = []
-            for row in calls:
+            for full in calls:
+                row, reconcile_state, linkedid = full[:-2], full[-2], full[-1]
                 report.calls += 1
+                if reconcile_state == DONE and linkedid:
+                    facts = facts_for(session, node, linkedid)
+                    if facts is not None:
+                        call = session.get(Call, row[0])
+                        before = tuple(row[1:])
+                        apply_facts(call, facts, writer.manager_id(session, facts.answered_by))
+                        if _differs(before, tuple(getattr(call, name) for name in _COMPARED)):
+                            report.changed += 1
+                        report.rebuilt += 1
+                        continue
                 events = session.scalars(select(CallEvent.headers).where(CallEvent.call_id == row[0])
                                          .order_by(CallEvent.id)).all()
                 if not events:
@@ -71,6 +84,7 @@ def rebuild(session_factory: sessionmaker[Session], node: str, since: dt.datetim
                     report.changed += 1
                 writer.row_ids[record["key"]] = row[0]
                 ops.append((OP_FINISH, record["key"], record))
+            session.commit()
         writer.apply(ops)
     log.info("rebuild since %s: %s", since.isoformat(), report)
     return report

@@ -30,11 +30,14 @@ from astertrack.db.models import AmiGap, Call, CallEvent, Manager, new_uid
 from astertrack.ops import metrics
 from astertrack.phones import try_normalize
 
+from .reconcile import Reconciler
+
 log = logging.getLogger(__name__)
 
 OP_GAP = "gap"  # (OP_GAP, started_at, ended_at, reason)
 OP_SWEEP_DB = "sweep_db"  # (OP_SWEEP_DB, live_linkedids, started_before, now, reason)
 OP_BARRIER = "barrier"  # (OP_BARRIER, threading.Event): set once every earlier op is committed
+OP_RECONCILE = "reconcile"  # (OP_RECONCILE, live_ids, now): read new CDR lines, finish the gap's calls
 _STOP = ("stop",)
 CALLS = Call.__table__  # Core statements: no ORM loading or session synchronisation on the hot path
 
@@ -51,8 +54,10 @@ class CallWriter:
     """``submit(ops)`` from the event loop; a thread applies them.  ``flush()`` waits for the backlog."""
 
     def __init__(self, session_factory: sessionmaker[Session], node: str, *, store_raw_events: bool = True,
-                 region: str = "RU", batch_max: int = 5000, retry_delay: float = 1.0):
+                 region: str = "RU", batch_max: int = 5000, retry_delay: float = 1.0,
+                 cdr_file: str = "", cdr_wait: float = 600.0):
         self.session_factory = session_factory
+        self.reconciler = Reconciler(node, cdr_file, cdr_wait, self.manager_id)
         self.node = node
         self.store_raw_events = store_raw_events
         self.region = region
@@ -179,8 +184,13 @@ class CallWriter:
                     devices[op[1]] = (op[2], op[3])
                 elif kind == OP_GAP:
                     session.add(AmiGap(node=self.node, started_at=op[1], ended_at=op[2], reason=op[3][:200]))
+                    session.flush()
+                    self.reconciler.mark_gap(session, op[2])
                 elif kind == OP_SWEEP_DB:
                     self._sweep_db(session, *op[1:])
+                elif kind == OP_RECONCILE:
+                    session.flush()
+                    self.reconciler.run(session, op[1], op[2])
             if rows:
                 session.flush()
                 session.connection().execute(insert(CallEvent.__table__), rows)
@@ -292,7 +302,7 @@ class CallWriter:
             return True
         if rec.get("call_uid") or key in self.row_ids or not rec.get("channel"):
             return False
-        if self._manager_id(session, endpoint_of(rec["channel"]), by_extension=False) is None:
+        if self.manager_id(session, endpoint_of(rec["channel"]), by_extension=False) is None:
             return False
         self.ignored.add(key)
         self.waiting_events.pop(key, None)
@@ -306,7 +316,7 @@ class CallWriter:
             return
         values: dict[str, Any] = {"state": rec["state"], "ringing_endpoint": rec.get("ringing_endpoint")}
         if rec.get("answered_by"):
-            manager_id = self._manager_id(session, rec["answered_by"])
+            manager_id = self.manager_id(session, rec["answered_by"])
             values.update(answered_by=rec["answered_by"][:100], answered_at=to_datetime(rec.get("answered_at")),
                           manager_id=manager_id if manager_id is not None else Call.manager_id)
             if rec.get("adopted"):  # joined late: keep what the row learnt before
@@ -339,7 +349,7 @@ class CallWriter:
         answered_by = rec.get("answered_by")
         values.update(state="finished", answered_at=to_datetime(rec.get("answered_at")),
                       ended_at=to_datetime(rec.get("ended_at")),
-                      manager_id=self._manager_id(session, answered_by) if answered_by else None)
+                      manager_id=self.manager_id(session, answered_by) if answered_by else None)
         if rec.get("adopted"):
             # we joined this call late: what the row learnt before (answer time, manager) is better
             for name in ("answered_at", "answered_by", "manager_id"):
@@ -379,6 +389,7 @@ class CallWriter:
                 continue
             call.state = "finished"
             call.closed_by = "sweeper"
+            self.reconciler.mark_swept(call)
             call.ended_at = call.ended_at or now
             call.ringing_endpoint = None
             if call.outcome is None:
@@ -386,7 +397,7 @@ class CallWriter:
                 call.missed_reason = None if call.answered_at else "failed"
             log.warning("closed call %s (linkedid %s) by sweeper: %s", call.call_uid, call.linkedid, reason)
 
-    def _manager_id(self, session: Session, endpoint: str | None, by_extension: bool = True) -> int | None:
+    def manager_id(self, session: Session, endpoint: str | None, by_extension: bool = True) -> int | None:
         if not endpoint:
             return None
         max_age = 60.0 if endpoint in self.managers else 5.0

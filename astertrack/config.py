@@ -132,6 +132,11 @@ SCHEMA: dict[str, dict[str, Key]] = {
         "sweep_interval": Key(_positive_float, 60.0, help="seconds between orphan sweeps"),
         "connect_timeout": Key(_positive_float, 10.0, help="seconds to connect and log in before retrying"),
         "metrics_port": Key(_port, 9574, help="/metrics and /healthz of the AMI listener; 0 = off"),
+        "cdr_file": Key(_text, "/var/log/asterisk/cdr-custom/astertrack.csv",
+                        help="Asterisk's CDR lines (asterisk-conf/cdr_custom_astertrack.conf): calls touched by a "
+                        "gap in the AMI stream take their outcome, wait and talk from here; empty = off"),
+        "cdr_wait": Key(_positive_float, 600.0, help="seconds a call touched by a gap waits for its CDR line "
+                        "before it keeps the listener's best guess"),
     },
     "web": {
         "listen_host": Key(_text, "127.0.0.1"),

@@ -570,7 +570,10 @@ class CallStateMachine:
             group.queue_left_without_agent = not group.agent_connected and not group.queue_abandoned
 
     def _on_queue_abandon(self, msg: dict, ts: float, group: CallGroup | None) -> None:
-        if group is not None:
+        """app_queue sends QueueCallerAbandon when the caller hangs up *and* when its own timeout
+        ends the wait (then QUEUESTATUS=TIMEOUT follows and the dialplan goes on).  Only the first
+        is the caller giving up: the caller side asked to hang up before the event."""
+        if group is not None and group.caller_hung_up:
             group.queue_abandoned = True
 
     def _on_agent_connect(self, msg: dict, ts: float, group: CallGroup | None) -> None:

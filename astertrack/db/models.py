@@ -385,7 +385,10 @@ class Call(Base):
     recording_state: Mapped[str | None] = mapped_column(String(10))  # kept|empty|missing|deleted
     # Why the transcription worker gave up on this call (set once, so it is not retried forever)
     transcription_error: Mapped[str | None] = mapped_column(String(200))
-    closed_by: Mapped[str | None] = mapped_column(String(10))  # events|sweeper
+    closed_by: Mapped[str | None] = mapped_column(String(10))  # events|sweeper|cdr|merged
+    # A gap in the AMI stream touched this call: "pending" until Asterisk's CDR gives its facts
+    # ("done"), or "no_cdr" when none came within [ami] cdr_wait (the listener's guess stays).
+    reconcile_state: Mapped[str | None] = mapped_column(String(10))
     # Attribution (denormalised for fast reports)
     source_id: Mapped[int | None] = mapped_column(ForeignKey("sources.id", ondelete="SET NULL"))
     session_id: Mapped[int | None] = mapped_column(ForeignKey("visitor_sessions.id", ondelete="SET NULL"), index=True)
@@ -420,6 +423,42 @@ class CallEvent(Base):
     event_time: Mapped[float | None] = mapped_column(Float)  # Asterisk Timestamp header (epoch seconds)
     received_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
     headers: Mapped[dict[str, Any]] = mapped_column(default=dict)
+
+
+class CdrRecord(Base):
+    """One line of Asterisk's CDR (asterisk-conf/cdr_custom_astertrack.conf), kept like raw events:
+    calls a gap touched are reconciled from these, and a rebuild applies them again."""
+
+    __tablename__ = "cdr_records"
+    __table_args__ = (Index("ix_cdr_records_node_linkedid", "node", "linkedid"),
+                      Index("ix_cdr_records_read", "read_at"))
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    node: Mapped[str] = mapped_column(String(64))
+    linkedid: Mapped[str] = mapped_column(String(ASTERISK_ID))
+    uniqueid: Mapped[str] = mapped_column(String(ASTERISK_ID))
+    sequence: Mapped[int | None] = mapped_column()
+    channel: Mapped[str] = mapped_column(String(200))
+    dstchannel: Mapped[str | None] = mapped_column(String(200))
+    lastapp: Mapped[str | None] = mapped_column(String(80))
+    lastdata: Mapped[str | None] = mapped_column(String(255))
+    disposition: Mapped[str] = mapped_column(String(20))
+    start: Mapped[float] = mapped_column(Float)  # epoch seconds, as CDR(start,u)
+    answer: Mapped[float | None] = mapped_column(Float)
+    end: Mapped[float] = mapped_column(Float)
+    read_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
+
+
+class CdrCursor(Base):
+    """How far the listener of one node has read the CDR file (committed with the lines it read)."""
+
+    __tablename__ = "cdr_cursors"
+
+    node: Mapped[str] = mapped_column(String(64), primary_key=True)
+    path: Mapped[str] = mapped_column(String(1024))
+    inode: Mapped[int] = mapped_column(BigInteger)
+    offset: Mapped[int] = mapped_column(BigInteger)
+    updated_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
 
 
 class AmiGap(Base):

@@ -97,6 +97,8 @@ def enqueue_finished_calls(session: Session, now: dt.datetime, batch: int = 500)
                      .outerjoin(Source, Source.id == Call.source_id)
                      .outerjoin(Manager, Manager.id == Call.manager_id)
                      .where(Call.state == "finished",
+                            # a call a gap touched waits for Asterisk's CDR: a CRM never gets a guess
+                            func.coalesce(Call.reconcile_state, "") != "pending",
                             func.coalesce(Call.ended_at, Call.started_at) >= now - LOOKBACK,
                             ~already)
                      .order_by(Call.id).limit(batch))

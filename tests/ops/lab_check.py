@@ -18,11 +18,15 @@ one call to check the dialplan fallback.  The last printed line is one JSON obje
 from __future__ import annotations
 
 import argparse
+import csv
 import json
+import shutil
+import signal
 import sqlite3
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from pathlib import Path
 
@@ -34,32 +38,46 @@ from astertrack.db.models import Base  # noqa: E402
 from astertrack.samples.factories import add_did_route, add_managers, add_site, add_static_source  # noqa: E402
 from astertrack.samples.processes import start_daemon, stop_process  # noqa: E402
 
-# flow name, call.py arguments, expected row ("@" in answered_by = the channel technology)
+# flow name, call.py arguments, expected row ("@" in answered_by = the channel technology), and what
+# to do to our listener during the call: (signal or "outage", seconds after the call starts, seconds down)
 FLOWS = [
     ("answered", "--did 74950000101 --caller 79161234567 --hangup-after-answer 5",
-     dict(outcome="answered", missed_reason=None, answered_by="@/101", wait=3, talk=5, side="caller")),
+     dict(outcome="answered", missed_reason=None, answered_by="@/101", wait=3, talk=5, side="caller"), None),
     ("no answer, then next", "--did 74950000400 --caller 79031112233 --phone 101=3/0 --hangup-after-answer 4",
      dict(outcome="answered", missed_reason=None, answered_by="@/101", wait=13, talk=4, side="caller",
-          attempts=2)),
+          attempts=2), None),
     ("busy", "--did 74950000103 --caller 74957654321",
-     dict(outcome="busy", missed_reason="all_busy", answered_by=None, wait=0, talk=0)),
+     dict(outcome="busy", missed_reason="all_busy", answered_by=None, wait=0, talk=0), None),
     ("caller hangs up while ringing", "--did 74950000102 --caller 79161234567 --hangup-after 5",
-     dict(outcome="missed", missed_reason="caller_hangup", answered_by=None, wait=5, talk=0, side="caller")),
+     dict(outcome="missed", missed_reason="caller_hangup", answered_by=None, wait=5, talk=0, side="caller"), None),
     ("manager hangs up", "--did 74950000104 --caller 79031112233 --phone 104=2/4",
-     dict(outcome="answered", answered_by="@/104", wait=2, talk=4, side="manager")),
+     dict(outcome="answered", answered_by="@/104", wait=2, talk=4, side="manager"), None),
     ("ring group, 102 answers",
      "--did 74950000300 --caller 74957654321 --phone 101=never --phone 102=3/0 --hangup-after-answer 4",
-     dict(outcome="answered", answered_by="@/102", wait=3, talk=4)),
+     dict(outcome="answered", answered_by="@/102", wait=3, talk=4), None),
     ("queue answered", "--did 74950000200 --caller 79161234567 --hangup-after-answer 5",
-     dict(outcome="answered", answered_by="@/101", wait=3, talk=5)),
+     dict(outcome="answered", answered_by="@/101", wait=3, talk=5), None),
     ("queue abandoned", "--did 74950000200 --caller 79031112233 --phone 101=never --hangup-after 6",
-     dict(outcome="missed", missed_reason="queue_abandon", answered_by=None, wait=6, talk=0)),
+     dict(outcome="missed", missed_reason="queue_abandon", answered_by=None, wait=6, talk=0), None),
+    ("queue timeout", "--did 74950000201 --caller 79031112233 --phone 101=never --phone 102=never",
+     dict(outcome="missed", missed_reason="queue_timeout", answered_by=None, wait=8, talk=0), None),
     ("blind transfer", "--did 74950000101 --caller 74957654321 --phone 101=xfer:3:102 --phone 102=2/0 "
-     "--hangup-after-answer 10", dict(outcome="answered", answered_by="@/101", transferred=1)),
+     "--hangup-after-answer 10", dict(outcome="answered", answered_by="@/101", transferred=1), None),
+    ("listener SIGTERM during the talk, back 2 s later",
+     "--did 74950000101 --caller 79161234567 --phone 101=3/0 --hangup-after-answer 10",
+     dict(outcome="answered", answered_by="@/101", wait=3, talk=10, closed_by="cdr"), ("SIGTERM", 6.0, 2.0)),
+    ("listener SIGKILL during the talk, back 2 s later",
+     "--did 74950000101 --caller 79031112233 --phone 101=3/0 --hangup-after-answer 10",
+     dict(outcome="answered", answered_by="@/101", wait=3, talk=10, closed_by="cdr"), ("SIGKILL", 6.0, 2.0)),
+    ("listener down for a whole call",
+     "--did 74950000104 --caller 74957654321 --phone 104=2/0 --hangup-after-answer 6",
+     dict(outcome="answered", answered_by="@/104", wait=2, talk=6, closed_by="cdr"), ("outage", 0.0, 12.0)),
 ]
-AGI_DOWN = ("AGI down -> dialplan fallback", "--did 74950000101 --caller 79161234567 --hangup-after-answer 3",
-            dict(outcome="answered", answered_by="@/101", talk=3))
-TOLERANCE = 1.5
+AGI_DOWN = ("AGI down -> dialplan fallback, nothing recorded",
+            "--did 74950000101 --caller 79161234567 --hangup-after-answer 3",
+            dict(outcome="answered", answered_by="@/101", talk=3, recording_path=None), None)
+TOLERANCE = 1.5  # against the flow's script (phones answer on a timer)
+CDR_TOLERANCE = 1.0  # against Asterisk's own CDR of the call
 
 
 def seed(url: str, tech: str) -> None:
@@ -71,20 +89,23 @@ def seed(url: str, tech: str) -> None:
         source = add_static_source(s, site, "Yandex Direct")
         managers = dict(zip(range(101, 106), add_managers(s, range(101, 106), tech=tech), strict=True))
 
-        def route(did, exts, **rule):
-            add_did_route(s, source, did, [managers[e] for e in exts], sticky=False, ring_timeout=10, **rule)
+        def route(did, exts, ring_timeout=10, **rule):
+            add_did_route(s, source, did, [managers[e] for e in exts], sticky=False, ring_timeout=ring_timeout,
+                          **rule)
 
         for ext in (101, 102, 103, 104):
             route(f"+749500001{ext - 100:02d}", [ext])
         route("+74950000400", [101, 102], rr_cursor=managers[101].id)  # 102 first, then 101
         route("+74950000300", [101, 102], strategy="ring_all")
         route("+74950000200", [101, 102], strategy="queue", queue_name="sales")
+        route("+74950000201", [101, 102], strategy="queue", queue_name="sales", ring_timeout=8)
         s.commit()
     engine.dispose()
 
 
-def place(kit: Path, lab: Path, args: str, pbx: str) -> dict:
-    out = subprocess.run([sys.executable, str(kit / "call.py"), "--lab", str(lab), "--pbx", pbx, *args.split()],
+def place(kit: Path, lab: Path, args: str, pbx: str, record: Path | None = None) -> dict:
+    extra = ["--record-ami", str(record)] if record else []
+    out = subprocess.run([sys.executable, str(kit / "call.py"), "--lab", str(lab), "--pbx", pbx, *args.split(), *extra],
                          capture_output=True, text=True, timeout=180)
     lines = [line for line in out.stdout.splitlines() if line.startswith("{")]
     if not lines:
@@ -92,24 +113,56 @@ def place(kit: Path, lab: Path, args: str, pbx: str) -> dict:
     return json.loads(lines[-1])
 
 
-def newest_call(db: Path, after_id: int, timeout: float = 20.0) -> dict | None:
+def call_row(db: Path, seen: dict, timeout: float = 45.0) -> tuple[dict | None, int]:
+    """The row of the placed call - by the AGI's call id, else by Asterisk's linkedid - once it is
+    finished and reconciled; and how many rows name that call (a duplicate is a failure)."""
+    call_uid = seen.get("agi", {}).get("CT_CALL_ID")
+    key, value = ("call_uid", call_uid) if call_uid else ("linkedid", seen.get("linkedid"))
     deadline = time.monotonic() + timeout
+    row, count = None, 0
     while time.monotonic() < deadline:
         con = sqlite3.connect(db)
         con.row_factory = sqlite3.Row
-        row = con.execute("SELECT * FROM calls WHERE id > ? AND state = 'finished' ORDER BY id DESC LIMIT 1",
-                          (after_id,)).fetchone()
+        rows = [dict(r) for r in con.execute(f"SELECT * FROM calls WHERE {key} = ?", (value,))]
+        count = len(rows) if call_uid is None else con.execute(
+            "SELECT count(*) FROM calls WHERE linkedid = ?", (seen.get("linkedid"),)).fetchone()[0]
         con.close()
-        if row is not None:
-            return dict(row)
+        row = rows[0] if rows else None
+        if row is not None and row["state"] == "finished" and row.get("reconcile_state") != "pending":
+            return row, count
         time.sleep(0.5)
-    return None
+    return row, count
 
 
-def compare(row: dict | None, want: dict, tech: str) -> list[str]:
+def cdr_lines(lab: Path, instance: str, linkedid: str) -> list[list[str]]:
+    path = lab / instance / "log" / "cdr-custom" / "astertrack.csv"
+    if not path.exists():
+        return []
+    with path.open(newline="") as f:
+        return [r for r in csv.reader(f) if len(r) > 10 and r[1] == linkedid]
+
+
+def cdr_truth(lines: list[list[str]]) -> dict | None:
+    """Wait and talk as Asterisk's CDR gives them (fields of asterisk-conf/cdr_custom_astertrack.conf):
+    from the first start of the caller's channel to the first answer; talk = the answered rows' billsec."""
+    if not lines:
+        return None
+    linkedid = lines[0][1]
+    caller = [r for r in lines if r[2] == linkedid] or lines
+    started = min(float(r[8]) for r in caller)
+    answered = [r for r in caller if r[4] and r[7] == "ANSWERED" and float(r[9]) > 0]
+    if answered:
+        return {"wait": min(float(r[9]) for r in answered) - started,
+                "talk": sum(float(r[10]) - float(r[9]) for r in answered)}
+    return {"wait": max(float(r[10]) for r in caller) - started, "talk": 0.0}
+
+
+def compare(row: dict | None, want: dict, tech: str, cdr: dict | None, count: int) -> list[str]:
     if row is None:
-        return ["no finished call row"]
-    problems = []
+        return ["no call row"]
+    problems = [] if count == 1 else [f"{count} rows for one call"]
+    if row["state"] != "finished" or row.get("reconcile_state") == "pending":
+        problems.append(f"not finished: state {row['state']}, reconcile {row.get('reconcile_state')}")
     columns = {"wait": "wait_seconds", "talk": "talk_seconds", "side": "hangup_side", "attempts": "routing_attempts"}
     for key, expected in want.items():
         if isinstance(expected, str):
@@ -120,7 +173,48 @@ def compare(row: dict | None, want: dict, tech: str) -> list[str]:
                 problems.append(f"{key} {got} != {expected}±{TOLERANCE}")
         elif got != expected:
             problems.append(f"{key} {got!r} != {expected!r}")
+    if cdr is None:
+        problems.append("no CDR line for the call")
+    else:
+        for key in ("wait", "talk"):
+            got = row.get(columns[key])
+            if got is None or abs(got - cdr[key]) > CDR_TOLERANCE:
+                problems.append(f"{key} {got} != CDR {cdr[key]:.2f}±{CDR_TOLERANCE}")
     return problems
+
+
+class ListenerControl:
+    """Starts, stops, kills and restarts our AMI listener around a call (the flows of issue #19)."""
+
+    def __init__(self, conf: Path, log: Path, db: Path):
+        self.conf, self.log, self.db = conf, log, db
+        self.proc = start_daemon("astertrack-ami", conf, log=log)
+        self.notes: list[str] = []
+
+    def stop(self, how: str) -> None:
+        if how == "SIGKILL":
+            self.proc.send_signal(signal.SIGKILL)
+            self.proc.wait(10)
+        else:
+            stop_process(self.proc)
+
+    def start(self) -> None:
+        self.proc = start_daemon("astertrack-ami", self.conf, log=self.log)
+
+    def during_call(self, how: str, at: float, down: float, caller: str) -> None:
+        """In a thread while the call runs: stop the listener at ``at`` s, start it ``down`` s later,
+        then check that the live row recovered (state up, manager known) while the call still talks."""
+        time.sleep(at)
+        self.stop(how)
+        time.sleep(down)
+        self.start()
+        time.sleep(3)
+        con = sqlite3.connect(self.db)
+        row = con.execute("SELECT state, answered_by FROM calls WHERE caller_number LIKE ? ORDER BY id DESC LIMIT 1",
+                          (f"%{caller[-7:]}",)).fetchone()
+        con.close()
+        if row is None or row[0] != "up" or not row[1]:
+            self.notes.append(f"live row after the restart: {row} (expected state up with the manager)")
 
 
 def main() -> int:
@@ -131,6 +225,11 @@ def main() -> int:
     parser.add_argument("--pbx", choices=("sip", "pjsip"), default="sip")
     parser.add_argument("--kit", type=Path, required=True, help="the lab kit: the folder with up.sh (not in this repository)")
     parser.add_argument("--skip-up", action="store_true", help="the lab already runs our dialplan")
+    parser.add_argument("--only", default="", help="run only the flows whose name contains this text")
+    parser.add_argument("--outage-seconds", type=float, default=None,
+                        help="how long the listener stays down after the 'down for a whole call' flow (default 12)")
+    parser.add_argument("--record", type=Path, default=None,
+                        help="keep each flow's AMI stream, CDR lines and call.py result here (new fixtures)")
     args = parser.parse_args()
     pj = args.pbx == "pjsip"
     tech, instance = ("PJSIP", "pbxpj") if pj else ("SIP", "pbx")
@@ -149,6 +248,12 @@ def main() -> int:
     if pj:
         subprocess.run(asterisk + [f"dialplan set global ASTERTRACK_AGI 127.0.0.1:{agi_port}"], check=True,
                        capture_output=True)
+    # Asterisk's own record of each call, as install.sh sets it up (asterisk-conf/cdr_custom_astertrack.conf)
+    shutil.copy(REPO / "asterisk-conf" / "cdr_custom_astertrack.conf", args.lab / instance / "etc" / "cdr_custom.conf")
+    (args.lab / instance / "log" / "cdr-custom").mkdir(parents=True, exist_ok=True)  # Asterisk does not create it
+    loaded = subprocess.run(asterisk + ["module show like cdr_custom"], capture_output=True, text=True).stdout
+    subprocess.run(asterisk + ["module reload cdr_custom.so" if "cdr_custom.so" in loaded else "module load cdr_custom.so"],
+                   check=True, capture_output=True)
     work = Path(tempfile.mkdtemp(prefix="astertrack-lab-"))
     db = work / "lab.db"
     conf = work / "astertrack.conf"
@@ -165,45 +270,77 @@ port = {ami_port}
 username = calltrack
 secret = calltrack-secret
 metrics_port = 0
+cdr_file = {args.lab / instance / 'log' / 'cdr-custom' / 'astertrack.csv'}
 [recordings]
 dir = {args.lab / instance / 'spool' / 'monitor'}
 """)
     conf.chmod(0o600)
     seed(f"sqlite:///{db}", tech)
+    if args.record:
+        args.record.mkdir(parents=True, exist_ok=True)
     agi = start_daemon("astertrack-agi", conf, log=work / "agi.log")
-    ami = start_daemon("astertrack-ami", conf, log=work / "ami.log")
+    listener = ListenerControl(conf, work / "ami.log", db)
     time.sleep(3)
     results = []
     try:
-        for name, call_args, want in FLOWS + [AGI_DOWN]:
+        for name, call_args, want, action in FLOWS + [AGI_DOWN]:
+            if args.only and args.only not in name:
+                continue
             if name.startswith("AGI down"):
                 stop_process(agi)
             # A call left over from a failed flow would keep a phone busy for the next ones.
             subprocess.run(asterisk + ["channel request hangup all"], capture_output=True)
             time.sleep(1)
-            last = sqlite3.connect(db).execute("SELECT coalesce(max(id), 0) FROM calls").fetchone()[0]
+            slug = "".join(c if c.isalnum() else "_" for c in name.lower())[:40].strip("_")
+            record = args.record / f"{args.pbx}_{slug}.ami.txt" if args.record else None
+            listener.notes = []
+            helper = None
+            if action and action[0] == "outage":
+                listener.stop("SIGTERM")
+            elif action:
+                caller = call_args.split("--caller ")[1].split()[0]
+                helper = threading.Thread(target=listener.during_call, args=(*action, caller), daemon=True)
+                helper.start()
+            lab_problems: list[str] = []
             try:
-                seen = place(args.kit, args.lab, call_args, args.pbx)
+                seen = place(args.kit, args.lab, call_args, args.pbx, record)
             except (RuntimeError, ValueError, subprocess.TimeoutExpired) as exc:
-                seen, problems = {}, [f"call.py: {exc}"]
-            else:
-                problems = []
-            row = newest_call(db, last)
-            problems += compare(row, want, tech)
+                seen, lab_problems = {}, [f"call.py: {exc}"]
+            if seen.get("error"):
+                lab_problems.append(f"call.py: {seen['error']}")
+            if helper is not None:
+                helper.join(60)
+            if action and action[0] == "outage":
+                time.sleep(args.outage_seconds if args.outage_seconds is not None else action[2])
+                listener.start()
+            if lab_problems:  # the call never reached the PBX: the lab failed, not the product
+                results.append({"flow": name, "ok": False, "lab_failure": True, "problems": lab_problems})
+                print(f"LAB  {name}: {'; '.join(lab_problems)}", file=sys.stderr)
+                continue
+            row, count = call_row(db, seen)
+            lines = cdr_lines(args.lab, instance, seen.get("linkedid") or "")
+            problems = compare(row, want, tech, cdr_truth(lines), count) + listener.notes
             if name.startswith("AGI down") and seen.get("agi", {}).get("AGISTATUS") != "FAILURE":
                 problems.append(f"AGISTATUS {seen.get('agi')} (expected FAILURE)")
+            if args.record:
+                with (args.record / f"{args.pbx}_{slug}.cdr.csv").open("w", newline="") as f:
+                    csv.writer(f, lineterminator="\n").writerows(lines)
+                (args.record / f"{args.pbx}_{slug}.call.json").write_text(json.dumps(seen, indent=1) + "\n")
             results.append({"flow": name, "ok": not problems, "problems": problems,
                             "asterisk": {"dialstatus": seen.get("dialstatus"), "answered_by": seen.get("answered_by"),
                                          "agi": seen.get("agi", {}).get("CT_ROUTED_BY")},
                             "row": {k: (row or {}).get(k) for k in ("outcome", "missed_reason", "answered_by",
-                                                                    "wait_seconds", "talk_seconds", "hangup_side")}})
+                                                                    "wait_seconds", "talk_seconds", "hangup_side",
+                                                                    "closed_by")}})
             print(f"{'ok  ' if not problems else 'FAIL'} {name}: {results[-1]['row']}"
                   + (f"  <- {'; '.join(problems)}" if problems else ""), file=sys.stderr)
     finally:
         stop_process(agi)
-        stop_process(ami)
+        stop_process(listener.proc)
+    product = [r for r in results if not r.get("lab_failure")]
     print(json.dumps({"check": "lab_e2e", "pbx": args.pbx, "flows": len(results), "passed": sum(r["ok"] for r in results),
-                      "failed": [r["flow"] for r in results if not r["ok"]], "workdir": str(work)}))
+                      "failed": [r["flow"] for r in product if not r["ok"]],
+                      "lab_failures": [r["flow"] for r in results if r.get("lab_failure")], "workdir": str(work)}))
     return 0 if all(r["ok"] for r in results) else 1
 
 
