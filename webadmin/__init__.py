@@ -16,7 +16,7 @@ from werkzeug.middleware.proxy_fix import ProxyFix
 
 from astertrack.config import Config, load_config
 from webadmin import db, errors, i18n, security
-from webadmin.labels import label_for
+from webadmin.labels import closed_by_label, label_for, missed_reason_label
 from webadmin.settings_obj import WebSettings
 
 __all__ = ["create_app"]
@@ -56,6 +56,8 @@ def create_app(config: Config | None = None, test_config: dict[str, Any] | None 
         return redirect(url_for("reports.sources"))
 
     app.jinja_env.globals["label_for"] = label_for
+    app.jinja_env.globals["missed_reason_label"] = missed_reason_label
+    app.jinja_env.globals["closed_by_label"] = closed_by_label
     app.jinja_env.filters["reject_key"] = lambda mapping, key: {k: v for k, v in mapping.items() if k != key}
     errors.init_app(app)
 

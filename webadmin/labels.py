@@ -17,5 +17,26 @@ LABELS = {
 }
 
 
+# why a call was missed (astertrack.callflow.outcomes.MissedReason)
+MISSED_REASONS = {
+    "no_answer": _l("nobody answered"), "all_busy": _l("all busy"),
+    "caller_hangup": _l("caller hung up while it rang"), "queue_abandon": _l("caller left the queue"),
+    "queue_timeout": _l("queue timed out (nobody answered)"), "failed": _l("could not be connected"),
+}
+# where a finished call's facts came from (Call.closed_by)
+CLOSED_BY = {
+    "events": _l("AMI events"), "cdr": _l("Asterisk's CDR (the AMI stream had a gap)"),
+    "sweeper": _l("guessed: the call went silent"), "merged": _l("merged into another call"),
+}
+
+
 def label_for(key: str | None) -> str:
     return LABELS.get(key or "", key or "")
+
+
+def missed_reason_label(key: str | None) -> str:
+    return str(MISSED_REASONS.get(key or "", key or ""))
+
+
+def closed_by_label(key: str | None) -> str:
+    return str(CLOSED_BY.get(key or "", key or ""))

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import pytest
+from sqlalchemy import select
 
 from astertrack.db.models import Call, User
 from astertrack.passwords import hash_password
@@ -119,9 +120,22 @@ def test_call_never_recorded_says_so_in_both_languages(client, auth, data, db):
     auth.login("admin")
     page = client.get(f"/calls/{data.answered}").get_data(as_text=True)
     assert 'id="recording-none"' in page and "This call was not recorded." in page and "<audio" not in page
-    client.post("/locale", data={"locale": "ru"})
+    db.scalar(select(User).where(User.login == "admin")).locale = "ru"
+    db.commit()
     page = client.get(f"/calls/{data.answered}").get_data(as_text=True)
     assert "Этот звонок не записывался." in page
+
+
+def test_missed_reason_and_where_the_facts_came_from_are_words_not_codes(client, auth, data, db):
+    call = db.get(Call, data.answered)
+    call.outcome, call.missed_reason, call.closed_by = "missed", "queue_timeout", "cdr"
+    db.commit()
+    auth.login("admin")
+    page = client.get(f"/calls/{data.answered}").get_data(as_text=True)
+    assert "queue timed out (nobody answered)" in page and "the AMI stream had a gap" in page
+    assert "queue_timeout" not in page
+    log = client.get("/calls/").get_data(as_text=True)
+    assert "queue timed out (nobody answered)" in log
 
 
 def test_every_view_declares_its_roles(app):
