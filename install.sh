@@ -467,6 +467,8 @@ configure_asterisk() {
   say "$out"
   [[ "$out" == *": updated" ]] && changed=1
 
+  configure_cdr "$etc" "$conf_src"
+
   if [ "$changed" = 1 ]; then
     if have asterisk; then
       sys asterisk -rx "manager reload" || need_action "Asterisk did not take 'manager reload': is it running? Run it when it is."
@@ -487,6 +489,44 @@ configure_asterisk() {
   fi
   if ! grep -rqs --exclude=extensions_astertrack.conf 'ASTERTRACK_DEFAULT_DIAL' "$etc"; then
     need_action "set where calls go when astertrack-agi is down: ASTERTRACK_DEFAULT_DIAL = PJSIP/101 in [globals]$([ "$freepbx" = 1 ] && echo ' (FreePBX: globals_custom.conf)') (see asterisk-conf/README.md)"
+  fi
+}
+
+# Asterisk's own CDR of every call, one line per leg (asterisk-conf/cdr_custom_astertrack.conf): after a
+# gap in the AMI stream (restart, crash, downtime) the listener takes the calls' facts from it.
+configure_cdr() {
+  local etc="$1" conf_src="$2" out status changed=0 logdir
+  [ -f "$conf_src/cdr_custom_astertrack.conf" ] || return 0
+  set +e; out="$(helper ensure-cdr-mapping "$etc/cdr_custom.conf" --mapping "$conf_src/cdr_custom_astertrack.conf")"; status=$?; set -e
+  say "$out"
+  [ $status = 3 ] && need_action "${out#*ACTION NEEDED: }"
+  [ $status = 0 ] || [ $status = 3 ] || die "editing $AST_ETC/cdr_custom.conf failed"
+  [[ "$out" == *": updated" ]] && changed=1
+  logdir="$(sed -n 's/^[[:space:]]*astlogdir[[:space:]]*=>\{0,1\}[[:space:]]*//p' "$etc/asterisk.conf" 2>/dev/null | head -1 || true)"
+  logdir="${logdir:-/var/log/asterisk}"
+  if [ ! -d "$(r "$logdir/cdr-custom")" ]; then  # cdr_custom writes into it but never creates it
+    install -d -m 0755 "$(r "$logdir/cdr-custom")"
+    if getent passwd asterisk >/dev/null 2>&1; then sys chown asterisk:asterisk "$(r "$logdir/cdr-custom")"; fi
+    say "  created $logdir/cdr-custom"
+  fi
+  if [ "$logdir" != /var/log/asterisk ]; then
+    ASTERTRACK_CDR_FILE_VALUE="$logdir/cdr-custom/astertrack.csv" \
+      helper set "$CONF" ami cdr_file --value-env ASTERTRACK_CDR_FILE_VALUE
+  fi
+  if grep -Eqs '^[[:space:]]*noload[[:space:]]*=>?[[:space:]]*cdr_custom\.so' "$etc/modules.conf"; then
+    need_action "modules.conf has 'noload => cdr_custom.so': remove that line, then asterisk -rx 'module load cdr_custom.so' (the AMI listener needs Asterisk's CDR to correct calls after a gap)"
+  elif grep -Eqs '^[[:space:]]*batch[[:space:]]*=>?[[:space:]]*(yes|true|1)' "$etc/cdr.conf"; then
+    need_action "cdr.conf has batch = yes: CDR lines reach the file minutes late, so calls after a listener restart wait that long for their final figures (batch = no is the default)"
+  fi
+  if [ "$changed" = 1 ]; then
+    if have asterisk; then
+      local verb=load
+      asterisk -rx "module show like cdr_custom" 2>/dev/null | grep -q 'cdr_custom\.so' && verb=reload
+      sys asterisk -rx "module $verb cdr_custom.so" \
+        || need_action "Asterisk did not $verb cdr_custom.so: run asterisk -rx 'module $verb cdr_custom.so' when it is up"
+    else
+      need_action "run asterisk -rx 'module reload cdr_custom.so' (the asterisk command is not on PATH)"
+    fi
   fi
 }
 
@@ -556,6 +596,7 @@ uninstall() {
     for f in extensions.conf extensions_custom.conf; do helper remove-include "$etc/$f" extensions_astertrack.conf; done
     helper unmerge-general "$etc/manager.conf" --vars "$vars"
     helper remove-general-block "$etc/manager_custom.conf"
+    helper remove-cdr-mapping "$etc/cdr_custom.conf" --mapping "$SRC/asterisk-conf/cdr_custom_astertrack.conf"
     rm -f "$etc/manager_astertrack.conf" "$etc/extensions_astertrack.conf" "$etc/manager.conf.astertrack-orig"
     have asterisk && { sys asterisk -rx "manager reload" || true; sys asterisk -rx "dialplan reload" || true; }
     say "  (Asterisk keeps the removed channelvars in memory until its next restart: harmless)"

@@ -187,6 +187,55 @@ def ensure_include(path: Path, target: str, why: str, allow_generated: bool = Fa
     return write_if_changed(path, lines)
 
 
+def cdr_mapping_line(mapping_file: Path) -> tuple[str, str]:
+    """The ``name => template`` line of our cdr_custom mapping file, and its output file name."""
+    for line in read_lines(mapping_file):
+        if "=>" in line and not line.lstrip().startswith(";"):
+            return line.strip(), line.split("=>", 1)[0].strip()
+    raise SystemExit(f"no mapping line in {mapping_file}")
+
+
+def ensure_cdr_mapping(path: Path, mapping_file: Path) -> bool:
+    """Our line in the ``[mappings]`` of cdr_custom.conf: the file is created when missing, our line
+    replaced when it changed, added otherwise; the admin's own mappings are left as they are."""
+    line, name = cdr_mapping_line(mapping_file)
+    if not path.exists():
+        return write_if_changed(path, read_lines(mapping_file), mode=0o644)
+    if not path.is_file() or path.is_symlink() or not os.access(path, os.W_OK):
+        raise NeedsAdmin(f"add this line to the [mappings] section of {path}:\n    {line}")
+    lines = read_lines(path)
+    ours = [i for i, old in enumerate(lines) if old.split("=>", 1)[0].strip() == name and "=>" in old
+            and not old.lstrip().startswith(";")]
+    if ours:
+        new = list(lines)
+        new[ours[0]] = line
+        return write_if_changed(path, [x for i, x in enumerate(new) if i not in ours[1:]])
+    section = next((i for i, old in enumerate(lines)
+                    if (m := SECTION_RE.match(old)) and m.group(1).strip().lower() == "mappings"), None)
+    block = [f"{MARK} Asterisk's CDR for the call tracker (asterisk-conf/cdr_custom_astertrack.conf)", line]
+    if section is None:
+        new = lines + ([""] if lines and lines[-1].strip() else []) + ["[mappings]", *block]
+    else:
+        new = lines[:section + 1] + block + lines[section + 1:]
+    return write_if_changed(path, new)
+
+
+def remove_cdr_mapping(path: Path, mapping_file: Path) -> bool:
+    if not path.is_file():
+        return False
+    _, name = cdr_mapping_line(mapping_file)
+    lines = read_lines(path)
+    out = [x for i, x in enumerate(lines)
+           if not ("=>" in x and x.split("=>", 1)[0].strip() == name)
+           and not (x.startswith(MARK) and i + 1 < len(lines) and lines[i + 1].split("=>", 1)[0].strip() == name)]
+    if out == lines:
+        return False
+    if all(not x.strip() or x.lstrip().startswith(";") or x.strip().lower() == "[mappings]" for x in out):
+        path.unlink()  # only our own file was left: it goes as it came
+        return True
+    return write_if_changed(path, out)
+
+
 def remove_include(path: Path, target: str) -> bool:
     if not path.is_file():
         return False
@@ -400,6 +449,12 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("target")
     p.add_argument("--why", default="added by install.sh")
     p.add_argument("--allow-generated", action="store_true")
+    p = sub.add_parser("ensure-cdr-mapping")
+    p.add_argument("file", type=Path)
+    p.add_argument("--mapping", type=Path, required=True)
+    p = sub.add_parser("remove-cdr-mapping")
+    p.add_argument("file", type=Path)
+    p.add_argument("--mapping", type=Path, required=True)
     p = sub.add_parser("remove-include")
     p.add_argument("file", type=Path)
     p.add_argument("target")
@@ -457,6 +512,10 @@ def main(argv: list[str] | None = None) -> int:
         if args.cmd == "ensure-include":
             changed = ensure_include(args.file, args.target, args.why, args.allow_generated)
             return report(changed, f"{args.file} #include {args.target}")
+        if args.cmd == "ensure-cdr-mapping":
+            return report(ensure_cdr_mapping(args.file, args.mapping), f"{args.file} [mappings]")
+        if args.cmd == "remove-cdr-mapping":
+            return report(remove_cdr_mapping(args.file, args.mapping), f"{args.file} [mappings]")
         if args.cmd == "remove-include":
             return report(remove_include(args.file, args.target), f"{args.file} #include {args.target}")
         if args.cmd == "render-ami-user":

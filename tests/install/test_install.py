@@ -326,3 +326,34 @@ def test_bad_options_fail_clearly(fake_system):
     assert result.returncode != 0 and "--purge goes with --uninstall" in result.stderr
     result = fake_system.run("--frobnicate", check=False)
     assert result.returncode != 0 and "unknown option: --frobnicate" in result.stderr
+
+
+def test_cdr_mapping_installed_once_kept_beside_the_admins_and_removed_on_uninstall(fake_system):
+    """Asterisk's CDR line for the listener's reconciliation: a cdr_custom.conf of our own when there
+    is none, our line added to the admin's [mappings] otherwise, nothing twice, gone on uninstall."""
+    fake_system.plain_asterisk()
+    etc, root = fake_system.etc_asterisk, fake_system.root
+    result = fake_system.run()
+    ours = (REPO / "asterisk-conf/cdr_custom_astertrack.conf").read_text()
+    assert (etc / "cdr_custom.conf").read_text() == ours
+    assert (root / "var/log/asterisk/cdr-custom").is_dir()  # cdr_custom never creates it
+    assert "asterisk -rx module load cdr_custom.so" in fake_system.commands()
+    assert "cdr_custom.so" not in " ".join(a for a in result.stdout.splitlines() if "ACTION" in a)
+
+    fake_system.run("--uninstall")
+    assert not (etc / "cdr_custom.conf").exists()
+
+    admin = "[mappings]\nbilling.csv => ${CDR(src)},${CDR(billsec)}\n"
+    (etc / "cdr_custom.conf").write_text(admin)
+    (etc / "modules.conf").write_text("[modules]\nautoload = yes\nnoload => cdr_custom.so\n")
+    result = fake_system.run()
+    text = (etc / "cdr_custom.conf").read_text()
+    assert text.startswith("[mappings]\n; astertrack:") and "billing.csv => ${CDR(src)},${CDR(billsec)}" in text
+    assert sum(line.startswith("astertrack.csv =>") for line in text.splitlines()) == 1
+    assert "noload => cdr_custom.so" in result.stdout  # the admin's modules.conf is theirs to change
+    tree = fake_system.tree()
+    fake_system.run()
+    assert fake_system.tree() == tree
+
+    fake_system.run("--uninstall")
+    assert (etc / "cdr_custom.conf").read_text() == admin
