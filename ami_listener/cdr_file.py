@@ -41,17 +41,16 @@ def _read_from(path: str, offset: int, limit: int) -> tuple[list[str], int]:
 def read_new_lines(path: str, position: Position | None, limit: int = READ_LIMIT) -> tuple[list[str], Position | None]:
     """Complete lines written since ``position`` and the position after them.
 
-    ``position`` None (the first run on this box): start at the current end - the file's history
-    belongs to calls this installation never routed.  A file that does not exist yet (Asterisk
-    creates it with its first CDR) will be read from its start.
+    ``position`` None (the first run on this box): from the file's start.  The file is ours (it
+    holds lines only since install.sh added the mapping), and a call routed before the listener's
+    first start may already be in it.  A file that does not exist yet (Asterisk creates it with its
+    first CDR) will be read from its start too.
     """
+    position = position or NOT_YET
     try:
         stat = os.stat(path)
     except FileNotFoundError:
-        # not written yet: when it appears, every line of it is new
-        return [], position or NOT_YET
-    if position is None:
-        return [], Position(stat.st_ino, stat.st_size)
+        return [], position  # not written yet: when it appears, every line of it is new
     lines: list[str] = []
     if stat.st_ino != position.inode:
         rotated = f"{path}.1"

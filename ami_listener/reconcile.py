@@ -25,7 +25,7 @@ from .cdr_file import Position, read_new_lines
 log = logging.getLogger(__name__)
 
 PENDING, DONE, NO_CDR = "pending", "done", "no_cdr"
-SETTLE_SECONDS = 2.0  # after a call's end, before its CDR lines count as complete
+SETTLE_SECONDS = 2.0  # after a call is over, before its CDR lines count as complete
 BATCH = 500  # pending calls looked at per pass
 
 
@@ -84,6 +84,9 @@ class Reconciler:
         self.bad_lines = 0
         self.reconciled = 0
         self.without_cdr = 0
+        # call id -> when (our clock) it was first over and still without CDR: Asterisk's clock and
+        # ours may differ, and a call closed long after its end (a long outage) still gets its wait
+        self._waiting_since: dict[int, float] = {}
 
     @property
     def enabled(self) -> bool:
@@ -112,15 +115,17 @@ class Reconciler:
         for call in pending:
             if call.state != "finished" or call.linkedid in live or call.uniqueid in live:
                 continue  # still going: the live stream finishes it first
-            ended = (call.ended_at or call.started_at).timestamp()
+            since = self._waiting_since.setdefault(call.id, now)
             facts = facts_for(session, self.node, call.linkedid) if call.linkedid else None
-            if facts is not None and now - max(ended, facts.ended) >= SETTLE_SECONDS:
+            if facts is not None and now - since >= SETTLE_SECONDS:
                 apply_facts(call, facts, self.manager_id(session, facts.answered_by))
+                self._waiting_since.pop(call.id, None)
                 self.reconciled += 1
                 log.info("call %s (linkedid %s) reconciled from the CDR: %s, wait %.1f s, talk %.1f s",
                          call.call_uid, call.linkedid, facts.outcome, facts.wait_seconds, facts.talk_seconds)
-            elif facts is None and now - ended > self.wait_seconds:
+            elif facts is None and now - since > self.wait_seconds:
                 call.reconcile_state = NO_CDR
+                self._waiting_since.pop(call.id, None)
                 self.without_cdr += 1
                 log.warning("call %s (linkedid %s): no CDR line within %.0f s of its end; keeping the listener's "
                             "account (closed by %s). Is asterisk-conf/cdr_custom_astertrack.conf installed?",

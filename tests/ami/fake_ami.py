@@ -24,7 +24,7 @@ def capture_body(path: Path) -> bytes:
     assert data.startswith(b"Asterisk Call Manager/")
     data = data.split(b"\r\n", 1)[1]
     first, rest = data.split(b"\r\n\r\n", 1)
-    assert b"ActionID: capture-login" in first
+    assert b"Response: Success" in first  # the recorder's login (capture-login, call-py-1)
     return rest
 
 
