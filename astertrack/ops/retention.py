@@ -33,6 +33,7 @@ from astertrack.db.engine import begin_write
 from astertrack.db.models import (
     Call,
     CallEvent,
+    CdrRecord,
     NumberAssignment,
     NumberPool,
     OverflowEvent,
@@ -320,22 +321,28 @@ class Sweeper:
     # -- raw AMI events ---------------------------------------------------------------
 
     def _sweep_raw_events(self) -> int:
+        """Raw AMI events and Asterisk's CDR lines older than ``raw_events_days`` (the calls keep
+        every figure derived from them; only a rebuild of such old calls is no longer possible)."""
         if not self.raw_events_days:
             return 0
         cutoff = self.cutoff(self.raw_events_days)
+        return sum(self._sweep_table(model, stored_at, cutoff)
+                   for model, stored_at in ((CallEvent, CallEvent.received_at), (CdrRecord, CdrRecord.read_at)))
+
+    def _sweep_table(self, model, stored_at, cutoff: dt.datetime) -> int:
         total = 0
         while True:
             with self.factory() as session:
                 if not self.dry_run:
                     begin_write(session)
-                ids = list(session.scalars(select(CallEvent.id).where(CallEvent.received_at < cutoff)
-                                           .order_by(CallEvent.id).limit(self.batch * 10)))
+                ids = list(session.scalars(select(model.id).where(stored_at < cutoff)
+                                           .order_by(model.id).limit(self.batch * 10)))
                 if not ids:
                     return total
                 total += len(ids)
                 if self.dry_run:
                     return total
-                session.execute(delete(CallEvent).where(CallEvent.id.in_(ids)))
+                session.execute(delete(model).where(model.id.in_(ids)))
                 session.commit()
 
 

@@ -97,9 +97,12 @@ def main() -> int:
             procs += [start_daemon("astertrack-agi", conf, log=work / f"{node}-agi.log"),
                       start_daemon("astertrack-ami", conf, log=work / f"{node}-ami.log")]
         time.sleep(3)
+        placed: dict[str, list[dict]] = {node: [] for node in NODES}
         with ThreadPoolExecutor(2) as pool:
             for flow in FLOWS:  # the same flow on both PBXs at the same time
-                list(pool.map(lambda pbx, f=flow: place(args.kit, args.lab, f[0], pbx), ("sip", "pjsip")))
+                for node, seen in zip(NODES, pool.map(lambda pbx, f=flow: _place(args, f[0], pbx),
+                                                      ("sip", "pjsip")), strict=True):
+                    placed[node].append(seen)
         time.sleep(4)
         engine = make_engine(url)
         with make_session_factory(engine)() as s:
@@ -112,21 +115,32 @@ def main() -> int:
             conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
         admin.dispose()
 
-    problems = []
+    problems, lab_failures = [], []
     for node, (_pbx, tech, _a, _m) in NODES.items():
-        rows = [c for c in calls if c.node == node]
-        if len(rows) != len(FLOWS):
-            problems.append(f"{node}: {len(rows)} calls, expected {len(FLOWS)}")
-        for (call_args, outcome, reason, ext, side), row in zip(FLOWS, rows, strict=False):
-            got = (row.outcome, row.missed_reason, row.answered_by, row.hangup_side, row.state)
+        by_uid = {c.call_uid: c for c in calls if c.node == node}
+        for (call_args, outcome, reason, ext, side), seen in zip(FLOWS, placed[node], strict=True):
+            if seen.get("error"):  # the call never reached the PBX: the lab failed, not the product
+                lab_failures.append(f"{node} {call_args}: {seen['error']}")
+                print(f"LAB  {node} {call_args.split()[1]}: {seen['error']}", file=sys.stderr)
+                continue
+            row = by_uid.get(seen.get("agi", {}).get("CT_CALL_ID"))  # matched by call id, not by row order
+            got = (row.outcome, row.missed_reason, row.answered_by, row.hangup_side, row.state) if row else None
             want = (outcome, reason, f"{tech}/{ext}" if ext else None, side, "finished")
             status = "ok  " if got == want else "FAIL"
             print(f"{status} {node} {call_args.split()[1]}: {got}", file=sys.stderr)
             if got != want:
                 problems.append(f"{node} {call_args}: {got} != {want}")
     print(json.dumps({"check": "lab_fleet", "nodes": list(NODES), "calls": len(calls),
-                      "distinct_call_uids": len({c.call_uid for c in calls}), "problems": problems}))
-    return 0 if not problems else 1
+                      "distinct_call_uids": len({c.call_uid for c in calls}), "problems": problems,
+                      "lab_failures": lab_failures}))
+    return 0 if not problems and not lab_failures else 1
+
+
+def _place(args, call_args: str, pbx: str) -> dict:
+    try:
+        return place(args.kit, args.lab, call_args, pbx)
+    except (RuntimeError, ValueError, subprocess.TimeoutExpired) as exc:
+        return {"error": f"call.py: {exc}"}
 
 
 if __name__ == "__main__":

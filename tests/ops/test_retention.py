@@ -9,6 +9,7 @@ from sqlalchemy import func, select
 from astertrack.db.models import (
     Call,
     CallEvent,
+    CdrRecord,
     NumberAssignment,
     NumberPool,
     OverflowEvent,
@@ -271,3 +272,16 @@ def test_cli_sweeps_reports_and_keeps_the_last_report(session, db_url, tmp_path)
     assert [s["site_name"] for s in saved["sites"]][0] == "shop"
     as_json = runner.invoke(main, ["-c", str(conf), "retention", "--json"])
     assert as_json.exit_code == 0 and '"calls_deleted": 0' in as_json.output
+
+
+def test_cdr_lines_go_with_the_raw_events(session, session_factory, tmp_path):
+    def line(linkedid: str, age_days: int) -> CdrRecord:
+        return CdrRecord(node="pbx1", linkedid=linkedid, uniqueid=linkedid, channel="SIP/trunk-1",
+                         disposition="ANSWERED", start=1.0, answer=2.0, end=3.0, read_at=days_ago(age_days))
+
+    session.add_all([line("old.1", 40), line("old.2", 31), line("new.1", 2)])
+    session.commit()
+    report = Sweeper(session_factory, tmp_path / "rec", now=NOW, raw_events_days=30).run()
+    assert report.raw_events_deleted == 2
+    session.expire_all()
+    assert [r.linkedid for r in session.scalars(select(CdrRecord))] == ["new.1"]
