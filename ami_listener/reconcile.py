@@ -106,9 +106,11 @@ class Reconciler:
         if self.enabled and call.reconcile_state is None:
             call.reconcile_state = PENDING
 
-    def run(self, session: Session, live: set[str], now: float) -> None:
+    def run(self, session: Session, live: set[str], now: float) -> dict[str, int]:
+        """One pass; returns how many calls it finished from the CDR and how many gave up waiting."""
+        done = {"cdr": 0, "no_cdr": 0}
         if not self.enabled:
-            return
+            return done
         self._read_file(session)
         pending = session.scalars(select(Call).where(Call.node == self.node, Call.reconcile_state == PENDING)
                                   .order_by(Call.id).limit(BATCH)).all()
@@ -121,15 +123,18 @@ class Reconciler:
                 apply_facts(call, facts, self.manager_id(session, facts.answered_by))
                 self._waiting_since.pop(call.id, None)
                 self.reconciled += 1
+                done["cdr"] += 1
                 log.info("call %s (linkedid %s) reconciled from the CDR: %s, wait %.1f s, talk %.1f s",
                          call.call_uid, call.linkedid, facts.outcome, facts.wait_seconds, facts.talk_seconds)
             elif facts is None and now - since > self.wait_seconds:
                 call.reconcile_state = NO_CDR
                 self._waiting_since.pop(call.id, None)
                 self.without_cdr += 1
+                done["no_cdr"] += 1
                 log.warning("call %s (linkedid %s): no CDR line within %.0f s of its end; keeping the listener's "
                             "account (closed by %s). Is asterisk-conf/cdr_custom_astertrack.conf installed?",
                             call.call_uid, call.linkedid, self.wait_seconds, call.closed_by)
+        return done
 
     def _read_file(self, session: Session) -> None:
         cursor = session.get(CdrCursor, self.node)

@@ -167,6 +167,7 @@ class CallWriter:
         rows: list[dict[str, Any]] = []
         devices: dict[str, tuple[str, float]] = {}
         finished: list[str] = []
+        reconciled = {"cdr": 0, "no_cdr": 0}
         with session_scope(self.session_factory) as session:
             begin_write(session)
             for op in work:
@@ -190,7 +191,8 @@ class CallWriter:
                     self._sweep_db(session, *op[1:])
                 elif kind == OP_RECONCILE:
                     session.flush()
-                    self.reconciler.run(session, op[1], op[2])
+                    for result, count in self.reconciler.run(session, op[1], op[2]).items():
+                        reconciled[result] += count
             if rows:
                 session.flush()
                 session.connection().execute(insert(CallEvent.__table__), rows)
@@ -201,6 +203,9 @@ class CallWriter:
         for outcome in finished:
             self.calls_finished += 1
             metrics.call_finished(outcome)
+        for result, count in reconciled.items():
+            if count:
+                metrics.CALLS_RECONCILED.labels(result=result).inc(count)
 
     # ------------------------------------------------------------------ calls
 

@@ -127,6 +127,14 @@ CALLS_FINISHED = Counter(
     registry=REGISTRY,
 )
 
+CALLS_RECONCILED = Counter(
+    "astertrack_calls_reconciled_total",
+    "Calls a gap in the AMI stream touched, by how they were finished: cdr (from Asterisk's CDR) "
+    "or no_cdr (no CDR line came within [ami] cdr_wait: the listener's account was kept)",
+    ["result"],
+    registry=REGISTRY,
+)
+
 
 def ami_connected(connected: bool) -> None:
     """Call on login success (True) and on connection loss (False)."""

@@ -15,6 +15,7 @@ import pytest
 from sqlalchemy import func, select
 
 from astertrack.db.models import Call
+from astertrack.ops import metrics
 from tests.ami.fake_ami import alive_channels, capture_body, split_blocks
 from tests.ami.harness import Script, run_listener
 from tests.conftest import RECORDED_ASTERISK
@@ -53,6 +54,10 @@ def write_cdr_when_sent(flow: str, path):
         if server.all_sent.is_set() and not path.exists():
             path.write_bytes((LAB / f"{flow}.cdr.csv").read_bytes())
     return during
+
+
+def reconciled_count(result: str) -> float:
+    return metrics.REGISTRY.get_sample_value("astertrack_calls_reconciled_total", {"result": result}) or 0.0
 
 
 def reconciled(session) -> bool:
@@ -127,7 +132,9 @@ def test_call_that_began_and_ended_while_the_listener_was_down_is_recorded_from_
         session.commit()
     cdr_file = tmp_path / "astertrack.csv"
     cdr_file.write_bytes((LAB / f"{flow}.cdr.csv").read_bytes())
+    before = reconciled_count("cdr")
     run_listener(db_url, [Script(stream=b"")], reconciled, timeout=30, cdr_file=str(cdr_file))
+    assert reconciled_count("cdr") == before + 1
     with session_factory() as session:
         call = session.scalar(select(Call))
         assert (call.outcome, call.answered_by, call.closed_by) == ("answered", f"{'SIP' if driver == 'sip' else 'PJSIP'}/104", "cdr")
@@ -143,9 +150,11 @@ def test_a_call_whose_cdr_never_comes_keeps_the_guess_after_the_wait(session_fac
         session.commit()
     cdr_file = tmp_path / "astertrack.csv"
     cdr_file.write_text("")
+    before = reconciled_count("no_cdr")
     run_listener(db_url, [Script(stream=b"")],
                  lambda s: s.scalar(select(Call.reconcile_state)) == "no_cdr", timeout=30,
                  cdr_file=str(cdr_file), cdr_wait=0.1)
     with session_factory() as session:
         call = session.scalar(select(Call))
         assert (call.state, call.closed_by) == ("finished", "sweeper")
+    assert reconciled_count("no_cdr") == before + 1  # what the AstertrackCdrMissing alert watches
