@@ -450,6 +450,10 @@ class CallStateMachine:
         bridge_id = msg.get("BridgeId")
         if ch is not None and group is not None and isinstance(bridge_id, str) and bridge_id:
             self._on_bridge_enter({"Uniqueid": ch.uniqueid, "BridgeUniqueid": bridge_id}, ts, group)
+        elif (ch is not None and group is not None and ch.state == "Ringing" and not ch.is_local
+              and not group.is_caller_side(ch.uniqueid)):
+            # a phone of this call ringing when we came back: the pop-up shows it again
+            group.ringing[ch.uniqueid] = endpoint_of(ch.name)
         if group is not None and group.adopted:
             # Its start was missed (listener restart or gap): follow it to the end so the row the
             # AGI wrote gets finished; the writer only completes an existing row for it.

@@ -227,6 +227,21 @@ def test_resync_adopts_unknown_channels_and_closes_gone_ones():
     assert "7.1" in machine.channels and machine.channels["7.1"].created == pytest.approx(5000.0 - 65)
 
 
+def test_listener_back_while_a_phone_rings_shows_it_ringing_again():
+    """After a restart the pop-up and the live board need the phone that rings for the call."""
+    machine = CallStateMachine()
+    trunk = {"Event": "CoreShowChannel", "Channel": "PJSIP/trunk-00000009", "Uniqueid": "7.1", "Linkedid": "7.1",
+             "ChannelStateDesc": "Ring", "Context": "astertrack-route", "Exten": "s", "CallerIDNum": "79031112233",
+             "BridgeId": "", "Duration": "00:00:04"}
+    phone = {"Event": "CoreShowChannel", "Channel": "PJSIP/101-0000000a", "Uniqueid": "7.2", "Linkedid": "7.1",
+             "ChannelStateDesc": "Ringing", "Context": "agents", "Exten": "s", "CallerIDNum": "101",
+             "BridgeId": "", "Duration": "00:00:02"}
+    machine.resync([trunk, phone], now=5000.0)
+    live = [op[2] for op in machine.drain() if op[0] == OP_LIVE]
+    assert live and live[-1]["state"] == "ringing" and live[-1]["ringing_endpoint"] == "PJSIP/101"
+    assert live[-1]["adopted"] and live[-1]["started_at"] == pytest.approx(5000.0 - 4)
+
+
 def test_resync_spares_a_channel_born_while_the_list_was_built():
     machine = CallStateMachine()
     machine.feed({"Event": "Newchannel", "Uniqueid": "9.1", "Linkedid": "9.1", "Channel": TRUNK,
