@@ -58,7 +58,7 @@ def test_every_report_exports_csv(client, auth, data):
 def test_missed_report_shows_call_back(client, auth, data):
     auth.login("super")
     page = client.get("/reports/missed").data
-    assert b"+79160000001" in page and b"no_answer" in page
+    assert b"+79160000001" in page and b"nobody answered" in page and b"no_answer" not in page
     assert b"<b>1</b> called back" in page
 
 
