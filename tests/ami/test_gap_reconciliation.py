@@ -14,6 +14,8 @@ import datetime as dt
 import pytest
 from sqlalchemy import func, select
 
+from ami_listener.rebuild import rebuild
+from astertrack.callflow.state_machine import CallStateMachine
 from astertrack.db.models import Call
 from astertrack.ops import metrics
 from tests.ami.fake_ami import alive_channels, capture_body, split_blocks
@@ -158,3 +160,21 @@ def test_a_call_whose_cdr_never_comes_keeps_the_guess_after_the_wait(session_fac
         call = session.scalar(select(Call))
         assert (call.state, call.closed_by) == ("finished", "sweeper")
     assert reconciled_count("no_cdr") == before + 1  # what the AstertrackCdrMissing alert watches
+
+
+def test_rebuild_applies_the_stored_cdr_again_to_a_reconciled_call(session_factory, db_url, tmp_path):
+    """``astertrack-ami rebuild`` must not turn a reconciled call back into the gap's guess."""
+    flow = "sip_listener_sigterm_during_talk"
+    before, gap, after = cut(flow, "DialBegin", 6.0)
+    cdr_file = tmp_path / "astertrack.csv"
+    scripts = [Script(stream=b"".join(before), close_after=True),
+               Script(stream=b"".join(after), live_channels=alive_channels(b"".join(before + gap)))]
+    run_listener(db_url, scripts, reconciled, timeout=30, during=write_cdr_when_sent(flow, cdr_file),
+                 cdr_file=str(cdr_file))
+    with session_factory() as session:
+        call = session.scalar(select(Call))
+        call.talk_seconds, call.outcome = 0.0, "missed"  # what replaying the gapped events alone would say
+        session.commit()
+    report = rebuild(session_factory, "pbx-test", dt.datetime(2026, 1, 1, tzinfo=dt.UTC), CallStateMachine)
+    assert (report.rebuilt, report.changed) == (1, 1)
+    assert_matches_the_cdr(session_factory, flow, "SIP/101")
