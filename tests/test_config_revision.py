@@ -22,6 +22,7 @@ from astertrack.db.models import (
     Source,
     TrackingNumber,
 )
+from tests.revision_checks import bumps
 
 
 def _seed(factory) -> None:
@@ -40,16 +41,6 @@ def _seed(factory) -> None:
         s.commit()
 
 
-def _revision(engine) -> int:
-    with engine.connect() as conn:
-        return conn.execute(text("SELECT value FROM config_revision WHERE id = 1")).scalar_one()
-
-
-def _bumps(engine, statement: str) -> bool:
-    before = _revision(engine)
-    with engine.begin() as conn:
-        conn.execute(text(statement))
-    return _revision(engine) != before
 
 
 @pytest.fixture(params=["create_all", "migrate"])
@@ -69,15 +60,15 @@ def test_configuration_edits_bump_the_counter_and_live_state_does_not(schema_eng
     _seed(make_session_factory(engine))
     for table, live in config_revision.WATCHED.items():
         for column in Base.metadata.tables[table].columns:
-            changed = _bumps(engine, f"UPDATE {table} SET {column.name} = {column.name}")
+            changed = bumps(engine, f"UPDATE {table} SET {column.name} = {column.name}")
             assert changed == (column.name not in live), f"{table}.{column.name}"
     # what calls and the AMI listener write all day is not an admin edit
-    assert not _bumps(engine, "UPDATE managers SET device_state = 'INUSE', paused = paused")
-    assert not _bumps(engine, "UPDATE routing_rules SET rr_cursor = rr_cursor + 1")
+    assert not bumps(engine, "UPDATE managers SET device_state = 'INUSE', paused = paused")
+    assert not bumps(engine, "UPDATE routing_rules SET rr_cursor = rr_cursor + 1")
     # inserts and deletes count, cascades included
-    assert _bumps(engine, "INSERT INTO manager_groups (name) VALUES ('support')")
-    assert _bumps(engine, "DELETE FROM manager_group_members")
-    assert _bumps(engine, "DELETE FROM sites")
+    assert bumps(engine, "INSERT INTO manager_groups (name) VALUES ('support')")
+    assert bumps(engine, "DELETE FROM manager_group_members")
+    assert bumps(engine, "DELETE FROM sites")
     with engine.connect() as conn:
         assert conn.execute(text("SELECT count(*) FROM tracking_numbers")).scalar_one() == 0
 
@@ -87,11 +78,11 @@ def test_uninstall_leaves_writes_working_and_the_counter_still(schema_engine):
     engine = schema_engine
     with engine.begin() as conn:
         config_revision.uninstall(conn)
-    assert not _bumps(engine, "INSERT INTO manager_groups (name) VALUES ('support')")
+    assert not bumps(engine, "INSERT INTO manager_groups (name) VALUES ('support')")
     with engine.begin() as conn:
         config_revision.install(conn, Base.metadata)  # and a second install is harmless
         config_revision.install(conn, Base.metadata)
-    assert _bumps(engine, "INSERT INTO manager_groups (name) VALUES ('night')")
+    assert bumps(engine, "INSERT INTO manager_groups (name) VALUES ('night')")
 
 
 def test_the_snapshot_is_reread_only_when_the_configuration_changed(session_factory, monkeypatch):

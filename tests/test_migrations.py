@@ -15,6 +15,7 @@ from sqlalchemy import Column, MetaData, String, inspect, text
 from astertrack.db import config_revision, migrate, models
 from astertrack.db.engine import make_engine
 from astertrack.db.models import Base
+from tests.revision_checks import bumps, revision
 
 
 def _diff(url: str) -> list:
@@ -87,16 +88,6 @@ MIGRATIONS = Path(migrate.__file__).resolve().parents[2] / "migrations"
 NEW_COLUMN = "test_only_note"
 
 
-def _revision(engine) -> int:
-    with engine.connect() as conn:
-        return conn.execute(text("SELECT value FROM config_revision WHERE id = 1")).scalar_one()
-
-
-def _bumps(engine, statement: str) -> bool:
-    before = _revision(engine)
-    with engine.begin() as conn:
-        conn.execute(text(statement))
-    return _revision(engine) != before
 
 
 def test_upgrade_from_base_installs_working_configuration_triggers(empty_url):
@@ -105,15 +96,15 @@ def test_upgrade_from_base_installs_working_configuration_triggers(empty_url):
     migrate.upgrade(empty_url)
     engine = make_engine(empty_url)
     try:
-        assert _revision(engine) == 0
-        assert _bumps(engine, "INSERT INTO manager_groups (name) VALUES ('sales')")
-        assert _bumps(engine, "UPDATE manager_groups SET name = 'sales floor'")
-        assert _bumps(engine, "INSERT INTO routing_rules (name, priority, enabled, match, strategy, sticky, "
+        assert revision(engine) == 0
+        assert bumps(engine, "INSERT INTO manager_groups (name) VALUES ('sales')")
+        assert bumps(engine, "UPDATE manager_groups SET name = 'sales floor'")
+        assert bumps(engine, "INSERT INTO routing_rules (name, priority, enabled, match, strategy, sticky, "
                               "sticky_days, schedule, rr_cursor) "
                               "VALUES ('r', 100, true, '{}', 'round_robin', false, 30, '{}', 0)")
-        assert not _bumps(engine, "UPDATE routing_rules SET rr_cursor = rr_cursor + 1")
-        assert _bumps(engine, "UPDATE routing_rules SET priority = priority + 1")
-        assert _bumps(engine, "DELETE FROM routing_rules")
+        assert not bumps(engine, "UPDATE routing_rules SET rr_cursor = rr_cursor + 1")
+        assert bumps(engine, "UPDATE routing_rules SET priority = priority + 1")
+        assert bumps(engine, "DELETE FROM routing_rules")
     finally:
         engine.dispose()
 
@@ -195,12 +186,12 @@ def test_a_later_column_on_a_watched_table_upgrades_from_base(empty_url, tmp_pat
                               "VALUES ('s', '[]', 'k', '+7 (XXX) XXX-XX-XX', 'UTC', 60, 30, 3600, 30, "
                               "'fallback', false, '[]', '[]', 30, 'first_touch', 30, CURRENT_TIMESTAMP)"))
         # the re-installed trigger names the new column, and still every older one
-        assert _bumps(engine, f"UPDATE sites SET {NEW_COLUMN} = 'new'")
-        assert _bumps(engine, "UPDATE sites SET name = 'renamed'")
+        assert bumps(engine, f"UPDATE sites SET {NEW_COLUMN} = 'new'")
+        assert bumps(engine, "UPDATE sites SET name = 'renamed'")
 
         command.downgrade(cfg, head)  # SQLite rebuilds the table: its triggers come back too
         assert NEW_COLUMN not in {c["name"] for c in inspect(engine).get_columns("sites")}
-        assert _bumps(engine, "UPDATE sites SET name = 'back'")
+        assert bumps(engine, "UPDATE sites SET name = 'back'")
     finally:
         engine.dispose()
 
@@ -238,6 +229,6 @@ def test_a_frozen_list_naming_a_missing_column_fails_on_both_backends(empty_url)
     try:
         with pytest.raises(Exception, match=NEW_COLUMN), engine.begin() as conn:
             config_revision.install(conn, {"manager_groups": ("id", "name", NEW_COLUMN)})
-        assert _bumps(engine, "INSERT INTO manager_groups (name) VALUES ('sales')")  # rolled back, intact
+        assert bumps(engine, "INSERT INTO manager_groups (name) VALUES ('sales')")  # rolled back, intact
     finally:
         engine.dispose()
