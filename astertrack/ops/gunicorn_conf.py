@@ -3,6 +3,13 @@
 Used by the systemd units: ``gunicorn --config python:astertrack.ops.gunicorn_conf 'webadmin:create_app()'``
 with ``ASTERTRACK_GUNICORN_APP=web`` (or ``tracker``).  Change ``[web] listen_port`` in
 /etc/astertrack and restart the unit; nothing else needs editing.
+
+The public tracker runs on the event-loop worker of ``astertrack.ops.serving`` (slow or idle
+clients cost a socket, not a thread: issue #20); the admin still on gthread.  Environment
+overrides, for a unit drop-in or a benchmark: ``ASTERTRACK_GUNICORN_WORKER`` (``event`` or
+``gthread``), ``ASTERTRACK_GUNICORN_WORKERS``, ``ASTERTRACK_GUNICORN_THREADS``,
+``ASTERTRACK_GUNICORN_HEADER_TIMEOUT`` and ``ASTERTRACK_GUNICORN_BODY_TIMEOUT`` (seconds a client
+has to send a request's head, then its body), ``ASTERTRACK_GUNICORN_MAX_CONNECTIONS`` (per worker).
 """
 
 from __future__ import annotations
@@ -17,12 +24,27 @@ if _app not in ("web", "tracker"):
 _section = load_config().values[_app]
 
 bind = [f"{_section['listen_host']}:{_section['listen_port']}"]
-worker_class = "gthread"
 workers = int(os.environ.get("ASTERTRACK_GUNICORN_WORKERS", "2"))
-# Each open live board or manager pop-up holds one web thread (Server-Sent Events).
+# Threads that run the app in each worker.  Under gthread each open live board or manager pop-up
+# holds one web thread (Server-Sent Events); under the event worker a thread is held only while a
+# complete request runs.
 threads = int(os.environ.get("ASTERTRACK_GUNICORN_THREADS", "8" if _app == "tracker" else "32"))
 timeout = 60
 graceful_timeout = 20
+_worker = os.environ.get("ASTERTRACK_GUNICORN_WORKER", "event" if _app == "tracker" else "gthread")
+if _worker == "event":
+    from astertrack.ops.serving import worker_class as _event_worker
+
+    worker_class = _event_worker(
+        max_body=_section["max_body_bytes"] if _app == "tracker" else 16 * 1024 * 1024,
+        header_timeout=float(os.environ.get("ASTERTRACK_GUNICORN_HEADER_TIMEOUT", "10")),
+        body_timeout=float(os.environ.get("ASTERTRACK_GUNICORN_BODY_TIMEOUT", "10")),
+        max_connections=int(os.environ.get("ASTERTRACK_GUNICORN_MAX_CONNECTIONS", "10000")),
+        graceful_timeout=graceful_timeout)
+elif _worker == "gthread":
+    worker_class = "gthread"
+else:
+    raise SystemExit(f"ASTERTRACK_GUNICORN_WORKER must be event or gthread, not {_worker!r}")
 # Behind a reverse proxy on the same host; the apps decide themselves whether to trust
 # X-Forwarded-For ([tracker] trust_forwarded_for).
 forwarded_allow_ips = "127.0.0.1,::1"

@@ -8,7 +8,9 @@ import subprocess
 import sys
 
 PROBE = ("import json, astertrack.ops.gunicorn_conf as g; "
-         "print(json.dumps({'bind': g.bind, 'workers': g.workers, 'threads': g.threads, 'log': g.accesslog}))")
+         "w = g.worker_class if isinstance(g.worker_class, str) else g.worker_class.__mro__[1].__qualname__; "
+         "print(json.dumps({'bind': g.bind, 'workers': g.workers, 'threads': g.threads, 'log': g.accesslog, "
+         "'worker': w}))")
 
 
 def settings(tmp_path, app, **env):
@@ -23,9 +25,17 @@ def settings(tmp_path, app, **env):
 def test_bind_follows_the_config(tmp_path):
     web = json.loads(settings(tmp_path, "web").stdout)
     # 32 web threads: each open live board or manager pop-up holds one (Server-Sent Events)
-    assert web == {"bind": ["127.0.0.1:8181"], "workers": 2, "threads": 32, "log": "-"}
+    assert web == {"bind": ["127.0.0.1:8181"], "workers": 2, "threads": 32, "log": "-", "worker": "gthread"}
     tracker = json.loads(settings(tmp_path, "tracker", ASTERTRACK_GUNICORN_WORKERS="3").stdout)
-    assert tracker == {"bind": ["0.0.0.0:8282"], "workers": 3, "threads": 8, "log": None}
+    # the public tracker on the event loop: slow or idle clients cost a socket, not one of its 8 threads
+    assert tracker == {"bind": ["0.0.0.0:8282"], "workers": 3, "threads": 8, "log": None, "worker": "BufferingWorker"}
+
+
+def test_the_tracker_can_go_back_to_gthread(tmp_path):
+    tracker = json.loads(settings(tmp_path, "tracker", ASTERTRACK_GUNICORN_WORKER="gthread").stdout)
+    assert tracker["worker"] == "gthread"
+    result = settings(tmp_path, "tracker", ASTERTRACK_GUNICORN_WORKER="eventlet")
+    assert result.returncode != 0 and "must be event or gthread" in result.stderr
 
 
 def test_unknown_app_is_refused(tmp_path):
