@@ -535,6 +535,34 @@ class User(Base):
     manager: Mapped[Manager | None] = relationship()
 
 
+class WebSession(Base):
+    """One login to the web admin, kept here so that logout, a password change and the idle
+    timeout end it for every copy of the cookie; the cookie holds only a random token whose
+    SHA-256 is the id."""
+
+    __tablename__ = "web_sessions"
+
+    id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    user_id: Mapped[int] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"), index=True)
+    password_mark: Mapped[str] = mapped_column(String(64))  # which password it was opened with
+    created_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
+    last_seen_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
+
+
+class LoginFailure(Base):
+    """A failed (or still being checked) admin login, seen by every worker: the limiter counts them
+    per address and per (address, login), so an attacker locks out only their own address."""
+
+    __tablename__ = "login_failures"
+    __table_args__ = (Index("ix_login_failures_address_at", "address", "at"),
+                      Index("ix_login_failures_at", "at"))
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    address: Mapped[str] = mapped_column(String(64))
+    login: Mapped[str] = mapped_column(String(80))
+    at: Mapped[dt.datetime] = mapped_column(default=utcnow)
+
+
 class WebhookSubscription(Base):
     __tablename__ = "webhook_subscriptions"
 
