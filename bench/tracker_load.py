@@ -18,8 +18,10 @@ gunicorn on loopback and drives it with ``wrk`` (``apt-get install wrk``) and a 
    the database costs nothing.  A yardstick that says how much of the gap to the ceiling is the
    database's, never the tracker's figure.
 
-gunicorn: gthread, 2 workers (one per core) x 8 threads for both the tracker and the ceiling
-(``BENCH_WORKERS``, ``BENCH_THREADS``).  Each phase also reports the CPU it cost per request:
+gunicorn as deployed (``--config python:astertrack.ops.gunicorn_conf``: the event-loop worker of
+``astertrack.ops.serving``), 2 workers (one per core) x 8 threads for both the tracker and the
+ceiling (``BENCH_WORKERS``, ``BENCH_THREADS``); ``BENCH_WORKER=gthread`` measures gunicorn's gthread
+worker instead (how the tracker was served before issue #20).  Each phase also reports the CPU it cost per request:
 the gunicorn workers' (user + system) and the PostgreSQL backends' of the bench database, read
 from /proc, so a slow run on a busy machine still shows where the time goes.
 
@@ -48,6 +50,7 @@ PG_ADMIN = os.environ.get("ASTERTRACK_BENCH_PG", "postgresql+psycopg://postgres@
 SITES, POOL_SIZE = 50, 40
 WORKERS = int(os.environ.get("BENCH_WORKERS", "2"))
 THREADS = int(os.environ.get("BENCH_THREADS", "8"))
+WORKER = os.environ.get("BENCH_WORKER", "event")
 CONNECTIONS = int(os.environ.get("BENCH_CONNECTIONS", "32"))
 PHASE_SECONDS = int(os.environ.get("BENCH_SECONDS", "8"))
 CEILING_SECONDS = max(2, PHASE_SECONDS // 2)
@@ -86,7 +89,7 @@ function request()
     '","utm_source":"bench","utm_medium":"cpc","landing_page":"https://shop.example.ru/landing?x=1",' ..
     '"referrer":"https://yandex.ru/search/?text=buy+glasses","new":true}'
   return wrk.format("POST", "/v/start", {["Content-Type"] = "text/plain;charset=UTF-8",
-    ["User-Agent"] = "__UA__"}, body)
+    ["User-Agent"] = "__UA__", ["Origin"] = "https://shop.example.ru"}, body)
 end
 """
 
@@ -105,7 +108,7 @@ function request()
   local s = sessions[(counter % #sessions) + 1]
   local body = '{"k":"' .. s[1] .. '","sid":"' .. s[2] .. '","page":"https://shop.example.ru/landing?x=1"}'
   return wrk.format("POST", "/v/ping", {["Content-Type"] = "text/plain;charset=UTF-8",
-    ["User-Agent"] = "__UA__"}, body)
+    ["User-Agent"] = "__UA__", ["Origin"] = "https://shop.example.ru"}, body)
 end
 """
 
@@ -153,9 +156,11 @@ def floor_app():
 
 
 def gunicorn(app: str, port: int, env: dict[str, str], chdir: Path) -> subprocess.Popen:
-    cmd = [str(Path(sys.executable).parent / "gunicorn"), "--worker-class", "gthread", "--workers", str(WORKERS),
-           "--threads", str(THREADS), "--bind", f"127.0.0.1:{port}", "--log-level", "warning",
-           "--chdir", str(chdir), app]
+    """The tracker's gunicorn settings as astertrack-tracker.service gets them, on a bench port."""
+    cmd = [str(Path(sys.executable).parent / "gunicorn"), "--config", "python:astertrack.ops.gunicorn_conf",
+           "--workers", str(WORKERS), "--threads", str(THREADS), "--bind", f"127.0.0.1:{port}",
+           "--log-level", "warning", "--chdir", str(chdir), app]
+    env = {**env, "ASTERTRACK_GUNICORN_APP": "tracker", "ASTERTRACK_GUNICORN_WORKER": WORKER}
     return subprocess.Popen(cmd, env=env, start_new_session=True)
 
 
@@ -315,7 +320,7 @@ def main() -> None:
         tracker = gunicorn("tracker:create_app()", port, env, REPO)
         procs.append(tracker)
         wait_for_http(f"http://127.0.0.1:{port}/v.js", tracker, timeout=20)
-        print(f"tracker: gunicorn gthread {WORKERS} workers x {THREADS} threads, PostgreSQL, "
+        print(f"tracker: gunicorn {WORKER} {WORKERS} workers x {THREADS} threads, PostgreSQL, "
               f"{SITES} sites x {POOL_SIZE}-number pools; wrk 2 threads, {CONNECTIONS} connections", flush=True)
         wrk(port, work / "start.lua", 2, work / "keys.txt")  # warm-up: connections, caches
         before = counts(url)
@@ -384,7 +389,7 @@ def main() -> None:
             "ceiling_py_cpu_ms": round(sum(c["py_cpu_ms"] for c in ceilings) / 2, 3),
             "floor_per_s": round(floor["per_s"], 1) if floor else None,
             "floor_py_cpu_ms": floor["py_cpu_ms"] if floor else None,
-            "gunicorn": f"gthread {WORKERS}x{THREADS}",
+            "gunicorn": f"{WORKER} {WORKERS}x{THREADS}",
             "load_before": round(load_before, 2),
             "cpus": os.cpu_count(),
         }

@@ -112,7 +112,7 @@ def _hostile_clients(stack: ExitStack, port: int, key: str, count: int) -> list[
         sock = stack.enter_context(_connect(port))
         kind = kinds[i % 4]
         if kind == "keepalive":
-            sock.sendall(_request("GET", "/healthz"))
+            sock.sendall(_request("GET", "/v.js"))
         elif kind == "headers":
             sock.sendall(f"POST /v/start HTTP/1.1\r\nHost: 127.0.0.1\r\nUser-Agent: {UA}\r\n".encode())
         elif kind == "body":
