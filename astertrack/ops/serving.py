@@ -9,7 +9,8 @@ asgiref's ``WsgiToAsgi``.  Bounds on what a client may hold:
 
 * the request head (request line and headers) must arrive within ``header_timeout`` of the
   connection opening or of the previous answer on it, else the connection is closed; it may not
-  exceed ``max_head`` bytes (h11 answers 400);
+  exceed ``max_head`` bytes (h11 answers 400; 32 KiB, what nginx's default buffers pass on: a
+  first-party tracker receives the customer site's cookies);
 * the body must arrive within ``body_timeout`` of the head (else 408) and may not exceed
   ``max_body`` bytes (413, refused from ``Content-Length`` before a byte is read);
 * an idle keep-alive connection is closed after gunicorn's ``keepalive`` seconds;
@@ -220,7 +221,7 @@ class BufferingWorker(UvicornWorker):
 
 
 def worker_class(*, max_body: int, header_timeout: float = 10.0, body_timeout: float = 10.0,
-                 max_head: int = 16384, max_connections: int = 10000,
+                 max_head: int = 32768, max_connections: int = 10000,
                  graceful_timeout: float = 20.0) -> type[BufferingWorker]:
     """A :class:`BufferingWorker` subclass with these bounds, for gunicorn's ``worker_class``."""
     protocol = type("DeadlineH11Protocol", (DeadlineH11Protocol,), {"header_timeout": header_timeout})
