@@ -89,6 +89,8 @@ SCHEMA: dict[str, dict[str, Key]] = {
         "data_dir": Key(_text, "/var/lib/astertrack"),
         "default_region": Key(_text, "RU", help="ISO country for numbers written without +"),
         "metrics_host": Key(_text, "127.0.0.1", help="address of the AGI/AMI daemons' /metrics and /healthz"),
+        "metrics_token": Key(_text, "", secret=True, help="the web admin's and the tracker's /metrics answer only "
+                             "'Authorization: Bearer <this>'; empty = those two serve no metrics"),
     },
     "database": {
         "url": Key(_text, "sqlite:////var/lib/astertrack/astertrack.db", secret=True),
@@ -160,6 +162,14 @@ SCHEMA: dict[str, dict[str, Key]] = {
         "synchronous_commit": Key(_bool, False, help="PostgreSQL: wait for the WAL flush on every page view"),
     },
     "retention": {
+        "max_holds_per_ip": Key(_positive_int, 4, help="pool numbers of one site one client address may hold "
+                                "at once (an office NAT shares one); 0 = no limit"),
+        "max_holds_per_visitor": Key(_positive_int, 2, help="pool numbers of one site one visitor id may hold "
+                                     "at once; 0 = no limit"),
+        "pool_pressure": Key(_positive_float, 0.5, help="share of a pool in use from which a new number is held "
+                             "only for first_hold_seconds until the browser's first heartbeat or interaction; 0 = off"),
+        "first_hold_seconds": Key(_positive_int, 90, help="that short first hold (never shorter than the site's "
+                                  "heartbeat plus 30 s)"),
         "calls_days": Key(_positive_int, 0, help="default for sites without their own setting; 0 = keep forever"),
         "sessions_days": Key(_positive_int, 0, help="visitor sessions, overflow events, pool samples; 0 = keep"),
         "recordings_days": Key(_positive_int, 0, help="audio files (the call row stays); 0 = keep forever"),

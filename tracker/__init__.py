@@ -10,7 +10,7 @@ Endpoints (neutral names, so ad blockers' generic rules do not catch them)::
     POST /v/start    page load: session start/continue, returns the number to show
     POST /v/ping     heartbeat: slides the hold, may return a new number
     POST /v/leave    page unload (navigator.sendBeacon): short grace instead of release
-    GET  /healthz    health; GET /metrics  Prometheus (restrict it at the proxy)
+    GET  /healthz    health; GET /metrics  Prometheus, only with [general] metrics_token
 
 Bodies are JSON sent as ``text/plain`` (a CORS "simple request": no preflight round trip).
 
@@ -52,6 +52,7 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from astertrack.config import Config, load_config
 from astertrack.db.engine import engine_from_config, make_session_factory, normalise_url
+from astertrack.dni.allocation import Limits
 from tracker.api import HotPaths, TrackerApi
 from tracker.guard import RateLimiter
 from tracker.maintenance import Maintenance
@@ -124,7 +125,8 @@ def create_app(config: Config | None = None, session_factory: sessionmaker[Sessi
     limiter = RateLimiter(settings["rate_limit_per_minute"])
     maintenance = Maintenance(session_factory, settings["maintenance_seconds"], settings["sample_seconds"])
     api = TrackerApi(sites=sites, limiter=limiter, maintenance=maintenance, max_body=settings["max_body_bytes"],
-                     trust_xff=settings["trust_forwarded_for"], engine=api_engine)
+                     trust_xff=settings["trust_forwarded_for"], engine=api_engine,
+                     limits=Limits.from_settings(settings))
     snippet = SNIPPET_PATH.read_bytes()
     snippet_etag = hashlib.sha256(snippet).hexdigest()[:20]
     app.extensions["astertrack_tracker"] = {"sites": sites, "limiter": limiter, "maintenance": maintenance,
@@ -173,5 +175,5 @@ def create_app(config: Config | None = None, session_factory: sessionmaker[Sessi
 
     from astertrack.ops import metrics
 
-    metrics.init_flask(app, session_factory)
+    metrics.init_flask(app, session_factory, token=config.values["general"]["metrics_token"])
     return app

@@ -5,7 +5,13 @@ Flask request context, routing or Response object (they cost about as much CPU a
 one-statement session create itself).  ``HotPaths`` answers these three POSTs and hands
 everything else, including other methods on the same URLs (405), to the Flask app.  The
 guards are the same either way: rate limit, body cap and JSON checks, site key, Origin
-against the site's domains, CORS on the answer.
+against the site's domains, CORS on the answer.  ``OPTIONS`` on the three URLs is the CORS
+preflight an integration posting ``application/json`` needs: answered here too, for the origins
+of the sites' domains only.
+
+A request without an ``Origin`` (every browser sends one on a POST) is not the snippet: it
+is answered, but never given a pool number; and one client's share of a site's pools is
+limited (``allocation.Limits``, the ``[tracker]`` settings).
 
 Each request runs on one Connection from the tracker engine's pool (no Session: there is
 nothing for the ORM to track).  On PostgreSQL it is in autocommit mode, so the one-statement
@@ -17,6 +23,7 @@ from __future__ import annotations
 
 import contextlib
 import functools
+import ipaddress
 import json
 import logging
 from collections.abc import Callable, Iterable, Iterator
@@ -27,6 +34,7 @@ from sqlalchemy import Connection
 from sqlalchemy.engine import Engine
 from sqlalchemy.exc import OperationalError
 
+from astertrack.config import SCHEMA
 from astertrack.db.types import utcnow
 from astertrack.dni import allocation
 from astertrack.dni.sources import SiteRouting
@@ -41,6 +49,8 @@ Answer = tuple[int, list[tuple[str, str]], bytes]
 Action = Callable[[Connection, SiteRouting, dict[str, Any], dict[str, Any]], Answer]
 _STATUS_LINES = {status.value: f"{status.value} {status.phrase}" for status in HTTPStatus}
 _JSON = ("Content-Type", "application/json")
+_PREFLIGHT_HEADERS = (("Access-Control-Allow-Methods", "POST"), ("Access-Control-Allow-Headers", "Content-Type"),
+                      ("Access-Control-Max-Age", "7200"), ("Vary", "Origin"))  # 7200: Chromium's cap
 _DEBUG_FIELDS = ("utm_source", "utm_medium", "utm_campaign", "utm_content", "utm_term", "keyword", "referrer",
                  "gclid", "yclid", "fbclid", "ga_client_id", "ym_client_id")
 
@@ -80,14 +90,20 @@ def _content_length(environ: dict[str, Any]) -> int | None:
         return None
 
 
+def _default_limits() -> allocation.Limits:
+    return allocation.Limits.from_settings({name: key.default for name, key in SCHEMA["tracker"].items()})
+
+
 class TrackerApi:
     def __init__(self, *, sites: SiteCache, limiter: RateLimiter, maintenance: Maintenance, max_body: int,
-                 trust_xff: bool, engine: Engine):
+                 trust_xff: bool, engine: Engine, limits: allocation.Limits | None = None):
         self.sites = sites
         self.limiter = limiter
         self.maintenance = maintenance
         self.max_body = max_body
         self.trust_xff = trust_xff
+        self.limits = limits if limits is not None else _default_limits()  # an installation's defaults
+        self._warned_proxy = False
         if engine.dialect.name == "sqlite":
             engine = engine.execution_options(sqlite_begin="IMMEDIATE")  # the write lock up front
         self.engine = engine  # PostgreSQL: in autocommit mode (``tracker.create_app``)
@@ -101,13 +117,44 @@ class TrackerApi:
             yield conn
             conn.commit()  # SQLite's transaction; a no-op in autocommit
 
+    def client(self, environ: dict[str, Any]) -> str:
+        """The client address; says once when a proxy relays requests the tracker does not trust
+        it for (then every visitor is one client to the per-address limit)."""
+        ip = client_ip(environ, self.trust_xff)
+        if not self.trust_xff and not self._warned_proxy and environ.get("HTTP_X_FORWARDED_FOR"):
+            try:
+                relayed = ipaddress.ip_address(ip).is_private  # loopback included: our own proxy
+            except ValueError:
+                relayed = False
+            if relayed:
+                self._warned_proxy = True
+                log.warning("requests arrive through a proxy at %s with X-Forwarded-For, but [tracker] "
+                            "trust_forwarded_for is off: every visitor counts as that one address "
+                            "(max_holds_per_ip, rate limit)", ip)
+        return ip
+
+    def preflight(self, environ: dict[str, Any]) -> Answer:
+        """The CORS preflight: the allow-headers for an origin of any site's domains, none otherwise
+        (the browser then refuses the request, as it should)."""
+        origin = environ.get("HTTP_ORIGIN")
+        if not origin:
+            return 204, [("Allow", "OPTIONS, POST")], b""
+        try:
+            known = self.sites.origin_known(origin)
+        except OperationalError:
+            log.exception("database unavailable")
+            return json_answer({"error": "temporarily unavailable"}, 503)
+        if not known:
+            return json_answer({"error": "origin not allowed"}, 403)
+        return 204, [("Access-Control-Allow-Origin", origin), *_PREFLIGHT_HEADERS], b""
+
     def answer(self, path: str, environ: dict[str, Any]) -> Answer:
         """Guards, then the action; every refusal is JSON ``{"error": ...}``."""
         action = self.actions[path]
         origin = environ.get("HTTP_ORIGIN")
         self.maintenance.ensure_started()
         try:
-            allowed, retry_after = self.limiter.allow(client_ip(environ, self.trust_xff))
+            allowed, retry_after = self.limiter.allow(self.client(environ))
             if not allowed:
                 status, headers, body = json_answer({"error": "too many requests"}, 429)
                 headers.append(("Retry-After", str(retry_after)))
@@ -136,13 +183,14 @@ class TrackerApi:
     def start(self, conn: Connection, site: SiteRouting, data: dict[str, Any], environ: dict[str, Any]) -> Answer:
         visit = allocation.clean_visit(data)
         visit["ip"] = allocation.clean_text(client_ip(environ, self.trust_xff), 45)
+        browser = environ.get("HTTP_ORIGIN") is not None  # (an origin not allowed was refused already)
         header_ua = environ.get("HTTP_USER_AGENT")
         if header_ua:
             visit["user_agent"] = allocation.clean_text(header_ua, allocation.VISIT_FIELDS["user_agent"])
         offer = allocation.start_with(conn, site, visit, utcnow(),
                                       session_public_id=allocation.clean_text(data.get("sid"), 32),
                                       webdriver=data.get("wd") is True, interacted=data.get("interacted") is True,
-                                      new_visitor=data.get("new") is True)
+                                      new_visitor=data.get("new") is True, limits=self.limits, browser=browser)
         return json_answer(_offer_body(site, offer, data.get("debug") is True, visit))
 
     def ping(self, conn: Connection, site: SiteRouting, data: dict[str, Any], environ: dict[str, Any]) -> Answer:
@@ -151,7 +199,8 @@ class TrackerApi:
             raise BadRequest(400, "missing session id: field 'sid'")
         offer = allocation.heartbeat_with(conn, site, sid, utcnow(),
                                           current_page=allocation.clean_text(data.get("page"), 2048),
-                                          interacted=data.get("interacted") is True)
+                                          interacted=data.get("interacted") is True, limits=self.limits,
+                                          browser=environ.get("HTTP_ORIGIN") is not None)
         if offer is None or not offer.live:
             return json_answer({"live": False})
         return json_answer(_offer_body(site, offer, data.get("debug") is True))
@@ -201,10 +250,14 @@ class HotPaths:
 
     def __call__(self, environ: dict[str, Any], start_response: Callable[..., Any]) -> Iterable[bytes]:
         path = environ.get("PATH_INFO")
-        if environ.get("REQUEST_METHOD") != "POST" or path not in self.api.actions:
+        method = environ.get("REQUEST_METHOD")
+        if method not in ("POST", "OPTIONS") or path not in self.api.actions:
             return self.app(environ, start_response)
         try:
-            status, headers, body = self.api.answer(path, environ)
+            if method == "OPTIONS":
+                status, headers, body = self.api.preflight(environ)
+            else:
+                status, headers, body = self.api.answer(path, environ)
         except Exception:
             log.exception("tracker request failed: %s", path)
             status, headers, body = json_answer({"error": "internal error"}, 500)

@@ -40,7 +40,7 @@ def read_json_body(stream: IO[bytes], content_length: int | None, max_bytes: int
     except UnicodeDecodeError as exc:
         raise BadRequest(400, f"request body is not valid UTF-8 (byte {exc.start})") from None
     try:
-        data = json.loads(text)
+        data = json.loads(text, parse_int=_bounded_int)
     except json.JSONDecodeError as exc:
         raise BadRequest(400, f"invalid JSON: {exc.msg} at line {exc.lineno} column {exc.colno}") from None
     except RecursionError:
@@ -48,6 +48,17 @@ def read_json_body(stream: IO[bytes], content_length: int | None, max_bytes: int
     if not isinstance(data, dict):
         raise BadRequest(400, "expected a JSON object")
     return data
+
+
+MAX_INT_DIGITS = 40  # no field of ours needs more; Python refuses over 4300 and spends quadratic time below
+
+
+def _bounded_int(digits: str) -> int:
+    """JSON integers, refused with a message past ``MAX_INT_DIGITS`` (a 5,000-digit number was a
+    ValueError from Python's conversion limit: a 500 and a traceback per request)."""
+    if len(digits.lstrip("-")) > MAX_INT_DIGITS:
+        raise BadRequest(400, f"invalid JSON: a number with more than {MAX_INT_DIGITS} digits")
+    return int(digits)
 
 
 def client_ip(environ: dict[str, Any], trust_forwarded_for: bool) -> str:

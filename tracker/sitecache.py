@@ -4,6 +4,9 @@ Every request needs the site's settings and source rules; loading them from the 
 each time would double the queries of the hot path.  Snapshots live for
 ``[tracker] site_cache_seconds`` (admin changes show up within that time); unknown keys
 are cached too, so a flood of random keys cannot turn into a flood of queries.
+
+A CORS preflight carries no body, so no site key: it is answered from the domains of every
+site, cached the same way (one query per ``site_cache_seconds``, whatever the flood).
 """
 
 from __future__ import annotations
@@ -12,9 +15,12 @@ import threading
 import time
 from collections import OrderedDict
 
+from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
 
+from astertrack.db.models import Site
 from astertrack.dni.sources import SiteRouting, load_site_routing
+from tracker.guard import origin_allowed
 
 
 class SiteCache:
@@ -24,6 +30,7 @@ class SiteCache:
         self.max_entries = max_entries
         self._entries: OrderedDict[str, tuple[float, SiteRouting | None]] = OrderedDict()
         self._lock = threading.Lock()
+        self._domains: tuple[float, tuple[str, ...]] | None = None
 
     def get(self, public_key: str) -> SiteRouting | None:
         now = time.monotonic()
@@ -40,6 +47,17 @@ class SiteCache:
                 self._entries.popitem(last=False)
         return site
 
+    def origin_known(self, origin: str) -> bool:
+        """Whether ``origin`` is allowed by the domains of any site (for a preflight)."""
+        now = time.monotonic()
+        cached = self._domains
+        if cached is None or now - cached[0] >= self.ttl:
+            with self.session_factory() as db:
+                domains = tuple(str(domain) for row in db.scalars(select(Site.domains)) for domain in (row or ()))
+            cached = self._domains = (now, domains)
+        return origin_allowed(origin, cached[1])
+
     def clear(self) -> None:
         with self._lock:
             self._entries.clear()
+            self._domains = None

@@ -67,9 +67,11 @@ def create_app(config: Config | None = None, test_config: dict[str, Any] | None 
 
     from astertrack.ops import metrics
 
-    # Prometheus text (fleet figures from the database) for a scraper on this host only: every
-    # other page needs a login, so a request relayed by the reverse proxy gets 403.
-    metrics.init_flask(app, app.extensions[db.EXTENSION], health_path=None, local_only=True)
+    # Prometheus text (fleet figures from the database) for a scraper that holds
+    # [general] metrics_token: every other page needs a login, and the address cannot tell a
+    # local scraper from a visitor relayed by the reverse proxy.
+    metrics.init_flask(app, app.extensions[db.EXTENSION], health_path=None,
+                       token=astertrack_config.values["general"]["metrics_token"])
 
     if not app.debug and not app.testing:
         logging.getLogger("webadmin").setLevel(astertrack_config.values["general"]["log_level"])

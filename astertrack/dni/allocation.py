@@ -20,6 +20,14 @@ Why it is built this way:
   flags the new assignment ``reused`` so the call is attributed with lower confidence.
 * **Bots never take a pool number**, and with lazy allocation nobody does until they
   interact with the page (scroll, click, key, touch) or a phone element becomes visible.
+* **One client cannot drain a pool** (``Limits``, the ``[tracker]`` settings).  A request that
+  is not a browser's (no ``Origin``) never takes a pool number; one client address and one
+  visitor id hold at most a few numbers of a site at once (counted from the live holds of the
+  site's sessions, under a per-client PostgreSQL advisory lock so a burst of parallel requests
+  cannot all pass the count); and once a pool is under pressure a new number is held only for
+  a short first hold until the browser proves itself with a heartbeat or an interaction.  Each
+  refusal is stored as an ``OverflowEvent`` whose policy names the reason (``REFUSALS``), once
+  per session, so pool health can show them apart from the demand a bigger pool would meet.
 
 Every function takes ``now`` so tests drive time.  ``start``/``heartbeat``/``unload`` work in
 the caller's Session and transaction (the caller commits); their ``*_with`` forms take a
@@ -35,17 +43,20 @@ from __future__ import annotations
 
 import contextlib
 import datetime as dt
+import hashlib
 import logging
 from collections.abc import Iterator, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 from typing import Any
 
 from sqlalchemy import (
+    BigInteger,
     Boolean,
     Connection,
     String,
     and_,
     bindparam,
+    case,
     exists,
     false,
     func,
@@ -69,6 +80,10 @@ log = logging.getLogger(__name__)
 # What a site does when its pool is full: show the fallback number, or take the number of the
 # session idle the longest (flagged as reused, lower confidence).
 OVERFLOW_POLICIES = ("fallback", "reuse_oldest")
+# Why a visitor who wanted a pool number was refused one, stored as ``OverflowEvent.policy``:
+# the client already holds its share (by address, by visitor id), or the request carried no
+# browser's Origin.  Not demand a bigger pool would meet: pool sizing leaves them out.
+REFUSALS = ("limit_ip", "limit_visitor", "no_origin")
 
 _tn = TrackingNumber.__table__
 _na = NumberAssignment.__table__
@@ -84,6 +99,41 @@ VISIT_FIELDS: dict[str, int] = {
 }
 _STORED_VISIT = tuple(name for name in VISIT_FIELDS if name != "ip")  # what routing reads back
 _MAX_PICK_ATTEMPTS = 8
+
+
+@dataclass(frozen=True)
+class Limits:
+    """How much of a site's pools one client may take: the ``[tracker]`` settings of the same
+    names, each 0 for off (the default here, for callers that are not the public tracker)."""
+
+    max_holds_per_ip: int = 0  # live holds of one site per client address
+    max_holds_per_visitor: int = 0  # ... per visitor id
+    pool_pressure: float = 0.0  # share of a pool in use from which new holds are short until confirmed
+    first_hold_seconds: int = 0  # that short hold (at least the site's heartbeat + 30 s)
+
+    @classmethod
+    def from_settings(cls, settings: Mapping[str, Any]) -> Limits:
+        return cls(**{f.name: settings[f.name] for f in fields(cls)})
+
+    @property
+    def counted(self) -> bool:
+        """Whether taking a number needs the client's live holds counted first."""
+        return bool(self.max_holds_per_ip or self.max_holds_per_visitor or self.pool_pressure)
+
+
+UNLIMITED = Limits()
+
+
+@dataclass(frozen=True)
+class _Claim:
+    """Who asks for a pool number: the session's address and visitor id, whether the request
+    was a browser's (it carried an Origin) and whether it came with a real-browser signal."""
+
+    ip: str | None
+    visitor_id: str | None
+    browser: bool
+    confirmed: bool
+    limits: Limits
 
 
 @dataclass(frozen=True)
@@ -149,9 +199,11 @@ def clean_visit(raw: Mapping[str, Any]) -> dict[str, str | None]:
 # ---------------------------------------------------------------- time helpers
 
 
-def _new_hold(site: SiteRouting, now: dt.datetime) -> tuple[dt.datetime, dt.datetime]:
+def _new_hold(site: SiteRouting, now: dt.datetime, first_hold: int | None = None) -> tuple[dt.datetime, dt.datetime]:
+    """(expires, hard expiry) of a new hold: the site's hold, or a short ``first_hold``."""
     hard = now + dt.timedelta(seconds=site.hold_cap_seconds)
-    return min(now + dt.timedelta(seconds=site.hold_seconds), hard), hard
+    hold = site.hold_seconds if first_hold is None else min(first_hold, site.hold_seconds)
+    return min(now + dt.timedelta(seconds=hold), hard), hard
 
 
 def _extended(site: SiteRouting, now: dt.datetime, hard: dt.datetime) -> dt.datetime:
@@ -192,7 +244,7 @@ def _atomic(conn: Connection) -> Iterator[None]:
 # psycopg connections prepare them server-side.
 
 _LOOKUP_COLUMNS = (
-    _vs.c.id, _vs.c.public_id, _vs.c.is_bot, _vs.c.interacted, _vs.c.last_seen,
+    _vs.c.id, _vs.c.public_id, _vs.c.is_bot, _vs.c.interacted, _vs.c.last_seen, _vs.c.ip,
     *(_vs.c[name] for name in _STORED_VISIT),
     _na.c.id.label("a_id"), _na.c.hard_expires_at.label("a_hard"), _na.c.expires_at.label("a_expires"),
     _na.c.reused.label("a_reused"), _tn.c.number.label("a_number"),
@@ -244,7 +296,25 @@ _INSERT_SESSION = (_vs.insert()
                    .values({name: bindparam(f"v_{name}", type_=_vs.c[name].type) for name in _SESSION_COLUMNS})
                    .returning(_vs.c.id))
 _INSERT_OVERFLOW = _oe.insert()
-_HAS_OVERFLOW = select(_oe.c.id).where(_oe.c.session_id == bindparam("s_id")).limit(1)
+_HAS_OVERFLOW = (select(_oe.c.id).where(_oe.c.session_id == bindparam("s_id"), _oe.c.policy.in_(OVERFLOW_POLICIES))
+                 .limit(1))
+_HAS_REFUSAL = select(_oe.c.id).where(_oe.c.session_id == bindparam("s_id"), _oe.c.policy.in_(REFUSALS)).limit(1)
+# What one client holds of a site right now, and how full the pool is.  Read from the live
+# holds (the expires_at index finds them; there are at most as many as the site has numbers).
+_size_tn = _tn.alias("size_tn")
+_CLIENT_HOLDS = (
+    select(func.coalesce(func.sum(case((_vs.c.ip == bindparam("ip"), 1), else_=0)), 0).label("by_ip"),
+           func.coalesce(func.sum(case((_vs.c.visitor_id == bindparam("visitor"), 1), else_=0)), 0)
+           .label("by_visitor"),
+           func.coalesce(func.sum(case((_tn.c.pool_id == bindparam("pool"), 1), else_=0)), 0).label("in_pool"),
+           select(func.count()).select_from(_size_tn)
+           .where(_size_tn.c.pool_id == bindparam("pool"), _size_tn.c.enabled.is_(True))
+           .scalar_subquery().label("size"))
+    .select_from(_na.join(_vs, _vs.c.id == _na.c.session_id).join(_tn, _tn.c.id == _na.c.number_id))
+    .where(_vs.c.site_id == bindparam("site"), _na.c.released_at.is_(None), _na.c.expires_at > bindparam("now"))
+)
+# Held until the transaction ends: a client's parallel requests take their numbers one by one.
+_LOCK_CLIENT = select(func.pg_advisory_xact_lock(bindparam("key", type_=BigInteger)))
 # released_at IS NULL: an allocator may have just taken over this hold as expired (the
 # heartbeat arrived at the very moment it ran out); then the visitor must not be told they
 # still hold the number.
@@ -347,9 +417,9 @@ def _release_number(conn: Connection, assignment_id: int, number_id: int, at: dt
 
 
 def _insert_hold(conn: Connection, site: SiteRouting, number_id: int, session_row_id: int,
-                 now: dt.datetime, reused: bool = False) -> dt.datetime | None:
+                 now: dt.datetime, reused: bool = False, first_hold: int | None = None) -> dt.datetime | None:
     """Insert the hold; None if the number is already held by someone else."""
-    expires, hard = _new_hold(site, now)
+    expires, hard = _new_hold(site, now, first_hold)
     row = conn.execute(_INSERT_HOLD[conn.dialect.name], {
         "number_id": number_id, "session_id": session_row_id, "assigned_at": now, "last_heartbeat_at": now,
         "expires_at": expires, "hard_expires_at": hard, "reused": reused}).first()
@@ -357,7 +427,7 @@ def _insert_hold(conn: Connection, site: SiteRouting, number_id: int, session_ro
 
 
 def _take_free(conn: Connection, site: SiteRouting, pool_id: int, session_row_id: int,
-               now: dt.datetime) -> tuple[str, dt.datetime] | None:
+               now: dt.datetime, first_hold: int | None = None) -> tuple[str, dt.datetime] | None:
     for _attempt in range(_MAX_PICK_ATTEMPTS):
         picked = conn.execute(_PICK, {"pool": pool_id, "now": now}).first()
         if picked is None:
@@ -366,7 +436,7 @@ def _take_free(conn: Connection, site: SiteRouting, pool_id: int, session_row_id
             # Expired but not yet swept: release it at the moment its hold really ended,
             # before the new hold meets it in the unique index.
             _release_number(conn, picked.stale_id, picked.id, picked.stale_expires_at, "expired")
-        expires = _insert_hold(conn, site, picked.id, session_row_id, now)
+        expires = _insert_hold(conn, site, picked.id, session_row_id, now, first_hold=first_hold)
         if expires is not None:
             return picked.number, expires
         # Another transaction committed a hold on this number between our snapshot and our
@@ -377,13 +447,13 @@ def _take_free(conn: Connection, site: SiteRouting, pool_id: int, session_row_id
 
 
 def _take_oldest(conn: Connection, site: SiteRouting, pool_id: int, session_row_id: int,
-                 now: dt.datetime) -> tuple[str, dt.datetime] | None:
+                 now: dt.datetime, first_hold: int | None = None) -> tuple[str, dt.datetime] | None:
     """reuse_oldest policy: take the number from the live session that was idle the longest."""
     victim = conn.execute(_OLDEST, {"pool": pool_id}).first()
     if victim is None:
         return None
     _release_number(conn, victim.id, victim.number_id, now, "reused")
-    expires = _insert_hold(conn, site, victim.number_id, session_row_id, now, reused=True)
+    expires = _insert_hold(conn, site, victim.number_id, session_row_id, now, reused=True, first_hold=first_hold)
     return (victim.number, expires) if expires else None
 
 
@@ -392,15 +462,84 @@ def _overflow_snapshot(visit: Mapping[str, Any]) -> dict[str, Any]:
     return {k: v for k, v in visit.items() if v is not None and k != "ip"}
 
 
+# ---------------------------------------------------------------- one client's share
+
+
+def _lock_key(site_id: int, kind: str, value: str) -> int:
+    digest = hashlib.blake2b(f"{site_id}\x00{kind}\x00{value}".encode(), digest_size=8).digest()
+    return int.from_bytes(digest, "big", signed=True)
+
+
+def _lock_client(conn: Connection, site_id: int, claim: _Claim) -> None:
+    """PostgreSQL: queue this client's requests on one advisory lock until the transaction ends,
+    so each counts the holds the ones before it committed.  SQLite needs none: BEGIN IMMEDIATE
+    already serialises every writer."""
+    if not _is_pg(conn):
+        return
+    limits = claim.limits
+    if limits.max_holds_per_ip and claim.ip:
+        key = _lock_key(site_id, "ip", claim.ip)
+    elif limits.max_holds_per_visitor and claim.visitor_id:
+        key = _lock_key(site_id, "visitor", claim.visitor_id)
+    else:
+        return
+    conn.execute(_LOCK_CLIENT, {"key": key}).all()
+
+
+def _first_hold(site: SiteRouting, limits: Limits) -> int | None:
+    """The short first hold under pressure: long enough for the snippet's first heartbeat to
+    arrive (a site without heartbeats cannot confirm, so it keeps the full hold)."""
+    if site.heartbeat_seconds <= 0:
+        return None
+    return max(limits.first_hold_seconds, site.heartbeat_seconds + 30)
+
+
+def _admit(conn: Connection, site: SiteRouting, pool_id: int, claim: _Claim,
+           now: dt.datetime) -> tuple[str | None, int | None]:
+    """(refusal reason or None, short first hold in seconds or None for the full hold).
+    Must run in the transaction that takes the number (the lock lasts until it ends)."""
+    if not claim.browser:
+        return "no_origin", None
+    limits = claim.limits
+    if not limits.counted:
+        return None, None
+    _lock_client(conn, site.id, claim)
+    held = conn.execute(_CLIENT_HOLDS, {"site": site.id, "pool": pool_id, "now": now, "ip": claim.ip,
+                                        "visitor": claim.visitor_id}).one()
+    if limits.max_holds_per_ip and claim.ip and held.by_ip >= limits.max_holds_per_ip:
+        return "limit_ip", None
+    if limits.max_holds_per_visitor and claim.visitor_id and held.by_visitor >= limits.max_holds_per_visitor:
+        return "limit_visitor", None
+    if limits.pool_pressure and not claim.confirmed and held.size and held.in_pool >= limits.pool_pressure * held.size:
+        return None, _first_hold(site, limits)
+    return None, None
+
+
+def _refuse(conn: Connection, site: SiteRouting, route: Route, session_row_id: int, public_id: str,
+            now: dt.datetime, visit: Mapping[str, Any], reason: str) -> Offer:
+    """The fallback number, and the refusal stored once per session (its heartbeats ask again)."""
+    if conn.execute(_HAS_REFUSAL, {"s_id": session_row_id}).first() is None:
+        conn.execute(_INSERT_OVERFLOW, {"site_id": site.id, "pool_id": route.pool_id, "session_id": session_row_id,
+                                        "occurred_at": now, "policy": reason, "visitor": _overflow_snapshot(visit)})
+    return Offer(public_id, route.number, "fallback", None, route.source)
+
+
 def _allocate(conn: Connection, site: SiteRouting, route: Route, session_row_id: int,
               public_id: str, now: dt.datetime, visit: Mapping[str, Any], record_overflow: bool,
-              allow_reuse: bool = True) -> Offer:
+              allow_reuse: bool = True, claim: _Claim | None = None, first_hold: int | None = None) -> Offer:
+    """Take a pool number for the session.  ``claim``: admit the client first (no claim: it was
+    admitted already, with ``first_hold``, or nobody asked for limits)."""
     assert route.pool_id is not None
-    taken = _take_free(conn, site, route.pool_id, session_row_id, now)
+    if claim is not None:
+        refusal, first_hold = _admit(conn, site, route.pool_id, claim, now)
+        if refusal is not None:
+            return _refuse(conn, site, route, session_row_id, public_id, now, visit, refusal)
+    taken = _take_free(conn, site, route.pool_id, session_row_id, now, first_hold)
     if taken is not None:
         return Offer(public_id, taken[0], "pool", taken[1], route.source)
     policy = "reuse_oldest" if allow_reuse and site.overflow_policy == "reuse_oldest" else "fallback"
-    reused = _take_oldest(conn, site, route.pool_id, session_row_id, now) if policy == "reuse_oldest" else None
+    reused = (_take_oldest(conn, site, route.pool_id, session_row_id, now, first_hold)
+              if policy == "reuse_oldest" else None)
     if record_overflow:
         conn.execute(_INSERT_OVERFLOW, {"site_id": site.id, "pool_id": route.pool_id, "session_id": session_row_id,
                                         "occurred_at": now, "policy": policy, "visitor": _overflow_snapshot(visit)})
@@ -445,25 +584,29 @@ def _stored_route(site: SiteRouting, row) -> Route:
 
 def start(db: Session, site: SiteRouting, visit: Mapping[str, Any], now: dt.datetime,
           session_public_id: str | None = None, webdriver: bool = False, interacted: bool = False,
-          new_visitor: bool = False) -> Offer:
+          new_visitor: bool = False, *, limits: Limits = UNLIMITED, browser: bool = True) -> Offer:
     """A page load: continue the visitor's live session (same number) or start a new one.
 
     ``visit`` must come from ``clean_visit``.  ``new_visitor`` (the snippet just created the
-    visitor id) skips looking for that visitor's earlier session.
+    visitor id) skips looking for that visitor's earlier session.  ``limits``: one client's
+    share of the pools; ``browser`` False (the request had no Origin): no pool number at all.
     """
     _write_lock(db)
-    return start_with(db.connection(), site, visit, now, session_public_id, webdriver, interacted, new_visitor)
+    return start_with(db.connection(), site, visit, now, session_public_id, webdriver, interacted, new_visitor,
+                      limits=limits, browser=browser)
 
 
 def start_with(conn: Connection, site: SiteRouting, visit: Mapping[str, Any], now: dt.datetime,
                session_public_id: str | None = None, webdriver: bool = False, interacted: bool = False,
-               new_visitor: bool = False) -> Offer:
+               new_visitor: bool = False, *, limits: Limits = UNLIMITED, browser: bool = True) -> Offer:
     """``start`` on a Connection (see the module docstring).  The lookup is a plain read
     (READ COMMITTED gives a transaction no steadier view of it)."""
     existing = _find_session(conn, site, session_public_id, None if new_visitor else visit.get("visitor_id"), now)
     if existing is not None and (existing.a_id is not None or _session_alive(site, existing, now)):
+        # counted under the address the session was stored with: what the count reads back
+        claim = _Claim(existing.ip, existing.visitor_id, browser, interacted or existing.interacted, limits)
         with _atomic(conn):
-            return _continue(conn, site, existing, visit, now, interacted)
+            return _continue(conn, site, existing, visit, now, interacted, claim)
 
     bot = is_bot(visit.get("user_agent"), webdriver)
     route = route_visit(site, visit)
@@ -474,19 +617,16 @@ def start_with(conn: Connection, site: SiteRouting, visit: Mapping[str, Any], no
         **{f"v_{name}": visit.get(name) for name in VISIT_FIELDS},
     }
     wants_pool = route.pool_id is not None and not bot and not (site.lazy_allocation and not interacted)
-    if wants_pool and _is_pg(conn):
-        expires, hard = _new_hold(site, now)
-        created = conn.execute(_CREATE_WITH_PICK, {
-            **session_values, "pool": route.pool_id, "now": now, "c_expires": expires, "c_hard": hard,
-            "c_count_overflow": site.overflow_policy != "reuse_oldest",
-            "c_visitor": _overflow_snapshot(visit)}).one()
-        if created.a_id is not None:
-            return Offer(public_id, created.number, "pool", expires, route.source)
-        if created.o_id is not None:
-            return Offer(public_id, route.number, "fallback", None, route.source)
-        # Pool full (or every pick lost a race): the general path, overflow accounting included.
-        with _atomic(conn):
-            return _allocate(conn, site, route, created.s_id, public_id, now, visit, record_overflow=True)
+    claim = _Claim(visit.get("ip"), visit.get("visitor_id"), browser, interacted, limits)
+    if wants_pool and browser and _is_pg(conn):
+        if not limits.counted:
+            return _create_on_pg(conn, site, route, public_id, session_values, now, visit, None)
+        with _atomic(conn):  # the client's lock and count, then the one-statement create
+            refusal, first_hold = _admit(conn, site, route.pool_id, claim, now)
+            if refusal is None:
+                return _create_on_pg(conn, site, route, public_id, session_values, now, visit, first_hold)
+            session_row_id = conn.execute(_INSERT_SESSION, session_values).scalar_one()
+            return _refuse(conn, site, route, session_row_id, public_id, now, visit, refusal)
     session_row_id = conn.execute(_INSERT_SESSION, session_values).scalar_one()
     if route.pool_id is None:
         return _fixed_offer(public_id, route, route.kind)
@@ -494,7 +634,26 @@ def start_with(conn: Connection, site: SiteRouting, visit: Mapping[str, Any], no
         return _fixed_offer(public_id, route, "bot")
     if not wants_pool:
         return _fixed_offer(public_id, route, "lazy")
-    return _allocate(conn, site, route, session_row_id, public_id, now, visit, record_overflow=True)
+    return _allocate(conn, site, route, session_row_id, public_id, now, visit, record_overflow=True, claim=claim)
+
+
+def _create_on_pg(conn: Connection, site: SiteRouting, route: Route, public_id: str, session_values: dict[str, Any],
+                  now: dt.datetime, visit: Mapping[str, Any], first_hold: int | None) -> Offer:
+    """The new session and its number in one statement (``_create_with_pick``), the general
+    path when that statement cannot decide."""
+    expires, hard = _new_hold(site, now, first_hold)
+    created = conn.execute(_CREATE_WITH_PICK, {
+        **session_values, "pool": route.pool_id, "now": now, "c_expires": expires, "c_hard": hard,
+        "c_count_overflow": site.overflow_policy != "reuse_oldest",
+        "c_visitor": _overflow_snapshot(visit)}).one()
+    if created.a_id is not None:
+        return Offer(public_id, created.number, "pool", expires, route.source)
+    if created.o_id is not None:
+        return Offer(public_id, route.number, "fallback", None, route.source)
+    # Pool full (or every pick lost a race): the general path, overflow accounting included.
+    with _atomic(conn):
+        return _allocate(conn, site, route, created.s_id, public_id, now, visit, record_overflow=True,
+                         first_hold=first_hold)
 
 
 def _touch(conn: Connection, row, now: dt.datetime, page: str | None, count_view: bool, interacted: bool) -> None:
@@ -504,9 +663,9 @@ def _touch(conn: Connection, row, now: dt.datetime, page: str | None, count_view
 
 
 def _keep_or_allocate(conn: Connection, site: SiteRouting, row, now: dt.datetime,
-                      interacted: bool, allow_reuse: bool, held: bool = True) -> Offer:
+                      interacted: bool, allow_reuse: bool, claim: _Claim) -> Offer:
     route = _stored_route(site, row)
-    if held and row.a_id is not None:
+    if row.a_id is not None:
         expires = _extend(conn, site, row, now)
         if expires is not None:
             return Offer(row.public_id, row.a_number, "reused" if row.a_reused else "pool", expires, route.source)
@@ -521,30 +680,34 @@ def _keep_or_allocate(conn: Connection, site: SiteRouting, row, now: dt.datetime
     counted = conn.execute(_HAS_OVERFLOW, {"s_id": row.id}).first()
     stored = {name: getattr(row, name) for name in _STORED_VISIT}
     return _allocate(conn, site, route, row.id, row.public_id, now, stored,
-                     record_overflow=counted is None, allow_reuse=allow_reuse)
+                     record_overflow=counted is None, allow_reuse=allow_reuse, claim=claim)
 
 
 def _continue(conn: Connection, site: SiteRouting, row, visit: Mapping[str, Any],
-              now: dt.datetime, interacted: bool) -> Offer:
+              now: dt.datetime, interacted: bool, claim: _Claim) -> Offer:
     _touch(conn, row, now, visit.get("current_page"), True, interacted)
-    return _keep_or_allocate(conn, site, row, now, interacted, allow_reuse=True)
+    return _keep_or_allocate(conn, site, row, now, interacted, allow_reuse=True, claim=claim)
 
 
 def heartbeat(db: Session, site: SiteRouting, session_public_id: str, now: dt.datetime,
-              current_page: str | None = None, interacted: bool = False) -> Offer | None:
+              current_page: str | None = None, interacted: bool = False, *, limits: Limits = UNLIMITED,
+              browser: bool = True) -> Offer | None:
     """The visitor is still on the page: slide the hold.  None when the session is unknown;
     ``live=False`` when it idled past its hold: the snippet then starts a new one.
 
     A session that got the fallback number because the pool was full takes a pool number
     here as soon as one is free.  It never takes one over (``reuse_oldest``): two displaced
-    sessions would otherwise take each other's number back on every heartbeat.
+    sessions would otherwise take each other's number back on every heartbeat.  A heartbeat
+    is the real-browser signal a short first hold waits for: what it takes, it holds in full.
     """
     _write_lock(db)
-    return heartbeat_with(db.connection(), site, session_public_id, now, current_page, interacted)
+    return heartbeat_with(db.connection(), site, session_public_id, now, current_page, interacted,
+                          limits=limits, browser=browser)
 
 
 def heartbeat_with(conn: Connection, site: SiteRouting, session_public_id: str, now: dt.datetime,
-                   current_page: str | None = None, interacted: bool = False) -> Offer | None:
+                   current_page: str | None = None, interacted: bool = False, *, limits: Limits = UNLIMITED,
+                   browser: bool = True) -> Offer | None:
     """``heartbeat`` on a Connection; see ``start_with``."""
     if _is_pg(conn):
         held = conn.execute(_HEARTBEAT_IN_ONE, {
@@ -560,10 +723,11 @@ def heartbeat_with(conn: Connection, site: SiteRouting, session_public_id: str, 
     if row.a_id is None and not _session_alive(site, row, now):
         return Offer(row.public_id, None, "expired", None, None, live=False)
     navigated = bool(current_page and current_page != row.current_page)
+    claim = _Claim(row.ip, row.visitor_id, browser, True, limits)
     with _atomic(conn):
         # An SPA navigation arrives as a heartbeat with a new page: count it as a page view.
         _touch(conn, row, now, current_page, navigated, interacted)
-        return _keep_or_allocate(conn, site, row, now, interacted, allow_reuse=False)
+        return _keep_or_allocate(conn, site, row, now, interacted, allow_reuse=False, claim=claim)
 
 
 def unload(db: Session, site: SiteRouting, session_public_id: str, now: dt.datetime) -> bool:

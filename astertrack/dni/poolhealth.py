@@ -10,6 +10,12 @@ and the time-weighted 95th percentile, count overflows, and recommend a size:
   overflows in the busiest hour × mean hold length in hours.
 * rule of thumb, shown next to it: ``visits per day ÷ 100 + 1``.
 
+Drained pools are shown apart from small ones: ``refused`` counts the pool numbers refused to
+a client that already held its share or sent no browser Origin (``allocation.REFUSALS``; not
+demand, so left out of the overflows and the recommendation), ``unconfirmed`` the holds that
+saw neither a heartbeat nor an interaction (a bot, a drain script, or a visitor gone within the
+first heartbeat), and ``clients`` the addresses that held or were refused more than one number.
+
 ``sample_pools`` writes ``PoolUsageSample`` rows (live holds and pool size per minute) for
 utilisation charts; the tracker's maintenance thread calls it, and so can cron via
 ``astertrack pool-health --sample``.
@@ -27,11 +33,19 @@ from typing import Any
 from sqlalchemy import func, or_, select, text
 from sqlalchemy.orm import Session
 
-from astertrack.db.models import NumberAssignment, NumberPool, OverflowEvent, PoolUsageSample, TrackingNumber
-from astertrack.dni.allocation import live_count
+from astertrack.db.models import (
+    NumberAssignment,
+    NumberPool,
+    OverflowEvent,
+    PoolUsageSample,
+    TrackingNumber,
+    VisitorSession,
+)
+from astertrack.dni.allocation import OVERFLOW_POLICIES, REFUSALS, live_count
 
 DEFAULT_MARGIN = 0.25
 TIGHT_UTILISATION = 0.75  # Call Dynamics' "add numbers above 75 %"
+TOP_CLIENTS = 5
 
 
 @dataclass
@@ -55,6 +69,9 @@ class PoolHealth:
     rule_of_thumb: int
     recommended: int
     status: str  # ok|tight|exhausted|idle
+    refused: dict[str, int] = field(default_factory=dict)  # reason (allocation.REFUSALS) -> count
+    unconfirmed: int = 0  # holds with no heartbeat and no interaction
+    clients: list[dict[str, Any]] = field(default_factory=list)  # {"ip", "holds", "refused"}, busiest first
     hourly: list[dict[str, Any]] = field(default_factory=list)  # {"hour", "peak", "mean", "overflows"}
     samples: list[dict[str, Any]] = field(default_factory=list)  # {"at", "live", "size"}
 
@@ -80,17 +97,20 @@ def recommend(p95: int, peak: int, overflow_demand: float, margin: float = DEFAU
 
 
 def _intervals(db: Session, pool_id: int, since: dt.datetime, until: dt.datetime, now: dt.datetime):
-    na, tn = NumberAssignment, TrackingNumber
+    """[(start, end, last heartbeat, session id, session interacted, session address)]."""
+    na, tn, vs = NumberAssignment, TrackingNumber, VisitorSession
     rows = db.execute(
-        select(na.assigned_at, na.released_at, na.expires_at, na.last_heartbeat_at, na.session_id)
+        select(na.assigned_at, na.released_at, na.expires_at, na.last_heartbeat_at, na.session_id,
+               vs.interacted, vs.ip)
         .join(tn, tn.id == na.number_id)
+        .join(vs, vs.id == na.session_id)
         .where(tn.pool_id == pool_id, na.assigned_at < until,
                or_(na.released_at.is_(None), na.released_at > since))
     ).all()
     intervals = []
-    for assigned, released, expires, heartbeat, session_id in rows:
+    for assigned, released, expires, heartbeat, session_id, interacted, ip in rows:
         end = released if released is not None else min(expires, now)
-        intervals.append((assigned, end, heartbeat, session_id))
+        intervals.append((assigned, end, heartbeat, session_id, interacted, ip))
     return intervals
 
 
@@ -98,7 +118,7 @@ def _timeline(intervals, since: dt.datetime, until: dt.datetime) -> list[tuple[d
     """Concurrency as a step function: [(time, level from this time on)], clipped to the window."""
     deltas: dict[dt.datetime, int] = defaultdict(int)
     level = 0
-    for start, end, _, _ in intervals:
+    for start, end, *_ in intervals:
         if end <= since or start >= until or end <= start:
             continue
         if start <= since:
@@ -170,15 +190,21 @@ def pool_health(db: Session, pool: NumberPool, since: dt.datetime, until: dt.dat
     intervals = _intervals(db, pool.id, since, until, now)
     steps = _timeline(intervals, since, until)
     peak, p95, mean = _weighted_stats(steps, until)
-    overflow_rows = db.execute(select(OverflowEvent.occurred_at, OverflowEvent.session_id)
-                               .where(OverflowEvent.pool_id == pool.id, OverflowEvent.occurred_at >= since,
-                                      OverflowEvent.occurred_at < until)).all()
+    event_rows = db.execute(select(OverflowEvent.occurred_at, OverflowEvent.session_id, OverflowEvent.policy,
+                                   VisitorSession.ip)
+                            .outerjoin(VisitorSession, VisitorSession.id == OverflowEvent.session_id)
+                            .where(OverflowEvent.pool_id == pool.id, OverflowEvent.occurred_at >= since,
+                                   OverflowEvent.occurred_at < until)).all()
+    overflow_rows = [row for row in event_rows if row.policy in OVERFLOW_POLICIES]
+    refusal_rows = [row for row in event_rows if row.policy in REFUSALS]
     overflow_times = [row[0] for row in overflow_rows]
     hourly = _hourly(steps, until, overflow_times)
     in_window = [i for i in intervals if i[0] >= since]
-    holds = [(end - start).total_seconds() for start, end, _, _ in in_window if end > start]
+    holds = [(end - start).total_seconds() for start, end, *_ in in_window if end > start]
     mean_hold_minutes = (sum(holds) / len(holds) / 60) if holds else 0.0
-    never_heartbeat = sum(1 for start, _, heartbeat, _ in in_window if heartbeat <= start)
+    never_heartbeat = sum(1 for start, _, heartbeat, *_ in in_window if heartbeat <= start)
+    unconfirmed = sum(1 for start, _, heartbeat, _, interacted, _ in in_window
+                      if heartbeat <= start and not interacted)
     sessions = {i[3] for i in in_window} | {row[1] for row in overflow_rows if row[1] is not None}
     days = max((until - since).total_seconds() / 86400, 1 / 24)
     visits_per_day = len(sessions) / days
@@ -204,7 +230,23 @@ def pool_health(db: Session, pool: NumberPool, since: dt.datetime, until: dt.dat
         assignments=len(in_window), never_heartbeat=never_heartbeat, mean_hold_minutes=round(mean_hold_minutes, 2),
         visits_per_day=round(visits_per_day, 1), rule_of_thumb=rule_of_thumb(visits_per_day),
         recommended=recommend(p95, peak, overflow_demand, margin), status=status, hourly=hourly, samples=samples,
+        refused={reason: n for reason in REFUSALS if (n := sum(1 for row in refusal_rows if row.policy == reason))},
+        unconfirmed=unconfirmed, clients=_busy_clients(in_window, refusal_rows),
     )
+
+
+def _busy_clients(in_window, refusal_rows) -> list[dict[str, Any]]:
+    """The addresses that held or were refused more than one number in the window, busiest first."""
+    by_ip: dict[str, dict[str, Any]] = {}
+    for *_, ip in in_window:
+        if ip:
+            by_ip.setdefault(ip, {"ip": ip, "holds": 0, "refused": 0})["holds"] += 1
+    for row in refusal_rows:
+        if row.ip:
+            by_ip.setdefault(row.ip, {"ip": row.ip, "holds": 0, "refused": 0})["refused"] += 1
+    busy = [c for c in by_ip.values() if c["holds"] + c["refused"] > 1]
+    busy.sort(key=lambda c: (-(c["holds"] + c["refused"]), c["ip"]))
+    return busy[:TOP_CLIENTS]
 
 
 def all_pools_health(db: Session, since: dt.datetime, until: dt.datetime, now: dt.datetime,
@@ -248,15 +290,21 @@ def render_table(reports: list[PoolHealth]) -> str:
     """Plain-text table for the CLI."""
     if not reports:
         return "no number pools"
-    headers = ("site", "pool", "size", "live", "peak", "p95", "p95 util", "overflows", "visits/day",
-               "rule of thumb", "recommended", "status")
+    headers = ("site", "pool", "size", "live", "peak", "p95", "p95 util", "overflows", "refused", "unconfirmed",
+               "visits/day", "rule of thumb", "recommended", "status")
     rows = [(str(r.site_id), f"{r.pool_id} {r.name}"[:30], str(r.size), str(r.live_now), str(r.peak), str(r.p95),
-             f"{r.p95_utilisation:.0%}", str(r.overflow_count), f"{r.visits_per_day:g}", str(r.rule_of_thumb),
-             str(r.recommended), r.status) for r in reports]
+             f"{r.p95_utilisation:.0%}", str(r.overflow_count), str(sum(r.refused.values())), str(r.unconfirmed),
+             f"{r.visits_per_day:g}", str(r.rule_of_thumb), str(r.recommended), r.status) for r in reports]
     widths = [max(len(h), *(len(row[i]) for row in rows)) for i, h in enumerate(headers)]
     lines = ["  ".join(h.ljust(w) for h, w in zip(headers, widths, strict=True))]
     lines += ["  ".join(c.ljust(w) for c, w in zip(row, widths, strict=True)) for row in rows]
     since, until = reports[0].since, reports[0].until
     lines.append(f"window {since:%Y-%m-%d %H:%M} .. {until:%Y-%m-%d %H:%M} UTC; recommended = p95 concurrency "
-                 f"plus turned-away demand, with margin; rule of thumb = visits per day / 100 + 1")
+                 f"plus turned-away demand, with margin; rule of thumb = visits per day / 100 + 1; refused = "
+                 f"numbers refused to a client over its share or without a browser Origin; unconfirmed = holds "
+                 f"with no heartbeat and no interaction")
+    for r in reports:
+        for client in r.clients:
+            lines.append(f"pool {r.pool_id}: client {client['ip']} held {client['holds']}, "
+                         f"refused {client['refused']}")
     return "\n".join(lines)

@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import contextlib
 import datetime as dt
+import hmac
 import json
 import logging
 import socket
@@ -213,6 +214,7 @@ class DatabaseCollector(Collector):
             TrackingNumber,
             WebhookOutbox,
         )
+        from astertrack.dni.allocation import OVERFLOW_POLICIES, REFUSALS
 
         now = self.clock()
         since = now - self.window
@@ -230,6 +232,10 @@ class DatabaseCollector(Collector):
         overflows = GaugeMetricFamily(
             f"astertrack_pool_overflows_{hours}h", f"Visitors who found the pool empty in the last {hours} h",
             labels=pool_labels)
+        refused = GaugeMetricFamily(
+            f"astertrack_pool_refusals_{hours}h",
+            f"Pool numbers refused in the last {hours} h to a client over its share (limit_ip, limit_visitor) "
+            "or without a browser Origin (no_origin): a drain attempt, not demand", labels=[*pool_labels, "reason"])
         pending = GaugeMetricFamily("astertrack_webhook_queue_depth", "Webhook deliveries not yet delivered")
         oldest = GaugeMetricFamily("astertrack_webhook_oldest_pending_age_seconds",
                                    "Age of the oldest undelivered webhook (0 when the queue is empty)")
@@ -255,20 +261,28 @@ class DatabaseCollector(Collector):
                        NumberAssignment.expires_at > now)
                 .group_by(TrackingNumber.pool_id)
             ).all())
-            over = dict(session.execute(
-                select(OverflowEvent.pool_id, func.count())
+            over: dict[int, int] = {}
+            refusals: dict[int, dict[str, int]] = {}
+            for pool_id, policy, count in session.execute(
+                select(OverflowEvent.pool_id, OverflowEvent.policy, func.count())
                 .where(OverflowEvent.occurred_at >= since, OverflowEvent.pool_id.is_not(None))
-                .group_by(OverflowEvent.pool_id)
-            ).all())
+                .group_by(OverflowEvent.pool_id, OverflowEvent.policy)
+            ):
+                if policy in OVERFLOW_POLICIES:
+                    over[pool_id] = over.get(pool_id, 0) + count
+                elif policy in REFUSALS:
+                    refusals.setdefault(pool_id, {})[policy] = count
             names = {pool_id: (pool_name, site_name) for pool_id, pool_name, site_name in session.execute(
                 select(NumberPool.id, NumberPool.name, Site.name).join(Site, Site.id == NumberPool.site_id))}
-            for pool_id in sorted(set(sizes) | set(in_use) | set(over)):
+            for pool_id in sorted(set(sizes) | set(in_use) | set(over) | set(refusals)):
                 label = [str(pool_id), *names.get(pool_id, ("", ""))]
                 total, busy = sizes.get(pool_id, 0), in_use.get(pool_id, 0)
                 size.add_metric(label, total)
                 used.add_metric(label, busy)
                 ratio.add_metric(label, (busy / total) if total else 0.0)
                 overflows.add_metric(label, over.get(pool_id, 0))
+                for reason in REFUSALS:
+                    refused.add_metric([*label, reason], refusals.get(pool_id, {}).get(reason, 0))
             count, first = session.execute(
                 select(func.count(), func.min(WebhookOutbox.created_at)).where(
                     WebhookOutbox.delivered_at.is_(None),
@@ -277,7 +291,7 @@ class DatabaseCollector(Collector):
             ).one()
             pending.add_metric([], count)
             oldest.add_metric([], max(0.0, (now - _aware(first)).total_seconds()) if first else 0.0)
-        return [calls, active, size, used, ratio, overflows, pending, oldest]
+        return [calls, active, size, used, ratio, overflows, refused, pending, oldest]
 
 
 def _aware(value: dt.datetime) -> dt.datetime:
@@ -398,24 +412,31 @@ def registry_with_database(session_factory: sessionmaker[Session]) -> CollectorR
 
 def init_flask(app, session_factory: sessionmaker[Session], checks: Mapping[str, HealthCheck] | None = None,
                registry: CollectorRegistry | None = None, health_path: str | None = "/healthz",
-               local_only: bool = False) -> None:
+               token: str = "") -> None:
     """Add ``GET /metrics`` and ``GET /healthz`` to a Flask app (web admin, tracker).
 
-    ``/metrics`` is plain text for a scraper on a trusted network; put it behind the reverse
-    proxy's allow-list if the app is public (the tracker is).  ``local_only`` answers 403 to
-    anything but a direct loopback request (a request relayed by a proxy carries
-    X-Forwarded-For / Forwarded), for apps whose pages all need a login.  ``health_path=None``
-    leaves an app's own health endpoint alone.
+    ``/metrics`` (site names, pool usage, call counts) answers only a request bearing
+    ``Authorization: Bearer <token>`` (``[general] metrics_token``); without a token configured
+    it is not served at all (404).  A web app cannot tell a local scraper from a visitor relayed
+    by its own reverse proxy: both arrive from loopback, and a proxy need not add
+    X-Forwarded-For (nginx's plain ``proxy_pass`` does not) nor strip one a visitor sent, and
+    ``//metrics`` or ``/%6Detrics`` pass a proxy's ``location = /metrics`` rule yet reach this
+    view.  So the check is the token, whatever the path, address or headers.  The daemons
+    (AGI, AMI listener) serve their own figures on a loopback listener instead
+    (:func:`start_http_server`).  ``health_path=None`` leaves an app's own health endpoint alone.
     """
     from flask import Response, abort, jsonify, request
 
     registry = registry or registry_with_database(session_factory)
     all_checks = {"database": database_check(session_factory), **(checks or {})}
+    expected = f"Bearer {token}".encode() if token else None
 
     def metrics_view():
-        if local_only and (request.remote_addr not in ("127.0.0.1", "::1")
-                           or request.headers.get("X-Forwarded-For") or request.headers.get("Forwarded")):
-            abort(403)
+        if expected is None:
+            abort(404)
+        if not hmac.compare_digest(request.headers.get("Authorization", "").encode(), expected):
+            return Response("metrics need the bearer token ([general] metrics_token)\n", status=401,
+                            content_type="text/plain", headers={"WWW-Authenticate": 'Bearer realm="metrics"'})
         body, content_type = render(registry)
         return Response(body, content_type=content_type)
 

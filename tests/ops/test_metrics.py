@@ -100,6 +100,23 @@ def test_database_collector_reports_fleet_figures(session, session_factory):
     assert got[("astertrack_webhook_oldest_pending_age_seconds", ())] == pytest.approx(90)
 
 
+def test_refused_allocations_are_their_own_gauge_not_overflows(session, session_factory):
+    pool_id = seed(session)
+    site_id = session.get(NumberPool, pool_id).site_id
+    for policy in ("limit_ip", "limit_ip", "no_origin"):
+        session.add(OverflowEvent(site_id=site_id, pool_id=pool_id, occurred_at=NOW - dt.timedelta(minutes=5),
+                                  policy=policy))
+    session.commit()
+    registry = CollectorRegistry(auto_describe=False)
+    registry.register(metrics.DatabaseCollector(session_factory, clock=lambda: NOW))
+    got = samples(metrics.render(registry)[0].decode())
+    pool = (("pool", "ads"), ("pool_id", str(pool_id)))
+    assert got[("astertrack_pool_overflows_24h", (*pool, ("site", "shop")))] == 1  # the seeded one only
+    refusals = {reason: got[("astertrack_pool_refusals_24h", (*pool, ("reason", reason), ("site", "shop")))]
+                for reason in ("limit_ip", "limit_visitor", "no_origin")}
+    assert refusals == {"limit_ip": 2, "limit_visitor": 0, "no_origin": 1}
+
+
 def test_database_down_is_a_gauge_not_a_failed_scrape(tmp_path):
     from astertrack.db.engine import make_engine, make_session_factory
 
@@ -165,12 +182,16 @@ def test_daemon_http_server_serves_metrics_and_health():
         server.server_close()
 
 
+TOKEN = "s3cret-metrics-token"
+BEARER = {"Authorization": f"Bearer {TOKEN}"}
+
+
 def test_flask_wiring(session, session_factory):
     seed(session)
     app = Flask("t")
-    metrics.init_flask(app, session_factory, checks={"extra": lambda: "fine"})
+    metrics.init_flask(app, session_factory, checks={"extra": lambda: "fine"}, token=TOKEN)
     client = app.test_client()
-    response = client.get("/metrics")
+    response = client.get("/metrics", headers=BEARER)
     assert response.status_code == 200
     assert "astertrack_webhook_queue_depth 2.0" in response.get_data(as_text=True)
     health = client.get("/healthz")
@@ -185,34 +206,88 @@ def test_flask_wiring_can_leave_an_apps_own_health_endpoint(session_factory):
     def own():
         return {"mine": True}
 
-    metrics.init_flask(app, session_factory, health_path=None)
+    metrics.init_flask(app, session_factory, health_path=None, token=TOKEN)
     client = app.test_client()
     assert client.get("/healthz").get_json() == {"mine": True}
-    assert client.get("/metrics").status_code == 200
+    assert client.get("/metrics", headers=BEARER).status_code == 200
 
 
-def test_local_only_metrics_refuse_proxied_and_remote_requests(session_factory):
+def test_web_metrics_answer_the_token_only_whatever_the_address_or_headers(session_factory):
+    """Issue #20: the "loopback only" check trusted X-Forwarded-For; behind a proxy that adds
+    none (nginx's plain proxy_pass) every visitor arrives from 127.0.0.1."""
     app = Flask("t3")
-    metrics.init_flask(app, session_factory, health_path=None, local_only=True)
+    metrics.init_flask(app, session_factory, health_path=None, token=TOKEN)
     client = app.test_client()
-    assert client.get("/metrics", environ_base={"REMOTE_ADDR": "127.0.0.1"}).status_code == 200
-    assert client.get("/metrics", environ_base={"REMOTE_ADDR": "203.0.113.9"}).status_code == 403
-    relayed = client.get("/metrics", environ_base={"REMOTE_ADDR": "127.0.0.1"},
-                         headers={"X-Forwarded-For": "203.0.113.9"})
-    assert relayed.status_code == 403
+    local = {"REMOTE_ADDR": "127.0.0.1"}
+    assert client.get("/metrics", environ_base=local).status_code == 401  # a relayed visitor looks like this
+    assert client.get("/metrics", environ_base=local, headers={"X-Real-IP": "127.0.0.1"}).status_code == 401
+    wrong = client.get("/metrics", environ_base=local, headers={"Authorization": f"Bearer {TOKEN}x"})
+    assert wrong.status_code == 401 and wrong.headers["WWW-Authenticate"].startswith("Bearer")
+    assert b"astertrack_" not in wrong.data
+    assert client.get("/metrics", environ_base={"REMOTE_ADDR": "203.0.113.9"}, headers=BEARER).status_code == 200
 
 
-def test_web_admin_serves_fleet_metrics_to_a_local_scraper(db_url, session):
+def test_without_a_token_web_metrics_are_not_served(session_factory):
+    app = Flask("t4")
+    metrics.init_flask(app, session_factory, health_path=None)
+    client = app.test_client()
+    assert client.get("/metrics", environ_base={"REMOTE_ADDR": "127.0.0.1"}).status_code == 404
+    assert client.get("/metrics", headers={"Authorization": "Bearer "}).status_code == 404
+
+
+def test_web_admin_serves_fleet_metrics_to_a_scraper_with_the_token(db_url, session):
     from astertrack.config import load_config
     from webadmin import create_app
 
     seed(session)
-    config = load_config(environ={}, overrides={"database": {"url": db_url},
-                                                "web": {"secret_key": "k" * 32, "secure_cookies": "no"}})
+    web = {"secret_key": "k" * 32, "secure_cookies": "no"}
+    config = load_config(environ={}, overrides={"database": {"url": db_url}, "web": web,
+                                                "general": {"metrics_token": TOKEN}})
     client = create_app(config).test_client()
-    response = client.get("/metrics")
+    response = client.get("/metrics", headers=BEARER)
     assert response.status_code == 200 and "astertrack_webhook_queue_depth 2.0" in response.get_data(as_text=True)
-    assert client.get("/metrics", headers={"X-Forwarded-For": "198.51.100.7"}).status_code == 403
+    assert client.get("/metrics").status_code == 401  # from loopback, no X-Forwarded-For: a relayed visitor too
+    assert client.get("/metrics", headers={"X-Real-IP": "127.0.0.1"}).status_code == 401
+    untokened = create_app(load_config(environ={}, overrides={"database": {"url": db_url}, "web": web})).test_client()
+    assert untokened.get("/metrics").status_code == 404
+
+
+def test_tracker_metrics_over_http_need_the_token_on_every_spelling_of_the_path(db_url, session, session_factory):
+    """The tracker is public: a proxy's ``location = /ct/metrics { deny all; }`` does not match
+    ``//metrics`` or ``/%6Detrics``, which Werkzeug still routes to the metrics view."""
+    from tests.tracker.conftest import serve, tracker_config
+    from tracker import create_app
+
+    seed(session)
+    spellings = ("/metrics", "//metrics", "/%6Detrics", "/metrics?x=1")
+    open_app = create_app(tracker_config(db_url), session_factory=session_factory)
+    with serve(open_app) as url:
+        for path in spellings:
+            for headers in ({}, {"X-Real-IP": "127.0.0.1"}, {"X-Forwarded-For": "127.0.0.1"}):
+                status, body = _get(url + path, headers)
+                assert status == 404 and b"astertrack_" not in body, (path, headers)
+    config = tracker_config(db_url)
+    config.values["general"]["metrics_token"] = TOKEN
+    with serve(create_app(config, session_factory=session_factory)) as url:
+        for path in spellings:
+            status, body = _get(url + path, {})
+            assert status == 401 and b"astertrack_" not in body, path
+        status, body = _get(url + "/metrics", BEARER)
+        assert status == 200 and b"astertrack_pool_numbers" in body
+
+
+def _get(url: str, headers: dict[str, str]) -> tuple[int, bytes]:
+    import http.client
+    from urllib.parse import urlsplit
+
+    parts = urlsplit(url)
+    conn = http.client.HTTPConnection(parts.hostname, parts.port, timeout=10)
+    try:  # http.client sends the path exactly as written (urllib would tidy it)
+        conn.request("GET", url[len(f"http://{parts.netloc}"):], headers=headers)
+        response = conn.getresponse()
+        return response.status, response.read()
+    finally:
+        conn.close()
 
 
 def test_multiprocess_registry_sums_processes_and_keeps_a_daemons_own_families(tmp_path):

@@ -29,8 +29,11 @@ def serve(app):
 
 
 def tracker_config(db_url: str, **tracker_overrides):
+    """Tests that play a crowd from one loopback address turn the per-client limits off, as they
+    turn the rate limit off; tests/tracker/test_abuse.py runs the limits an installation runs."""
     overrides = {"database": {"url": db_url, "pool_size": 20},
-                 "tracker": {"maintenance_seconds": 0, "rate_limit_per_minute": 0, **tracker_overrides}}
+                 "tracker": {"maintenance_seconds": 0, "rate_limit_per_minute": 0, "max_holds_per_ip": 0,
+                             "max_holds_per_visitor": 0, "pool_pressure": 0, **tracker_overrides}}
     return load_config(environ={}, overrides=overrides)
 
 
@@ -50,11 +53,16 @@ def tracker_url(tracker_app):
         yield url
 
 
+BROWSER_ORIGIN = "http://127.0.0.1"  # in pooled_site's domains
+
+
 def post(url: str, body, headers=None, raw: bytes | None = None, timeout: float = 30):
-    """POST and return (status, parsed JSON or None, headers)."""
+    """POST as the snippet in a browser does (with the page's Origin; ``"Origin": None`` sends
+    none) and return (status, parsed JSON or None, headers)."""
     data = raw if raw is not None else json.dumps(body).encode()
+    sent = {"Content-Type": "text/plain;charset=UTF-8", "Origin": BROWSER_ORIGIN, **(headers or {})}
     request = urllib.request.Request(url, data=data, method="POST",
-                                     headers={"Content-Type": "text/plain;charset=UTF-8", **(headers or {})})
+                                     headers={k: v for k, v in sent.items() if v is not None})
     try:
         with urllib.request.urlopen(request, timeout=timeout) as response:
             payload = response.read()

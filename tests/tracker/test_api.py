@@ -192,7 +192,7 @@ def test_app_builds_its_own_tuned_engine(session, db_url):
     app = create_app(config)
     client = app.test_client()
     response = client.post("/v/start", data=f'{{"k": "{site.public_key}", "visitor_id": "e"}}',
-                           headers={"User-Agent": UA})
+                           headers={"User-Agent": UA, "Origin": "http://localhost"})
     assert response.status_code == 200 and response.json["kind"] == "pool"
     engine = tracker_engine(config)
     with engine.connect() as conn:
@@ -202,10 +202,17 @@ def test_app_builds_its_own_tuned_engine(session, db_url):
     engine.dispose()
 
 
-def test_health_and_metrics_endpoints(tracker_url):
+def test_health_and_metrics_endpoints(db_url, session_factory):
     import json as _json
 
-    with urllib.request.urlopen(f"{tracker_url}/healthz") as response:
-        assert response.status == 200 and _json.loads(response.read())["status"] == "ok"
-    with urllib.request.urlopen(f"{tracker_url}/metrics") as response:
-        assert response.status == 200 and b"# HELP" in response.read()
+    from tests.tracker.conftest import tracker_config
+    from tracker import create_app
+
+    config = tracker_config(db_url)
+    config.values["general"]["metrics_token"] = "t0ken"  # the public tracker serves metrics to its holder only
+    with serve(create_app(config, session_factory=session_factory)) as tracker_url:
+        with urllib.request.urlopen(f"{tracker_url}/healthz") as response:
+            assert response.status == 200 and _json.loads(response.read())["status"] == "ok"
+        request = urllib.request.Request(f"{tracker_url}/metrics", headers={"Authorization": "Bearer t0ken"})
+        with urllib.request.urlopen(request) as response:
+            assert response.status == 200 and b"# HELP" in response.read()
