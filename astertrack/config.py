@@ -160,8 +160,6 @@ SCHEMA: dict[str, dict[str, Key]] = {
                                    help="sweep expired holds and sample pool usage this often (0 = off)"),
         "sample_seconds": Key(_positive_int, 60, help="pool usage sample interval for pool health"),
         "synchronous_commit": Key(_bool, False, help="PostgreSQL: wait for the WAL flush on every page view"),
-    },
-    "retention": {
         "max_holds_per_ip": Key(_positive_int, 4, help="pool numbers of one site one client address may hold "
                                 "at once (an office NAT shares one); 0 = no limit"),
         "max_holds_per_visitor": Key(_positive_int, 2, help="pool numbers of one site one visitor id may hold "
@@ -170,6 +168,8 @@ SCHEMA: dict[str, dict[str, Key]] = {
                              "only for first_hold_seconds until the browser's first heartbeat or interaction; 0 = off"),
         "first_hold_seconds": Key(_positive_int, 90, help="that short first hold (never shorter than the site's "
                                   "heartbeat plus 30 s)"),
+    },
+    "retention": {
         "calls_days": Key(_positive_int, 0, help="default for sites without their own setting; 0 = keep forever"),
         "sessions_days": Key(_positive_int, 0, help="visitor sessions, overflow events, pool samples; 0 = keep"),
         "recordings_days": Key(_positive_int, 0, help="audio files (the call row stays); 0 = keep forever"),
