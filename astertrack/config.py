@@ -148,6 +148,8 @@ SCHEMA: dict[str, dict[str, Key]] = {
         "default_locale": Key(_choice("ru", "en"), "ru"),
         "trust_forwarded_for": Key(_bool, False, help="behind a reverse proxy: take the client address and "
                                    "scheme from one X-Forwarded-For/-Proto hop (login rate limit, secure cookies)"),
+        "session_idle_minutes": Key(_positive_int, 60, help="an admin session with no request for this long ends "
+                                    "on the server (log in again); 0 = only logout and a password change end it"),
     },
     "tracker": {
         "listen_host": Key(_text, "127.0.0.1"),

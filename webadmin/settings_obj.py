@@ -27,9 +27,10 @@ class WebSettings:
         self.SESSION_COOKIE_SAMESITE = "Lax"
         self.REMEMBER_COOKIE_SAMESITE = "Lax"
         self.PERMANENT_SESSION_LIFETIME = dt.timedelta(hours=12)
+        self.SESSION_IDLE_MINUTES = web["session_idle_minutes"]  # 0 = no idle timeout (security.load_user)
         self.WTF_CSRF_TIME_LIMIT = None  # tokens live as long as the session
-        self.LOGIN_ATTEMPTS = 5  # failed logins allowed per window for one login
-        self.LOGIN_ATTEMPTS_PER_ADDRESS = 20  # and from one address (several users may share an office NAT)
+        self.LOGIN_ATTEMPTS = 5  # failed logins allowed per window for one login from one address
+        self.LOGIN_ATTEMPTS_PER_ADDRESS = 20  # and from one address in all (several users may share an office NAT)
         self.TRUST_FORWARDED_FOR = web["trust_forwarded_for"]
         self.LOGIN_WINDOW_SECONDS = 300
         self.SSE_POLL_SECONDS = 0.4

@@ -8,7 +8,7 @@ from sqlalchemy import select
 from astertrack.db.models import User
 from astertrack.passwords import hash_password
 from webadmin.db import commit_or_conflict, get_session
-from webadmin.security import roles_required
+from webadmin.security import end_user_sessions, roles_required
 from webadmin.users import bp
 from webadmin.users.forms import UserForm
 
@@ -45,6 +45,8 @@ def _edit(user: User | None):
             form.login.data, form.role.data, form.manager_id.data, form.locale.data, form.active.data)
         if form.password.data:
             target.password_hash = hash_password(form.password.data)
+        if user is not None and (form.password.data or not form.active.data):
+            end_user_sessions(db, user.id)  # a new password or a disabled account: every session ends now
         if user is None:
             db.add(target)
         if commit_or_conflict(db):
