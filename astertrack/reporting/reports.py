@@ -516,11 +516,18 @@ def _call_log_conditions(f: CallLogFilter) -> list[Any]:
     return conds
 
 
-def previous_calls(session: Session, call: Call, limit: int = 5) -> tuple[int, list[Call]]:
-    """How many earlier calls this caller made, and the latest few of them."""
+def previous_calls(session: Session, call: Call, limit: int = 5,
+                   only_manager_id: int | None = None) -> tuple[int, list[Call]]:
+    """How many earlier calls this caller made, and the latest few of them.
+
+    ``only_manager_id``: only calls routed to or answered by that manager (what a manager may
+    see of the caller's history; the same rule as the call log's).
+    """
     if not call.caller_number:
         return 0, []
     conds = [Call.caller_number == call.caller_number, Call.id != call.id, Call.started_at <= call.started_at]
+    if only_manager_id is not None:
+        conds.extend(_call_log_conditions(CallLogFilter(only_manager_id=only_manager_id)))
     count = session.execute(select(func.count(Call.id)).where(*conds)).scalar_one()
     recent = list(session.scalars(select(Call).where(*conds).order_by(Call.started_at.desc()).limit(limit)))
     return int(count), recent

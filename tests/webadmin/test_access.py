@@ -152,3 +152,56 @@ def test_every_view_declares_its_roles(app):
             continue
         assert set(getattr(view, "allowed_roles", ())) <= {"admin", "supervisor", "manager"}, rule.endpoint
         assert getattr(view, "allowed_roles", None), f"{rule.rule} has no role check"
+
+
+def _earlier_calls_from_ivan(db, data):
+    """Ivan (+79161234567, whose answered call Anna took two hours ago) called before: once to
+    Boris, who answered, and once to Anna, who missed it."""
+    from datetime import timedelta
+
+    from astertrack.db.types import utcnow
+
+    now = utcnow()
+    to_boris = Call(site_id=data.site, caller_number="+79161234567", started_at=now - timedelta(hours=5),
+                    state="finished", outcome="answered", manager_id=data.boris, routed_manager_id=data.boris)
+    to_anna = Call(site_id=data.site, caller_number="+79161234567", started_at=now - timedelta(hours=4),
+                   state="finished", outcome="missed", routed_manager_id=data.anna)
+    db.add_all([to_boris, to_anna])
+    db.commit()
+    return to_boris, to_anna
+
+
+def test_call_card_lists_only_the_manager_s_own_earlier_calls(client, auth, data, db):
+    to_boris, to_anna = _earlier_calls_from_ivan(db, data)
+    auth.login("anna")
+    page = client.get(f"/calls/{data.answered}").get_data(as_text=True)
+    assert f'href="/calls/{to_anna.id}"' in page
+    assert f'href="/calls/{to_boris.id}"' not in page
+    assert "1 earlier calls" in page
+    other = client.application.test_client()
+    from tests.webadmin.conftest import AuthActions
+
+    AuthActions(other).login("super")  # staff see the caller's whole history
+    page = other.get(f"/calls/{data.answered}").get_data(as_text=True)
+    assert f'href="/calls/{to_anna.id}"' in page and f'href="/calls/{to_boris.id}"' in page
+    assert "2 earlier calls" in page
+
+
+def test_popup_counts_only_the_manager_s_own_earlier_calls(app, client, auth, data, db):
+    import json
+
+    from astertrack.db.types import utcnow
+
+    _earlier_calls_from_ivan(db, data)
+    app.config["SSE_MAX_SECONDS"] = 1.0
+    ringing = Call(site_id=data.site, caller_number="+79161234567", state="ringing", started_at=utcnow(),
+                   routed_manager_id=data.anna)
+    db.add(ringing)
+    db.commit()
+    answered_at = db.get(Call, data.answered).started_at
+    auth.login("anna")
+    body = b"".join(client.get("/live/popup/stream").response).decode()
+    card = json.loads(next(line[6:] for line in body.splitlines() if line.startswith("data: ")))
+    assert card["id"] == ringing.id
+    assert card["previous"] == 2  # the answered call two hours ago and the missed one: Boris's is not hers
+    assert card["last_call_at"] == answered_at.isoformat()

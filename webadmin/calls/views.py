@@ -86,7 +86,8 @@ def card(call_id: int):
         timeline.append({"name": event.name, "at": when,
                          "details": [(k, headers[k]) for k in TIMELINE_HEADERS if headers.get(k) not in (None, "")]})
     transcript = db.scalars(select(Transcript).where(Transcript.call_id == call.id)).first()
-    count, previous = reports.previous_calls(db, call)
+    count, previous = reports.previous_calls(
+        db, call, only_manager_id=None if current_user.is_staff else (current_user.manager_id or -1))
     return render_template("calls/card.html", call=call, session=call.session, timeline=timeline, transcript=transcript,
                            previous=previous, previous_count=count, recording=_recording_status(call),
                            profile=_caller_profile(call))

@@ -12,6 +12,7 @@ from sqlalchemy.orm import Session
 from astertrack.db.models import Call, CallerProfile, Manager, Site, Source
 from astertrack.db.types import utcnow
 from astertrack.phones import format_display
+from astertrack.reporting import reports
 
 ACTIVE_STATES = ("ringing", "up")
 STALE_AFTER = dt.timedelta(hours=6)  # a call "up" for longer is an orphan the sweeper will close
@@ -69,25 +70,20 @@ def crm_link(template: str | None, call: Call) -> str | None:
     return url
 
 
-def popup_card(db: Session, call: Call, card_url: str) -> dict[str, Any]:
+def popup_card(db: Session, call: Call, card_url: str, only_manager_id: int | None = None) -> dict[str, Any]:
+    """The pop-up's fields; ``only_manager_id``: a manager's card counts only their own earlier
+    calls with this caller (``reports.previous_calls``' rule)."""
     site = db.get(Site, call.site_id) if call.site_id else None
     profile = None
     if call.caller_number:
         profile = db.scalars(select(CallerProfile).where(CallerProfile.number == call.caller_number)
                              .order_by(CallerProfile.id)).first()
-    previous = 0
-    last_at = None
-    if call.caller_number:
-        previous, last_at = db.execute(
-            select(func.count(Call.id), func.max(Call.started_at))
-            .where(Call.caller_number == call.caller_number, Call.id != call.id,
-                   Call.started_at <= call.started_at)).one()
+    previous, earlier = reports.previous_calls(db, call, limit=1, only_manager_id=only_manager_id)
+    last_at = earlier[0].started_at if earlier else None
     session = call.session
     display = call.caller_number or call.caller_raw or ""
     if call.caller_number and site is not None:
         display = format_display(call.caller_number, site.display_format)
-    if isinstance(last_at, str):
-        last_at = dt.datetime.fromisoformat(last_at)
     return {
         "id": call.id,
         "caller": display,

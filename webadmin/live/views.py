@@ -10,9 +10,10 @@ from astertrack.db.models import Manager
 from webadmin.db import get_session, session_factory
 from webadmin.live import bp
 from webadmin.live.state import board_state, popup_card, ringing_for
-from webadmin.security import ROLES, STAFF, roles_required
+from webadmin.security import ROLES, STAFF, roles_required, session_id, session_is_open
 
 KEEPALIVE_SECONDS = 15
+SESSION_CHECK_SECONDS = 5  # a stream ends this soon after its session does (logout, password change)
 
 
 def _sse(event: str, data: dict) -> str:
@@ -39,12 +40,18 @@ def board_stream():
     poll = current_app.config["SSE_POLL_SECONDS"]
     deadline = time.monotonic() + current_app.config["SSE_MAX_SECONDS"]
 
+    sid = session_id()
+
     def generate():
         yield "retry: 1000\n\n"
         last = None
-        last_sent = time.monotonic()
+        last_sent = checked = time.monotonic()
         while time.monotonic() < deadline:
             with factory() as db:
+                if time.monotonic() - checked >= SESSION_CHECK_SECONDS:
+                    checked = time.monotonic()
+                    if not session_is_open(db, sid):
+                        return
                 state = board_state(db)
             encoded = json.dumps(state, sort_keys=True)
             if encoded != last:
@@ -70,12 +77,19 @@ def popup_stream():
     deadline = time.monotonic() + current_app.config["SSE_MAX_SECONDS"]
     card_prefix = url_for("calls.card", call_id=0)[:-1]
 
+    sid = session_id()
+    own_calls_only = None if current_user.is_staff else manager_id
+
     def generate():
         yield "retry: 1000\n\n"
         sent: set[int] = set()
-        last_sent = time.monotonic()
+        last_sent = checked = time.monotonic()
         while time.monotonic() < deadline:
             with factory() as db:
+                if time.monotonic() - checked >= SESSION_CHECK_SECONDS:
+                    checked = time.monotonic()
+                    if not session_is_open(db, sid):
+                        return
                 manager = db.get(Manager, manager_id)
                 if manager is None:
                     return
@@ -83,7 +97,8 @@ def popup_stream():
                     if call.id not in sent:
                         sent.add(call.id)
                         last_sent = time.monotonic()
-                        yield _sse("ring", popup_card(db, call, f"{card_prefix}{call.id}"))
+                        yield _sse("ring", popup_card(db, call, f"{card_prefix}{call.id}",
+                                                      only_manager_id=own_calls_only))
             if time.monotonic() - last_sent > KEEPALIVE_SECONDS:
                 last_sent = time.monotonic()
                 yield ": keepalive\n\n"
