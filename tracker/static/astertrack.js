@@ -1,30 +1,35 @@
 /* astertrack: dynamic number insertion.  Plain JS, no dependencies.
  * <script async src="/ct/v.js" data-key="SITE_PUBLIC_KEY"></script>
  * The API lives next to the script (same directory), so serving both from a path on the
- * customer's own domain keeps them first-party.  On any failure the page keeps its number. */
+ * customer's own domain keeps them first-party.  On any failure the page keeps its number.
+ * Numbers match by their digits, also across inline elements; nothing reads layout. */
 (function (w, d) {
   'use strict';
   var me = d.currentScript;
-  if (!me || w.__astertrack || !w.fetch || !w.JSON) return;
+  if (!me || w.__astertrack || !w.AbortController) return;
   w.__astertrack = 1;
   var key = me.getAttribute('data-key') || '';
   var base = me.src.replace(/[?#].*$/, '').replace(/\/[^\/]*$/, '');
   var wait = +me.getAttribute('data-timeout') || 3000;
   var debug = /[?&]astertrack_debug=1(&|$)/.test(location.search);
-  var PHONE = /\+?\d[\d\s().\u00a0-]{5,}\d/g;
   var SKIP = /^(SCRIPT|STYLE|NOSCRIPT|TEXTAREA|INPUT|SELECT|OPTION|TEMPLATE)$/;
+  var INLINE = /^(A|B|I|U|S|EM|STRONG|SPAN|SMALL|BIG|FONT|MARK|SUB|SUP|NOBR|LABEL)$/;
+  var GAP = /^[\s().\u2010-\u2015-]*$/; // between digits of one number
+  var LINK = /^(tel|sms|callto|viber|whatsapp):|^https?:\/\/(wa\.me|(api|web)\.whatsapp\.com|t\.me)\//i;
   var NOSWAP = '[data-astertrack-noswap]';
-  var st = { sid: get('astertrack_sid'), num: '', disp: '', old: {}, sel: [], repl: {}, timer: 0,
-    touched: false, claimed: false, info: null, err: '' };
-  var box;
+  var ALL = function () { return 1; };
+  var EV = ['scroll', 'pointerdown', 'keydown', 'touchstart'];
+  var st = { sid: get('astertrack_sid'), num: '', old: {}, css: '', repl: {} };
+  var box, mine = new WeakMap(); // what we wrote
 
   function get(k) { try { return w.localStorage.getItem(k) || ''; } catch (e) { return ''; } }
   function put(k, v) { try { w.localStorage.setItem(k, v); } catch (e) { /* private mode */ } }
   function cookie(name) {
-    var m = d.cookie.match(new RegExp('(?:^|; )' + name + '=([^;]*)'));
+    var m = d.cookie.match('(?:^|; )' + name + '=([^;]*)');
     try { return m ? decodeURIComponent(m[1]) : ''; } catch (e) { return ''; }
   }
-  function tail(s) { return String(s).replace(/\D/g, '').slice(-10); }
+  function digits(s) { return String(s).replace(/\D/g, ''); }
+  function tail(s) { return digits(s).slice(-10); }
   function vid() {
     var v = get('astertrack_vid');
     if (!v) {
@@ -36,13 +41,14 @@
   }
 
   function post(path, body, cb) {
-    var done = false, ctl = w.AbortController ? new AbortController() : null;
+    var done = false, ctl = new AbortController();
     function fin(r) { if (!done) { done = true; clearTimeout(t); cb(r); } }
-    var t = setTimeout(function () { if (ctl) ctl.abort(); fin(null); }, wait);
+    var t = setTimeout(function () { ctl.abort(); fin(null); }, wait);
     body.k = key;
-    fetch(base + path, { method: 'POST', body: JSON.stringify(body), credentials: 'omit', mode: 'cors',
-      signal: ctl ? ctl.signal : undefined })
-      .then(function (r) { return r.ok ? r.json() : null; })
+    fetch(base + path, { method: 'POST', body: JSON.stringify(body), credentials: 'omit', mode: 'cors', signal: ctl.signal })
+      .then(function (r) { // a refusal says why
+        return r.json().then(function (j) { return r.ok ? j : { failed: j.error }; }, function () { return null; });
+      })
       .then(fin, function () { fin(null); });
   }
 
@@ -61,7 +67,10 @@
 
   function start() {
     post('/v/start', visit(), function (r) {
-      if (!r) { st.err = 'API unreachable or slow: original number kept'; return show(); }
+      if (!r || r.failed) {
+        st.err = (r ? r.failed + ' (data-key "' + key + '")' : 'API unreachable or slow') + ': original number kept';
+        return show();
+      }
       apply(r);
     });
   }
@@ -69,7 +78,7 @@
   function ping() {
     if (!st.sid) return;
     post('/v/ping', { sid: st.sid, page: location.href, interacted: st.touched, debug: debug }, function (r) {
-      if (!r) { st.err = 'heartbeat failed, retrying'; beat(st.info); return show(); }
+      if (!r || r.failed) { st.err = 'heartbeat failed, retrying'; beat(st.info); return show(); }
       if (r.live === false) { st.sid = ''; return start(); }
       apply(r);
     });
@@ -80,10 +89,12 @@
     if (debug && st.info && st.info.debug && r.debug) r.debug.visit = st.info.debug.visit;
     st.info = r;
     if (r.sid) { st.sid = r.sid; put('astertrack_sid', r.sid); }
-    st.sel = r.selectors || [];
-    (r.replace || []).forEach(function (n) { st.repl[tail(n)] = 1; });
+    st.css = (r.selectors || []).filter(function (c) { // not the admin's bad ones
+      try { return d.createDocumentFragment().querySelector(c), 1; } catch (e) { return 0; }
+    }).join(',');
+    (r.replace || []).forEach(function (n) { st.repl[tail(n)] = digits(n); });
     if (r.number && r.number !== st.num) {
-      if (st.num) st.old[tail(st.num)] = 1;
+      if (st.num) st.old[tail(st.num)] = digits(st.num);
       st.num = r.number;
       st.disp = r.display || r.number;
       delete st.old[tail(st.num)];
@@ -99,70 +110,129 @@
     if (r && /^(pool|reused|fallback)$/.test(r.kind) && r.heartbeat > 0) st.timer = setTimeout(ping, r.heartbeat * 1000);
   }
 
-  function known(s) { var t = tail(s); return t.length > 5 && (st.repl[t] || st.old[t]); }
-
-  function text(node, any) {
-    var v = node.nodeValue, n = v.replace(PHONE, function (m) {
-      return (any || known(m)) && tail(m) !== tail(st.num) ? st.disp : m;
-    });
-    if (n !== v) node.nodeValue = n;
-    return n !== v;
-  }
-
-  function walk(root, any) {
-    var hit = false, tw = d.createTreeWalker(root, 4, null), n;
-    while ((n = tw.nextNode())) {
-      var p = n.parentNode;
-      if (p && (SKIP.test(p.nodeName) || (box && box.contains(n)) || (p.closest && p.closest(NOSWAP)))) continue;
-      if (text(n, any)) hit = true;
+  // [from, to, digits] of the site's numbers in L (any where pick(node)); a digit against one: longer
+  function find(L, nid, pick) {
+    var P = [], D = '', used = [], out = [], cur = tail(st.num), i, k;
+    L.replace(/\d/g, function (c, i) { P.push(i); D += c; });
+    function tight(k) { return P[k] - P[k - 1] < 2 && nid[P[k]] === nid[P[k - 1]]; }
+    function joined(k, late) {
+      var g = P[k] > P[k - 1] && L.slice(P[k - 1] + 1, P[k]).replace(/\s+/g, ' ');
+      return g !== false && g.length < 4 && GAP.test(g) && !(late && /\(/.test(g));
     }
-    return hit;
+    function take(s, e, any) {
+      if (s < 0 || e > P.length || tight(s) || tight(e) || (any && !pick(nid[P[s]]))) return;
+      for (k = s; k < e; k++) if (used[k] || (k > s && !joined(k, any && k > s + 1))) return;
+      for (k = s; k < e; k++) used[k] = 1;
+      var a = P[s], b = P[e - 1] + 1;
+      if (L[a - 1] === '(' && L.slice(a, b).indexOf(')') > 0) a--;
+      if (L[a - 1] === '+') a--;
+      if (D.slice(e - 10, e) !== cur) out.push([a, b, D.slice(s, e)]);
+      return 1;
+    }
+    function any(s) { return (/[78]/.test(D[s]) && take(s, s + 11, 1)) || take(s, s + 10, 1); }
+    Object.keys(st.repl).concat(Object.keys(st.old)).forEach(function (c) {
+      var cc = (st.repl[c] || st.old[c]).slice(0, -c.length), j = -1;
+      while (c !== cur && (j = D.indexOf(c, j + 1)) >= 0) {
+        [cc, cc === '7' ? '8' : '0', ''].some(function (p) {
+          return D.slice(j - p.length, j) === p && take(j - p.length, j + c.length);
+        });
+      }
+    });
+    if (pick) { // one starting or ending a run of digits, then any
+      for (i = 0; i <= P.length; i++) if (!joined(i)) any(i) || any(i - 11) || any(i - 10);
+      for (i = 0; i < P.length; i++) any(i);
+    }
+    return out;
   }
 
-  function link(a, any) {
-    var h = a.getAttribute('href') || '', n = h.slice(4);
-    try { n = decodeURIComponent(n); } catch (e) { /* keep as written */ }
-    if (/^tel:/i.test(h) && !a.closest(NOSWAP) && (any || known(n))) a.setAttribute('href', 'tel:' + st.num);
+  // whole as fmt, or digit by digit (a split number, a link)
+  function write(u, L, m, fmt) {
+    var cur = tail(st.num), nd = m[2].slice(0, -cur.length) + cur, left = m[2].length, j = 0, i;
+    for (i = m[0]; i < m[1]; i++) {
+      if (fmt) u[i] = i === m[0] ? fmt : '';
+      else if (/\d/.test(L[i])) u[i] = --left ? nd[j++] : nd.slice(j);
+    }
+  }
+
+  // fmt null: the display format within a node, in place across nodes
+  function fix(vals, pick, fmt) {
+    var u = [], nid = [], at = [], L;
+    vals.forEach(function (v, i) {
+      at.push(u.length);
+      (v.match(/%[\da-f]{2}|[^]/gi) || []).forEach(function (c) { u.push(c); nid.push(i); });
+    });
+    L = u.map(function (c) { return c[1] ? String.fromCharCode(parseInt(c.slice(1), 16)) : c; }).join('');
+    find(L, nid, pick).forEach(function (m) {
+      write(u, L, m, fmt != null ? fmt : nid[m[0]] === nid[m[1] - 1] ? st.disp : '');
+    });
+    return vals.map(function (v, i) { return u.slice(at[i], at[i + 1]).join(''); });
+  }
+
+  function texts(run) {
+    var vals = run.map(function (n) { return n.nodeValue; });
+    if (digits(vals).length > 6) fix(vals, st.css && function (i) { return run[i].parentNode.closest(st.css); })
+      .forEach(function (v, i) { if (v !== vals[i]) { run[i].nodeValue = v; mine.set(run[i], v); } });
+  }
+
+  function block(n) {
+    var p = n.parentNode;
+    while (p && p.parentNode && INLINE.test(p.nodeName)) p = p.parentNode;
+    return p;
+  }
+
+  function scan(root) { // runs of adjacent text nodes in one block
+    var tw = d.createTreeWalker(root, 5, { acceptNode: function (n) {
+      return n.nodeType === 3 ? 1 : SKIP.test(n.nodeName) || n === box || n.hasAttribute('data-astertrack-noswap') ? 2 : 3;
+    } }), run = [], blk, n, b;
+    while ((n = tw.nextNode())) {
+      if ((b = block(n)) !== blk) { texts(run); run = []; blk = b; }
+      if (/\d/.test(n.nodeValue) || (run[0] && GAP.test(n.nodeValue))) run.push(n);
+      else if (run[0]) { texts(run); run = []; }
+    }
+    texts(run);
+  }
+
+  function attr(el, k, fmt, pick) {
+    var v = el.getAttribute(k), n = /\d/.test(v) && fix([v], pick, fmt)[0];
+    if (n && n !== v) el.setAttribute(k, n);
   }
 
   function each(root, css, fn) {
-    if (!root || root.nodeType !== 1) return;
-    try {
-      if (root.matches(css)) fn(root);
-      Array.prototype.forEach.call(root.querySelectorAll(css), fn);
-    } catch (e) { /* bad selector from the admin */ }
+    if (root.matches(css)) fn(root);
+    Array.prototype.forEach.call(root.querySelectorAll(css), fn);
   }
 
   function swap(root) {
-    if (!st.num || !root || (box && box.contains(root))) return;
-    if (root.nodeType === 3) return void text(root, false);
-    st.sel.forEach(function (css) {
-      each(root, css, function (el) {
-        if ((box && box.contains(el)) || el.closest(NOSWAP)) return;
-        if (!walk(el, true) && tail(el.textContent) !== tail(st.num)) el.textContent = st.disp;
-        if (el.nodeName === 'A') link(el, true);
-      });
+    if (!st.num || !root || root.nodeType !== 1 || (box && box.contains(root)) || root.closest(NOSWAP)) return;
+    scan(root);
+    each(root, 'a[href],[aria-label],[title]', function (el) {
+      var h = el.getAttribute('href') || '', pick = st.css && el.closest(st.css) && ALL;
+      if (el.closest(NOSWAP)) return;
+      if (el.nodeName === 'A' && LINK.test(h)) attr(el, 'href', /^(tel|sms|callto):/i.test(h) ? st.num : '', pick);
+      attr(el, 'aria-label', st.disp, pick);
+      attr(el, 'title', st.disp, pick);
     });
-    walk(root, false);
-    each(root, 'a[href^="tel:"],a[href^="TEL:"]', function (a) { link(a, false); });
   }
 
   function ready(fn) {
     if (d.readyState === 'loading') d.addEventListener('DOMContentLoaded', fn); else fn();
   }
 
-  function observe() {
-    if (!w.MutationObserver) return;
-    var queue = [], pending = false;
+  function observe() { // the blocks around changes
+    var queue = [], pending;
     new MutationObserver(function (list) {
       list.forEach(function (m) {
-        if (m.type === 'characterData') queue.push(m.target);
-        else Array.prototype.forEach.call(m.addedNodes, function (n) { queue.push(n); });
+        if (m.type !== 'characterData') queue.push.apply(queue, m.addedNodes);
+        else if (mine.get(m.target) !== m.target.nodeValue) queue.push(m.target);
       });
-      if (!pending) {
-        pending = true;
-        setTimeout(function () { pending = false; var q = queue; queue = []; q.forEach(swap); }, 0);
-      }
+      if (!pending) pending = setTimeout(function () {
+        var seen = new Set();
+        pending = 0;
+        queue.splice(0).forEach(function (n) {
+          if ((n = n.nodeType === 1 && !INLINE.test(n.nodeName) ? n : block(n)) && n.isConnected) seen.add(n);
+        });
+        seen.forEach(swap);
+      }, 0);
     }).observe(d.documentElement, { childList: true, subtree: true, characterData: true });
   }
 
@@ -171,7 +241,6 @@
   function spa() {
     ['pushState', 'replaceState'].forEach(function (name) {
       var orig = history[name];
-      if (typeof orig !== 'function') return;
       history[name] = function () { var r = orig.apply(this, arguments); navigated(); return r; };
     });
     w.addEventListener('popstate', navigated);
@@ -184,50 +253,40 @@
       st.claimed = st.touched = true;
       start();
     }
-    ['scroll', 'pointerdown', 'keydown', 'touchstart', 'mousemove'].forEach(function (e) {
+    EV.concat('mousemove').forEach(function (e) {
       w.addEventListener(e, claim, { once: true, passive: true });
     });
     if (w.IntersectionObserver) {
       var io = new IntersectionObserver(function (es) {
         es.forEach(function (e) { if (e.isIntersecting) { io.disconnect(); claim(); } });
       });
-      ready(function () { st.sel.concat('a[href^="tel:"]').forEach(function (css) { each(d.body, css, function (el) { io.observe(el); }); }); });
+      ready(function () { each(d.body, st.css + (st.css && ',') + 'a[href^="tel:"]', function (el) { io.observe(el); }); });
     }
   }
 
   function show() {
-    if (!debug) return;
-    ready(function () {
+    if (debug) ready(function () {
+      var r = st.info || {}, g = r.debug || {}, v = g.visit, rows = { astertrack: st.err || 'ok',
+        source: g.source || '(none: site default)', kind: r.kind, session: st.sid,
+        number: st.num ? st.disp + ' ' + st.num : '(original kept)', 'hold until': r.expires_at || '-' };
       if (!box) {
-        box = d.createElement('div');
+        box = d.body.appendChild(d.createElement('div'));
         box.id = 'astertrack-debug';
-        box.style.cssText = 'position:fixed;right:8px;bottom:8px;z-index:2147483647;max-width:420px;' +
-          'background:#111;color:#eee;font:12px/1.4 monospace;padding:8px;border-radius:4px;opacity:.92;' +
-          'white-space:pre-wrap;word-break:break-all';
-        d.body.appendChild(box);
+        box.style.cssText = 'position:fixed;right:0;bottom:0;z-index:2147483647;max-width:420px;padding:8px;' +
+          'background:#111;color:#eee;font:12px monospace;white-space:pre-wrap';
       }
-      var r = st.info || {}, dbg = r.debug || {}, rows = [['astertrack', st.err || 'ok'],
-        ['source', dbg.source || '(none: site default)'], ['kind', r.kind], ['session', st.sid],
-        ['number', st.num ? st.disp + ' ' + st.num : '(original kept)'], ['hold until', r.expires_at || '-']];
-      var vis = dbg.visit || {};
-      Object.keys(vis).forEach(function (k) { rows.push([k, vis[k]]); });
-      while (box.firstChild) box.removeChild(box.firstChild);
-      rows.forEach(function (row) {
-        var line = d.createElement('div');
-        line.textContent = row[0] + ': ' + (row[1] == null ? '' : row[1]);
-        box.appendChild(line);
-      });
+      box.textContent = Object.keys(Object.assign(rows, v)).map(function (k) { return k + ': ' + (rows[k] == null ? '' : rows[k]); }).join('\n');
     });
   }
 
-  ['scroll', 'pointerdown', 'keydown', 'touchstart'].forEach(function (e) {
+  EV.forEach(function (e) {
     w.addEventListener(e, function () { st.touched = true; }, { once: true, passive: true });
   });
   w.addEventListener('pagehide', function () {
     if (st.sid && navigator.sendBeacon) navigator.sendBeacon(base + '/v/leave', JSON.stringify({ k: key, sid: st.sid }));
   });
   w.addEventListener('pageshow', function (e) { if (e.persisted) ping(); });
-  ready(observe);
+  if (w.MutationObserver) ready(observe);
   spa();
   start();
 })(window, document);
