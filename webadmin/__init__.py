@@ -15,7 +15,7 @@ from flask_login import current_user
 from werkzeug.middleware.proxy_fix import ProxyFix
 
 from astertrack.config import Config, load_config
-from webadmin import db, errors, i18n, security
+from webadmin import db, errors, filters, i18n, security
 from webadmin.labels import closed_by_label, label_for, missed_reason_label
 from webadmin.settings_obj import WebSettings
 
@@ -58,6 +58,7 @@ def create_app(config: Config | None = None, test_config: dict[str, Any] | None 
     app.jinja_env.globals["label_for"] = label_for
     app.jinja_env.globals["missed_reason_label"] = missed_reason_label
     app.jinja_env.globals["closed_by_label"] = closed_by_label
+    app.jinja_env.globals["date_range"] = (filters.MIN_DATE.isoformat(), filters.MAX_DATE.isoformat())
     app.jinja_env.filters["reject_key"] = lambda mapping, key: {k: v for k, v in mapping.items() if k != key}
     errors.init_app(app)
 

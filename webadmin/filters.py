@@ -1,4 +1,5 @@
-"""Read report and call-log filters from the query string, tolerating bad input (never a 500)."""
+"""Read report and call-log filters from the query string: bad ids and choices are ignored, a bad
+date is a 400 that says what is wrong (``BadFilter``), never a 500."""
 
 from __future__ import annotations
 
@@ -10,7 +11,9 @@ from typing import Any
 from zoneinfo import ZoneInfo
 
 from flask import Response, request
+from flask_babel import lazy_gettext as _l
 from sqlalchemy import select
+from werkzeug.exceptions import BadRequest
 
 from astertrack.db.models import Manager, Site, Source
 from astertrack.reporting.reports import ReportFilter
@@ -19,6 +22,14 @@ from webadmin.i18n import display_timezone
 
 DEFAULT_DAYS = 30
 MAX_DAYS = 366 * 3
+# Report dates are kept well inside what dates, time zones and both databases can hold
+# (9999-12-31 plus a day overflowed).
+MIN_DATE, MAX_DATE = dt.date(2000, 1, 1), dt.date(2099, 12, 31)
+PERIOD_ARGS = ("from", "to")
+
+
+class BadFilter(BadRequest):
+    """A filter value the page cannot use; ``description`` says why, in the user's language."""
 
 
 def arg_int(name: str) -> int | None:
@@ -32,11 +43,18 @@ def arg_str(name: str, limit: int = 255) -> str | None:
 
 
 def arg_date(name: str) -> dt.date | None:
+    """A date from ``MIN_DATE`` to ``MAX_DATE``, None when absent; anything else is a ``BadFilter``."""
     raw = request.args.get(name, "").strip()
-    try:
-        return dt.date.fromisoformat(raw) if raw else None
-    except ValueError:
+    if not raw:
         return None
+    try:
+        value = dt.date.fromisoformat(raw)
+    except ValueError:
+        raise BadFilter(_l("“%(value)s” is not a date: write it as YYYY-MM-DD.", value=raw[:40])) from None
+    if not MIN_DATE <= value <= MAX_DATE:
+        raise BadFilter(_l("Dates must be between %(first)s and %(last)s.", first=MIN_DATE.isoformat(),
+                           last=MAX_DATE.isoformat()))
+    return value
 
 
 def period() -> tuple[dt.date, dt.date, dt.datetime, dt.datetime, str]:
