@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 from werkzeug.serving import make_server
 
-from astertrack.db.models import Call, User
+from astertrack.db.models import Call, Site, User
 from astertrack.db.types import utcnow
 from tests.webadmin.seed import PASSWORD, XSS
 
@@ -226,3 +226,40 @@ def test_screenshots_of_main_pages(page, live, data, request):
         assert response.status == 200, path
         page.wait_for_load_state("networkidle") if "live" not in path else page.wait_for_timeout(600)
         shot(page, name, request)
+
+
+def test_logout_ends_the_session_for_a_copied_cookie(page, live, browser):
+    """A copy of the cookie (another browser, a stolen one) works until logout, then never again."""
+    login(page, live, "admin")
+    copy = browser.new_context(viewport={"width": 1360, "height": 900}, locale="en-US")
+    try:
+        copy.add_cookies(page.context.cookies())
+        other = copy.new_page()
+        assert other.goto(f"{live}/users/").status == 200 and other.url == f"{live}/users/"
+        page.get_by_role("button", name="Log out").click()
+        page.wait_for_url(f"{live}/auth/login")
+        other.goto(f"{live}/users/")
+        assert "/auth/login" in other.url
+        assert other.locator("#password").is_visible()
+    finally:
+        copy.close()
+
+
+def test_site_page_snippet_is_copied_with_the_keyboard(page, live, data, db):
+    key = db.get(Site, data.site).public_key
+    expected = f'<script async src="/ct/v.js" data-key="{key}"></script>'
+    page.context.grant_permissions(["clipboard-read", "clipboard-write"], origin=live)
+    login(page, live, "admin")
+    page.goto(f"{live}/settings/sites/{data.site}")
+    assert page.locator("#snippet-code").input_value() == expected
+    page.locator("#snippet-code").focus()
+    page.keyboard.press("Tab")  # the button is next in the tab order
+    assert page.evaluate("() => document.activeElement.id") == "snippet-copy"
+    page.keyboard.press("Enter")
+    page.wait_for_function("() => document.getElementById('snippet-status').textContent.trim() !== ''")
+    assert page.locator("#snippet-status").inner_text() == "Copied."
+    assert page.evaluate("() => navigator.clipboard.readText()") == expected
+    page.evaluate("() => navigator.clipboard.writeText('')")
+    page.keyboard.press("Space")  # a button answers Space as well as Enter
+    page.wait_for_function(f"async () => (await navigator.clipboard.readText()) === {expected!r}")
+    assert page.errors == []  # nothing blocked by the Content-Security-Policy

@@ -236,3 +236,29 @@ def test_user_form_offers_the_admin_roles_and_languages_and_refuses_others(clien
     assert auth.post("/users/new", {**form, "role": "supervisor", "locale": ""}, page="/users/new").status_code == 302
     dave = db.query(User).filter_by(login="dave").one()
     assert dave.role == "supervisor" and dave.locale is None and dave.manager_id is None
+
+
+def _snippet_box(page: str) -> str | None:
+    import html
+
+    match = re.search(r'<textarea[^>]*id="snippet-code"[^>]*>(.*?)</textarea>', page, re.S)
+    return html.unescape(match.group(1)).strip() if match else None
+
+
+def test_site_page_shows_the_exact_snippet_tag_with_a_copy_button(client, auth, data, db):
+    key = db.get(Site, data.site).public_key
+    auth.login("admin")
+    page = client.get(f"/settings/sites/{data.site}").get_data(as_text=True)
+    assert _snippet_box(page) == f'<script async src="/ct/v.js" data-key="{key}"></script>'
+    assert re.search(r'<button type="button" id="snippet-copy"[^>]*>Copy</button>', page)
+    assert 'aria-live="polite"' in page and 'id="snippet-status"' in page
+    assert "/static/js/snippet.js" in page
+    # the same page in Russian
+    db.rollback()  # a fresh snapshot: the login wrote meanwhile
+    db.query(User).filter_by(login="admin").one().locale = "ru"
+    db.commit()
+    page = client.get(f"/settings/sites/{data.site}").get_data(as_text=True)
+    assert _snippet_box(page) == f'<script async src="/ct/v.js" data-key="{key}"></script>'
+    assert re.search(r'id="snippet-copy"[^>]*>Копировать</button>', page)
+    # a site that does not exist yet has no key to show
+    assert _snippet_box(client.get("/settings/sites/new").get_data(as_text=True)) is None

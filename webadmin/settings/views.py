@@ -4,6 +4,7 @@ from flask import abort, current_app, flash, redirect, render_template, request,
 from flask_babel import gettext as _
 from sqlalchemy import select
 
+from astertrack.db.models import Site
 from astertrack.ops import retention
 from webadmin.db import commit_or_conflict, get_session
 from webadmin.security import roles_required
@@ -57,6 +58,11 @@ def edit(slug: str, obj_id: int):
     return _edit(entity, obj)
 
 
+# What a site's pages load: README "Putting the snippet on a website" (the tracker served under
+# /ct/ of the site's own domain, so it stays first-party).
+SNIPPET_TAG = '<script async src="/ct/v.js" data-key="{key}"></script>'
+
+
 def _edit(entity: Entity, obj):
     db = get_session()
     form = entity.form(obj=obj, data=None if obj is not None else entity.defaults()).load(db)
@@ -75,7 +81,8 @@ def _edit(entity: Entity, obj):
             status = 409
         else:
             status = 400
-    return render_template("settings/edit.html", entity=entity, obj=obj, form=form), status
+    snippet = SNIPPET_TAG.format(key=obj.public_key) if entity.model is Site and obj is not None else None
+    return render_template("settings/edit.html", entity=entity, obj=obj, form=form, snippet=snippet), status
 
 
 @bp.post("/<slug>/<int:obj_id>/delete")
