@@ -10,7 +10,9 @@ An archive is a ``.tar.gz`` (mode 0600: it holds the secrets) with
 * ``config/astertrack.conf`` and ``config/conf.d/*.conf``.
 
 Restore puts the database back (SQLite through the same backup API, so the file is never
-half-written; PostgreSQL with ``pg_restore --clean``) and, only when asked, the config files.
+half-written; PostgreSQL with ``pg_restore --clean``) and, only when asked, the config files:
+only ``astertrack.conf`` and ``conf.d/NAME.conf`` inside the chosen directory, checked before
+anything is restored, whatever the manifest says.
 Stop the astertrack services first: the restored data replaces what they are writing.
 """
 
@@ -20,6 +22,7 @@ import datetime as dt
 import io
 import json
 import os
+import re
 import shutil
 import sqlite3
 import subprocess
@@ -178,6 +181,30 @@ def read_manifest(archive: str | Path) -> Manifest:
         raise BackupError(f"{archive}: not an astertrack backup archive ({exc})") from None
 
 
+# The only config names a backup writes (``create_backup``); restore refuses anything else, so a
+# crafted manifest cannot name ``../x``, an absolute path, or a file in another directory.
+CONFIG_NAME = re.compile(r"^(astertrack\.conf|conf\.d/[A-Za-z0-9][A-Za-z0-9_.-]*\.conf)$")
+
+
+def _config_targets(names: list[str], dest: Path) -> list[tuple[str, Path]]:
+    """Where each archived config file goes, all checked before anything is written: a name of
+    the two shapes a backup makes, landing inside ``dest`` once symlinks are resolved."""
+    if not isinstance(names, list):
+        raise BackupError("the archive's manifest has no valid config_files list; refusing to restore config")
+    root = dest.resolve()
+    targets = []
+    for name in names:
+        if not isinstance(name, str) or not CONFIG_NAME.match(name):
+            raise BackupError(f"refusing to restore config file {name!r}: an archive names only astertrack.conf "
+                              "and conf.d/NAME.conf (the archive was altered or is not ours)")
+        target = dest / name
+        if not target.resolve().is_relative_to(root):
+            raise BackupError(f"refusing to restore config file {name!r}: {target} leads outside {dest} "
+                              "(a symlink there points elsewhere)")
+        targets.append((name, target))
+    return targets
+
+
 def _extract(tar: tarfile.TarFile, name: str, dest: Path) -> Path:
     member = tar.getmember(name)
     if not member.isfile():
@@ -198,6 +225,13 @@ def restore_backup(config, archive: str | Path, restore_config_to: str | Path | 
     if manifest.backend != backend:
         raise BackupError(f"the archive holds a {manifest.backend} database but the configured database is "
                           f"{backend}; point [database] url at a {manifest.backend} database or convert by hand")
+    config_targets = []
+    if restore_config_to is not None:  # every check before the database is touched
+        config_targets = _config_targets(manifest.config_files, Path(restore_config_to))
+        for _name, target in config_targets:
+            if target.exists() and not overwrite_config:
+                raise BackupError(f"{target} exists; restore the config into an empty directory or pass "
+                                  "--overwrite-config")
     with tempfile.TemporaryDirectory(prefix="astertrack-restore-") as tmp, tarfile.open(archive, "r:gz") as tar:
         work = Path(tmp)
         if backend == "sqlite":
@@ -220,17 +254,9 @@ def restore_backup(config, archive: str | Path, restore_config_to: str | Path | 
             dump = _extract(tar, "database.pgdump", work)
             _run([_pg_tool("pg_restore"), "--clean", "--if-exists", "--no-owner", "--no-privileges",
                   "--single-transaction", "--exit-on-error", "--dbname", libpq_url(url), str(dump)], "pg_restore")
-        if restore_config_to is not None:
-            dest = Path(restore_config_to)
-            for name in manifest.config_files:
-                target = dest / name
-                if target.exists() and not overwrite_config:
-                    raise BackupError(f"{target} exists; restore the config into an empty directory or pass "
-                                      "--overwrite-config")
-            for name in manifest.config_files:
-                target = dest / name
-                target.parent.mkdir(parents=True, exist_ok=True)
-                extracted = _extract(tar, f"config/{name}", work)
-                shutil.copyfile(extracted, target)
-                os.chmod(target, 0o640)
+        for name, target in config_targets:
+            target.parent.mkdir(parents=True, exist_ok=True)
+            extracted = _extract(tar, f"config/{name}", work)
+            shutil.copyfile(extracted, target)
+            os.chmod(target, 0o640)
     return manifest

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import io
 import json
 import os
 import tarfile
@@ -140,3 +141,81 @@ def test_missing_pg_dump_is_a_clear_error(tmp_path, monkeypatch):
     assert result.exit_code != 0
     assert "pg_dump not found" in result.output and "postgresql-client" in result.output
     assert not [p for p in os.listdir(tmp_path) if p.endswith(".tar.gz")]
+
+
+def _tampered_copy(archive, out, config_files, members):
+    """The same archive with its manifest's config list (and config members) replaced."""
+    with tarfile.open(archive) as src, tarfile.open(out, "w:gz") as dst:
+        for member in src.getmembers():
+            if member.name.startswith("config/"):
+                continue
+            data = src.extractfile(member).read()
+            if member.name == "manifest.json":
+                manifest = json.loads(data)
+                manifest["config_files"] = config_files
+                data = json.dumps(manifest).encode()
+            info = tarfile.TarInfo(member.name)
+            info.size = len(data)
+            dst.addfile(info, io.BytesIO(data))
+        for name, data in members.items():
+            info = tarfile.TarInfo(name)
+            info.size = len(data)
+            dst.addfile(info, io.BytesIO(data))
+    return out
+
+
+@pytest.fixture
+def sqlite_backup(tmp_path):
+    url = f"sqlite:///{tmp_path / 'live.db'}"
+    build_schema(url)
+    conf = write_config(tmp_path / "etc", url, tmp_path / "rec")
+    result = CliRunner().invoke(main, ["-c", str(conf), "backup", "-o", str(tmp_path / "good.tar.gz")])
+    assert result.exit_code == 0, result.output
+    return conf, tmp_path / "good.tar.gz", url
+
+
+@pytest.mark.parametrize("name", ["../evil.conf", "conf.d/../../evil.conf", "ABSOLUTE", "conf.d/sub/x.conf",
+                                  "conf.d/.hidden.conf", "other.conf", "conf.d/x.txt", "conf.d\\..\\..\\evil.conf",
+                                  "", "conf.d/"])
+def test_restore_refuses_a_config_name_outside_the_target(sqlite_backup, tmp_path, name):
+    conf, good, url = sqlite_backup
+    outside = tmp_path / "outside"
+    outside.mkdir()
+    if name == "ABSOLUTE":
+        name = str(outside / "evil.conf")
+    bad = _tampered_copy(good, tmp_path / "bad.tar.gz", ["astertrack.conf", name],
+                         {"config/astertrack.conf": b"[general]\n", f"config/{name}": b"[web]\nsecret_key = owned\n"})
+    engine = make_engine(url)
+    with make_session_factory(engine)() as session:
+        session.add(Site(name="written after the backup"))
+        session.commit()
+    engine.dispose()
+    target = tmp_path / "restored"
+    result = CliRunner().invoke(main, ["-c", str(conf), "restore", "--yes", "--config-to", str(target), str(bad)])
+    assert result.exit_code != 0
+    assert "refusing" in result.output and "config" in result.output
+    assert not (tmp_path / "evil.conf").exists() and not (outside / "evil.conf").exists()
+    assert not target.exists() or not any(target.rglob("*"))
+    # refused before anything was touched: the database was not restored either
+    assert "written after the backup" in counts(url)[2]
+
+
+def test_restore_refuses_to_write_through_a_symlinked_conf_d(sqlite_backup, tmp_path):
+    conf, good, _url = sqlite_backup
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    target = tmp_path / "restored"
+    target.mkdir()
+    (target / "conf.d").symlink_to(elsewhere)
+    result = CliRunner().invoke(main, ["-c", str(conf), "restore", "--yes", "--config-to", str(target), str(good)])
+    assert result.exit_code != 0 and "refusing" in result.output
+    assert list(elsewhere.iterdir()) == []
+
+
+def test_restore_of_an_honest_archive_still_writes_both_files(sqlite_backup, tmp_path):
+    conf, good, _url = sqlite_backup
+    target = tmp_path / "restored"
+    result = CliRunner().invoke(main, ["-c", str(conf), "restore", "--yes", "--config-to", str(target), str(good)])
+    assert result.exit_code == 0, result.output
+    assert sorted(str(p.relative_to(target)) for p in target.rglob("*.conf")) == [
+        "astertrack.conf", "conf.d/10-secrets.conf"]
