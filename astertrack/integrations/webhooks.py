@@ -7,6 +7,12 @@ Two steps, both safe to run on several nodes at once:
 * ``deliver_due`` claims due rows with a short lease (``FOR UPDATE SKIP LOCKED`` on PostgreSQL,
   the SQLite write lock elsewhere), posts them *outside* the transaction, then records the result.
   Delivery is at-least-once: receivers de-duplicate by the ``X-Astertrack-Delivery`` header.
+
+Each attempt is signed at the time it is sent: ``X-Astertrack-Signature-V2`` is an HMAC of the
+``X-Astertrack-Timestamp``, the delivery id and the body, so a captured request cannot be replayed
+later (receivers refuse old timestamps) or passed off as another delivery.  The body-only
+``X-Astertrack-Signature`` is still sent for one release so receivers can switch over; the
+receiver's side, with a tested example, is in docs/webhooks.md.
 """
 
 from __future__ import annotations
@@ -15,6 +21,7 @@ import datetime as dt
 import hashlib
 import hmac
 import json
+import time
 import urllib.error
 import urllib.parse
 import urllib.request
@@ -116,9 +123,22 @@ def enqueue_finished_calls(session: Session, now: dt.datetime, batch: int = 500)
     return inserted
 
 
+SIGNATURE_HEADER = "X-Astertrack-Signature-V2"
+TIMESTAMP_HEADER = "X-Astertrack-Timestamp"
+DELIVERY_HEADER = "X-Astertrack-Delivery"
+LEGACY_SIGNATURE_HEADER = "X-Astertrack-Signature"  # body only: deprecated, dropped in the next release
+
+
 def sign(secret: str, body: bytes) -> str:
-    """The ``X-Astertrack-Signature`` value: ``sha256=`` + hex HMAC-SHA256 of the raw body."""
+    """The deprecated ``X-Astertrack-Signature`` value: ``sha256=`` + hex HMAC-SHA256 of the raw body."""
     return "sha256=" + hmac.new(secret.encode("utf-8"), body, hashlib.sha256).hexdigest()
+
+
+def sign_v2(secret: str, timestamp: int, delivery: str, body: bytes) -> str:
+    """The ``X-Astertrack-Signature-V2`` value: ``sha256=`` + hex HMAC-SHA256 of
+    ``"<timestamp>.<delivery id>."`` followed by the raw body."""
+    signed = f"{timestamp}.{delivery}.".encode("ascii") + body
+    return "sha256=" + hmac.new(secret.encode("utf-8"), signed, hashlib.sha256).hexdigest()
 
 
 def backoff(attempts: int) -> dt.timedelta:
@@ -164,8 +184,11 @@ def _attempt(post: Poster, outbox_id: int, event: str, url: str, secret: str, pa
     if scheme not in ("http", "https"):
         return f"unsupported URL scheme {scheme or '(none)'!r} in {url[:200]!r}: only http and https are allowed"
     body = json.dumps(payload, ensure_ascii=False, separators=(",", ":")).encode("utf-8")
+    delivery, timestamp = str(outbox_id), int(time.time())  # the wall clock of this attempt: retries re-sign
     headers = {"Content-Type": "application/json", "User-Agent": USER_AGENT, "X-Astertrack-Event": event,
-               "X-Astertrack-Delivery": str(outbox_id), "X-Astertrack-Signature": sign(secret, body)}
+               DELIVERY_HEADER: delivery, TIMESTAMP_HEADER: str(timestamp),
+               SIGNATURE_HEADER: sign_v2(secret, timestamp, delivery, body),
+               LEGACY_SIGNATURE_HEADER: sign(secret, body)}
     try:
         status = post(url, body, headers, TIMEOUT_SECONDS)
     except Exception as exc:  # network errors of every kind are retried

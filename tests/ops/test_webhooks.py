@@ -296,3 +296,82 @@ def test_run_delivers_and_stops_cleanly_on_sigterm(session, receiver, tmp_path, 
     assert process.returncode == 0, err
     assert "delivered=1" in out
     assert "stopped" in err
+
+
+# ---------------------------------------------------------------- signatures v2
+
+DOCS = Path(__file__).resolve().parents[2] / "docs" / "webhooks.md"
+
+
+def documented_verify():
+    """The receiver's verification function exactly as docs/webhooks.md prints it."""
+    text = DOCS.read_text(encoding="utf-8")
+    section = text.split("## Verifying a delivery", 1)[1]
+    code = section.split("```python\n", 1)[1].split("```", 1)[0]
+    namespace: dict = {}
+    exec(compile(code, str(DOCS), "exec"), namespace)  # noqa: S102 - our own documentation
+    return namespace["verify"]
+
+
+def _delivered(session, session_factory, receiver, secret="topsecret"):
+    add_call(session, "missed", missed_reason="no_answer")
+    subscribe(session, receiver.url, ["call.missed"], secret=secret)
+    session.commit()
+    before = int(time.time())
+    assert run_once(session_factory, NOW)["delivered"] == 1
+    request = receiver.requests[-1]
+    from werkzeug.datastructures import Headers
+
+    return Headers(list(request["headers"].items())), request["body"], before
+
+
+def test_signature_covers_timestamp_delivery_id_and_body(session, session_factory, receiver):
+    headers, body, before = _delivered(session, session_factory, receiver)
+    timestamp = headers["X-Astertrack-Timestamp"]
+    assert timestamp.isdigit() and before <= int(timestamp) <= time.time() + 1
+    delivery = headers["X-Astertrack-Delivery"]
+    signed = f"{timestamp}.{delivery}.".encode() + body
+    expected = "sha256=" + hmac.new(b"topsecret", signed, hashlib.sha256).hexdigest()
+    assert hmac.compare_digest(headers["X-Astertrack-Signature-V2"], expected)
+    # the body-only header stays for one release, so receivers can switch over
+    legacy = "sha256=" + hmac.new(b"topsecret", body, hashlib.sha256).hexdigest()
+    assert hmac.compare_digest(headers["X-Astertrack-Signature"], legacy)
+
+
+def test_documented_example_accepts_a_real_delivery_and_refuses_tampering(session, session_factory, receiver):
+    verify = documented_verify()
+    headers, body, _ = _delivered(session, session_factory, receiver)
+    timestamp = int(headers["X-Astertrack-Timestamp"])
+    assert verify("topsecret", headers, body) is True
+    assert verify("topsecret", headers, body, now=timestamp + 299) is True
+    # a delivery captured and replayed later is refused, however good its signature
+    assert verify("topsecret", headers, body, now=timestamp + 301) is False
+    assert verify("topsecret", headers, body, now=timestamp - 301) is False
+    assert verify("wrong-secret", headers, body) is False
+    assert verify("topsecret", headers, body + b" ") is False
+    for name, value in (("X-Astertrack-Delivery", "999999"), ("X-Astertrack-Timestamp", str(timestamp + 1)),
+                        ("X-Astertrack-Timestamp", "not-a-number"), ("X-Astertrack-Signature-V2", "sha256=00")):
+        forged = headers.copy()
+        forged[name] = value
+        assert verify("topsecret", forged, body) is False, name
+    stripped = headers.copy()
+    del stripped["X-Astertrack-Signature-V2"]  # only the old body-only header: not enough
+    assert verify("topsecret", stripped, body) is False
+
+
+def test_each_retry_is_signed_at_its_own_time(session, session_factory, receiver):
+    verify = documented_verify()
+    add_call(session, "answered")
+    subscribe(session, receiver.url, ["call.finished"], secret="k")
+    session.commit()
+    receiver.status = 500
+    assert run_once(session_factory, NOW)["failed"] == 1
+    time.sleep(1.1)
+    receiver.status = 200
+    assert deliver_due(session_factory, NOW + dt.timedelta(seconds=30))["delivered"] == 1
+    from werkzeug.datastructures import Headers
+
+    first, second = (Headers(list(r["headers"].items())) for r in receiver.requests)
+    assert int(second["X-Astertrack-Timestamp"]) > int(first["X-Astertrack-Timestamp"])
+    assert first["X-Astertrack-Delivery"] == second["X-Astertrack-Delivery"]  # one id: receivers de-duplicate
+    assert verify("k", second, receiver.requests[1]["body"]) is True
