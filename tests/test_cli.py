@@ -115,6 +115,45 @@ def test_demo_is_deterministic(session):
     assert session.scalar(select(Site.name)) == "Окна Про (demo)"
 
 
+def test_demo_crm_link_opens_the_caller_in_the_crm(session):
+    """The demo's CRM link template uses only placeholders the pop-up fills in."""
+    from webadmin.live.state import crm_link
+
+    load_demo(session, days=1, calls_per_day=5)
+    site = session.scalar(select(Site))
+    call = session.scalars(select(Call).where(Call.caller_number.is_not(None))).first()
+    link = crm_link(site.crm_url_template, call)
+    assert link == "https://crm.example/contacts?phone=" + call.caller_number.replace("+", "%2B")
+    assert "{" not in link and "}" not in link
+
+
+def test_demo_calls_fall_inside_the_demo_s_own_working_hours_every_day(session):
+    """Every demo call, Sundays included, is inside the hours of the rule that routed it and of
+    the manager who took it: on the demo's own schedules nothing would have gone after-hours."""
+    import datetime as dt
+    from zoneinfo import ZoneInfo
+
+    from astertrack.db.models import RoutingRule
+    from astertrack.routing.schedule import is_open
+
+    load_demo(session, days=8, calls_per_day=20)
+    site = session.scalar(select(Site))
+    rule = session.scalar(select(RoutingRule).where(RoutingRule.name == "Everyone else"))
+    managers = {m.id: m for m in session.scalars(select(Manager))}
+    weekdays = set()
+    calls = session.scalars(select(Call)).all()
+    assert calls
+    for call in calls:
+        local = call.started_at.astimezone(ZoneInfo(site.timezone))
+        weekdays.add(local.weekday())
+        assert is_open(rule.schedule, call.started_at, site.timezone), local
+        manager = managers[call.routed_manager_id]
+        assert is_open(manager.schedule, call.started_at, site.timezone), (manager.name, local)
+    assert weekdays == set(range(7))  # Sunday too
+    sunday_noon = dt.datetime(2026, 11, 22, 12, 0, tzinfo=ZoneInfo(site.timezone))
+    assert is_open(rule.schedule, sunday_noon, site.timezone)
+
+
 def test_db_upgrade_command_migrates_an_empty_database(runner, tmp_path, empty_url):
     config = _config_for(tmp_path, empty_url)
     result = runner.invoke(main, ["-c", config, "db", "upgrade"])

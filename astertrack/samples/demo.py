@@ -12,6 +12,7 @@ import datetime as dt
 import random
 from collections.abc import Callable
 from decimal import Decimal
+from zoneinfo import ZoneInfo
 
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
@@ -32,6 +33,7 @@ from astertrack.db.models import (
 from astertrack.db.types import utcnow
 from astertrack.passwords import hash_password
 from astertrack.routing.recording import recording_name
+from astertrack.routing.schedule import DAYS
 from astertrack.samples.factories import (
     add_dynamic_source,
     add_group,
@@ -69,7 +71,10 @@ MANAGERS = [("Анна Смирнова", "PJSIP/101"), ("Иван Петров"
             ("Дмитрий Орлов", "PJSIP/104"), ("Мария Волкова", "PJSIP/105")]
 LANDINGS = ["/", "/okna", "/balkony", "/price", "/contacts", "/akciya"]
 MAIN_NUMBER = "+74951230000"  # the number printed on the site; the pool's fallback
-WORKING_HOURS = {day: [["09:00", "21:00"]] for day in ("mon", "tue", "wed", "thu", "fri", "sat")}
+# Every day of the week, Sunday shorter: demo calls are placed inside these hours (site time), so
+# none of them would have gone after-hours on the demo's own rules and managers.
+WORKING_HOURS = {**{day: [["09:00", "21:00"]] for day in ("mon", "tue", "wed", "thu", "fri", "sat")},
+                 "sun": [["10:00", "18:00"]]}
 
 
 def demo_loaded(session: Session) -> bool:
@@ -88,12 +93,11 @@ def load_demo(session: Session, days: int = 30, calls_per_day: int = 110, seed: 
     say = progress or (lambda _msg: None)
     rng = random.Random(seed)
     now = utcnow().replace(microsecond=0)
-    start = now - dt.timedelta(days=days)
 
     site = add_site(session, "Окна Про (demo)", domains=["okna-pro.example", "www.okna-pro.example", "localhost"],
                     default_number=MAIN_NUMBER, display_format="8 (XXX) XXX-XX-XX", replace_numbers=[MAIN_NUMBER],
                     replace_selectors=[".phone", "a[href^='tel:']"],
-                    crm_url_template="https://crm.example/contacts?phone={caller}")
+                    crm_url_template="https://crm.example/contacts?phone={phone}")
     pool = add_pool(session, site, "Main pool", fallback_number=MAIN_NUMBER, default=True)
     pool_numbers = add_numbers(session, site, number_range("+74951231000", 12), pool=pool,
                                labels=[f"pool #{i + 1}" for i in range(12)])
@@ -137,16 +141,21 @@ def load_demo(session: Session, days: int = 30, calls_per_day: int = 110, seed: 
     callers = [f"+79{rng.randint(10, 99)}{rng.randint(1000000, 9999999)}" for _ in range(int(days * calls_per_day * 0.7))]
     profiles: dict[str, CallerProfile] = {}
     counts = {"sessions": 0, "calls": 0, "leads": 0, "deals": 0}
+    zone = ZoneInfo(site.timezone)
+    today = now.astimezone(zone).date()
     for day in range(days):
-        day_start = start + dt.timedelta(days=day)
+        date = today - dt.timedelta(days=days - day)  # the last `days` whole days, site time
+        midnight = dt.datetime.combine(date, dt.time(), zone)
+        day_start = midnight.astimezone(dt.UTC)
+        opens, closes = _working_seconds(date)
         for source, _, cost in sources:
             if cost:
-                session.add(AdCost(source_id=source.id, day=day_start.date(),
+                session.add(AdCost(source_id=source.id, day=date,
                                    amount=Decimal(cost) * Decimal(rng.uniform(0.7, 1.3)).quantize(Decimal("0.01"))))
-        day_calls = int(calls_per_day * rng.uniform(0.6, 1.2) * (0.5 if day_start.weekday() == 6 else 1))
+        day_calls = int(calls_per_day * rng.uniform(0.6, 1.2) * (0.5 if date.weekday() == 6 else 1))
         for _ in range(day_calls):
             source, _, _ = rng.choices(sources, weights)[0]
-            at = day_start + dt.timedelta(seconds=rng.randint(8 * 3600, 21 * 3600))
+            at = (midnight + dt.timedelta(seconds=rng.randint(opens, closes - 1))).astimezone(dt.UTC)  # wall time
             visit = None
             campaign = keyword = None
             if source.kind == "dynamic":
@@ -208,6 +217,17 @@ def load_demo(session: Session, days: int = 30, calls_per_day: int = 110, seed: 
     session.commit()
     counts["created_logins"] = created_logins
     return counts
+
+
+def _working_seconds(date: dt.date) -> tuple[int, int]:
+    """Seconds after local midnight when the demo's working hours open and close that day."""
+    opens, closes = WORKING_HOURS[DAYS[date.weekday()]][0]
+
+    def seconds(text: str) -> int:
+        hours, minutes = text.split(":")
+        return int(hours) * 3600 + int(minutes) * 60
+
+    return seconds(opens), seconds(closes)
 
 
 def _visit(rng: random.Random, site: Site, source: Source, at: dt.datetime):
