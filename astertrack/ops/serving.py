@@ -34,6 +34,7 @@ from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 from urllib.parse import unquote_to_bytes
 
+import h11
 from uvicorn.protocols.http.h11_impl import H11Protocol
 from uvicorn_worker import UvicornWorker
 
@@ -302,6 +303,14 @@ class DeadlineH11Protocol(H11Protocol):
     def connection_lost(self, exc: Exception | None) -> None:
         self._disarm()
         super().connection_lost(exc)
+
+    def shutdown(self) -> None:
+        """On a stop, a request still waiting for its body is dropped rather than waited for (up to
+        ``body_timeout``, a restart under a flood of stalled bodies would take that long)."""
+        if self.conn.their_state is h11.SEND_BODY and not self.transport.is_closing():
+            self.transport.close()
+            return
+        super().shutdown()
 
     def _arm(self) -> None:
         self._disarm()
