@@ -111,9 +111,10 @@ def funnel():
 def pools():
     f, form = report_filter()
     health = poolhealth.all_pools_health(get_session(), f.start, min(f.end, utcnow()), utcnow(), site_id=f.site_id)
-    rows = [h.as_dict() for h in health]
+    rows = [{**h.as_dict(), "refused_total": sum(h.refused.values())} for h in health]
     cols = ["name", "size", "live_now", "peak", "p95", "p95_utilisation", "mean_concurrency", "overflow_count",
-            "mean_hold_minutes", "visits_per_day", "rule_of_thumb", "recommended", "status"]
+            "mean_hold_minutes", "visits_per_day", "rule_of_thumb", "recommended", "status", "refused_total",
+            "unconfirmed"]
     if _wants_csv():
         return csv_response(f"pools-{form['from']}-{form['to']}.csv", cols, ([r[c] for c in cols] for r in rows))
     chart = {"bars": {"labels": [r["name"] for r in rows],
