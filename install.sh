@@ -343,6 +343,12 @@ EOF
     )
     say "  wrote $ETC/conf.d/10-secrets.conf (0640)"
   fi
+  # The admin's and the tracker's /metrics answer only this bearer token (deploy/README.md);
+  # added once to older installs too.
+  if [ -z "$(helper get "$secrets" general metrics_token)" ]; then
+    ASTERTRACK_METRICS_TOKEN_VALUE="$(gen_secret 32)" \
+      helper set "$secrets" general metrics_token --value-env ASTERTRACK_METRICS_TOKEN_VALUE
+  fi
   chmod 0640 "$main" "$secrets"
   sys chown "root:$SVC_USER" "$main" "$secrets"
   CONF="$main"

@@ -45,6 +45,7 @@ def test_plain_asterisk_install(fake_system, fake_ami):
     values = ini(secrets)
     assert values["database"]["url"] == "sqlite:////var/lib/astertrack/astertrack.db"
     assert len(values["ami"]["secret"]) >= 24 and len(values["web"]["secret_key"]) >= 48
+    assert len(values["general"]["metrics_token"]) >= 32  # the admin's and the tracker's /metrics need it
     assert ini(conf)["general"]["node"] == "pbx-test"
     from astertrack.config import load_config  # the real loader accepts every key we wrote
 
