@@ -42,9 +42,9 @@ SELECTORS = (".btn-call", "#sel-split span", "#sel-hours", "#p-split", "#p-hours
 UNTOUCHED = ("#hdr-hours", "#catalog", "#prices", "#other-office", "#legal", "#keep")
 
 
-def template_app(tracker, key: str):
+def template_app(tracker, key: str, extra: str = ""):
     snippet = SNIPPET_PATH.read_bytes()
-    page = TEMPLATE.read_text(encoding="utf-8")
+    page = TEMPLATE.read_text(encoding="utf-8").replace("<footer", extra + "<footer", 1)
 
     @Request.application
     def pages(request: Request) -> Response:
@@ -66,14 +66,14 @@ def browser():
 
 @pytest.fixture
 def template_site(session, tracker_app):
-    """Factory: template_site(key=None) -> the template's URL, the site's tracker under /ct; ``key``
-    overrides the snippet's data-key."""
+    """Factory: template_site(key=None, extra="") -> the template's URL, the site's tracker under /ct;
+    ``key`` overrides the snippet's data-key, ``extra`` is HTML put before the footer."""
     servers = []
 
-    def build(key: str | None = None):
+    def build(key: str | None = None, extra: str = ""):
         site = pooled_site(session, 2, replace_numbers=(SITE_NUMBER, TOLL_FREE), selectors=SELECTORS,
                            display_format=DISPLAY)
-        cm = serve(template_app(tracker_app(), site.public_key if key is None else key))
+        cm = serve(template_app(tracker_app(), site.public_key if key is None else key, extra))
         servers.append(cm)
         return cm.__enter__()
 
@@ -214,4 +214,24 @@ def test_debug_overlay_names_a_wrong_site_key(browser, template_site):
     assert "unknown site key" in overlay and "unreachable" not in overlay
     assert "no-such-key" in overlay
     assert page.text_content("#hero-phone") == "Звоните: +7 495 123 45 67"
+    context.close()
+
+
+def test_a_large_page_is_swapped_to_its_end(browser, template_site, session):
+    """The snippet works a big page in slices (no long task): every slice's numbers get swapped."""
+    card = ('<article class="card"><h3>Окно {i}×1400 мм</h3><p>Арт. {sku}</p><p class="price"><b>12 990</b> ₽</p>'
+            '<p class="ask">Уточнить: <span>8 (495)</span> <span>123-45-67</span></p>'
+            '<a class="ask-call" href="tel:+74951234567" title="8 (495) 123-45-67">Позвонить</a></article>\n')
+    catalog = "".join(card.format(i=600 + i, sku=10234 + i) for i in range(800))
+    url = template_site(extra=f'<section id="big">{catalog}</section>')
+    context, page = open_swapped(browser, url)
+    page.wait_for_function("document.querySelector('#footer-tel').textContent.indexOf('123-45-67') < 0", timeout=15000)
+    number = assigned(session)
+    split = in_place("8 (495) 123-45-67", number)
+    asks = page.eval_on_selector_all("#big .ask", "ps => ps.map(p => p.textContent)")
+    calls = page.eval_on_selector_all("#big .ask-call", "as => as.map(a => a.getAttribute('href') + ' ' + a.title)")
+    assert page.evaluate("document.body.getElementsByTagName('*').length") > 5000
+    assert asks == [f"Уточнить: {split}"] * 800
+    assert calls == [f"tel:{number} {format_display(number, DISPLAY)}"] * 800
+    assert page.text_content("#big article:last-child h3") == "Окно 1399×1400 мм"
     context.close()

@@ -12,15 +12,14 @@
   var base = me.src.replace(/[?#].*$/, '').replace(/\/[^\/]*$/, '');
   var wait = +me.getAttribute('data-timeout') || 3000;
   var debug = /[?&]astertrack_debug=1(&|$)/.test(location.search);
-  var SKIP = /^(SCRIPT|STYLE|NOSCRIPT|TEXTAREA|INPUT|SELECT|OPTION|TEMPLATE)$/;
-  var INLINE = /^(A|B|I|U|S|EM|STRONG|SPAN|SMALL|BIG|FONT|MARK|SUB|SUP|NOBR|LABEL)$/;
-  var GAP = /^[\s().\u2010-\u2015-]*$/; // between digits of one number
-  var LINK = /^(tel|sms|callto|viber|whatsapp):|^https?:\/\/(wa\.me|(api|web)\.whatsapp\.com|t\.me)\//i;
-  var NOSWAP = '[data-astertrack-noswap]';
+  var INLINE = /^(A|B|I|U|S|EM|STRONG|SPAN|SMALL|FONT|MARK|NOBR|LABEL)$/;
+  var GAP = /^[\s().\u2010-\u2015-]*$/; // may join digits
+  var LINK = /^(tel|sms|viber|whatsapp):|^https?:\/\/(wa\.me|api\.whatsapp\.com|t\.me)\//i;
+  var NOSWAP = 'script,style,noscript,textarea,option,[data-astertrack-noswap]'; // text never touched
   var ALL = function () { return 1; };
   var EV = ['scroll', 'pointerdown', 'keydown', 'touchstart'];
-  var st = { sid: get('astertrack_sid'), num: '', old: {}, css: '', repl: {} };
-  var box, mine = new WeakMap(); // what we wrote
+  var st = { sid: get('astertrack_sid'), num: '', css: '', k: {}, n: 0 };
+  var box, mine = new WeakMap(); // our writes
 
   function get(k) { try { return w.localStorage.getItem(k) || ''; } catch (e) { return ''; } }
   function put(k, v) { try { w.localStorage.setItem(k, v); } catch (e) { /* private mode */ } }
@@ -28,12 +27,12 @@
     var m = d.cookie.match('(?:^|; )' + name + '=([^;]*)');
     try { return m ? decodeURIComponent(m[1]) : ''; } catch (e) { return ''; }
   }
-  function digits(s) { return String(s).replace(/\D/g, ''); }
+  function digits(s) { return String(s).replace(/\D+/g, ''); }
   function tail(s) { return digits(s).slice(-10); }
   function vid() {
     var v = get('astertrack_vid');
     if (!v) {
-      v = (Date.now().toString(36) + Math.random().toString(36).slice(2, 12));
+      v = Date.now().toString(36) + Math.random().toString(36).slice(2, 12);
       put('astertrack_vid', v);
       st.fresh = true;
     }
@@ -41,13 +40,13 @@
   }
 
   function post(path, body, cb) {
-    var done = false, ctl = new AbortController();
+    var done, ctl = new AbortController();
     function fin(r) { if (!done) { done = true; clearTimeout(t); cb(r); } }
     var t = setTimeout(function () { ctl.abort(); fin(null); }, wait);
     body.k = key;
-    fetch(base + path, { method: 'POST', body: JSON.stringify(body), credentials: 'omit', mode: 'cors', signal: ctl.signal })
+    fetch(base + path, { method: 'POST', body: JSON.stringify(body), credentials: 'omit', signal: ctl.signal })
       .then(function (r) { // a refusal says why
-        return r.json().then(function (j) { return r.ok ? j : { failed: j.error }; }, function () { return null; });
+        return r.json().then(function (j) { return r.ok ? j : { failed: j.error || 'HTTP ' + r.status }; }, function () { return null; });
       })
       .then(fin, function () { fin(null); });
   }
@@ -92,12 +91,12 @@
     st.css = (r.selectors || []).filter(function (c) { // not the admin's bad ones
       try { return d.createDocumentFragment().querySelector(c), 1; } catch (e) { return 0; }
     }).join(',');
-    (r.replace || []).forEach(function (n) { st.repl[tail(n)] = digits(n); });
+    (r.replace || []).concat(st.num || []).forEach(function (n) { st.k[tail(n)] = digits(n); }); // and one shown before
     if (r.number && r.number !== st.num) {
-      if (st.num) st.old[tail(st.num)] = digits(st.num);
       st.num = r.number;
       st.disp = r.display || r.number;
-      delete st.old[tail(st.num)];
+      st.keys = Object.keys(st.k).filter(function (c) { return c !== tail(st.num); });
+      st.t = Date.now();
       ready(function () { swap(d.body); });
     }
     beat(r);
@@ -110,18 +109,19 @@
     if (r && /^(pool|reused|fallback)$/.test(r.kind) && r.heartbeat > 0) st.timer = setTimeout(ping, r.heartbeat * 1000);
   }
 
-  // [from, to, digits] of the site's numbers in L (any where pick(node)); a digit against one: longer
+  // [from, to, digits] of the site's numbers in L, of any where pick(node)
   function find(L, nid, pick) {
-    var P = [], D = '', used = [], out = [], cur = tail(st.num), i, k;
-    L.replace(/\d/g, function (c, i) { P.push(i); D += c; });
-    function tight(k) { return P[k] - P[k - 1] < 2 && nid[P[k]] === nid[P[k - 1]]; }
-    function joined(k, late) {
-      var g = P[k] > P[k - 1] && L.slice(P[k - 1] + 1, P[k]).replace(/\s+/g, ' ');
-      return g !== false && g.length < 4 && GAP.test(g) && !(late && /\(/.test(g));
-    }
-    function take(s, e, any) {
-      if (s < 0 || e > P.length || tight(s) || tight(e) || (any && !pick(nid[P[s]]))) return;
-      for (k = s; k < e; k++) if (used[k] || (k > s && !joined(k, any && k > s + 1))) return;
+    var P = [], D = '', G = [], used = [], out = [], cur = tail(st.num), i, k;
+    L.replace(/\d/g, function (c, i) { // G[k]: digits k-1, k joined (2: by a '(')
+      var g = L.slice(P[P.length - 1] + 1, i).replace(/\s+/g, ' ');
+      G.push(P[0] >= 0 && g.length < 4 && GAP.test(g) && 1 + /\(/.test(g));
+      P.push(i);
+      D += c;
+    });
+    function tight(k) { return P[k] - P[k - 1] < 2 && nid(P[k]) === nid(P[k - 1]); }
+    function take(s, e, any) { // any: a '(' only after the first digit
+      if (s < 0 || used[s] || e > P.length || tight(s) || tight(e) || (any && !pick(nid(P[s])))) return;
+      for (k = s + 1; k < e; k++) if (used[k] || !G[k] || (any && k > s + 1 && G[k] > 1)) return;
       for (k = s; k < e; k++) used[k] = 1;
       var a = P[s], b = P[e - 1] + 1;
       if (L[a - 1] === '(' && L.slice(a, b).indexOf(')') > 0) a--;
@@ -130,47 +130,41 @@
       return 1;
     }
     function any(s) { return (/[78]/.test(D[s]) && take(s, s + 11, 1)) || take(s, s + 10, 1); }
-    Object.keys(st.repl).concat(Object.keys(st.old)).forEach(function (c) {
-      var cc = (st.repl[c] || st.old[c]).slice(0, -c.length), j = -1;
-      while (c !== cur && (j = D.indexOf(c, j + 1)) >= 0) {
+    st.keys.forEach(function (c) {
+      var cc = st.k[c].slice(0, -c.length), j = -1;
+      while ((j = D.indexOf(c, j + 1)) >= 0) {
         [cc, cc === '7' ? '8' : '0', ''].some(function (p) {
           return D.slice(j - p.length, j) === p && take(j - p.length, j + c.length);
         });
       }
     });
-    if (pick) { // one starting or ending a run of digits, then any
-      for (i = 0; i <= P.length; i++) if (!joined(i)) any(i) || any(i - 11) || any(i - 10);
+    if (pick) { // one starting or ending a run, then any
+      for (i = 0; i <= P.length; i++) if (!G[i]) any(i) || any(i - 11) || any(i - 10);
       for (i = 0; i < P.length; i++) any(i);
     }
     return out;
   }
 
-  // whole as fmt, or digit by digit (a split number, a link)
-  function write(u, L, m, fmt) {
-    var cur = tail(st.num), nd = m[2].slice(0, -cur.length) + cur, left = m[2].length, j = 0, i;
-    for (i = m[0]; i < m[1]; i++) {
-      if (fmt) u[i] = i === m[0] ? fmt : '';
-      else if (/\d/.test(L[i])) u[i] = --left ? nd[j++] : nd.slice(j);
-    }
-  }
-
-  // fmt null: the display format within a node, in place across nodes
-  function fix(vals, pick, fmt) {
-    var u = [], nid = [], at = [], L;
-    vals.forEach(function (v, i) {
-      at.push(u.length);
-      (v.match(/%[\da-f]{2}|[^]/gi) || []).forEach(function (c) { u.push(c); nid.push(i); });
-    });
-    L = u.map(function (c) { return c[1] ? String.fromCharCode(parseInt(c.slice(1), 16)) : c; }).join('');
+  // numbers whole as fmt or digit by digit (split ones, links); fmt null: display format in one node
+  function fix(vals, pick, fmt) { // an attribute's %XX is one unit
+    var at = [0], L = vals.join(''), a = fmt != null, u = a ? L.match(/%[\da-f]{2}|[^]/gi) : L.split('');
+    function nid(i) { for (var j = 0; at[j + 1] <= i;) j++; return j; }
+    vals.forEach(function (v, i) { at.push(at[i] + v.length); });
+    if (a) L = L.replace(/%[\da-f]{2}/gi, function (c) { return String.fromCharCode(parseInt(c.slice(1), 16)); });
     find(L, nid, pick).forEach(function (m) {
-      write(u, L, m, fmt != null ? fmt : nid[m[0]] === nid[m[1] - 1] ? st.disp : '');
+      var f = a ? fmt : nid(m[0]) === nid(m[1] - 1) ? st.disp : '', nd = m[2].slice(0, -10) + tail(st.num),
+        left = m[2].length, j = 0, i;
+      for (i = m[0]; i < m[1]; i++) {
+        if (f) u[i] = i === m[0] ? f : '';
+        else if (/\d/.test(L[i])) u[i] = --left ? nd[j++] : nd.slice(j);
+      }
     });
     return vals.map(function (v, i) { return u.slice(at[i], at[i + 1]).join(''); });
   }
 
   function texts(run) {
-    var vals = run.map(function (n) { return n.nodeValue; });
-    if (digits(vals).length > 6) fix(vals, st.css && function (i) { return run[i].parentNode.closest(st.css); })
+    var vals = run.map(function (n) { return n.nodeValue; }), D = /(\d\D*){7}/.test(vals) && digits(vals);
+    if (D && ((st.css && D[9]) || st.keys.some(function (c) { return D.indexOf(c) >= 0; }))) fix(vals, st.css && function (i) { return run[i].parentNode.closest(st.css); })
       .forEach(function (v, i) { if (v !== vals[i]) { run[i].nodeValue = v; mine.set(run[i], v); } });
   }
 
@@ -180,16 +174,25 @@
     return p;
   }
 
-  function scan(root) { // runs of adjacent text nodes in one block
-    var tw = d.createTreeWalker(root, 5, { acceptNode: function (n) {
-      return n.nodeType === 3 ? 1 : SKIP.test(n.nodeName) || n === box || n.hasAttribute('data-astertrack-noswap') ? 2 : 3;
-    } }), run = [], blk, n, b;
-    while ((n = tw.nextNode())) {
-      if ((b = block(n)) !== blk) { texts(run); run = []; blk = b; }
-      if (/\d/.test(n.nodeValue) || (run[0] && GAP.test(n.nodeValue))) run.push(n);
-      else if (run[0]) { texts(run); run = []; }
+  // runs of adjacent text nodes of one block; 15 ms a task (no long task), anew if the page moved on
+  function scan(root, tw, run, blk) {
+    var n, v;
+    function cut() { texts(run); run = []; blk = 0; }
+    if (tw) st.t = Date.now();
+    if (!tw || !tw.currentNode.isConnected) tw = d.createTreeWalker(root, 4);
+    run = run || [];
+    for (;;) {
+      if (!(++st.n & 63) && Date.now() - st.t > 15) return setTimeout(scan, 0, root, tw, run, blk);
+      if (!(n = tw.nextNode())) break;
+      v = n.nodeValue;
+      if (/\d/.test(v)) {
+        if (run[0] && (blk = blk || block(run[0])) !== block(n)) cut();
+        if (n.parentNode.closest(NOSWAP)) cut(); else run.push(n);
+      } else if (run[0]) {
+        if (GAP.test(v)) run.push(n); else cut();
+      }
     }
-    texts(run);
+    cut();
   }
 
   function attr(el, k, fmt, pick) {
@@ -197,21 +200,16 @@
     if (n && n !== v) el.setAttribute(k, n);
   }
 
-  function each(root, css, fn) {
-    if (root.matches(css)) fn(root);
-    Array.prototype.forEach.call(root.querySelectorAll(css), fn);
-  }
-
   function swap(root) {
-    if (!st.num || !root || root.nodeType !== 1 || (box && box.contains(root)) || root.closest(NOSWAP)) return;
-    scan(root);
-    each(root, 'a[href],[aria-label],[title]', function (el) {
+    if (!st.num || root.closest(NOSWAP)) return;
+    [root].concat([].slice.call(root.querySelectorAll('a[href],[aria-label],[title]'))).forEach(function (el) {
       var h = el.getAttribute('href') || '', pick = st.css && el.closest(st.css) && ALL;
       if (el.closest(NOSWAP)) return;
-      if (el.nodeName === 'A' && LINK.test(h)) attr(el, 'href', /^(tel|sms|callto):/i.test(h) ? st.num : '', pick);
+      if (el.nodeName === 'A' && LINK.test(h)) attr(el, 'href', /^(tel|sms):/i.test(h) ? st.num : '', pick);
       attr(el, 'aria-label', st.disp, pick);
       attr(el, 'title', st.disp, pick);
     });
+    scan(root);
   }
 
   function ready(fn) {
@@ -256,12 +254,10 @@
     EV.concat('mousemove').forEach(function (e) {
       w.addEventListener(e, claim, { once: true, passive: true });
     });
-    if (w.IntersectionObserver) {
-      var io = new IntersectionObserver(function (es) {
-        es.forEach(function (e) { if (e.isIntersecting) { io.disconnect(); claim(); } });
-      });
-      ready(function () { each(d.body, st.css + (st.css && ',') + 'a[href^="tel:"]', function (el) { io.observe(el); }); });
-    }
+    var io = new IntersectionObserver(function (es) {
+      es.forEach(function (e) { if (e.isIntersecting) { io.disconnect(); claim(); } });
+    });
+    ready(function () { d.querySelectorAll(st.css + (st.css && ',') + 'a[href^="tel:"]').forEach(function (el) { io.observe(el); }); });
   }
 
   function show() {
@@ -272,7 +268,8 @@
       if (!box) {
         box = d.body.appendChild(d.createElement('div'));
         box.id = 'astertrack-debug';
-        box.style.cssText = 'position:fixed;right:0;bottom:0;z-index:2147483647;max-width:420px;padding:8px;' +
+        box.setAttribute('data-astertrack-noswap', 1);
+        box.style.cssText = 'position:fixed;right:0;bottom:0;z-index:2147483647;padding:8px;' +
           'background:#111;color:#eee;font:12px monospace;white-space:pre-wrap';
       }
       box.textContent = Object.keys(Object.assign(rows, v)).map(function (k) { return k + ': ' + (rows[k] == null ? '' : rows[k]); }).join('\n');
@@ -283,10 +280,10 @@
     w.addEventListener(e, function () { st.touched = true; }, { once: true, passive: true });
   });
   w.addEventListener('pagehide', function () {
-    if (st.sid && navigator.sendBeacon) navigator.sendBeacon(base + '/v/leave', JSON.stringify({ k: key, sid: st.sid }));
+    if (st.sid) navigator.sendBeacon(base + '/v/leave', JSON.stringify({ k: key, sid: st.sid }));
   });
   w.addEventListener('pageshow', function (e) { if (e.persisted) ping(); });
-  if (w.MutationObserver) ready(observe);
+  ready(observe);
   spa();
   start();
 })(window, document);
