@@ -299,8 +299,10 @@ _INSERT_OVERFLOW = _oe.insert()
 _HAS_OVERFLOW = (select(_oe.c.id).where(_oe.c.session_id == bindparam("s_id"), _oe.c.policy.in_(OVERFLOW_POLICIES))
                  .limit(1))
 _HAS_REFUSAL = select(_oe.c.id).where(_oe.c.session_id == bindparam("s_id"), _oe.c.policy.in_(REFUSALS)).limit(1)
-# What one client holds of a site right now, and how full the pool is.  Read from the live
-# holds (the expires_at index finds them; there are at most as many as the site has numbers).
+# What one client holds of a site right now, and how full the pool is.  Driven from the site's
+# numbers through the live-number partial index, so it reads one row per number of the site
+# whatever the history (a plan from the expires_at index scanned every hold of every site, and
+# the tracker's generic plans chose worse still).
 _size_tn = _tn.alias("size_tn")
 _CLIENT_HOLDS = (
     select(func.coalesce(func.sum(case((_vs.c.ip == bindparam("ip"), 1), else_=0)), 0).label("by_ip"),
@@ -310,8 +312,9 @@ _CLIENT_HOLDS = (
            select(func.count()).select_from(_size_tn)
            .where(_size_tn.c.pool_id == bindparam("pool"), _size_tn.c.enabled.is_(True))
            .scalar_subquery().label("size"))
-    .select_from(_na.join(_vs, _vs.c.id == _na.c.session_id).join(_tn, _tn.c.id == _na.c.number_id))
-    .where(_vs.c.site_id == bindparam("site"), _na.c.released_at.is_(None), _na.c.expires_at > bindparam("now"))
+    .select_from(_tn.join(_na, and_(_na.c.number_id == _tn.c.id, _na.c.released_at.is_(None)))
+                 .join(_vs, _vs.c.id == _na.c.session_id))
+    .where(_tn.c.site_id == bindparam("site"), _na.c.expires_at > bindparam("now"))
 )
 # Held until the transaction ends: a client's parallel requests take their numbers one by one.
 _LOCK_CLIENT = select(func.pg_advisory_xact_lock(bindparam("key", type_=BigInteger)))
