@@ -182,7 +182,7 @@ def recording_file(call: Call) -> str | None:
 
 def post_json(url: str, body: dict, timeout: float = 60) -> tuple[int, dict]:
     request = urllib.request.Request(url, data=json.dumps(body).encode(), method="POST", headers={
-        "Content-Type": "text/plain;charset=UTF-8",
+        "Content-Type": "text/plain;charset=UTF-8", "Origin": "http://127.0.0.1",  # as a browser posts
         "User-Agent": "Mozilla/5.0 (X11; Linux x86_64) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/126.0 Safari/537.36"})
     with urllib.request.urlopen(request, timeout=timeout) as response:
         return response.status, json.load(response)
@@ -207,6 +207,9 @@ listen_host = 127.0.0.1
 listen_port = {port}
 rate_limit_per_minute = 0
 maintenance_seconds = 0
+max_holds_per_ip = 0
+max_holds_per_visitor = 0
+pool_pressure = 0
 """)
             proc = subprocess.Popen(
                 [str(BIN / "gunicorn"), "--bind", f"127.0.0.1:{port}", "--workers", "2", "--worker-class", "gthread",
