@@ -174,15 +174,16 @@
     return p;
   }
 
-  // runs of adjacent text nodes of one block; 15 ms a task (no long task), anew if the page moved on
-  function scan(root, tw, run, blk) {
+  // attributes, then runs of adjacent text nodes of one block; 20 ms a task (no long task)
+  function scan(root, els, tw, run, blk) {
     var n, v;
     function cut() { texts(run); run = []; blk = 0; }
     if (tw) st.t = Date.now();
     if (!tw || !tw.currentNode.isConnected) tw = d.createTreeWalker(root, 4);
     run = run || [];
     for (;;) {
-      if (!(++st.n & 63) && Date.now() - st.t > 15) return setTimeout(scan, 0, root, tw, run, blk);
+      if (!(++st.n & 15) && Date.now() - st.t > 20) return setTimeout(scan, 0, root, els, tw, run, blk);
+      if (els[0]) { label(els.pop()); continue; }
       if (!(n = tw.nextNode())) break;
       v = n.nodeValue;
       if (/\d/.test(v)) {
@@ -200,16 +201,16 @@
     if (n && n !== v) el.setAttribute(k, n);
   }
 
+  function label(el) {
+    var h = el.getAttribute('href') || '', pick = st.css && el.closest(st.css) && ALL;
+    if (el.closest(NOSWAP)) return;
+    if (el.nodeName === 'A' && LINK.test(h)) attr(el, 'href', /^(tel|sms):/i.test(h) ? st.num : '', pick);
+    attr(el, 'aria-label', st.disp, pick);
+    attr(el, 'title', st.disp, pick);
+  }
+
   function swap(root) {
-    if (!st.num || root.closest(NOSWAP)) return;
-    [root].concat([].slice.call(root.querySelectorAll('a[href],[aria-label],[title]'))).forEach(function (el) {
-      var h = el.getAttribute('href') || '', pick = st.css && el.closest(st.css) && ALL;
-      if (el.closest(NOSWAP)) return;
-      if (el.nodeName === 'A' && LINK.test(h)) attr(el, 'href', /^(tel|sms):/i.test(h) ? st.num : '', pick);
-      attr(el, 'aria-label', st.disp, pick);
-      attr(el, 'title', st.disp, pick);
-    });
-    scan(root);
+    if (st.num && !root.closest(NOSWAP)) scan(root, [root].concat([].slice.call(root.querySelectorAll('a[href],[aria-label],[title]'))));
   }
 
   function ready(fn) {
