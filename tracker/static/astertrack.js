@@ -227,6 +227,7 @@
       if (!pending) pending = setTimeout(function () {
         var seen = new Set();
         pending = 0;
+        st.t = Date.now();
         queue.splice(0).forEach(function (n) {
           if ((n = n.nodeType === 1 && !INLINE.test(n.nodeName) ? n : block(n)) && n.isConnected) seen.add(n);
         });
