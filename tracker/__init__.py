@@ -151,20 +151,6 @@ def create_app(config: Config | None = None, session_factory: sessionmaker[Sessi
     def leave():
         return flask_answer("/v/leave")
 
-    @app.route("/v/<path:_rest>", methods=["OPTIONS"])
-    def preflight(_rest: str):
-        # Only reached if a page sends JSON with a non-simple content type; the real request
-        # is still checked against the site's domains.
-        response = Response(status=204)
-        response.headers["Access-Control-Allow-Methods"] = "POST"
-        response.headers["Access-Control-Allow-Headers"] = "Content-Type"
-        response.headers["Access-Control-Max-Age"] = "86400"
-        origin = request.headers.get("Origin")
-        if origin:
-            response.headers["Access-Control-Allow-Origin"] = origin
-            response.headers["Vary"] = "Origin"
-        return response
-
     @app.get("/v.js")
     def script():
         response = Response(snippet, mimetype="application/javascript")
