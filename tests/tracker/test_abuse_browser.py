@@ -13,19 +13,12 @@ from astertrack.db.models import NumberAssignment, VisitorSession
 from astertrack.phones import format_display
 from astertrack.samples.factories import FALLBACK_NUMBER, pooled_site
 from tests.tracker.conftest import serve
-from tests.tracker.test_browser import CHROMIUM_ARGS, DISPLAY, ORIGINAL, landing_app, visitor
+from tests.tracker.test_browser import DISPLAY, ORIGINAL, landing_app, visitor
 
 pytestmark = [pytest.mark.browser, pytest.mark.slow]
 
 sync_api = pytest.importorskip("playwright.sync_api")
 
-
-@pytest.fixture(scope="module")
-def browser():
-    with sync_api.sync_playwright() as playwright:
-        browser = playwright.chromium.launch(executable_path="/usr/bin/chromium", args=CHROMIUM_ARGS)
-        yield browser
-        browser.close()
 
 
 def shown(page) -> str:

@@ -26,8 +26,6 @@ pytestmark = [pytest.mark.browser, pytest.mark.slow]
 
 sync_api = pytest.importorskip("playwright.sync_api")
 
-CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-                 "--disable-background-networking", "--disable-component-update", "--disable-sync"]
 REAL_UA = "Mozilla/5.0 (X11; Linux x86_64) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/126.0.0.0 Safari/537.36"
 ORIGINAL = "+7 (495) 000-00-00"
 DISPLAY = "+7 (XXX) XXX-XX-XX"
@@ -76,13 +74,6 @@ def landing_app(tracker, key: str, cross_origin_base: str | None = None):
 
     return DispatcherMiddleware(pages, {"/ct": tracker})
 
-
-@pytest.fixture(scope="module")
-def browser():
-    with sync_api.sync_playwright() as playwright:
-        browser = playwright.chromium.launch(executable_path="/usr/bin/chromium", args=CHROMIUM_ARGS)
-        yield browser
-        browser.close()
 
 
 def visitor(browser, human: bool = True):

@@ -22,7 +22,6 @@ from werkzeug.wrappers import Request, Response
 from astertrack.db.models import NumberAssignment
 from astertrack.phones import format_display
 from astertrack.samples.factories import pooled_site
-from tests.conftest import CHROMIUM, CHROMIUM_ARGS
 from tests.tracker.conftest import serve
 from tests.tracker.test_browser import visitor
 from tracker import SNIPPET_PATH
@@ -55,13 +54,6 @@ def template_app(tracker, key: str, extra: str = ""):
 
     return DispatcherMiddleware(pages, {"/ct": tracker})
 
-
-@pytest.fixture(scope="module")
-def browser():
-    with sync_api.sync_playwright() as playwright:
-        browser = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
-        yield browser
-        browser.close()
 
 
 @pytest.fixture

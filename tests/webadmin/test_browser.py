@@ -21,9 +21,6 @@ pytestmark = pytest.mark.browser
 # ASTERTRACK_UPDATE_SCREENSHOTS=1 to refresh the README's copies in docs/screenshots.
 _REPO = Path(__file__).resolve().parents[2]
 SCREENSHOTS = _REPO / ("docs" if os.environ.get("ASTERTRACK_UPDATE_SCREENSHOTS") else "artifacts") / "screenshots"
-CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-                 "--disable-background-networking", "--disable-component-update", "--disable-sync",
-                 "--autoplay-policy=no-user-gesture-required"]
 
 
 class ServerThread:
@@ -42,16 +39,6 @@ class ServerThread:
         self.server.shutdown()
         self.thread.join(5)
 
-
-@pytest.fixture(scope="module")
-def browser():
-    sync_api = pytest.importorskip("playwright.sync_api")
-    if not Path("/usr/bin/chromium").exists():
-        pytest.skip("Debian chromium is not installed at /usr/bin/chromium")
-    with sync_api.sync_playwright() as playwright:
-        browser = playwright.chromium.launch(executable_path="/usr/bin/chromium", args=CHROMIUM_ARGS)
-        yield browser
-        browser.close()
 
 
 @pytest.fixture
