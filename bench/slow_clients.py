@@ -23,6 +23,7 @@ one JSON object with the figures.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import os
 import random
@@ -38,7 +39,7 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
-from astertrack.samples.processes import BIN, free_port, stop_process, wait_for_http  # noqa: E402
+from astertrack.samples.processes import BIN, free_port, stop_process, throwaway_postgres, wait_for_http  # noqa: E402
 
 PG_ADMIN = os.environ.get("ASTERTRACK_BENCH_PG", "postgresql+psycopg://postgres@127.0.0.1:5432/postgres")
 WORKER = os.environ.get("BENCH_WORKER", "event")
@@ -226,17 +227,11 @@ async def measure(port: int, keys: list[str]) -> dict:
 def main() -> None:
     import resource
 
-    from sqlalchemy import create_engine, text
-    from sqlalchemy.engine import make_url
-
     soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
     resource.setrlimit(resource.RLIMIT_NOFILE, (min(hard, max(soft, 4 * HOSTILE + 1024)), hard))
     load_before = os.getloadavg()[0]
-    name = f"astertrack_bench_{os.getpid()}_{uuid.uuid4().hex[:6]}"
-    admin = create_engine(PG_ADMIN, isolation_level="AUTOCOMMIT")
-    with admin.connect() as conn:
-        conn.execute(text(f'CREATE DATABASE "{name}"'))
-    url = make_url(PG_ADMIN).set(database=name).render_as_string(hide_password=False)
+    database = contextlib.ExitStack()
+    url = database.enter_context(throwaway_postgres(PG_ADMIN))
     work = Path(tempfile.mkdtemp(prefix="astertrack-slow-"))
     proc = None
     try:
@@ -269,9 +264,7 @@ def main() -> None:
     finally:
         if proc is not None:
             stop_process(proc, 30, group=True)
-        with admin.connect() as conn:
-            conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
-        admin.dispose()
+        database.close()
         shutil.rmtree(work, ignore_errors=True)
 
 

@@ -8,6 +8,7 @@ daemon holding a port or a database after a failure.
 
 from __future__ import annotations
 
+import contextlib
 import http.client
 import os
 import signal
@@ -16,6 +17,8 @@ import subprocess
 import sys
 import time
 import urllib.request
+import uuid
+from collections.abc import Iterator
 from pathlib import Path
 
 BIN = Path(sys.executable).parent  # where this environment's console scripts are
@@ -126,3 +129,22 @@ def stop_process(proc: subprocess.Popen, timeout: float = 30.0, *, group: bool =
             send(signal.SIGKILL)
             proc.wait(timeout)
     return proc.stdout.read() if proc.stdout else ""
+
+
+@contextlib.contextmanager
+def throwaway_postgres(admin_url: str, prefix: str = "astertrack_bench") -> Iterator[str]:
+    """A fresh PostgreSQL database for a benchmark or a lab check, dropped afterwards whatever
+    happens (its connections ended first); yields its URL."""
+    from sqlalchemy import create_engine, text
+    from sqlalchemy.engine import make_url
+
+    name = f"{prefix}_{os.getpid()}_{uuid.uuid4().hex[:6]}"
+    admin = create_engine(admin_url, isolation_level="AUTOCOMMIT")
+    with admin.connect() as conn:
+        conn.execute(text(f'CREATE DATABASE "{name}"'))
+    try:
+        yield make_url(admin_url).set(database=name).render_as_string(hide_password=False)
+    finally:
+        with admin.connect() as conn:
+            conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+        admin.dispose()
