@@ -9,13 +9,11 @@ the SQLite half and say loudly what was skipped.
 
 from __future__ import annotations
 
-import contextlib
 import os
 import shutil
 import socket
 import subprocess
 import tempfile
-import uuid
 from pathlib import Path
 
 import pytest
@@ -25,7 +23,7 @@ from sqlalchemy.engine import make_url
 from astertrack.db import config_revision
 from astertrack.db.engine import make_engine, make_session_factory
 from astertrack.db.models import Base
-from astertrack.samples.processes import free_port
+from astertrack.samples.processes import free_port, throwaway_postgres
 
 REPO = Path(__file__).resolve().parent.parent
 RECORDED_ASTERISK = REPO / "tests" / "fixtures" / "asterisk"  # real Asterisk 20 traffic, kept byte for byte
@@ -121,19 +119,9 @@ def pg_admin_url():
         stop()
 
 
-@contextlib.contextmanager
 def scratch_pg_database(admin_url: str, prefix: str = "astertrack_t"):
-    """Create a uniquely named PostgreSQL database, yield its URL, drop it afterwards."""
-    name = f"{prefix}_{os.getpid()}_{uuid.uuid4().hex[:8]}"
-    admin = create_engine(admin_url, isolation_level="AUTOCOMMIT")
-    with admin.connect() as conn:
-        conn.execute(text(f'CREATE DATABASE "{name}"'))
-    try:
-        yield make_url(admin_url).set(database=name).render_as_string(hide_password=False)
-    finally:
-        with admin.connect() as conn:
-            conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
-        admin.dispose()
+    """A uniquely named PostgreSQL database for a test, dropped afterwards (the samples' one helper)."""
+    return throwaway_postgres(admin_url, prefix)
 
 
 @pytest.fixture(scope="session")
