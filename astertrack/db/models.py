@@ -88,6 +88,8 @@ class Site(Base):
     sessions_retention_days: Mapped[int | None] = mapped_column()
     recordings_retention_days: Mapped[int | None] = mapped_column()
     created_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
+    # Archived (not deleted): out of routing and pickers, kept for history (webadmin settings)
+    archived_at: Mapped[dt.datetime | None] = mapped_column()
 
     sources: Mapped[list[Source]] = relationship(back_populates="site", foreign_keys="Source.site_id")
     pools: Mapped[list[NumberPool]] = relationship(back_populates="site", foreign_keys="NumberPool.site_id")
@@ -100,6 +102,8 @@ class NumberPool(Base):
     site_id: Mapped[int] = mapped_column(ForeignKey("sites.id", ondelete="CASCADE"), index=True)
     name: Mapped[str] = mapped_column(String(200))
     fallback_number: Mapped[str | None] = mapped_column(String(E164))
+    # Archived (not deleted): out of routing and pickers, kept for history (webadmin settings)
+    archived_at: Mapped[dt.datetime | None] = mapped_column()
 
     site: Mapped[Site] = relationship(back_populates="pools", foreign_keys=[site_id])
     numbers: Mapped[list[TrackingNumber]] = relationship(back_populates="pool")
@@ -121,6 +125,8 @@ class Source(Base):
     pool_id: Mapped[int | None] = mapped_column(ForeignKey("number_pools.id", ondelete="SET NULL"))
     fallback_number: Mapped[str | None] = mapped_column(String(E164))
     enabled: Mapped[bool] = mapped_column(default=True)
+    # Archived (not deleted): out of routing and pickers, kept for history (webadmin settings)
+    archived_at: Mapped[dt.datetime | None] = mapped_column()
 
     site: Mapped[Site] = relationship(back_populates="sources", foreign_keys=[site_id])
     pool: Mapped[NumberPool | None] = relationship()
@@ -138,6 +144,8 @@ class TrackingNumber(Base):
     enabled: Mapped[bool] = mapped_column(default=True)
     # Least-recently-released allocation: pick the number idle the longest.
     last_released_at: Mapped[dt.datetime | None] = mapped_column()
+    # Archived (not deleted): out of routing and pickers, kept for history (webadmin settings)
+    archived_at: Mapped[dt.datetime | None] = mapped_column()
 
     source: Mapped[Source | None] = relationship()
     pool: Mapped[NumberPool | None] = relationship(back_populates="numbers")
@@ -263,6 +271,8 @@ class Manager(Base):
     reserved_until: Mapped[dt.datetime | None] = mapped_column()
     reserved_call_uid: Mapped[str | None] = mapped_column(String(64))
     last_routed_at: Mapped[dt.datetime | None] = mapped_column()
+    # Archived (not deleted): out of routing and pickers, kept for history (webadmin settings)
+    archived_at: Mapped[dt.datetime | None] = mapped_column()
 
     groups: Mapped[list[ManagerGroup]] = relationship(secondary=manager_group_members, back_populates="managers")
 
@@ -273,6 +283,8 @@ class ManagerGroup(Base):
     id: Mapped[int] = mapped_column(primary_key=True)
     name: Mapped[str] = mapped_column(String(200), unique=True)
     queue_name: Mapped[str | None] = mapped_column(String(80))  # an Asterisk queue serving this group
+    # Archived (not deleted): out of routing and pickers, kept for history (webadmin settings)
+    archived_at: Mapped[dt.datetime | None] = mapped_column()
 
     managers: Mapped[list[Manager]] = relationship(secondary=manager_group_members, back_populates="groups",
                                                    order_by="Manager.id")
@@ -300,6 +312,8 @@ class RoutingRule(Base):
     after_hours_destination: Mapped[str | None] = mapped_column(String(200))  # "queue:sales", "voicemail:100@default", "dial:PJSIP/200"
     fallback_destination: Mapped[str | None] = mapped_column(String(200))
     rr_cursor: Mapped[int] = mapped_column(default=0)
+    # Archived (not deleted): out of routing and pickers, kept for history (webadmin settings)
+    archived_at: Mapped[dt.datetime | None] = mapped_column()
 
     group: Mapped[ManagerGroup | None] = relationship()
 
@@ -561,6 +575,25 @@ class LoginFailure(Base):
     address: Mapped[str] = mapped_column(String(64))
     login: Mapped[str] = mapped_column(String(80))
     at: Mapped[dt.datetime] = mapped_column(default=utcnow)
+
+
+class AuditLog(Base):
+    """One settings change (who, when, what, before/after), written by the admin in the same
+    transaction as the change; ``astertrack.audit`` builds the rows, retention sweeps old ones."""
+
+    __tablename__ = "audit_log"
+    __table_args__ = (Index("ix_audit_log_at", "at"), Index("ix_audit_log_entity", "entity_kind", "entity_id"))
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    at: Mapped[dt.datetime] = mapped_column(default=utcnow)
+    user_id: Mapped[int | None] = mapped_column(ForeignKey("users.id", ondelete="SET NULL"))
+    user_login: Mapped[str | None] = mapped_column(String(80))  # kept when the user is gone
+    action: Mapped[str] = mapped_column(String(10))  # create|update|archive|restore|delete
+    entity_kind: Mapped[str] = mapped_column(String(30))  # sites, sources, ..., users
+    entity_id: Mapped[int | None] = mapped_column()
+    entity_label: Mapped[str | None] = mapped_column(String(200))
+    before: Mapped[dict[str, Any] | None] = mapped_column()  # updates: only the changed fields
+    after: Mapped[dict[str, Any] | None] = mapped_column()
 
 
 class WebhookSubscription(Base):
