@@ -653,6 +653,78 @@ call_tags = Table(
 )
 
 
+# ---------------------------------------------------------------- supervisor call review (astertrack.review)
+
+
+class CallComment(Base):
+    """A supervisor's note on a call; never edited, so the card reads as a history."""
+
+    __tablename__ = "call_comments"
+    __table_args__ = (Index("ix_call_comments_call_at", "call_id", "at"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    call_id: Mapped[int] = mapped_column(ForeignKey("calls.id", ondelete="CASCADE"))
+    user_id: Mapped[int | None] = mapped_column(ForeignKey("users.id", ondelete="SET NULL"))
+    text: Mapped[str] = mapped_column(Text)
+    at: Mapped[dt.datetime] = mapped_column(default=utcnow)
+
+    user: Mapped[User | None] = relationship()
+
+
+class ChecklistItem(Base):
+    """One point of a site's call checklist (site_id NULL: every site); archived, never deleted,
+    because past scores name it."""
+
+    __tablename__ = "checklist_items"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    site_id: Mapped[int | None] = mapped_column(ForeignKey("sites.id", ondelete="CASCADE"), index=True)
+    text: Mapped[str] = mapped_column(String(300))
+    points: Mapped[int] = mapped_column(default=1)
+    position: Mapped[int] = mapped_column(default=0)
+    created_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
+    archived_at: Mapped[dt.datetime | None] = mapped_column()
+
+
+class CallScore(Base):
+    """One scoring of a call against its checklist; the newest is the call's score, the older
+    ones stay as history.  ``ticks`` keeps each item as it was then: [{id, text, points, ticked}]."""
+
+    __tablename__ = "call_scores"
+    __table_args__ = (Index("ix_call_scores_call_at", "call_id", "at"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    call_id: Mapped[int] = mapped_column(ForeignKey("calls.id", ondelete="CASCADE"))
+    user_id: Mapped[int | None] = mapped_column(ForeignKey("users.id", ondelete="SET NULL"))
+    at: Mapped[dt.datetime] = mapped_column(default=utcnow)
+    ticks: Mapped[list[Any]] = mapped_column(default=list)
+    points: Mapped[int] = mapped_column(default=0)
+    max_points: Mapped[int] = mapped_column(default=0)
+    total: Mapped[float] = mapped_column(Float, default=0.0)  # points / max_points, 0..1
+
+    user: Mapped[User | None] = relationship()
+
+
+class CallHandled(Base):
+    """A missed call marked as dealt with; an undo stamps ``undone_*`` instead of deleting, and at
+    most one mark per call is current (undone_at NULL)."""
+
+    __tablename__ = "call_handled"
+    __table_args__ = (Index("uq_call_handled_current", "call_id", unique=True,
+                            sqlite_where=text("undone_at IS NULL"), postgresql_where=text("undone_at IS NULL")),
+                      Index("ix_call_handled_call_id", "call_id"))
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    call_id: Mapped[int] = mapped_column(ForeignKey("calls.id", ondelete="CASCADE"))
+    handled_by_id: Mapped[int | None] = mapped_column(ForeignKey("users.id", ondelete="SET NULL"))
+    handled_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
+    undone_by_id: Mapped[int | None] = mapped_column(ForeignKey("users.id", ondelete="SET NULL"))
+    undone_at: Mapped[dt.datetime | None] = mapped_column()
+
+    handled_by: Mapped[User | None] = relationship(foreign_keys=[handled_by_id])
+    undone_by: Mapped[User | None] = relationship(foreign_keys=[undone_by_id])
+
+
 # ---------------------------------------------------------------- configuration revision
 
 
