@@ -148,21 +148,30 @@ def _rule_view(rule, member_ids: tuple[int, ...], queue_name: str | None) -> Rul
 
 
 def load_rules(session: Session) -> list[RuleView]:
-    rules = session.execute(select(RoutingRule).where(RoutingRule.enabled.is_(True))).scalars().all()
+    """Enabled, unarchived rules; an archived group has no members and no queue, an archived
+    manager is nobody's member."""
+    rules = session.execute(select(RoutingRule).where(RoutingRule.enabled.is_(True),
+                                                      RoutingRule.archived_at.is_(None))).scalars().all()
     members: dict[int, list[int]] = {}
-    for gid, mid in session.execute(select(manager_group_members.c.group_id, manager_group_members.c.manager_id)):
+    for gid, mid in session.execute(select(manager_group_members.c.group_id, manager_group_members.c.manager_id)
+                                    .join(Manager, Manager.id == manager_group_members.c.manager_id)
+                                    .where(Manager.archived_at.is_(None))):
         members.setdefault(gid, []).append(mid)
-    queues = dict(session.execute(select(ManagerGroup.id, ManagerGroup.queue_name)).all())
-    return [_rule_view(r, tuple(sorted(members.get(r.group_id, ()))), queues.get(r.group_id)) for r in rules]
+    queues = dict(session.execute(select(ManagerGroup.id, ManagerGroup.queue_name)
+                                  .where(ManagerGroup.archived_at.is_(None))).all())
+    return [_rule_view(r, tuple(sorted(members.get(r.group_id, ()))) if r.group_id in queues else (),
+                       queues.get(r.group_id)) for r in rules]
 
 
 def load_snapshot(session: Session) -> Snapshot:
-    enabled = tuple(sorted(session.execute(select(Manager.id).where(Manager.enabled.is_(True))).scalars()))
+    enabled = tuple(sorted(session.execute(select(Manager.id).where(Manager.enabled.is_(True),
+                                                                    Manager.archived_at.is_(None))).scalars()))
+    # an archived manager has no profile: agi.store leaves a manager without one out of every call
     profiles = {
         row.id: ManagerProfile(endpoint=row.endpoint, name=row.name, extension=row.extension,
                                schedule=row.schedule or {})
         for row in session.execute(select(Manager.id, Manager.endpoint, Manager.name, Manager.extension,
-                                          Manager.schedule))
+                                          Manager.schedule).where(Manager.archived_at.is_(None)))
     }
     return Snapshot(directory=attr.load_directory(session), rules=load_rules(session),
                     enabled_manager_ids=enabled, loaded_at=time.monotonic(), managers=profiles)

@@ -165,7 +165,7 @@ _MANAGER_COLUMNS = tuple(_managers.c[name] for name in (
 # and computing its key again cost about as much as SQLite running it.)
 _CAN_TAKE_CALLS = (
     _managers.c.id.in_(bindparam("ids", expanding=True)), _managers.c.enabled.is_(True),
-    _managers.c.paused.is_(False),
+    _managers.c.paused.is_(False), _managers.c.archived_at.is_(None),
     or_(_managers.c.reserved_until.is_(None), _managers.c.reserved_until < bindparam("now"),
         _managers.c.reserved_call_uid == bindparam("call_uid")),
 )

@@ -53,7 +53,8 @@ class SiteCache:
         cached = self._domains
         if cached is None or now - cached[0] >= self.ttl:
             with self.session_factory() as db:
-                domains = tuple(str(domain) for row in db.scalars(select(Site.domains)) for domain in (row or ()))
+                domains = tuple(str(domain) for row in db.scalars(select(Site.domains).where(Site.archived_at.is_(None)))
+                                for domain in (row or ()))
             cached = self._domains = (now, domains)
         return origin_allowed(origin, cached[1])
 

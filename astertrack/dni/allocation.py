@@ -266,7 +266,7 @@ _BY_VISITOR = (select(*_LOOKUP_COLUMNS).select_from(_LOOKUP_FROM)
 _PICK = (
     select(_tn.c.id, _tn.c.number, _na.c.id.label("stale_id"), _na.c.expires_at.label("stale_expires_at"))
     .select_from(_tn.outerjoin(_na, and_(_na.c.number_id == _tn.c.id, _na.c.released_at.is_(None))))
-    .where(_tn.c.pool_id == bindparam("pool"), _tn.c.enabled.is_(True),
+    .where(_tn.c.pool_id == bindparam("pool"), _tn.c.enabled.is_(True), _tn.c.archived_at.is_(None),
            or_(_na.c.id.is_(None), _na.c.expires_at <= bindparam("now")))
     .order_by(func.coalesce(_na.c.expires_at, _tn.c.last_released_at).asc().nulls_first(), _tn.c.id)
     .limit(1)
@@ -276,7 +276,8 @@ _PICK = (
 _OLDEST = (
     select(_na.c.id, _na.c.number_id, _tn.c.number)
     .select_from(_na.join(_tn, _tn.c.id == _na.c.number_id))
-    .where(_tn.c.pool_id == bindparam("pool"), _tn.c.enabled.is_(True), _na.c.released_at.is_(None))
+    .where(_tn.c.pool_id == bindparam("pool"), _tn.c.enabled.is_(True), _tn.c.archived_at.is_(None),
+           _na.c.released_at.is_(None))
     .order_by(_na.c.last_heartbeat_at, _na.c.id)
     .limit(1)
     .with_for_update(skip_locked=True, of=_tn)
@@ -310,7 +311,8 @@ _CLIENT_HOLDS = (
            .label("by_visitor"),
            func.coalesce(func.sum(case((_tn.c.pool_id == bindparam("pool"), 1), else_=0)), 0).label("in_pool"),
            select(func.count()).select_from(_size_tn)
-           .where(_size_tn.c.pool_id == bindparam("pool"), _size_tn.c.enabled.is_(True))
+           .where(_size_tn.c.pool_id == bindparam("pool"), _size_tn.c.enabled.is_(True),
+                  _size_tn.c.archived_at.is_(None))
            .scalar_subquery().label("size"))
     .select_from(_tn.join(_na, and_(_na.c.number_id == _tn.c.id, _na.c.released_at.is_(None)))
                  .join(_vs, _vs.c.id == _na.c.session_id))

@@ -209,7 +209,7 @@ def route_visit(site: SiteRouting, visit: Mapping[str, Any]) -> Route:
 
 def load_site_routing(session: Session, public_key: str) -> SiteRouting | None:
     site = session.scalar(select(Site).where(Site.public_key == public_key))
-    if site is None:
+    if site is None or site.archived_at is not None:  # an archived site's snippet shows no numbers
         return None
     return build_site_routing(session, site)
 
@@ -219,13 +219,19 @@ def build_site_routing(session: Session, site: Site) -> SiteRouting:
     for source_id, number in session.execute(
         select(TrackingNumber.source_id, TrackingNumber.number)
         .where(TrackingNumber.site_id == site.id, TrackingNumber.enabled.is_(True),
+               TrackingNumber.archived_at.is_(None),
                TrackingNumber.source_id.is_not(None), TrackingNumber.pool_id.is_(None))
         .order_by(TrackingNumber.id)
     ):
         static_numbers.setdefault(source_id, number)
+    # archived pools hand out nothing: their sources fall back to a fixed number
+    pools = {pool_id: fallback for pool_id, fallback in session.execute(
+        select(NumberPool.id, NumberPool.fallback_number)
+        .where(NumberPool.site_id == site.id, NumberPool.archived_at.is_(None)))}
     rules = []
     for source in session.scalars(
-        select(Source).where(Source.site_id == site.id, Source.enabled.is_(True)).order_by(Source.priority, Source.id)
+        select(Source).where(Source.site_id == site.id, Source.enabled.is_(True), Source.archived_at.is_(None))
+        .order_by(Source.priority, Source.id)
     ):
         try:
             conditions = parse_conditions(source.match_rules)
@@ -234,11 +240,10 @@ def build_site_routing(session: Session, site: Site) -> SiteRouting:
             continue
         rules.append(SourceRule(
             id=source.id, name=source.name, kind=source.kind, channel=source.channel, priority=source.priority,
-            conditions=conditions, pool_id=source.pool_id, fallback_number=source.fallback_number,
+            conditions=conditions, pool_id=source.pool_id if source.pool_id in pools else None,
+            fallback_number=source.fallback_number,
             static_number=static_numbers.get(source.id),
         ))
-    pools = {pool_id: fallback for pool_id, fallback in session.execute(
-        select(NumberPool.id, NumberPool.fallback_number).where(NumberPool.site_id == site.id))}
     return SiteRouting(
         id=site.id, public_key=site.public_key,
         domains=tuple(str(d).lower() for d in (site.domains or []) if d),
@@ -248,6 +253,7 @@ def build_site_routing(session: Session, site: Site) -> SiteRouting:
         overflow_policy=site.overflow_policy, lazy_allocation=bool(site.lazy_allocation),
         replace_selectors=tuple(str(s) for s in (site.replace_selectors or []) if s),
         replace_numbers=tuple(str(n) for n in (site.replace_numbers or []) if n),
-        default_number=site.default_number, default_pool_id=site.default_pool_id,
+        default_number=site.default_number,
+        default_pool_id=site.default_pool_id if site.default_pool_id in pools else None,
         sources=tuple(rules), pool_fallbacks=pools,
     )

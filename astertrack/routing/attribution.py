@@ -25,7 +25,15 @@ from sqlalchemy import bindparam, or_, select
 from sqlalchemy.engine import Connection
 from sqlalchemy.orm import Session
 
-from astertrack.db.models import CallerProfile, NumberAssignment, Site, Source, TrackingNumber, VisitorSession
+from astertrack.db.models import (
+    CallerProfile,
+    NumberAssignment,
+    NumberPool,
+    Site,
+    Source,
+    TrackingNumber,
+    VisitorSession,
+)
 
 Executor = Session | Connection  # anything with .execute(): the AGI's hot path uses a plain Connection
 
@@ -129,19 +137,30 @@ class Directory:
 
 
 def load_directory(session: Session) -> Directory:
-    numbers = {
-        row.number: NumberInfo(row.id, row.site_id, row.source_id, row.pool_id)
-        for row in session.execute(select(TrackingNumber.number, TrackingNumber.id, TrackingNumber.site_id,
-                                          TrackingNumber.source_id, TrackingNumber.pool_id)
-                                   .where(TrackingNumber.enabled.is_(True)))
-    }
+    """Archived rows leave routing: an archived number, or one of an archived site, is not
+    tracked; an archived source is no longer given to a call (its static number's calls go to
+    the site), nor an archived pool's source.  Names stay, so history still reads."""
+    archived_sites = set(session.scalars(select(Site.id).where(Site.archived_at.is_not(None))))
+    archived_pools = set(session.scalars(select(NumberPool.id).where(NumberPool.archived_at.is_not(None))))
     names: dict[int, str] = {}
+    live_sources: set[int] = set()
     pool_sources: dict[int, tuple[int, str]] = {}
-    for row in session.execute(select(Source.id, Source.name, Source.pool_id, Source.enabled)
+    for row in session.execute(select(Source.id, Source.name, Source.pool_id, Source.enabled, Source.archived_at)
                                .order_by(Source.priority.desc(), Source.id.desc())):
         names[row.id] = row.name
-        if row.pool_id is not None and row.enabled:
+        if row.archived_at is not None:
+            continue
+        live_sources.add(row.id)
+        if row.pool_id is not None and row.enabled and row.pool_id not in archived_pools:
             pool_sources[row.pool_id] = (row.id, row.name)  # written last = lowest priority, then id
+    numbers = {
+        row.number: NumberInfo(row.id, row.site_id, row.source_id if row.source_id in live_sources else None,
+                               row.pool_id)
+        for row in session.execute(select(TrackingNumber.number, TrackingNumber.id, TrackingNumber.site_id,
+                                          TrackingNumber.source_id, TrackingNumber.pool_id)
+                                   .where(TrackingNumber.enabled.is_(True), TrackingNumber.archived_at.is_(None)))
+        if row.site_id not in archived_sites
+    }
     sites = {}
     defaults: dict[str, int] = {}
     for row in session.execute(select(Site.id, Site.timezone, Site.attribution_window_days,
@@ -149,7 +168,7 @@ def load_directory(session: Session) -> Directory:
         sites[row.id] = SiteSettings(id=row.id, timezone=row.timezone or "UTC",
                                      attribution_window_days=row.attribution_window_days or 30,
                                      attribution_model=row.attribution_model or "first_touch")
-        if row.default_number:
+        if row.default_number and row.id not in archived_sites:
             defaults.setdefault(row.default_number, row.id)
     return Directory(numbers, names, pool_sources, sites, defaults)
 
