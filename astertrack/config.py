@@ -176,6 +176,7 @@ SCHEMA: dict[str, dict[str, Key]] = {
         "sessions_days": Key(_positive_int, 0, help="visitor sessions, overflow events, pool samples; 0 = keep"),
         "recordings_days": Key(_positive_int, 0, help="audio files (the call row stays); 0 = keep forever"),
         "raw_events_days": Key(_positive_int, 0, help="raw AMI events kept for rebuilding outcomes; 0 = keep"),
+        "audit_days": Key(_positive_int, 730, help="the admin's settings history (audit log); 0 = keep forever"),
         "batch_size": Key(_positive_int, 500, help="rows per delete transaction"),
     },
     "recordings": {

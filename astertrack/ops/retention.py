@@ -31,6 +31,7 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from astertrack.db.engine import begin_write
 from astertrack.db.models import (
+    AuditLog,
     Call,
     CallEvent,
     CdrRecord,
@@ -86,12 +87,14 @@ class SweepReport:
     dry_run: bool
     sites: list[SiteReport] = field(default_factory=list)
     raw_events_deleted: int = 0
+    audit_deleted: int = 0
 
     @property
     def totals(self) -> dict[str, int]:
         keys = ("calls_deleted", "sessions_deleted", "recordings_deleted", "recordings_missing", "bytes_freed")
         out = {key: sum(getattr(site, key) for site in self.sites) for key in keys}
         out["raw_events_deleted"] = self.raw_events_deleted
+        out["audit_deleted"] = self.audit_deleted
         out["errors"] = sum(len(site.errors) for site in self.sites)
         return out
 
@@ -132,11 +135,12 @@ class Sweeper:
 
     def __init__(self, session_factory: sessionmaker[Session], recordings_dir: str | Path,
                  defaults: Policy = Policy(), raw_events_days: int | None = None, batch_size: int = 500,
-                 now: dt.datetime | None = None, dry_run: bool = False):
+                 now: dt.datetime | None = None, dry_run: bool = False, audit_days: int | None = None):
         self.factory = session_factory
         self.recordings_dir = Path(recordings_dir)
         self.defaults = defaults
         self.raw_events_days = raw_events_days or None
+        self.audit_days = audit_days or None
         self.batch = batch_size
         self.now = now or dt.datetime.now(dt.UTC)
         self.dry_run = dry_run
@@ -155,6 +159,7 @@ class Sweeper:
         if wanted is None:
             report.sites.append(self.sweep_site(None, "(calls without a site)", self.defaults))
             report.raw_events_deleted = self._sweep_raw_events()
+            report.audit_deleted = self._sweep_audit()
         for site in report.sites:
             log.info("retention %s%s", "(dry run) " if self.dry_run else "", site.summary())
         return report
@@ -329,6 +334,12 @@ class Sweeper:
         return sum(self._sweep_table(model, stored_at, cutoff)
                    for model, stored_at in ((CallEvent, CallEvent.received_at), (CdrRecord, CdrRecord.read_at)))
 
+    def _sweep_audit(self) -> int:
+        """Settings-history entries older than ``[retention] audit_days``."""
+        if not self.audit_days:
+            return 0
+        return self._sweep_table(AuditLog, AuditLog.at, self.cutoff(self.audit_days))
+
     def _sweep_table(self, model, stored_at, cutoff: dt.datetime) -> int:
         total = 0
         while True:
@@ -351,7 +362,7 @@ def sweep_from_config(config, session_factory: sessionmaker[Session], dry_run: b
     section = config.values.get("retention", {})
     return Sweeper(session_factory, config.values["recordings"]["dir"], defaults=defaults_from_config(config),
                    raw_events_days=section.get("raw_events_days"), batch_size=section.get("batch_size", 500),
-                   now=now, dry_run=dry_run).run(site_ids)
+                   now=now, dry_run=dry_run, audit_days=section.get("audit_days")).run(site_ids)
 
 
 LAST_REPORT_NAME = "retention-last.json"
