@@ -30,6 +30,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import json
 import os
 import random
@@ -48,7 +49,14 @@ from agi.server import resolve_workers, run_event_loop  # noqa: E402
 from astertrack.db.engine import make_engine, make_session_factory  # noqa: E402
 from astertrack.db.models import Base  # noqa: E402
 from astertrack.samples.factories import add_group, add_managers, add_rule, add_site, add_static_source  # noqa: E402
-from astertrack.samples.processes import BIN, free_port, start_daemon, stop_process, wait_for_port  # noqa: E402
+from astertrack.samples.processes import (  # noqa: E402
+    BIN,
+    free_port,
+    start_daemon,
+    stop_process,
+    throwaway_postgres,
+    wait_for_port,
+)
 
 DIDS = ["74950000101", "74950000102", "74950000103", "74950000104"]
 ENV_TEMPLATE = [
@@ -180,24 +188,6 @@ def cpu_seconds(pid: int) -> float:
     return total
 
 
-def create_pg_database(admin_url: str):
-    from sqlalchemy import create_engine, text
-    from sqlalchemy.engine import make_url
-
-    name = f"astertrack_agibench_{os.getpid()}"
-    admin = create_engine(admin_url, isolation_level="AUTOCOMMIT")
-    with admin.connect() as conn:
-        conn.execute(text(f'CREATE DATABASE "{name}"'))
-
-    def drop() -> None:
-        with admin.connect() as conn:
-            conn.execute(text("SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = :n"), {"n": name})
-            conn.execute(text(f'DROP DATABASE IF EXISTS "{name}"'))
-        admin.dispose()
-
-    return make_url(admin_url).set(database=name).render_as_string(hide_password=False), drop
-
-
 def start_agi(config: Path, port: int, log: Path) -> subprocess.Popen:
     proc = start_daemon("astertrack-agi", config, "--port", str(port), log=log)
     wait_for_port(port, proc, name="astertrack-agi", log=log)
@@ -320,9 +310,9 @@ def main() -> int:
 
     workdir = Path(tempfile.mkdtemp(prefix="astertrack-bench-"))
     db_url = args.db_url or f"sqlite:///{workdir / 'bench.db'}"
-    drop_pg = None
+    scratch = contextlib.ExitStack()  # the throw-away PostgreSQL database, dropped at the end
     if args.postgres:
-        db_url, drop_pg = create_pg_database(args.postgres)
+        db_url = scratch.enter_context(throwaway_postgres(args.postgres, "astertrack_agibench"))
     seed(db_url, args.managers)
     config = workdir / "astertrack.conf"
     # reservation_seconds = 0: every call takes the full path (ask, reserve, record) instead of
@@ -419,8 +409,7 @@ def main() -> int:
         "concurrency": n, "hold_s": args.hold, "cores": cores, "workers": workers,
         "db": db_url.split(":")[0], "load_avg_1m": round(load, 1), "undecided": sum(r["calls"] - r["decided"] for r in rows),
     }
-    if drop_pg:
-        drop_pg()
+    scratch.close()
     if not args.db_url:
         shutil.rmtree(workdir, ignore_errors=True)
     print(json.dumps(figures))

@@ -30,13 +30,13 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from sqlalchemy import create_engine, text  # noqa: E402
 from sqlalchemy.engine import make_url  # noqa: E402
 
 from astertrack.db.engine import make_engine, make_session_factory  # noqa: E402
 from astertrack.db.models import Base  # noqa: E402
 from astertrack.reporting import reports  # noqa: E402
 from astertrack.samples.factories import add_managers, add_site, add_static_source  # noqa: E402
+from astertrack.samples.processes import throwaway_postgres  # noqa: E402
 
 DEFAULT_PG = "postgresql+psycopg://postgres@127.0.0.1:5432/test"
 SITES, SOURCES_PER_SITE, MANAGERS = 3, 10, 40
@@ -227,17 +227,8 @@ def main() -> None:
             out["sqlite_sources_ms"], out["sqlite_calllog_ms"], out["sqlite_funnel_ms"] = run(
                 f"sqlite:///{tmp}/bench.db", "sqlite", args.calls, n_sessions)
     if not args.skip_pg:
-        name = f"astertrack_bench_{os.getpid()}"
-        admin = create_engine(args.pg_url, isolation_level="AUTOCOMMIT")
-        with admin.connect() as conn:
-            conn.execute(text(f'CREATE DATABASE "{name}"'))
-        try:
-            url = make_url(args.pg_url).set(database=name).render_as_string(hide_password=False)
+        with throwaway_postgres(args.pg_url) as url:
             out["pg_sources_ms"], out["pg_calllog_ms"], out["pg_funnel_ms"] = run(url, "pg", args.calls, n_sessions)
-        finally:
-            with admin.connect() as conn:
-                conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
-            admin.dispose()
     out["load_avg_1m"] = round(os.getloadavg()[0], 1)  # the machine is shared: say how busy it was
     print(json.dumps(out))
 

@@ -30,6 +30,7 @@ The last printed line is one JSON object with the figures.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import resource
@@ -38,13 +39,12 @@ import subprocess
 import sys
 import tempfile
 import textwrap
-import uuid
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
-from astertrack.samples.processes import free_port, stop_process, wait_for_http  # noqa: E402
+from astertrack.samples.processes import free_port, stop_process, throwaway_postgres, wait_for_http  # noqa: E402
 
 PG_ADMIN = os.environ.get("ASTERTRACK_BENCH_PG", "postgresql+psycopg://postgres@127.0.0.1:5432/postgres")
 SITES, POOL_SIZE = 50, 40
@@ -195,18 +195,23 @@ def _worker_pids(proc: subprocess.Popen) -> list[int]:
     return [int(pid) for pid in out.split()]
 
 
-def _backend_pids(admin, database: str) -> list[int]:
-    from sqlalchemy import text
+def _backend_pids(db_url: str) -> list[int]:
+    """The PostgreSQL backends serving the benchmark's database (the tracker's pooled connections)."""
+    from sqlalchemy import create_engine, text
 
-    with admin.connect() as conn:
-        return [row[0] for row in conn.execute(text("SELECT pid FROM pg_stat_activity WHERE datname = :n"),
-                                               {"n": database})]
+    engine = create_engine(db_url)
+    try:
+        with engine.connect() as conn:
+            return [row[0] for row in conn.execute(text(
+                "SELECT pid FROM pg_stat_activity WHERE datname = current_database() AND pid <> pg_backend_pid()"))]
+    finally:
+        engine.dispose()
 
 
-def measured(run, server: subprocess.Popen, admin=None, database: str | None = None) -> dict:
+def measured(run, server: subprocess.Popen, db_url: str | None = None) -> dict:
     """Run one wrk phase and add the CPU milliseconds per request of gunicorn and PostgreSQL."""
     workers = _worker_pids(server)
-    backends = _backend_pids(admin, database) if admin is not None else []
+    backends = _backend_pids(db_url) if db_url is not None else []
     py0, pg0 = _cpu_seconds(workers), _cpu_seconds(backends)
     load0 = resource.getrusage(resource.RUSAGE_CHILDREN)
     result = run()
@@ -279,15 +284,9 @@ def main() -> None:
                        env={**os.environ, "DEBIAN_FRONTEND": "noninteractive"})
     if shutil.which("wrk") is None:
         raise SystemExit("wrk is not installed: apt-get install -y wrk")
-    from sqlalchemy import create_engine, text
-    from sqlalchemy.engine import make_url
-
     load_before = os.getloadavg()[0]
-    name = f"astertrack_bench_{os.getpid()}_{uuid.uuid4().hex[:6]}"
-    admin = create_engine(PG_ADMIN, isolation_level="AUTOCOMMIT")
-    with admin.connect() as conn:
-        conn.execute(text(f'CREATE DATABASE "{name}"'))
-    url = make_url(PG_ADMIN).set(database=name).render_as_string(hide_password=False)
+    scratch = contextlib.ExitStack()  # the throw-away PostgreSQL database, dropped at the end
+    url = scratch.enter_context(throwaway_postgres(PG_ADMIN))
     work = Path(tempfile.mkdtemp(prefix="astertrack-bench-"))
     procs: list[subprocess.Popen] = []
     try:
@@ -329,8 +328,7 @@ def main() -> None:
               f"{SITES} sites x {POOL_SIZE}-number pools; wrk 2 threads, {CONNECTIONS} connections", flush=True)
         wrk(port, work / "start.lua", 2, work / "keys.txt")  # warm-up: connections, caches
         before = counts(url)
-        starts = measured(lambda: wrk(port, work / "start.lua", PHASE_SECONDS, work / "keys.txt"), tracker,
-                          admin, name)
+        starts = measured(lambda: wrk(port, work / "start.lua", PHASE_SECONDS, work / "keys.txt"), tracker, url)
         sessions, holders, overflows = (after - first for after, first in zip(counts(url), before, strict=True))
         print(f"session creates: {starts['per_s']:.0f}/s  p50 {starts['p50_us'] / 1000:.2f} ms  "
               f"p99 {starts['p99_us'] / 1000:.2f} ms  non-2xx {starts['status_errors']}  "
@@ -345,8 +343,7 @@ def main() -> None:
         procs.append(tracker)
         wait_for_http(f"http://127.0.0.1:{port}/v.js", tracker, timeout=20)
         wrk(port, work / "ping.lua", 1, work / "sessions.txt")  # warm-up
-        pings = measured(lambda: wrk(port, work / "ping.lua", PHASE_SECONDS, work / "sessions.txt"), tracker,
-                         admin, name)
+        pings = measured(lambda: wrk(port, work / "ping.lua", PHASE_SECONDS, work / "sessions.txt"), tracker, url)
         print(f"heartbeats:      {pings['per_s']:.0f}/s  p50 {pings['p50_us'] / 1000:.2f} ms  "
               f"p99 {pings['p99_us'] / 1000:.2f} ms  non-2xx {pings['status_errors']}  "
               f"(from {live} visitors holding a pool number)", flush=True)
@@ -402,11 +399,7 @@ def main() -> None:
     finally:
         for proc in procs:
             stop_process(proc, 15, group=True)
-        with admin.connect() as conn:
-            conn.execute(text("SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
-                              "WHERE datname = :n AND pid <> pg_backend_pid()"), {"n": name})
-            conn.execute(text(f'DROP DATABASE IF EXISTS "{name}"'))
-        admin.dispose()
+        scratch.close()
         shutil.rmtree(work, ignore_errors=True)
 
 

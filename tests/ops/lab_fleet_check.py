@@ -15,24 +15,23 @@ Needs the lab built with PJSIP (the lab kit, passed as --kit; see its README).  
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import subprocess
 import sys
 import tempfile
 import time
-import uuid
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
-from sqlalchemy import create_engine, select, text
-from sqlalchemy.engine import make_url
+from sqlalchemy import select
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 
 from astertrack.db.engine import make_engine, make_session_factory  # noqa: E402
 from astertrack.db.models import Base, Call  # noqa: E402
 from astertrack.samples.factories import add_did_route, add_managers, add_site, add_static_source  # noqa: E402
-from astertrack.samples.processes import start_daemon, stop_process  # noqa: E402
+from astertrack.samples.processes import start_daemon, stop_process, throwaway_postgres  # noqa: E402
 from tests.ops.lab_check import REPO, place  # noqa: E402
 
 FLOWS = [  # (call.py arguments, outcome, missed_reason, answering extension, hangup side)
@@ -79,15 +78,12 @@ def main() -> int:
         subprocess.run(cli + [f"dialplan set global ASTERTRACK_AGI 127.0.0.1:{agi}"], check=True, capture_output=True)
         subprocess.run(cli + ["channel request hangup all"], capture_output=True)
 
-    name = f"astertrack_fleet_lab_{uuid.uuid4().hex[:6]}"
-    admin = create_engine(args.pg, isolation_level="AUTOCOMMIT")
-    with admin.connect() as conn:
-        conn.execute(text(f'CREATE DATABASE "{name}"'))
-    url = make_url(args.pg).set(database=name).render_as_string(hide_password=False)
-    seed(url)
+    scratch = contextlib.ExitStack()  # the throw-away PostgreSQL database, dropped at the end
+    url = scratch.enter_context(throwaway_postgres(args.pg, "astertrack_fleet_lab"))
     work = Path(tempfile.mkdtemp(prefix="astertrack-fleet-"))
     procs = []
     try:
+        seed(url)
         for node, (_pbx, _tech, agi_port, ami_port) in NODES.items():
             conf = work / f"{node}.conf"
             conf.write_text(f"[general]\nnode = {node}\n[database]\nurl = {url}\n[agi]\nlisten_port = {agi_port}\n"
@@ -111,9 +107,7 @@ def main() -> int:
     finally:
         for proc in procs:
             stop_process(proc)
-        with admin.connect() as conn:
-            conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
-        admin.dispose()
+        scratch.close()
 
     problems, lab_failures = [], []
     for node, (_pbx, tech, _a, _m) in NODES.items():
