@@ -7,6 +7,7 @@ from html.parser import HTMLParser
 
 from astertrack.db.models import Manager, ManagerGroup, RoutingRule, Site, Source, User
 from astertrack.passwords import verify_password
+from tests.webadmin import builder_fields
 from tests.webadmin.conftest import AuthActions
 
 SITE_FORM = {"name": "Blog", "domains": "blog.example\nwww.blog.example", "display_format": "8 (XXX) XXX-XX-XX",
@@ -34,18 +35,18 @@ def test_site_validation_errors_keep_input(client, auth, data, db):
     response = auth.post("/settings/sites/new", bad, page="/settings/sites/new")
     assert response.status_code == 400
     body = response.data.decode()
-    assert "unknown time zone" in body and "Enter a whole number" in body and "http://" in body
+    assert "Unknown time zone" in body and "Enter a whole number" in body and "http://" in body
     assert 'value="Blog"' in body  # what the admin typed is still there
     assert db.query(Site).filter_by(name="Blog").count() == 0
 
 
 def test_source_rules_validated(client, auth, data, db):
     auth.login("admin")
-    form = {"site_id": str(data.site), "name": "Google Ads", "kind": "dynamic", "priority": "10",
-            "match_rules": '[{"field": "utm_source", "op": "regex", "value": "("}]', "enabled": "on"}
+    form = {"site_id": str(data.site), "name": "Google Ads", "kind": "dynamic", "priority": "10", "enabled": "on",
+            **builder_fields.conditions([{"field": "utm_source", "op": "regex", "value": "("}])}
     response = auth.post("/settings/sources/new", form, page="/settings/sources/new")
-    assert response.status_code == 400 and b"bad regular expression" in response.data
-    form["match_rules"] = '[{"field": "utm_source", "op": "equals", "value": "google"}]'
+    assert response.status_code == 400 and b"Bad regular expression" in response.data
+    form |= builder_fields.conditions([{"field": "utm_source", "op": "equals", "value": "google"}])
     assert auth.post("/settings/sources/new", form, page="/settings/sources/new").status_code == 302
     source = db.query(Source).filter_by(name="Google Ads").one()
     assert source.match_rules == [{"field": "utm_source", "op": "equals", "value": "google"}] and source.enabled
@@ -57,18 +58,21 @@ def test_edit_manager_groups_and_schedule(client, auth, data, db):
     db.commit()
     auth.login("admin")
     form = {"name": "Anna K", "endpoint": "PJSIP/101", "enabled": "on", "groups": [str(group.id)],
-            "schedule": '{"mon": [["09:00", "18:00"]]}'}
+            **builder_fields.hours({"mon": ("09:00", "18:00", [])})}
     assert auth.post(f"/settings/managers/{data.anna}", form, page="/settings/managers/").status_code == 302
     db.expire_all()
     anna = db.get(Manager, data.anna)
     assert anna.name == "Anna K" and [g.name for g in anna.groups] == ["Sales"]
     assert anna.schedule == {"mon": [["09:00", "18:00"]]}
-    form["schedule"] = '{"mon": [["09:00", "09:00"]]}'
+    bare = {k: v for k, v in form.items() if not k.startswith("schedule")}
+    form = {**bare, **builder_fields.hours({"mon": ("09:00", "09:00", [])})}
     assert auth.post(f"/settings/managers/{data.anna}", form, page="/settings/managers/").status_code == 400
     # what the engine reads (astertrack.routing.schedule) is accepted: a span past midnight, closed dates
-    form["schedule"] = '{"fri": [["22:00", "02:00"]], "closed_dates": ["2026-12-31"]}'
+    form = {**bare, **builder_fields.hours({"fri": ("22:00", "02:00", [])}, holidays=["2026-12-31"])}
     assert auth.post(f"/settings/managers/{data.anna}", form, page="/settings/managers/").status_code == 302
-    form["schedule"] = '{"closed_dates": ["31.12.2026"]}'
+    db.rollback()  # end the read snapshot taken above
+    assert db.get(Manager, data.anna).schedule == {"fri": [["22:00", "02:00"]], "closed_dates": ["2026-12-31"]}
+    form = {**bare, **builder_fields.hours(always=True, holidays=["31.12.2026"])}
     assert auth.post(f"/settings/managers/{data.anna}", form, page="/settings/managers/").status_code == 400
     form["endpoint"] = "PJSIP/101; rm -rf"
     response = auth.post(f"/settings/managers/{data.anna}", form, page="/settings/managers/")
@@ -78,7 +82,7 @@ def test_edit_manager_groups_and_schedule(client, auth, data, db):
 def test_routing_rule(client, auth, data, db):
     auth.login("admin")
     form = {"name": "Brand", "priority": "5", "enabled": "on", "strategy": "least_recent", "sticky": "on",
-            "sticky_days": "30", "match": '{"utm_campaign": ["brand"], "dids": ["8 495 100-00-00"]}',
+            "sticky_days": "30", **builder_fields.match({"utm_campaign": ["brand"], "dids": ["8 495 100-00-00"]}),
             "after_hours_destination": "voicemail:100@default", "ring_timeout": "20"}
     assert auth.post("/settings/rules/new", form, page="/settings/rules/new").status_code == 302
     rule = db.query(RoutingRule).filter_by(name="Brand").one()
@@ -92,7 +96,7 @@ def test_duplicate_number_is_a_clear_error(client, auth, data):
     auth.login("admin")
     form = {"number": "+74952000000", "site_id": str(data.site), "enabled": "on"}
     response = auth.post("/settings/numbers/new", form, page="/settings/numbers/new")
-    assert response.status_code == 409 and b"already uses" in response.data
+    assert response.status_code == 400 and b"already a tracking number" in response.data
 
 
 def test_delete_pool(client, auth, data, db):

@@ -18,6 +18,7 @@ from astertrack.routing import attribution, rules
 from astertrack.routing import dialplan_vars as v
 from tests.agi.conftest import ServerThread, make_config, recording
 from tests.agi.fake_asterisk import FakeAsterisk, run
+from tests.webadmin import builder_fields
 from webadmin.settings import forms
 
 # One sample per engine value: a KeyError here means the core grew a value the admin was not taught.
@@ -126,23 +127,19 @@ def test_destinations_the_dialplan_cannot_route_are_refused(client, auth, data, 
 
 @pytest.mark.parametrize("key", rules.MATCH_KEYS)
 def test_every_rule_match_key_is_accepted(client, auth, data, db, key):
-    import json
-
     auth.login("admin")
-    form = {**RULE, "name": key, "match": json.dumps({key: MATCH_SAMPLES[key]})}
+    form = {**RULE, "name": key, **builder_fields.match({key: MATCH_SAMPLES[key]})}
     assert auth.post("/settings/rules/new", form, page="/settings/rules/new").status_code == 302
     assert db.scalars(select(RoutingRule.match)).one() == {key: MATCH_SAMPLES[key]}
 
 
 @pytest.mark.parametrize("op", sources.OPS)
 def test_every_source_rule_op_is_accepted_and_matches_in_the_tracker(client, auth, data, db, op):
-    import json
-
     value, matching, other = OP_SAMPLES[op]
     condition = {"field": "utm_source", "op": op} | ({"value": value} if value is not None else {})
     auth.login("admin")
     form = {"site_id": str(data.site), "name": f"by {op}", "kind": "static", "priority": "0", "enabled": "on",
-            "match_rules": json.dumps([condition])}
+            **builder_fields.conditions([condition])}
     assert auth.post("/settings/sources/new", form, page="/settings/sources/new").status_code == 302
     assert db.scalars(select(Source.match_rules).where(Source.name == f"by {op}")).one() == [condition]
     routing = sources.load_site_routing(db, db.get(Site, data.site).public_key)
@@ -155,9 +152,9 @@ def test_every_source_rule_op_is_accepted_and_matches_in_the_tracker(client, aut
 def test_a_source_rule_the_tracker_would_skip_is_refused(client, auth, data, db):
     auth.login("admin")
     form = {"site_id": str(data.site), "name": "typo", "kind": "static", "priority": "0",
-            "match_rules": '[{"field": "utm_sorce", "op": "equals", "value": "x"}]'}
+            **builder_fields.conditions([{"field": "utm_sorce", "op": "equals", "value": "x"}])}
     response = auth.post("/settings/sources/new", form, page="/settings/sources/new")
-    assert response.status_code == 400 and b"utm_source" in response.data
+    assert response.status_code == 400 and b"Choose what to match." in response.data
 
 
 # ---------------------------------------------------------------- through the FastAGI router
@@ -189,9 +186,10 @@ def test_vip_and_tags_set_in_the_admin_route_the_callers_next_calls(router, clie
     general, vip, wholesale = _desk(db, "general", "PJSIP/301"), _desk(db, "vip", "PJSIP/302"), \
         _desk(db, "wholesale", "PJSIP/303")
     auth.login("admin")
-    for name, priority, group, match in [("general", 100, general, ""), ("vip", 10, vip, '{"vip": true}'),
-                                         ("wholesale", 20, wholesale, '{"caller_tags": ["Wholesale"]}')]:
-        form = {**RULE, "name": name, "priority": str(priority), "group_id": str(group), "match": match}
+    for name, priority, group, match in [("general", 100, general, {}), ("vip", 10, vip, {"vip": True}),
+                                         ("wholesale", 20, wholesale, {"caller_tags": ["Wholesale"]})]:
+        form = {**RULE, "name": name, "priority": str(priority), "group_id": str(group),
+                **builder_fields.match(match)}
         assert auth.post("/settings/rules/new", form, page="/settings/rules/new").status_code == 302
 
     first = call(router)
@@ -227,7 +225,7 @@ def test_a_context_destination_set_in_the_admin_reaches_the_dialplan(router, cli
     today = utcnow().astimezone(dt.timezone(dt.timedelta(hours=3))).date().isoformat()  # the site is in Moscow
     auth.login("admin")
     form = {**RULE, "name": "closed today", "site_id": str(data.site), "group_id": str(_desk(db, "desk", "PJSIP/301")),
-            "schedule": f'{{"closed_dates": ["{today}"]}}', "after_hours_destination": "context:ivr-main"}
+            **builder_fields.hours(always=True, holidays=[today]), "after_hours_destination": "context:ivr-main"}
     assert auth.post("/settings/rules/new", form, page="/settings/rules/new").status_code == 302
 
     got = call(router)

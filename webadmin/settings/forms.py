@@ -5,7 +5,6 @@ live here (``test_forms_offer_every_engine_value`` fails when a value has none).
 
 from __future__ import annotations
 
-import json
 from collections.abc import Callable, Iterable
 from typing import Any
 
@@ -18,10 +17,11 @@ from wtforms.fields.choices import SelectChoice
 from wtforms.validators import StopValidation, ValidationError
 from wtforms.widgets import TextArea
 
-from astertrack.db.models import Manager, ManagerGroup, NumberPool, Site, Source
+from astertrack.db.models import Manager, ManagerGroup, NumberPool, Site, Source, TrackingNumber
 from astertrack.dni import allocation, sources
 from astertrack.routing import attribution, rules
 from webadmin.settings import validators as v
+from webadmin.settings.builders import Builder, Conditions, Hours, Match, TimeZone
 
 STRATEGY_LABELS = {
     "round_robin": _l("round robin"), "least_recent": _l("least recently called first"),
@@ -96,17 +96,8 @@ class Text(StringField):
         return "" if self.data is None else str(self.data)
 
 
-def _json_text(value: Any) -> str:
-    return json.dumps(value, ensure_ascii=False, indent=1) if value else ""
-
-
 def _lines(value: Any) -> str:
     return "\n".join(value or [])
-
-
-def JsonArea(label, parse, **kwargs) -> Text:  # noqa: N802 - a field factory, used like a class
-    return Text(label, parse=parse, show=_json_text, parse_empty=True, widget=TextArea(),
-                render_kw={"rows": 5, "cols": 60}, **kwargs)
 
 
 def ListArea(label, parse, **kwargs) -> Text:  # noqa: N802
@@ -160,8 +151,9 @@ def _row_id(value: Any) -> int | None:
 
 def _options(model: type, db: Session) -> list[SelectChoice]:
     column = model.name if hasattr(model, "name") else model.number
+    live = [model.archived_at.is_(None)] if hasattr(model, "archived_at") else []  # archived rows leave pickers
     return [SelectChoice(row.id, row.label)
-            for row in db.execute(select(model.id, column.label("label")).order_by(column))]
+            for row in db.execute(select(model.id, column.label("label")).where(*live).order_by(column))]
 
 
 class Row(_OneOf, SelectField):
@@ -197,10 +189,15 @@ class Rows(_OneOf, SelectMultipleField):
 
 
 class SettingsForm(FlaskForm):
-    """A settings form: ``load(db)`` before validating or rendering, ``values(db)`` to save."""
+    """A settings form: ``load(db)`` before validating or rendering, ``values(db)`` to save.
+    ``unique`` names the fields the database keeps unique: a value another row has is refused on
+    its field before the commit (the commit's IntegrityError stays the fallback for a race)."""
+
+    unique: dict[str, tuple[Any, Any]] = {}  # field name -> (model column, message with %(other)s)
 
     def __init__(self, *args, **kwargs):
         super().__init__(*args, **kwargs)
+        self.obj_id = getattr(kwargs.get("obj"), "id", None)
         for field in self:
             if field.name != "csrf_token":
                 field.id = f"f-{field.name}"
@@ -210,9 +207,24 @@ class SettingsForm(FlaskForm):
     def load(self, db: Session) -> SettingsForm:
         self.db = db
         for field in self:
-            if isinstance(field, (Row, Rows)):
+            if isinstance(field, (Row, Rows, Builder, TimeZone)):
                 field.load(db)
         return self
+
+    def validate(self, extra_validators=None) -> bool:
+        valid = super().validate(extra_validators)
+        for name, (column, message) in self.unique.items():
+            field = self[name]
+            if field.errors or field.data in (None, "") or self.db is None:
+                continue
+            model = column.class_
+            other = self.db.execute(select(model.id, column).where(column == field.data, model.id != self.obj_id)
+                                    if self.obj_id is not None else
+                                    select(model.id, column).where(column == field.data)).first()
+            if other is not None:
+                field.errors.append(str(message) % {"other": other.id})
+                valid = False
+        return valid
 
     def fields(self) -> list:
         return [field for field in self if field.name != "csrf_token"]
@@ -236,7 +248,8 @@ class SiteForm(SettingsForm):
     default_number = Text(_l("Default number"), parse=v.phone)
     display_format = Text(_l("Display format"), [Required()], length=60,
                           description=_l("X is a digit: +7 (XXX) XXX-XX-XX"))
-    timezone = Text(_l("Time zone"), [Required()], parse=v.timezone)
+    timezone = TimeZone(_l("Time zone"), [Required()], description=_l("Working hours of managers and rules are "
+                                                                        "read in this zone"))
     hold_seconds = WholeNumber(_l("Hold, seconds"), [Required()], minimum=30, maximum=86400,
                                description=_l("How long a shown pool number stays with a visitor after the last "
                                               "heartbeat"))
@@ -272,10 +285,9 @@ class SourceForm(SettingsForm):
     name = Text(_l("Name"), [Required()])
     kind = Choice(_l("Kind"), [Required()], choices=labelled(sources.SOURCE_KINDS, SOURCE_KIND_LABELS))
     channel = Text(_l("Channel"), length=50, description=_l("cpc, organic, social, referral, offline…"))
-    match_rules = JsonArea(_l("Match rules (JSON)"), v.match_rules, description=_l(
-        'All must match, e.g. [{"field": "utm_source", "op": "equals", "value": "yandex"}]; op: %(ops)s '
-        '(present and absent need no value); field: %(fields)s',
-        ops=", ".join(sources.OPS), fields=", ".join(sources.MATCH_FIELDS)))
+    match_rules = Conditions(_l("Match rules"), description=_l(
+        "A visit is this source's when every row holds (letters compared ignoring case). A source without "
+        "rows is only reached as a site default or by its static number."))
     priority = WholeNumber(_l("Priority"), [Required()], description=_l("Lower is tried first"))
     pool_id = Row(_l("Pool"), model=NumberPool)
     fallback_number = Text(_l("Fallback number"), parse=v.phone)
@@ -283,6 +295,8 @@ class SourceForm(SettingsForm):
 
 
 class NumberForm(SettingsForm):
+    unique = {"number": (TrackingNumber.number, _l("This number is already a tracking number (record #%(other)s): "
+                                                   "edit that record instead."))}
     number = Text(_l("Number"), [Required()], parse=v.phone)
     site_id = _site()
     source_id = Row(_l("Source"), model=Source)
@@ -292,17 +306,20 @@ class NumberForm(SettingsForm):
 
 
 class ManagerForm(SettingsForm):
+    unique = {"endpoint": (Manager.endpoint, _l("Another manager (record #%(other)s) already uses this phone "
+                                                "endpoint."))}
     name = Text(_l("Name"), [Required()])
     endpoint = Text(_l("Phone endpoint"), [Required()], parse=v.endpoint, description=_l("e.g. PJSIP/101"))
     extension = Text(_l("Extension"), length=40)
     paused = BooleanField(_l("Paused"))
     enabled = BooleanField(_l("Enabled"))
-    schedule = JsonArea(_l("Working hours (JSON)"), v.schedule, description=_l(
-        'Site time zone; empty = always. e.g. {"mon": [["09:00", "18:00"]], "closed_dates": ["2026-12-31"]}'))
+    schedule = Hours(_l("Working hours"), description=_l("In the site's time zone. An end before the start runs "
+                                                         "past midnight; 00:00 as the end is midnight."))
     groups = Rows(_l("Groups"), model=ManagerGroup)
 
 
 class GroupForm(SettingsForm):
+    unique = {"name": (ManagerGroup.name, _l("Another group (record #%(other)s) already has this name."))}
     name = Text(_l("Name"), [Required()])
     queue_name = Text(_l("Asterisk queue"), length=80,
                       description=_l("Needed by rules with the Asterisk queue strategy"))
@@ -319,16 +336,17 @@ class RuleForm(SettingsForm):
     name = Text(_l("Name"), [Required()])
     priority = WholeNumber(_l("Priority"), [Required()], description=_l("Lower is tried first"))
     enabled = BooleanField(_l("Enabled"))
-    match = JsonArea(_l("Match (JSON)"), v.routing_match, description=_l(
-        'Keys: %(keys)s; e.g. {"caller_tags": ["wholesale"]} or {"vip": true} (VIP and tags are set on the '
-        'caller’s profile)', keys=", ".join(rules.MATCH_KEYS)))
+    match = Match(_l("Calls it takes"), description=_l(
+        "No rows: every call. Rows of one kind are alternatives (any of them); rows of different kinds must all "
+        "hold. VIP and tags are set on the caller’s profile."))
     group_id = Row(_l("Manager group"), model=ManagerGroup)
     strategy = Choice(_l("Strategy"), [Required()], choices=labelled(rules.STRATEGIES, STRATEGY_LABELS))
     sticky = BooleanField(_l("Personal manager (sticky)"))
     sticky_days = WholeNumber(_l("Sticky for, days"), [Required()], maximum=3650)
     ring_timeout = WholeNumber(_l("Ring timeout, s"), minimum=5, maximum=300)
     max_attempts = WholeNumber(_l("Max attempts"), minimum=1, maximum=20)
-    schedule = JsonArea(_l("Schedule (JSON)"), v.schedule)
+    schedule = Hours(_l("Schedule"), description=_l("Outside these hours calls go to the after-hours destination "
+                                                    "(site time zone)."))
     after_hours_destination = Text(_l("After hours"), parse=v.destination, description=_destination_help())
     fallback_destination = Text(_l("Fallback"), parse=v.destination, description=_destination_help())
 
@@ -345,6 +363,6 @@ class RuleForm(SettingsForm):
 
 class CallerForm(SettingsForm):
     name = Text(_l("Name"))
-    is_vip = BooleanField(_l("VIP"), description=_l('Rules with {"vip": true} in their match take this caller'))
+    is_vip = BooleanField(_l("VIP"), description=_l("Rules with the row “the caller is VIP” take this caller"))
     tags = ListArea(_l("Tags"), v.tag_list, description=_l(
-        'One per line; rules with {"caller_tags": [...]} take callers with any of those tags'))
+        "One per line; rules with the row “the caller has the tag” take callers with any of those tags"))

@@ -1,17 +1,23 @@
-"""Validation of the structured settings (JSON rules, schedules, destinations) with messages an
-admin can act on.  What is valid is what the engine reads: source rules go through
-``astertrack.dni.sources.parse_conditions``, schedules through ``astertrack.routing.schedule.validate``,
-destinations through ``astertrack.routing.rules.parse_destination``, routing-rule keys come from
-``rules.MATCH_KEYS``.  The admin is stricter only where the engine would accept something it then
-cannot use (an empty regex value, a destination kind the dialplan has no branch for)."""
+"""Validation of the structured settings (source rules, routing matches, working hours,
+destinations) with messages an admin can act on, in the admin's language.  What is valid is what
+the engine reads: source conditions go through ``astertrack.dni.sources.parse_conditions``,
+schedules through ``astertrack.routing.schedule.validate``, destinations through
+``astertrack.routing.rules.parse_destination``, routing-rule keys come from ``rules.MATCH_KEYS``.
+The admin is stricter only where the engine would accept something it then cannot use (an empty
+regex value, a destination kind the dialplan has no branch for, a break outside the day's hours).
+
+Each function takes what one input (or one builder row) holds and returns the stored value, or
+raises ``ValueError`` with the translated message that is shown beside that input."""
 
 from __future__ import annotations
 
-import json
+import datetime as dt
 import re
 from typing import Any
 from urllib.parse import urlsplit
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+from flask_babel import gettext as _
 
 from astertrack.dni import sources
 from astertrack.phones import PhoneNumberError, normalize
@@ -29,91 +35,138 @@ DESTINATION_TARGETS = {
 DESTINATION_EXAMPLES = {"dial": "dial:PJSIP/200", "queue": "queue:sales", "voicemail": "voicemail:100@default",
                         "context": "context:ivr-main"}
 TAG = re.compile(r"^[^\x00-\x1f<>]{1,40}$")
+TIME = re.compile(r"^([01]?\d|2[0-3]):([0-5]\d)(:[0-5]\d(\.\d+)?)?$")  # what <input type=time> sends
+MAX_VALUE = 200  # one condition's or match row's text
+DAY_MINUTES = 24 * 60
 
 
-def parse_json(raw: str, empty: Any) -> Any:
-    raw = (raw or "").strip()
-    if not raw:
-        return empty
-    try:
-        return json.loads(raw)
-    except json.JSONDecodeError as exc:
-        raise ValueError(f"not valid JSON: {exc.msg} at line {exc.lineno} column {exc.colno}") from None
+# ------------------------------------------------------------------ source rules (dni.sources)
 
 
-def match_rules(raw: str) -> list[dict[str, str]]:
-    """A source's conditions, as ``astertrack.dni.sources`` reads them (a rule it could not read
-    would make the tracker skip the whole source)."""
-    items = parse_json(raw, [])
-    if not isinstance(items, list):
-        raise ValueError('expected a list such as [{"field": "utm_source", "op": "equals", "value": "yandex"}]')
-    for i, item in enumerate(items, 1):
-        if not isinstance(item, dict) or set(item) - {"field", "op", "value"}:
-            raise ValueError(f"rule {i}: use only the keys field, op, value")
-        if item.get("field") not in sources.MATCH_FIELDS:
-            raise ValueError(f"rule {i}: field must be one of {', '.join(sources.MATCH_FIELDS)}")
-        if item.get("op", "equals") not in sources.OPS:
-            raise ValueError(f"rule {i}: op must be one of {', '.join(sources.OPS)}")
-        op = item.get("op", "equals")
-        if op not in sources.VALUELESS_OPS and (not isinstance(item.get("value"), str) or not item["value"]):
-            raise ValueError(f"rule {i}: value must be non-empty text")
+def condition(field: str, op: str, value: str) -> dict[str, str]:
+    """One source condition as ``astertrack.dni.sources`` reads it; present/absent keep no value
+    (the engine ignores it)."""
+    if field not in sources.MATCH_FIELDS:
+        raise ValueError(_("Choose what to match."))
+    if op not in sources.OPS:
+        raise ValueError(_("Choose how to compare."))
+    if op in sources.VALUELESS_OPS:
+        item = {"field": field, "op": op}
+    else:
+        value = (value or "").strip()
+        if not value:
+            raise ValueError(_("Enter the value to compare with."))
+        if len(value) > MAX_VALUE:
+            raise ValueError(_("At most %(n)s characters.", n=MAX_VALUE))
         if op == "regex":
             try:
-                re.compile(item["value"])
+                re.compile(value)
             except re.error as exc:
-                raise ValueError(f"rule {i}: bad regular expression: {exc}") from None
-    sources.parse_conditions(items)  # the engine's own reading must agree
-    return items
+                raise ValueError(_("Bad regular expression: %(error)s", error=str(exc))) from None
+        item = {"field": field, "op": op, "value": value}
+    sources.parse_conditions([item])  # the engine's own reading must agree
+    return item
 
 
-def schedule(raw: str) -> dict[str, list[Any]]:
-    value = parse_json(raw, {})
-    if not isinstance(value, dict):
-        raise ValueError('expected an object such as {"mon": [["09:00", "18:00"]], "closed_dates": ["2026-12-31"]}')
-    for key, items in value.items():
-        if not isinstance(items, list):
-            raise ValueError(f"{key}: expected a list")
-        if key in hours.DAYS:
-            for span in items:
-                if isinstance(span, list) and len(span) == 2 and span[0] == span[1]:
-                    raise ValueError(f"{key}: {span!r} is empty (start equals end; an end before the start "
-                                     f"spans midnight)")
+# ------------------------------------------------------------------ routing matches (routing.rules)
+
+
+def match_value(key: str, raw: str) -> Any:
+    """One value of a routing-rule match key; ``source_ids`` values are checked by the builder
+    against the sources offered."""
+    if key not in rules.MATCH_KEYS:
+        raise ValueError(_("Choose what to match."))
+    if key == "vip":
+        return True
+    raw = (raw or "").strip()
+    if not raw:
+        raise ValueError(_("Enter the value to compare with."))
+    if len(raw) > MAX_VALUE:
+        raise ValueError(_("At most %(n)s characters.", n=MAX_VALUE))
+    if key in ("dids", "caller_numbers"):
+        return phone(raw)
+    return raw
+
+
+# ------------------------------------------------------------------ working hours (routing.schedule)
+
+
+def minutes(raw: str) -> int:
+    match = TIME.match((raw or "").strip())
+    if not match:
+        raise ValueError(_("Enter a time such as 09:00."))
+    return int(match.group(1)) * 60 + int(match.group(2))
+
+
+def clock(value: int) -> str:
+    return "24:00" if value == DAY_MINUTES else f"{value // 60:02d}:{value % 60:02d}"
+
+
+def day_spans(start: str, end: str, breaks: list[tuple[str, str]]) -> list[list[str]]:
+    """A working day (from-to, minus breaks) as the ``[start, end]`` spans ``routing.schedule``
+    reads.  An end of 00:00 is midnight (stored ``24:00``); an end before the start runs past
+    midnight (its breaks must then fall before midnight)."""
+    first, last = minutes(start), minutes(end)
+    if last == 0:
+        last = DAY_MINUTES
+    if first == last:
+        raise ValueError(_("The day starts and ends at the same time."))
+    overnight = last < first
+    limit = DAY_MINUTES if overnight else last
+    cuts: list[tuple[int, int]] = []
+    for break_from, break_to in breaks:
+        a, b = minutes(break_from), minutes(break_to)
+        if b == 0:
+            b = DAY_MINUTES
+        if not first < a < b < limit:
+            raise ValueError(_("A break must lie inside the working hours (%(start)s–%(end)s) and end after it "
+                               "starts.", start=clock(first), end=clock(limit)))
+        if cuts and a < cuts[-1][1]:
+            raise ValueError(_("Breaks overlap or are out of order."))
+        cuts.append((a, b))
+    spans, cursor = [], first
+    for a, b in cuts:
+        spans.append([clock(cursor), clock(a)])
+        cursor = b
+    spans.append([clock(cursor), clock(last)])
+    hours.validate({"mon": spans})  # the engine's own reading must agree
+    return spans
+
+
+def spans_as_day(spans: Any) -> tuple[str, str, list[tuple[str, str]]] | None:
+    """The inverse of ``day_spans``: a stored day as from, to and breaks, or None when the grid
+    cannot show it exactly (spans that overlap, or more than one running past midnight)."""
     try:
-        hours.validate(value)
-    except hours.ScheduleError as exc:
-        raise ValueError(str(exc)) from None
-    except (TypeError, ValueError):
-        raise ValueError('expected {"mon": [["09:00", "18:00"]]} pairs of "HH:MM" times') from None
-    return value
+        pairs = sorted(((hours._minutes(a), hours._minutes(b)) for a, b in spans))
+    except (hours.ScheduleError, TypeError, ValueError):
+        return None
+    if not pairs:
+        return None
+    shown = (clock(pairs[0][0]), clock(pairs[-1][1]),
+             [(clock(pairs[i][1]), clock(pairs[i + 1][0])) for i in range(len(pairs) - 1)])
+    try:
+        again = day_spans(shown[0], shown[1], shown[2])
+    except ValueError:
+        return None
+    return shown if again == [[clock(a), clock(b)] for a, b in pairs] else None
 
 
-def routing_match(raw: str) -> dict[str, Any]:
-    value = parse_json(raw, {})
-    if not isinstance(value, dict):
-        raise ValueError('expected an object such as {"source_ids": [1, 2], "utm_campaign": ["brand"]}')
-    for key, items in value.items():
-        if key not in rules.MATCH_KEYS:
-            raise ValueError(f"unknown key {key!r}; use {', '.join(rules.MATCH_KEYS)}")
-        if key == "vip":
-            if not isinstance(items, bool):
-                raise ValueError("vip: expected true or false")
-            continue
-        if not isinstance(items, list) or not items:
-            raise ValueError(f"{key}: expected a non-empty list")
-        if key == "source_ids" and not all(isinstance(i, int) and not isinstance(i, bool) for i in items):
-            raise ValueError("source_ids: expected numbers (source ids)")
-        if key in ("dids", "caller_numbers"):
-            value[key] = [normalize(str(i)) for i in items]
-        elif key != "source_ids" and not all(isinstance(i, str) and i.strip() for i in items):
-            raise ValueError(f"{key}: expected non-empty texts")
-    return value
+def holiday(raw: str) -> str:
+    try:
+        return dt.date.fromisoformat((raw or "").strip()).isoformat()
+    except ValueError:
+        raise ValueError(_("Enter a date such as 2026-12-31.")) from None
+
+
+# ------------------------------------------------------------------ single inputs
 
 
 def timezone(raw: str) -> str:
     try:
         ZoneInfo(raw)
     except (ZoneInfoNotFoundError, ValueError):
-        raise ValueError(f"unknown time zone {raw!r}; use a name such as Europe/Moscow") from None
+        raise ValueError(_("Unknown time zone %(zone)s; choose one from the list, such as Europe/Moscow.",
+                           zone=repr(raw))) from None
     return raw
 
 
@@ -122,13 +175,13 @@ def crm_template(raw: str) -> str | None:
     if not raw:
         return None
     if urlsplit(raw.replace("{", "").replace("}", "")).scheme not in ("http", "https"):
-        raise ValueError("must start with http:// or https://, e.g. https://crm.example.ru/search?phone={phone}")
+        raise ValueError(_("Must start with http:// or https://, e.g. https://crm.example.ru/search?phone={phone}"))
     return raw
 
 
 def endpoint(raw: str) -> str:
     if not ENDPOINT.match(raw):
-        raise ValueError("expected a channel technology and resource such as PJSIP/101")
+        raise ValueError(_("Expected a channel technology and resource such as PJSIP/101."))
     return raw
 
 
@@ -141,7 +194,8 @@ def destination(raw: str) -> str | None:
     kinds = ", ".join(rules.DESTINATION_KINDS)
     kind, sep, _target = raw.partition(":")
     if sep and kind not in rules.DESTINATION_KINDS and re.fullmatch(r"[A-Za-z_]+", kind):
-        raise ValueError(f"unknown kind {kind!r}: the call router only routes {kinds}")
+        raise ValueError(_("Unknown kind %(kind)s: the call router only routes %(kinds)s.", kind=repr(kind),
+                           kinds=kinds))
     try:
         parsed = rules.parse_destination(raw)
     except rules.DestinationError:
@@ -149,7 +203,8 @@ def destination(raw: str) -> str | None:
     pattern = DESTINATION_TARGETS.get(parsed.kind) if parsed else None
     if parsed is None or (pattern is not None and not pattern.match(parsed.target)):
         examples = ", ".join(DESTINATION_EXAMPLES.get(k, k + ":...") for k in rules.DESTINATION_KINDS)
-        raise ValueError(f"expected kind:target with kind one of {kinds}, e.g. {examples}")
+        raise ValueError(_("Expected kind:target with kind one of %(kinds)s, e.g. %(examples)s", kinds=kinds,
+                           examples=examples))
     return str(parsed)
 
 
@@ -159,8 +214,9 @@ def phone(raw: str) -> str | None:
         return None
     try:
         return normalize(raw)
-    except PhoneNumberError as exc:
-        raise ValueError(str(exc)) from None
+    except PhoneNumberError:
+        raise ValueError(_("%(value)s is not a phone number; enter it as +7 495 123-45-67.",
+                           value=repr(raw[:40]))) from None
 
 
 def phone_list(raw: str) -> list[str]:
@@ -176,7 +232,7 @@ def tag_list(raw: str) -> list[str]:
     tags: list[str] = []
     for tag in text_list(raw):
         if not TAG.match(tag):
-            raise ValueError(f"tag {tag[:40]!r}: 1-40 characters, no < or >")
+            raise ValueError(_("Tag %(tag)s: 1-40 characters, no < or >.", tag=repr(tag[:40])))
         if tag.casefold() not in {t.casefold() for t in tags}:
             tags.append(tag)
     return tags
