@@ -4,12 +4,16 @@ Used by the systemd units: ``gunicorn --config python:astertrack.ops.gunicorn_co
 with ``ASTERTRACK_GUNICORN_APP=web`` (or ``tracker``).  Change ``[web] listen_port`` in
 /etc/astertrack and restart the unit; nothing else needs editing.
 
-The public tracker runs on the event-loop worker of ``astertrack.ops.serving`` (slow or idle
-clients cost a socket, not a thread: issue #20); the admin still on gthread.  Environment
+Both apps run on the event-loop worker of ``astertrack.ops.serving``: slow or idle clients cost
+a socket, not a thread (issue #20), and the admin's live board and pop-up streams are answered
+in the event loop by ``webadmin.live.streams`` with one shared poller per worker, so hundreds of
+open streams hold no request thread (issue #21).  Environment
 overrides, for a unit drop-in or a benchmark: ``ASTERTRACK_GUNICORN_WORKER`` (``event`` or
 ``gthread``), ``ASTERTRACK_GUNICORN_WORKERS``, ``ASTERTRACK_GUNICORN_THREADS``,
 ``ASTERTRACK_GUNICORN_HEADER_TIMEOUT`` and ``ASTERTRACK_GUNICORN_BODY_TIMEOUT`` (seconds a client
 has to send a request's head, then its body), ``ASTERTRACK_GUNICORN_MAX_CONNECTIONS`` (per worker).
+The admin still works on gthread, but its live streams are then one-shot answers that the
+browser asks for again every second.
 """
 
 from __future__ import annotations
@@ -25,13 +29,12 @@ _section = load_config().values[_app]
 
 bind = [f"{_section['listen_host']}:{_section['listen_port']}"]
 workers = int(os.environ.get("ASTERTRACK_GUNICORN_WORKERS", "2"))
-# Threads that run the app in each worker.  Under gthread each open live board or manager pop-up
-# holds one web thread (Server-Sent Events); under the event worker a thread is held only while a
-# complete request runs.
-threads = int(os.environ.get("ASTERTRACK_GUNICORN_THREADS", "8" if _app == "tracker" else "32"))
+# Threads that run the app in each worker, held only while a complete request runs (the live
+# streams hold none under the event worker; under gthread each open stream would hold one).
+threads = int(os.environ.get("ASTERTRACK_GUNICORN_THREADS", "8"))
 timeout = 60
 graceful_timeout = 20
-_worker = os.environ.get("ASTERTRACK_GUNICORN_WORKER", "event" if _app == "tracker" else "gthread")
+_worker = os.environ.get("ASTERTRACK_GUNICORN_WORKER", "event")
 if _worker == "event":
     from astertrack.ops.serving import worker_class as _event_worker
 

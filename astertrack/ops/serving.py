@@ -20,6 +20,14 @@ The same worker serves either app (``astertrack.ops.gunicorn_conf`` picks it per
 is still given to gunicorn as WSGI (``tracker:create_app()``), so ``--worker-class gthread``
 serves it the old way with nothing else changed.  Client addresses are the TCP peer's, as
 under gthread: the apps decide themselves whether to trust X-Forwarded-For.
+
+An app may answer some paths natively, in the event loop, without a thread (the admin's live
+streams: hundreds of Server-Sent Events connections open all day): it lists them in an
+``asgi_paths`` attribute (exact path to ASGI callable), and :class:`PathDispatch` sends those
+paths there, everything else to :class:`BufferedWsgi`.  A native handler that never ends on its
+own (a stream) marks its scope with :data:`ENDLESS_STREAM`; on a stop the worker closes those
+connections at once instead of waiting out the graceful timeout for them (the browser's
+EventSource reconnects to the next worker), while ordinary answers in progress still finish.
 """
 
 from __future__ import annotations
@@ -42,6 +50,11 @@ Scope = dict[str, Any]
 Message = dict[str, Any]
 Receive = Callable[[], Awaitable[Message]]
 Send = Callable[[Message], Awaitable[None]]
+AsgiApp = Callable[[Scope, Receive, Send], Awaitable[None]]
+
+# A native handler sets this key of its scope to True: its answer never ends on its own, so a
+# stopping worker closes the connection rather than waiting for it.
+ENDLESS_STREAM = "astertrack.endless_stream"
 
 
 class BufferedWsgi:
@@ -134,6 +147,49 @@ class BufferedWsgi:
                 self.executor.shutdown(wait=False)
                 await send({"type": "lifespan.shutdown.complete"})
                 return
+
+
+class PathDispatch:
+    """ASGI app: the app's native paths (``routes``: exact path to an ASGI callable) are answered
+    in the event loop; every other request goes to ``fallback`` (the WSGI app on its threads).
+
+    Lifespan events go to ``fallback``; a route with an ``aclose()`` coroutine is closed at the
+    lifespan's shutdown."""
+
+    def __init__(self, routes: dict[str, AsgiApp], fallback: AsgiApp):
+        self.routes = dict(routes)
+        self.fallback = fallback
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "http":
+            path = scope["path"]
+            root = scope.get("root_path", "")
+            if root and path.startswith(root):
+                path = path[len(root):]
+            handler = self.routes.get(path)
+            if handler is not None:
+                await handler(scope, receive, send)
+                return
+        elif scope["type"] == "lifespan":
+            await self.fallback(scope, receive, self._closing_routes(send))
+            return
+        await self.fallback(scope, receive, send)
+
+    def _closing_routes(self, send: Send) -> Send:
+        async def wrapped(message: Message) -> None:
+            if message["type"] == "lifespan.shutdown.complete":
+                for handler in {id(h): h for h in self.routes.values()}.values():
+                    close = getattr(handler, "aclose", None)
+                    if close is not None:
+                        await close()
+            await send(message)
+        return wrapped
+
+
+def with_native_paths(wsgi_app: Any, fallback: AsgiApp) -> AsgiApp:
+    """``fallback``, behind a :class:`PathDispatch` if the WSGI app lists native ``asgi_paths``."""
+    routes = getattr(wsgi_app, "asgi_paths", None)
+    return PathDispatch(routes, fallback) if routes else fallback
 
 
 def _header(scope: Scope, name: bytes) -> str | None:
@@ -310,6 +366,10 @@ class DeadlineH11Protocol(H11Protocol):
         if self.conn.their_state is h11.SEND_BODY and not self.transport.is_closing():
             self.transport.close()
             return
+        cycle = self.cycle
+        if cycle is not None and not cycle.response_complete and cycle.scope.get(ENDLESS_STREAM):
+            self.transport.close()  # a live stream: its handler sees the disconnect and ends
+            return
         super().shutdown()
 
     def _arm(self) -> None:
@@ -340,8 +400,9 @@ class BufferingWorker(UvicornWorker):
 
     def load_wsgi(self) -> None:
         super().load_wsgi()
-        self.wsgi = BufferedWsgi(self.wsgi, threads=self.cfg.threads, max_body=self.max_body,
-                                 body_timeout=self.body_timeout, multiprocess=self.cfg.workers > 1)
+        buffered = BufferedWsgi(self.wsgi, threads=self.cfg.threads, max_body=self.max_body,
+                                body_timeout=self.body_timeout, multiprocess=self.cfg.workers > 1)
+        self.wsgi = with_native_paths(self.wsgi, buffered)
 
 
 def worker_class(*, max_body: int, header_timeout: float = 10.0, body_timeout: float = 10.0,

@@ -9,6 +9,7 @@ from urllib.parse import quote, urlsplit
 from sqlalchemy import and_, func, literal, or_, select
 from sqlalchemy.orm import Session
 
+from astertrack.callflow import listener_status
 from astertrack.db.models import Call, CallerProfile, Manager, Site, Source
 from astertrack.db.types import utcnow
 from astertrack.phones import format_display
@@ -20,9 +21,16 @@ RINGING_WINDOW = dt.timedelta(minutes=5)
 
 
 def board_state(db: Session) -> dict[str, Any]:
+    """Calls in progress, managers' phones and whether Asterisk is followed (``ami``).
+
+    While a node is not followed its calls say ``followed: false`` and no manager's state is known
+    (``state_known: false``): the stored device states are only the last ones seen.  The answer
+    changes with the clock (a heartbeat goes stale), so a stream must recompute it every few
+    seconds even when nothing was written."""
+    status = listener_status.read(db)
     since = utcnow() - STALE_AFTER
     rows = db.execute(
-        select(Call.id, Call.state, Call.caller_number, Call.caller_raw, Call.did, Call.started_at, Call.answered_at,
+        select(Call.id, Call.node, Call.state, Call.caller_number, Call.caller_raw, Call.did, Call.started_at, Call.answered_at,
                Source.name.label("source"), Manager.name.label("manager"), Call.utm_campaign)
         .outerjoin(Source, Source.id == Call.source_id)
         .outerjoin(Manager, Manager.id == func.coalesce(Call.manager_id, Call.routed_manager_id))
@@ -33,10 +41,12 @@ def board_state(db: Session) -> dict[str, Any]:
     return {
         "calls": [{"id": r.id, "state": r.state, "caller": r.caller_number or r.caller_raw or "", "did": r.did or "",
                    "started_at": r.started_at.isoformat(), "answered_at": r.answered_at.isoformat() if r.answered_at else None,
-                   "source": r.source or "", "manager": r.manager or "", "campaign": r.utm_campaign or ""} for r in rows],
+                   "source": r.source or "", "manager": r.manager or "", "campaign": r.utm_campaign or "",
+                   "followed": status.call_followed(r.node, r.state, r.started_at)} for r in rows],
         "managers": [{"id": m.id, "name": m.name, "endpoint": m.endpoint, "device_state": m.device_state,
-                      "paused": m.paused, "enabled": m.enabled,
+                      "paused": m.paused, "enabled": m.enabled, "state_known": status.followed,
                       "since": m.device_state_at.isoformat() if m.device_state_at else None} for m in managers],
+        "ami": status.as_dict(),
     }
 
 
@@ -97,3 +107,20 @@ def popup_card(db: Session, call: Call, card_url: str, only_manager_id: int | No
         "crm_url": crm_link(site.crm_url_template if site else None, call),
         "card_url": card_url,
     }
+
+
+def ringing_calls(db: Session) -> list[Any]:
+    """Every call ringing now, for all managers at once (the live streams' one query per tick):
+    rows of ``id``, ``ringing_endpoint``, ``routed_manager_id``, oldest first.  Which manager's
+    phone each one rings at is :func:`rings_at`."""
+    return list(db.execute(select(Call.id, Call.ringing_endpoint, Call.routed_manager_id)
+                           .where(Call.state == "ringing", Call.started_at >= utcnow() - RINGING_WINDOW)
+                           .order_by(Call.started_at, Call.id)).all())
+
+
+def rings_at(ringing_endpoint: str | None, routed_manager_id: int | None, manager_id: int, endpoint: str) -> bool:
+    """:func:`ringing_for`'s rule for one ringing call and one manager: the phones the AMI
+    listener lists (whole comma-separated items), or, until it has, the routed manager."""
+    if ringing_endpoint is None:
+        return routed_manager_id == manager_id
+    return endpoint in ringing_endpoint.split(",")
