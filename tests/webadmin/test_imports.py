@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import datetime as dt
 import io
+import re
 from decimal import Decimal
 
 import pytest
@@ -41,7 +42,7 @@ def test_parse_numbers_csv_reports_each_bad_row(session, data_in_session):
 
 
 def test_numbers_csv_without_number_column(session, data_in_session):
-    with pytest.raises(csv_import.CsvImportError, match="missing column"):
+    with pytest.raises(csv_import.CsvImportError, match="Missing column"):
         csv_import.parse_numbers_csv("phone,site\n1,2\n", session)
     with pytest.raises(csv_import.CsvImportError, match="empty"):
         csv_import.parse_numbers_csv("", session)
@@ -75,7 +76,9 @@ def test_numbers_import_preview_then_apply(client, auth, data, db):
     assert preview.status_code == 200
     assert "3 rows ready, 4 rows with errors" in body and "not a phone number" in body
     assert db.query(TrackingNumber).filter_by(number="+74953000001").count() == 0  # preview writes nothing
-    applied = auth.post("/settings/numbers/import", {"text": NUMBERS, "confirm": "1"}, page="/settings/numbers/import")
+    digest = re.search(r'name="digest" value="([0-9a-f]+)"', body).group(1)
+    applied = auth.post("/settings/numbers/import", {"text": NUMBERS, "confirm": "1", "digest": digest},
+                        page="/settings/numbers/import")
     assert applied.status_code == 302
     db.rollback()  # end the read snapshot taken before the import
     assert db.query(TrackingNumber).filter_by(number="+74953000001").count() == 1
@@ -84,7 +87,7 @@ def test_numbers_import_preview_then_apply(client, auth, data, db):
 def test_costs_import_bad_header_is_explained(client, auth, data):
     auth.login("admin")
     response = auth.post("/settings/costs/import", {"text": "foo,bar\n1,2\n"}, page="/settings/costs/import")
-    assert response.status_code == 400 and b"missing column" in response.data
+    assert response.status_code == 400 and b"Missing column" in response.data
 
 
 @pytest.fixture

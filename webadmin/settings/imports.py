@@ -1,9 +1,14 @@
-"""CSV imports with a preview: upload → table of rows to create/update and per-row errors → apply."""
+"""CSV imports with a preview: upload → table of rows to create/update (what each update changes,
+warnings for numbers that move) and per-row errors → apply.  The confirmation carries a digest of
+the preview: if the data changed meanwhile, nothing is applied and the new preview is shown."""
 
 from __future__ import annotations
 
+import hashlib
+
 from flask import flash, redirect, render_template, request, url_for
 from flask_babel import gettext as _
+from flask_babel import lazy_gettext as _l
 
 from astertrack.reporting import csv_import
 from webadmin.db import get_session
@@ -11,6 +16,34 @@ from webadmin.security import roles_required
 from webadmin.settings import bp
 
 MAX_TEXT = 2 * 1024 * 1024
+CHANGE_LABELS = {"site": _l("Site"), "source": _l("Source"), "pool": _l("Pool"), "label": _l("Label"),
+                 "enabled": _l("Enabled"), "amount": _l("Amount"), "currency": _l("Currency")}
+NUMBER_COLUMNS = [("number", _l("Number")), ("site_name", _l("Site")), ("source_name", _l("Source")),
+                  ("pool_name", _l("Pool")), ("label", _l("Label")), ("enabled", _l("Enabled"))]
+COST_COLUMNS = [("source_name", _l("Source")), ("day", _l("Date")), ("amount", _l("Amount")),
+                ("currency", _l("Currency"))]
+
+
+def say(message: csv_import.Message | str) -> str:
+    """A core message in the user's language (its English template is the catalog's msgid)."""
+    if isinstance(message, csv_import.Message):
+        return _(message.text, **message.args)
+    return str(message)
+
+
+def shown(value) -> str:
+    """A preview cell: nothing as a dash, yes/no in words."""
+    if value is None or value == "":
+        return "—"
+    if value is True:
+        return _("yes")
+    if value is False:
+        return _("no")
+    return str(value)
+
+
+def _digest(rows) -> str:
+    return hashlib.sha256(repr(rows).encode()).hexdigest()[:32]
 
 
 def _uploaded_text() -> str | None:
@@ -32,34 +65,41 @@ def _uploaded_text() -> str | None:
             return None
 
 
-def _import_view(kind: str, parse, apply, template: str):
+def _import_view(kind: str, parse, apply, template: str, columns):
     db = get_session()
+    page = {"say": say, "shown": shown, "change_labels": CHANGE_LABELS, "columns": columns}
     if request.method == "GET":
-        return render_template(template, rows=None, errors=None, text="")
+        return render_template(template, rows=None, errors=None, text="", **page)
     text = _uploaded_text()
     if text is None:
-        return render_template(template, rows=None, errors=None, text=""), 400
+        return render_template(template, rows=None, errors=None, text="", **page), 400
     try:
         rows, errors = parse(text, db)
     except csv_import.CsvImportError as exc:
-        flash(str(exc), "error")
-        return render_template(template, rows=None, errors=None, text=text), 400
+        flash(say(exc.msg), "error")
+        return render_template(template, rows=None, errors=None, text=text, **page), 400
+    digest = _digest(rows)
     if request.form.get("confirm") == "1":
+        if request.form.get("digest") != digest:
+            flash(_("The data changed since the preview: check this new preview, then import."), "error")
+            return render_template(template, rows=rows, errors=errors, text=text, digest=digest, **page), 409
         counts = apply(db, rows)
         db.commit()
         flash(_("Imported: %(created)s created, %(updated)s updated, %(skipped)s rows with errors skipped.",
                 created=counts["create"], updated=counts["update"], skipped=len(errors)), "ok")
         return redirect(url_for("settings.numbers_import" if kind == "numbers" else "settings.costs_import"))
-    return render_template(template, rows=rows, errors=errors, text=text)
+    return render_template(template, rows=rows, errors=errors, text=text, digest=digest, **page)
 
 
 @bp.route("/numbers/import", methods=["GET", "POST"])
 @roles_required("admin")
 def numbers_import():
-    return _import_view("numbers", csv_import.parse_numbers_csv, csv_import.apply_numbers, "settings/numbers_import.html")
+    return _import_view("numbers", csv_import.parse_numbers_csv, csv_import.apply_numbers,
+                        "settings/numbers_import.html", NUMBER_COLUMNS)
 
 
 @bp.route("/costs/import", methods=["GET", "POST"])
 @roles_required("admin")
 def costs_import():
-    return _import_view("costs", csv_import.parse_ad_costs_csv, csv_import.apply_ad_costs, "settings/costs_import.html")
+    return _import_view("costs", csv_import.parse_ad_costs_csv, csv_import.apply_ad_costs,
+                        "settings/costs_import.html", COST_COLUMNS)
