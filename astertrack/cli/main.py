@@ -240,8 +240,8 @@ def demo(ctx: Context, days: int, calls_per_day: int) -> None:
 @main.command()
 @click.option("--no-agi", is_flag=True, help="do not start the FastAGI server")
 @click.option("--no-ami", is_flag=True, help="do not start the AMI listener")
-@click.option("--web-threads", default=32, show_default=True,
-              help="web admin threads: each open live board or manager pop-up holds one")
+@click.option("--web-threads", default=8, show_default=True,
+              help="web admin threads for page requests (the live board and pop-ups hold none)")
 @pass_ctx
 def run(ctx: Context, no_agi: bool, no_ami: bool, web_threads: int) -> None:
     """Run web admin, tracker API, FastAGI server and AMI listener together in the foreground."""
@@ -252,17 +252,18 @@ def run(ctx: Context, no_agi: bool, no_ami: bool, web_threads: int) -> None:
     gunicorn = ["gunicorn", "--config", "python:astertrack.ops.gunicorn_conf", "--workers", "1"]
     children = [
         Child("web admin", [*gunicorn, "--threads", str(web_threads), "webadmin:create_app()"],
-              env={"ASTERTRACK_GUNICORN_APP": "web"}),
-        Child("tracker", [*gunicorn, "tracker:create_app()"], env={"ASTERTRACK_GUNICORN_APP": "tracker"}),
+              env={"ASTERTRACK_GUNICORN_APP": "web"}, port=(web["listen_host"], web["listen_port"])),
+        Child("tracker", [*gunicorn, "tracker:create_app()"], env={"ASTERTRACK_GUNICORN_APP": "tracker"},
+              port=(tracker["listen_host"], tracker["listen_port"])),
     ]
     if not no_agi:
-        children.append(Child("FastAGI", ["astertrack-agi"]))
+        agi = config.values["agi"]
+        children.append(Child("FastAGI", ["astertrack-agi"], port=(agi["listen_host"], agi["listen_port"])))
     if not no_ami:
         children.append(Child("AMI listener", ["astertrack-ami"]))
     click.echo(f"web admin:  http://{web['listen_host']}:{web['listen_port']}/")
     click.echo(f"tracker:    http://{tracker['listen_host']}:{tracker['listen_port']}/")
     if not no_agi:
-        agi = config.values["agi"]
         click.echo(f"FastAGI:    agi://{agi['listen_host']}:{agi['listen_port']}/inbound")
     sys.exit(supervise(children, config_path=config.path))
 
