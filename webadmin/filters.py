@@ -106,6 +106,17 @@ def csv_response(filename: str, header: list[str], rows: Iterable[Iterable[Any]]
                     headers={"Content-Disposition": f'attachment; filename="{filename}"'})
 
 
+def duration(seconds: float | None) -> str:
+    """Seconds as ``h:mm:ss`` (``0:02:08``; ``145:53:18`` past a day), the one way pages show a
+    duration; "—" when there is none.  CSV exports keep plain seconds."""
+    if seconds is None:
+        return "—"
+    total = round(float(seconds))
+    sign, total = ("-", -total) if total < 0 else ("", total)
+    hours, rest = divmod(total, 3600)
+    return f"{sign}{hours}:{rest // 60:02d}:{rest % 60:02d}"
+
+
 def _cell(value: Any) -> Any:
     if value is None:
         return ""
