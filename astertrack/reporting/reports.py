@@ -8,6 +8,7 @@ over the ``ix_calls_*_started`` indexes) so a 30-day report over a million calls
 from __future__ import annotations
 
 import datetime as dt
+from collections.abc import Iterator
 from dataclasses import dataclass
 from decimal import Decimal
 from typing import Any
@@ -24,10 +25,9 @@ from astertrack.db.models import (
     Manager,
     Site,
     Source,
-    Tag,
     VisitorSession,
-    call_tags,
 )
+from astertrack.review.conditions import handled_condition, review_columns, tag_condition
 
 
 def N_(text: str) -> str:
@@ -90,6 +90,8 @@ class ReportFilter:
     source_id: int | None = None
     manager_id: int | None = None
     campaign: str | None = None
+    tag: str | None = None
+    handled: bool | None = None  # True: handled calls only, False: not handled ones
 
     def call_conditions(self) -> list[Any]:
         conds: list[Any] = [Call.started_at >= self.start, Call.started_at < self.end]
@@ -101,7 +103,18 @@ class ReportFilter:
             conds.append(or_(Call.manager_id == self.manager_id, Call.routed_manager_id == self.manager_id))
         if self.campaign:
             conds.append(Call.utm_campaign == self.campaign)
+        if self.tag:
+            conds.append(tag_condition(self.tag))
+        if self.handled is not None:
+            conds.append(handled_condition(self.handled))
         return conds
+
+    def days(self, tz: str) -> int:
+        """How many local calendar days the period covers."""
+        zone = ZoneInfo(tz)
+        first = self.start.astimezone(zone).date()
+        last = (self.end - dt.timedelta(microseconds=1)).astimezone(zone).date()
+        return (last - first).days + 1
 
 
 def last_days(days: int, now: dt.datetime | None = None, tz: str = "UTC", **filters: Any) -> ReportFilter:
@@ -227,86 +240,163 @@ def calls_by(session: Session, f: ReportFilter, dimension: str = "source") -> di
     return {"rows": rows, "totals": _finish_row(totals), "dimension": dimension}
 
 
-def _day_expr(session: Session, f: ReportFilter, tz: str):
+STEPS = ("hour", "day")
+
+
+def step_for(f: ReportFilter, tz: str) -> str:
+    """A one-day period is drawn by the hour; longer ones by the day."""
+    return "hour" if f.days(tz) <= 1 else "day"
+
+
+def _bucket_expr(session: Session, f: ReportFilter, tz: str, step: str):
+    """The local day ("YYYY-MM-DD") or hour ("YYYY-MM-DD HH") a call started in, as text."""
     if session.get_bind().dialect.name == "postgresql":
-        return func.date(func.timezone(tz, Call.started_at))
+        return func.to_char(func.timezone(tz, Call.started_at), "YYYY-MM-DD HH24" if step == "hour" else "YYYY-MM-DD")
     # SQLite keeps naive UTC text; shift by the zone's offset at the period start (DST shifts
-    # inside the period move at most an hour of calls to the neighbouring day).
+    # inside the period move at most an hour of calls to the neighbouring bucket).
     offset = ZoneInfo(tz).utcoffset(f.start.replace(tzinfo=None)) or dt.timedelta()
     minutes = int(offset.total_seconds() // 60)
-    return func.date(Call.started_at, f"{minutes:+d} minutes")
+    return func.strftime("%Y-%m-%d %H" if step == "hour" else "%Y-%m-%d", Call.started_at, f"{minutes:+d} minutes")
 
 
-def time_series(session: Session, f: ReportFilter, tz: str = "UTC") -> list[dict[str, Any]]:
-    """Calls per local day: total, answered, missed, target; every day of the period present."""
-    day = _day_expr(session, f, tz)
+def buckets(f: ReportFilter, tz: str, step: str = "day") -> list[str]:
+    """Every bucket key of the period, in order (the x axis, gaps included)."""
+    zone = ZoneInfo(tz)
+    keys: list[str] = []
+    if step == "hour":
+        at = f.start
+        while at < f.end:
+            key = at.astimezone(zone).strftime("%Y-%m-%d %H")
+            if key not in keys:  # the repeated hour of a DST fall-back
+                keys.append(key)
+            at += dt.timedelta(hours=1)
+        return keys
+    current = f.start.astimezone(zone).date()
+    last = (f.end - dt.timedelta(microseconds=1)).astimezone(zone).date()
+    while current <= last:
+        keys.append(current.isoformat())
+        current += dt.timedelta(days=1)
+    return keys
+
+
+def bucket_label(key: str, step: str) -> str:
+    """What the chart's axis says: "14:00" for an hour, the date for a day."""
+    return f"{key[11:13]}:00" if step == "hour" else key
+
+
+def time_series(session: Session, f: ReportFilter, tz: str = "UTC", step: str = "day") -> list[dict[str, Any]]:
+    """Calls per local day (or hour): total, answered, missed, target; every bucket present."""
+    if step not in STEPS:
+        raise ValueError(f"unknown step {step!r} (known: {', '.join(STEPS)})")
+    bucket = _bucket_expr(session, f, tz, step)
     target = _target_flag(_threshold(session))
     stmt = _calls_from(select(
-        day.label("day"),
+        bucket.label("bucket"),
         func.count().label("total"),
         func.sum(case((Call.outcome == ANSWERED, 1), else_=0)).label("answered"),
         func.sum(case((Call.outcome.in_(MISSED_OUTCOMES), 1), else_=0)).label("missed"),
         func.sum(case((target, 1), else_=0)).label("target"),
-    ), f).group_by(day)
-    found = {str(row.day): row for row in session.execute(stmt)}
-    zone = ZoneInfo(tz)
-    first = f.start.astimezone(zone).date()
-    last = (f.end - dt.timedelta(microseconds=1)).astimezone(zone).date()
+    ), f).group_by(bucket)
+    found = {str(row.bucket): row for row in session.execute(stmt)}
     series = []
-    current = first
-    while current <= last:
-        row = found.get(current.isoformat())
-        series.append({"day": current.isoformat(),
+    for key in buckets(f, tz, step):
+        row = found.get(key)
+        series.append({"day": key, "label": bucket_label(key, step),
                        "total": int(row.total) if row else 0,
                        "answered": int(row.answered or 0) if row else 0,
                        "missed": int(row.missed or 0) if row else 0,
                        "target": int(row.target or 0) if row else 0})
-        current += dt.timedelta(days=1)
     return series
+
+
+def series_by(session: Session, f: ReportFilter, dimension: str, keys: list[Any], tz: str = "UTC",
+              step: str = "day") -> dict[Any, list[int]]:
+    """Calls per bucket for each of ``keys`` (values of ``dimension``, as ``calls_by`` reports
+    them): the lines of the chart that follows the report's "group by"."""
+    key, with_sources = _dimension(dimension)
+    bucket = _bucket_expr(session, f, tz, step)
+    stmt = _calls_from(select(bucket.label("bucket"), key.label("key"), func.count().label("n")), f, with_sources)
+    found: dict[tuple[str, Any], int] = {}
+    for row in session.execute(stmt.group_by(bucket, key)):
+        found[(str(row.bucket), row.key)] = int(row.n)
+    axis = buckets(f, tz, step)
+    return {k: [found.get((b, k), 0) for b in axis] for k in keys}
 
 
 # ---------------------------------------------------------------- missed calls
 
 
-def missed_calls(session: Session, f: ReportFilter, limit: int = 500) -> dict[str, Any]:
-    """Missed calls with reason, wait and the first later answered call from the same number."""
+def missed_select(f: ReportFilter) -> Select:
+    """Missed calls, newest first, with reason, wait, the first later answered call from the same
+    number and the review marks: the one query of the page and its export."""
     later = aliased(Call)
     callback = (select(func.min(later.started_at))
                 .where(later.caller_number == Call.caller_number, later.started_at > Call.started_at,
                        later.outcome == ANSWERED)
                 .correlate(Call).scalar_subquery())
-    missed = Call.outcome.in_(MISSED_OUTCOMES)
-    stmt = (select(Call.id, Call.started_at, Call.caller_number, Call.caller_name, Call.missed_reason,
+    return (select(Call.id, Call.started_at, Call.caller_number, Call.caller_name, Call.missed_reason,
                    Call.wait_seconds, Source.name.label("source"), Manager.name.label("manager"),
-                   callback.label("callback_at"))
+                   callback.label("callback_at"), *review_columns())
             .select_from(Call)
             .outerjoin(Source, Source.id == Call.source_id)
             .outerjoin(Manager, Manager.id == Call.routed_manager_id)
-            .where(*f.call_conditions(), missed)
-            .order_by(Call.started_at.desc(), Call.id.desc())
-            .limit(limit))
-    rows = []
-    for row in session.execute(stmt).mappings():
-        item = dict(row)
-        cb = item["callback_at"]
-        if isinstance(cb, str):  # SQLite returns the raw text from an aggregate subquery
-            cb = dt.datetime.fromisoformat(cb).replace(tzinfo=dt.UTC)
-        elif cb is not None and cb.tzinfo is None:
-            cb = cb.replace(tzinfo=dt.UTC)
-        item["callback_at"] = cb
-        item["callback_seconds"] = (cb - item["started_at"]).total_seconds() if cb else None
-        rows.append(item)
-    total = session.execute(select(func.count(Call.id)).where(*f.call_conditions(), missed)).scalar_one()
-    called_back = [r for r in rows if r["callback_seconds"] is not None]
-    delays = sorted(r["callback_seconds"] for r in called_back)
-    unique_numbers = {r["caller_number"] for r in rows if r["caller_number"]}
-    not_reached = {r["caller_number"] for r in rows if r["caller_number"] and r["callback_seconds"] is None}
+            .where(*f.call_conditions(), Call.outcome.in_(MISSED_OUTCOMES))
+            .order_by(Call.started_at.desc(), Call.id.desc()))
+
+
+def _aware(value: Any) -> dt.datetime | None:
+    if isinstance(value, str):  # SQLite returns the raw text from an aggregate subquery
+        value = dt.datetime.fromisoformat(value)
+    if value is not None and value.tzinfo is None:
+        value = value.replace(tzinfo=dt.UTC)
+    return value
+
+
+def iter_missed(session: Session, f: ReportFilter, batch: int = 1000) -> Iterator[dict[str, Any]]:
+    """Every missed call of the period as a dict, streamed ``batch`` rows at a time (a
+    server-side cursor on PostgreSQL): memory stays flat whatever the count."""
+    result = session.execute(missed_select(f).execution_options(yield_per=batch))
+    try:
+        for row in result.mappings():
+            item = dict(row)
+            cb = _aware(item["callback_at"])
+            item["callback_at"] = cb
+            item["handled_at"] = _aware(item["handled_at"])
+            item["callback_seconds"] = (cb - item["started_at"]).total_seconds() if cb else None
+            yield item
+    finally:
+        result.close()
+
+
+def missed_calls(session: Session, f: ReportFilter, limit: int = 500) -> dict[str, Any]:
+    """The page's latest ``limit`` missed calls and figures over all of them (one pass of ``iter_missed``)."""
+    rows: list[dict[str, Any]] = []
+    total = called_back = handled = 0
+    delays: list[float] = []
+    numbers: set[str] = set()
+    not_reached: set[str] = set()  # a number whose latest missed call has no answered call after it
+    for item in iter_missed(session, f):
+        total += 1
+        if len(rows) < limit:
+            rows.append(item)
+        if item["handled_at"] is not None:
+            handled += 1
+        number = item["caller_number"]
+        if number:
+            numbers.add(number)
+        if item["callback_seconds"] is not None:
+            called_back += 1
+            delays.append(item["callback_seconds"])
+        elif number:
+            not_reached.add(number)
+    delays.sort()
     return {
         "rows": rows,
-        "total": int(total),
+        "total": total,
         "shown": len(rows),
-        "called_back": len(called_back),
-        "unique_numbers": len(unique_numbers),
+        "called_back": called_back,
+        "handled": handled,
+        "unique_numbers": len(numbers),
         "never_reached": len(not_reached),
         "median_callback_seconds": delays[len(delays) // 2] if delays else None,
     }
@@ -446,6 +536,8 @@ def _funnel_row(key, label, sessions, calls, lead_tuple, cost) -> dict[str, Any]
 
 
 CALL_OUTCOMES = ("answered", "missed", "busy", "in_progress")
+# A filter value for the missed report's rows: missed or busy (``MISSED_OUTCOMES``)
+MISSED_ANY = "missed_any"
 
 
 @dataclass(frozen=True)
@@ -459,28 +551,86 @@ class CallLogFilter:
     outcome: str | None = None
     caller: str | None = None  # E.164 for an exact match, or digits for a substring search
     tag: str | None = None
+    handled: bool | None = None  # True: handled calls only, False: not handled ones
+    channel: str | None = None
+    keyword: str | None = None
+    utm_source: str | None = None
+    missing: tuple[str, ...] = ()  # report dimensions that must be empty (a report's "(none)" row)
     only_manager_id: int | None = None  # a manager's own calls (routed to or answered by them)
 
 
+@dataclass(frozen=True)
+class LogRow:
+    """A call-log line: the call and its review marks (the call's attributes read through)."""
+
+    call: Call
+    handled_at: dt.datetime | None
+    handled_by: str | None
+    score: float | None
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.call, name)
+
+
+def call_log_select(f: CallLogFilter) -> Select:
+    """The calls of the log, newest first, with their review marks: the one query of the page,
+    its count and its export."""
+    return (select(Call, *review_columns()).where(*_call_log_conditions(f))
+            .order_by(Call.started_at.desc(), Call.id.desc())
+            .options(selectinload(Call.source), selectinload(Call.manager), selectinload(Call.tags)))
+
+
+def _log_row(row) -> LogRow:
+    return LogRow(call=row[0], handled_at=_aware(row.handled_at), handled_by=row.handled_by, score=row.score)
+
+
 def call_log(session: Session, f: CallLogFilter, limit: int = 50,
-             before: tuple[dt.datetime, int] | None = None) -> tuple[list[Call], tuple[dt.datetime, int] | None]:
+             before: tuple[dt.datetime, int] | None = None) -> tuple[list[LogRow], tuple[dt.datetime, int] | None]:
     """One page of calls, newest first, keyset-paginated on (started_at, id).
 
-    Returns the calls and the cursor for the next page (None on the last page).  Keyset
+    Returns the rows and the cursor for the next page (None on the last page).  Keyset
     pagination keeps page 1000 as fast as page 1 on a million calls.
     """
-    stmt = select(Call).where(*_call_log_conditions(f))
+    stmt = call_log_select(f)
     if before is not None:
         at, call_id = before
         stmt = stmt.where(or_(Call.started_at < at, and_(Call.started_at == at, Call.id < call_id)))
-    stmt = stmt.order_by(Call.started_at.desc(), Call.id.desc()).limit(limit + 1)
-    stmt = stmt.options(selectinload(Call.source), selectinload(Call.manager), selectinload(Call.tags))
-    calls = list(session.scalars(stmt))
+    rows = [_log_row(row) for row in session.execute(stmt.limit(limit + 1))]
     cursor = None
-    if len(calls) > limit:
-        calls = calls[:limit]
-        cursor = (calls[-1].started_at, calls[-1].id)
-    return calls, cursor
+    if len(rows) > limit:
+        rows = rows[:limit]
+        cursor = (rows[-1].started_at, rows[-1].id)
+    return rows, cursor
+
+
+def call_log_count(session: Session, f: CallLogFilter) -> int:
+    return int(session.execute(select(func.count(Call.id)).where(*_call_log_conditions(f))).scalar_one())
+
+
+def iter_call_log(session: Session, f: CallLogFilter, batch: int = 1000) -> Iterator[LogRow]:
+    """Every call of the log, streamed ``batch`` at a time (a server-side cursor on PostgreSQL);
+    each batch's calls leave the session once read, so memory stays flat whatever the count."""
+    result = session.execute(call_log_select(f).execution_options(yield_per=batch))
+    try:
+        for part in result.partitions():
+            rows = [_log_row(row) for row in part]
+            yield from rows
+            for row in rows:
+                session.expunge(row.call)
+    finally:
+        result.close()
+
+
+def _dimension_condition(dimension: str, value: str | None) -> Any:
+    """A report row's dimension value as a call-log condition (None: the "(none)" row)."""
+    if dimension == "source":
+        return Call.source_id.is_(None)
+    if dimension == "channel":
+        channels = select(Source.id).where(Source.channel == value if value is not None else Source.channel.is_(None))
+        return Call.source_id.in_(channels) if value is not None else or_(Call.source_id.is_(None),
+                                                                         Call.source_id.in_(channels))
+    column = {"campaign": Call.utm_campaign, "keyword": Call.keyword, "utm_source": Call.utm_source}[dimension]
+    return column == value if value is not None else column.is_(None)
 
 
 def _call_log_conditions(f: CallLogFilter) -> list[Any]:
@@ -495,12 +645,23 @@ def _call_log_conditions(f: CallLogFilter) -> list[Any]:
         conds.append(Call.source_id == f.source_id)
     if f.campaign:
         conds.append(Call.utm_campaign == f.campaign)
+    if f.channel:
+        conds.append(_dimension_condition("channel", f.channel))
+    if f.keyword:
+        conds.append(Call.keyword == f.keyword)
+    if f.utm_source:
+        conds.append(Call.utm_source == f.utm_source)
+    for dimension in f.missing:
+        if dimension in DIMENSIONS:
+            conds.append(_dimension_condition(dimension, None))
     if f.manager_id is not None:
         conds.append(or_(Call.manager_id == f.manager_id, Call.routed_manager_id == f.manager_id))
     if f.only_manager_id is not None:
         conds.append(or_(Call.manager_id == f.only_manager_id, Call.routed_manager_id == f.only_manager_id))
     if f.outcome == "in_progress":
         conds.append(Call.outcome.is_(None))
+    elif f.outcome == MISSED_ANY:
+        conds.append(Call.outcome.in_(MISSED_OUTCOMES))
     elif f.outcome:
         conds.append(Call.outcome == f.outcome)
     if f.caller:
@@ -511,8 +672,9 @@ def _call_log_conditions(f: CallLogFilter) -> list[Any]:
             if digits:
                 conds.append(Call.caller_number.contains(digits, autoescape=True))
     if f.tag:
-        conds.append(Call.id.in_(select(call_tags.c.call_id).join(Tag, Tag.id == call_tags.c.tag_id)
-                                 .where(Tag.name == f.tag)))
+        conds.append(tag_condition(f.tag))
+    if f.handled is not None:
+        conds.append(handled_condition(f.handled))
     return conds
 
 

@@ -2,6 +2,7 @@ from __future__ import annotations
 
 import datetime as dt
 import mimetypes
+from urllib.parse import urlencode
 
 from flask import abort, current_app, render_template, request, send_file
 from flask_login import current_user
@@ -13,11 +14,16 @@ from astertrack.reporting import reports
 from astertrack.routing.recording import resolve_recording
 from webadmin.calls import bp
 from webadmin.calls.access import visible_call_or_404
+from webadmin.calls.args import handled_arg, review_form, tag_arg
+from webadmin.calls.review import review_context
 from webadmin.db import get_session
-from webadmin.filters import arg_int, arg_str, choices, csv_response, period
+from webadmin.exports import stream_csv
+from webadmin.filters import arg_int, arg_str, choices, period
 from webadmin.security import ROLES, roles_required
 
 PAGE_SIZE = 50
+# Filters a report row's link may set that the log's form has no field for: kept as hidden inputs
+HIDDEN_LOG_ARGS = ("channel", "keyword", "utm_source", "missing")
 AUDIO_SUFFIXES = (".wav", ".WAV", ".mp3", ".gsm", ".ogg")
 TIMELINE_HEADERS = ("Channel", "DestChannel", "ChannelStateDesc", "DestChannelStateDesc", "DialStatus", "Cause",
                     "Cause-txt", "Queue", "Interface", "MemberName", "Position", "HoldTime", "TalkTime", "Reason",
@@ -38,44 +44,68 @@ def _cursor() -> tuple[dt.datetime, int] | None:
     return when, int(call_id)
 
 
-@bp.get("/")
-@roles_required(*ROLES)
-def log():
+LOG_CSV_COLUMNS = ["id", "started_at", "caller_number", "caller_name", "did", "outcome", "missed_reason",
+                   "wait_seconds", "talk_seconds", "utm_source", "utm_medium", "utm_campaign", "keyword",
+                   "attribution_kind", "attribution_confidence", "is_first_call"]
+LOG_CSV_HEADER = [*LOG_CSV_COLUMNS, "source", "manager", "tags", "handled_at", "handled_by", "score"]
+
+
+def log_filter() -> tuple[reports.CallLogFilter, dict]:
+    """The call log's filters from the query string, and the form that shows them."""
     date_from, date_to, start, end, tz = period()
     caller = arg_str("caller", 40)
     outcome = arg_str("outcome", 20)
-    if outcome not in reports.CALL_OUTCOMES:
+    if outcome not in (*reports.CALL_OUTCOMES, reports.MISSED_ANY):
         outcome = None
+    missing = tuple(d for d in request.args.getlist("missing") if d in reports.DIMENSIONS)
     f = reports.CallLogFilter(
         start=start, end=end, site_id=arg_int("site"), source_id=arg_int("source"), campaign=arg_str("campaign"),
-        manager_id=arg_int("manager"), outcome=outcome, tag=arg_str("tag", 80),
+        manager_id=arg_int("manager"), outcome=outcome, tag=tag_arg(), handled=handled_arg(),
+        channel=arg_str("channel"), keyword=arg_str("keyword"), utm_source=arg_str("utm_source"), missing=missing,
         caller=(try_normalize(caller) or caller) if caller else None,
         only_manager_id=None if current_user.is_staff else (current_user.manager_id or -1))
-    db = get_session()
-    export = request.args.get("format") == "csv"
-    calls, cursor = reports.call_log(db, f, limit=10000 if export else PAGE_SIZE, before=_cursor())
-    if export:
-        cols = ["id", "started_at", "caller_number", "caller_name", "did", "outcome", "missed_reason", "wait_seconds",
-                "talk_seconds", "utm_source", "utm_medium", "utm_campaign", "keyword", "attribution_kind",
-                "attribution_confidence", "is_first_call"]
-        return csv_response(f"calls-{date_from}-{date_to}.csv", [*cols, "source", "manager"],
-                            ([getattr(c, k) for k in cols] + [c.source.name if c.source else None,
-                                                              c.manager.name if c.manager else None] for c in calls))
-    args = request.args.to_dict()
-    args.pop("before", None)
     form = {"from": date_from.isoformat(), "to": date_to.isoformat(), "site": f.site_id, "source": f.source_id,
             "manager": f.manager_id, "campaign": f.campaign or "", "caller": caller or "", "outcome": outcome or "",
-            "tag": f.tag or "", "tz": tz}
+            "tz": tz, **review_form(f.tag, f.handled)}
+    return f, form
+
+
+def _csv_line(row: reports.LogRow) -> list:
+    call = row.call
+    return [*(getattr(call, k) for k in LOG_CSV_COLUMNS), call.source.name if call.source else None,
+            call.manager.name if call.manager else None, "; ".join(sorted(t.name for t in call.tags)),
+            row.handled_at, row.handled_by, round(row.score * 100, 1) if row.score is not None else None]
+
+
+@bp.get("/")
+@roles_required(*ROLES)
+def log():
+    f, form = log_filter()
+    if request.args.get("format") == "csv":
+        return stream_csv(f"calls-{form['from']}-{form['to']}.csv", LOG_CSV_HEADER,
+                          lambda db: (_csv_line(row) for row in reports.iter_call_log(db, f)))
+    db = get_session()
+    calls, cursor = reports.call_log(db, f, limit=PAGE_SIZE, before=_cursor())
+    args = request.args.to_dict(flat=False)
+    args.pop("before", None)
     tags = db.scalars(select(Tag.name).order_by(Tag.name)).all()
+    kept = [(k, v) for k, values in args.items() if k not in ("format", "before") for v in values]
     return render_template("calls/log.html", calls=calls, form=form, choices=choices(), tags=tags,
-                           outcomes=reports.CALL_OUTCOMES, next_args={**args, "before": f"{cursor[0].isoformat()}_{cursor[1]}"}
+                           outcomes=reports.CALL_OUTCOMES, count=reports.call_log_count(db, f),
+                           csv_url=f"{request.path}?{urlencode([*kept, ('format', 'csv')])}",
+                           hidden=[(k, v) for k, v in kept if k in HIDDEN_LOG_ARGS],
+                           next_args={**args, "before": f"{cursor[0].isoformat()}_{cursor[1]}"}
                            if cursor else None, paged=bool(request.args.get("before")))
 
 
 @bp.get("/<int:call_id>")
 @roles_required(*ROLES)
 def card(call_id: int):
-    call = visible_call_or_404(call_id)
+    return render_card(visible_call_or_404(call_id))
+
+
+def render_card(call, forms: dict | None = None, status: int = 200):
+    """The call card; ``forms`` carries a review form that failed, shown with its errors."""
     db = get_session()
     events = db.scalars(select(CallEvent).where(CallEvent.call_id == call.id)
                         .order_by(CallEvent.event_time, CallEvent.id)).all()
@@ -90,7 +120,7 @@ def card(call_id: int):
         db, call, only_manager_id=None if current_user.is_staff else (current_user.manager_id or -1))
     return render_template("calls/card.html", call=call, session=call.session, timeline=timeline, transcript=transcript,
                            previous=previous, previous_count=count, recording=_recording_status(call),
-                           profile=_caller_profile(call))
+                           profile=_caller_profile(call), review=review_context(db, call, forms or {})), status
 
 
 def _caller_profile(call) -> CallerProfile | None:

@@ -1,12 +1,17 @@
 from __future__ import annotations
 
-from flask import abort, render_template, request
+import dataclasses
+
+from flask import abort, render_template, request, url_for
 from flask_babel import gettext as _
 
 from astertrack.db.types import utcnow
 from astertrack.dni import poolhealth
 from astertrack.reporting import reports
+from astertrack.review import actions
+from webadmin.calls.args import handled_arg, review_form, tag_arg
 from webadmin.db import get_session
+from webadmin.exports import stream_csv
 from webadmin.filters import choices, csv_response, report_filter
 from webadmin.labels import label_for
 from webadmin.reports import bp
@@ -16,13 +21,55 @@ CALL_COLUMNS = ["total", "unique", "target", "unique_target", "answered", "misse
                 "repeat", "avg_wait", "avg_talk"]
 
 
+SERIES_LINES = 5  # the busiest values of the "group by" drawn as lines beside the total
+LOG_FILTERS = ("from", "to", "site", "source", "manager", "campaign", "tag", "handled")
+
+
 def _wants_csv() -> bool:
     return request.args.get("format") == "csv"
 
 
+def _filter():
+    """The report filter with the review filters (tag, handled) the call log shares."""
+    f, form = report_filter()
+    f = dataclasses.replace(f, tag=tag_arg(), handled=handled_arg())
+    return f, {**form, **review_form(f.tag, f.handled)}
+
+
+def log_url(form: dict, **row) -> str:
+    """The call log narrowed to a report row: the report's own filters plus the row's value."""
+    args = {k: form[k] for k in LOG_FILTERS if form.get(k) not in (None, "")}
+    args.update({k: v for k, v in row.items() if v is not None})
+    return url_for("calls.log", **args)
+
+
+def dimension_url(form: dict, dimension: str, key) -> str:
+    """A grouped row's link: its value, or for the "(none)" row the value's absence."""
+    if key is None or key == "":
+        return log_url(form, missing=dimension)
+    if dimension not in reports.DIMENSIONS:
+        raise ValueError(dimension)
+    return log_url(form, **{dimension: key})  # each dimension's call-log filter has its name
+
+
 def _page(template: str, **context):
     f, form = context.pop("filter_pair")
-    return render_template(template, form=form, choices=choices(), formulas={k: _(v) for k, v in reports.FORMULAS.items()}, **context)
+    return render_template(template, form=form, choices=choices(), formulas={k: _(v) for k, v in reports.FORMULAS.items()},
+                           tags=actions.tag_names(get_session()), log_url=log_url, dimension_url=dimension_url,
+                           **context)
+
+
+def _line_chart(db, f, form, dimension: str, rows: list) -> dict:
+    """Calls over the period (by the hour for one day): the total, then one line per busiest
+    value of the "group by" choice, so the chart follows it."""
+    step = reports.step_for(f, form["tz"])
+    series = reports.time_series(db, f, form["tz"], step)
+    top = rows[:SERIES_LINES]
+    per_key = reports.series_by(db, f, dimension, [r["key"] for r in top], form["tz"], step)
+    datasets = [{"key": "total", "label": str(label_for("total")), "data": [p["total"] for p in series]}]
+    datasets += [{"key": f"group-{i}", "label": str(r["label"] if r["label"] is not None else _("(none)")),
+                  "data": per_key[r["key"]]} for i, r in enumerate(top)]
+    return {"labels": [p["label"] for p in series], "datasets": datasets, "step": step}
 
 
 @bp.get("/sources")
@@ -31,17 +78,14 @@ def sources():
     dimension = request.args.get("dimension", "source")
     if dimension not in reports.DIMENSIONS:
         abort(400)
-    f, form = report_filter()
+    f, form = _filter()
     db = get_session()
     data = reports.calls_by(db, f, dimension)
     if _wants_csv():
         return csv_response(f"calls-by-{dimension}-{form['from']}-{form['to']}.csv", [dimension, *CALL_COLUMNS],
                             ([r["label"], *[r[c] for c in CALL_COLUMNS]] for r in data["rows"]))
-    series = reports.time_series(db, f, form["tz"])
     chart = {
-        "series": {"labels": [p["day"] for p in series],
-                   "datasets": [{"key": k, "label": str(label_for(k)), "data": [p[k] for p in series]}
-                                for k in ("total", "answered", "missed", "target")]},
+        "series": _line_chart(db, f, form, dimension, data["rows"]),
         "bars": {"labels": [str(r["label"] if r["label"] is not None else _("(none)")) for r in data["rows"][:15]],
                  "datasets": [{"key": "answered", "label": _("Answered"), "data": [r["answered"] for r in data["rows"][:15]]},
                               {"key": "missed", "label": _("Missed"), "data": [r["missed"] for r in data["rows"][:15]]}]},
@@ -53,19 +97,20 @@ def sources():
 @bp.get("/missed")
 @roles_required(*STAFF)
 def missed():
-    f, form = report_filter()
-    data = reports.missed_calls(get_session(), f)
+    f, form = _filter()
     if _wants_csv():
         cols = ["id", "started_at", "caller_number", "caller_name", "source", "manager", "missed_reason",
-                "wait_seconds", "callback_at", "callback_seconds"]
-        return csv_response(f"missed-{form['from']}-{form['to']}.csv", cols, ([r[c] for c in cols] for r in data["rows"]))
-    return _page("reports/missed.html", filter_pair=(f, form), data=data)
+                "wait_seconds", "callback_at", "callback_seconds", "handled_at", "handled_by"]
+        return stream_csv(f"missed-{form['from']}-{form['to']}.csv", cols,
+                          lambda db: ([r[c] for c in cols] for r in reports.iter_missed(db, f)))
+    data = reports.missed_calls(get_session(), f)
+    return _page("reports/missed.html", filter_pair=(f, form), data=data, missed_any=reports.MISSED_ANY)
 
 
 @bp.get("/first-repeat")
 @roles_required(*STAFF)
 def first_repeat():
-    f, form = report_filter()
+    f, form = _filter()
     dimension = request.args.get("dimension", "source")
     if dimension not in reports.DIMENSIONS:
         abort(400)
@@ -84,7 +129,7 @@ def first_repeat():
 @bp.get("/managers")
 @roles_required(*STAFF)
 def managers():
-    f, form = report_filter()
+    f, form = _filter()
     rows = reports.managers_report(get_session(), f)
     cols = ["name", "routed", "answered", "answer_rate", "missed", "avg_wait", "avg_talk", "leads", "deals", "revenue"]
     if _wants_csv():
@@ -98,7 +143,7 @@ def managers():
 @bp.get("/funnel")
 @roles_required(*STAFF)
 def funnel():
-    f, form = report_filter()
+    f, form = _filter()
     data = reports.funnel(get_session(), f)
     cols = ["label", "sessions", "calls", "leads", "deals", "revenue", "cost", "roi", "cost_per_call", "cost_per_lead"]
     if _wants_csv():
@@ -109,7 +154,7 @@ def funnel():
 @bp.get("/pools")
 @roles_required(*STAFF)
 def pools():
-    f, form = report_filter()
+    f, form = _filter()
     health = poolhealth.all_pools_health(get_session(), f.start, min(f.end, utcnow()), utcnow(), site_id=f.site_id)
     rows = [{**h.as_dict(), "refused_total": sum(h.refused.values())} for h in health]
     cols = ["name", "size", "live_now", "peak", "p95", "p95_utilisation", "mean_concurrency", "overflow_count",
