@@ -51,3 +51,24 @@ ENTITIES: dict[str, Entity] = {e.slug: e for e in [
     Entity("rules", RoutingRule, _l("Routing rules"), forms.RuleForm,
            ["name", "site_id", "priority", "strategy", "group_id", "enabled"], RoutingRule.priority),
 ]}
+
+
+# What refers to a settings row (``astertrack.audit.references`` names the referring tables):
+# the delete page counts them by these names.
+REFERRER_LABELS: dict[str, Any] = {
+    "calls": _l("calls"), "leads": _l("leads"), "visitor_sessions": _l("visitor sessions"),
+    "ad_costs": _l("days of ad costs"), "caller_profiles": _l("caller profiles"),
+    "tracking_numbers": _l("tracking numbers"), "sources": _l("sources"), "number_pools": _l("number pools"),
+    "routing_rules": _l("routing rules"), "sites": _l("sites (as their default pool)"),
+    "overflow_events": _l("pool overflow events"), "pool_usage_samples": _l("pool usage samples"),
+    "number_assignments": _l("numbers shown to visitors"), "manager_group_members": _l("group memberships"),
+    "users": _l("users"),
+}
+
+
+def by_table(table: str) -> Entity | None:
+    """The settings entity stored in ``table``."""
+    for entity in ENTITIES.values():
+        if entity.model.__tablename__ == table:
+            return entity
+    return None

@@ -1,15 +1,25 @@
+"""Settings pages: list, create, edit, archive and restore, and delete only what nothing refers
+to (after a page saying what would be affected).  Every change writes its audit-log row in the
+same transaction (``webadmin.settings.audit``)."""
+
 from __future__ import annotations
+
+from typing import Any
 
 from flask import abort, current_app, flash, redirect, render_template, request, url_for
 from flask_babel import gettext as _
-from sqlalchemy import select
+from sqlalchemy import func, select
+from wtforms.fields.choices import SelectChoice
 
+from astertrack.audit import references
 from astertrack.db.models import Site
+from astertrack.db.types import utcnow
 from astertrack.ops import retention
-from webadmin.db import commit_or_conflict, get_session
+from webadmin.db import get_session
 from webadmin.security import roles_required
-from webadmin.settings import bp
-from webadmin.settings.crud import ENTITIES, Entity
+from webadmin.settings import bp, forms
+from webadmin.settings.audit import record_change, row_fields
+from webadmin.settings.crud import ENTITIES, REFERRER_LABELS, Entity
 
 
 def _entity(slug: str) -> Entity:
@@ -19,11 +29,19 @@ def _entity(slug: str) -> Entity:
     return entity
 
 
+def _object(entity: Entity, obj_id: int):
+    obj = get_session().get(entity.model, obj_id)
+    if obj is None:
+        abort(404)
+    return obj
+
+
 @bp.get("/")
 @roles_required("admin")
 def index():
     db = get_session()
-    counts = {slug: db.query(e.model).count() for slug, e in ENTITIES.items()}
+    counts = {slug: db.scalar(select(func.count()).select_from(e.model).where(e.model.archived_at.is_(None)))
+              for slug, e in ENTITIES.items()}
     # Storage: what recordings take on disk, and what the nightly retention sweep last freed.
     usage = retention.recordings_disk_usage(current_app.config["RECORDINGS_DIR"])
     report = retention.last_report(current_app.config["DATA_DIR"])
@@ -31,14 +49,34 @@ def index():
                            retention_report=report, human_bytes=retention.human_bytes)
 
 
+def archived_labels(db, form: forms.SettingsForm) -> dict[str, dict[Any, str]]:
+    """Value -> label of each row picker, archived rows too ("name (archived)"): the pickers
+    offer only active rows, but a listing or the history still names the archived ones."""
+    labels = form.labels()
+    for field in form.fields():
+        if isinstance(field, (forms.Row, forms.Rows)) and hasattr(field.model, "archived_at"):
+            column = field.model.name if hasattr(field.model, "name") else field.model.number
+            mapping = labels.setdefault(field.name, {})
+            for row_id, name in db.execute(select(field.model.id, column)
+                                           .where(field.model.archived_at.is_not(None))):
+                mapping[row_id] = _("%(name)s (archived)", name=name)
+    return labels
+
+
 @bp.get("/<slug>/")
 @roles_required("admin")
 def listing(slug: str):
     entity = _entity(slug)
     db = get_session()
-    rows = db.scalars(select(entity.model).order_by(entity.order_by).limit(2000)).all()
-    labels = entity.form(formdata=None).load(db).labels()
-    return render_template("settings/list.html", entity=entity, rows=rows, labels=labels)
+    show_archived = request.args.get("archived") == "1"
+    archived = entity.model.archived_at
+    rows = db.scalars(select(entity.model).where(archived.is_not(None) if show_archived else archived.is_(None))
+                      .order_by(entity.order_by).limit(2000)).all()
+    archived_count = db.scalar(select(func.count()).select_from(entity.model).where(archived.is_not(None)))
+    form = entity.form(formdata=None).load(db)
+    headers = {field.name: field.label.text for field in form.fields()}
+    return render_template("settings/list.html", entity=entity, rows=rows, labels=archived_labels(db, form),
+                           headers=headers, show_archived=show_archived, archived_count=archived_count)
 
 
 @bp.route("/<slug>/new", methods=["GET", "POST"])
@@ -52,10 +90,7 @@ def create(slug: str):
 @roles_required("admin")
 def edit(slug: str, obj_id: int):
     entity = _entity(slug)
-    obj = get_session().get(entity.model, obj_id)
-    if obj is None:
-        abort(404)
-    return _edit(entity, obj)
+    return _edit(entity, _object(entity, obj_id))
 
 
 # What a site's pages load: README "Putting the snippet on a website" (the tracker served under
@@ -63,18 +98,40 @@ def edit(slug: str, obj_id: int):
 SNIPPET_TAG = '<script async src="/ct/v.js" data-key="{key}"></script>'
 
 
+def _keep_archived_choices(db, form: forms.SettingsForm, obj) -> None:
+    """An archived row the object already points at stays a choice (marked), so saving an
+    unrelated field does not fail on it; new picks offer only active rows."""
+    if obj is None:
+        return
+    for field in form.fields():
+        if not isinstance(field, (forms.Row, forms.Rows)) or not hasattr(field.model, "archived_at"):
+            continue
+        current = getattr(obj, field.name)
+        ids = [item.id for item in current] if isinstance(field, forms.Rows) else [current]
+        offered = {choice.value for choice in field.choices}
+        for row in db.scalars(select(field.model).where(field.model.id.in_([i for i in ids if i is not None]),
+                                                        field.model.archived_at.is_not(None))):
+            if row.id not in offered:
+                name = getattr(row, "name", None) or getattr(row, "number", None)
+                field.choices.append(SelectChoice(row.id, _("%(name)s (archived)", name=name)))
+
+
 def _edit(entity: Entity, obj):
     db = get_session()
     form = entity.form(obj=obj, data=None if obj is not None else entity.defaults()).load(db)
+    _keep_archived_choices(db, form, obj)
     status = 200
     if request.method == "POST":
         if form.validate():
+            relations = [field.name for field in form.fields() if isinstance(field, forms.Rows)]
+            before = row_fields(obj, relations) if obj is not None else None
             target = obj if obj is not None else entity.model()
             for name, value in form.values(db).items():
                 setattr(target, name, value)
             if obj is None:
                 db.add(target)
-            if commit_or_conflict(db):
+            if record_change(db, "create" if obj is None else "update", entity.slug, target, before,
+                             lambda: row_fields(target, relations)):
                 flash(_("Saved. The change applies to the next call and the next page view."), "ok")
                 return redirect(url_for("settings.listing", slug=entity.slug))
             flash(_("Not saved: another record already uses one of these unique values (name or number)."), "error")
@@ -85,17 +142,68 @@ def _edit(entity: Entity, obj):
     return render_template("settings/edit.html", entity=entity, obj=obj, form=form, snippet=snippet), status
 
 
+@bp.post("/<slug>/<int:obj_id>/archive")
+@roles_required("admin")
+def archive(slug: str, obj_id: int):
+    """Out of routing and pickers; every call, lead, cost and session keeps pointing at it."""
+    entity = _entity(slug)
+    obj = _object(entity, obj_id)
+    db = get_session()
+    if obj.archived_at is None:
+        obj.archived_at = utcnow()
+        record_change(db, "archive", entity.slug, obj, {"archived_at": None},
+                      lambda: {"archived_at": obj.archived_at.isoformat()})
+        flash(_("Archived: “%(name)s” no longer takes calls or visits; its history stays.",
+                name=getattr(obj, "name", None) or getattr(obj, "number", obj.id)), "ok")
+    return redirect(url_for("settings.listing", slug=entity.slug))
+
+
+@bp.post("/<slug>/<int:obj_id>/restore")
+@roles_required("admin")
+def restore(slug: str, obj_id: int):
+    entity = _entity(slug)
+    obj = _object(entity, obj_id)
+    db = get_session()
+    if obj.archived_at is not None:
+        before = {"archived_at": obj.archived_at.isoformat()}
+        obj.archived_at = None
+        record_change(db, "restore", entity.slug, obj, before, lambda: {"archived_at": None})
+        flash(_("Restored: “%(name)s” is back in routing and in the pickers.",
+                name=getattr(obj, "name", None) or getattr(obj, "number", obj.id)), "ok")
+    return redirect(url_for("settings.listing", slug=entity.slug, archived="1" if request.form.get("back") else None))
+
+
+def _references(entity: Entity, obj) -> list[tuple[str, Any, int]]:
+    counts = references.count_references(get_session(), entity.model.__tablename__, obj.id)
+    return [(table, REFERRER_LABELS.get(table, table), count) for table, count in counts.items()]
+
+
+@bp.get("/<slug>/<int:obj_id>/delete")
+@roles_required("admin")
+def confirm_delete(slug: str, obj_id: int):
+    """What a delete would affect; with references it offers archive instead, and says why."""
+    entity = _entity(slug)
+    obj = _object(entity, obj_id)
+    return render_template("settings/delete.html", entity=entity, obj=obj, refs=_references(entity, obj))
+
+
 @bp.post("/<slug>/<int:obj_id>/delete")
 @roles_required("admin")
 def delete(slug: str, obj_id: int):
     entity = _entity(slug)
+    obj = _object(entity, obj_id)
     db = get_session()
-    obj = db.get(entity.model, obj_id)
-    if obj is None:
-        abort(404)
+    refs = _references(entity, obj)
+    if refs:
+        flash(_("Not deleted: other records refer to it (%(what)s). Archive it instead.",
+                what=", ".join(f"{label}: {count}" for _table, label, count in refs)), "error")
+        return render_template("settings/delete.html", entity=entity, obj=obj, refs=refs), 409
+    before = row_fields(obj, [field.name for field in entity.form(formdata=None).fields()
+                              if isinstance(field, forms.Rows)])
     db.delete(obj)
-    if commit_or_conflict(db):
+    if record_change(db, "delete", entity.slug, obj, before, lambda: None):
         flash(_("Deleted."), "ok")
     else:
         flash(_("Cannot delete: other records still refer to it."), "error")
     return redirect(url_for("settings.listing", slug=entity.slug))
+

@@ -5,10 +5,12 @@ from flask_babel import gettext as _
 from flask_login import current_user
 from sqlalchemy import select
 
+from astertrack.audit import log as audit_log
 from astertrack.db.models import User
 from astertrack.passwords import hash_password
-from webadmin.db import commit_or_conflict, get_session
+from webadmin.db import get_session
 from webadmin.security import end_user_sessions, roles_required
+from webadmin.settings.audit import record_change
 from webadmin.users import bp
 from webadmin.users.forms import UserForm
 
@@ -40,6 +42,7 @@ def _edit(user: User | None):
     db = get_session()
     form = UserForm(db, user, current_user.id)
     if form.validate_on_submit():
+        before = audit_log.fields_of(user) if user is not None else None
         target = user or User()
         target.login, target.role, target.manager_id, target.locale, target.active = (
             form.login.data, form.role.data, form.manager_id.data, form.locale.data, form.active.data)
@@ -49,7 +52,10 @@ def _edit(user: User | None):
             end_user_sessions(db, user.id)  # a new password or a disabled account: every session ends now
         if user is None:
             db.add(target)
-        if commit_or_conflict(db):
+        def after() -> dict:  # the log names a new password, never its hash
+            return {**audit_log.fields_of(target), **({"password_changed": True} if form.password.data else {})}
+
+        if record_change(db, "create" if user is None else "update", "users", target, before, after):
             flash(_("Saved."), "ok")
             return redirect(url_for("users.index"))
         form.login.errors.append(_("This login is taken."))
