@@ -10,7 +10,9 @@ What we do ourselves, because 1.4 gets it wrong:
   to ``sink`` in arrival order; ``sink`` must only enqueue;
 * **a Pong deadline**: no Pong within ``pong_timeout`` closes the transport and reconnects;
 * **reconnect with capped exponential back-off and jitter**, reported through ``on_lost`` so the
-  caller can write a gap marker; ``on_login`` runs after every successful (re)login.
+  caller can write a gap marker; ``on_login`` runs after every successful (re)login;
+* ``on_state`` hears each step (connected, logged in, disconnected with the reason), so the
+  admin can be told when Asterisk is not followed.
 
 An upgrade of panoramisk is local to this file.
 """
@@ -29,11 +31,13 @@ from panoramisk.ami_protocol import AMIProtocol
 from panoramisk.message import Message
 
 from astertrack.callflow.ami_parse import TRACKED_EVENTS, AmiStreamParser
+from astertrack.callflow.listener_status import CONNECTED, DISCONNECTED, LOGGED_IN
 from astertrack.ops import metrics
 
 log = logging.getLogger(__name__)
 
 Sink = Callable[[list[dict]], None]
+StateHook = Callable[[str, float, "str | None"], None]  # (state, when, error); must only enqueue
 
 
 class AmiAuthError(RuntimeError):
@@ -100,13 +104,14 @@ class AmiConnection:
 
     def __init__(self, *, host: str, port: int, username: str, secret: str, sink: Sink,
                  on_login: Callable[[AmiConnection, float], Awaitable[None]] | None = None,
-                 on_lost: Callable[[float, str], None] | None = None,
+                 on_lost: Callable[[float, str], None] | None = None, on_state: StateHook | None = None,
                  ping_interval: float = 10.0, pong_timeout: float = 5.0, reconnect_max_delay: float = 30.0,
                  connect_timeout: float = 10.0, keep_events: frozenset[str] | None = TRACKED_EVENTS):
         self.host, self.port, self.username, self.secret = host, port, username, secret
         self.sink = sink
         self.on_login = on_login
         self.on_lost = on_lost
+        self.on_state = on_state
         self.ping_interval = ping_interval
         self.pong_timeout = pong_timeout
         self.reconnect_max_delay = reconnect_max_delay
@@ -151,6 +156,8 @@ class AmiConnection:
                 raise
             except (OSError, TimeoutError, AmiConnectionError) as exc:
                 log.warning("AMI %s: %s", self.address, exc or exc.__class__.__name__)
+                if not self._stop.is_set():
+                    self._state(DISCONNECTED, f"AMI {self.address}: {exc or exc.__class__.__name__}")
             if self._stop.is_set():
                 return
             if time.monotonic() - started > 60:
@@ -171,6 +178,7 @@ class AmiConnection:
             self.connect_timeout)
         session: _Session = protocol.factory
         self.protocol = protocol
+        self._state(CONNECTED, None)
         logged_in = False
         try:
             reply = await self._reply(protocol.send({"Action": "Login", "Username": self.username,
@@ -185,6 +193,7 @@ class AmiConnection:
             if self.logins > 1:
                 metrics.AMI_RECONNECTS.inc()
             metrics.ami_connected(True)
+            self._state(LOGGED_IN, None)
             log.info("logged in to AMI %s as %s (%s)", self.address, self.username, protocol.parser.banner)
             if self.on_login is not None:
                 await self.on_login(self, self._down_since)
@@ -198,6 +207,10 @@ class AmiConnection:
                 self._down_since = time.time()
                 if self.on_lost is not None:
                     self.on_lost(self._down_since, str(session.reason or "connection closed"))
+
+    def _state(self, state: str, error: str | None) -> None:
+        if self.on_state is not None:
+            self.on_state(state, time.time(), error)
 
     async def _watch(self, protocol: _Protocol, session: _Session) -> None:
         """Ping every ``ping_interval``; a missing Pong means a dead peer."""

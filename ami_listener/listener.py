@@ -16,18 +16,19 @@ import uuid
 from sqlalchemy.orm import Session, sessionmaker
 
 from astertrack.callflow.ami_parse import TRACKED_EVENTS
+from astertrack.callflow.listener_status import DISCONNECTED, STOPPED
 from astertrack.callflow.state_machine import CallStateMachine
 from astertrack.config import Config
 
 from .connection import AmiConnection
-from .writer import OP_GAP, OP_RECONCILE, OP_SWEEP_DB, CallWriter
+from .writer import OP_GAP, OP_HEARTBEAT, OP_RECONCILE, OP_STATUS, OP_SWEEP_DB, CallWriter
 
 log = logging.getLogger(__name__)
 
 RESYNC_GRACE = 5.0  # a DB row younger than this at resync may belong to a call we have not seen yet
 QUEUE_HIGH, QUEUE_LOW = 8, 2  # socket reads waiting for the consumer: pause/resume reading
 WRITER_HIGH = 5_000  # ops waiting for the database before the consumer waits too
-RECONCILE_INTERVAL = 2.0  # seconds between reads of Asterisk's CDR file
+RECONCILE_INTERVAL = 2.0  # seconds between reads of Asterisk's CDR file (and status heartbeats)
 
 
 def state_machine_from_config(config: Config) -> CallStateMachine:
@@ -52,7 +53,7 @@ class AmiListener:
         self.queue: asyncio.Queue[list[dict]] = asyncio.Queue()
         self.connection = AmiConnection(
             host=ami["host"], port=ami["port"], username=ami["username"], secret=ami["secret"],
-            sink=self.enqueue, on_login=self._on_login, on_lost=self._on_lost,
+            sink=self.enqueue, on_login=self._on_login, on_lost=self._on_lost, on_state=self.report_state,
             ping_interval=ami["ping_interval"], pong_timeout=ami["pong_timeout"],
             reconnect_max_delay=ami["reconnect_max_delay"], connect_timeout=ami["connect_timeout"],
             keep_events=TRACKED_EVENTS)
@@ -145,6 +146,10 @@ class AmiListener:
     def _on_lost(self, when: float, reason: str) -> None:
         log.warning("AMI session lost (%s); events until the next login are not seen", reason)
 
+    def report_state(self, state: str, when: float, error: str | None = None, *, restarted: bool = False) -> None:
+        """Record where the listener stands (``ami_listener_status``), through the writer's queue."""
+        self.writer.submit([(OP_STATUS, state, dt.datetime.fromtimestamp(when, dt.UTC), error, restarted)])
+
     # ------------------------------------------------------------------ sweeper
 
     async def sweep_forever(self) -> None:
@@ -167,26 +172,33 @@ class AmiListener:
             self.reconcile(time.time())
 
     def reconcile(self, now: float) -> None:
-        """Ask the writer to read new CDR lines and finish the calls a gap touched (not the live ones)."""
+        """Ask the writer to read new CDR lines and finish the calls a gap touched (not the live ones),
+        and to renew the heartbeat that tells the admin this process is alive."""
         live = set(self.machine.groups) | set(self.machine.channels)
-        self.writer.submit([(OP_RECONCILE, live, now)])
+        self.writer.submit([(OP_RECONCILE, live, now), (OP_HEARTBEAT, dt.datetime.fromtimestamp(now, dt.UTC))])
 
     # ------------------------------------------------------------------ lifecycle
 
     async def run(self) -> None:
         """Run until stopped; raises ``AmiAuthError`` if Asterisk refuses the login."""
         self.writer.start()
+        self.report_state(DISCONNECTED, time.time(), restarted=True)
         consumer = asyncio.create_task(self.consume(), name="ami-consumer")
         sweeper = asyncio.create_task(self.sweep_forever(), name="ami-sweeper")
         reconciler = asyncio.create_task(self.reconcile_forever(), name="ami-reconciler")
+        error: str | None = None
         try:
             await self.connection.run()
+        except Exception as exc:  # AmiAuthError, or a bug: the admin sees why the listener stopped
+            error = str(exc) or exc.__class__.__name__
+            raise
         finally:
             sweeper.cancel()
             reconciler.cancel()
             await self._drain_queue()
             consumer.cancel()
             await asyncio.gather(consumer, sweeper, reconciler, return_exceptions=True)
+            self.report_state(STOPPED, time.time(), error)
             await asyncio.to_thread(self.writer.flush)
             self.writer.stop()
 

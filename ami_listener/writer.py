@@ -31,6 +31,7 @@ from astertrack.ops import metrics
 from astertrack.phones import try_normalize
 
 from .reconcile import Reconciler
+from .status import StatusRecorder
 
 log = logging.getLogger(__name__)
 
@@ -38,6 +39,9 @@ OP_GAP = "gap"  # (OP_GAP, started_at, ended_at, reason)
 OP_SWEEP_DB = "sweep_db"  # (OP_SWEEP_DB, live_linkedids, started_before, now, reason)
 OP_BARRIER = "barrier"  # (OP_BARRIER, threading.Event): set once every earlier op is committed
 OP_RECONCILE = "reconcile"  # (OP_RECONCILE, live_ids, now): read new CDR lines, finish the gap's calls
+OP_STATUS = "status"  # (OP_STATUS, state, at, error, restarted): the listener's row in ami_listener_status
+OP_HEARTBEAT = "heartbeat"  # (OP_HEARTBEAT, at): the listener is alive (each reconcile tick)
+_STATUS_OPS = (OP_STATUS, OP_HEARTBEAT)
 _STOP = ("stop",)
 CALLS = Call.__table__  # Core statements: no ORM loading or session synchronisation on the hot path
 
@@ -58,6 +62,9 @@ class CallWriter:
                  cdr_file: str = "", cdr_wait: float = 600.0):
         self.session_factory = session_factory
         self.reconciler = Reconciler(node, cdr_file, cdr_wait, self.manager_id)
+        self.status = StatusRecorder(node)
+        self._status_error_logged = -3600.0
+        self._status_pending: list[tuple] = []
         self.node = node
         self.store_raw_events = store_raw_events
         self.region = region
@@ -127,7 +134,8 @@ class CallWriter:
 
     def apply(self, batch: list[tuple]) -> None:
         barriers = [op[1] for op in batch if op[0] == OP_BARRIER]
-        work = [op for op in batch if op[0] != OP_BARRIER]
+        status = [op for op in batch if op[0] in _STATUS_OPS]
+        work = [op for op in batch if op[0] != OP_BARRIER and op[0] not in _STATUS_OPS]
         attempt = 0
         while work:
             saved = (dict(self.row_ids), {k: list(v) for k, v in self.waiting_events.items()})
@@ -149,8 +157,36 @@ class CallWriter:
                 self.row_ids, self.waiting_events = saved
                 self._apply_one_by_one(work)
                 break
+        if status:
+            self._apply_status(status)
         for done in barriers:
             done.set()
+
+    def _apply_status(self, ops: list[tuple]) -> None:
+        """The listener's status row, in a transaction of its own and never retried: a status that
+        cannot be written (database down, migration 0008 not applied) must not hold up the calls,
+        and a heartbeat that stops is exactly what tells the admin something is wrong."""
+        # a state change that could not be stored is tried again with the next ops (in order, the
+        # first kept: it knows whether this process started after a crash)
+        pending = self._status_pending + [op for op in ops if op[0] == OP_STATUS]
+        if len(pending) > 50:
+            pending = pending[:1] + pending[-49:]
+        beats = [op[1] for op in ops if op[0] == OP_HEARTBEAT]
+        self._status_pending = pending
+        try:
+            with session_scope(self.session_factory) as session:
+                begin_write(session)
+                for op in pending:
+                    self.status.record(session, *op[1:])
+                if beats:
+                    self.status.heartbeat(session, max(beats))
+            self._status_pending = []
+        except Exception as exc:
+            now = time.monotonic()
+            if now - self._status_error_logged > 60:
+                self._status_error_logged = now
+                log.error("cannot record the listener's status in ami_listener_status (%s: %s); the admin will "
+                          "say Asterisk is not followed", exc.__class__.__name__, str(exc).splitlines()[0][:300])
 
     def _apply_one_by_one(self, work: list[tuple]) -> None:
         """A batch failed on data: keep every good op, log the bad one with what it was."""

@@ -487,6 +487,19 @@ class AmiGap(Base):
     reason: Mapped[str | None] = mapped_column(String(200))
 
 
+class AmiListenerStatus(Base):
+    """One node's AMI listener, as it last said (``callflow/listener_status``): the admin's banner
+    and the live board read it; a heartbeat older than a few ticks means the process is gone."""
+
+    __tablename__ = "ami_listener_status"
+
+    node: Mapped[str] = mapped_column(String(64), primary_key=True)
+    state: Mapped[str] = mapped_column(String(16))  # connected|logged_in|disconnected|stopped
+    since: Mapped[dt.datetime] = mapped_column()  # logged in since, or not followed since
+    heartbeat_at: Mapped[dt.datetime] = mapped_column()  # every reconcile tick while the process runs
+    last_error: Mapped[str | None] = mapped_column(String(500))
+
+
 # ---------------------------------------------------------------- funnel and costs
 
 
