@@ -1,0 +1,100 @@
+"""Report pages: a one-day period by the hour, a chart that follows "group by", rows linking to
+the call log filtered to them (same count), and invalid dates answered with a message."""
+
+from __future__ import annotations
+
+import json
+import re
+from html import unescape
+from zoneinfo import ZoneInfo
+
+import pytest
+
+from astertrack.db.models import Call
+from astertrack.reporting import reports
+
+MOSCOW = ZoneInfo("Europe/Moscow")
+
+
+def _chart(html: str, chart_id: str) -> dict:
+    block = re.search(rf'<script type="application/json" id="{chart_id}-data">(.*?)</script>', html, re.S)
+    return json.loads(unescape(block.group(1)))
+
+
+def _call_count(client, url: str) -> int:
+    page = client.get(url).get_data(as_text=True)
+    return int(re.search(r'id="call-count">(\d+) call', page).group(1))
+
+
+def _today(data, db) -> str:
+    call = db.get(Call, data.answered)
+    return call.started_at.astimezone(MOSCOW).date().isoformat()
+
+
+def test_one_day_report_draws_24_hourly_points(client, auth, data, db):
+    auth.login("super")
+    day = _today(data, db)
+    html = client.get(f"/reports/sources?site={data.site}&from={day}&to={day}").get_data(as_text=True)
+    series = _chart(html, "series-chart")
+    assert series["step"] == "hour"
+    assert series["labels"] == [f"{h:02d}:00" for h in range(24)]
+    total = series["datasets"][0]["data"]
+    assert len(total) == 24 and sum(total) == 3
+    hour = db.get(Call, data.answered).started_at.astimezone(MOSCOW).hour
+    assert total[hour] >= 1
+    week = _chart(client.get(f"/reports/sources?site={data.site}").get_data(as_text=True), "series-chart")
+    assert week["step"] == "day" and len(week["labels"]) == 30
+
+
+def test_group_by_changes_the_chart_series(client, auth, data):
+    auth.login("super")
+    by_source = _chart(client.get("/reports/sources").get_data(as_text=True), "series-chart")
+    labels = [d["label"] for d in by_source["datasets"]]
+    assert labels[0] == "Total" and set(labels[1:]) == {"Organic", "Yandex Direct"}
+    by_campaign = _chart(client.get("/reports/sources?dimension=campaign").get_data(as_text=True), "series-chart")
+    labels = [d["label"] for d in by_campaign["datasets"]]
+    assert set(labels[1:]) == {"winter-sale", "(none)"}
+    lines = {d["label"]: sum(d["data"]) for d in by_campaign["datasets"]}
+    assert lines == {"Total": 3, "winter-sale": 1, "(none)": 2}
+
+
+@pytest.mark.parametrize("dimension", reports.DIMENSIONS)
+def test_every_row_links_to_the_call_log_with_its_count(client, auth, data, dimension):
+    auth.login("super")
+    html = client.get(f"/reports/sources?dimension={dimension}").get_data(as_text=True)
+    table = html.split('id="report-table"')[1]
+    rows = re.findall(r'<tr><td><a class="row-link" href="([^"]+)">.*?</a></td>\s*<td class="n">([\d,]+)</td>', table, re.S)
+    assert rows, dimension
+    for href, total in rows:
+        assert _call_count(client, unescape(href)) == int(total.replace(",", "")), (dimension, href)
+
+
+def test_manager_funnel_and_missed_links_match(client, auth, data):
+    auth.login("super")
+    missed = client.get("/reports/missed").get_data(as_text=True)
+    href = re.search(r'id="missed-total"><a href="([^"]+)">(\d+)</a>', missed)
+    assert _call_count(client, unescape(href.group(1))) == int(href.group(2)) == 1
+    funnel = client.get("/reports/funnel").get_data(as_text=True)
+    links = re.findall(r'<a class="row-link" href="([^"]+)">([^<]+)</a></td><td class="n">[\d,]+</td><td class="n">(\d+)',
+                       funnel)
+    assert {name for _, name, _ in links} == {"Organic", "Yandex Direct"}
+    for link, _name, calls in links:
+        assert _call_count(client, unescape(link)) == int(calls)
+    managers = client.get("/reports/managers?tag=hot").get_data(as_text=True)
+    link = unescape(re.search(r'<a class="row-link" href="([^"]+)">Anna</a>', managers).group(1))
+    assert "tag=hot" in link and _call_count(client, link) == 1
+
+
+@pytest.mark.parametrize("locale,message", [("en", "is not a date"), ("ru", "не дата")])
+def test_invalid_date_is_a_message_not_thirty_days(client, auth, data, db, locale, message):
+    from astertrack.db.models import User
+
+    user = db.get(User, data.users["super"])
+    user.locale = locale
+    db.commit()
+    auth.login("super")
+    for page in ("/reports/sources", "/reports/missed", "/calls/"):
+        response = client.get(f"{page}?from=2026-13-45")
+        assert response.status_code == 400, page
+        assert message in response.get_data(as_text=True), page
+        assert client.get(f"{page}?from=2026-01-01&format=csv&to=junk").status_code == 400
