@@ -99,10 +99,11 @@ def test_duplicate_number_is_a_clear_error(client, auth, data):
     assert response.status_code == 400 and b"already a tracking number" in response.data
 
 
-def test_delete_pool(client, auth, data, db):
+def test_a_pool_in_use_is_not_deleted(client, auth, data, db):
+    """Its numbers and its source still name it: the delete is refused (archive it instead)."""
     auth.login("admin")
-    assert auth.post(f"/settings/pools/{data.pool}/delete", page="/settings/pools/").status_code == 302
-    assert db.query(Source).filter_by(id=data.yandex).one().pool_id is None
+    assert auth.post(f"/settings/pools/{data.pool}/delete", page="/settings/pools/").status_code == 409
+    assert db.query(Source).filter_by(id=data.yandex).one().pool_id == data.pool
 
 
 def test_create_user_and_change_password(client, auth, data, db):
