@@ -186,3 +186,64 @@ def test_without_a_recordings_folder_calls_say_so_and_the_crm_link_opens_the_cal
     for call in session.scalars(select(Call)):
         link = crm_link(site.crm_url_template, call)
         assert link == "https://crm.example/contacts?phone=" + call.caller_number.replace("+", "%2B")
+
+
+def _config_for(tmp_path, db_url):
+    path = tmp_path / "astertrack.conf"
+    path.write_text(f"[database]\nurl = {db_url}\n[recordings]\ndir = {tmp_path / 'no-such-monitor'}\n",
+                    encoding="utf-8")
+    return str(path)
+
+
+def test_commands_on_a_database_without_the_schema_say_run_db_upgrade(tmp_path, empty_url):
+    """One line that says what to do, exit code 1, nothing written; then the same command works."""
+    from click.testing import CliRunner
+
+    from astertrack.cli.main import main
+
+    runner = CliRunner()
+    config = _config_for(tmp_path, empty_url)
+    for args in (["demo", "--days", "1", "--calls-per-day", "5"], ["pool-health"],
+                 ["user", "add", "olga", "--password", "long-enough-pw"]):
+        result = runner.invoke(main, ["-c", config, *args])
+        assert result.exit_code == 1, (args, result.output)
+        lines = result.output.strip().splitlines()
+        assert len(lines) == 1 and "run `astertrack db upgrade` first" in lines[0], result.output
+        assert "Traceback" not in result.output and result.exception.__class__ is SystemExit
+
+    assert runner.invoke(main, ["-c", config, "db", "upgrade", "--revision", "0006"]).exit_code == 0
+    behind = runner.invoke(main, ["-c", config, "demo"])
+    assert behind.exit_code == 1 and "at revision 0006" in behind.output
+    assert "run `astertrack db upgrade` first" in behind.output
+    assert runner.invoke(main, ["-c", config, "db", "upgrade"]).exit_code == 0
+    done = runner.invoke(main, ["-c", config, "demo", "--days", "1", "--calls-per-day", "5"])
+    assert done.exit_code == 0, done.output
+    assert "without recordings" in done.output  # the folder does not exist: not created, said so
+
+
+def test_the_installed_command_prints_no_traceback_on_an_empty_database(tmp_path):
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    config = _config_for(tmp_path, f"sqlite:///{tmp_path / 'empty.db'}")
+    Path(config).chmod(0o640)  # it names the database: a world-readable one would add a warning
+    result = subprocess.run([str(Path(sys.executable).parent / "astertrack"), "-c", config, "demo"],
+                            capture_output=True, text=True, timeout=120)
+    assert result.returncode == 1
+    assert result.stderr.strip() == (f"Error: the database sqlite:///{tmp_path / 'empty.db'} has no astertrack "
+                                     "schema: run `astertrack db upgrade` first"), result.stderr
+    assert result.stdout == ""
+
+
+def test_demo_writes_recordings_into_an_existing_recordings_folder(tmp_path, db_url):
+    from click.testing import CliRunner
+
+    from astertrack.cli.main import main
+
+    (tmp_path / "no-such-monitor").mkdir()  # now it exists
+    result = CliRunner().invoke(main, ["-c", _config_for(tmp_path, db_url), "demo", "--days", "1",
+                                       "--calls-per-day", "12"])
+    assert result.exit_code == 0, result.output
+    files = list((tmp_path / "no-such-monitor").rglob("*.wav"))
+    assert files and f"{len(files)} short generated recordings in" in result.output

@@ -32,8 +32,38 @@ class Context:
     @property
     def session_factory(self):
         if self._factory is None:
-            self._factory = make_session_factory(engine_from_config(self.config))
+            engine = engine_from_config(self.config)
+            require_schema(engine)
+            self._factory = make_session_factory(engine)
         return self._factory
+
+
+def require_schema(engine) -> None:
+    """A database without our schema, or with an older one, gets one line that says what to do
+    instead of the traceback of the first query that misses a table."""
+    from sqlalchemy import inspect
+    from sqlalchemy.exc import SQLAlchemyError
+
+    alembic_log = logging.getLogger("alembic")
+    level = alembic_log.level
+    alembic_log.setLevel(logging.WARNING)  # its import-time plugin notes are not this command's output
+    try:
+        from astertrack.db import migrate
+
+        has_schema = inspect(engine).has_table("sites")
+        revision = migrate.current_revision(engine) if has_schema else None
+        head = migrate.head_revision() if revision is not None else None
+    except SQLAlchemyError as exc:
+        reason = str(getattr(exc, "orig", None) or exc).strip().splitlines()[0]
+        raise click.ClickException(f"cannot open the database {engine.url.render_as_string()}: {reason}") from None
+    finally:
+        alembic_log.setLevel(level)
+    if not has_schema:
+        raise click.ClickException(f"the database {engine.url.render_as_string()} has no astertrack schema: "
+                                   "run `astertrack db upgrade` first")
+    if revision is not None and revision != head:
+        raise click.ClickException(f"the database schema is at revision {revision}, this release needs {head}: "
+                                   "run `astertrack db upgrade` first")
 
 
 pass_ctx = click.make_pass_decorator(Context)
@@ -217,17 +247,31 @@ def numbers_import(ctx: Context, csv_file, dry_run: bool) -> None:
 @click.option("--calls-per-day", default=110, show_default=True)
 @pass_ctx
 def demo(ctx: Context, days: int, calls_per_day: int) -> None:
-    """Load a realistic sample data set (only into an empty database)."""
+    """Load a realistic sample data set (only into an empty database).
+
+    Answered calls get short generated recordings in the ``[recordings] dir`` when it exists and
+    is writable (it is never created: it is Asterisk's); otherwise they are loaded as not recorded.
+    """
+    import os
+    from pathlib import Path
+
     from astertrack.samples.demo import DEMO_ADMIN, demo_loaded, load_demo
 
+    recordings: Path | None = Path(ctx.config.values["recordings"]["dir"])
     with ctx.session_factory() as session:
         if demo_loaded(session):
             click.echo("the database already has data: demo not loaded")
             return
-        counts = load_demo(session, days=days, calls_per_day=calls_per_day,
+        if not (recordings.is_dir() and os.access(recordings, os.W_OK | os.X_OK)):
+            click.echo(f"no writable recordings directory at {recordings}: demo calls are loaded without "
+                       "recordings", err=True)
+            recordings = None
+        counts = load_demo(session, days=days, calls_per_day=calls_per_day, recordings_dir=recordings,
                            progress=lambda msg: click.echo(f"  {msg}", err=True))
     click.echo(f"demo loaded: {counts['calls']} calls, {counts['sessions']} sessions, "
                f"{counts['leads']} leads, {counts['deals']} deals")
+    if recordings is not None:
+        click.echo(f"{counts['recordings']} short generated recordings in {recordings}")
     if DEMO_ADMIN[0] in counts["created_logins"]:
         click.echo(f"log in as {DEMO_ADMIN[0]} / {DEMO_ADMIN[1]}")
     else:
