@@ -15,7 +15,7 @@ from flask_login import current_user
 from werkzeug.middleware.proxy_fix import ProxyFix
 
 from astertrack.config import Config, load_config
-from webadmin import db, errors, filters, i18n, security
+from webadmin import ami_banner, db, errors, filters, i18n, security
 from webadmin.labels import closed_by_label, label_for, missed_reason_label
 from webadmin.settings_obj import WebSettings
 
@@ -37,6 +37,7 @@ def create_app(config: Config | None = None, test_config: dict[str, Any] | None 
     db.init_app(app)
     security.init_app(app)
     i18n.init_app(app)
+    ami_banner.init_app(app)  # the banner on every page while Asterisk is not followed
 
     from webadmin import auth, calls, live, reports, settings, users
 
