@@ -1,2 +1,1 @@
-"""Settings history: what an admin changed (``log``) and what refers to a row before it may be
-deleted (``references``)."""
+"""Settings history: the audit log of admin changes and what refers to a row before a delete."""

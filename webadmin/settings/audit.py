@@ -26,6 +26,7 @@ from webadmin.i18n import display_timezone
 from webadmin.labels import label_for
 from webadmin.security import roles_required
 from webadmin.settings import bp
+from webadmin.settings.crud import ENTITIES, archived_labels
 
 PAGE_SIZE = 50
 
@@ -60,8 +61,6 @@ def record_change(db: Session, action: str, kind: str, obj: Any, before: Mapping
 
 
 def _kinds() -> dict[str, Any]:
-    from webadmin.settings.crud import ENTITIES
-
     return {**{slug: entity.title for slug, entity in ENTITIES.items()}, "users": _l("Users")}
 
 
@@ -69,9 +68,6 @@ class _Vocabulary:
     """Field names and value labels of one kind, built once per page."""
 
     def __init__(self, db: Session, kind: str):
-        from webadmin.settings.crud import ENTITIES
-        from webadmin.settings.views import archived_labels
-
         self.fields: dict[str, Any] = dict(COMMON_FIELDS)
         self.values: dict[str, dict[Any, Any]] = {}
         entity = ENTITIES.get(kind)

@@ -5,7 +5,9 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
+from flask_babel import gettext as _
 from flask_babel import lazy_gettext as _l
+from sqlalchemy import select
 
 from astertrack.db.models import (
     Manager,
@@ -72,3 +74,17 @@ def by_table(table: str) -> Entity | None:
         if entity.model.__tablename__ == table:
             return entity
     return None
+
+
+def archived_labels(db, form: forms.SettingsForm) -> dict[str, dict[Any, str]]:
+    """Value -> label of each row picker, archived rows too ("name (archived)"): the pickers
+    offer only active rows, but a listing or the history still names the archived ones."""
+    labels = form.labels()
+    for picker in form.fields():
+        if isinstance(picker, (forms.Row, forms.Rows)) and hasattr(picker.model, "archived_at"):
+            column = picker.model.name if hasattr(picker.model, "name") else picker.model.number
+            mapping = labels.setdefault(picker.name, {})
+            for row_id, name in db.execute(select(picker.model.id, column)
+                                           .where(picker.model.archived_at.is_not(None))):
+                mapping[row_id] = _("%(name)s (archived)", name=name)
+    return labels

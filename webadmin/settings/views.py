@@ -19,7 +19,7 @@ from webadmin.db import get_session
 from webadmin.security import roles_required
 from webadmin.settings import bp, forms
 from webadmin.settings.audit import record_change, row_fields
-from webadmin.settings.crud import ENTITIES, REFERRER_LABELS, Entity
+from webadmin.settings.crud import ENTITIES, REFERRER_LABELS, Entity, archived_labels
 
 
 def _entity(slug: str) -> Entity:
@@ -47,20 +47,6 @@ def index():
     report = retention.last_report(current_app.config["DATA_DIR"])
     return render_template("settings/index.html", entities=ENTITIES, counts=counts, usage=usage,
                            retention_report=report, human_bytes=retention.human_bytes)
-
-
-def archived_labels(db, form: forms.SettingsForm) -> dict[str, dict[Any, str]]:
-    """Value -> label of each row picker, archived rows too ("name (archived)"): the pickers
-    offer only active rows, but a listing or the history still names the archived ones."""
-    labels = form.labels()
-    for field in form.fields():
-        if isinstance(field, (forms.Row, forms.Rows)) and hasattr(field.model, "archived_at"):
-            column = field.model.name if hasattr(field.model, "name") else field.model.number
-            mapping = labels.setdefault(field.name, {})
-            for row_id, name in db.execute(select(field.model.id, column)
-                                           .where(field.model.archived_at.is_not(None))):
-                mapping[row_id] = _("%(name)s (archived)", name=name)
-    return labels
 
 
 @bp.get("/<slug>/")
