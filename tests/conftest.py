@@ -11,9 +11,12 @@ from __future__ import annotations
 
 import os
 import shutil
+import signal
 import socket
 import subprocess
 import tempfile
+import time
+import uuid
 from pathlib import Path
 
 import pytest
@@ -32,6 +35,10 @@ CHROMIUM = os.environ.get("ASTERTRACK_CHROMIUM", "/usr/bin/chromium")
 CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
                  "--disable-background-networking", "--disable-component-update", "--disable-sync"]
 _skipped_pg_reason: list[str] = []
+# Every process this pytest run starts inherits the marker, so one still running at the end is
+# recognised even after it was re-parented to PID 1 (see pytest_sessionfinish).
+RUN_MARKER = "ASTERTRACK_TEST_RUN"
+_leftovers: list[str] = []
 
 
 @pytest.fixture(scope="module")
@@ -194,7 +201,93 @@ def empty_url(request, tmp_path):
         yield url
 
 
+def pytest_configure(config):
+    os.environ[RUN_MARKER] = uuid.uuid4().hex  # a nested pytest run gets a marker of its own
+
+
+def _processes() -> dict[int, tuple[int, int, str]]:
+    """pid -> (parent pid, process group, state) of every process we can see."""
+    table = {}
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+        except (OSError, IndexError):
+            continue  # gone meanwhile
+        table[int(stat.parent.name)] = (int(fields[1]), int(fields[2]), fields[0])
+    return table
+
+
+def _started_by_this_run(marker: str, me: int) -> dict[int, str]:
+    """Live processes this run started: our descendants, and any process carrying our marker
+    in the environment it was started with (a daemon that double-forked to PID 1)."""
+    table = _processes()
+    children: dict[int, list[int]] = {}
+    for pid, (ppid, _, _) in table.items():
+        children.setdefault(ppid, []).append(pid)
+    found, todo = set(), list(children.get(me, []))
+    while todo:
+        pid = todo.pop()
+        found.add(pid)
+        todo.extend(children.get(pid, []))
+    needle = f"{RUN_MARKER}={marker}".encode()
+    for pid in table:
+        try:
+            if needle in Path(f"/proc/{pid}/environ").read_bytes().split(b"\0"):
+                found.add(pid)
+        except OSError:
+            continue
+    named = {}
+    for pid in sorted(found - {me}):
+        if table.get(pid, (0, 0, "Z"))[2] in ("Z", "X"):
+            continue  # already dead, waiting to be reaped
+        try:
+            command = Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace").strip()
+        except OSError:
+            continue
+        named[pid] = command or f"[pid {pid}]"
+    return named
+
+
+def _kill(pids: list[int], timeout: float = 5.0) -> None:
+    """SIGTERM, wait, SIGKILL, by process id only (each a process this run started)."""
+    for signum in (signal.SIGTERM, signal.SIGKILL):
+        for pid in pids:
+            try:
+                os.kill(pid, signum)
+            except ProcessLookupError:
+                pass
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            table = _processes()
+            if all(table.get(pid, (0, 0, "Z"))[2] in ("Z", "X") for pid in pids):
+                return
+            time.sleep(0.05)
+
+
+def pytest_sessionfinish(session, exitstatus):
+    """The run fails when a process it started is still alive: tests stop what they start.
+
+    Session fixtures (the throwaway PostgreSQL cluster, the browser) are torn down by now, so
+    whatever is left was leaked; it is killed here, and the summary names it.
+    """
+    marker = os.environ.get(RUN_MARKER)
+    if not marker:
+        return
+    leftovers = _started_by_this_run(marker, os.getpid())
+    if not leftovers:
+        return
+    _kill(list(leftovers))
+    _leftovers.extend(f"pid {pid}: {command}" for pid, command in leftovers.items())
+    session.exitstatus = pytest.ExitCode.TESTS_FAILED
+
+
 def pytest_terminal_summary(terminalreporter):
+    if _leftovers:
+        terminalreporter.write_sep("!", "PROCESSES LEFT RUNNING BY THE TESTS (now killed)", red=True, bold=True)
+        for line in _leftovers:
+            terminalreporter.write_line(f"  {line}", red=True)
+        terminalreporter.write_line("  Start processes with astertrack.samples.processes.spawn/running and stop them "
+                                    "with stop_process in a finally or fixture teardown.", red=True)
     if _skipped_pg_reason:
         terminalreporter.write_sep("!", "POSTGRESQL TESTS SKIPPED", red=True, bold=True)
         for reason in _skipped_pg_reason:

@@ -35,17 +35,39 @@ def free_port() -> int:
         return sock.getsockname()[1]
 
 
+def spawn(args: list[str], **popen_kwargs) -> subprocess.Popen:
+    """``subprocess.Popen`` in a session (and process group) of its own, for :func:`stop_process`.
+
+    Everything the process forks (pre-forked workers, a shell's children) stays in its group, so
+    stopping the group leaves nothing behind, even when the leader died first and its children
+    were re-parented to PID 1.  A Ctrl-C reaches only the caller, whose cleanup stops the group.
+    """
+    proc = subprocess.Popen(args, start_new_session=True, **popen_kwargs)
+    proc.leads_own_group = True  # known even after it has been reaped
+    return proc
+
+
+@contextlib.contextmanager
+def running(args: list[str], timeout: float = 30.0, **popen_kwargs) -> Iterator[subprocess.Popen]:
+    """A :func:`spawn`-ed process whose whole group is stopped on leaving the block, whatever happens."""
+    proc = spawn(args, **popen_kwargs)
+    try:
+        yield proc
+    finally:
+        stop_process(proc, timeout)
+
+
 def start_daemon(command: str, config: Path, *args: str, log: Path | None = None) -> subprocess.Popen:
     """One of our console scripts on ``config``, as a service manager starts it.
 
     Its output goes to ``log``, or else to a text pipe that :func:`stop_process` returns.  It
-    runs in its own session: a Ctrl-C reaches the caller, whose cleanup stops it.
+    runs in its own session (:func:`spawn`): stopping it stops its workers too.
     """
     output = log.open("wb") if log is not None else subprocess.PIPE
     try:
-        return subprocess.Popen([str(BIN / command), "-c", str(config), *args], stdout=output,
-                                stderr=subprocess.STDOUT, text=log is None, start_new_session=True,
-                                env={**os.environ, "ASTERTRACK_CONFIG": str(config)})
+        return spawn([str(BIN / command), "-c", str(config), *args], stdout=output,
+                     stderr=subprocess.STDOUT, text=log is None,
+                     env={**os.environ, "ASTERTRACK_CONFIG": str(config)})
     finally:
         if log is not None:
             output.close()  # the child has its own copy
@@ -105,13 +127,18 @@ def wait_for_http(url: str, proc: subprocess.Popen | None = None, *, name: str |
     raise NotReady(f"{name or url} did not answer within {timeout:g} s")
 
 
-def stop_process(proc: subprocess.Popen, timeout: float = 30.0, *, group: bool = False) -> str:
+def stop_process(proc: subprocess.Popen, timeout: float = 30.0, *, group: bool | None = None) -> str:
     """SIGTERM, wait up to ``timeout``, then SIGKILL: whatever state the process is in, it is gone after.
 
-    ``group=True`` signals its whole process group (started with ``start_new_session``), so
-    gunicorn's workers go too, even when the master has already died.  Returns what the process
-    wrote to a stdout pipe, for a failure message ("" when its output went elsewhere).
+    A process that leads its own process group (started by :func:`spawn`, or with
+    ``start_new_session``) is stopped with its whole group, so gunicorn's or the FastAGI
+    server's workers go too, even when the leader has already died; ``group`` forces the
+    choice.  Returns what the process wrote to a stdout pipe, for a failure message ("" when
+    its output went elsewhere).
     """
+    if group is None:
+        group = _leads_its_group(proc)
+
     def send(signum: int) -> None:
         try:
             if group:
@@ -123,12 +150,53 @@ def stop_process(proc: subprocess.Popen, timeout: float = 30.0, *, group: bool =
 
     if group or proc.poll() is None:
         send(signal.SIGTERM)
+        deadline = time.monotonic() + timeout
         try:
             proc.wait(timeout)
+            while group and _group_alive(proc.pid) and time.monotonic() < deadline:
+                time.sleep(0.05)  # the leader is gone; its workers may still be finishing
         except subprocess.TimeoutExpired:
+            pass
+        if proc.poll() is None or (group and _group_alive(proc.pid)):
             send(signal.SIGKILL)
             proc.wait(timeout)
+            while group and _group_alive(proc.pid) and time.monotonic() < deadline + timeout:
+                time.sleep(0.05)
     return proc.stdout.read() if proc.stdout else ""
+
+
+def _leads_its_group(proc: subprocess.Popen) -> bool:
+    """True when ``proc`` was started as the leader of a process group of its own.
+
+    Asked while the process is still ours (running, or a zombie not yet reaped), its group id
+    says so; once reaped, its id may belong to someone else, so only :func:`spawn`'s mark counts.
+    """
+    if getattr(proc, "leads_own_group", False):
+        return True
+    if proc.returncode is None:
+        try:
+            return os.getpgid(proc.pid) == proc.pid
+        except ProcessLookupError:
+            pass
+    return False
+
+
+def _group_alive(pgid: int) -> bool:
+    """Does any process of group ``pgid`` still run?  (Zombies waiting for their parent do not count.)"""
+    try:
+        os.killpg(pgid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        if int(fields[2]) == pgid and fields[0] != "Z":
+            return True
+    return False
 
 
 @contextlib.contextmanager
