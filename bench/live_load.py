@@ -191,7 +191,7 @@ class Streams:
                 self.wrong += 1
 
 
-async def pages(port: int, cookie: str, until: float, results: list[tuple[int, float]]) -> None:
+async def pages(port: int, cookie: str, until: float, results: list[tuple[int, float, str]]) -> None:
     i = 0
     while time.monotonic() < until:
         path = PAGES[i % len(PAGES)]
@@ -208,7 +208,7 @@ async def pages(port: int, cookie: str, until: float, results: list[tuple[int, f
                 writer.close()
         except (TimeoutError, OSError, asyncio.IncompleteReadError):
             pass
-        results.append((status, time.monotonic() - started))
+        results.append((status, time.monotonic() - started, path))
 
 
 def ring_all(url: str, site_id: int, manager_ids: list[int], until: float, sent: dict[int, tuple[int, float]]) -> None:
@@ -283,7 +283,7 @@ async def measure(port: int, master_pid: int, url: str, site_id: int, manager_id
     await asyncio.sleep(2)
     until = time.monotonic() + SECONDS
     sent: dict[int, tuple[int, float]] = {}
-    page_results: list[tuple[int, float]] = []
+    page_results: list[tuple[int, float, str]] = []
     ringer = asyncio.to_thread(ring_all, url, site_id, manager_ids, until, sent)
     await asyncio.gather(ringer, *(pages(port, super_cookies[i], until, page_results) for i in range(PAGE_CLIENTS)))
     await asyncio.sleep(2)  # the last rings arrive
@@ -294,7 +294,7 @@ async def measure(port: int, master_pid: int, url: str, site_id: int, manager_id
     for task in tasks:
         task.cancel()
     await asyncio.gather(*tasks, return_exceptions=True)
-    ok_pages = [t for status, t in page_results if status == 200]
+    ok_pages = [t for status, t, _ in page_results if status == 200]
     return {
         "streams": still_open, "streams_opened": streams.open, "stream_failures": len(streams.failed),
         "open_seconds": round(opened_in, 1),
@@ -302,8 +302,10 @@ async def measure(port: int, master_pid: int, url: str, site_id: int, manager_id
         "popup_p50_ms": pct(latencies, 0.5), "popup_p99_ms": pct(latencies, 0.99),
         "popup_max_ms": pct(latencies, 1.0),
         "pages": len(page_results), "pages_failed": len(page_results) - len(ok_pages),
-        "page_p50_ms": pct([t for _, t in page_results], 0.5), "page_p99_ms": pct([t for _, t in page_results], 0.99),
-        "page_max_ms": pct([t for _, t in page_results], 1.0),
+        "page_p50_ms": pct([t for _, t, _ in page_results], 0.5),
+        "page_p99_ms": pct([t for _, t, _ in page_results], 0.99),
+        "page_max_ms": pct([t for _, t, _ in page_results], 1.0),
+        "page_p50_ms_by_path": {path: pct([t for _, t, p in page_results if p == path], 0.5) for path in PAGES},
         "board_events": streams.boards, "board_mb_sent": round(streams.board_bytes / 1e6, 1),
         "rss_mb": rss, "rss_mb_streams_idle": rss_idle, "seconds": SECONDS,
     }
@@ -349,7 +351,8 @@ def main() -> None:
           f"{result['rings_wrong_manager']} at a wrong pop-up; INSERT to pop-up p50 {result['popup_p50_ms']} ms, "
           f"p99 {result['popup_p99_ms']} ms, max {result['popup_max_ms']} ms")
     print(f"pages: {result['pages']} ({result['pages_failed']} failed); p50 {result['page_p50_ms']} ms, "
-          f"p99 {result['page_p99_ms']} ms, max {result['page_max_ms']} ms")
+          f"p99 {result['page_p99_ms']} ms, max {result['page_max_ms']} ms; p50 by page: "
+          + ", ".join(f"{path} {ms} ms" for path, ms in result["page_p50_ms_by_path"].items()))
     print(f"board events: {result['board_events']:,} ({result['board_mb_sent']} MB); streams open at the end: "
           f"{result['streams']}; RSS (gunicorn master + workers): {result['rss_mb']} MB "
           f"({result['rss_mb_streams_idle']} MB before the load)")

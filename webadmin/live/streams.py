@@ -15,9 +15,10 @@ not a thread.  A stream costs a socket, a small queue and nothing else:
   exactly as for any page, and the view answers with a :class:`Subscription` instead of a body.
   A refusal (the login redirect, 403, 404) goes back to the client as Flask made it; an
   admission's headers (security headers, a refreshed cookie) start the stream.
-* **One poller per process**, running while anybody listens: each ``SSE_POLL_SECONDS`` one
-  board read for all board streams (encoded once, sent to those whose last board differs) and
-  one query of the calls ringing now for all managers (``state.ringing_calls``, matched per
+* **One poller per process**, running while anybody listens: each ``BOARD_SECONDS`` one board
+  read for all board streams (encoded once, sent to those whose last board differs; a board of
+  400 managers is 80 KB, and a busy centre changes it at every tick) and each
+  ``SSE_POLL_SECONDS`` one query of the calls ringing now for all managers (``state.ringing_calls``, matched per
   manager by ``state.rings_at``); a pop-up card is built once per (call, kind of viewer), not per
   stream.  Every ``SESSION_CHECK_SECONDS`` one query re-checks every stream's session: a logout,
   a password change, a disabled account or a changed role or manager ends the stream.  The
@@ -58,6 +59,7 @@ log = logging.getLogger("webadmin.live")
 SUBSCRIBE = "astertrack.live.subscribe"  # environ key: the list the gate view appends its Subscription to
 KEEPALIVE_SECONDS = 15
 SESSION_CHECK_SECONDS = 5  # a stream ends this soon after its session does (logout, password change)
+BOARD_SECONDS = 1.0  # the board is read (and sent where it changed) at most this often
 RETRY = b"retry: 1000\n\n"
 MAX_PENDING = 200  # events queued for a client that does not read; past this its stream ends
 
@@ -201,6 +203,7 @@ class LiveStreams:
         self.endpoints: dict[int, str] = {}
         self.card_cache: dict[tuple[int, int | None], dict[str, Any]] = {}
         self.checked = 0.0
+        self.board_read_at = 0.0
         self.ticks = 0
 
     # ---- one stream
@@ -307,7 +310,8 @@ class LiveStreams:
         popups = [lis.sub for lis in self.listeners if lis.sub.kind == "popup"]
         manager_ids = {sub.manager_id for sub in popups if sub.manager_id is not None}
         check = now - self.checked >= SESSION_CHECK_SECONDS
-        return _Plan(board=any(lis.sub.kind == "board" for lis in self.listeners),
+        board_due = self.board_now is None or now - self.board_read_at >= BOARD_SECONDS - 0.05
+        return _Plan(board=board_due and any(lis.sub.kind == "board" for lis in self.listeners),
                      viewers={(sub.manager_id, sub.only_manager_id) for sub in popups if sub.manager_id is not None},
                      endpoints=dict(self.endpoints),
                      manager_ids=manager_ids if check or not manager_ids <= self.endpoints.keys() else None,
@@ -345,6 +349,7 @@ class LiveStreams:
                     lis.end()
         if reading.board is not None:
             chunk = f"event: board\ndata: {reading.board}\n\n".encode()
+            self.board_read_at = now
             self.board_now = (reading.board, chunk)
             for lis in self.listeners:
                 if lis.sub.kind == "board" and lis.board_sent != reading.board:
