@@ -4,4 +4,4 @@ from flask import Blueprint
 
 bp = Blueprint("calls", __name__)
 
-from webadmin.calls import views  # noqa: E402,F401
+from webadmin.calls import review, views  # noqa: E402,F401

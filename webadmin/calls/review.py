@@ -13,11 +13,12 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from astertrack.db.engine import begin_write
-from astertrack.db.models import Call, CallComment, ChecklistItem, Site, Tag
+from astertrack.db.models import Call, ChecklistItem, Site
 from astertrack.review import actions
 from astertrack.review.actions import ReviewError
 from webadmin.calls import bp
 from webadmin.calls.access import visible_call_or_404
+from webadmin.calls.card import render_card
 from webadmin.calls.forms import ActionForm, ChecklistItemForm, CommentForm, ScoreForm, TagForm
 from webadmin.db import get_session
 from webadmin.security import STAFF, roles_required
@@ -33,33 +34,6 @@ ERRORS = {
     "item_long": _l("An item is at most 300 characters."),
     "points_range": _l("Points: from 1 to 100."),
 }
-
-
-def review_context(db: Session, call: Call, forms: dict) -> dict:
-    """Everything the card's review section shows, and the forms a supervisor fills in."""
-    editable = current_user.is_staff
-    items = actions.checklist(db, call.site_id)
-    history = actions.scores(db, call.id)
-    score_form = forms.get("score") or ScoreForm(formdata=None)
-    score_form.items.choices = [(item.id, f"{item.text} ({item.points})") for item in items]
-    if "score" not in forms and history:
-        score_form.items.data = [t["id"] for t in history[0].ticks if t.get("ticked")]
-    comments = db.scalars(select(CallComment).where(CallComment.call_id == call.id)
-                          .order_by(CallComment.at, CallComment.id)).all()
-    return {
-        "editable": editable,
-        "comments": comments,
-        "scores": history,
-        "checklist": items,
-        "missed": call.outcome in actions.MISSED_OUTCOMES,
-        "mark": actions.current_mark(db, call.id),
-        "marks": actions.handled_history(db, call.id),
-        "known_tags": db.scalars(select(Tag.name).order_by(Tag.name)).all() if editable else [],
-        "tag_form": forms.get("tag") or TagForm(formdata=None),
-        "comment_form": forms.get("comment") or CommentForm(formdata=None),
-        "score_form": score_form,
-        "action_form": ActionForm(formdata=None),
-    }
 
 
 def _writable_call(call_id: int) -> tuple[Session, Call]:
@@ -79,8 +53,6 @@ def _back(call: Call, anchor: str = "review"):
 
 
 def _refused(call: Call, error: ReviewError, forms: dict):
-    from webadmin.calls.views import render_card
-
     get_session().rollback()
     flash(str(ERRORS.get(error.code, _("The request was not understood."))), "error")
     return render_card(call, forms, 400)
@@ -89,8 +61,6 @@ def _refused(call: Call, error: ReviewError, forms: dict):
 @bp.post("/<int:call_id>/tags")
 @roles_required(*STAFF)
 def add_tag(call_id: int):
-    from webadmin.calls.views import render_card
-
     db, call = _writable_call(call_id)
     form = TagForm()
     if not form.validate():
@@ -122,8 +92,6 @@ def remove_tag(call_id: int, tag_id: int):
 @bp.post("/<int:call_id>/comments")
 @roles_required(*STAFF)
 def add_comment(call_id: int):
-    from webadmin.calls.views import render_card
-
     db, call = _writable_call(call_id)
     form = CommentForm()
     if not form.validate():
@@ -137,8 +105,6 @@ def add_comment(call_id: int):
 @bp.post("/<int:call_id>/score")
 @roles_required(*STAFF)
 def score(call_id: int):
-    from webadmin.calls.views import render_card
-
     db, call = _writable_call(call_id)
     form = ScoreForm()
     form.items.choices = [(item.id, item.text) for item in actions.checklist(db, call.site_id)]

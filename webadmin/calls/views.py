@@ -4,18 +4,17 @@ import datetime as dt
 import mimetypes
 from urllib.parse import urlencode
 
-from flask import abort, current_app, render_template, request, send_file
+from flask import abort, render_template, request, send_file
 from flask_login import current_user
 from sqlalchemy import select
 
-from astertrack.db.models import CallerProfile, CallEvent, Tag, Transcript
+from astertrack.db.models import Tag
 from astertrack.phones import try_normalize
 from astertrack.reporting import reports
-from astertrack.routing.recording import resolve_recording
 from webadmin.calls import bp
 from webadmin.calls.access import visible_call_or_404
 from webadmin.calls.args import handled_arg, review_form, tag_arg
-from webadmin.calls.review import review_context
+from webadmin.calls.card import recording_file, render_card
 from webadmin.db import get_session
 from webadmin.exports import stream_csv
 from webadmin.filters import arg_int, arg_str, choices, period
@@ -24,10 +23,6 @@ from webadmin.security import ROLES, roles_required
 PAGE_SIZE = 50
 # Filters a report row's link may set that the log's form has no field for: kept as hidden inputs
 HIDDEN_LOG_ARGS = ("channel", "keyword", "utm_source", "missing")
-AUDIO_SUFFIXES = (".wav", ".WAV", ".mp3", ".gsm", ".ogg")
-TIMELINE_HEADERS = ("Channel", "DestChannel", "ChannelStateDesc", "DestChannelStateDesc", "DialStatus", "Cause",
-                    "Cause-txt", "Queue", "Interface", "MemberName", "Position", "HoldTime", "TalkTime", "Reason",
-                    "BridgeUniqueid", "Variable", "Value", "UserEvent")
 
 
 def _cursor() -> tuple[dt.datetime, int] | None:
@@ -104,66 +99,11 @@ def card(call_id: int):
     return render_card(visible_call_or_404(call_id))
 
 
-def render_card(call, forms: dict | None = None, status: int = 200):
-    """The call card; ``forms`` carries a review form that failed, shown with its errors."""
-    db = get_session()
-    events = db.scalars(select(CallEvent).where(CallEvent.call_id == call.id)
-                        .order_by(CallEvent.event_time, CallEvent.id)).all()
-    timeline = []
-    for event in events:
-        headers = event.headers or {}
-        when = (dt.datetime.fromtimestamp(event.event_time, dt.UTC) if event.event_time else event.received_at)
-        timeline.append({"name": event.name, "at": when,
-                         "details": [(k, headers[k]) for k in TIMELINE_HEADERS if headers.get(k) not in (None, "")]})
-    transcript = db.scalars(select(Transcript).where(Transcript.call_id == call.id)).first()
-    count, previous = reports.previous_calls(
-        db, call, only_manager_id=None if current_user.is_staff else (current_user.manager_id or -1))
-    return render_template("calls/card.html", call=call, session=call.session, timeline=timeline, transcript=transcript,
-                           previous=previous, previous_count=count, recording=_recording_status(call),
-                           profile=_caller_profile(call), review=review_context(db, call, forms or {})), status
-
-
-def _caller_profile(call) -> CallerProfile | None:
-    """The caller's profile (VIP, tags) as routing sees it: one per site and number."""
-    if not call.caller_number:
-        return None
-    site = CallerProfile.site_id.is_(None) if call.site_id is None else CallerProfile.site_id == call.site_id
-    return get_session().scalars(select(CallerProfile).where(site, CallerProfile.number == call.caller_number)).first()
-
-
-def _recording_status(call) -> str:
-    """What the card says about the audio: ``playable``, or why there is none - nothing was
-    recorded, nobody answered (bridged-only audio), retention deleted it, or the file is gone."""
-    if not call.recording_path:
-        return "not_recorded"
-    if call.recording_state in ("deleted", "empty"):
-        return call.recording_state
-    return "playable" if _recording_file(call) is not None else "missing"
-
-
-def _recording_file(call):
-    if not call.recording_path or call.recording_state in ("deleted", "empty"):
-        return None
-    base = current_app.config["RECORDINGS_DIR"]
-    path = resolve_recording(base, call.recording_path)
-    if path is None:
-        current_app.logger.warning("call %s: recording path escapes the recordings dir; refused", call.id)
-        return None
-    if path.is_file():
-        return path
-    if not path.suffix:
-        for suffix in AUDIO_SUFFIXES:
-            candidate = resolve_recording(base, call.recording_path + suffix)
-            if candidate is not None and candidate.is_file():
-                return candidate
-    return None
-
-
 @bp.get("/<int:call_id>/recording")
 @roles_required(*ROLES)
 def recording(call_id: int):
     call = visible_call_or_404(call_id)
-    path = _recording_file(call)
+    path = recording_file(call)
     if path is None:
         abort(404)
     mimetype = {".wav": "audio/wav", ".mp3": "audio/mpeg", ".gsm": "audio/x-gsm", ".ogg": "audio/ogg"}.get(
