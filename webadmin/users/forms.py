@@ -11,7 +11,7 @@ from wtforms import BooleanField, PasswordField, SelectField, StringField
 from wtforms.validators import DataRequired, Regexp, ValidationError
 
 from astertrack.db.models import Manager, User
-from astertrack.passwords import MIN_LENGTH
+from astertrack.passwords import MIN_LENGTH, verify_password
 from webadmin.i18n import LOCALES
 from webadmin.labels import label_for
 from webadmin.security import ROLES
@@ -37,7 +37,7 @@ class UserForm(FlaskForm):
         self.role.choices = [(role, label_for(role)) for role in ROLES]
         self.manager_id.choices = [("", "—")] + [
             (mid, name) for mid, name in db.execute(select(Manager.id, Manager.name).order_by(Manager.name))]
-        self.locale.choices = [("", _l("from the browser"))] + [(code, code) for code in LOCALES]
+        self.locale.choices = [("", _l("from the browser"))] + [(code, label_for(code, "locale")) for code in LOCALES]
         if user is not None:
             self.password.description = _l(
                 "Leave empty to keep the current password. Changing it ends the user’s sessions.")
@@ -68,3 +68,33 @@ class UserForm(FlaskForm):
     def validate_password(self, field) -> None:
         if (self.user is None or field.data) and len(field.data or "") < MIN_LENGTH:
             raise ValidationError(_l("At least %(n)s characters.", n=MIN_LENGTH))
+
+
+class OwnPasswordForm(FlaskForm):
+    """A user's own password change: the current one proves it is them, the new one twice."""
+
+    current = PasswordField(_l("Current password"), [DataRequired()], render_kw={"autocomplete": "current-password"})
+    new = PasswordField(_l("New password"), [DataRequired()], render_kw={"autocomplete": "new-password"})
+    confirm = PasswordField(_l("New password again"), [DataRequired()], render_kw={"autocomplete": "new-password"})
+
+    def __init__(self, user: User, **kwargs):
+        super().__init__(**kwargs)
+        self.user = user
+
+    def fields(self) -> list:
+        """What ``settings/_form.html`` renders: every field but the CSRF token."""
+        return [field for field in self if field.name != "csrf_token"]
+
+    def validate_current(self, field) -> None:
+        if not verify_password(self.user.password_hash, field.data or ""):
+            raise ValidationError(_l("The current password is wrong."))
+
+    def validate_new(self, field) -> None:
+        if len(field.data or "") < MIN_LENGTH:
+            raise ValidationError(_l("At least %(n)s characters.", n=MIN_LENGTH))
+        if field.data == self.current.data:
+            raise ValidationError(_l("The new password must differ from the current one."))
+
+    def validate_confirm(self, field) -> None:
+        if field.data != self.new.data:
+            raise ValidationError(_l("The two new passwords differ."))
