@@ -44,7 +44,7 @@ def trial(tmp_path):
 
 def start_run(conf) -> subprocess.Popen:
     """``astertrack run`` in a session of its own; its output goes to ``run.log`` beside the config."""
-    env = {k: v for k, v in os.environ.items() if not k.startswith("ASTERTRACK_")}
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("ASTERTRACK_CONFIG", "ASTERTRACK_GUNICORN_"))}
     with (conf.parent / "run.log").open("wb") as log:
         return subprocess.Popen([str(BIN / "astertrack"), "run", "--no-agi", "--no-ami"], stdout=log,
                                 stderr=subprocess.STDOUT, start_new_session=True,
