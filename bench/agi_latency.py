@@ -52,6 +52,7 @@ from astertrack.samples.factories import add_group, add_managers, add_rule, add_
 from astertrack.samples.processes import (  # noqa: E402
     BIN,
     free_port,
+    spawn,
     start_daemon,
     stop_process,
     throwaway_postgres,
@@ -268,7 +269,7 @@ async def serve_reference(port: int, work_ms: float) -> None:
 
 
 def start_reference(port: int, work_ms: float) -> subprocess.Popen:
-    proc = subprocess.Popen([sys.executable, __file__, "--reference-server", str(port), str(work_ms)])
+    proc = spawn([sys.executable, __file__, "--reference-server", str(port), str(work_ms)])
     wait_for_port(port, proc, name="the reference server")
     return proc
 

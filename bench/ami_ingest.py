@@ -21,7 +21,6 @@ import json
 import os
 import resource
 import sqlite3
-import subprocess
 import sys
 import tempfile
 import time
@@ -35,7 +34,7 @@ from astertrack.callflow.ami_parse import AmiStreamParser  # noqa: E402
 from astertrack.callflow.state_machine import OP_FINISH, CallStateMachine  # noqa: E402
 from astertrack.db.engine import make_engine  # noqa: E402
 from astertrack.db.models import Base  # noqa: E402
-from astertrack.samples.processes import stop_process  # noqa: E402
+from astertrack.samples.processes import spawn, stop_process  # noqa: E402
 from tests.ami.fake_ami import FakeAmiServer  # noqa: E402
 from tests.ami.fake_ami import Session as Script  # noqa: E402
 
@@ -98,8 +97,8 @@ async def bench_listener(stream: bytes, expected_calls: int, workdir: Path) -> d
     config.write_text(f"[general]\nnode = bench\nlog_level = WARNING\n[database]\nurl = sqlite:///{db}\n"
                       f"[ami]\nport = {port}\nsecret = bench\nmetrics_port = 0\nping_interval = 30\n")
     config.chmod(0o600)
-    proc = subprocess.Popen([sys.executable, "-m", "ami_listener.daemon", "-c", str(config)], cwd=ROOT,
-                            env={**os.environ, "PYTHONPATH": str(ROOT)})
+    proc = spawn([sys.executable, "-m", "ami_listener.daemon", "-c", str(config)], cwd=ROOT,
+                 env={**os.environ, "PYTHONPATH": str(ROOT)})
     try:
         while server.logins == 0:
             if proc.poll() is not None:

@@ -19,6 +19,7 @@ from astertrack.db.engine import make_engine, make_session_factory
 from astertrack.db.models import Call, Deal, Lead, Manager, Site, Source, TrackingNumber, User, VisitorSession
 from astertrack.passwords import verify_password
 from astertrack.samples.demo import load_demo
+from astertrack.samples.processes import spawn, stop_process
 
 
 @pytest.fixture
@@ -175,15 +176,18 @@ def test_run_starts_the_children_and_stops_them_on_sigterm(tmp_path):
         "import sys; from astertrack.ops.supervise import Child, supervise\n"
         f"sys.exit(supervise([Child('a', [{str(fake)!r}, 'a']), Child('b', [{str(fake)!r}, 'b'])]))\n"
     )
-    proc = subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
-                            env={**os.environ, "PYTHONUNBUFFERED": "1"})
-    deadline = time.monotonic() + 20
-    while time.monotonic() < deadline and (not marker.exists() or len(marker.read_text().split()) < 2):
-        time.sleep(0.1)
-    assert sorted(marker.read_text().split()) == ["a", "b"]
-    time.sleep(0.5)
-    proc.send_signal(signal.SIGTERM)
-    out, _ = proc.communicate(timeout=20)
+    proc = spawn([sys.executable, "-c", code], stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+                 env={**os.environ, "PYTHONUNBUFFERED": "1"})
+    try:
+        deadline = time.monotonic() + 20
+        while time.monotonic() < deadline and (not marker.exists() or len(marker.read_text().split()) < 2):
+            time.sleep(0.1)
+        assert sorted(marker.read_text().split()) == ["a", "b"]
+        time.sleep(0.5)
+        proc.send_signal(signal.SIGTERM)
+        out, _ = proc.communicate(timeout=20)
+    finally:
+        stop_process(proc, 10)
     assert proc.returncode == 0
     assert "[a] child a up" in out and "[b] child b up" in out
     assert subprocess.run(["pgrep", "-f", str(fake)], capture_output=True).returncode == 1  # no orphans left

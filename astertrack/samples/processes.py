@@ -162,7 +162,7 @@ def stop_process(proc: subprocess.Popen, timeout: float = 30.0, *, group: bool |
             proc.wait(timeout)
             while group and _group_alive(proc.pid) and time.monotonic() < deadline + timeout:
                 time.sleep(0.05)
-    return proc.stdout.read() if proc.stdout else ""
+    return proc.stdout.read() if proc.stdout and not proc.stdout.closed else ""
 
 
 def _leads_its_group(proc: subprocess.Popen) -> bool:

@@ -17,7 +17,7 @@ import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
 from astertrack.routing import dialplan_vars as v
-from astertrack.samples.processes import free_port
+from astertrack.samples.processes import free_port, spawn, stop_process
 from tests.agi.conftest import http_get, recording
 from tests.agi.fake_asterisk import FakeAsterisk
 
@@ -34,10 +34,18 @@ class Daemon:
     def __init__(self, config: Path, port: int, log: Path, env: dict[str, str] | None = None):
         self.port = port
         self.log = log
-        self.proc = subprocess.Popen([str(DAEMON), "-c", str(config), "--port", str(port)],
-                                     stdout=subprocess.DEVNULL, stderr=log.open("wb"),
-                                     env={**os.environ, **(env or {})})
-        self.wait_for("FastAGI listening")
+        with log.open("wb") as stderr:
+            self.proc = spawn([str(DAEMON), "-c", str(config), "--port", str(port)],
+                              stdout=subprocess.DEVNULL, stderr=stderr, env={**os.environ, **(env or {})})
+        try:
+            self.wait_for("FastAGI listening")
+        except BaseException:
+            self.stop()
+            raise
+
+    def stop(self) -> None:
+        """The master and every pre-forked worker (its process group), whatever state they are in."""
+        stop_process(self.proc, 10)
 
     def text(self) -> str:
         return self.log.read_text(errors="replace")
@@ -60,9 +68,7 @@ def daemon(tmp_path, db_url, seed):
     d = Daemon(config, free_port(), tmp_path / "daemon.log")
     d.config, d.db_url = config, db_url
     yield d
-    if d.proc.poll() is None:
-        d.proc.kill()
-        d.proc.wait(10)
+    d.stop()
 
 
 def wait_healthy(metrics_port: int, timeout: float = 20) -> None:
@@ -150,9 +156,7 @@ def test_a_single_process_daemon_serves_only_its_own_metrics(tmp_path, db_url, s
         daemon.proc.send_signal(signal.SIGTERM)
         assert daemon.proc.wait(20) == 0
     finally:
-        if daemon.proc.poll() is None:
-            daemon.proc.kill()
-            daemon.proc.wait(10)
+        daemon.stop()
 
 
 def test_prefork_workers_share_the_port_reload_and_stop_together(tmp_path, db_url, seed):
@@ -205,6 +209,4 @@ def test_prefork_workers_share_the_port_reload_and_stop_together(tmp_path, db_ur
         assert served == 20
         assert list((tmp_path / "tmp").iterdir()) == []  # the metrics files went with the daemon
     finally:
-        if daemon.proc.poll() is None:
-            daemon.proc.kill()
-            daemon.proc.wait(10)
+        daemon.stop()

@@ -23,7 +23,7 @@ from prometheus_client.parser import text_string_to_metric_families
 from agi import metrics_fanin
 from agi.server import resolve_workers
 from astertrack.routing import dialplan_vars as v
-from astertrack.samples.processes import free_port
+from astertrack.samples.processes import free_port, spawn, stop_process
 from tests.agi.conftest import http_get
 from tests.agi.fake_asterisk import FakeAsterisk
 from tests.agi.test_daemon_signals import _env, start_workers, wait_healthy
@@ -48,15 +48,23 @@ class Writer:
 
     def __init__(self, path: Path, worker: int, age: float, calls: int):
         env = {**os.environ, metrics_fanin.MULTIPROC_ENV: str(path)}
-        self.proc = subprocess.Popen([sys.executable, "-c", WRITER, str(worker), str(age), str(calls)],
-                                     stdin=subprocess.PIPE, stdout=subprocess.PIPE, env=env, text=True)
-        assert self.proc.stdout.readline().strip() == "ready"
+        self.proc = spawn([sys.executable, "-c", WRITER, str(worker), str(age), str(calls)],
+                          stdin=subprocess.PIPE, stdout=subprocess.PIPE, env=env, text=True)
         self.pid = self.proc.pid
+        try:
+            assert self.proc.stdout.readline().strip() == "ready"
+        except BaseException:
+            stop_process(self.proc, 5)
+            raise
 
     def stop(self) -> None:
-        if self.proc.poll() is None:
-            self.proc.stdin.close()
-            self.proc.wait(10)
+        """It leaves on end of input (as a worker goes); if it does not, it is stopped."""
+        try:
+            if self.proc.poll() is None:
+                self.proc.stdin.close()
+                self.proc.wait(10)
+        finally:
+            stop_process(self.proc, 5)
 
 
 @pytest.fixture
@@ -230,9 +238,7 @@ def test_daemon_reports_a_stuck_worker_and_keeps_a_killed_ones_counts(tmp_path, 
     finally:
         if stopped is not None:
             os.kill(stopped, signal.SIGCONT)
-        if daemon.proc.poll() is None:
-            daemon.proc.kill()
-            daemon.proc.wait(10)
+        daemon.stop()
 
 
 def test_auto_workers_one_per_core_capped_by_database():

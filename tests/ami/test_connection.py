@@ -17,6 +17,7 @@ from sqlalchemy.orm import Session as OrmSession
 from ami_listener.rebuild import rebuild
 from astertrack.callflow.state_machine import CallStateMachine
 from astertrack.db.models import AmiGap, Call
+from astertrack.samples.processes import spawn, stop_process
 from tests.ami.fake_ami import FakeAmiServer, alive_channels, capture_body, split_blocks
 from tests.ami.fake_ami import Session as Script
 from tests.ami.harness import NODE, finished_calls, run_listener
@@ -218,8 +219,8 @@ def test_daemon_records_a_call_serves_health_and_stops_cleanly_on_sigterm(tmp_pa
         config.write_text(f"[general]\nnode = {NODE}\n[database]\nurl = sqlite:///{db}\n"
                           f"[ami]\nport = {server.port}\nsecret = s3cret\nmetrics_port = {metrics_port}\n")
         config.chmod(0o600)
-        proc = subprocess.Popen([sys.executable, "-m", "ami_listener.daemon", "-c", str(config)], cwd=REPO,
-                                env={**os.environ, "PYTHONPATH": str(REPO)}, stderr=subprocess.PIPE, text=True)
+        proc = spawn([sys.executable, "-m", "ami_listener.daemon", "-c", str(config)], cwd=REPO,
+                     env={**os.environ, "PYTHONPATH": str(REPO)}, stderr=subprocess.PIPE, text=True)
         try:
             deadline = time.monotonic() + 20
             while time.monotonic() < deadline:
@@ -233,9 +234,7 @@ def test_daemon_records_a_call_serves_health_and_stops_cleanly_on_sigterm(tmp_pa
             proc.send_signal(signal.SIGTERM)
             assert proc.wait(20) == 0
         finally:
-            if proc.poll() is None:
-                proc.kill()
-            proc.wait(5)
+            stop_process(proc, 10)
     with OrmSession(engine) as session:
         call = session.scalar(select(Call))
         assert (call.call_uid, call.outcome, call.answered_by) == ("ct-20261123-38302", "answered", "SIP/101")

@@ -26,7 +26,7 @@ from sqlalchemy import func, select
 from astertrack.db.engine import make_engine, make_session_factory
 from astertrack.db.models import Base, Call, NumberAssignment, OverflowEvent, VisitorSession
 from astertrack.samples.factories import FALLBACK_NUMBER, add_managers, pooled_site
-from astertrack.samples.processes import BIN, free_port, start_daemon, stop_process, wait_for_http
+from astertrack.samples.processes import BIN, free_port, spawn, start_daemon, stop_process, wait_for_http
 from tests.ami.fake_ami import FakeAmiServer, capture_body
 from tests.ami.fake_ami import Session as Script
 from tests.ami.ground_truth import ALL, PJSIP, SIP
@@ -211,7 +211,7 @@ max_holds_per_ip = 0
 max_holds_per_visitor = 0
 pool_pressure = 0
 """)
-            proc = subprocess.Popen(
+            proc = spawn(
                 [str(BIN / "gunicorn"), "--bind", f"127.0.0.1:{port}", "--workers", "2", "--worker-class", "gthread",
                  "--threads", "8", "tracker:create_app()"],
                 stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,

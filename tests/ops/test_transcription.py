@@ -15,6 +15,7 @@ from sqlalchemy import select
 from astertrack.cli.main import main
 from astertrack.config import Config
 from astertrack.db.models import Call, Transcript
+from astertrack.samples.processes import spawn, stop_process
 from astertrack.speech.transcription import Failure, build_argv, pending_calls, run_batch, transcribe_one
 
 ENGINE = """\
@@ -207,15 +208,13 @@ def test_cli_runs_a_batch_and_prints_counts(tmp_path, db_url, session, recdir, e
 def test_cli_loop_ends_cleanly_on_sigterm(tmp_path, db_url, recdir, engine_script):
     conf = write_conf(tmp_path, db_url, recdir, f"{sys.executable} {engine_script} {{input}}")
     script = os.path.join(os.path.dirname(sys.executable), "astertrack")
-    process = subprocess.Popen([script, "-c", conf, "transcribe", "--loop", "--interval", "30"],
-                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-                               env={**os.environ, "PYTHONUNBUFFERED": "1"})
+    process = spawn([script, "-c", conf, "transcribe", "--loop", "--interval", "30"],
+                    stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                    env={**os.environ, "PYTHONUNBUFFERED": "1"})
     try:
         first = process.stdout.readline()
         assert first.startswith("pending=0 "), first + process.stderr.read()
         process.send_signal(signal.SIGTERM)
         assert process.wait(timeout=10) == 0
     finally:
-        if process.poll() is None:
-            process.kill()
-            process.wait()
+        stop_process(process, 10)

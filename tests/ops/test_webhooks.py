@@ -29,6 +29,7 @@ from astertrack.integrations.webhooks import (
     enqueue_finished_calls,
     run_once,
 )
+from astertrack.samples.processes import spawn, stop_process
 
 NOW = dt.datetime(2026, 11, 23, 12, 0, tzinfo=dt.UTC)
 
@@ -281,8 +282,8 @@ def test_run_delivers_and_stops_cleanly_on_sigterm(session, receiver, tmp_path, 
     subscribe(session, receiver.url, ["call.finished"])
     session.commit()
     env = {**os.environ, "ASTERTRACK_CONFIG": _config(tmp_path, db_url)}
-    process = subprocess.Popen([str(Path(sys.executable).parent / "astertrack"), "webhooks", "run", "--interval", "0.2"],
-                               env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    process = spawn([str(Path(sys.executable).parent / "astertrack"), "webhooks", "run", "--interval", "0.2"],
+                    env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     try:
         deadline = time.monotonic() + 30
         while not receiver.requests and time.monotonic() < deadline:
@@ -291,8 +292,7 @@ def test_run_delivers_and_stops_cleanly_on_sigterm(session, receiver, tmp_path, 
         process.send_signal(signal.SIGTERM)
         out, err = process.communicate(timeout=20)
     finally:
-        if process.poll() is None:
-            process.kill()
+        stop_process(process, 10)
     assert process.returncode == 0, err
     assert "delivered=1" in out
     assert "stopped" in err

@@ -21,7 +21,8 @@ from pathlib import Path
 import pytest
 
 from astertrack.samples.factories import pooled_site
-from astertrack.samples.processes import BIN, free_port, stop_process, wait_for_http
+from astertrack.samples.processes import BIN, free_port, spawn, stop_process, wait_for_http
+from tests.conftest import RUN_MARKER
 
 pytestmark = pytest.mark.slow
 UA = "Mozilla/5.0 (X11; Linux x86_64) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/126.0 Safari/537.36"
@@ -38,10 +39,10 @@ def deployed_tracker(db_url: str, tmp_path: Path, *, max_body: int = 16384, **en
     conf.chmod(0o600)
     log = tmp_path / "gunicorn.log"
     with log.open("wb") as out:
-        proc = subprocess.Popen(
+        proc = spawn(
             [str(BIN / "gunicorn"), "--config", "python:astertrack.ops.gunicorn_conf", "tracker:create_app()"],
-            stdout=out, stderr=subprocess.STDOUT, start_new_session=True,
-            env={**{k: v for k, v in os.environ.items() if not k.startswith("ASTERTRACK_")},
+            stdout=out, stderr=subprocess.STDOUT,
+            env={**{k: v for k, v in os.environ.items() if not k.startswith("ASTERTRACK_") or k == RUN_MARKER},
                  "ASTERTRACK_CONFIG": str(conf), "ASTERTRACK_GUNICORN_APP": "tracker", **env})
     try:
         wait_for_http(f"http://127.0.0.1:{port}/healthz", proc, log=log, timeout=30)
