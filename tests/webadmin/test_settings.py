@@ -151,7 +151,7 @@ class _FormFields(HTMLParser):
             self.values[a["name"]] = a.get("value", "")
         elif tag == "input" and a.get("name") and "checked" in a:
             self.values[a["name"]] = a.get("value", "on")
-        elif tag == "textarea":
+        elif tag == "textarea" and a.get("name"):  # a nameless one (the snippet box) is not submitted
             self._textarea = a["name"]
             self.values[a["name"]] = ""
         elif tag == "select":

@@ -168,7 +168,7 @@ class Match(Builder):
 
     def load(self, db: Session) -> None:
         """Sources by name (with the site when there are several sites); a source the stored rule
-        names that is no longer offered stays selectable, so saving loses nothing."""
+        names that is no longer offered (archived, deleted) stays selectable, so saving loses nothing."""
         several_sites = (db.scalar(select(Site.id).offset(1).limit(1)) is not None)
         live = select(Source.id, Source.name, Site.name.label("site")).join(Site, Site.id == Source.site_id)
         if hasattr(Source, "archived_at"):
@@ -176,9 +176,10 @@ class Match(Builder):
         options = [(str(row.id), f"{row.name} ({row.site})" if several_sites else row.name)
                    for row in db.execute(live.order_by(Source.name, Site.name))]
         offered = {value for value, _label in options}
-        wanted = [row["source"] for row in self.shown if row["key"] == "source_ids" and row["source"].isdigit()]
+        stored = (self.object_data or {}).get("source_ids") if isinstance(self.object_data, Mapping) else None
+        wanted = [str(item) for item in (stored if isinstance(stored, (list, tuple)) else [stored] if stored else [])]
         for source_id in dict.fromkeys(wanted):
-            if source_id not in offered:
+            if source_id not in offered and source_id.isdigit():
                 source = db.get(Source, int(source_id))
                 options.append((source_id, _("%(name)s (archived)", name=source.name) if source is not None
                                 else _("deleted source #%(id)s", id=source_id)))

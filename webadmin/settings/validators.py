@@ -145,7 +145,7 @@ def spans_as_day(spans: Any) -> tuple[str, str, list[tuple[str, str]]] | None:
     shown = (clock(pairs[0][0]), clock(pairs[-1][1]),
              [(clock(pairs[i][1]), clock(pairs[i + 1][0])) for i in range(len(pairs) - 1)])
     try:
-        again = day_spans(shown[0], shown[1], shown[2])
+        again = day_spans(shown[0], "00:00" if shown[1] == "24:00" else shown[1], shown[2])
     except ValueError:
         return None
     return shown if again == [[clock(a), clock(b)] for a, b in pairs] else None
