@@ -185,7 +185,7 @@ def test_import_preview_shows_the_change_and_waits_for_confirmation(page, live, 
     assert (number.pool_id, number.source_id) == (data.pool, None)  # the preview wrote nothing
     with page.expect_navigation():
         page.click("#apply-import")
-    assert "1 updated" in page.locator("p.flash.ok").inner_text()
+    assert "1 record updated" in page.locator("p.flash.ok").inner_text()
     db.rollback()
     number = db.query(TrackingNumber).filter_by(number="+74951000000").one()
     assert (number.pool_id, number.source_id, number.label) == (None, data.organic, "print")

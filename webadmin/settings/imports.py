@@ -9,6 +9,7 @@ import hashlib
 from flask import flash, redirect, render_template, request, url_for
 from flask_babel import gettext as _
 from flask_babel import lazy_gettext as _l
+from flask_babel import ngettext
 
 from astertrack.reporting import csv_import
 from webadmin.db import get_session
@@ -85,8 +86,11 @@ def _import_view(kind: str, parse, apply, template: str, columns):
             return render_template(template, rows=rows, errors=errors, text=text, digest=digest, **page), 409
         counts = apply(db, rows)
         db.commit()
-        flash(_("Imported: %(created)s created, %(updated)s updated, %(skipped)s rows with errors skipped.",
-                created=counts["create"], updated=counts["update"], skipped=len(errors)), "ok")
+        flash(_("Imported: %(created)s, %(updated)s, %(skipped)s.",
+                created=ngettext("%(num)s record created", "%(num)s records created", counts["create"]),
+                updated=ngettext("%(num)s record updated", "%(num)s records updated", counts["update"]),
+                skipped=ngettext("%(num)s row with errors skipped", "%(num)s rows with errors skipped",
+                                 len(errors))), "ok")
         return redirect(url_for("settings.numbers_import" if kind == "numbers" else "settings.costs_import"))
     return render_template(template, rows=rows, errors=errors, text=text, digest=digest, **page)
 
