@@ -11,6 +11,7 @@ from typing import Any
 from zoneinfo import ZoneInfo
 
 from flask import Response, request
+from flask_babel import format_decimal
 from flask_babel import lazy_gettext as _l
 from sqlalchemy import select
 from werkzeug.exceptions import BadRequest
@@ -115,6 +116,19 @@ def duration(seconds: float | None) -> str:
     sign, total = ("-", -total) if total < 0 else ("", total)
     hours, rest = divmod(total, 3600)
     return f"{sign}{hours}:{rest // 60:02d}:{rest % 60:02d}"
+
+
+BYTE_UNITS = (_l("B"), _l("KB"), _l("MB"), _l("GB"), _l("TB"))
+
+
+def byte_size(count: float | None) -> str:
+    """A size in the page's language and number format: "93.8 KB", "93,8 КБ"."""
+    if count is None:
+        return "—"
+    count, unit = float(count), 0
+    while abs(count) >= 1024 and unit < len(BYTE_UNITS) - 1:
+        count, unit = count / 1024, unit + 1
+    return f"{format_decimal(count, '#,##0' if unit == 0 else '#,##0.0')} {BYTE_UNITS[unit]}"
 
 
 def _cell(value: Any) -> Any:

@@ -36,7 +36,7 @@ def display_timezone() -> str:
 
 
 def init_app(app: Flask) -> None:
-    from webadmin.filters import duration
+    from webadmin.filters import byte_size, duration
     from webadmin.labels import column_label, hangup_cause_label, vocabularies
 
     babel.init_app(app, locale_selector=select_locale, timezone_selector=display_timezone)
@@ -45,3 +45,4 @@ def init_app(app: Flask) -> None:
     app.jinja_env.globals["hangup_cause_label"] = hangup_cause_label
     app.jinja_env.globals["vocabularies"] = vocabularies
     app.jinja_env.filters["duration"] = duration
+    app.jinja_env.filters["byte_size"] = byte_size

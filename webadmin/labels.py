@@ -69,7 +69,7 @@ VOCABULARIES: dict[str, dict[str, Any]] = {
                "restore": _l("restore"), "delete": _l("delete")},
     "lead_status": {"new": _l("new"), "qualified": _l("qualified"), "rejected": _l("rejected")},
     "deal_status": {"open": _l("open"), "won": _l("won"), "lost": _l("lost")},
-    "locale": {"ru": "Русский", "en": "English"},
+    "locale": {"ru": _l("Russian"), "en": _l("English")},
     # astertrack.dni.poolhealth.PoolReport.status
     "pool_status": {"ok": _l("enough numbers"), "tight": _l("tight"), "exhausted": _l("exhausted"),
                     "idle": _l("no visits")},
