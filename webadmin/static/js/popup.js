@@ -29,7 +29,7 @@
       }
       var value = card[key];
       if (key === "previous") {
-        value = String(card.previous) + (card.last_call_at ? " · " + new Date(card.last_call_at).toLocaleString() : "");
+        value = String(card.previous) + (card.last_call_at ? " · " + new Date(card.last_call_at).toLocaleString(document.documentElement.lang || undefined) : "");
       }
       el.textContent = value == null || value === "" ? "—" : String(value);
     });
