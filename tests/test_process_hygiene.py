@@ -19,6 +19,7 @@ REPO = Path(__file__).resolve().parent.parent
 LEAKY_TEST = '''
 import os
 import subprocess
+import time
 from pathlib import Path
 
 def test_leaks_processes():
@@ -28,6 +29,9 @@ def test_leaks_processes():
     subprocess.run(["sh", "-c", "sleep 372 & echo $! >> " + str(out)], start_new_session=True, check=True)
     with out.open("a") as pids:
         pids.write(f"{child.pid}\\n")
+    for pid in out.read_text().split():  # until both have become `sleep` (a busy machine forks slowly)
+        while not Path(f"/proc/{pid}/cmdline").read_bytes().startswith(b"sleep"):
+            time.sleep(0.01)
 '''
 
 
