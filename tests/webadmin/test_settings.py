@@ -218,7 +218,7 @@ def test_settings_page_shows_recordings_disk_usage_and_last_retention_sweep(app,
     report.raw_events_deleted = 7
     retention.save_last_report(tmp_path, report)
     page = client.get("/settings/").get_data(as_text=True)
-    assert "2026-11-23T03:30:00+00:00" in page and "deleted 0 calls" in page
+    assert "2026-11-23T03:30:00+00:00" in page and "deleted: 0 calls" in page
 
     supervisor = app.test_client()
     AuthActions(supervisor).login("super")  # supervisors see reports, not settings
