@@ -16,7 +16,14 @@ from werkzeug.middleware.proxy_fix import ProxyFix
 
 from astertrack.config import Config, load_config
 from webadmin import ami_banner, db, errors, filters, i18n, security
-from webadmin.labels import closed_by_label, label_for, missed_reason_label
+from webadmin.labels import (
+    closed_by_label,
+    column_label,
+    hangup_cause_label,
+    label_for,
+    missed_reason_label,
+    vocabularies,
+)
 from webadmin.settings_obj import WebSettings
 
 __all__ = ["create_app"]
@@ -59,6 +66,11 @@ def create_app(config: Config | None = None, test_config: dict[str, Any] | None 
     app.jinja_env.globals["label_for"] = label_for
     app.jinja_env.globals["missed_reason_label"] = missed_reason_label
     app.jinja_env.globals["closed_by_label"] = closed_by_label
+    app.jinja_env.globals["column_label"] = column_label
+    app.jinja_env.globals["hangup_cause_label"] = hangup_cause_label
+    app.jinja_env.globals["vocabularies"] = vocabularies
+    app.jinja_env.filters["duration"] = filters.duration
+    app.jinja_env.filters["byte_size"] = filters.byte_size
     app.jinja_env.globals["date_range"] = (filters.MIN_DATE.isoformat(), filters.MAX_DATE.isoformat())
     app.jinja_env.filters["reject_key"] = lambda mapping, key: {k: v for k, v in mapping.items() if k != key}
     errors.init_app(app)

@@ -36,13 +36,5 @@ def display_timezone() -> str:
 
 
 def init_app(app: Flask) -> None:
-    from webadmin.filters import byte_size, duration
-    from webadmin.labels import column_label, hangup_cause_label, vocabularies
-
     babel.init_app(app, locale_selector=select_locale, timezone_selector=display_timezone)
     app.jinja_env.globals["get_locale"] = get_locale
-    app.jinja_env.globals["column_label"] = column_label
-    app.jinja_env.globals["hangup_cause_label"] = hangup_cause_label
-    app.jinja_env.globals["vocabularies"] = vocabularies
-    app.jinja_env.filters["duration"] = duration
-    app.jinja_env.filters["byte_size"] = byte_size
