@@ -71,6 +71,12 @@ def _digest(value: str) -> str:
     return hashlib.sha256(value.encode("utf-8")).hexdigest()
 
 
+def password_mark(password_hash: str) -> str:
+    """What a session keeps of its user's password hash: a password change makes every session's
+    mark stale, which ends them (here per request, in the live streams for many at once)."""
+    return _digest(password_hash)
+
+
 def _idle_limit() -> dt.timedelta | None:
     minutes = current_app.config["SESSION_IDLE_MINUTES"]
     return dt.timedelta(minutes=minutes) if minutes else None
@@ -88,7 +94,7 @@ def start_session(user: User) -> None:
     with session_factory()() as db:
         begin_write(db)
         db.execute(delete(WebSession).where(WebSession.last_seen_at < now - (idle or ABANDONED_AFTER)))
-        db.add(WebSession(id=_digest(token), user_id=user.id, password_mark=_digest(user.password_hash),
+        db.add(WebSession(id=_digest(token), user_id=user.id, password_mark=password_mark(user.password_hash),
                           created_at=now, last_seen_at=now))
         db.commit()
     session[SESSION_TOKEN] = token
@@ -133,7 +139,7 @@ def load_user(user_id: str) -> AppUser | None:
     now = utcnow()
     idle = _idle_limit()
     expired = idle is not None and row.last_seen_at + idle <= now
-    if expired or not user.active or row.password_mark != _digest(user.password_hash):
+    if expired or not user.active or row.password_mark != password_mark(user.password_hash):
         db.commit()
         _write(delete(WebSession).where(WebSession.id == row.id))
         return None

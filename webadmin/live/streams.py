@@ -52,7 +52,7 @@ from astertrack.db.models import Call, Manager, User, WebSession
 from astertrack.ops.serving import ENDLESS_STREAM, wsgi_environ
 from webadmin.db import EXTENSION
 from webadmin.live.state import board_state, popup_card, ringing_calls, rings_at
-from webadmin.security import _digest as password_mark
+from webadmin.security import password_mark
 
 log = logging.getLogger("webadmin.live")
 
