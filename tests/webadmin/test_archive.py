@@ -127,3 +127,26 @@ def test_only_admins_archive_restore_or_delete(client, auth, data, db):
     db.rollback()
     assert db.get(Source, data.yandex).archived_at is None
     assert client.get("/settings/audit").status_code in (302, 403)
+
+
+def test_an_archived_manager_leaves_the_user_form_but_a_linked_user_keeps_it(client, auth, data, db):
+    from astertrack.db.models import User
+
+    auth.login("admin")
+    assert auth.post(f"/settings/managers/{data.anna}/archive", page="/settings/managers/").status_code == 302
+    assert b">Anna<" not in client.get("/users/new").data  # no new user can be linked to her
+    refused = auth.post("/users/new", {"login": "olga", "role": "manager", "manager_id": str(data.anna),
+                                       "locale": "", "active": "y", "password": "a-long-secret-1"}, page="/users/new")
+    assert refused.status_code == 400 and b"This manager is archived" in refused.data
+    db.rollback()
+    assert db.scalar(select(User).where(User.login == "olga")) is None
+    # the user already linked to her sees her, marked, and saving another field keeps the link
+    anna_user = db.scalar(select(User).where(User.login == "anna"))
+    page = client.get(f"/users/{anna_user.id}").data
+    assert b"Anna (archived)" in page
+    assert auth.post(f"/users/{anna_user.id}", {"login": "anna", "role": "manager", "manager_id": str(data.anna),
+                                                "locale": "ru", "active": "y"},
+                     page=f"/users/{anna_user.id}").status_code == 302
+    db.rollback()
+    db.refresh(anna_user)
+    assert anna_user.manager_id == data.anna and anna_user.locale == "ru"

@@ -3,9 +3,10 @@ constants (``security.ROLES``, ``i18n.LOCALES``), managers from the database."""
 
 from __future__ import annotations
 
+from flask_babel import gettext as _
 from flask_babel import lazy_gettext as _l
 from flask_wtf import FlaskForm
-from sqlalchemy import select
+from sqlalchemy import or_, select
 from sqlalchemy.orm import Session
 from wtforms import BooleanField, PasswordField, SelectField, StringField
 from wtforms.validators import DataRequired, Regexp, ValidationError
@@ -35,8 +36,14 @@ class UserForm(FlaskForm):
         super().__init__(obj=user, **kwargs)
         self.db, self.user, self.acting_user_id = db, user, acting_user_id
         self.role.choices = [(role, label_for(role)) for role in ROLES]
+        # Archived managers leave the picker; a user still linked to one keeps it, marked, so saving
+        # another field does not unlink them.
+        linked = user.manager_id if user is not None else None
         self.manager_id.choices = [("", "—")] + [
-            (mid, name) for mid, name in db.execute(select(Manager.id, Manager.name).order_by(Manager.name))]
+            (mid, name if archived is None else _("%(name)s (archived)", name=name))
+            for mid, name, archived in db.execute(
+                select(Manager.id, Manager.name, Manager.archived_at)
+                .where(or_(Manager.archived_at.is_(None), Manager.id == linked)).order_by(Manager.name))]
         self.locale.choices = [("", _l("from the browser"))] + [(code, label_for(code, "locale")) for code in LOCALES]
         if user is not None:
             self.password.description = _l(
@@ -56,8 +63,11 @@ class UserForm(FlaskForm):
             raise ValidationError(_l("You cannot remove your own admin access."))
 
     def validate_manager_id(self, field) -> None:
-        if field.data is not None and self.db.get(Manager, field.data) is None:
+        manager = self.db.get(Manager, field.data) if field.data is not None else None
+        if manager is None:
             field.data = None  # a manager deleted meanwhile: nothing to link
+        elif manager.archived_at is not None and manager.id != (self.user.manager_id if self.user else None):
+            raise ValidationError(_l("This manager is archived: restore it in the settings first."))
         if self.role.data == "manager" and field.data is None:
             raise ValidationError(_l("A manager user must be linked to a manager (phone)."))
 
