@@ -1,4 +1,4 @@
-"""``astertrack-ami``: run the AMI listener; ``astertrack-ami rebuild --since DATE`` re-derives outcomes.
+"""``astertrack-ami``: run the AMI listener; ``rebuild --since DATE`` re-derives outcomes; ``forget-node NODE`` drops a decommissioned PBX's status.
 
 Exit codes: 0 stopped by a signal; 2 Asterisk refused the login (wrong username/secret: retrying
 would only hide the mistake, so systemd's start limit should stop us); 78 bad configuration.
@@ -13,9 +13,11 @@ import signal
 import sys
 
 import click
+from sqlalchemy import select
 
 from astertrack.config import ConfigError, load_config
 from astertrack.db.engine import engine_from_config, make_session_factory
+from astertrack.db.models import AmiListenerStatus
 from astertrack.ops import metrics
 from astertrack.ops.journal import setup_logging
 
@@ -109,6 +111,29 @@ def rebuild_command(config_path: str | None, since: str) -> None:
                      region=config.values["general"]["default_region"])
     click.echo(f"calls {report.calls}, rebuilt {report.rebuilt}, changed {report.changed}, "
                f"not ended in events {report.incomplete}, without events {report.without_events}")
+
+
+@main.command("forget-node")
+@click.argument("node")
+@click.pass_obj
+def forget_node_command(config_path: str | None, node: str) -> None:
+    """Forget a decommissioned PBX's listener status, so the admin stops warning about NODE.
+
+    A listener that still runs writes its row again at its next tick: only a node whose listener
+    is gone for good can be forgotten for long."""
+    config = _load(config_path)
+    engine = engine_from_config(config)
+    try:
+        with make_session_factory(engine)() as session:
+            row = session.get(AmiListenerStatus, node)
+            if row is None:
+                known = ", ".join(session.scalars(select(AmiListenerStatus.node).order_by(AmiListenerStatus.node)))
+                raise click.ClickException(f"no listener status for node {node!r} (known: {known or 'none'})")
+            session.delete(row)
+            session.commit()
+    finally:
+        engine.dispose()
+    click.echo(f"forgot node {node!r}: the admin no longer shows its listener's status")
 
 
 if __name__ == "__main__":

@@ -212,3 +212,30 @@ def test_a_status_that_cannot_be_written_holds_up_no_call_and_no_stop(tmp_path, 
     finally:
         engine.dispose()
     assert "cannot record the listener's status in ami_listener_status" in caplog.text
+
+
+def test_forget_node_drops_a_decommissioned_pbx_so_the_banner_stops(db_url, tmp_path):
+    from click.testing import CliRunner
+
+    from ami_listener.daemon import main as ami_cli
+
+    engine = make_engine(db_url)
+    Base.metadata.create_all(engine)
+    factory = make_session_factory(engine)
+    now = dt.datetime.now(dt.UTC)
+    with factory() as s:
+        s.add_all([AmiListenerStatus(node="old-pbx", state="stopped", since=now, heartbeat_at=now),
+                   AmiListenerStatus(node="pbx1", state="logged_in", since=now, heartbeat_at=now)])
+        s.commit()
+        assert not ls.read(s, now).followed  # the stopped node keeps the admin's banner up
+    conf = tmp_path / "astertrack.conf"
+    conf.write_text(f"[database]\nurl = {db_url}\n")
+    runner = CliRunner()
+    unknown = runner.invoke(ami_cli, ["-c", str(conf), "forget-node", "nope"])
+    assert unknown.exit_code != 0 and "known: old-pbx, pbx1" in unknown.output
+    done = runner.invoke(ami_cli, ["-c", str(conf), "forget-node", "old-pbx"])
+    assert done.exit_code == 0, done.output
+    with factory() as s:
+        assert [r.node for r in s.scalars(select(AmiListenerStatus))] == ["pbx1"]
+        assert ls.read(s, now).followed
+    engine.dispose()
