@@ -48,6 +48,7 @@ from astertrack.db.models import (
 )
 from astertrack.db.types import utcnow
 from astertrack.passwords import hash_password
+from astertrack.review import actions as review
 from astertrack.routing.attribution import REPEAT_CONFIDENCE
 from astertrack.routing.recording import recording_name
 from astertrack.routing.schedule import is_open, zone
@@ -278,9 +279,42 @@ def load_demo(session: Session, days: int = 30, calls_per_day: int = 110, seed: 
                 counts["deals"] += 1
         if counts["calls"] % 500 == 0:
             say(f"{counts['calls']}/{len(planned)} calls written")
+    session.flush()
+    counts["reviewed"] = _review(rng, session, site, now)
+    say(f"{counts['reviewed']} calls reviewed by the supervisor")
     session.commit()
     counts["created_logins"] = created_logins
     return counts
+
+
+# A supervisor's work on the demo: the site's checklist, some calls scored and tagged, missed
+# calls older than a day called back and marked handled (the newest are still to do).
+DEMO_CHECKLIST = (("Greeted the caller and said the company's name", 1), ("Asked what the caller needs", 2),
+                  ("Named the price or the next step", 2), ("Agreed on a measurement visit", 3))
+DEMO_TAGS = ("price question", "measurement booked", "complaint")
+
+
+def _review(rng: random.Random, session: Session, site: Site, now: dt.datetime) -> int:
+    supervisor = session.scalar(select(User).where(User.login == DEMO_SUPERVISOR[0]))
+    items = [review.save_item(session, None, review.clean_item(text, points, site.id, position))
+             for position, (text, points) in enumerate(DEMO_CHECKLIST)]
+    session.flush()
+    calls = session.scalars(select(Call).where(Call.site_id == site.id).order_by(Call.started_at)).all()
+    reviewed = 0
+    for call in calls:
+        if call.outcome == "answered" and rng.random() < 0.15:
+            ticked = [item.id for item in items if rng.random() < 0.8]
+            score = review.record_score(session, call, supervisor.id, ticked)
+            score.at = call.started_at + dt.timedelta(hours=rng.uniform(1, 20))  # listened to later that day
+            if rng.random() < 0.5:
+                review.add_tag(session, call, rng.choice(DEMO_TAGS))
+            reviewed += 1
+        elif (call.outcome in review.MISSED_OUTCOMES and now - call.started_at > dt.timedelta(days=1)
+              and rng.random() < 0.85):
+            mark = review.mark_handled(session, call, supervisor.id)
+            mark.handled_at = call.started_at + dt.timedelta(minutes=rng.uniform(5, 240))  # called back
+            reviewed += 1
+    return reviewed
 
 
 def _moments(rng: random.Random, date: dt.date, tz: str, count: int, curve: tuple[float, ...],
