@@ -83,6 +83,10 @@ class Site(Base):
     attribution_model: Mapped[str] = mapped_column(String(20), default="first_touch")  # |last_touch
     target_call_seconds: Mapped[int] = mapped_column(default=30)
     crm_url_template: Mapped[str | None] = mapped_column(String(500))
+    # Leads (astertrack/leads): later enquiries from the same phone (or e-mail) within this many
+    # days join the lead; a missed inbound call is called back through Asterisk when enabled.
+    lead_window_days: Mapped[int] = mapped_column(default=30)
+    missed_call_callback: Mapped[bool] = mapped_column(default=False)
     # Retention (days; None keeps forever)
     calls_retention_days: Mapped[int | None] = mapped_column()
     sessions_retention_days: Mapped[int | None] = mapped_column()
@@ -413,6 +417,9 @@ class Call(Base):
     utm_campaign: Mapped[str | None] = mapped_column(String(255), index=True)
     keyword: Mapped[str | None] = mapped_column(String(255))
     is_first_call: Mapped[bool | None] = mapped_column()
+    # The enquiry channel this call is (leads.CHANNELS): "call" for an inbound call, "callback" /
+    # "missed_call_callback" for a call astertrack originated (not an Asterisk channel).
+    lead_channel: Mapped[str] = mapped_column(String(24), default="call", server_default="call")
 
     source: Mapped[Source | None] = relationship()
     session: Mapped[VisitorSession | None] = relationship()
@@ -504,19 +511,107 @@ class AmiListenerStatus(Base):
 
 
 class Lead(Base):
+    """One customer's enquiries on a site (``astertrack.leads``): the first enquiry opens it, later
+    ones from the same phone (or e-mail) within ``Site.lead_window_days`` join it as repeats; it
+    keeps its first channel and first source.  Merged by hand into another lead, it is kept (with
+    ``merged_into_id``) and leaves the lists; nothing is deleted."""
+
     __tablename__ = "leads"
+    __table_args__ = (Index("ix_leads_site_phone", "site_id", "phone"),
+                      Index("ix_leads_site_email", "site_id", "email"))
 
     id: Mapped[int] = mapped_column(primary_key=True)
     site_id: Mapped[int | None] = mapped_column(ForeignKey("sites.id", ondelete="SET NULL"), index=True)
-    call_id: Mapped[int | None] = mapped_column(ForeignKey("calls.id", ondelete="SET NULL"), index=True)
+    call_id: Mapped[int | None] = mapped_column(ForeignKey("calls.id", ondelete="SET NULL"), index=True)  # first call
     session_id: Mapped[int | None] = mapped_column(ForeignKey("visitor_sessions.id", ondelete="SET NULL"))
     source_id: Mapped[int | None] = mapped_column(ForeignKey("sources.id", ondelete="SET NULL"), index=True)
     manager_id: Mapped[int | None] = mapped_column(ForeignKey("managers.id", ondelete="SET NULL"))
-    phone: Mapped[str | None] = mapped_column(String(E164))
+    phone: Mapped[str | None] = mapped_column(String(E164))  # normalised E.164
+    email: Mapped[str | None] = mapped_column(String(254))  # lower-cased
     name: Mapped[str | None] = mapped_column(String(200))
-    status: Mapped[str] = mapped_column(String(20), default="new")  # new|qualified|rejected
+    status: Mapped[str] = mapped_column(String(20), default="new")  # leads.STATES: new|in_progress|qualified|won|lost
+    first_channel: Mapped[str] = mapped_column(String(24), default="call", server_default="call")
+    amount: Mapped[Decimal | None] = mapped_column(Numeric(14, 2))  # the deal's amount, when known
+    currency: Mapped[str | None] = mapped_column(String(3))
+    enquiries_count: Mapped[int] = mapped_column(default=0, server_default="0")
     created_at: Mapped[dt.datetime] = mapped_column(default=utcnow, index=True)
+    last_enquiry_at: Mapped[dt.datetime | None] = mapped_column()
+    updated_at: Mapped[dt.datetime | None] = mapped_column()
+    merged_into_id: Mapped[int | None] = mapped_column(ForeignKey("leads.id", ondelete="SET NULL"), index=True)
+    merged_at: Mapped[dt.datetime | None] = mapped_column()
     external_id: Mapped[str | None] = mapped_column(String(100))
+
+
+class Enquiry(Base):
+    """One contact that made or joined a lead: a call, a web form, a callback request...
+    with the attribution of the visit or call it came from, as it was then."""
+
+    __tablename__ = "enquiries"
+    __table_args__ = (Index("ix_enquiries_lead_at", "lead_id", "at"),
+                      Index("ix_enquiries_site_at", "site_id", "at"),
+                      # a call makes at most one enquiry (the leads worker may see it twice)
+                      Index("uq_enquiries_call_id", "call_id", unique=True))
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    lead_id: Mapped[int] = mapped_column(ForeignKey("leads.id", ondelete="CASCADE"))
+    site_id: Mapped[int | None] = mapped_column(ForeignKey("sites.id", ondelete="SET NULL"))
+    channel: Mapped[str] = mapped_column(String(24))  # leads.CHANNELS: call|form|callback|missed_call_callback
+    at: Mapped[dt.datetime] = mapped_column(default=utcnow)
+    repeat: Mapped[bool] = mapped_column(default=False)  # joined an existing lead
+    call_id: Mapped[int | None] = mapped_column(ForeignKey("calls.id", ondelete="SET NULL"))
+    session_id: Mapped[int | None] = mapped_column(ForeignKey("visitor_sessions.id", ondelete="SET NULL"))
+    source_id: Mapped[int | None] = mapped_column(ForeignKey("sources.id", ondelete="SET NULL"))
+    manager_id: Mapped[int | None] = mapped_column(ForeignKey("managers.id", ondelete="SET NULL"))
+    name: Mapped[str | None] = mapped_column(String(200))
+    phone: Mapped[str | None] = mapped_column(String(E164))  # normalised; None when it does not parse
+    phone_raw: Mapped[str | None] = mapped_column(String(64))  # as given
+    phone_invalid: Mapped[bool] = mapped_column(default=False)  # given but not a phone number: kept, flagged
+    email: Mapped[str | None] = mapped_column(String(254))
+    message: Mapped[str | None] = mapped_column(Text)
+    page_url: Mapped[str | None] = mapped_column(String(2048))
+    utm_source: Mapped[str | None] = mapped_column(String(255))
+    utm_medium: Mapped[str | None] = mapped_column(String(255))
+    utm_campaign: Mapped[str | None] = mapped_column(String(255))
+    utm_content: Mapped[str | None] = mapped_column(String(255))
+    utm_term: Mapped[str | None] = mapped_column(String(255))
+    keyword: Mapped[str | None] = mapped_column(String(255))
+    gclid: Mapped[str | None] = mapped_column(String(255))
+    yclid: Mapped[str | None] = mapped_column(String(255))
+    fbclid: Mapped[str | None] = mapped_column(String(255))
+    ga_client_id: Mapped[str | None] = mapped_column(String(64))
+    ym_client_id: Mapped[str | None] = mapped_column(String(64))
+    ip: Mapped[str | None] = mapped_column(String(45))
+    user_agent: Mapped[str | None] = mapped_column(String(512))
+
+
+class CallbackRequest(Base):
+    """A call astertrack places through Asterisk (AMI Originate): the manager first, then the
+    visitor.  Scheduled, retried with back-off, kept with every attempt's call."""
+
+    __tablename__ = "callback_requests"
+    __table_args__ = (Index("ix_callback_requests_due", "state", "next_attempt_at"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    site_id: Mapped[int | None] = mapped_column(ForeignKey("sites.id", ondelete="SET NULL"))
+    lead_id: Mapped[int | None] = mapped_column(ForeignKey("leads.id", ondelete="SET NULL"), index=True)
+    enquiry_id: Mapped[int | None] = mapped_column(ForeignKey("enquiries.id", ondelete="SET NULL"))
+    kind: Mapped[str] = mapped_column(String(24), default="callback")  # callback|missed_call_callback
+    phone: Mapped[str] = mapped_column(String(E164))  # the visitor's number, E.164
+    missed_call_id: Mapped[int | None] = mapped_column(ForeignKey("calls.id", ondelete="SET NULL"))
+    session_id: Mapped[int | None] = mapped_column(ForeignKey("visitor_sessions.id", ondelete="SET NULL"))
+    # scheduled|dialing|connected|failed|cancelled
+    state: Mapped[str] = mapped_column(String(12), default="scheduled")
+    attempts: Mapped[int] = mapped_column(default=0)
+    max_attempts: Mapped[int] = mapped_column(default=3)
+    next_attempt_at: Mapped[dt.datetime | None] = mapped_column()
+    manager_id: Mapped[int | None] = mapped_column(ForeignKey("managers.id", ondelete="SET NULL"))
+    call_id: Mapped[int | None] = mapped_column(ForeignKey("calls.id", ondelete="SET NULL"))  # the last attempt
+    last_result: Mapped[str | None] = mapped_column(String(40))
+    node: Mapped[str | None] = mapped_column(String(64))  # the PBX whose listener dials it
+    claimed_until: Mapped[dt.datetime | None] = mapped_column()
+    requested_by_id: Mapped[int | None] = mapped_column(ForeignKey("users.id", ondelete="SET NULL"))
+    created_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
+    updated_at: Mapped[dt.datetime | None] = mapped_column()
 
 
 class Deal(Base):
@@ -544,6 +639,24 @@ class AdCost(Base):
 
 
 # ---------------------------------------------------------------- users, integrations
+
+
+class ApiToken(Base):
+    """A token a CRM or an integration sends as ``Authorization: Bearer``: shown once, stored as
+    its SHA-256, revocable; ``site_id`` limits it to one site, ``scope`` is read or write."""
+
+    __tablename__ = "api_tokens"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    name: Mapped[str] = mapped_column(String(100))
+    token_hash: Mapped[str] = mapped_column(String(64), unique=True)
+    prefix: Mapped[str] = mapped_column(String(12))  # the first characters, to recognise it in lists
+    scope: Mapped[str] = mapped_column(String(10), default="write")  # read|write
+    site_id: Mapped[int | None] = mapped_column(ForeignKey("sites.id", ondelete="SET NULL"))
+    user_id: Mapped[int | None] = mapped_column(ForeignKey("users.id", ondelete="SET NULL"))
+    created_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
+    last_used_at: Mapped[dt.datetime | None] = mapped_column()
+    revoked_at: Mapped[dt.datetime | None] = mapped_column()
 
 
 class User(Base):
