@@ -569,6 +569,7 @@ class Enquiry(Base):
     email: Mapped[str | None] = mapped_column(String(254))
     message: Mapped[str | None] = mapped_column(Text)
     page_url: Mapped[str | None] = mapped_column(String(2048))
+    form_name: Mapped[str | None] = mapped_column(String(200))  # a web form's id or name, as the site set it
     utm_source: Mapped[str | None] = mapped_column(String(255))
     utm_medium: Mapped[str | None] = mapped_column(String(255))
     utm_campaign: Mapped[str | None] = mapped_column(String(255))

@@ -1,11 +1,11 @@
-"""Slot for engineer H3 of issue #22 (no schema change yet)
+"""Web forms: the enquiry keeps which of the site's forms it came from (its id or name)
 
 Revision ID: 0013
 Revises: 0012
 Create Date: 2026-12-06 15:00:00
 """
-from alembic import op  # noqa: F401
-import sqlalchemy as sa  # noqa: F401
+from alembic import op
+import sqlalchemy as sa
 
 
 revision = '0013'
@@ -15,8 +15,10 @@ depends_on = None
 
 
 def upgrade() -> None:
-    pass
+    with op.batch_alter_table('enquiries', schema=None) as batch_op:
+        batch_op.add_column(sa.Column('form_name', sa.String(length=200), nullable=True))
 
 
 def downgrade() -> None:
-    pass
+    with op.batch_alter_table('enquiries', schema=None) as batch_op:
+        batch_op.drop_column('form_name')
