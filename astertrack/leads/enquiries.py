@@ -17,7 +17,8 @@ The rule (what buyers expect from "a repeat within 30 days joins"):
   ``repeat``.  Its state and deal are not touched: a repeat of a won lead is still that customer.
 - Concurrency: the lead's keys are locked for the transaction (a PostgreSQL advisory lock per site
   and phone / e-mail; on SQLite the write lock, ``BEGIN IMMEDIATE``, serialises writers), so two
-  enquiries at once from one number make one lead.  A call makes at most one enquiry
+  enquiries at once from one number make one lead.  (On SQLite, a caller that has already read in
+  its transaction should have begun it with ``db.engine.begin_write``.)  A call makes at most one enquiry
   (``enquiries.call_id`` is unique; recording it again returns the first).
 """
 
@@ -64,11 +65,14 @@ def lock_key(site_id: int, kind: str, value: str) -> int:
     return int.from_bytes(digest, "big", signed=True)
 
 
+def _is_pg(session: Session) -> bool:
+    return session.get_bind().dialect.name == "postgresql"
+
+
 def _lock(session: Session, site_id: int, keys: list[tuple[str, str]]) -> None:
-    """Hold the lead's keys until the transaction ends (sorted, so two enquiries never deadlock)."""
-    if session.get_bind().dialect.name != "postgresql":
-        if not session.in_transaction():
-            begin_write(session)
+    """Hold the lead's keys until the transaction ends (sorted, so two enquiries never deadlock).
+    SQLite: the write lock taken at the start of ``record_enquiry`` already serialises."""
+    if not _is_pg(session):
         return
     for key in sorted({lock_key(site_id, kind, value) for kind, value in keys}):
         session.execute(_LOCK, {"key": key}).all()
@@ -163,6 +167,8 @@ def record_enquiry(session: Session, site: Site | int, channel: str, *, at: dt.d
     unknown = set(attribution) - set(SESSION_FIELDS)
     if unknown:
         raise TypeError(f"record_enquiry() got unexpected attribution fields: {', '.join(sorted(unknown))}")
+    if not _is_pg(session) and not session.in_transaction():
+        begin_write(session)  # SQLite: take the write lock before the first read
     site_row = site if isinstance(site, Site) else session.get(Site, site)
     if site_row is None:
         raise LeadError("site", f"no site {site!r}")
