@@ -46,7 +46,7 @@ def create_app(config: Config | None = None, test_config: dict[str, Any] | None 
     i18n.init_app(app)
     ami_banner.init_app(app)  # the banner on every page while Asterisk is not followed
 
-    from webadmin import auth, calls, live, reports, settings, users
+    from webadmin import api, auth, calls, leads, live, reports, settings, users
 
     app.register_blueprint(auth.bp, url_prefix="/auth")
     app.register_blueprint(reports.bp, url_prefix="/reports")
@@ -54,6 +54,9 @@ def create_app(config: Config | None = None, test_config: dict[str, Any] | None 
     app.register_blueprint(live.bp, url_prefix="/live")
     app.register_blueprint(settings.bp, url_prefix="/settings")
     app.register_blueprint(users.bp, url_prefix="/users")
+    app.register_blueprint(leads.bp, url_prefix="/leads")
+    app.register_blueprint(api.bp, url_prefix="/api/v1")  # token-authenticated JSON (CRMs)
+    app.register_blueprint(api.tokens_bp, url_prefix="/settings/api-tokens")
 
     @app.get("/")
     def index():

@@ -67,7 +67,12 @@ VOCABULARIES: dict[str, dict[str, Any]] = {
                   "sticky": _l("personal manager"), "default": _l("default rule")},
     "action": {"create": _l("create"), "update": _l("update"), "archive": _l("archive"),
                "restore": _l("restore"), "delete": _l("delete")},
-    "lead_status": {"new": _l("new"), "qualified": _l("qualified"), "rejected": _l("rejected")},
+    # astertrack.leads.STATES and CHANNELS (Lead.status; Enquiry.channel, Lead.first_channel, Call.lead_channel)
+    "lead_status": {"new": _l("new"), "in_progress": _l("in progress"), "qualified": _l("qualified"),
+                    "won": _l("won"), "lost": _l("lost")},
+    "lead_channel": {"call": _l("call"), "form": _l("web form"), "callback": _l("callback request"),
+                     "missed_call_callback": _l("callback of a missed call")},
+    "api_scope": {"read": _l("read only"), "write": _l("read and write")},  # integrations.api_tokens.SCOPES
     "deal_status": {"open": _l("open"), "won": _l("won"), "lost": _l("lost")},
     "locale": {"ru": _l("Russian"), "en": _l("English")},
     # astertrack.dni.poolhealth.PoolReport.status
