@@ -21,6 +21,7 @@ from astertrack.callflow.state_machine import CallStateMachine
 from astertrack.config import Config
 
 from .connection import AmiConnection
+from .leads_step import LeadsFromCalls
 from .writer import OP_GAP, OP_HEARTBEAT, OP_RECONCILE, OP_STATUS, OP_SWEEP_DB, CallWriter
 
 log = logging.getLogger(__name__)
@@ -50,6 +51,7 @@ class AmiListener:
         self.writer = CallWriter(session_factory, self.node, store_raw_events=ami["store_raw_events"],
                                  region=config.values["general"]["default_region"],
                                  cdr_file=ami["cdr_file"], cdr_wait=ami["cdr_wait"])
+        self.leads = LeadsFromCalls(session_factory, config.values["general"]["default_region"])
         self.queue: asyncio.Queue[list[dict]] = asyncio.Queue()
         self.connection = AmiConnection(
             host=ami["host"], port=ami["port"], username=ami["username"], secret=ami["secret"],
@@ -176,6 +178,7 @@ class AmiListener:
         and to renew the heartbeat that tells the admin this process is alive."""
         live = set(self.machine.groups) | set(self.machine.channels)
         self.writer.submit([(OP_RECONCILE, live, now), (OP_HEARTBEAT, dt.datetime.fromtimestamp(now, dt.UTC))])
+        self.leads.schedule()  # finished inbound calls become enquiries (ami_listener/leads_step.py)
 
     # ------------------------------------------------------------------ lifecycle
 
