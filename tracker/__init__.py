@@ -10,6 +10,8 @@ Endpoints (neutral names, so ad blockers' generic rules do not catch them)::
     POST /v/start    page load: session start/continue, returns the number to show
     POST /v/ping     heartbeat: slides the hold, may return a new number
     POST /v/leave    page unload (navigator.sendBeacon): short grace instead of release
+    GET  /f.js       the forms script, loaded by the snippet only on pages with a form to capture
+    POST /v/form     a web form's enquiry (navigator.sendBeacon on the form's submit)
     GET  /healthz    health; GET /metrics  Prometheus, only with [general] metrics_token
 
 Bodies are JSON sent as ``text/plain`` (a CORS "simple request": no preflight round trip).
@@ -54,7 +56,7 @@ from astertrack.config import Config, load_config
 from astertrack.db.engine import engine_from_config, make_session_factory, normalise_url
 from astertrack.dni.allocation import Limits
 from tracker.api import HotPaths, TrackerApi
-from tracker.guard import RateLimiter
+from tracker.guard import FORMS_PER_MINUTE, RateLimiter
 from tracker.maintenance import Maintenance
 from tracker.sitecache import SiteCache
 
@@ -62,6 +64,7 @@ __all__ = ["create_app"]
 
 log = logging.getLogger(__name__)
 SNIPPET_PATH = Path(__file__).parent / "static" / "astertrack.js"
+FORMS_SCRIPT_PATH = Path(__file__).parent / "static" / "astertrack-forms.js"
 
 
 def tracker_engine(config: Config) -> Engine:
@@ -123,12 +126,14 @@ def create_app(config: Config | None = None, session_factory: sessionmaker[Sessi
     app = Flask(__name__, static_folder=None)
     sites = SiteCache(session_factory, settings["site_cache_seconds"])
     limiter = RateLimiter(settings["rate_limit_per_minute"])
+    form_limiter = RateLimiter(min(settings["rate_limit_per_minute"], FORMS_PER_MINUTE))  # 0: off, as the other
     maintenance = Maintenance(session_factory, settings["maintenance_seconds"], settings["sample_seconds"])
     api = TrackerApi(sites=sites, limiter=limiter, maintenance=maintenance, max_body=settings["max_body_bytes"],
                      trust_xff=settings["trust_forwarded_for"], engine=api_engine,
-                     limits=Limits.from_settings(settings))
-    snippet = SNIPPET_PATH.read_bytes()
-    snippet_etag = hashlib.sha256(snippet).hexdigest()[:20]
+                     limits=Limits.from_settings(settings), form_limiter=form_limiter,
+                     region=config.values["general"]["default_region"])
+    scripts = {path: (path.read_bytes(), hashlib.sha256(path.read_bytes()).hexdigest()[:20])
+               for path in (SNIPPET_PATH, FORMS_SCRIPT_PATH)}
     app.extensions["astertrack_tracker"] = {"sites": sites, "limiter": limiter, "maintenance": maintenance,
                                             "api": api}
     # The API's POSTs skip Flask (see tracker.api); these routes give the same answers to
@@ -151,13 +156,25 @@ def create_app(config: Config | None = None, session_factory: sessionmaker[Sessi
     def leave():
         return flask_answer("/v/leave")
 
-    @app.get("/v.js")
-    def script():
-        response = Response(snippet, mimetype="application/javascript")
+    @app.post("/v/form")
+    def form():
+        return flask_answer("/v/form")
+
+    def serve_script(path: Path) -> Response:
+        body, etag = scripts[path]
+        response = Response(body, mimetype="application/javascript")
         response.headers["Cache-Control"] = "public, max-age=3600"
         response.headers["X-Content-Type-Options"] = "nosniff"
-        response.set_etag(snippet_etag)
+        response.set_etag(etag)
         return response.make_conditional(request)
+
+    @app.get("/v.js")
+    def script():
+        return serve_script(SNIPPET_PATH)
+
+    @app.get("/f.js")
+    def forms_script():
+        return serve_script(FORMS_SCRIPT_PATH)
 
     from astertrack.ops import metrics
 

@@ -1,4 +1,5 @@
-"""The three hot endpoints (``POST /v/start``, ``/v/ping``, ``/v/leave``) as plain WSGI.
+"""The three hot endpoints (``POST /v/start``, ``/v/ping``, ``/v/leave``) and the web form's
+(``POST /v/form``) as plain WSGI.
 
 Every page view of every customer site lands here, so the request path is kept thin: no
 Flask request context, routing or Response object (they cost about as much CPU as the
@@ -11,7 +12,9 @@ of the sites' domains only.
 
 A request without an ``Origin`` (every browser sends one on a POST) is not the snippet: it
 is answered, but never given a pool number; and one client's share of a site's pools is
-limited (``allocation.Limits``, the ``[tracker]`` settings).
+limited (``allocation.Limits``, the ``[tracker]`` settings).  A form without an ``Origin`` is
+refused: an enquiry comes from a browser on one of the site's pages.  Forms have a per-client
+budget of their own (``guard.FORMS_PER_MINUTE``, never above ``rate_limit_per_minute``).
 
 Each request runs on one Connection from the tracker engine's pool (no Session: there is
 nothing for the ORM to track).  On PostgreSQL it is in autocommit mode, so the one-statement
@@ -22,6 +25,7 @@ writes belong together); on SQLite the request is one transaction under ``BEGIN 
 from __future__ import annotations
 
 import contextlib
+import datetime as dt
 import functools
 import ipaddress
 import json
@@ -30,16 +34,29 @@ from collections.abc import Callable, Iterable, Iterator
 from http import HTTPStatus
 from typing import Any
 
-from sqlalchemy import Connection
+from sqlalchemy import Connection, select
 from sqlalchemy.engine import Engine
 from sqlalchemy.exc import OperationalError
+from sqlalchemy.orm import Session
 
 from astertrack.config import SCHEMA
+from astertrack.db.models import Enquiry, Lead, Site, VisitorSession
 from astertrack.db.types import utcnow
 from astertrack.dni import allocation
 from astertrack.dni.sources import SiteRouting
+from astertrack.leads import contacts
+from astertrack.leads.enquiries import record_enquiry
+from astertrack.leads.errors import LeadError
 from astertrack.phones import format_display
-from tracker.guard import BadRequest, RateLimiter, client_ip, origin_allowed, read_json_body
+from tracker.guard import (
+    BadRequest,
+    RateLimiter,
+    client_ip,
+    origin_allowed,
+    public_page_url,
+    read_form_body,
+    read_json_body,
+)
 from tracker.maintenance import Maintenance
 from tracker.sitecache import SiteCache
 
@@ -51,6 +68,10 @@ _STATUS_LINES = {status.value: f"{status.value} {status.phrase}" for status in H
 _JSON = ("Content-Type", "application/json")
 _PREFLIGHT_HEADERS = (("Access-Control-Allow-Methods", "POST"), ("Access-Control-Allow-Headers", "Content-Type"),
                       ("Access-Control-Max-Age", "7200"), ("Vary", "Origin"))  # 7200: Chromium's cap
+FORM_PATH = "/v/form"
+# A form's fields (what the forms script sends; an integration may post the same), each capped.
+FORM_FIELDS = {"name": contacts.NAME_MAX, "phone": contacts.PHONE_RAW_MAX, "email": contacts.EMAIL_MAX + 1,
+               "message": contacts.MESSAGE_MAX, "page": 8192, "form": 200}
 _DEBUG_FIELDS = ("utm_source", "utm_medium", "utm_campaign", "utm_content", "utm_term", "keyword", "referrer",
                  "gclid", "yclid", "fbclid", "ga_client_id", "ym_client_id")
 
@@ -96,9 +117,12 @@ def _default_limits() -> allocation.Limits:
 
 class TrackerApi:
     def __init__(self, *, sites: SiteCache, limiter: RateLimiter, maintenance: Maintenance, max_body: int,
-                 trust_xff: bool, engine: Engine, limits: allocation.Limits | None = None):
+                 trust_xff: bool, engine: Engine, limits: allocation.Limits | None = None,
+                 form_limiter: RateLimiter | None = None, region: str = "RU"):
         self.sites = sites
         self.limiter = limiter
+        self.form_limiter = form_limiter if form_limiter is not None else RateLimiter(0)
+        self.region = region  # [general] default_region: a form's phone written without +
         self.maintenance = maintenance
         self.max_body = max_body
         self.trust_xff = trust_xff
@@ -107,7 +131,8 @@ class TrackerApi:
         if engine.dialect.name == "sqlite":
             engine = engine.execution_options(sqlite_begin="IMMEDIATE")  # the write lock up front
         self.engine = engine  # PostgreSQL: in autocommit mode (``tracker.create_app``)
-        self.actions: dict[str, Action] = {"/v/start": self.start, "/v/ping": self.ping, "/v/leave": self.leave}
+        self.actions: dict[str, Action] = {"/v/start": self.start, "/v/ping": self.ping, "/v/leave": self.leave,
+                                           FORM_PATH: self.form}
 
     # ------------------------------------------------------------ plumbing
 
@@ -154,13 +179,23 @@ class TrackerApi:
         origin = environ.get("HTTP_ORIGIN")
         self.maintenance.ensure_started()
         try:
-            allowed, retry_after = self.limiter.allow(self.client(environ))
+            ip = self.client(environ)
+            allowed, retry_after = self.limiter.allow(ip)
+            if allowed and path == FORM_PATH:
+                if origin is None:
+                    raise BadRequest(403, "a form is accepted from a browser on the site's own pages only: "
+                                          "no Origin header")
+                allowed, retry_after = self.form_limiter.allow(ip)
             if not allowed:
                 status, headers, body = json_answer({"error": "too many requests"}, 429)
                 headers.append(("Retry-After", str(retry_after)))
                 return _with_cors((status, headers, body), origin)
             length = _content_length(environ)
-            data = read_json_body(_BodyStream(environ, length), length, self.max_body)
+            if path == FORM_PATH:
+                data = read_form_body(_BodyStream(environ, length), length, self.max_body,
+                                      environ.get("CONTENT_TYPE"))
+            else:
+                data = read_json_body(_BodyStream(environ, length), length, self.max_body)
             key = data.get("k")
             if not isinstance(key, str) or not key:
                 raise BadRequest(400, "missing site key: field 'k'")
@@ -211,6 +246,69 @@ class TrackerApi:
             raise BadRequest(400, "missing session id: field 'sid'")
         allocation.unload_with(conn, site, sid, utcnow())
         return 204, [], b""
+
+    def form(self, conn: Connection, site: SiteRouting, data: dict[str, Any], environ: dict[str, Any]) -> Answer:
+        """A web form's enquiry: recorded by the leads core (one lead per phone or e-mail), with
+        the attribution of the visitor's session when it is one of this site's."""
+        fields = {name: allocation.clean_text(data.get(name), limit) for name, limit in FORM_FIELDS.items()}
+        if not fields["phone"] and not fields["email"]:
+            raise BadRequest(400, "a form enquiry needs a phone or an e-mail: fields 'phone', 'email'")
+        sid = allocation.clean_text(data.get("sid"), 32)
+        callback = str(data.get("callback", "")).strip().lower() in ("1", "true", "yes", "on")
+        header_ua = environ.get("HTTP_USER_AGENT")
+        with _unit_of_work(conn) as db:
+            visit = None
+            if sid:  # another site's session or an unknown one: recorded without attribution
+                visit = db.scalar(select(VisitorSession).where(VisitorSession.public_id == sid,
+                                                              VisitorSession.site_id == site.id))
+            try:
+                record_form_enquiry(db, db.get(Site, site.id), fields, visit=visit, callback=callback,
+                                    ip=allocation.clean_text(client_ip(environ, self.trust_xff), 45),
+                                    user_agent=allocation.clean_text(header_ua, 512), now=utcnow(),
+                                    region=self.region)
+            except LeadError as exc:
+                raise BadRequest(400, f"field '{exc.field}': {exc}") from None
+        return 204, [], b""
+
+
+@contextlib.contextmanager
+def _unit_of_work(conn: Connection) -> Iterator[Session]:
+    """A Session on the request's connection for writes that stand or fall together (the lead
+    and its enquiry): in a transaction of its own where the connection is in autocommit mode
+    (PostgreSQL's), in the request's ``BEGIN IMMEDIATE`` one on SQLite.  Committed on success."""
+    autocommit = conn.dialect.name == "postgresql" and conn.connection.driver_connection.autocommit is True
+    if autocommit:
+        conn.commit()  # ends the autobegun block (nothing of it is pending in autocommit)
+        conn.execution_options(isolation_level=conn.default_isolation_level)
+    try:
+        with Session(bind=conn, expire_on_commit=False) as db:
+            try:
+                yield db
+                db.commit()
+            except BaseException:
+                db.rollback()
+                raise
+    finally:
+        if autocommit:
+            conn.execution_options(isolation_level="AUTOCOMMIT")
+
+
+def record_form_enquiry(db: Session, site: Site, fields: dict[str, str | None], *, visit: VisitorSession | None,
+                        callback: bool, ip: str | None, user_agent: str | None, now: dt.datetime,
+                        region: str) -> Enquiry:
+    """The one place the tracker hands a form to the leads core (``record_enquiry``: the lead, its
+    dedup, the visit's attribution) and, when asked, a callback to the callbacks core."""
+    enquiry = record_enquiry(db, site, "form", at=now, visitor_session=visit, name=fields["name"],
+                             phone=fields["phone"], email=fields["email"], message=fields["message"],
+                             page_url=public_page_url(fields["page"]), region=region, ip=ip, user_agent=user_agent)
+    enquiry.form_name = fields["form"]
+    if callback and enquiry.phone:  # a phone that does not parse is kept, flagged, never dialled
+        from astertrack.leads.callbacks import request_callback  # the rare path: imported when used
+
+        db.flush()
+        request_callback(db, site, enquiry.phone, "callback", lead=db.get(Lead, enquiry.lead_id), enquiry=enquiry,
+                         visitor_session=visit, now=now, region=region)
+    return enquiry
 
 
 def _offer_body(site: SiteRouting, offer: allocation.Offer, debug: bool,

@@ -123,3 +123,100 @@ def origin_allowed(origin: str, domains: tuple[str, ...]) -> bool:
         elif host == domain:
             return True
     return False
+
+
+# ---------------------------------------------------------------- web forms
+
+# Form submissions one client address may send a minute (within ``rate_limit_per_minute``): a
+# person sends one, an office behind one NAT a few; a spammer's flood of fake leads stops here.
+FORMS_PER_MINUTE = 20
+
+# What ``navigator.sendBeacon`` and ``fetch`` send without a CORS preflight (a string is
+# text/plain, URLSearchParams urlencoded, FormData multipart); application/json is answered
+# too, after its preflight.
+FORM_CONTENT_TYPES = ("text/plain", "application/json", "application/x-www-form-urlencoded", "multipart/form-data")
+
+
+def read_form_body(stream: IO[bytes], content_length: int | None, max_bytes: int,
+                   content_type: str | None) -> dict[str, Any]:
+    """A web form's fields as a dict of strings (JSON values as sent), from any body
+    ``FORM_CONTENT_TYPES`` allows; capped like every body, the first value of a repeated field."""
+    from werkzeug.http import parse_options_header
+
+    mimetype, options = parse_options_header(content_type or "text/plain")
+    mimetype = mimetype.lower()
+    if mimetype not in FORM_CONTENT_TYPES:
+        raise BadRequest(415 if mimetype else 400, f"unsupported content type {mimetype[:60]!r}: send JSON "
+                         "(text/plain or application/json) or form fields (urlencoded or multipart)")
+    if mimetype in ("text/plain", "application/json"):
+        return read_json_body(stream, content_length, max_bytes)
+    if content_length is not None and content_length > max_bytes:
+        raise BadRequest(413, f"request body too large (limit {max_bytes} bytes)")
+    body = stream.read(max_bytes + 1)
+    if len(body) > max_bytes:
+        raise BadRequest(413, f"request body too large (limit {max_bytes} bytes)")
+    if not body:
+        raise BadRequest(400, "empty request body: expected the form's fields")
+    if mimetype == "application/x-www-form-urlencoded":
+        from urllib.parse import parse_qsl
+
+        try:
+            pairs = parse_qsl(body.decode("utf-8"), keep_blank_values=True, errors="strict",
+                              max_num_fields=200)
+        except UnicodeDecodeError as exc:
+            raise BadRequest(400, f"form fields are not valid UTF-8 (byte {exc.start})") from None
+        except ValueError:
+            raise BadRequest(400, "too many form fields (limit 200)") from None
+    else:
+        pairs = _multipart_pairs(body, options.get("boundary", ""))
+    fields: dict[str, Any] = {}
+    for name, value in pairs:
+        fields.setdefault(name, value)
+    return fields
+
+
+def _multipart_pairs(body: bytes, boundary: str) -> list[tuple[str, str]]:
+    """A multipart body's text fields (files are not read: a form enquiry has none)."""
+    import io
+
+    from werkzeug.formparser import MultiPartParser
+
+    if not boundary:
+        raise BadRequest(400, "multipart/form-data without a boundary")
+    parser = MultiPartParser(max_form_memory_size=len(body) + 1, max_form_parts=200)
+    try:
+        form, _files = parser.parse(io.BytesIO(body), boundary.encode("latin-1", "replace"), len(body))
+    except ValueError as exc:  # werkzeug's malformed-body errors are ValueErrors
+        raise BadRequest(400, f"malformed multipart body: {str(exc)[:120]}") from None
+    except Exception as exc:  # RequestEntityTooLarge and the like
+        raise BadRequest(400, f"malformed multipart body: {type(exc).__name__}") from None
+    return list(form.items(multi=True))
+
+
+# Query parameters a form's page keeps: what attribution reads.  Everything else (tokens,
+# e-mail addresses, order ids a site may put in its URLs) is dropped before it is stored.
+ATTRIBUTION_PARAMS = ("gclid", "gbraid", "wbraid", "yclid", "fbclid", "msclkid")
+
+
+def public_page_url(url: str | None, limit: int = 2048) -> str | None:
+    """``url`` with its query cut to ``utm_*`` and click ids, no fragment and no user:password;
+    None for anything that is not an http(s) address."""
+    from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
+
+    if not url:
+        return None
+    try:
+        parts = urlsplit(url.strip())
+        host = parts.hostname or ""
+        port = parts.port
+    except ValueError:
+        return None
+    if parts.scheme.lower() not in ("http", "https") or not host:
+        return None
+    netloc = f"[{host}]" if ":" in host else host
+    if port is not None:
+        netloc += f":{port}"
+    kept = [(name, value) for name, value in parse_qsl(parts.query, keep_blank_values=False)
+            if name.lower().startswith("utm_") or name.lower() in ATTRIBUTION_PARAMS]
+    cleaned = urlunsplit((parts.scheme.lower(), netloc, parts.path, urlencode(kept), ""))
+    return cleaned[:limit]

@@ -1,8 +1,6 @@
-/* astertrack: dynamic number insertion.  Plain JS, no dependencies.
- * <script async src="/ct/v.js" data-key="SITE_PUBLIC_KEY"></script>
- * The API lives next to the script (same directory), so serving both from a path on the
- * customer's own domain keeps them first-party.  On any failure the page keeps its number.
- * Numbers match by their digits, also across inline elements; nothing reads layout. */
+/* astertrack: dynamic number insertion, plain JS (usage: tracker/__init__.py).  On any failure the
+ * page keeps its number.  Numbers match by digits, across inline elements; no layout is read.
+ * Forms marked data-astertrack-form (or astertrack.form(el)) load f.js, which captures them. */
 (function (w, d) {
   'use strict';
   var me = d.currentScript;
@@ -18,8 +16,9 @@
   var NOSWAP = 'script,style,noscript,textarea,option,[data-astertrack-noswap]'; // text never touched
   var ALL = function () { return 1; };
   var EV = ['scroll', 'pointerdown', 'keydown', 'touchstart'];
-  var st = { sid: get('astertrack_sid'), num: '', css: '', k: {}, n: 0 };
+  var st = { sid: get('astertrack_sid'), num: '', css: '', k: {}, n: 0, f: [] };
   var box, mine = new WeakMap(); // our writes
+  w.astertrack = { key: key, st: st, form: forms };
 
   function get(k) { try { return w.localStorage.getItem(k) || ''; } catch (e) { return ''; } }
   function put(k, v) { try { w.localStorage.setItem(k, v); } catch (e) { /* private mode */ } }
@@ -217,7 +216,13 @@
     if (d.readyState === 'loading') d.addEventListener('DOMContentLoaded', fn); else fn();
   }
 
+  function forms(f) {
+    if (f) st.f.push(f);
+    if (!st.fs) d.head.appendChild(st.fs = d.createElement('script')).src = base + '/f.js';
+  }
+
   function observe() { // the blocks around changes
+    if (d.querySelector('[data-astertrack-form]')) forms();
     var queue = [], pending;
     new MutationObserver(function (list) {
       list.forEach(function (m) {
