@@ -436,8 +436,8 @@ configure_asterisk() {
   if [ ! -f "$mgr_template" ]; then
     fallback_template="$(mktemp)"
     # Only when the checkout lacks asterisk-conf/manager_astertrack.conf: the same classes
-    # (system, call, agent, user; write=reporting for the resync), loopback only.
-    printf '[%s]\nsecret = x\ndeny = 0.0.0.0/0.0.0.0\npermit = 127.0.0.1/255.255.255.255\nread = system,call,agent,user\nwrite = reporting\nwritetimeout = 5000\n' \
+    # (system, call, agent, user; write=reporting for the resync, originate for callbacks), loopback only.
+    printf '[%s]\nsecret = x\ndeny = 0.0.0.0/0.0.0.0\npermit = 127.0.0.1/255.255.255.255\nread = system,call,agent,user\nwrite = reporting,originate\nwritetimeout = 5000\n' \
       "$AMI_USER" > "$fallback_template"
     mgr_template="$fallback_template"
   fi
@@ -492,6 +492,9 @@ configure_asterisk() {
     else
       need_action "send tracked numbers to us: in your trunk's inbound context add e.g. exten => _74950000XXX,1,Goto(astertrack-inbound,\${EXTEN},1) (or set the trunk's context = astertrack-inbound), then dialplan reload"
     fi
+  fi
+  if ! grep -rqs --exclude=extensions_astertrack.conf 'ASTERTRACK_CALLBACK_TRUNK' "$etc"; then
+    say "  callbacks dial visitors through Local/<number>@from-internal (your outbound routes); to use a trunk directly set ASTERTRACK_CALLBACK_TRUNK = PJSIP/ and ASTERTRACK_CALLBACK_SUFFIX = @<trunk> in [globals]$([ "$freepbx" = 1 ] && echo ' (FreePBX: globals_custom.conf)') (see asterisk-conf/README.md)"
   fi
   if ! grep -rqs --exclude=extensions_astertrack.conf 'ASTERTRACK_DEFAULT_DIAL' "$etc"; then
     need_action "set where calls go when astertrack-agi is down: ASTERTRACK_DEFAULT_DIAL = PJSIP/101 in [globals]$([ "$freepbx" = 1 ] && echo ' (FreePBX: globals_custom.conf)') (see asterisk-conf/README.md)"

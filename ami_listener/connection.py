@@ -27,6 +27,7 @@ from collections import deque
 from collections.abc import Awaitable, Callable
 from typing import Any
 
+from panoramisk.actions import Action
 from panoramisk.ami_protocol import AMIProtocol
 from panoramisk.message import Message
 
@@ -80,7 +81,10 @@ class _Protocol(AMIProtocol):
     def data_received(self, data: bytes) -> None:
         events: list[dict] = []
         for msg in self.parser.feed(data):
-            if "Response" in msg:
+            if msg.get("Event") == "OriginateResponse":  # ends our Originate's future *and* is a call event
+                self.handle_message(Message({k: v for k, v in msg.items() if isinstance(v, str)}))
+                events.append(msg)
+            elif "Response" in msg:
                 headers = {k: v for k, v in msg.items() if isinstance(v, str)}
                 self.handle_message(Message(headers))
             else:
@@ -144,6 +148,37 @@ class AmiConnection:
         if self.protocol is None:
             raise AmiConnectionError("not connected")
         return self.protocol.send(action)
+
+    async def originate(self, *, channel: str, context: str, exten: str, caller_id: str, timeout: float,
+                        variables: dict[str, str], action_id: str, channel_id: str,
+                        reply_timeout: float = 10.0) -> asyncio.Future:
+        """Send an async ``Originate`` (a callback: ring ``channel``, then run ``context``/``exten``).
+
+        Returns once Asterisk queued it, with a future of its final ``OriginateResponse``
+        (panoramisk groups the two under our ActionID).  ``channel_id`` becomes the channel's
+        uniqueid, hence the call's linkedid.  Raises ``AmiConnectionError`` when not logged in or
+        Asterisk refused the action (e.g. the AMI user lacks ``originate`` rights).
+        """
+        if self.protocol is None:
+            raise AmiConnectionError("not connected")
+        action = {"Action": "Originate", "ActionID": action_id, "Channel": channel, "Context": context,
+                  "Exten": exten, "Priority": "1", "CallerID": caller_id, "Timeout": str(int(timeout * 1000)),
+                  "ChannelId": channel_id, "Async": "true",
+                  "Variable": [f"{name}={value}" for name, value in variables.items()]}
+        session = self.protocol.factory
+        sent = Action(action)
+        future = self.protocol.send(sent)
+        deadline = time.monotonic() + reply_timeout
+        while not sent.responses and not future.done():  # the first reply: queued, or refused
+            if session.lost.is_set():
+                raise AmiConnectionError("connection lost before the Originate was queued")
+            if time.monotonic() > deadline:
+                raise AmiConnectionError(f"no Originate response within {reply_timeout:.0f} s")
+            await asyncio.sleep(0.02)
+        first = sent.responses[0]
+        if first.get("Response") != "Success":
+            raise AmiConnectionError(f"Originate refused: {first.get('Message') or first.get('Response')}")
+        return future
 
     async def run(self) -> None:
         delay = 0.5

@@ -20,6 +20,7 @@ from astertrack.callflow.listener_status import DISCONNECTED, STOPPED
 from astertrack.callflow.state_machine import CallStateMachine
 from astertrack.config import Config
 
+from .callbacks import CallbackWorker
 from .connection import AmiConnection
 from .leads_step import LeadsFromCalls
 from .writer import OP_GAP, OP_HEARTBEAT, OP_RECONCILE, OP_STATUS, OP_SWEEP_DB, CallWriter
@@ -59,6 +60,7 @@ class AmiListener:
             ping_interval=ami["ping_interval"], pong_timeout=ami["pong_timeout"],
             reconnect_max_delay=ami["reconnect_max_delay"], connect_timeout=ami["connect_timeout"],
             keep_events=TRACKED_EVENTS)
+        self.callbacks = CallbackWorker(config, session_factory, self.connection, self.node)
         self.events_applied = 0
         self.bad_events = 0
         self.resyncs = 0
@@ -179,6 +181,7 @@ class AmiListener:
         live = set(self.machine.groups) | set(self.machine.channels)
         self.writer.submit([(OP_RECONCILE, live, now), (OP_HEARTBEAT, dt.datetime.fromtimestamp(now, dt.UTC))])
         self.leads.schedule()  # finished inbound calls become enquiries (ami_listener/leads_step.py)
+        self.callbacks.tick(now)  # due callbacks: settle, claim, Originate (ami_listener/callbacks.py)
 
     # ------------------------------------------------------------------ lifecycle
 

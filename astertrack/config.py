@@ -51,6 +51,13 @@ def _positive_int(raw: str) -> int:
     return value
 
 
+def _minutes_list(raw: str) -> tuple[float, ...]:
+    values = tuple(float(part) for part in raw.replace(";", ",").split(",") if part.strip())
+    if not values or any(v < 0 for v in values):
+        raise ValueError(f"expected a comma list of minutes (e.g. 2, 5, 15), got {raw!r}")
+    return values
+
+
 def _positive_float(raw: str) -> float:
     value = float(raw)
     if value < 0:
@@ -139,6 +146,16 @@ SCHEMA: dict[str, dict[str, Key]] = {
                         "gap in the AMI stream take their outcome, wait and talk from here; empty = off"),
         "cdr_wait": Key(_positive_float, 600.0, help="seconds a call touched by a gap waits for its CDR line "
                         "before it keeps the listener's best guess"),
+    },
+    "callbacks": {
+        "attempts": Key(_positive_int, 3, help="calls placed for one callback request before it fails"),
+        "retry_minutes": Key(_minutes_list, (2.0, 5.0, 15.0), help="comma list: minutes before each retry after a busy or "
+                             "unanswered attempt (the last value repeats)"),
+        "originate_timeout": Key(_positive_int, 30, help="seconds the manager's phone rings for a callback"),
+        "context": Key(_text, "astertrack-callback", help="dialplan context that records the callback and dials "
+                       "the visitor (asterisk-conf/extensions_astertrack.conf)"),
+        "enabled": Key(_bool, True, help="the AMI listener places due callbacks (needs `originate` in the AMI "
+                       "user's write= rights)"),
     },
     "web": {
         "listen_host": Key(_text, "127.0.0.1"),

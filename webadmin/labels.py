@@ -29,6 +29,11 @@ MISSED_REASONS = {
     "no_answer": _l("nobody answered"), "all_busy": _l("all busy"),
     "caller_hangup": _l("caller hung up while it rang"), "queue_abandon": _l("caller left the queue"),
     "queue_timeout": _l("queue timed out (nobody answered)"), "failed": _l("could not be connected"),
+    # callbacks (astertrack/leads/callbacks.py): the manager is rung first, then the visitor
+    "manager_no_answer": _l("callback: the manager did not answer"),
+    "manager_busy": _l("callback: the manager was busy"),
+    "visitor_no_answer": _l("callback: the visitor did not answer"),
+    "visitor_busy": _l("callback: the visitor's line was busy"),
 }
 # where a finished call's facts came from (Call.closed_by)
 CLOSED_BY = {

@@ -37,6 +37,7 @@ TRACKED_EVENTS = frozenset({
     "AgentComplete", "AgentRingNoAnswer", "AgentDump",
     "BlindTransfer", "AttendedTransfer", "UserEvent", "MixMonitorStart", "MixMonitorStop",
     "DeviceStateChange", "ExtensionStatus", "VarSet",
+    "OriginateResponse",  # the result of a callback's Originate (astertrack/leads/callbacks)
     # resync answers and session events
     "CoreShowChannel", "CoreShowChannelsComplete", "FullyBooted", "Shutdown",
 })

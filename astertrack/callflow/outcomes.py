@@ -24,6 +24,11 @@ class MissedReason(enum.StrEnum):
     QUEUE_ABANDON = "queue_abandon"
     QUEUE_TIMEOUT = "queue_timeout"
     FAILED = "failed"  # unavailable, congestion, nobody dialled
+    # A callback astertrack placed (AMI Originate): the manager's phone rings first, then the visitor's.
+    MANAGER_NO_ANSWER = "manager_no_answer"
+    MANAGER_BUSY = "manager_busy"
+    VISITOR_NO_ANSWER = "visitor_no_answer"
+    VISITOR_BUSY = "visitor_busy"
 
 
 class HangupSide(enum.StrEnum):
@@ -90,3 +95,31 @@ def classify_unanswered(*, queue_abandoned: bool, caller_gave_up_while_ringing: 
     if legs:
         return Outcome.MISSED, MissedReason.NO_ANSWER
     return Outcome.MISSED, MissedReason.FAILED
+
+
+# OriginateResponse ``Reason`` (Asterisk's outgoing-call result: AST_CONTROL_* of the dialled leg).
+ORIGINATE_NO_ANSWER = frozenset({"1", "3"})  # hung up while ringing, rang out
+ORIGINATE_BUSY = frozenset({"5"})
+
+
+def classify_callback(*, manager_answered: bool, originate_reason: str | None, manager_cause: int | None,
+                      visitor_statuses: Iterable[str | None], manager_hung_up: bool) -> tuple[Outcome, MissedReason]:
+    """Outcome of a callback nobody finished answering: which side did not pick up, and why.
+    The manager's side rests on the OriginateResponse reason (the dial result), the visitor's on
+    the Dial() leg statuses, as for an inbound call."""
+    if not manager_answered:
+        if originate_reason in ORIGINATE_BUSY or (originate_reason is None and manager_cause == 17):
+            return Outcome.MISSED, MissedReason.MANAGER_BUSY
+        if originate_reason in ORIGINATE_NO_ANSWER or originate_reason is None:
+            return Outcome.MISSED, MissedReason.MANAGER_NO_ANSWER
+        return Outcome.MISSED, MissedReason.FAILED
+    legs = [s for s in visitor_statuses if s]
+    if any(s == "NOANSWER" for s in legs):
+        return Outcome.MISSED, MissedReason.VISITOR_NO_ANSWER
+    if any(s == "BUSY" for s in legs):
+        return Outcome.MISSED, MissedReason.VISITOR_BUSY
+    if legs and all(s in UNAVAILABLE for s in legs):
+        return Outcome.MISSED, MissedReason.FAILED
+    if manager_hung_up:
+        return Outcome.MISSED, MissedReason.CALLER_HANGUP
+    return Outcome.MISSED, MissedReason.VISITOR_NO_ANSWER if legs else MissedReason.FAILED

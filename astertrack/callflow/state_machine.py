@@ -28,7 +28,14 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
-from astertrack.callflow.outcomes import HangupSide, MissedReason, Outcome, classify_unanswered, leg_status
+from astertrack.callflow.outcomes import (
+    HangupSide,
+    MissedReason,
+    Outcome,
+    classify_callback,
+    classify_unanswered,
+    leg_status,
+)
 from astertrack.routing import dialplan_vars as dv
 
 GONE_EVENT = "AstertrackChannelGone"  # synthetic: a channel closed by resync or the sweeper
@@ -136,6 +143,10 @@ class CallGroup:
     live_sent: tuple | None = None
     adopted: bool = False  # first seen in a resync: started while we were not listening
     recording_started: bool = False  # a MixMonitor of this call started (MixMonitorStart)
+    # A callback astertrack placed with AMI Originate: the origin is the manager's phone, the
+    # visitor is the callee its dialplan dials (OriginateResponse for the origin, or CT_CALLBACK_ID)
+    originated: bool = False
+    originate_reason: str | None = None
 
     def is_caller_side(self, uniqueid: str) -> bool:
         return uniqueid == self.key or uniqueid == self.partner
@@ -168,7 +179,7 @@ class CallStateMachine:
             "UserEvent": self._on_user_event, "VarSet": self._on_varset,
             "DeviceStateChange": self._on_device_state, "ExtensionStatus": self._on_extension_status,
             "CoreShowChannel": self._on_show_channel, "NewCallerid": self._on_new_callerid,
-            "MixMonitorStart": self._on_mixmonitor_start, "MixMonitorStop": None, "AgentCalled": None,
+            "MixMonitorStart": self._on_mixmonitor_start, "OriginateResponse": self._on_originate_response, "MixMonitorStop": None, "AgentCalled": None,
             "AgentRingNoAnswer": None, "AgentDump": None, "SoftHangupRequest": None,
             "LocalOptimizationBegin": None, "LocalOptimizationEnd": None,
         }
@@ -262,6 +273,9 @@ class CallStateMachine:
         uid = msg.get("Uniqueid")
         if not isinstance(uid, str) or not uid:
             return self._group_without_channel(msg, ts)
+        if msg.get("Event") == "OriginateResponse":  # never opens a call: "<null>" when no channel was made
+            ch = self.channels.get(uid)
+            return ch.group if ch is not None else None
         linkedid = msg.get("Linkedid")
         if not isinstance(linkedid, str) or not linkedid:
             linkedid = None
@@ -337,6 +351,8 @@ class CallStateMachine:
         survivor.attempts += absorbed.attempts
         survivor.progressed = survivor.progressed or absorbed.progressed
         survivor.recording_started = survivor.recording_started or absorbed.recording_started
+        survivor.originated = survivor.originated or absorbed.originated
+        survivor.originate_reason = survivor.originate_reason or absorbed.originate_reason
         survivor.last_ts = max(survivor.last_ts, absorbed.last_ts)
         if absorbed.tracked and not survivor.tracked:
             survivor.tracked = True
@@ -376,6 +392,8 @@ class CallStateMachine:
                     group.facts[name] = value
                 elif name in group.facts and name in (dv.DIAL, dv.QUEUE):
                     group.facts[name] = value
+        if variables.get(dv.CALLBACK_ID):
+            group.originated = True
         uid = variables.get(dv.CALL_ID)
         if uid and not group.facts.get("userevent_call_id"):
             group.call_uid = uid
@@ -393,7 +411,8 @@ class CallStateMachine:
 
     def _live_record(self, group: CallGroup, state: str, ringing: str | None) -> dict:
         record = self._identity(group)
-        record.update(state=state, ringing_endpoint=ringing, answered_by=group.answered_by,
+        answered_by = self._callback_manager(group) if group.originated and group.answered_by else group.answered_by
+        record.update(state=state, ringing_endpoint=ringing, answered_by=answered_by,
                       answered_at=group.answered_at)
         return record
 
@@ -722,6 +741,14 @@ class CallStateMachine:
             group.facts["userevent_call_id"] = "1"
         self._track(group)
 
+    def _on_originate_response(self, msg: dict, ts: float, group: CallGroup | None) -> None:
+        action_id = msg.get("ActionID")
+        if (group is not None and msg.get("Uniqueid") == group.key and isinstance(action_id, str)
+                and action_id.startswith(dv.CALLBACK_ACTION_PREFIX)):  # ours, not any Originate
+            group.originated = True
+            reason = msg.get("Reason")
+            group.originate_reason = reason if isinstance(reason, str) and reason else group.originate_reason
+
     def _on_mixmonitor_start(self, msg: dict, ts: float, group: CallGroup | None) -> None:
         if group is not None:
             group.recording_started = True
@@ -770,6 +797,14 @@ class CallStateMachine:
         if group.answered_at is not None:
             outcome, reason = Outcome.ANSWERED, None
             wait = group.answered_at - group.started
+        elif group.originated:
+            origin = group.channels.get(group.key)
+            outcome, reason = classify_callback(
+                manager_answered=origin is not None and (origin.state == "Up" or origin.bridge is not None
+                                                         or bool(group.legs)),
+                originate_reason=group.originate_reason, manager_cause=origin.cause if origin else None,
+                visitor_statuses=[leg_status(s) for s in group.legs.values()], manager_hung_up=group.caller_hung_up)
+            wait = ended - group.started
         else:
             outcome, reason = classify_unanswered(
                 queue_abandoned=group.queue_abandoned,
@@ -787,7 +822,7 @@ class CallStateMachine:
             answered_at=group.answered_at, ended_at=ended,
             wait_seconds=round(max(0.0, wait), 3), talk_seconds=round(group.talk, 3),
             total_seconds=round(max(0.0, ended - group.started), 3),
-            answered_by=group.answered_by,
+            answered_by=self._callback_manager(group) if group.originated and group.answered_at else group.answered_by,
             transferred=group.transferred,
             transferred_to=group.last_answered_by if group.transferred and group.last_answered_by != group.answered_by
             else None,
@@ -802,6 +837,11 @@ class CallStateMachine:
             dial_attempts=group.attempts, ringing_endpoint=None,
         )
         return record
+
+    def _callback_manager(self, group: CallGroup) -> str | None:
+        """A callback is answered by the manager whose phone it rang first (the origin)."""
+        origin = group.channels.get(group.key)
+        return endpoint_of(origin.name) if origin is not None and origin.name else group.answered_by
 
     def _recording_path(self, group: CallGroup) -> str | None:
         """The file a MixMonitor of this call really writes, or None when none started (the

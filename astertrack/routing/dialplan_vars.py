@@ -17,6 +17,9 @@ RECORDING = "CT_RECORDING"  # recording file name without extension (see astertr
 ROUTED_BY = "CT_ROUTED_BY"  # rule name / sticky / fallback, for reports and debugging
 FALLBACK = "CT_FALLBACK"  # destination when every candidate failed: dial:..., queue:..., voicemail:...
 ATTEMPT = "CT_ATTEMPT"  # how many candidates have been tried
+CALLBACK_ID = "CT_CALLBACK_ID"  # CallbackRequest.id of a call astertrack originated (callback)
+CALLBACK_ACTION_PREFIX = "astertrack-cb-"  # ActionID of our callbacks' Originate (and its OriginateResponse)
+LEAD_CHANNEL = "CT_LEAD_CHANNEL"  # callback | missed_call_callback: the enquiry channel of an originated call
 STATUS = "CT_STATUS"  # OK or FAILED: set by the AGI itself so the dialplan can fall back
 
 # Variables the listener wants on every channel event (manager.conf channelvars).
