@@ -20,7 +20,9 @@ from sqlalchemy.orm import Session, aliased, selectinload
 from astertrack.db.models import (
     AdCost,
     Call,
+    CallbackRequest,
     Deal,
+    Enquiry,
     Lead,
     Manager,
     Site,
@@ -54,14 +56,18 @@ FORMULAS: dict[str, str] = {
     "avg_wait": N_("Average wait: seconds from the call's start until answer or hang-up, averaged over calls "
                    "that have a wait time."),
     "avg_talk": N_("Average talk: seconds from answer to hang-up, averaged over answered calls."),
-    "called_back": N_("Called back: a later answered call with the same number (the client called again and got "
-                      "through, or a manager's outbound call was logged for that number)."),
-    "callback_delay": N_("Time to call back: from the missed call's start to the start of that answered call."),
+    "called_back": N_("Called back: a later answered call with the same number: the client called again and got "
+                      "through, astertrack's callback connected, or a manager's outbound call to that number."),
+    "callback_delay": N_("Time to call back: from the missed call's start to the start of the first such call."),
     "routed": N_("Routed: calls the router offered to this manager first."),
     "manager_answered": N_("Answered by manager: calls this manager picked up (whoever they were routed to)."),
     "manager_missed": N_("Missed by manager: routed to this manager and not answered by them."),
     "sessions": N_("Sessions: website visits (bots excluded) that started in the period with this source."),
-    "leads": N_("Leads: leads created in the period and attributed to this source."),
+    "leads": N_("Leads: customers whose first enquiry (a call, a web form, a callback request) falls in the period, "
+                "counted once however often they came back, by that first enquiry's source; leads merged into "
+                "another are not counted."),
+    "unique_leads": N_("Unique leads: distinct leads with at least one enquiry in the period through this row "
+                       "(a returning customer counts once per row)."),
     "deals": N_("Deals: won deals of those leads."),
     "revenue": N_("Revenue: sum of won deals' revenue."),
     "cost": N_("Ad cost: imported ad costs (source, day, amount) for days in the period."),
@@ -77,7 +83,7 @@ FORMULAS: dict[str, str] = {
                       "visits per day ÷ 100 + 1."),
 }
 
-DIMENSIONS = ("source", "channel", "campaign", "keyword", "utm_source")
+DIMENSIONS = ("source", "channel", "campaign", "keyword", "utm_source", "lead_channel")
 
 
 @dataclass(frozen=True)
@@ -92,6 +98,7 @@ class ReportFilter:
     campaign: str | None = None
     tag: str | None = None
     handled: bool | None = None  # True: handled calls only, False: not handled ones
+    lead_channel: str | None = None  # leads.CHANNELS: calls with it, leads whose first enquiry had it
 
     def call_conditions(self) -> list[Any]:
         conds: list[Any] = [Call.started_at >= self.start, Call.started_at < self.end]
@@ -107,6 +114,37 @@ class ReportFilter:
             conds.append(tag_condition(self.tag))
         if self.handled is not None:
             conds.append(handled_condition(self.handled))
+        if self.lead_channel:
+            conds.append(Call.lead_channel == self.lead_channel)
+        return conds
+
+    def lead_conditions(self) -> list[Any]:
+        """Leads counted in the period: first enquiry in it, not merged into another (the review
+        filters, tag and handled, are about calls and do not narrow leads)."""
+        conds: list[Any] = [Lead.created_at >= self.start, Lead.created_at < self.end, Lead.merged_into_id.is_(None)]
+        if self.site_id is not None:
+            conds.append(Lead.site_id == self.site_id)
+        if self.source_id is not None:
+            conds.append(Lead.source_id == self.source_id)
+        if self.manager_id is not None:
+            conds.append(Lead.manager_id == self.manager_id)
+        if self.lead_channel:
+            conds.append(Lead.first_channel == self.lead_channel)
+        return conds
+
+    def enquiry_conditions(self) -> list[Any]:
+        """Enquiries made in the period (for unique leads)."""
+        conds: list[Any] = [Enquiry.at >= self.start, Enquiry.at < self.end]
+        if self.site_id is not None:
+            conds.append(Enquiry.site_id == self.site_id)
+        if self.source_id is not None:
+            conds.append(Enquiry.source_id == self.source_id)
+        if self.manager_id is not None:
+            conds.append(Enquiry.manager_id == self.manager_id)
+        if self.campaign:
+            conds.append(Enquiry.utm_campaign == self.campaign)
+        if self.lead_channel:
+            conds.append(Enquiry.channel == self.lead_channel)
         return conds
 
     def days(self, tz: str) -> int:
@@ -174,7 +212,80 @@ def _dimension(dimension: str) -> tuple[Any, bool]:
         return Call.keyword, False
     if dimension == "utm_source":
         return Call.utm_source, False
+    if dimension == "lead_channel":
+        return Call.lead_channel, False
     raise ValueError(f"unknown dimension {dimension!r} (known: {', '.join(DIMENSIONS)})")
+
+
+# ---------------------------------------------------------------- leads beside the calls
+
+LEAD_COLUMNS = ("leads", "unique_leads", "deals", "revenue")
+
+
+def _enquiry_key(dimension: str, enquiry) -> tuple[Any, bool]:
+    """The group key of an enquiry (aliased) for a report dimension; True when it needs sources."""
+    if dimension == "source":
+        return enquiry.source_id, False
+    if dimension == "channel":
+        return Source.channel, True
+    column = {"campaign": "utm_campaign", "keyword": "keyword", "utm_source": "utm_source",
+              "lead_channel": "channel"}.get(dimension)
+    if column is None:
+        raise ValueError(f"unknown dimension {dimension!r} (known: {', '.join(DIMENSIONS)})")
+    return getattr(enquiry, column), False
+
+
+def lead_figures(session: Session, f: ReportFilter, dimension: str = "source") -> dict[str, Any]:
+    """Leads, unique leads, won deals and revenue per dimension value (the keys ``calls_by`` uses),
+    and their totals (unique leads counted distinct over the whole period, not added up)."""
+    first = aliased(Enquiry)  # a lead's first enquiry: its source, campaign, channel
+    key, with_sources = _enquiry_key(dimension, first)
+    if dimension == "source":
+        key = Lead.source_id
+    won = Deal.status == "won"
+    stmt = (select(key.label("key"), func.count(distinct(Lead.id)).label("leads"),
+                   func.count(distinct(case((won, Deal.id), else_=None))).label("deals"),
+                   func.sum(case((won, Deal.revenue), else_=None)).label("revenue"))
+            .select_from(Lead)
+            .outerjoin(first, and_(first.lead_id == Lead.id, first.repeat.is_(False)))
+            .outerjoin(Deal, Deal.lead_id == Lead.id)
+            .where(*f.lead_conditions()))
+    if f.campaign:
+        stmt = stmt.where(first.utm_campaign == f.campaign)
+    if with_sources:
+        stmt = stmt.outerjoin(Source, Source.id == Lead.source_id)
+    rows: dict[Any, dict[str, Any]] = {}
+    for r in session.execute(stmt.group_by(key)).all():
+        rows[r.key] = {"leads": int(r.leads), "unique_leads": 0, "deals": int(r.deals or 0),
+                       "revenue": Decimal(r.revenue or 0)}
+    any_enquiry = aliased(Enquiry)
+    ekey, with_sources = _enquiry_key(dimension, any_enquiry)
+    conds = f.enquiry_conditions()
+    unique = (select(ekey.label("key"), func.count(distinct(any_enquiry.lead_id)).label("n"))
+              .select_from(any_enquiry).join(Lead, Lead.id == any_enquiry.lead_id)
+              .where(Lead.merged_into_id.is_(None)))
+    total_unique = select(func.count(distinct(Enquiry.lead_id))).join(Lead, Lead.id == Enquiry.lead_id).where(
+        *conds, Lead.merged_into_id.is_(None))
+    unique = unique.where(*_aliased_conditions(f, any_enquiry))
+    if with_sources:
+        unique = unique.outerjoin(Source, Source.id == any_enquiry.source_id)
+    for r in session.execute(unique.group_by(ekey)).all():
+        rows.setdefault(r.key, {"leads": 0, "unique_leads": 0, "deals": 0, "revenue": Decimal(0)})["unique_leads"] = \
+            int(r.n)
+    totals = {"leads": sum(r["leads"] for r in rows.values()), "deals": sum(r["deals"] for r in rows.values()),
+              "revenue": sum((r["revenue"] for r in rows.values()), Decimal(0)),
+              "unique_leads": int(session.scalar(total_unique) or 0)}
+    return {"rows": rows, "totals": totals}
+
+
+def _aliased_conditions(f: ReportFilter, enquiry) -> list[Any]:
+    conds: list[Any] = [enquiry.at >= f.start, enquiry.at < f.end]
+    for value, column in ((f.site_id, enquiry.site_id), (f.source_id, enquiry.source_id),
+                          (f.manager_id, enquiry.manager_id), (f.campaign or None, enquiry.utm_campaign),
+                          (f.lead_channel or None, enquiry.channel)):
+        if value is not None:
+            conds.append(column == value)
+    return conds
 
 
 SUMMED = ("total", "target", "answered", "missed", "first_time", "repeat", "wait_sum", "wait_n", "talk_sum", "talk_n")
@@ -229,6 +340,13 @@ def calls_by(session: Session, f: ReportFilter, dimension: str = "source") -> di
     distinct_totals = session.execute(select(func.count().label("unique"),
                                              func.sum(callers.c.target).label("unique_target"))).one()
     totals.update(unique=distinct_totals.unique, unique_target=distinct_totals.unique_target or 0)
+    figures = lead_figures(session, f, dimension)
+    known = {row["key"] for row in rows}
+    rows += [{"key": k, **{name: 0 for name in SUMMED}} for k in figures["rows"] if k not in known]  # leads, no calls
+    for row in rows:
+        row.update(figures["rows"].get(row["key"], {"leads": 0, "unique_leads": 0, "deals": 0,
+                                                    "revenue": Decimal(0)}))
+    totals.update(figures["totals"])
     names: dict[Any, str] = {}
     if dimension == "source":
         ids = [row["key"] for row in rows if row["key"] is not None]
@@ -236,7 +354,7 @@ def calls_by(session: Session, f: ReportFilter, dimension: str = "source") -> di
     for row in rows:
         row["label"] = names.get(row["key"], f"#{row['key']}") if dimension == "source" and row["key"] else row["key"]
         _finish_row(row)
-    rows.sort(key=lambda r: (-r["total"], str(r["label"] or "")))
+    rows.sort(key=lambda r: (-r["total"], -r["leads"], str(r["label"] or "")))
     return {"rows": rows, "totals": _finish_row(totals), "dimension": dimension}
 
 
@@ -330,17 +448,29 @@ def missed_select(f: ReportFilter) -> Select:
     """Missed calls, newest first, with reason, wait, the first later answered call from the same
     number and the review marks: the one query of the page and its export."""
     later = aliased(Call)
+    # A later answered call with the number: inbound (the caller again) or one astertrack originated
+    # (callback / missed-call callback, whose caller_number is the visitor's); or a callback request
+    # for this missed call that connected, with its call's start.
     callback = (select(func.min(later.started_at))
                 .where(later.caller_number == Call.caller_number, later.started_at > Call.started_at,
                        later.outcome == ANSWERED)
                 .correlate(Call).scalar_subquery())
+    cb_call = aliased(Call)
+    own = (select(func.min(cb_call.started_at))
+           .select_from(CallbackRequest).join(cb_call, cb_call.id == CallbackRequest.call_id)
+           .where(CallbackRequest.missed_call_id == Call.id, CallbackRequest.state == "connected",
+                  cb_call.started_at > Call.started_at)
+           .correlate(Call).scalar_subquery())
+    callback = case((own.is_(None), callback), (callback.is_(None), own),
+                    (own < callback, own), else_=callback)
     return (select(Call.id, Call.started_at, Call.caller_number, Call.caller_name, Call.missed_reason,
                    Call.wait_seconds, Source.name.label("source"), Manager.name.label("manager"),
                    callback.label("callback_at"), *review_columns())
             .select_from(Call)
             .outerjoin(Source, Source.id == Call.source_id)
             .outerjoin(Manager, Manager.id == Call.routed_manager_id)
-            .where(*f.call_conditions(), Call.outcome.in_(MISSED_OUTCOMES))
+            .where(*f.call_conditions(), Call.outcome.in_(MISSED_OUTCOMES),
+                   Call.lead_channel == "call")  # a callback astertrack placed is no missed customer
             .order_by(Call.started_at.desc(), Call.id.desc()))
 
 
@@ -432,11 +562,7 @@ def managers_report(session: Session, f: ReportFilter) -> list[dict[str, Any]]:
                func.avg(Call.talk_seconds).label("avg_talk"), func.sum(Call.talk_seconds).label("talk_total"))
         .where(*conds, Call.manager_id.is_not(None), Call.outcome == ANSWERED)
         .group_by(Call.manager_id)).all()
-    lead_conds = [Lead.created_at >= f.start, Lead.created_at < f.end, Lead.manager_id.is_not(None)]
-    if f.site_id is not None:
-        lead_conds.append(Lead.site_id == f.site_id)
-    if f.source_id is not None:
-        lead_conds.append(Lead.source_id == f.source_id)
+    lead_conds = [*f.lead_conditions(), Lead.manager_id.is_not(None)]
     lead_rows = session.execute(
         select(Lead.manager_id.label("mid"), func.count(distinct(Lead.id)).label("leads"),
                func.count(distinct(case((Deal.status == "won", Deal.id), else_=None))).label("deals"),
@@ -477,14 +603,12 @@ def funnel(session: Session, f: ReportFilter) -> dict[str, Any]:
     """Per source: sessions → calls → leads → deals → revenue, with ad cost, ROI and unit costs."""
     sess_conds = [VisitorSession.first_seen >= f.start, VisitorSession.first_seen < f.end,
                   VisitorSession.is_bot.is_(False)]
-    lead_conds = [Lead.created_at >= f.start, Lead.created_at < f.end]
+    lead_conds = f.lead_conditions()
     cost_conds = [AdCost.day >= f.start.date(), AdCost.day < f.end.date() + dt.timedelta(days=1)]
     if f.site_id is not None:
         sess_conds.append(VisitorSession.site_id == f.site_id)
-        lead_conds.append(Lead.site_id == f.site_id)
     if f.source_id is not None:
         sess_conds.append(VisitorSession.source_id == f.source_id)
-        lead_conds.append(Lead.source_id == f.source_id)
         cost_conds.append(AdCost.source_id == f.source_id)
     sessions = dict(session.execute(select(VisitorSession.source_id, func.count())
                                     .where(*sess_conds).group_by(VisitorSession.source_id)).all())

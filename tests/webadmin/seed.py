@@ -14,7 +14,6 @@ from astertrack.db.models import (
     AdCost,
     Call,
     CallEvent,
-    Deal,
     Lead,
     OverflowEvent,
     PoolUsageSample,
@@ -24,6 +23,8 @@ from astertrack.db.models import (
     VisitorSession,
 )
 from astertrack.db.types import utcnow
+from astertrack.leads.deals import set_state
+from astertrack.leads.enquiries import record_enquiry
 from astertrack.passwords import hash_password
 from astertrack.samples.factories import (
     add_dynamic_source,
@@ -112,10 +113,9 @@ def seed(session, recordings_dir: Path | None = None) -> SimpleNamespace:
         CallEvent(call_id=answered.id, linkedid="1700000000.1", name="DialEnd", event_time=started.timestamp() + 8,
                   headers={"DestChannel": "PJSIP/101-00000002", "DialStatus": "ANSWER"}),
     ])
-    lead = Lead(site_id=site.id, call_id=answered.id, source_id=yandex.id, manager_id=anna.id, created_at=now)
-    session.add(lead)
-    session.flush()
-    session.add(Deal(lead_id=lead.id, status="won", revenue=Decimal("50000.00")))
+    # The lead as the product makes it: the call's enquiry, then the deal through set_state.
+    enquiry = record_enquiry(session, site, "call", at=now, call=answered, source_id=yandex.id, manager_id=anna.id)
+    set_state(session, session.get(Lead, enquiry.lead_id), "won", amount=Decimal("50000.00"), currency="RUB")
     session.add(AdCost(source_id=yandex.id, day=now.date(), amount=Decimal("10000.00")))
     session.add(PoolUsageSample(pool_id=pool.id, sampled_at=now - dt.timedelta(minutes=5), live=3, size=3))
     session.add(OverflowEvent(site_id=site.id, pool_id=pool.id, occurred_at=now - dt.timedelta(minutes=4),
