@@ -10,6 +10,7 @@ visitor.  A busy or unanswered attempt is retried after ``[callbacks] retry_minu
 from __future__ import annotations
 
 import datetime as dt
+import logging
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -29,10 +30,14 @@ from astertrack.db.models import (
     VisitorSession,
     manager_group_members,
 )
+from astertrack.leads.enquiries import record_enquiry
+from astertrack.leads.errors import LeadError
 from astertrack.phones import try_normalize
 from astertrack.routing import reservations, rules
 from astertrack.routing.rules import CallContext, ManagerView, RuleView
 from astertrack.routing.schedule import DAYS, is_open, zone
+
+log = logging.getLogger(__name__)
 
 KINDS = ("callback", "missed_call_callback")
 OPEN_STATES = ("scheduled", "dialing")
@@ -183,26 +188,29 @@ def request_callback(session: Session, site: Site | None, phone: str, kind: str 
         requested_by_id=getattr(requested_by, "id", None), created_at=now, updated_at=now)
     session.add(request)
     session.flush()
-    _record_enquiry(session, request, site, visitor_session, now)
+    if enquiry is not None:
+        request.lead_id = request.lead_id or getattr(enquiry, "lead_id", None)
+    _record_enquiry(session, request, site, visitor_session, missed_call, now, region)
     return request
 
 
 def _record_enquiry(session: Session, request: CallbackRequest, site: Site | None,
-                    visit: VisitorSession | None, now: dt.datetime) -> None:
-    """Join the request to its lead through the one function that turns enquiries into leads
-    (``astertrack.leads.record_enquiry``, when that module is installed)."""
-    if request.lead_id is not None:
+                    visit: VisitorSession | None, missed_call: Call | None, now: dt.datetime, region: str) -> None:
+    """A callback request is an enquiry of its own (channel ``callback`` or
+    ``missed_call_callback``): it opens or joins the visitor's lead through ``record_enquiry``.
+    A request made for an enquiry already recorded (a form with a call-me-back box) only links it."""
+    if request.lead_id is not None or request.enquiry_id is not None or site is None:
         return
+    source_id = missed_call.source_id if missed_call is not None else None
+    manager_id = (missed_call.manager_id or missed_call.routed_manager_id) if missed_call is not None else None
     try:
-        from astertrack.leads import enquiries  # type: ignore[attr-defined]
-    except ImportError:
+        enquiry = record_enquiry(session, site, request.kind, at=now, phone=request.phone, visitor_session=visit,
+                                 source_id=source_id or (visit.source_id if visit else None),
+                                 manager_id=manager_id, region=region)
+    except LeadError as exc:  # the callback is still placed; the lead waits for an admin
+        log.warning("callback request %s made no enquiry: %s", request.id, exc)
         return
-    record = getattr(enquiries, "record_enquiry", None)
-    if record is None:
-        return
-    enquiry = record(session, site=site, channel=request.kind, phone=request.phone, visitor_session=visit, now=now)
-    request.enquiry_id = getattr(enquiry, "id", None)
-    request.lead_id = getattr(enquiry, "lead_id", None)
+    request.enquiry_id, request.lead_id = enquiry.id, enquiry.lead_id
 
 
 def claim(session: Session, request_id: int, node: str, now: dt.datetime, lease: dt.timedelta) -> bool:
