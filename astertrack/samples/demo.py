@@ -36,7 +36,6 @@ from astertrack.db.models import (
     AdCost,
     Call,
     CallerProfile,
-    Deal,
     Lead,
     NumberAssignment,
     OverflowEvent,
@@ -47,6 +46,8 @@ from astertrack.db.models import (
     new_uid,
 )
 from astertrack.db.types import utcnow
+from astertrack.leads.deals import set_state
+from astertrack.leads.enquiries import record_enquiry
 from astertrack.passwords import hash_password
 from astertrack.review import actions as review
 from astertrack.routing.attribution import REPEAT_CONFIDENCE
@@ -265,18 +266,26 @@ def load_demo(session: Session, days: int = 30, calls_per_day: int = 110, seed: 
             profile.personal_manager_id = call.manager_id
             profile.personal_manager_at = at
         counts["calls"] += 1
+        # Leads as the product makes them: each call an enquiry; some visitors sent the site's form
+        # first (a form lead the call then joins); deals through set_state, the one writer of Deal.
+        if call.session_id is not None and rng.random() < 0.12:
+            visit = visits_by_id.get(call.session_id)
+            form_at = max(at - dt.timedelta(minutes=rng.randint(5, 90)), visit.first_seen) if visit else at
+            record_enquiry(session, site, "form", at=form_at, phone=caller, name=rng.choice(FORM_NAMES),
+                           message="Перезвоните, пожалуйста", visitor_session=visit,
+                           page_url=visit.landing_page if visit else None)
+        enquiry = record_enquiry(session, site, "call", at=at, call=call)
+        lead = session.get(Lead, enquiry.lead_id)
+        counts["leads"] += not enquiry.repeat
         if call.outcome == "answered" and (call.talk_seconds or 0) >= 30 and rng.random() < 0.45:
-            lead = Lead(site_id=site.id, call_id=call.id, session_id=call.session_id, source_id=call.source_id,
-                        manager_id=call.manager_id, phone=caller, status="qualified", created_at=at)
-            session.add(lead)
-            session.flush()
-            counts["leads"] += 1
             if rng.random() < 0.35:
                 won = rng.random() < 0.7
-                session.add(Deal(lead_id=lead.id, status="won" if won else "lost",
-                                 revenue=Decimal(rng.randrange(15000, 60000, 500)) if won else Decimal(0),
-                                 created_at=at, closed_at=at + dt.timedelta(days=rng.randint(1, 6))))
+                set_state(session, lead, "won" if won else "lost",
+                          amount=Decimal(rng.randrange(15000, 60000, 500)) if won else None, currency="RUB",
+                          now=at + dt.timedelta(days=rng.randint(1, 6)))
                 counts["deals"] += 1
+            elif lead.status == "new":
+                set_state(session, lead, "qualified", now=at)
         if counts["calls"] % 500 == 0:
             say(f"{counts['calls']}/{len(planned)} calls written")
     session.flush()
@@ -291,6 +300,7 @@ def load_demo(session: Session, days: int = 30, calls_per_day: int = 110, seed: 
 # calls older than a day called back and marked handled (the newest are still to do).
 DEMO_CHECKLIST = (("Greeted the caller and said the company's name", 1), ("Asked what the caller needs", 2),
                   ("Named the price or the next step", 2), ("Agreed on a measurement visit", 3))
+FORM_NAMES = ("Иван", "Мария", "Ольга", "Сергей", "Анна", "Дмитрий")
 DEMO_TAGS = ("price question", "measurement booked", "complaint")
 
 
