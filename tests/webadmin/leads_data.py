@@ -7,6 +7,7 @@ import datetime as dt
 from types import SimpleNamespace
 
 from astertrack.db.models import Call, VisitorSession
+from astertrack.db.types import utcnow
 from astertrack.leads.enquiries import record_enquiry
 from tests.webadmin.seed import XSS
 
@@ -14,11 +15,12 @@ HOSTILE_MESSAGE = "<script>alert('lead')</script> =HYPERLINK(\"x\")"
 
 
 def make_leads(db, data) -> SimpleNamespace:
-    """Ivan: his answered call (Anna, Yandex) then a web form from his number with hostile text;
+    """Ivan: his answered call (Anna, Yandex; the seed's lead, won) then a web form from his number
+    with hostile text;
     Olga: a form with an e-mail and a phone that does not parse; Petr: Boris's missed call."""
     answered, missed = db.get(Call, data.answered), db.get(Call, data.missed)
     ivan_call = record_enquiry(db, data.site, "call", at=answered.started_at, call=answered)
-    ivan_form = record_enquiry(db, data.site, "form", at=answered.started_at + dt.timedelta(minutes=10),
+    ivan_form = record_enquiry(db, data.site, "form", at=utcnow(),
                                phone="8 (916) 123-45-67", name=XSS, message=HOSTILE_MESSAGE,
                                page_url="https://shop.example/sofas?<b>x</b>", gclid="gclid-123",
                                visitor_session=db.get(VisitorSession, data.visit))

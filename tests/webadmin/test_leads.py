@@ -49,7 +49,8 @@ def test_the_list_filters_by_channel_state_source_manager_and_text(client, auth,
     assert listed(client, "q=8 916 1234567") == {leads.ivan}
     assert listed(client, f"q=%23{leads.petr}") == {leads.petr}
     assert listed(client, "q=100%25") == set()  # LIKE wildcards are text
-    assert listed(client, "status=won") == set()
+    assert listed(client, "status=won") == {leads.ivan}  # the seed's deal
+    assert listed(client, "status=new") == {leads.olga, leads.petr}
     assert listed(client, "from=2001-01-01&to=2001-01-31") == set()
     assert listed(client, "status=bogus&channel=chat") == listed(client)  # unknown choices are ignored
     assert client.get("/leads/?from=yesterday").status_code == 400
@@ -134,11 +135,11 @@ def test_a_manager_sees_no_player_for_another_managers_call(client, auth, db, da
 
 def test_the_state_form_sets_state_and_deal_and_writes_the_audit_log(client, auth, db, leads):
     auth.login()
-    response = auth.post(f"/leads/{leads.ivan}/state", {"status": "won", "amount": "15000,50", "currency": "USD"},
-                         page=f"/leads/{leads.ivan}")
+    response = auth.post(f"/leads/{leads.petr}/state", {"status": "won", "amount": "15000,50", "currency": "USD"},
+                         page=f"/leads/{leads.petr}")
     assert response.status_code == 302
     db.rollback()  # a fresh snapshot (and expired objects)
-    lead = db.get(Lead, leads.ivan)
+    lead = db.get(Lead, leads.petr)
     assert (lead.status, lead.amount, lead.currency) == ("won", Decimal("15000.50"), "USD")
     deal = db.scalars(select(Deal).where(Deal.lead_id == lead.id)).one()
     assert (deal.status, deal.revenue, deal.currency) == ("won", Decimal("15000.50"), "USD")
@@ -146,7 +147,7 @@ def test_the_state_form_sets_state_and_deal_and_writes_the_audit_log(client, aut
     assert entry.action == "update" and entry.user_login == "admin"
     assert entry.before == {"status": "new", "amount": None, "currency": None}
     assert entry.after == {"status": "won", "amount": "15000.50", "currency": "USD"}
-    page = client.get(f"/leads/{leads.ivan}").get_data(as_text=True)
+    page = client.get(f"/leads/{leads.petr}").get_data(as_text=True)
     assert "Lead saved." in page and "15,000.50 USD" in page
 
 
@@ -157,29 +158,29 @@ def test_the_state_form_shows_errors_on_their_field_in_both_languages(client, au
                                                                        amount_error, state_error):
     auth.login()
     auth.post("/auth/locale", {"locale": locale, "next": "/leads/"})
-    response = auth.post(f"/leads/{leads.ivan}/state", {"status": "won", "amount": "-5", "currency": "RUB"},
-                         page=f"/leads/{leads.ivan}")
+    response = auth.post(f"/leads/{leads.petr}/state", {"status": "won", "amount": "-5", "currency": "RUB"},
+                         page=f"/leads/{leads.petr}")
     assert response.status_code == 400
     page = response.get_data(as_text=True)
     assert 'id="error-amount"' in page and amount_error in page
-    response = auth.post(f"/leads/{leads.ivan}/state", {"status": "sold", "amount": "", "currency": "RUB"},
-                         page=f"/leads/{leads.ivan}")
+    response = auth.post(f"/leads/{leads.petr}/state", {"status": "sold", "amount": "", "currency": "RUB"},
+                         page=f"/leads/{leads.petr}")
     assert response.status_code == 400 and 'id="error-status"' in response.get_data(as_text=True)
     assert state_error in response.get_data(as_text=True)
-    response = auth.post(f"/leads/{leads.ivan}/state", {"status": "won", "amount": "10", "currency": "XYZ"},
-                         page=f"/leads/{leads.ivan}")
+    response = auth.post(f"/leads/{leads.petr}/state", {"status": "won", "amount": "10", "currency": "XYZ"},
+                         page=f"/leads/{leads.petr}")
     assert response.status_code == 400 and 'id="error-currency"' in response.get_data(as_text=True)
     db.rollback()  # a fresh snapshot (and expired objects)
-    lead = db.get(Lead, leads.ivan)
+    lead = db.get(Lead, leads.petr)
     assert (lead.status, lead.amount) == ("new", None)  # nothing half-written
-    assert db.scalars(select(Deal).where(Deal.lead_id == leads.ivan)).all() == []
+    assert db.scalars(select(Deal).where(Deal.lead_id == leads.petr)).all() == []
 
 
 def test_the_state_form_needs_its_csrf_token(client, auth, db, leads):
     auth.login()
-    assert client.post(f"/leads/{leads.ivan}/state", data={"status": "won"}).status_code == 400
+    assert client.post(f"/leads/{leads.petr}/state", data={"status": "won"}).status_code == 400
     db.rollback()  # a fresh snapshot (and expired objects)
-    assert db.get(Lead, leads.ivan).status == "new"
+    assert db.get(Lead, leads.petr).status == "new"
 
 
 def test_merging_two_leads_moves_the_enquiries_and_takes_the_other_off_the_list(client, auth, db, leads):
