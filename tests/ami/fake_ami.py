@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -74,12 +75,15 @@ class Session:
 
 class FakeAmiServer:
     def __init__(self, sessions: list[Session], *, username: str = "astertrack", secret: str = "s3cret",
-                 refuse_delay: float = 0.2, answer_pings: bool = True):
+                 refuse_delay: float = 0.2, answer_pings: bool = True,
+                 originate: Callable[[dict[str, str]], bytes] | None = None):
         self.sessions = list(sessions)
         self.username = username
         self.secret = secret
         self.refuse_delay = refuse_delay
         self.answer_pings = answer_pings
+        # Originate: queued, then the events this returns (what Asterisk would stream for that call)
+        self.originate = originate
         self.connections = 0
         self.logins = 0
         self.failed_logins = 0
@@ -117,7 +121,9 @@ class FakeAmiServer:
         action: dict[str, str] = {}
         for line in raw.decode().split("\r\n"):
             key, sep, value = line.partition(": ")
-            if sep:
+            if sep and key == "Variable" and key in action:  # repeated header (Originate variables)
+                action[key] += "\n" + value
+            elif sep:
                 action[key] = value
         self.actions.append(action)
         return action
@@ -189,6 +195,10 @@ class FakeAmiServer:
             if name == "ping":
                 if self.answer_pings:
                     writer.write(f"Response: Success\r\nActionID: {aid}\r\nPing: Pong\r\n\r\n".encode())
+            elif name == "originate" and self.originate is not None:
+                writer.write(f"Response: Success\r\nActionID: {aid}\r\nMessage: Originate successfully queued\r\n\r\n"
+                             .encode())
+                writer.write(self.originate(action))
             elif name == "coreshowchannels":
                 out = [f"Response: Success\r\nActionID: {aid}\r\nEventList: start\r\n"
                        f"Message: Channels will follow\r\n\r\n"]
