@@ -17,6 +17,7 @@ LABELS = {
     "answer_rate": _l("Answer rate"), "first_time": _l("First-time"), "repeat": _l("Repeat"),
     "avg_wait": _l("Avg wait"), "avg_talk": _l("Avg talk"), "routed": _l("Routed"), "leads": _l("Leads"),
     "deals": _l("Deals"), "revenue": _l("Revenue"), "cost": _l("Ad cost"), "sessions": _l("Sessions"),
+    "unique_leads": _l("Unique leads"), "lead_channel": _l("Enquiry channel"),
     "calls": _l("Calls"), "peak": _l("Peak"), "utilisation": _l("Utilisation"), "overflows": _l("Overflows"),
     "recommended": _l("Recommended"), "source": _l("Source"), "channel": _l("Channel"), "campaign": _l("Campaign"),
     "keyword": _l("Keyword"), "utm_source": _l("UTM source"), "admin": _l("admin"), "supervisor": _l("supervisor"),

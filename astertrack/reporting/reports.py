@@ -681,6 +681,7 @@ class CallLogFilter:
     channel: str | None = None
     keyword: str | None = None
     utm_source: str | None = None
+    lead_channel: str | None = None  # leads.CHANNELS: inbound calls ("call") or astertrack's callbacks
     missing: tuple[str, ...] = ()  # report dimensions that must be empty (a report's "(none)" row)
     only_manager_id: int | None = None  # a manager's own calls (routed to or answered by them)
 
@@ -777,6 +778,8 @@ def _call_log_conditions(f: CallLogFilter) -> list[Any]:
         conds.append(Call.keyword == f.keyword)
     if f.utm_source:
         conds.append(Call.utm_source == f.utm_source)
+    if f.lead_channel:
+        conds.append(Call.lead_channel == f.lead_channel)
     for dimension in f.missing:
         if dimension in DIMENSIONS:
             conds.append(_dimension_condition(dimension, None))

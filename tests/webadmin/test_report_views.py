@@ -58,7 +58,7 @@ def test_group_by_changes_the_chart_series(client, auth, data):
     assert lines == {"Total": 3, "winter-sale": 1, "(none)": 2}
 
 
-@pytest.mark.parametrize("dimension", reports.DIMENSIONS)
+@pytest.mark.parametrize("dimension", reports.LEAD_DIMENSIONS)
 def test_every_row_links_to_the_call_log_with_its_count(client, auth, data, dimension):
     auth.login("super")
     html = client.get(f"/reports/sources?dimension={dimension}").get_data(as_text=True)
@@ -67,6 +67,28 @@ def test_every_row_links_to_the_call_log_with_its_count(client, auth, data, dime
     assert rows, dimension
     for href, total in rows:
         assert _call_count(client, unescape(href)) == int(total.replace(",", "")), (dimension, href)
+
+
+def test_the_sources_report_splits_by_enquiry_channel(client, auth, data, db):
+    """A callback astertrack placed is its own row when grouped by channel, in words, and the
+    channel filter narrows the report and the call log its rows open."""
+    answered = db.get(Call, data.answered)
+    db.add(Call(site_id=data.site, caller_number="+79160000001", started_at=answered.started_at, state="finished",
+                outcome="answered", lead_channel="callback", source_id=answered.source_id))
+    db.commit()
+    auth.login("super")
+    html = client.get("/reports/sources?dimension=lead_channel").get_data(as_text=True)
+    table = html.split('id="report-table"')[1]
+    rows = dict((name, int(total)) for _href, name, total in re.findall(
+        r'<tr><td><a class="row-link" href="([^"]+)">([^<]+)</a></td>\s*<td class="n">([\d,]+)</td>', table, re.S))
+    assert rows == {"call": 3, "callback request": 1}
+    bars = _chart(html, "bars-chart")
+    assert set(bars["labels"]) == {"call", "callback request"}  # words, not codes, in the chart too
+    only = client.get("/reports/sources?lead_channel=callback").get_data(as_text=True)
+    assert re.search(r'<tfoot><tr><th>Total</th>\s*<th class="n">1</th>', only)
+    assert 'value="callback" selected' in only
+    assert _call_count(client, "/calls/?lead_channel=callback") == 1
+    assert client.get("/reports/sources?lead_channel=nonsense").status_code == 200  # an unknown channel means all
 
 
 def test_manager_funnel_and_missed_links_match(client, auth, data):

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from flask import request
 
+from astertrack.leads import CHANNELS
 from webadmin.filters import arg_str
 
 HANDLED_CHOICES = ("yes", "no")
@@ -18,6 +19,12 @@ def handled_arg() -> bool | None:
 
 def tag_arg() -> str | None:
     return arg_str("tag", 80)
+
+
+def lead_channel_arg() -> str | None:
+    """``lead_channel=`` one of the enquiry channels (a call, a callback...); anything else means all."""
+    value = request.args.get("lead_channel", "")
+    return value if value in CHANNELS else None
 
 
 def review_form(tag: str | None, handled: bool | None) -> dict[str, str]:

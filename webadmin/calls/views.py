@@ -13,7 +13,7 @@ from astertrack.phones import try_normalize
 from astertrack.reporting import reports
 from webadmin.calls import bp
 from webadmin.calls.access import visible_call_or_404
-from webadmin.calls.args import handled_arg, review_form, tag_arg
+from webadmin.calls.args import handled_arg, lead_channel_arg, review_form, tag_arg
 from webadmin.calls.card import recording_file, render_card
 from webadmin.db import get_session
 from webadmin.exports import stream_csv
@@ -22,7 +22,7 @@ from webadmin.security import ROLES, roles_required
 
 PAGE_SIZE = 50
 # Filters a report row's link may set that the log's form has no field for: kept as hidden inputs
-HIDDEN_LOG_ARGS = ("channel", "keyword", "utm_source", "missing")
+HIDDEN_LOG_ARGS = ("channel", "keyword", "utm_source", "lead_channel", "missing")
 
 
 def _cursor() -> tuple[dt.datetime, int] | None:
@@ -56,7 +56,8 @@ def log_filter() -> tuple[reports.CallLogFilter, dict]:
     f = reports.CallLogFilter(
         start=start, end=end, site_id=arg_int("site"), source_id=arg_int("source"), campaign=arg_str("campaign"),
         manager_id=arg_int("manager"), outcome=outcome, tag=tag_arg(), handled=handled_arg(),
-        channel=arg_str("channel"), keyword=arg_str("keyword"), utm_source=arg_str("utm_source"), missing=missing,
+        channel=arg_str("channel"), keyword=arg_str("keyword"), utm_source=arg_str("utm_source"),
+        lead_channel=lead_channel_arg(), missing=missing,
         caller=(try_normalize(caller) or caller) if caller else None,
         only_manager_id=None if current_user.is_staff else (current_user.manager_id or -1))
     form = {"from": date_from.isoformat(), "to": date_to.isoformat(), "site": f.site_id, "source": f.source_id,

@@ -7,9 +7,10 @@ from flask_babel import gettext as _
 
 from astertrack.db.types import utcnow
 from astertrack.dni import poolhealth
+from astertrack.leads import CHANNELS
 from astertrack.reporting import reports
 from astertrack.review import actions
-from webadmin.calls.args import handled_arg, review_form, tag_arg
+from webadmin.calls.args import handled_arg, lead_channel_arg, review_form, tag_arg
 from webadmin.db import get_session
 from webadmin.exports import stream_csv
 from webadmin.filters import choices, csv_response, report_filter
@@ -19,10 +20,11 @@ from webadmin.security import STAFF, roles_required
 
 CALL_COLUMNS = ["total", "unique", "target", "unique_target", "answered", "missed", "answer_rate", "first_time",
                 "repeat", "avg_wait", "avg_talk"]
+SOURCE_COLUMNS = [*CALL_COLUMNS, *reports.LEAD_COLUMNS]  # calls, then the leads they and the forms made
 
 
 SERIES_LINES = 5  # the busiest values of the "group by" drawn as lines beside the total
-LOG_FILTERS = ("from", "to", "site", "source", "manager", "campaign", "tag", "handled")
+LOG_FILTERS = ("from", "to", "site", "source", "manager", "campaign", "tag", "handled", "lead_channel")
 
 
 def _wants_csv() -> bool:
@@ -30,10 +32,10 @@ def _wants_csv() -> bool:
 
 
 def _filter():
-    """The report filter with the review filters (tag, handled) the call log shares."""
+    """The report filter with the review filters (tag, handled) and the enquiry channel the call log shares."""
     f, form = report_filter()
-    f = dataclasses.replace(f, tag=tag_arg(), handled=handled_arg())
-    return f, {**form, **review_form(f.tag, f.handled)}
+    f = dataclasses.replace(f, tag=tag_arg(), handled=handled_arg(), lead_channel=lead_channel_arg())
+    return f, {**form, **review_form(f.tag, f.handled), "lead_channel": f.lead_channel or ""}
 
 
 def log_url(form: dict, **row) -> str:
@@ -47,7 +49,7 @@ def dimension_url(form: dict, dimension: str, key) -> str:
     """A grouped row's link: its value, or for the "(none)" row the value's absence."""
     if key is None or key == "":
         return log_url(form, missing=dimension)
-    if dimension not in reports.DIMENSIONS:
+    if dimension not in reports.LEAD_DIMENSIONS:
         raise ValueError(dimension)
     return log_url(form, **{dimension: key})  # each dimension's call-log filter has its name
 
@@ -55,8 +57,16 @@ def dimension_url(form: dict, dimension: str, key) -> str:
 def _page(template: str, **context):
     f, form = context.pop("filter_pair")
     return render_template(template, form=form, choices=choices(), formulas={k: _(v) for k, v in reports.FORMULAS.items()},
-                           tags=actions.tag_names(get_session()), log_url=log_url, dimension_url=dimension_url,
+                           tags=actions.tag_names(get_session()), lead_channels=CHANNELS, log_url=log_url,
+                           dimension_url=dimension_url,
                            **context)
+
+
+def row_label(dimension: str, row: dict) -> str:
+    """A grouped row's name for charts: an enquiry channel in words, "(none)" for no value."""
+    if dimension == "lead_channel":
+        return str(label_for(row["key"], "lead_channel"))
+    return str(row["label"] if row["label"] is not None else _("(none)"))
 
 
 def _line_chart(db, f, form, dimension: str, rows: list) -> dict:
@@ -67,8 +77,8 @@ def _line_chart(db, f, form, dimension: str, rows: list) -> dict:
     top = rows[:SERIES_LINES]
     per_key = reports.series_by(db, f, dimension, [r["key"] for r in top], form["tz"], step)
     datasets = [{"key": "total", "label": str(label_for("total")), "data": [p["total"] for p in series]}]
-    datasets += [{"key": f"group-{i}", "label": str(r["label"] if r["label"] is not None else _("(none)")),
-                  "data": per_key[r["key"]]} for i, r in enumerate(top)]
+    datasets += [{"key": f"group-{i}", "label": row_label(dimension, r), "data": per_key[r["key"]]}
+                 for i, r in enumerate(top)]
     return {"labels": [p["label"] for p in series], "datasets": datasets, "step": step}
 
 
@@ -76,22 +86,22 @@ def _line_chart(db, f, form, dimension: str, rows: list) -> dict:
 @roles_required(*STAFF)
 def sources():
     dimension = request.args.get("dimension", "source")
-    if dimension not in reports.DIMENSIONS:
+    if dimension not in reports.LEAD_DIMENSIONS:
         abort(400)
     f, form = _filter()
     db = get_session()
     data = reports.calls_by(db, f, dimension)
     if _wants_csv():
-        return csv_response(f"calls-by-{dimension}-{form['from']}-{form['to']}.csv", [dimension, *CALL_COLUMNS],
-                            ([r["label"], *[r[c] for c in CALL_COLUMNS]] for r in data["rows"]))
+        return csv_response(f"calls-by-{dimension}-{form['from']}-{form['to']}.csv", [dimension, *SOURCE_COLUMNS],
+                            ([r["label"], *[r[c] for c in SOURCE_COLUMNS]] for r in data["rows"]))
     chart = {
         "series": _line_chart(db, f, form, dimension, data["rows"]),
-        "bars": {"labels": [str(r["label"] if r["label"] is not None else _("(none)")) for r in data["rows"][:15]],
+        "bars": {"labels": [row_label(dimension, r) for r in data["rows"][:15]],
                  "datasets": [{"key": "answered", "label": _("Answered"), "data": [r["answered"] for r in data["rows"][:15]]},
                               {"key": "missed", "label": _("Missed"), "data": [r["missed"] for r in data["rows"][:15]]}]},
     }
     return _page("reports/sources.html", filter_pair=(f, form), data=data, charts=chart, dimension=dimension,
-                 dimensions=reports.DIMENSIONS, columns=CALL_COLUMNS)
+                 dimensions=reports.LEAD_DIMENSIONS, columns=SOURCE_COLUMNS)
 
 
 @bp.get("/missed")
