@@ -207,3 +207,28 @@ def test_merging_two_leads_moves_the_enquiries_and_takes_the_other_off_the_list(
     again = auth.post(f"/leads/{leads.ivan}/merge/{leads.olga}", page=f"/leads/{leads.ivan}", follow_redirects=True)
     assert "merged meanwhile" in again.get_data(as_text=True)
     assert client.get(f"/leads/{leads.ivan}/merge/{leads.ivan}").status_code == 404
+
+
+def test_call_back_from_the_card_schedules_a_callback_request(client, auth, db, data, leads):
+    from astertrack.db.models import CallbackRequest
+
+    auth.login("anna")
+    card = client.get(f"/leads/{leads.ivan}").get_data(as_text=True)
+    assert 'id="callback-form"' in card
+    auth.post("/auth/logout", page="/leads/")
+    auth.login()
+    assert 'id="callback-form"' not in client.get(f"/leads/{leads.olga}").get_data(as_text=True)  # no valid phone
+    auth.post("/auth/logout", page="/leads/")
+    auth.login("anna")
+    response = auth.post(f"/leads/{leads.ivan}/callback", page=f"/leads/{leads.ivan}", follow_redirects=True)
+    assert "Callback requested" in response.get_data(as_text=True)
+    request = db.scalars(select(CallbackRequest)).one()
+    assert (request.phone, request.lead_id, request.kind, request.state) == (
+        "+79161234567", leads.ivan, "callback", "scheduled")
+    assert request.requested_by_id == data.users["anna"]
+    # asking twice does not dial twice: the open request is kept
+    auth.post(f"/leads/{leads.ivan}/callback", page=f"/leads/{leads.ivan}")
+    db.rollback()
+    assert len(db.scalars(select(CallbackRequest)).all()) == 1
+    # someone else's lead: not found, nothing requested
+    assert auth.post(f"/leads/{leads.petr}/callback", page=f"/leads/{leads.ivan}").status_code == 404

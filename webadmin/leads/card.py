@@ -3,13 +3,17 @@ calls' recordings, the visit; merging another lead into this one."""
 
 from __future__ import annotations
 
-from flask import abort, flash, redirect, render_template, url_for
+from flask import abort, current_app, flash, redirect, render_template, url_for
+from flask_babel import format_datetime
 from flask_babel import gettext as _
 from flask_login import current_user
 from sqlalchemy import select
 
 from astertrack.audit.log import json_safe
+from astertrack.db.engine import begin_write
 from astertrack.db.models import Call, Enquiry, Lead, Manager, Site, Source, VisitorSession
+from astertrack.db.types import utcnow
+from astertrack.leads import callbacks
 from astertrack.leads.deals import set_state as set_lead_state
 from astertrack.leads.errors import LeadError
 from astertrack.leads.merging import merge_leads
@@ -144,4 +148,39 @@ def merge(lead_id: int, other_id: int):
         flash(_("Lead #%(other)s was merged into this lead.", other=other_id), "ok")
     else:
         flash(_("The lead changed meanwhile; try again."), "error")
+    return redirect(url_for("leads.card", lead_id=lead_id))
+
+
+# ---------------------------------------------------------------- call back
+
+
+@bp.post("/<int:lead_id>/callback")
+@roles_required(*ROLES)
+def callback(lead_id: int):
+    """Ask Asterisk to call the customer back (a manager first, then the lead's phone), through the
+    callbacks core: the same working hours, routing and retries as a visitor's callback request."""
+    form = ButtonForm()
+    if not form.validate():
+        flash(_("The form expired; try again."), "error")
+        return redirect(url_for("leads.card", lead_id=lead_id))
+    db = get_session()
+    db.commit()
+    begin_write(db)
+    lead = visible_lead_or_404(lead_id)
+    if lead.merged_into_id is not None or not lead.phone:
+        db.rollback()
+        flash(_("This lead has no phone number to call back."), "error")
+        return redirect(url_for("leads.card", lead_id=lead_id))
+    settings = callbacks.CallbackSettings.from_config(current_app.config["ASTERTRACK_CONFIG"].values)
+    try:
+        request = callbacks.request_callback(db, db.get(Site, lead.site_id) if lead.site_id else None, lead.phone,
+                                             "callback", lead=lead, requested_by=current_user, now=utcnow(),
+                                             settings=settings)
+    except callbacks.CallbackError:
+        db.rollback()
+        flash(_("This lead has no phone number to call back."), "error")
+        return redirect(url_for("leads.card", lead_id=lead_id))
+    db.commit()
+    flash(_("Callback requested: Asterisk calls a manager, then %(phone)s, from %(when)s.", phone=request.phone,
+            when=format_datetime(request.next_attempt_at, "short") if request.next_attempt_at else "—"), "ok")
     return redirect(url_for("leads.card", lead_id=lead_id))

@@ -4,6 +4,8 @@ need the CSRF token (merge, call back).  Choices and the amount's rules are the 
 
 from __future__ import annotations
 
+from babel.numbers import get_currency_name
+from flask_babel import get_locale
 from flask_babel import lazy_gettext as _l
 from flask_wtf import FlaskForm
 from wtforms import SelectField, StringField, ValidationError
@@ -28,9 +30,13 @@ def _strip(value):
 
 
 def currency_choices() -> list[tuple[str, str]]:
+    """Every currency the core accepts, the common ones first, named in the page's language
+    ("EUR · евро"): a bare code list reads as untranslated text to a Russian user."""
     known = currencies()
     common = [code for code in COMMON_CURRENCIES if code in known]
-    return [(code, code) for code in (*common, *sorted(known - set(common)))]
+    locale = get_locale() or "en"
+    return [(code, f"{code} · {get_currency_name(code, locale=locale)}")
+            for code in (*common, *sorted(known - set(common)))]
 
 
 class StateForm(FlaskForm):
