@@ -567,6 +567,7 @@ class Enquiry(Base):
     phone_raw: Mapped[str | None] = mapped_column(String(64))  # as given
     phone_invalid: Mapped[bool] = mapped_column(default=False)  # given but not a phone number: kept, flagged
     email: Mapped[str | None] = mapped_column(String(254))
+    email_invalid: Mapped[bool] = mapped_column(default=False)  # kept as given, flagged
     message: Mapped[str | None] = mapped_column(Text)
     page_url: Mapped[str | None] = mapped_column(String(2048))
     form_name: Mapped[str | None] = mapped_column(String(200))  # a web form's id or name, as the site set it

@@ -1,5 +1,5 @@
-"""A lead's contact data as people type it: the phone in E.164 (kept as given and flagged when it does
-not parse), the e-mail lower-cased and checked loosely, free text trimmed to its column."""
+"""A lead's contact data as people type it: the phone in E.164 and the e-mail lower-cased, each kept
+as given and flagged when it does not parse (an enquiry is never lost to a typo), free text trimmed."""
 
 from __future__ import annotations
 
@@ -50,6 +50,25 @@ def normalize_phone(raw: str | None, region: str = "RU") -> Phone:
         return Phone(normalize(text, region), text, False)
     except PhoneNumberError:
         return Phone(None, text, True)
+
+
+@dataclass(frozen=True)
+class Email:
+    """An e-mail as given: ``address`` (lower-cased) when it looks like one, ``raw`` as typed (cut to
+    its column), ``invalid`` when it did not: kept to read, never a key to find the lead by."""
+
+    address: str | None
+    raw: str | None
+    invalid: bool
+
+
+def parse_email(raw: str | None) -> Email:
+    """Like :func:`normalize_email`, but a text that is not an address is kept and flagged."""
+    try:
+        address = normalize_email(raw)
+    except ContactError:
+        return Email(None, clean_text(raw, EMAIL_MAX), True)
+    return Email(address, address, False)
 
 
 def normalize_email(raw: str | None) -> str | None:

@@ -39,8 +39,8 @@ from astertrack.leads.contacts import (
     NAME_MAX,
     PAGE_URL_MAX,
     clean_text,
-    normalize_email,
     normalize_phone,
+    parse_email,
 )
 from astertrack.leads.errors import LeadError
 
@@ -136,9 +136,11 @@ def refresh_lead(session: Session, lead: Lead) -> None:
     lead.source_id = first_known("source_id")
     lead.session_id = first_known("session_id")
     lead.call_id = first_known("call_id")
-    for attr in ("manager_id", "phone", "email", "name"):
+    for attr in ("manager_id", "phone", "name"):
         if getattr(lead, attr) is None:
             setattr(lead, attr, first_known(attr))
+    if lead.email is None:  # an e-mail kept as typed but not an address never becomes the lead's key
+        lead.email = next((e.email for e in enquiries if e.email is not None and not e.email_invalid), None)
 
 
 def record_enquiry(session: Session, site: Site | int, channel: str, *, at: dt.datetime,
@@ -180,8 +182,9 @@ def record_enquiry(session: Session, site: Site | int, channel: str, *, at: dt.d
         if phone is None:
             phone = call.caller_number or call.caller_raw
     contact = normalize_phone(phone, region)
-    mail = normalize_email(email)
-    if contact.raw is None and mail is None and call is None:
+    given_mail = parse_email(email)
+    mail = given_mail.address  # only an address that parses finds or keys a lead
+    if contact.raw is None and given_mail.raw is None and call is None:
         raise LeadError("phone", "an enquiry needs a phone number or an e-mail address")
 
     if visitor_session is None and call is not None and call.session_id is not None:
@@ -222,7 +225,7 @@ def record_enquiry(session: Session, site: Site | int, channel: str, *, at: dt.d
         session_id=visitor_session.id if visitor_session is not None else None,
         source_id=source_id, manager_id=manager_id,
         name=clean_text(name, NAME_MAX), phone=contact.e164, phone_raw=contact.raw, phone_invalid=contact.invalid,
-        email=mail, message=clean_text(message, MESSAGE_MAX), page_url=clean_text(page_url, PAGE_URL_MAX),
+        email=given_mail.raw, email_invalid=given_mail.invalid, message=clean_text(message, MESSAGE_MAX), page_url=clean_text(page_url, PAGE_URL_MAX),
         **values)
     session.add(enquiry)
     lead.updated_at = dt.datetime.now(dt.UTC)

@@ -158,7 +158,6 @@ def test_attribution_copied_from_the_visit(session):
 
 @pytest.mark.parametrize(("kwargs", "field"), [
     ({"channel": "fax", "phone": CALLER}, "channel"),
-    ({"channel": "form", "email": "not-an-address"}, "email"),
     ({"channel": "form", "name": "Only a name"}, "phone"),
 ])
 def test_bad_input_is_refused_on_its_field(session, kwargs, field):
@@ -170,6 +169,21 @@ def test_bad_input_is_refused_on_its_field(session, kwargs, field):
     assert error.value.field == field
     session.rollback()
     assert session.scalar(select(Lead.id)) is None
+
+
+def test_an_e_mail_that_is_not_one_is_kept_flagged_and_never_merges(session):
+    """A typo in a form's e-mail field loses nothing: the enquiry is kept with the text as typed,
+    flagged, and the text is never a key (two forms with the same typo are two leads)."""
+    site = add_site(session)
+    with_phone = record_enquiry(session, site, "form", at=T0, phone=CALLER, email="ivan.mail.ru")
+    assert (with_phone.email, with_phone.email_invalid, with_phone.phone) == ("ivan.mail.ru", True, CALLER)
+    assert session.get(Lead, with_phone.lead_id).email is None
+    only = record_enquiry(session, site, "form", at=T0, email="<b>ivan</b>")
+    again = record_enquiry(session, site, "form", at=T0 + dt.timedelta(minutes=1), email="<b>ivan</b>")
+    assert only.email == "<b>ivan</b>" and only.email_invalid
+    assert only.lead_id != again.lead_id and only.lead_id != with_phone.lead_id
+    good = record_enquiry(session, site, "form", at=T0, email="Ivan@Mail.ru")
+    assert (good.email, good.email_invalid) == ("ivan@mail.ru", False)
 
 
 def test_naive_time_refused(session):

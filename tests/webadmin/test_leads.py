@@ -232,3 +232,14 @@ def test_call_back_from_the_card_schedules_a_callback_request(client, auth, db, 
     assert len(db.scalars(select(CallbackRequest)).all()) == 1
     # someone else's lead: not found, nothing requested
     assert auth.post(f"/leads/{leads.petr}/callback", page=f"/leads/{leads.ivan}").status_code == 404
+
+
+def test_an_e_mail_that_is_not_one_is_shown_flagged_and_escaped(client, auth, db, data):
+    from astertrack.db.types import utcnow
+    from astertrack.leads.enquiries import record_enquiry
+
+    enquiry = record_enquiry(db, data.site, "form", at=utcnow(), email="<i>nina</i> at mail")
+    db.commit()
+    auth.login()
+    page = client.get(f"/leads/{enquiry.lead_id}").get_data(as_text=True)
+    assert 'id="email-invalid"' in page and "&lt;i&gt;nina&lt;/i&gt; at mail" in page and "<i>nina" not in page

@@ -52,10 +52,11 @@ def _card(lead: Lead, form: StateForm | None = None, status: int = 200):
                                               "currency": lead.currency or "RUB"})
     merged_from = db.scalars(select(Lead).where(Lead.merged_into_id == lead.id).order_by(Lead.id)).all()
     invalid_phone = next((e.phone_raw for e in enquiries if e.phone_invalid and e.phone_raw), None)
+    invalid_email = next((e.email for e in enquiries if e.email_invalid and e.email), None)
     return render_template(
         "leads/card.html", lead=lead, form=form, enquiries=enquiries, calls=calls, recordings=recordings,
         sources=sources, visits=visits, visit=visits.get(lead.session_id), merged_from=merged_from,
-        invalid_phone=invalid_phone, site=db.get(Site, lead.site_id) if lead.site_id else None,
+        invalid_phone=invalid_phone, invalid_email=invalid_email, site=db.get(Site, lead.site_id) if lead.site_id else None,
         manager=db.get(Manager, lead.manager_id) if lead.manager_id else None,
         button=ButtonForm(formdata=None)), status
 
