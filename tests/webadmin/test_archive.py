@@ -150,3 +150,15 @@ def test_an_archived_manager_leaves_the_user_form_but_a_linked_user_keeps_it(cli
     db.rollback()
     db.refresh(anna_user)
     assert anna_user.manager_id == data.anna and anna_user.locale == "ru"
+
+
+def test_every_table_that_can_refer_to_a_setting_has_words_on_the_delete_page():
+    """The delete page counts referrers found from the foreign keys: a new table must not show
+    up there as its raw name."""
+    from astertrack.db.models import Base
+    from webadmin.settings.crud import ENTITIES, REFERRER_LABELS
+
+    settings_tables = {entity.model.__tablename__ for entity in ENTITIES.values()}
+    referrers = {table.name for table in Base.metadata.tables.values()
+                 for fk in table.foreign_keys if fk.column.table.name in settings_tables}
+    assert referrers - set(REFERRER_LABELS) == set()

@@ -118,3 +118,26 @@ def test_only_admins_read_the_audit_log(app, data):
         AuthActions(client).login(login)
         response = client.get("/settings/audit")
         assert response.status_code in (302, 403) and b"Settings history" not in response.data
+
+
+def test_lead_state_changes_and_api_tokens_read_as_words_in_the_log(client, auth, data, db):
+    from astertrack.db.models import Lead, Site
+    from astertrack.db.types import utcnow
+    from astertrack.leads.enquiries import record_enquiry
+
+    site_name = db.get(Site, data.site).name
+    lead_id = record_enquiry(db, data.site, "form", at=utcnow(), phone="+79160001122").lead_id
+    db.commit()
+    auth.login("admin")
+    assert auth.post(f"/leads/{lead_id}/state", {"status": "in_progress", "amount": "1500", "currency": "RUB"},
+                     page=f"/leads/{lead_id}").status_code in (200, 302)
+    assert db.get(Lead, lead_id) is not None
+    assert auth.post("/settings/api-tokens/", {"name": "CRM", "site_id": str(data.site), "scope": "write"},
+                     page="/settings/api-tokens/").status_code in (200, 302)
+    page = client.get("/settings/audit").get_data(as_text=True)
+    kinds = {k for _a, k in _audit_rows(page)}
+    assert {"leads", "api_tokens"} <= kinds
+    log = page.split('id="audit"')[1]
+    assert "<th>State</th><td>new</td><td>in progress</td>" in log
+    assert "<th>Access</th><td></td><td>read and write</td>" in log and f"<td>{site_name}</td>" in log
+    assert "in_progress" not in log and ">status<" not in log and ">scope<" not in log

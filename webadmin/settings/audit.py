@@ -19,7 +19,9 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from astertrack.audit import log as audit_log
-from astertrack.db.models import AuditLog, Manager
+from astertrack.db.models import AuditLog, Manager, Site
+from astertrack.integrations.api_tokens import SCOPES
+from astertrack.leads import STATES
 from webadmin.db import get_session
 from webadmin.filters import arg_date, arg_int, arg_str
 from webadmin.i18n import display_timezone
@@ -36,6 +38,11 @@ ACTION_LABELS = {"create": _l("created"), "update": _l("changed"), "archive": _l
 USER_FIELDS = {"login": _l("Login"), "role": _l("Role"), "manager_id": _l("Manager"), "locale": _l("Language"),
                "active": _l("Active"), "password_changed": _l("Password changed")}
 COMMON_FIELDS = {"archived_at": _l("Archived at")}
+# Leads (their card and the CRM endpoint log state changes and merges) and API tokens
+LEAD_FIELDS = {"status": _l("State"), "amount": _l("Amount"), "currency": _l("Currency"),
+               "external_id": _l("External id"), "merged_into_id": _l("Merged into lead")}
+TOKEN_FIELDS = {"name": _l("Name"), "prefix": _l("Token starts with"), "site_id": _l("Site"), "scope": _l("Access"),
+                "revoked_at": _l("Revoked at")}
 
 
 def row_fields(obj: Any, relations: Iterable[str] = ()) -> dict[str, Any]:
@@ -61,7 +68,8 @@ def record_change(db: Session, action: str, kind: str, obj: Any, before: Mapping
 
 
 def _kinds() -> dict[str, Any]:
-    return {**{slug: entity.title for slug, entity in ENTITIES.items()}, "users": _l("Users")}
+    return {**{slug: entity.title for slug, entity in ENTITIES.items()}, "users": _l("Users"), "leads": _l("Leads"),
+            "api_tokens": _l("API tokens")}
 
 
 class _Vocabulary:
@@ -79,6 +87,13 @@ class _Vocabulary:
             self.fields.update(USER_FIELDS)
             self.values = {"manager_id": dict(db.execute(select(Manager.id, Manager.name)).all()),
                            "role": {role: label_for(role) for role in ("admin", "supervisor", "manager")}}
+        elif kind == "leads":
+            self.fields.update(LEAD_FIELDS)
+            self.values = {"status": {state: label_for(state, "lead_status") for state in STATES}}
+        elif kind == "api_tokens":
+            self.fields.update(TOKEN_FIELDS)
+            self.values = {"site_id": dict(db.execute(select(Site.id, Site.name)).all()),
+                           "scope": {scope: label_for(scope, "api_scope") for scope in SCOPES}}
 
     def field(self, name: str) -> Any:
         return self.fields.get(name, name)

@@ -64,7 +64,10 @@ REFERRER_LABELS: dict[str, Any] = {
     "routing_rules": _l("routing rules"), "sites": _l("sites (as their default pool)"),
     "overflow_events": _l("pool overflow events"), "pool_usage_samples": _l("pool usage samples"),
     "number_assignments": _l("numbers shown to visitors"), "manager_group_members": _l("group memberships"),
-    "users": _l("users"),
+    "users": _l("users"), "enquiries": _l("enquiries"), "callback_requests": _l("callback requests"),
+    "deals": _l("deals"), "api_tokens": _l("API tokens"), "checklist_items": _l("checklist items"),
+    "call_comments": _l("call comments"), "call_scores": _l("call scores"), "call_handled": _l("handled marks"),
+    "ami_listener_status": _l("AMI listener status"), "audit_log": _l("audit log entries"),
 }
 
 
