@@ -828,7 +828,7 @@ class CallStateMachine:
             else None,
             hangup_cause=caller.cause if caller else None,
             hangup_cause_text=caller.cause_txt if caller else None,
-            hangup_side=str(group.hangup_side or HangupSide.PBX),
+            hangup_side=str(self._hangup_side(group)),
             recording_path=recording,
             # False: no MixMonitor started (nothing was recorded); None: we joined late, cannot tell
             recording_started=group.recording_started or bool(recording) or (None if group.adopted else False),
@@ -837,6 +837,14 @@ class CallStateMachine:
             dial_attempts=group.attempts, ringing_endpoint=None,
         )
         return record
+
+    @staticmethod
+    def _hangup_side(group: CallGroup) -> HangupSide:
+        """Who ended the call; in a callback the origin is the manager and the callee the customer."""
+        side = group.hangup_side or HangupSide.PBX
+        if group.originated and side in (HangupSide.CALLER, HangupSide.MANAGER):
+            return HangupSide.MANAGER if side == HangupSide.CALLER else HangupSide.CALLER
+        return side
 
     def _callback_manager(self, group: CallGroup) -> str | None:
         """A callback is answered by the manager whose phone it rang first (the origin)."""

@@ -236,7 +236,8 @@ def due_ids(session: Session, now: dt.datetime, limit: int = 20) -> list[int]:
 
 def _manager_views(session: Session, ids: Sequence[int]) -> dict[int, ManagerView]:
     views = {}
-    for m in session.scalars(select(Manager).where(Manager.id.in_(list(ids)), Manager.archived_at.is_(None))):
+    fresh = select(Manager).where(Manager.id.in_(list(ids)), Manager.archived_at.is_(None))
+    for m in session.scalars(fresh.execution_options(populate_existing=True)):  # holds change by the second
         views[m.id] = ManagerView(id=m.id, endpoint=m.endpoint, name=m.name, extension=m.extension,
                                   enabled=bool(m.enabled), paused=bool(m.paused), schedule=m.schedule or {},
                                   device_state=m.device_state or "UNKNOWN", reserved_until=m.reserved_until,
@@ -259,6 +260,11 @@ def choose_manager(session: Session, request: CallbackRequest, call_uid: str, no
     rule = rule_for(session, call_context(site, request.phone, visit))
     member_ids = list(rule.member_ids) if rule else []
     wanted = set(member_ids) | ({request.manager_id} if request.manager_id else set())
+    # a hold outliving its call (the AGI holds a manager for the ring timeout) keeps nobody busy:
+    # the missed call's own manager is free to call back as soon as that call ended
+    finished = select(Call.call_uid).where(Call.state == "finished")
+    session.execute(update(Manager).where(Manager.id.in_(sorted(wanted)), Manager.reserved_call_uid.in_(finished))
+                    .values(reserved_until=None, reserved_call_uid=None).execution_options(synchronize_session=False))
     views = _manager_views(session, sorted(wanted))
     ordered = rules.order_candidates(rule.strategy if rule else "least_recent",
                                      [views[i] for i in member_ids if i in views], rule.rr_cursor if rule else 0)

@@ -298,6 +298,7 @@ def test_manager_answers_then_visitor_answers_one_answered_recorded_call(session
         assert (call.state, call.outcome, call.missed_reason) == ("finished", "answered", None)
         assert (call.lead_channel, call.answered_by, call.manager_id) == ("callback", "PJSIP/101", m101)
         assert call.caller_number == VISITOR and call.closed_by == "events"
+        assert call.hangup_side == "caller"  # the visitor (the customer) hung up
         assert call.wait_seconds == pytest.approx(6, abs=0.01)  # manager 3 s + visitor 3 s
         assert call.talk_seconds == pytest.approx(5, abs=0.01)
         assert call.recording_path.endswith(f"{call.call_uid}.wav") and call.recording_state == "kept"

@@ -122,8 +122,10 @@ def test_missed_call_is_called_back_once_by_its_manager(session):
     assert cb.missed_calls_to_call_back(session, "pbx1", TUESDAY_NOON - dt.timedelta(hours=1)) == []
     assert cb.request_callback(session, site, missed.caller_number, "missed_call_callback", missed_call=missed,
                                now=TUESDAY_NOON).id == request.id
-    # 101 (the missed call's manager) comes first even though 102 was routed longer ago
+    # 101 (the missed call's manager) comes first even though 102 was routed longer ago, and the
+    # AGI's hold for the missed call (it outlives the call by the ring timeout) does not stop it
     m101.last_routed_at = TUESDAY_NOON
+    m101.reserved_until, m101.reserved_call_uid = TUESDAY_NOON + dt.timedelta(seconds=30), "missed-1"
     session.commit()
     assert cb.choose_manager(session, request, "uid-3", TUESDAY_NOON, 60).manager.id == m101.id
     assert session.scalar(select(Enquiry.channel).where(Enquiry.id == request.enquiry_id)) == "missed_call_callback"
