@@ -36,7 +36,14 @@ sys.path.insert(0, str(REPO))
 
 from astertrack.db.engine import make_engine, make_session_factory  # noqa: E402
 from astertrack.db.models import Base  # noqa: E402
-from astertrack.samples.factories import add_did_route, add_managers, add_site, add_static_source  # noqa: E402
+from astertrack.samples.factories import (  # noqa: E402
+    add_did_route,
+    add_group,
+    add_managers,
+    add_rule,
+    add_site,
+    add_static_source,
+)
 from astertrack.samples.processes import start_daemon, stop_process  # noqa: E402
 
 # flow name, call.py arguments, expected row ("@" in answered_by = the channel technology), and what
@@ -78,6 +85,19 @@ AGI_DOWN = ("AGI down -> dialplan fallback, nothing recorded",
             "--did 74950000101 --caller 79161234567 --hangup-after-answer 3",
             dict(outcome="answered", answered_by="@/101", talk=3, recording_path=None), None)
 TOLERANCE = 1.5  # against the flow's script (phones answer on a timer)
+# Callbacks (issue #22): astertrack-ami originates to a manager's phone, then [astertrack-callback]
+# dials the visitor.  The lab's stand-in for the visitor's phone is world's phone 105, reached through
+# the carrier trunk by a lab-only context (any number -> 105); PH105 = 2/5: it answers after 2 s and
+# hangs up after 5 s of talk.  (flow, how, expected row)
+VISITOR_PHONE = "2/5"
+CALLBACK_FLOWS = [
+    ("callback request: manager 101 answers, then the visitor", "request",
+     dict(outcome="answered", missed_reason=None, answered_by="@/101", wait=5, talk=5, side="caller",
+          lead_channel="callback", utm_campaign="lab-callback")),
+    ("missed call callback: 102 never answered the call, answers the callback, then the visitor", "missed",
+     dict(outcome="answered", missed_reason=None, answered_by="@/102", wait=5, talk=5, side="caller",
+          lead_channel="missed_call_callback")),
+]
 CDR_TOLERANCE = 1.0  # against Asterisk's own CDR of the call
 
 
@@ -100,6 +120,9 @@ def seed(url: str, tech: str) -> None:
         route("+74950000300", [101, 102], strategy="ring_all")
         route("+74950000200", [101, 102], strategy="queue", queue_name="sales")
         route("+74950000201", [101, 102], strategy="queue", queue_name="sales", ring_timeout=8)
+        # callbacks (no DID) match no DID rule: this site-wide rule rings 101, the last one tried
+        add_rule(s, "callbacks", add_group(s, "callback managers", [managers[101]]), site=site, priority=1000,
+                 strategy="least_recent", sticky=False)
         s.commit()
     engine.dispose()
 
@@ -184,6 +207,156 @@ def compare(row: dict | None, want: dict, tech: str, cdr: dict | None, count: in
             if got is None or abs(got - cdr[key]) > CDR_TOLERANCE:
                 problems.append(f"{key} {got} != CDR {cdr[key]:.2f}±{CDR_TOLERANCE}")
     return problems
+
+
+class AmiRecorder:
+    """Every byte of one AMI session (banner .. Goodbye), as the fixture recorder keeps it."""
+
+    def __init__(self, port: int, path: Path):
+        import socket
+        self.path = path
+        self.sock = socket.create_connection(("127.0.0.1", port), timeout=5)
+        self.data = bytearray()
+        self.sock.sendall(b"Action: Login\r\nActionID: capture-login\r\nUsername: calltrack\r\n"
+                          b"Secret: calltrack-secret\r\nEvents: on\r\n\r\n")
+        self.thread = threading.Thread(target=self._read, daemon=True)
+        self.thread.start()
+
+    def _read(self) -> None:
+        self.sock.settimeout(None)
+        while True:
+            try:
+                chunk = self.sock.recv(65536)
+            except OSError:
+                return
+            if not chunk:
+                return
+            self.data += chunk
+
+    def stop(self) -> None:
+        try:
+            self.sock.sendall(b"Action: Logoff\r\nActionID: capture-logoff\r\n\r\n")
+        except OSError:
+            pass
+        self.thread.join(5)
+        self.sock.close()
+        self.path.write_bytes(bytes(self.data))
+
+
+def request_callback(db: Path, campaign: str) -> int:
+    """A visitor's callback request, as the website's button would make it (with its visit)."""
+    import datetime as dt
+
+    from astertrack.db.models import Site, Source, VisitorSession
+    from astertrack.leads.callbacks import request_callback as request
+
+    engine = make_engine(f"sqlite:///{db}")
+    try:
+        with make_session_factory(engine)() as s:
+            site = s.query(Site).one()
+            visit = VisitorSession(site_id=site.id, source_id=s.query(Source).first().id, utm_source="lab",
+                                   utm_campaign=campaign, landing_page="https://lab.example/")
+            s.add(visit)
+            s.flush()
+            row = request(s, site, "+79161234567", visitor_session=visit, now=dt.datetime.now(dt.UTC))
+            s.commit()
+            return row.id
+    finally:
+        engine.dispose()
+
+
+def callback_row(db: Path, kind: str, timeout: float = 90.0) -> tuple[dict | None, dict | None]:
+    """The callback request of ``kind`` once it ended (connected or failed), and its last call."""
+    deadline = time.monotonic() + timeout
+    request = row = None
+    while time.monotonic() < deadline:
+        con = sqlite3.connect(db)
+        con.row_factory = sqlite3.Row
+        found = con.execute("SELECT * FROM callback_requests WHERE kind = ? ORDER BY id DESC LIMIT 1", (kind,)).fetchone()
+        request = dict(found) if found else None
+        if request and request["call_id"]:
+            found = con.execute("SELECT * FROM calls WHERE id = ?", (request["call_id"],)).fetchone()
+            row = dict(found) if found else None
+        con.close()
+        if request and request["state"] in ("connected", "failed") and row and row["state"] == "finished":
+            return request, row
+        time.sleep(0.5)
+    return request, row
+
+
+def run_callbacks(args, asterisk: list[str], world: list[str], db: Path, tech: str, ami_port: int,
+                  instance: str) -> list[dict]:
+    """The callback flows: a request from a visit, and a missed call called back by its manager."""
+    visitor = f"Dial,{tech}/105@trunk" if tech == "PJSIP" else "Dial,SIP/trunk/105"
+    for command in (f"dialplan add extension _X.,1,{visitor} into astertrack-lab-visitor replace",
+                    "dialplan set global ASTERTRACK_CALLBACK_TRUNK Local/",
+                    "dialplan set global ASTERTRACK_CALLBACK_SUFFIX @astertrack-lab-visitor"):
+        subprocess.run(asterisk + [command], check=True, capture_output=True)
+    results = []
+    for name, how, want in CALLBACK_FLOWS:
+        if args.only and args.only not in name:
+            continue
+        subprocess.run(asterisk + ["channel request hangup all"], capture_output=True)
+        slug = "callback_request" if how == "request" else "missed_call_callback"
+        record = args.record / f"{args.pbx}_{slug}.ami.txt" if args.record else None
+        recorder = AmiRecorder(ami_port, record) if record else None
+        problems: list[str] = []
+        missed = None
+        if how == "request":
+            for ext, mode in (("101", "3/0"), ("105", VISITOR_PHONE)):
+                subprocess.run(world + [f"dialplan set global PH{ext} {mode}"], check=True, capture_output=True)
+            request_callback(db, "lab-callback")
+            kind = "callback"
+        else:
+            # the missed call itself (the site does not call back yet, so 102 can be set to answer first)
+            seen = place(args.kit, args.lab, "--did 74950000102 --caller 79161234567 --hangup-after 5", args.pbx)
+            missed, _ = call_row(db, seen)
+            if not missed or missed["outcome"] != "missed":
+                problems.append(f"the inbound call was not missed: {missed and missed['outcome']}")
+            for ext, mode in (("102", "3/0"), ("105", VISITOR_PHONE)):
+                subprocess.run(world + [f"dialplan set global PH{ext} {mode}"], check=True, capture_output=True)
+            con = sqlite3.connect(db)
+            # the earlier flows' missed calls are taken as handled: only this one is called back
+            con.execute("INSERT INTO callback_requests (kind, phone, missed_call_id, state, attempts, max_attempts, "
+                        "created_at) SELECT 'missed_call_callback', coalesce(caller_number, ''), id, 'cancelled', 0, 0, "
+                        "CURRENT_TIMESTAMP FROM calls WHERE outcome IN ('missed', 'busy') AND id != ?",
+                        (missed["id"] if missed else -1,))
+            con.execute("UPDATE sites SET missed_call_callback = 1")
+            con.commit()
+            con.close()
+            kind = "missed_call_callback"
+        request, row = callback_row(db, kind)
+        time.sleep(2)  # the last Cdr events
+        if recorder:
+            recorder.stop()
+        if request is None:
+            problems.append("no callback request")
+        elif request["state"] != "connected":
+            problems.append(f"request {request['state']} ({request['last_result']}) after {request['attempts']} calls")
+        # Asterisk's CDR bills the manager's leg from the manager's answer (the visitor still ringing):
+        # its times are kept with the fixture, not compared; the row must match the flow's script
+        problems += [p for p in compare(row, want, tech, None, 1) if p != "no CDR line for the call"]
+        lines = cdr_lines(args.lab, instance, (row or {}).get("linkedid") or "")
+        if not lines:
+            problems.append("no CDR line for the call")
+        if row and row.get("recording_path") and not Path(row["recording_path"]).exists():
+            problems.append(f"no recording file {row['recording_path']}")
+        elif row and row.get("recording_path") and Path(row["recording_path"]).stat().st_size <= 44 + 16000:
+            problems.append(f"recording of {Path(row['recording_path']).stat().st_size} bytes: nothing bridged")
+        if missed and row and (row["source_id"], row["routed_manager_id"]) != (missed["source_id"],
+                                                                               missed["routed_manager_id"]):
+            problems.append("the callback lost the missed call's source or manager")
+        if args.record:
+            with (args.record / f"{args.pbx}_{slug}.cdr.csv").open("w", newline="") as f:
+                csv.writer(f, lineterminator="\n").writerows(lines)
+            truth = {"request": request, "call": row, "missed_call": missed}
+            (args.record / f"{args.pbx}_{slug}.call.json").write_text(json.dumps(truth, indent=1, default=str) + "\n")
+        results.append({"flow": name, "ok": not problems, "problems": problems,
+                        "row": {k: (row or {}).get(k) for k in ("outcome", "missed_reason", "answered_by", "wait_seconds",
+                                                               "talk_seconds", "lead_channel", "recording_path")}})
+        print(f"{'ok  ' if not problems else 'FAIL'} {name}: {results[-1]['row']}"
+              + (f"  <- {'; '.join(problems)}" if problems else ""), file=sys.stderr)
+    return results
 
 
 class ListenerControl:
@@ -276,6 +449,8 @@ metrics_port = 0
 cdr_file = {args.lab / instance / 'log' / 'cdr-custom' / 'astertrack.csv'}
 [recordings]
 dir = {args.lab / instance / 'spool' / 'monitor'}
+[callbacks]
+originate_timeout = 20
 """)
     conf.chmod(0o600)
     seed(f"sqlite:///{db}", tech)
@@ -337,6 +512,13 @@ dir = {args.lab / instance / 'spool' / 'monitor'}
                                                                     "closed_by")}})
             print(f"{'ok  ' if not problems else 'FAIL'} {name}: {results[-1]['row']}"
                   + (f"  <- {'; '.join(problems)}" if problems else ""), file=sys.stderr)
+        if not args.only or any(args.only in flow[0] for flow in CALLBACK_FLOWS):
+            if agi.poll() is not None:  # the AGI-down flow stopped it: the missed call needs routing
+                agi = start_daemon("astertrack-agi", conf, log=work / "agi.log")
+                time.sleep(2)
+            world = [str(args.prefix / "sbin" / "asterisk"), "-C", str(args.lab / "world" / "etc" / "asterisk.conf"),
+                     "-rx"]
+            results += run_callbacks(args, asterisk, world, db, tech, ami_port, instance)
     finally:
         stop_process(agi)
         stop_process(listener.proc)
