@@ -26,7 +26,7 @@ import ami_listener.listener as listener_module
 from ami_listener.listener import AmiListener
 from astertrack.config import load_config
 from astertrack.db.engine import make_engine, make_session_factory
-from astertrack.db.models import Call, CallbackRequest, Enquiry, Manager, RoutingRule
+from astertrack.db.models import Call, CallbackRequest, Enquiry, Lead, Manager, RoutingRule
 from astertrack.leads import callbacks as cb
 from astertrack.samples.factories import add_group, add_managers, add_rule, add_site
 from tests.ami.fake_ami import FakeAmiServer
@@ -190,7 +190,7 @@ def originates(server: FakeAmiServer) -> list[dict[str, str]]:
     return [a for a in server.actions if a.get("Action") == "Originate"]
 
 
-def run(db_url: str, answer: Callable[[dict[str, str]], bytes] | list, until: Callable[[Session, FakeAmiServer], bool],
+def run(db_url: str, answer: Callable[[dict[str, str]], bytes] | list | None, until: Callable[[Session, FakeAmiServer], bool],
         *, timeout: float = 20.0, during: Callable[[Session, FakeAmiServer], None] | None = None,
         **callbacks: object) -> FakeAmiServer:
     """The listener with a 0.2 s tick against a fake that answers each Originate with ``answer``
@@ -203,7 +203,7 @@ def run(db_url: str, answer: Callable[[dict[str, str]], bytes] | list, until: Ca
         return (answers.pop(0) if answers is not None else answer)(action)
 
     async def scenario() -> FakeAmiServer:
-        server = FakeAmiServer([], secret=SECRET, originate=respond)
+        server = FakeAmiServer([], secret=SECRET, originate=respond if answer is not None else None)
         port = await server.start()
         config = load_config(environ={}, overrides={
             "general": {"node": NODE}, "database": {"url": db_url},
@@ -304,6 +304,8 @@ def test_manager_answers_then_visitor_answers_one_answered_recorded_call(session
         assert call.recording_path.endswith(f"{call.call_uid}.wav") and call.recording_state == "kept"
         assert (request.attempts, request.last_result) == (1, "answered")
         assert session.scalar(select(Enquiry.channel).where(Enquiry.id == request.enquiry_id)) == "callback"
+        lead = session.get(Lead, request.lead_id)  # a connected callback: the lead is being worked on
+        assert (lead.status, lead.manager_id, lead.first_channel) == ("in_progress", m101, "callback")
         assert session.scalar(select(Manager.reserved_call_uid).where(Manager.id == m101)) is None  # hold released
         assert session.scalar(select(Call.id).where(Call.lead_channel == "call")) is None  # no stray inbound row
 
@@ -420,3 +422,19 @@ def test_a_missed_call_is_called_back_once_by_its_manager(session_factory, db_ur
         call = session.get(Call, request.call_id)
         assert (request.kind, request.missed_call_id) == ("missed_call_callback", missed.id)
         assert (call.lead_channel, call.outcome, call.utm_campaign) == ("missed_call_callback", "answered", "winter")
+
+
+def test_originate_refused_is_a_failed_attempt_retried_later(session_factory, db_url, shop):
+    """An AMI user without ``originate`` rights: Asterisk answers ``Response: Error`` (the fake
+    does for any action it does not know).  The attempt is a call that could not be connected."""
+    site_id, (m101, _) = shop
+    request_id = _request(session_factory, site_id)
+    server = run(db_url, None, lambda s, srv: _state(s, request_id).attempts == 1
+                 and _state(s, request_id).state == "scheduled")
+    assert len(originates(server)) == 1
+    with session_factory() as session:
+        request = _state(session, request_id)
+        call = session.get(Call, request.call_id)
+        assert (call.state, call.outcome, call.missed_reason) == ("finished", "missed", "failed")
+        assert request.last_result == "failed" and request.next_attempt_at > dt.datetime.now(dt.UTC)
+        assert session.scalar(select(Manager.reserved_call_uid).where(Manager.id == m101)) is None
