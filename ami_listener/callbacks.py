@@ -77,7 +77,9 @@ class CallbackWorker:
 
     async def run_once(self, now: float) -> None:
         try:
-            attempts = await asyncio.to_thread(self.prepare, dt.datetime.fromtimestamp(now, dt.UTC))
+            # while Asterisk is not followed nothing is dialled (an attempt would only burn a retry)
+            dial = self.connection.protocol is not None
+            attempts = await asyncio.to_thread(self.prepare, dt.datetime.fromtimestamp(now, dt.UTC), dial)
             for attempt in attempts:
                 await self.originate(attempt)
         except Exception:  # a bad round must not stop the listener; the next tick tries again
@@ -89,11 +91,13 @@ class CallbackWorker:
 
     # ------------------------------------------------------------------ database side
 
-    def prepare(self, now: dt.datetime) -> list[Attempt]:
+    def prepare(self, now: dt.datetime, dial: bool = True) -> list[Attempt]:
         with session_scope(self.factory) as session:
             begin_write(session)
             self._settle(session, now)
             self._missed_calls(session, now)
+            if not dial:
+                return []
             return [a for a in (self._start(session, rid, now) for rid in cb.due_ids(session, now)) if a]
 
     def _settle(self, session: Session, now: dt.datetime) -> None:
