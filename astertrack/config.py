@@ -326,6 +326,8 @@ def render_config(values: Mapping[str, Mapping[str, Any]], only_secrets: bool | 
                 continue
             if isinstance(value, bool):
                 value = "yes" if value else "no"
+            elif isinstance(value, (tuple, list)):  # a comma list ([callbacks] retry_minutes)
+                value = ", ".join(f"{v:g}" if isinstance(v, float) else str(v) for v in value)
             chosen.append(f"{key} = {value}")
         if chosen:
             lines.append(f"[{section}]")
