@@ -144,3 +144,13 @@ def test_a_due_request_is_claimed_by_one_node_only(session):
     session.refresh(row)  # the claim is one UPDATE statement: the loaded object does not know it
     assert (row.state, row.node) == ("dialing", "pbx1")
     assert cb.due_ids(session, TUESDAY_NOON) == []
+
+
+def test_callback_settings_come_from_the_config_and_bad_spacing_is_refused():
+    from astertrack.config import ConfigError, load_config
+    values = load_config(environ={"ASTERTRACK_CALLBACKS_RETRY_MINUTES": "1, 10", "ASTERTRACK_CALLBACKS_ATTEMPTS": "4"})
+    settings = cb.CallbackSettings.from_config(values.values)
+    assert (settings.attempts, settings.retry_minutes) == (4, (1.0, 10.0))
+    assert [settings.retry_delay(n) for n in (1, 2, 3)] == [dt.timedelta(minutes=m) for m in (1, 10, 10)]
+    with pytest.raises(ConfigError, match=r"\[callbacks\] retry_minutes"):
+        load_config(environ={"ASTERTRACK_CALLBACKS_RETRY_MINUTES": "soon"})
