@@ -22,11 +22,13 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
 
 from astertrack.db import config_revision
-from astertrack.db.models import Manager, ManagerGroup, RoutingRule, manager_group_members
+from astertrack.db.models import Manager
 from astertrack.routing import attribution as attr
-from astertrack.routing.rules import RuleView
+from astertrack.routing import rules
+from astertrack.routing.configuration import enabled_manager_ids, load_rules
+from astertrack.routing.rules import DEFAULT_RULE_NAME, RuleView
 
-DEFAULT_RULE_NAME = "default"
+__all__ = ["DEFAULT_RULE_NAME", "ManagerProfile", "Snapshot", "SnapshotCache", "load_rules", "load_snapshot"]
 
 
 @dataclass(frozen=True)
@@ -68,11 +70,7 @@ class Snapshot:
         return None
 
     def implicit_rule(self) -> RuleView | None:
-        """No rule matched: offer the call to every enabled manager, least recently routed first."""
-        if not self.enabled_manager_ids:
-            return None
-        return RuleView(id=0, name=DEFAULT_RULE_NAME, priority=1_000_000, strategy="least_recent",
-                        member_ids=self.enabled_manager_ids, sticky=True, sticky_days=30)
+        return rules.implicit_rule(self.enabled_manager_ids)
 
 
 # With a refresher the snapshot may go unchecked this many TTLs before a call checks it itself
@@ -136,36 +134,8 @@ class SnapshotCache:
         return True
 
 
-def _rule_view(rule, member_ids: tuple[int, ...], queue_name: str | None) -> RuleView:
-    return RuleView(
-        id=rule.id, name=rule.name, priority=rule.priority, site_id=rule.site_id, match=rule.match or {},
-        strategy=rule.strategy or "round_robin", member_ids=member_ids, queue_name=queue_name,
-        sticky=bool(rule.sticky), sticky_days=rule.sticky_days or 0, ring_timeout=rule.ring_timeout,
-        max_attempts=rule.max_attempts, schedule=rule.schedule or {},
-        after_hours_destination=rule.after_hours_destination, fallback_destination=rule.fallback_destination,
-        rr_cursor=rule.rr_cursor or 0,
-    )
-
-
-def load_rules(session: Session) -> list[RuleView]:
-    """Enabled, unarchived rules; an archived group has no members and no queue, an archived
-    manager is nobody's member."""
-    rules = session.execute(select(RoutingRule).where(RoutingRule.enabled.is_(True),
-                                                      RoutingRule.archived_at.is_(None))).scalars().all()
-    members: dict[int, list[int]] = {}
-    for gid, mid in session.execute(select(manager_group_members.c.group_id, manager_group_members.c.manager_id)
-                                    .join(Manager, Manager.id == manager_group_members.c.manager_id)
-                                    .where(Manager.archived_at.is_(None))):
-        members.setdefault(gid, []).append(mid)
-    queues = dict(session.execute(select(ManagerGroup.id, ManagerGroup.queue_name)
-                                  .where(ManagerGroup.archived_at.is_(None))).all())
-    return [_rule_view(r, tuple(sorted(members.get(r.group_id, ()))) if r.group_id in queues else (),
-                       queues.get(r.group_id)) for r in rules]
-
-
 def load_snapshot(session: Session) -> Snapshot:
-    enabled = tuple(sorted(session.execute(select(Manager.id).where(Manager.enabled.is_(True),
-                                                                    Manager.archived_at.is_(None))).scalars()))
+    enabled = enabled_manager_ids(session)
     # an archived manager has no profile: agi.store leaves a manager without one out of every call
     profiles = {
         row.id: ManagerProfile(endpoint=row.endpoint, name=row.name, extension=row.extension,

@@ -24,16 +24,14 @@ from astertrack.db.models import (
     CallbackRequest,
     Lead,
     Manager,
-    ManagerGroup,
-    RoutingRule,
     Site,
     VisitorSession,
-    manager_group_members,
 )
 from astertrack.leads.enquiries import record_enquiry
 from astertrack.leads.errors import LeadError
 from astertrack.phones import try_normalize
 from astertrack.routing import reservations, rules
+from astertrack.routing.configuration import enabled_manager_ids, load_rules
 from astertrack.routing.rules import CallContext, ManagerView, RuleView
 from astertrack.routing.schedule import DAYS, is_open, zone
 
@@ -106,40 +104,9 @@ def call_context(site: Site | None, phone: str | None, visit: VisitorSession | N
                        landing_page=visit.landing_page if visit else None)
 
 
-def load_rules(session: Session) -> list[RuleView]:
-    """The enabled rules with their groups' members, as the AGI's snapshot reads them."""
-    members: dict[int, list[int]] = {}
-    for gid, mid in session.execute(select(manager_group_members.c.group_id, manager_group_members.c.manager_id)
-                                    .join(Manager, Manager.id == manager_group_members.c.manager_id)
-                                    .where(Manager.archived_at.is_(None))):
-        members.setdefault(gid, []).append(mid)
-    queues = dict(session.execute(select(ManagerGroup.id, ManagerGroup.queue_name)
-                                  .where(ManagerGroup.archived_at.is_(None))).all())
-    views = []
-    for r in session.scalars(select(RoutingRule).where(RoutingRule.enabled.is_(True),
-                                                       RoutingRule.archived_at.is_(None))):
-        views.append(RuleView(
-            id=r.id, name=r.name, priority=r.priority, site_id=r.site_id, match=r.match or {},
-            strategy=r.strategy or "round_robin",
-            member_ids=tuple(sorted(members.get(r.group_id, ()))) if r.group_id in queues else (),
-            queue_name=queues.get(r.group_id), sticky=bool(r.sticky), sticky_days=r.sticky_days or 0,
-            ring_timeout=r.ring_timeout, max_attempts=r.max_attempts, schedule=r.schedule or {},
-            rr_cursor=r.rr_cursor or 0))
-    return views
-
-
-def implicit_rule(session: Session) -> RuleView | None:
-    """No rule matched: every enabled manager, least recently routed first (as the AGI does)."""
-    ids = tuple(sorted(session.scalars(select(Manager.id).where(Manager.enabled.is_(True),
-                                                                 Manager.archived_at.is_(None)))))
-    if not ids:
-        return None
-    return RuleView(id=0, name="default", priority=1_000_000, strategy="least_recent", member_ids=ids,
-                    sticky=True, sticky_days=30)
-
-
 def rule_for(session: Session, ctx: CallContext) -> RuleView | None:
-    return rules.select_rule(load_rules(session), ctx) or implicit_rule(session)
+    """The rule an inbound call with this context would take (the AGI reads the same configuration)."""
+    return rules.select_rule(load_rules(session), ctx) or rules.implicit_rule(enabled_manager_ids(session))
 
 
 def due_at(session: Session, site: Site | None, ctx: CallContext, now: dt.datetime) -> dt.datetime:

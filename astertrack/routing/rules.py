@@ -134,6 +134,17 @@ def _as_list(value: Any) -> list[Any]:
     return [value]
 
 
+DEFAULT_RULE_NAME = "default"
+
+
+def implicit_rule(enabled_manager_ids: tuple[int, ...]) -> RuleView | None:
+    """No rule matched: offer the call to every enabled manager, least recently routed first."""
+    if not enabled_manager_ids:
+        return None
+    return RuleView(id=0, name=DEFAULT_RULE_NAME, priority=1_000_000, strategy="least_recent",
+                    member_ids=enabled_manager_ids, sticky=True, sticky_days=30)
+
+
 def rule_matches(rule: RuleView, ctx: CallContext) -> bool:
     """Every key present in ``rule.match`` must hold for the call."""
     if rule.site_id is not None and rule.site_id != ctx.site_id:
