@@ -15,7 +15,7 @@ SITE_FORM = {"name": "Blog", "domains": "blog.example\nwww.blog.example", "displ
              "hold_cap_seconds": "3600", "unload_grace_seconds": "120", "overflow_policy": "reuse_oldest",
              "attribution_window_days": "14", "attribution_model": "last_touch", "target_call_seconds": "45",
              "crm_url_template": "https://crm.example/?q={phone}", "replace_numbers": "+7 495 100-00-00",
-             "default_number": "8 (495) 123-45-67"}
+             "default_number": "8 (495) 123-45-67", "lead_window_days": "14", "missed_call_callback": "y"}
 
 
 def test_create_site(client, auth, data, db):
@@ -27,6 +27,7 @@ def test_create_site(client, auth, data, db):
     assert site.default_number == "+74951234567" and site.replace_numbers == ["+74951000000"]
     assert (site.hold_seconds, site.attribution_model, site.timezone) == (900, "last_touch", "Asia/Yekaterinburg")
     assert site.lazy_allocation is False
+    assert (site.lead_window_days, site.missed_call_callback) == (14, True)
 
 
 def test_site_validation_errors_keep_input(client, auth, data, db):

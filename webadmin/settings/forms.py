@@ -269,6 +269,11 @@ class SiteForm(SettingsForm):
     crm_url_template = Text(_l("CRM link template"), parse=v.crm_template, length=500,
                             description=_l("Placeholders: {phone}, {phone_digits}, {call_id}, {call_uid}, "
                                            "{caller_name}, {did}"))
+    lead_window_days = WholeNumber(_l("Lead window, days"), [Required()], minimum=1, maximum=365, description=_l(
+        "A call, form or callback request from the same phone (or e-mail) within this many days of the lead's "
+        "last enquiry joins that lead"))
+    missed_call_callback = BooleanField(_l("Call back missed calls"), description=_l(
+        "astertrack calls the customer back through Asterisk: the manager's phone rings first, then the customer's"))
     calls_retention_days = WholeNumber(_l("Keep calls, days"), minimum=1)
     sessions_retention_days = WholeNumber(_l("Keep sessions, days"), minimum=1)
     recordings_retention_days = WholeNumber(_l("Keep recordings, days"), minimum=1)
