@@ -616,6 +616,28 @@ class CallbackRequest(Base):
     updated_at: Mapped[dt.datetime | None] = mapped_column()
 
 
+class OutboundCall(Base):
+    """A call a manager dialled from their own phone (not placed by astertrack): kept apart from
+    the inbound ``calls`` so it never counts as a customer's call, read by the missed-calls report
+    ("called back")."""
+
+    __tablename__ = "outbound_calls"
+    __table_args__ = (UniqueConstraint("node", "linkedid", name="uq_outbound_calls_node_linkedid"),
+                      Index("ix_outbound_calls_number_started", "number", "started_at"))
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    node: Mapped[str] = mapped_column(String(64))
+    linkedid: Mapped[str] = mapped_column(String(ASTERISK_ID))
+    manager_id: Mapped[int | None] = mapped_column(ForeignKey("managers.id", ondelete="SET NULL"))
+    endpoint: Mapped[str] = mapped_column(String(100))  # the manager's phone, e.g. PJSIP/101
+    number: Mapped[str | None] = mapped_column(String(E164))  # dialled, E.164; None when not a number
+    number_raw: Mapped[str | None] = mapped_column(String(80))  # as dialled
+    started_at: Mapped[dt.datetime] = mapped_column()
+    answered_at: Mapped[dt.datetime | None] = mapped_column()
+    ended_at: Mapped[dt.datetime | None] = mapped_column()
+    disposition: Mapped[str] = mapped_column(String(20))  # answered|noanswer|busy|chanunavail|...
+
+
 class Deal(Base):
     __tablename__ = "deals"
 

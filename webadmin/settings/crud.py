@@ -68,6 +68,7 @@ REFERRER_LABELS: dict[str, Any] = {
     "deals": _l("deals"), "api_tokens": _l("API tokens"), "checklist_items": _l("checklist items"),
     "call_comments": _l("call comments"), "call_scores": _l("call scores"), "call_handled": _l("handled marks"),
     "ami_listener_status": _l("AMI listener status"), "audit_log": _l("audit log entries"),
+    "outbound_calls": _l("outbound calls from their phone"),
 }
 
 
