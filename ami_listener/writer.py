@@ -24,9 +24,17 @@ from sqlalchemy import and_, case, func, insert, or_, select, update
 from sqlalchemy.exc import DBAPIError, OperationalError
 from sqlalchemy.orm import Session, sessionmaker
 
-from astertrack.callflow.state_machine import OP_DEVICE, OP_EVENT, OP_FINISH, OP_LIVE, OP_MERGE, endpoint_of
+from astertrack.callflow.state_machine import (
+    OP_DEVICE,
+    OP_EVENT,
+    OP_FINISH,
+    OP_LIVE,
+    OP_MERGE,
+    OP_OUTBOUND,
+    endpoint_of,
+)
 from astertrack.db.engine import begin_write, session_scope
-from astertrack.db.models import AmiGap, Call, CallEvent, Manager, new_uid
+from astertrack.db.models import AmiGap, Call, CallEvent, Manager, OutboundCall, new_uid
 from astertrack.ops import metrics
 from astertrack.phones import try_normalize
 
@@ -52,6 +60,16 @@ _FINISH_FIELDS = ("outcome", "missed_reason", "wait_seconds", "talk_seconds", "t
 
 def to_datetime(ts: float | None) -> dt.datetime | None:
     return None if ts is None else dt.datetime.fromtimestamp(ts, dt.UTC)
+
+
+def dialled_number(dial_string: str | None) -> str | None:
+    """The number in a Dial() string: ``79161234567@trunk`` (PJSIP), ``trunk/79161234567`` (chan_sip),
+    ``trunk/sip:79161234567@host``."""
+    if not dial_string:
+        return None
+    part = dial_string.rsplit("/", 1)[-1]
+    part = part.removeprefix("sip:").removeprefix("sips:").removeprefix("tel:")
+    return part.split("@", 1)[0] or None
 
 
 class CallWriter:
@@ -219,6 +237,8 @@ class CallWriter:
                     self._merge(session, op[1], op[2], rows)
                 elif kind == OP_DEVICE:
                     devices[op[1]] = (op[2], op[3])
+                elif kind == OP_OUTBOUND:
+                    self._outbound(session, op[2])
                 elif kind == OP_GAP:
                     session.add(AmiGap(node=self.node, started_at=op[1], ended_at=op[2], reason=op[3][:200]))
                     session.flush()
@@ -397,6 +417,35 @@ class CallWriter:
                 values[name] = func.coalesce(getattr(Call, name), values[name])
         session.connection().execute(update(CALLS).where(Call.id == call_id).values(**values))
         self.row_ids.pop(rec["key"], None)
+
+    def _outbound(self, session: Session, rec: dict) -> None:
+        """A manager dialled out from their own phone: one ``outbound_calls`` row (the missed-calls
+        report counts it as calling back).  Another phone's call, or one manager ringing another, is
+        not one; a replay of the same call adds nothing."""
+        manager_id = self.manager_id(session, rec["endpoint"], by_extension=False)
+        if manager_id is None or any(self.manager_id(session, e, by_extension=False) is not None
+                                     for e in rec.get("callee_endpoints", ())):
+            return
+        key = rec["key"][:150]
+        if session.scalar(select(OutboundCall.id).where(OutboundCall.node == self.node,
+                                                        OutboundCall.linkedid == key)) is not None:
+            return
+        raw = None
+        for candidate in (rec.get("exten"), dialled_number(rec.get("dial_string"))):
+            if candidate and candidate != "s":
+                raw = raw or candidate
+                number = try_normalize(candidate, self.region)
+                if number:
+                    raw = candidate
+                    break
+        else:
+            number = None
+        session.add(OutboundCall(node=self.node, linkedid=key, manager_id=manager_id, endpoint=rec["endpoint"][:100],
+                                 number=number, number_raw=raw[:80] if raw else None,
+                                 started_at=to_datetime(rec["started_at"]),
+                                 answered_at=to_datetime(rec.get("answered_at")),
+                                 ended_at=to_datetime(rec.get("ended_at")), disposition=rec["disposition"][:20]))
+        session.flush()
 
     def _merge(self, session: Session, absorbed: str, survivor: str, rows: list[dict]) -> None:
         """Two calls turned out to be one (linkedid re-stamped by a transfer or pickup)."""

@@ -46,6 +46,7 @@ OP_LIVE = "live"  # (OP_LIVE, key, snapshot): call in progress changed (state, r
 OP_FINISH = "finish"  # (OP_FINISH, key, record): the call is over
 OP_MERGE = "merge"  # (OP_MERGE, absorbed_key, survivor_key)
 OP_DEVICE = "device"  # (OP_DEVICE, device, state, timestamp)
+OP_OUTBOUND = "outbound"  # (OP_OUTBOUND, key, record): a phone's own call out, not an astertrack call
 
 _EXTENSION_STATES = {
     "Idle": "NOT_INUSE", "InUse": "INUSE", "Busy": "BUSY", "Unavailable": "UNAVAILABLE",
@@ -147,6 +148,7 @@ class CallGroup:
     # visitor is the callee its dialplan dials (OriginateResponse for the origin, or CT_CALLBACK_ID)
     originated: bool = False
     originate_reason: str | None = None
+    dial_string: str | None = None  # the caller side's first DialBegin DialString (a phone's own call out)
 
     def is_caller_side(self, uniqueid: str) -> bool:
         return uniqueid == self.key or uniqueid == self.partner
@@ -353,6 +355,7 @@ class CallStateMachine:
         survivor.recording_started = survivor.recording_started or absorbed.recording_started
         survivor.originated = survivor.originated or absorbed.originated
         survivor.originate_reason = survivor.originate_reason or absorbed.originate_reason
+        survivor.dial_string = survivor.dial_string or absorbed.dial_string
         survivor.last_ts = max(survivor.last_ts, absorbed.last_ts)
         if absorbed.tracked and not survivor.tracked:
             survivor.tracked = True
@@ -564,6 +567,8 @@ class CallStateMachine:
         if dest_ch is None:
             dest_ch = self._add_channel(group, dest, msg.get("DestChannel", ""), ts)
         group.legs.setdefault(dest, [])
+        if group.dial_string is None and isinstance(msg.get("DialString"), str):
+            group.dial_string = msg["DialString"]
         group.ringing[dest] = endpoint_of(dest_ch.name or msg.get("DestChannel", ""))
         group.attempts += 1
         group.progressed = True
@@ -785,9 +790,32 @@ class CallStateMachine:
         if group.connected_since is not None:
             group.talk += max(0.0, ts - group.connected_since)
             group.connected_since = None
+        outbound = self.outbound_record(group)
+        if outbound is not None:
+            self.out.append((OP_OUTBOUND, group.key, outbound))
         if not group.tracked:
             return
         self.out.append((OP_FINISH, group.key, self.record(group)))
+
+    def outbound_record(self, group: CallGroup) -> dict | None:
+        """A call a phone placed itself and dialled out from (a manager calling a customer from the
+        desk phone), or None.  Not one astertrack knows: no call id from the AGI, not an originated
+        callback, not adopted mid-way.  The writer keeps it only when the phone is a manager's."""
+        origin = group.channels.get(group.key)
+        if (origin is None or origin.is_local or not origin.inbound or not group.legs or group.call_uid
+                or group.facts.get(dv.CALL_ID) or group.originated or group.adopted):
+            return None
+        statuses = [s for leg in group.legs.values() for s in leg if s]
+        disposition = "answered" if group.answered_at is not None else (statuses[-1].lower() if statuses else "failed")
+        callees = sorted({endpoint_of(ch.name) for uid, ch in group.channels.items()
+                          if not group.is_caller_side(uid) and not ch.is_local and ch.name})
+        return {
+            "key": group.key, "linkedids": sorted(group.linkedids), "endpoint": endpoint_of(origin.name),
+            "exten": origin.exten or None, "dial_string": group.dial_string, "callee_endpoints": callees,
+            "started_at": group.started, "answered_at": group.answered_at,
+            "ended_at": max((ch.hangup_at or ch.created) for ch in group.channels.values()),
+            "disposition": disposition[:20],
+        }
 
     def record(self, group: CallGroup) -> dict:
         """The finished-call record: everything the writer stores about one call."""
@@ -890,4 +918,4 @@ def _clean_callerid(value: Any) -> str:
 
 
 __all__ = ["CallStateMachine", "MissedReason", "Outcome", "endpoint_of", "GONE_EVENT",
-           "OP_EVENT", "OP_LIVE", "OP_FINISH", "OP_MERGE", "OP_DEVICE"]
+           "OP_EVENT", "OP_LIVE", "OP_FINISH", "OP_MERGE", "OP_DEVICE", "OP_OUTBOUND"]
