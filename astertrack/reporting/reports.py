@@ -25,6 +25,7 @@ from astertrack.db.models import (
     Enquiry,
     Lead,
     Manager,
+    OutboundCall,
     Site,
     Source,
     VisitorSession,
@@ -463,8 +464,12 @@ def missed_select(f: ReportFilter) -> Select:
            .where(CallbackRequest.missed_call_id == Call.id, CallbackRequest.state == "connected",
                   cb_call.started_at > Call.started_at)
            .correlate(Call).scalar_subquery())
-    callback = case((own.is_(None), callback), (callback.is_(None), own),
-                    (own < callback, own), else_=callback)
+    # a manager dialling the number from their own phone, answered (seen by the AMI listener)
+    dialled = (select(func.min(OutboundCall.started_at))
+               .where(OutboundCall.number == Call.caller_number, OutboundCall.started_at > Call.started_at,
+                      OutboundCall.answered_at.is_not(None))
+               .correlate(Call).scalar_subquery())
+    callback = _earliest(_earliest(callback, own), dialled)
     return (select(Call.id, Call.started_at, Call.caller_number, Call.caller_name, Call.missed_reason,
                    Call.wait_seconds, Source.name.label("source"), Manager.name.label("manager"),
                    callback.label("callback_at"), *review_columns())
@@ -474,6 +479,11 @@ def missed_select(f: ReportFilter) -> Select:
             .where(*f.call_conditions(), Call.outcome.in_(MISSED_OUTCOMES),
                    Call.lead_channel == "call")  # a callback astertrack placed is no missed customer
             .order_by(Call.started_at.desc(), Call.id.desc()))
+
+
+def _earliest(a: Any, b: Any) -> Any:
+    """The earlier of two nullable times, in SQL (LEAST ignores NULLs on PostgreSQL only)."""
+    return case((a.is_(None), b), (b.is_(None), a), (a < b, a), else_=b)
 
 
 def _aware(value: Any) -> dt.datetime | None:
