@@ -10,7 +10,7 @@ from astertrack.samples.demo import DEMO_ADMIN, load_demo
 
 
 def test_a_demo_call_card_plays_its_recording(client, auth, db, recordings_dir):
-    load_demo(db, days=1, calls_per_day=12, recordings_dir=recordings_dir)
+    load_demo(db, days=2, calls_per_day=40, recordings_dir=recordings_dir)  # enough calls for a missed one
     assert auth.login(*DEMO_ADMIN).status_code == 302
     answered = db.scalars(select(Call).where(Call.outcome == "answered")).first()
     missed = db.scalars(select(Call).where(Call.outcome != "answered")).first()
