@@ -121,10 +121,23 @@ class ReportFilter:
             conds.append(Call.lead_channel == self.lead_channel)
         return conds
 
+    def reviewed_calls(self) -> Select | None:
+        """The ids of the calls the review filters (tag, handled) keep; None without them.  A report
+        narrowed to tagged or handled calls counts only the leads such a call made."""
+        conds: list[Any] = []
+        if self.tag:
+            conds.append(tag_condition(self.tag))
+        if self.handled is not None:
+            conds.append(handled_condition(self.handled))
+        return select(Call.id).where(*conds) if conds else None
+
     def lead_conditions(self) -> list[Any]:
-        """Leads counted in the period: first enquiry in it, not merged into another (the review
-        filters, tag and handled, are about calls and do not narrow leads)."""
+        """Leads counted in the period: first enquiry in it, not merged into another; with a review
+        filter, only leads one of the kept calls made."""
         conds: list[Any] = [Lead.created_at >= self.start, Lead.created_at < self.end, Lead.merged_into_id.is_(None)]
+        reviewed = self.reviewed_calls()
+        if reviewed is not None:
+            conds.append(Lead.id.in_(select(Enquiry.lead_id).where(Enquiry.call_id.in_(reviewed))))
         if self.site_id is not None:
             conds.append(Lead.site_id == self.site_id)
         if self.source_id is not None:
@@ -136,8 +149,11 @@ class ReportFilter:
         return conds
 
     def enquiry_conditions(self) -> list[Any]:
-        """Enquiries made in the period (for unique leads)."""
+        """Enquiries made in the period (for unique leads); with a review filter, the kept calls' only."""
         conds: list[Any] = [Enquiry.at >= self.start, Enquiry.at < self.end]
+        reviewed = self.reviewed_calls()
+        if reviewed is not None:
+            conds.append(Enquiry.call_id.in_(reviewed))
         if self.site_id is not None:
             conds.append(Enquiry.site_id == self.site_id)
         if self.source_id is not None:
@@ -288,6 +304,9 @@ def _aliased_conditions(f: ReportFilter, enquiry) -> list[Any]:
                           (f.lead_channel or None, enquiry.channel)):
         if value is not None:
             conds.append(column == value)
+    reviewed = f.reviewed_calls()
+    if reviewed is not None:
+        conds.append(enquiry.call_id.in_(reviewed))
     return conds
 
 

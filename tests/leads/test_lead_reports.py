@@ -83,3 +83,26 @@ def test_missed_call_called_back_by_astertrack(session):
     [row] = result["rows"]
     assert row["id"] == missed.id and row["callback_seconds"] == 240
     assert result["called_back"] == 1
+
+
+def test_a_tag_filter_counts_only_the_leads_a_tagged_call_made(session):
+    """The review filters are about calls: narrowed to tagged calls, the report's leads are the
+    leads those calls made, and a lead that only a form made leaves the rows."""
+    import dataclasses
+
+    from astertrack.review.actions import add_tag
+
+    site = add_site(session)
+    ads, seo = add_static_source(session, site, "Ads"), add_static_source(session, site, "SEO")
+    tagged = _call(session, site, T0, "+79160000011", ads)
+    record_enquiry(session, site, "call", at=T0, call=tagged)
+    record_enquiry(session, site, "call", at=T0, call=_call(session, site, T0, "+79160000012", ads))
+    record_enquiry(session, site, "form", at=T0, email="form-only@example.com", source_id=seo.id)
+    add_tag(session, tagged, "price question")
+    session.commit()
+
+    everything = {r["label"]: r["leads"] for r in reports.calls_by(session, PERIOD, "source")["rows"]}
+    assert everything == {"Ads": 2, "SEO": 1}
+    narrowed = reports.calls_by(session, dataclasses.replace(PERIOD, tag="price question"), "source")
+    assert {r["label"]: (r["total"], r["leads"], r["unique_leads"]) for r in narrowed["rows"]} == {"Ads": (1, 1, 1)}
+    assert (narrowed["totals"]["leads"], narrowed["totals"]["unique_leads"]) == (1, 1)

@@ -85,3 +85,23 @@ class AuthActions:
 @pytest.fixture
 def auth(client):
     return AuthActions(client)
+
+
+@pytest.fixture
+def live(app, data):
+    """The seeded admin behind a real threaded HTTP server (browser tests); yields its base URL."""
+    from tests.webadmin.browser import ServerThread
+
+    app.config["SSE_MAX_SECONDS"] = 20
+    with ServerThread(app) as server:
+        yield f"http://127.0.0.1:{server.port}"
+
+
+@pytest.fixture
+def page(browser):
+    """A Chromium page in a fresh context; ``page.errors`` lists its script and console errors."""
+    from tests.webadmin.browser import open_page
+
+    context, page = open_page(browser)
+    yield page
+    context.close()

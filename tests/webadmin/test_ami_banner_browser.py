@@ -13,28 +13,12 @@ import pytest
 from astertrack.callflow import listener_status as ls
 from astertrack.db.models import AmiListenerStatus, Call, User
 from astertrack.db.types import utcnow
-from tests.webadmin.test_browser import ServerThread, login
+from tests.webadmin.browser import login
 
 pytestmark = pytest.mark.browser
 BANNER = "#ami-banner"
 
 
-@pytest.fixture
-def live(app, data):
-    app.config["AMI_STATUS_CACHE_SECONDS"] = 0
-    with ServerThread(app) as server:
-        yield f"http://127.0.0.1:{server.port}"
-
-
-@pytest.fixture
-def page(browser):
-    context = browser.new_context(viewport={"width": 1360, "height": 900}, locale="en-US")
-    page = context.new_page()
-    page.errors = []
-    page.on("console", lambda msg: page.errors.append(msg.text) if msg.type == "error" else None)
-    page.on("pageerror", lambda exc: page.errors.append(str(exc)))
-    yield page
-    context.close()
 
 
 def set_status(db, state: str, since: dt.datetime) -> None:

@@ -6,35 +6,11 @@ from __future__ import annotations
 
 import pytest
 
-from tests.webadmin.seed import PASSWORD
-from tests.webadmin.test_browser import ServerThread
+from tests.webadmin.browser import login
 
 pytestmark = pytest.mark.browser
 
 
-@pytest.fixture
-def live(app, data):
-    with ServerThread(app) as server:
-        yield f"http://127.0.0.1:{server.port}"
-
-
-@pytest.fixture
-def page(browser):
-    context = browser.new_context(viewport={"width": 1360, "height": 900}, locale="en-US")
-    page = context.new_page()
-    page.errors = []
-    page.on("pageerror", lambda exc: page.errors.append(str(exc)))
-    yield page
-    context.close()
-
-
-def _login(page, base: str) -> None:
-    page.goto(f"{base}/auth/login")
-    page.fill("#login", "admin")
-    page.fill("#password", PASSWORD)
-    page.click("#login-button")
-    page.wait_for_load_state()
-    assert "/auth/login" not in page.url
 
 
 def _row(page, name: str):
@@ -42,7 +18,7 @@ def _row(page, name: str):
 
 
 def test_archive_asks_then_moves_the_source_to_the_archive_and_restore_brings_it_back(page, live, data):
-    _login(page, live)
+    login(page, live)
     page.goto(f"{live}/settings/sources/")
     row = _row(page, "Yandex Direct")
     assert row.count() == 1
@@ -77,7 +53,7 @@ def test_archive_asks_then_moves_the_source_to_the_archive_and_restore_brings_it
 
 
 def test_the_settings_history_shows_the_archive_in_english_and_russian(page, live, data):
-    _login(page, live)
+    login(page, live)
     page.goto(f"{live}/settings/sources/")
     page.once("dialog", lambda dialog: dialog.accept())
     with page.expect_navigation():

@@ -4,16 +4,15 @@ threaded HTTP server on loopback.  They also save screenshots of the main pages 
 from __future__ import annotations
 
 import os
-import threading
 import time
 from pathlib import Path
 
 import pytest
-from werkzeug.serving import make_server
 
 from astertrack.db.models import Call, Site, User
 from astertrack.db.types import utcnow
-from tests.webadmin.seed import PASSWORD, XSS
+from tests.webadmin.browser import ServerThread, login
+from tests.webadmin.seed import XSS
 
 pytestmark = pytest.mark.browser
 
@@ -23,51 +22,12 @@ _REPO = Path(__file__).resolve().parents[2]
 SCREENSHOTS = _REPO / ("docs" if os.environ.get("ASTERTRACK_UPDATE_SCREENSHOTS") else "artifacts") / "screenshots"
 
 
-class ServerThread:
-    """A werkzeug server in a thread: the same WSGI stack as production, minus gunicorn."""
-
-    def __init__(self, app, host: str = "127.0.0.1"):
-        self.server = make_server(host, 0, app, threaded=True)
-        self.port = self.server.server_port
-        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
-
-    def __enter__(self):
-        self.thread.start()
-        return self
-
-    def __exit__(self, *exc):
-        self.server.shutdown()
-        self.thread.join(5)
-
-
-
 @pytest.fixture
-def live(app, data):
-    app.config["SSE_MAX_SECONDS"] = 20
-    with ServerThread(app) as server:
-        yield f"http://127.0.0.1:{server.port}"
-
-
-@pytest.fixture
-def page(browser):
-    context = browser.new_context(viewport={"width": 1360, "height": 900}, locale="en-US")
-    page = context.new_page()
+def page(page):
+    """The shared page, with alerts and confirmations recorded and dismissed."""
     page.dialogs = []
-    page.errors = []
     page.on("dialog", lambda dialog: (page.dialogs.append(dialog.message), dialog.dismiss()))
-    page.on("console", lambda msg: page.errors.append(msg.text) if msg.type == "error" else None)
-    page.on("pageerror", lambda exc: page.errors.append(str(exc)))
-    yield page
-    context.close()
-
-
-def login(page, base: str, user: str = "admin") -> None:
-    page.goto(f"{base}/auth/login")
-    page.fill("#login", user)
-    page.fill("#password", PASSWORD)
-    page.click("#login-button")
-    page.wait_for_load_state()
-    assert "/auth/login" not in page.url
+    return page
 
 
 def shot(page, name: str, request) -> None:

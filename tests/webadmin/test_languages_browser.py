@@ -35,8 +35,8 @@ from astertrack.db.types import utcnow
 from astertrack.dni import allocation, sources
 from astertrack.routing import attribution, rules
 from astertrack.samples.factories import add_group, add_managers, add_rule
+from tests.webadmin.browser import ServerThread
 from tests.webadmin.seed import PASSWORD
-from tests.webadmin.test_browser import ServerThread
 from webadmin import security
 
 pytestmark = pytest.mark.browser

@@ -7,8 +7,8 @@ import pytest
 from sqlalchemy import select
 
 from astertrack.db.models import Deal, Lead
+from tests.webadmin.browser import login
 from tests.webadmin.leads_data import make_leads
-from tests.webadmin.test_browser import ServerThread, login
 
 pytestmark = pytest.mark.browser
 
@@ -18,20 +18,6 @@ def leads(db, data):
     return make_leads(db, data)
 
 
-@pytest.fixture
-def live(app, leads):
-    with ServerThread(app) as server:
-        yield f"http://127.0.0.1:{server.port}"
-
-
-@pytest.fixture
-def page(browser):
-    context = browser.new_context(viewport={"width": 1360, "height": 900}, locale="en-US")
-    page = context.new_page()
-    page.errors = []  # script errors (the refused form's 400 is expected, so console noise is not)
-    page.on("pageerror", lambda exc: page.errors.append(str(exc)))
-    yield page
-    context.close()
 
 
 def test_the_lead_card_changes_state_and_amount_and_lists_the_enquiries(page, live, db, data, leads):

@@ -9,27 +9,11 @@ from zoneinfo import ZoneInfo
 import pytest
 
 from astertrack.db.models import Call, ChecklistItem
-from tests.webadmin.test_browser import ServerThread, login
+from tests.webadmin.browser import login
 
 pytestmark = pytest.mark.browser
 
 
-@pytest.fixture
-def live(app, data):
-    app.config["SSE_MAX_SECONDS"] = 20
-    with ServerThread(app) as server:
-        yield f"http://127.0.0.1:{server.port}"
-
-
-@pytest.fixture
-def page(browser):
-    context = browser.new_context(viewport={"width": 1360, "height": 900}, locale="en-US")
-    page = context.new_page()
-    page.errors = []
-    page.on("console", lambda msg: page.errors.append(msg.text) if msg.type == "error" else None)
-    page.on("pageerror", lambda exc: page.errors.append(str(exc)))
-    yield page
-    context.close()
 
 
 def test_supervisor_reviews_calls_on_the_card(page, live, data, db):

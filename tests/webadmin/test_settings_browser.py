@@ -15,36 +15,12 @@ import pytest
 from astertrack.db.models import RoutingRule, Site, Source, TrackingNumber
 from astertrack.dni import sources
 from astertrack.routing import rules, schedule
-from tests.webadmin.seed import PASSWORD
-from tests.webadmin.test_browser import ServerThread
+from tests.webadmin.browser import login
 
 pytestmark = pytest.mark.browser
 ARTIFACTS = Path(__file__).resolve().parents[2] / "artifacts" / "screenshots"
 
 
-@pytest.fixture
-def live(app, data):
-    with ServerThread(app) as server:
-        yield f"http://127.0.0.1:{server.port}"
-
-
-@pytest.fixture
-def page(browser):
-    context = browser.new_context(viewport={"width": 1360, "height": 900}, locale="en-US")
-    page = context.new_page()
-    page.errors = []
-    page.on("console", lambda msg: page.errors.append(msg.text) if msg.type == "error" else None)
-    page.on("pageerror", lambda exc: page.errors.append(str(exc)))
-    yield page
-    context.close()
-
-
-def login(page, base: str) -> None:
-    page.goto(f"{base}/auth/login")
-    page.fill("#login", "admin")
-    page.fill("#password", PASSWORD)
-    page.click("#login-button")
-    page.wait_for_load_state()
 
 
 def save(page) -> None:
