@@ -511,3 +511,95 @@ def webhooks_run(ctx: Context, interval: float, max_attempts: int) -> None:
         if not counts["claimed"]:
             stop.wait(interval)
     click.echo("webhook worker stopped", err=True)
+
+
+@webhooks.command("add")
+@click.argument("url")
+@click.option("--event", "events", multiple=True, required=True,
+              help="call.finished or call.missed; repeat for several")
+@pass_ctx
+def webhooks_add(ctx: Context, url: str, events: tuple[str, ...]) -> None:
+    """Subscribe URL to events; prints the signing secret, the only time it is shown."""
+    from astertrack.db.engine import begin_write, session_scope
+    from astertrack.integrations import subscriptions
+
+    with session_scope(ctx.session_factory) as session:
+        begin_write(session)
+        try:
+            row, secret = subscriptions.create(session, url, events)
+        except subscriptions.SubscriptionError as exc:
+            raise click.ClickException(str(exc)) from exc
+        subscription_id, chosen = row.id, ", ".join(row.events)
+    click.echo(f"subscription {subscription_id}: {url.strip()} ({chosen})")
+    click.echo(f"secret (shown only now; verify X-Astertrack-Signature-V2 with it): {secret}")
+
+
+@webhooks.command("list")
+@pass_ctx
+def webhooks_list(ctx: Context) -> None:
+    """Subscriptions with their state and last delivery (never their secrets)."""
+    from astertrack.db.engine import session_scope
+    from astertrack.integrations import subscriptions
+
+    with session_scope(ctx.session_factory) as session:
+        rows = subscriptions.listing(session)
+    for row in rows:
+        last = f"{row.last_delivery}{f' HTTP {row.last_code}' if row.last_code else ''}" if row.last_delivery else "-"
+        click.echo(f"{row.id}\t{row.state}\t{','.join(row.events)}\t{row.url}\tlast: {last}")
+    if not rows:
+        click.echo("no subscriptions", err=True)
+
+
+def _set_webhook_enabled(ctx: Context, subscription_id: int, enabled: bool) -> None:
+    from astertrack.db.engine import begin_write, session_scope
+    from astertrack.db.models import WebhookSubscription
+    from astertrack.integrations import subscriptions
+
+    with session_scope(ctx.session_factory) as session:
+        begin_write(session)
+        row = session.get(WebhookSubscription, subscription_id)
+        if row is None:
+            raise click.ClickException(f"no subscription {subscription_id}")
+        if row.archived_at is not None:
+            raise click.ClickException(f"subscription {subscription_id} is archived")
+        changed = subscriptions.set_enabled(row, enabled)
+    state = "resumed" if enabled else "paused"
+    click.echo(f"subscription {subscription_id} {state}" if changed else f"subscription {subscription_id} already {state}")
+
+
+@webhooks.command("pause")
+@click.argument("subscription_id", type=int)
+@pass_ctx
+def webhooks_pause(ctx: Context, subscription_id: int) -> None:
+    """Stop delivering to a subscription (its queue waits)."""
+    _set_webhook_enabled(ctx, subscription_id, False)
+
+
+@webhooks.command("resume")
+@click.argument("subscription_id", type=int)
+@pass_ctx
+def webhooks_resume(ctx: Context, subscription_id: int) -> None:
+    """Deliver to a paused subscription again, its waiting queue included."""
+    _set_webhook_enabled(ctx, subscription_id, True)
+
+
+@webhooks.command("resend")
+@click.argument("delivery_id", type=int)
+@pass_ctx
+def webhooks_resend(ctx: Context, delivery_id: int) -> None:
+    """Make one delivery (an outbox row) due now again, even a delivered or dead one."""
+    from astertrack.db.engine import begin_write, session_scope
+    from astertrack.db.models import WebhookOutbox
+    from astertrack.db.types import utcnow
+    from astertrack.integrations import subscriptions
+
+    with session_scope(ctx.session_factory) as session:
+        begin_write(session)
+        row = session.get(WebhookOutbox, delivery_id)
+        if row is None:
+            raise click.ClickException(f"no delivery {delivery_id}")
+        try:
+            subscriptions.resend(session, row, utcnow())
+        except subscriptions.SubscriptionError as exc:
+            raise click.ClickException(str(exc)) from exc
+    click.echo(f"delivery {delivery_id} is due now; the worker sends it on its next pass")

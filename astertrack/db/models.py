@@ -754,6 +754,7 @@ class WebhookSubscription(Base):
     events: Mapped[list[Any]] = mapped_column(default=list)  # ["call.finished", "call.missed"]
     secret: Mapped[str] = mapped_column(String(64), default=new_uid)
     enabled: Mapped[bool] = mapped_column(default=True)
+    archived_at: Mapped[dt.datetime | None] = mapped_column()  # kept for its delivery log, never delivered to
 
 
 class WebhookOutbox(Base):
@@ -773,6 +774,9 @@ class WebhookOutbox(Base):
     next_attempt_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
     delivered_at: Mapped[dt.datetime | None] = mapped_column()
     last_error: Mapped[str | None] = mapped_column(Text)
+    response_code: Mapped[int | None] = mapped_column()  # the receiver's HTTP status of the last attempt
+    response_excerpt: Mapped[str | None] = mapped_column(Text)  # the start of its answer, for the delivery log
+    dead_at: Mapped[dt.datetime | None] = mapped_column()  # dead letter: gave up after the last attempt
 
 
 class Transcript(Base):

@@ -37,6 +37,7 @@ from astertrack.db.models import Call, Manager, Source, WebhookOutbox, WebhookSu
 
 EVENT_FINISHED = "call.finished"
 EVENT_MISSED = "call.missed"
+EVENTS = (EVENT_FINISHED, EVENT_MISSED)  # what a subscription can ask for
 MISSED_OUTCOMES = ("missed", "busy")
 LOOKBACK = dt.timedelta(hours=24)  # calls older than this are never announced (e.g. a new subscription)
 BASE_BACKOFF_SECONDS = 30
@@ -45,10 +46,11 @@ CLAIM_LEASE = dt.timedelta(minutes=5)  # a crashed worker's claimed rows come ba
 GAVE_UP_DELAY = dt.timedelta(days=36500)
 TIMEOUT_SECONDS = 5
 ERROR_LIMIT = 500
+EXCERPT_LIMIT = 300  # the start of the receiver's answer kept for the delivery log
 USER_AGENT = "astertrack-webhooks/1"
 
-# post(url, body, headers, timeout) -> HTTP status; raises on network errors.
-Poster = Callable[[str, bytes, dict[str, str], float], int]
+# post(url, body, headers, timeout) -> HTTP status, or (status, start of the answer); raises on network errors.
+Poster = Callable[[str, bytes, dict[str, str], float], int | tuple[int, bytes]]
 
 
 def _iso(value: dt.datetime | None) -> str | None:
@@ -92,7 +94,8 @@ def enqueue_finished_calls(session: Session, now: dt.datetime, batch: int = 500)
     The caller commits.  Each (subscription, event) pass takes at most ``batch`` calls, so a
     backlog drains over several passes instead of one huge transaction.
     """
-    subscriptions = session.scalars(select(WebhookSubscription).where(WebhookSubscription.enabled.is_(True))).all()
+    subscriptions = session.scalars(select(WebhookSubscription).where(
+        WebhookSubscription.enabled.is_(True), WebhookSubscription.archived_at.is_(None))).all()
     inserted = 0
     for subscription in subscriptions:
         for event in (EVENT_FINISHED, EVENT_MISSED):
@@ -146,14 +149,13 @@ def backoff(attempts: int) -> dt.timedelta:
     return dt.timedelta(seconds=min(MAX_BACKOFF_SECONDS, BASE_BACKOFF_SECONDS * 2 ** max(attempts - 1, 0)))
 
 
-def urllib_post(url: str, body: bytes, headers: dict[str, str], timeout: float) -> int:
+def urllib_post(url: str, body: bytes, headers: dict[str, str], timeout: float) -> tuple[int, bytes]:
     request = urllib.request.Request(url, data=body, headers=headers, method="POST")
     try:
         with urllib.request.urlopen(request, timeout=timeout) as response:  # noqa: S310 - scheme checked by caller
-            response.read(65536)
-            return response.status
+            return response.status, response.read(65536)
     except urllib.error.HTTPError as exc:
-        return exc.code
+        return exc.code, exc.read(65536)
 
 
 def _claim(session_factory: sessionmaker[Session], now: dt.datetime, limit: int) -> list[tuple[int, str, str, str, dict]]:
@@ -162,7 +164,8 @@ def _claim(session_factory: sessionmaker[Session], now: dt.datetime, limit: int)
         query = (select(WebhookOutbox.id)
                  .join(WebhookSubscription, WebhookSubscription.id == WebhookOutbox.subscription_id)
                  .where(WebhookOutbox.delivered_at.is_(None), WebhookOutbox.next_attempt_at <= now,
-                        WebhookSubscription.enabled.is_(True))
+                        WebhookOutbox.dead_at.is_(None),
+                        WebhookSubscription.enabled.is_(True), WebhookSubscription.archived_at.is_(None))
                  .order_by(WebhookOutbox.next_attempt_at, WebhookOutbox.id).limit(limit))
         if session.get_bind().dialect.name == "postgresql":
             query = query.with_for_update(skip_locked=True, of=WebhookOutbox)
@@ -178,11 +181,14 @@ def _claim(session_factory: sessionmaker[Session], now: dt.datetime, limit: int)
     return [tuple(row) for row in rows]
 
 
-def _attempt(post: Poster, outbox_id: int, event: str, url: str, secret: str, payload: dict) -> str | None:
-    """Post one delivery; None on success, else a short error for ``last_error``."""
+def _attempt(post: Poster, outbox_id: int, event: str, url: str, secret: str,
+             payload: dict) -> tuple[str | None, int | None, str | None]:
+    """Post one delivery: (None on success else a short error for ``last_error``, the HTTP status,
+    the start of the receiver's answer)."""
     scheme = urllib.parse.urlsplit(url).scheme.lower()
     if scheme not in ("http", "https"):
-        return f"unsupported URL scheme {scheme or '(none)'!r} in {url[:200]!r}: only http and https are allowed"
+        return (f"unsupported URL scheme {scheme or '(none)'!r} in {url[:200]!r}: only http and https are allowed",
+                None, None)
     body = json.dumps(payload, ensure_ascii=False, separators=(",", ":")).encode("utf-8")
     delivery, timestamp = str(outbox_id), int(time.time())  # the wall clock of this attempt: retries re-sign
     headers = {"Content-Type": "application/json", "User-Agent": USER_AGENT, "X-Astertrack-Event": event,
@@ -190,12 +196,12 @@ def _attempt(post: Poster, outbox_id: int, event: str, url: str, secret: str, pa
                SIGNATURE_HEADER: sign_v2(secret, timestamp, delivery, body),
                LEGACY_SIGNATURE_HEADER: sign(secret, body)}
     try:
-        status = post(url, body, headers, TIMEOUT_SECONDS)
+        answer = post(url, body, headers, TIMEOUT_SECONDS)
     except Exception as exc:  # network errors of every kind are retried
-        return f"{type(exc).__name__}: {exc}"
-    if 200 <= status < 300:
-        return None
-    return f"HTTP {status}"
+        return f"{type(exc).__name__}: {exc}", None, None
+    status, raw = answer if isinstance(answer, tuple) else (answer, b"")
+    excerpt = raw[:EXCERPT_LIMIT * 4].decode("utf-8", "replace")[:EXCERPT_LIMIT]
+    return (None if 200 <= status < 300 else f"HTTP {status}"), status, excerpt
 
 
 def deliver_due(session_factory: sessionmaker[Session], now: dt.datetime, post: Poster | None = None,
@@ -206,13 +212,14 @@ def deliver_due(session_factory: sessionmaker[Session], now: dt.datetime, post: 
     claimed = _claim(session_factory, now, limit)
     counts["claimed"] = len(claimed)
     for outbox_id, event, url, secret, payload in claimed:
-        error = _attempt(post, outbox_id, event, url, secret, payload)
+        error, code, excerpt = _attempt(post, outbox_id, event, url, secret, payload)
         with session_scope(session_factory) as session:
             begin_write(session)
             row = session.get(WebhookOutbox, outbox_id)
             if row is None:  # deleted meanwhile (subscription removed)
                 continue
             row.attempts += 1
+            row.response_code, row.response_excerpt = code, excerpt
             if error is None:
                 row.delivered_at = now
                 row.last_error = None
@@ -220,6 +227,7 @@ def deliver_due(session_factory: sessionmaker[Session], now: dt.datetime, post: 
             elif row.attempts >= max_attempts:
                 row.last_error = f"gave up after {row.attempts} attempts; last error: {error}"[:ERROR_LIMIT]
                 row.next_attempt_at = now + GAVE_UP_DELAY
+                row.dead_at = now  # the dead letter: only a manual re-send brings it back
                 counts["gave_up"] += 1
             else:
                 row.last_error = error[:ERROR_LIMIT]
