@@ -43,6 +43,8 @@ LEAD_FIELDS = {"status": _l("State"), "amount": _l("Amount"), "currency": _l("Cu
                "external_id": _l("External id"), "merged_into_id": _l("Merged into lead")}
 TOKEN_FIELDS = {"name": _l("Name"), "prefix": _l("Token starts with"), "site_id": _l("Site"), "scope": _l("Access"),
                 "revoked_at": _l("Revoked at")}
+WEBHOOK_FIELDS = {"url": _l("Receiver URL"), "events": _l("Events"), "enabled": _l("Enabled"),
+                  "resent_delivery": _l("Re-sent delivery")}
 
 
 def row_fields(obj: Any, relations: Iterable[str] = ()) -> dict[str, Any]:
@@ -69,7 +71,7 @@ def record_change(db: Session, action: str, kind: str, obj: Any, before: Mapping
 
 def _kinds() -> dict[str, Any]:
     return {**{slug: entity.title for slug, entity in ENTITIES.items()}, "users": _l("Users"), "leads": _l("Leads"),
-            "api_tokens": _l("API tokens")}
+            "api_tokens": _l("API tokens"), "webhooks": _l("Webhooks")}
 
 
 class _Vocabulary:
@@ -94,6 +96,11 @@ class _Vocabulary:
             self.fields.update(TOKEN_FIELDS)
             self.values = {"site_id": dict(db.execute(select(Site.id, Site.name)).all()),
                            "scope": {scope: label_for(scope, "api_scope") for scope in SCOPES}}
+        elif kind == "webhooks":
+            from webadmin.webhooks.views import EVENT_LABELS  # the page's own labels
+
+            self.fields.update(WEBHOOK_FIELDS)
+            self.values = {"events": dict(EVENT_LABELS)}
 
     def field(self, name: str) -> Any:
         return self.fields.get(name, name)
