@@ -24,7 +24,7 @@ from webadmin.webhooks import bp
 
 AUDIT_KIND = "webhooks"
 EVENT_LABELS = {EVENT_FINISHED: _l("Call finished"), EVENT_MISSED: _l("Call missed (busy included)")}
-STATE_LABELS = {"active": _l("Active"), "paused": _l("Paused"), "archived": _l("Archived")}
+STATE_LABELS = {"active": _l("Delivering"), "paused": _l("Paused"), "archived": _l("Archived")}
 DELIVERY_LABELS = {"delivered": _l("Delivered"), "dead": _l("Gave up"), "retrying": _l("Failed, will retry"),
                    "pending": _l("Waiting")}
 URL_ERRORS = {"url_empty": _l("Enter the receiver’s URL."),
