@@ -21,6 +21,7 @@ from sqlalchemy.orm import Session
 from astertrack.audit import log as audit_log
 from astertrack.db.models import AuditLog, Manager, Site
 from astertrack.integrations.api_tokens import SCOPES
+from astertrack.integrations.webhooks import EVENT_FINISHED, EVENT_MISSED
 from astertrack.leads import STATES
 from webadmin.db import get_session
 from webadmin.filters import arg_date, arg_int, arg_str
@@ -31,6 +32,7 @@ from webadmin.settings import bp
 from webadmin.settings.crud import ENTITIES, archived_labels
 
 PAGE_SIZE = 50
+WEBHOOK_EVENTS = (EVENT_FINISHED, EVENT_MISSED)
 
 ACTION_LABELS = {"create": _l("created"), "update": _l("changed"), "archive": _l("archived"),
                  "restore": _l("restored"), "delete": _l("deleted")}
@@ -97,10 +99,8 @@ class _Vocabulary:
             self.values = {"site_id": dict(db.execute(select(Site.id, Site.name)).all()),
                            "scope": {scope: label_for(scope, "api_scope") for scope in SCOPES}}
         elif kind == "webhooks":
-            from webadmin.webhooks.views import EVENT_LABELS  # the page's own labels
-
             self.fields.update(WEBHOOK_FIELDS)
-            self.values = {"events": dict(EVENT_LABELS)}
+            self.values = {"events": {event: label_for(event, "webhook_event") for event in WEBHOOK_EVENTS}}
 
     def field(self, name: str) -> Any:
         return self.fields.get(name, name)
