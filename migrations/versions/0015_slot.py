@@ -1,0 +1,19 @@
+"""(reserved slot: filled by the change that needs it, or removed)
+
+Revision ID: 0015
+Revises: 0014
+Create Date: 2026-12-06 17:10:00
+"""
+
+revision = '0015'
+down_revision = '0014'
+branch_labels = None
+depends_on = None
+
+
+def upgrade() -> None:
+    pass
+
+
+def downgrade() -> None:
+    pass
