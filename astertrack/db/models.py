@@ -20,6 +20,7 @@ from sqlalchemy import (
     Float,
     ForeignKey,
     Index,
+    Integer,
     MetaData,
     Numeric,
     String,
@@ -91,6 +92,12 @@ class Site(Base):
     calls_retention_days: Mapped[int | None] = mapped_column()
     sessions_retention_days: Mapped[int | None] = mapped_column()
     recordings_retention_days: Mapped[int | None] = mapped_column()
+    # Visitor journey privacy (astertrack/journey): the host part of visitors' addresses zeroed;
+    # page views and actions kept this many days (None: as long as their session); query
+    # parameters kept in page URLs besides utm_* and click ids.
+    anonymise_ip: Mapped[bool] = mapped_column(default=False)
+    pageviews_retention_days: Mapped[int | None] = mapped_column()
+    query_params_allowed: Mapped[list[Any]] = mapped_column(default=list)
     created_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
     # Archived (not deleted): out of routing and pickers, kept for history (webadmin settings)
     archived_at: Mapped[dt.datetime | None] = mapped_column()
@@ -162,6 +169,9 @@ class VisitorSession(Base):
     __tablename__ = "visitor_sessions"
     __table_args__ = (Index("ix_visitor_sessions_site_visitor", "site_id", "visitor_id"),
                       Index("ix_visitor_sessions_site_first_seen", "site_id", "first_seen"),
+                      # the journey links a person's sessions by these ids (astertrack.journey)
+                      Index("ix_visitor_sessions_site_ga", "site_id", "ga_client_id"),
+                      Index("ix_visitor_sessions_site_ym", "site_id", "ym_client_id"),
                       # Funnel report: sessions per source in a period, read from the index alone.
                       Index("ix_visitor_sessions_funnel", "first_seen", "source_id", "site_id", "is_bot"))
 
@@ -191,8 +201,48 @@ class VisitorSession(Base):
     interacted: Mapped[bool] = mapped_column(default=False)
     first_seen: Mapped[dt.datetime] = mapped_column(default=utcnow)
     last_seen: Mapped[dt.datetime] = mapped_column(default=utcnow)
+    # page views and actions taken in so far: the per-session cap of astertrack.journey.ingest
+    journey_events: Mapped[int] = mapped_column(default=0, server_default="0")
 
     source: Mapped[Source | None] = relationship()
+
+
+class PageView(Base):
+    """One page a visitor saw (``astertrack.journey``): its URL without secrets, title, referrer and
+    seconds on it.  ``client_key`` is the snippet's id of the page load: a re-sent view updates
+    its seconds instead of adding a row."""
+
+    __tablename__ = "page_views"
+    __table_args__ = (Index("uq_page_views_session_key", "session_id", "client_key", unique=True),  # by session
+                      Index("ix_page_views_site_at", "site_id", "at"))
+
+    id: Mapped[int] = mapped_column(BigInteger().with_variant(Integer(), "sqlite"), primary_key=True)
+    session_id: Mapped[int] = mapped_column(ForeignKey("visitor_sessions.id", ondelete="CASCADE"))
+    site_id: Mapped[int] = mapped_column(ForeignKey("sites.id", ondelete="CASCADE"))
+    client_key: Mapped[str] = mapped_column(String(24))
+    at: Mapped[dt.datetime] = mapped_column()
+    url: Mapped[str] = mapped_column(String(2048))
+    title: Mapped[str | None] = mapped_column(String(300))
+    referrer: Mapped[str | None] = mapped_column(String(2048))
+    seconds_on_page: Mapped[int | None] = mapped_column()
+
+
+class VisitorAction(Base):
+    """Something a visitor did on a page that tells of intent (``astertrack.journey.ACTION_KINDS``):
+    a click on a phone number, a tel: or messenger link, a form's focus or submit."""
+
+    __tablename__ = "visitor_actions"
+    __table_args__ = (Index("uq_visitor_actions_session_key", "session_id", "client_key", unique=True),  # by session
+                      Index("ix_visitor_actions_site_at", "site_id", "at"))
+
+    id: Mapped[int] = mapped_column(BigInteger().with_variant(Integer(), "sqlite"), primary_key=True)
+    session_id: Mapped[int] = mapped_column(ForeignKey("visitor_sessions.id", ondelete="CASCADE"))
+    site_id: Mapped[int] = mapped_column(ForeignKey("sites.id", ondelete="CASCADE"))
+    client_key: Mapped[str] = mapped_column(String(24))
+    at: Mapped[dt.datetime] = mapped_column()
+    kind: Mapped[str] = mapped_column(String(20))
+    target: Mapped[str | None] = mapped_column(String(500))  # the link's address or the element's text
+    url: Mapped[str | None] = mapped_column(String(2048))  # the page it happened on
 
 
 class NumberAssignment(Base):
