@@ -157,6 +157,11 @@ SCHEMA: dict[str, dict[str, Key]] = {
         "enabled": Key(_bool, True, help="the AMI listener places due callbacks (needs `originate` in the AMI "
                        "user's write= rights)"),
     },
+    "webhooks": {
+        "max_attempts": Key(_positive_int, 8, help="attempts of one delivery before it is given up (the dead letter)"),
+        "retry_base_seconds": Key(_positive_float, 30.0, help="wait after the first failed attempt; doubles after each"),
+        "retry_max_seconds": Key(_positive_float, 3600.0, help="the longest wait between two attempts"),
+    },
     "web": {
         "listen_host": Key(_text, "127.0.0.1"),
         "listen_port": Key(_port, 8080),

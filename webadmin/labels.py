@@ -79,8 +79,11 @@ VOCABULARIES: dict[str, dict[str, Any]] = {
     "lead_channel": {"call": _l("call"), "form": _l("web form"), "callback": _l("callback request"),
                      "missed_call_callback": _l("callback of a missed call")},
     "api_scope": {"read": _l("read only"), "write": _l("read and write")},  # integrations.api_tokens.SCOPES
-    # integrations.webhooks events a subscription can ask for
-    "webhook_event": {"call.finished": _l("Call finished"), "call.missed": _l("Call missed (busy included)")},
+    # integrations.events.EVENTS: what a webhook subscription can ask for (tests check the keys match)
+    "webhook_event": {"call.ringing": _l("Call ringing"), "call.answered": _l("Call answered"),
+                      "call.finished": _l("Call finished"), "call.missed": _l("Call missed (busy included)"),
+                      "lead.created": _l("Lead created"), "lead.updated": _l("Lead changed"),
+                      "deal.updated": _l("Deal changed (state, amount, currency)")},
     "deal_status": {"open": _l("open"), "won": _l("won"), "lost": _l("lost")},
     "locale": {"ru": _l("Russian"), "en": _l("English")},
     # astertrack.dni.poolhealth.PoolReport.status

@@ -468,25 +468,36 @@ def webhooks() -> None:
     """Webhook delivery to CRMs (outbox worker)."""
 
 
+_MAX_ATTEMPTS_HELP = "attempts before a delivery is given up (default: [webhooks] max_attempts, 8)"
+
+
+def _webhook_retry(ctx: Context, max_attempts: int | None):
+    from astertrack.integrations.webhooks import Retry
+
+    retry = Retry.from_config(ctx.config)
+    return retry if max_attempts is None else Retry(max_attempts, retry.base_seconds, retry.max_seconds)
+
+
 @webhooks.command("once")
-@click.option("--max-attempts", default=8, show_default=True, type=click.IntRange(1, 100))
+@click.option("--max-attempts", default=None, type=click.IntRange(1, 100), help=_MAX_ATTEMPTS_HELP)
 @pass_ctx
-def webhooks_once(ctx: Context, max_attempts: int) -> None:
-    """One pass: queue newly finished calls, deliver what is due; prints the counts as JSON."""
+def webhooks_once(ctx: Context, max_attempts: int | None) -> None:
+    """One pass: queue new calls, leads and deals, deliver what is due; prints the counts as JSON."""
     import json
 
     from astertrack.db.types import utcnow
     from astertrack.integrations.webhooks import run_once
 
-    click.echo(json.dumps(run_once(ctx.session_factory, utcnow(), max_attempts=max_attempts)))
+    retry = _webhook_retry(ctx, max_attempts)
+    click.echo(json.dumps(run_once(ctx.session_factory, utcnow(), retry=retry)))
 
 
 @webhooks.command("run")
 @click.option("--interval", default=5.0, show_default=True, type=click.FloatRange(0.1, 3600),
               help="seconds between passes when there is nothing more to deliver")
-@click.option("--max-attempts", default=8, show_default=True, type=click.IntRange(1, 100))
+@click.option("--max-attempts", default=None, type=click.IntRange(1, 100), help=_MAX_ATTEMPTS_HELP)
 @pass_ctx
-def webhooks_run(ctx: Context, interval: float, max_attempts: int) -> None:
+def webhooks_run(ctx: Context, interval: float, max_attempts: int | None) -> None:
     """Run the delivery worker until SIGTERM/SIGINT (the systemd unit runs this)."""
     import signal
     import threading
@@ -497,11 +508,13 @@ def webhooks_run(ctx: Context, interval: float, max_attempts: int) -> None:
     stop = threading.Event()
     for signum in (signal.SIGTERM, signal.SIGINT):
         signal.signal(signum, lambda *_: stop.set())
+    retry = _webhook_retry(ctx, max_attempts)
     factory = ctx.session_factory
-    click.echo(f"webhook worker started (interval {interval:g} s)", err=True)
+    click.echo(f"webhook worker started (interval {interval:g} s, {retry.max_attempts} attempts, "
+               f"retry after {retry.base_seconds:g} s doubling up to {retry.max_seconds:g} s)", err=True)
     while not stop.is_set():
         try:
-            counts = run_once(factory, utcnow(), max_attempts=max_attempts)
+            counts = run_once(factory, utcnow(), retry=retry)
         except Exception as exc:  # a database hiccup must not kill the worker
             logging.getLogger("astertrack.integrations.webhooks").error("pass failed: %s", exc)
             stop.wait(interval)
@@ -516,7 +529,8 @@ def webhooks_run(ctx: Context, interval: float, max_attempts: int) -> None:
 @webhooks.command("add")
 @click.argument("url")
 @click.option("--event", "events", multiple=True, required=True,
-              help="call.finished or call.missed; repeat for several")
+              help="call.ringing, call.answered, call.finished, call.missed, lead.created, lead.updated "
+                   "or deal.updated (integrations/events.py; an unknown one is refused); repeat for several")
 @pass_ctx
 def webhooks_add(ctx: Context, url: str, events: tuple[str, ...]) -> None:
     """Subscribe URL to events; prints the signing secret, the only time it is shown."""

@@ -587,6 +587,7 @@ class Lead(Base):
     created_at: Mapped[dt.datetime] = mapped_column(default=utcnow, index=True)
     last_enquiry_at: Mapped[dt.datetime | None] = mapped_column()
     updated_at: Mapped[dt.datetime | None] = mapped_column()
+    deal_updated_at: Mapped[dt.datetime | None] = mapped_column()  # state, amount or currency really changed
     merged_into_id: Mapped[int | None] = mapped_column(ForeignKey("leads.id", ondelete="SET NULL"), index=True)
     merged_at: Mapped[dt.datetime | None] = mapped_column()
     external_id: Mapped[str | None] = mapped_column(String(100))
@@ -807,17 +808,27 @@ class WebhookSubscription(Base):
     archived_at: Mapped[dt.datetime | None] = mapped_column()  # kept for its delivery log, never delivered to
 
 
+def _outbox_subject(context) -> str:
+    """A row added without a subject (by hand, or an older caller) announces its call, else a key of its own."""
+    call_id = context.get_current_parameters().get("call_id")
+    return f"call:{call_id}" if call_id is not None else f"row:{new_uid()}"
+
+
 class WebhookOutbox(Base):
     __tablename__ = "webhook_outbox"
     __table_args__ = (Index("ix_webhook_outbox_pending", "delivered_at", "next_attempt_at"),
-                      # one delivery per subscription/event/call even with a worker on every node
-                      UniqueConstraint("subscription_id", "event", "call_id",
-                                       name="uq_webhook_outbox_subscription_event_call"))
+                      # one delivery per subscription/event/occurrence even with a worker on every node
+                      UniqueConstraint("subscription_id", "event", "subject",
+                                       name="uq_webhook_outbox_subscription_event_subject"))
 
     id: Mapped[int] = mapped_column(primary_key=True)
     subscription_id: Mapped[int] = mapped_column(ForeignKey("webhook_subscriptions.id", ondelete="CASCADE"))
     event: Mapped[str] = mapped_column(String(50))
     call_id: Mapped[int | None] = mapped_column(ForeignKey("calls.id", ondelete="SET NULL"), index=True)
+    lead_id: Mapped[int | None] = mapped_column(ForeignKey("leads.id", ondelete="SET NULL"), index=True)
+    # the occurrence announced: "call:12", "lead:5", "lead:5@<updated_at>", "deal:5@<deal_updated_at>"
+    subject: Mapped[str] = mapped_column(String(100), default=_outbox_subject)
+    occurred_at: Mapped[dt.datetime | None] = mapped_column()  # the lead's updated_at / deal_updated_at announced
     payload: Mapped[dict[str, Any]] = mapped_column(default=dict)
     created_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
     attempts: Mapped[int] = mapped_column(default=0)

@@ -1,11 +1,12 @@
 """The webhook events a subscription can ask for and the JSON body of each, as pydantic models:
-the outbox builds every body through these models, and the API's OpenAPI document lists them
-in its ``webhooks`` section, so the documented body and the sent body are one definition."""
+the outbox builds every body through these models (``call_body`` / ``lead_body``: validate, then
+dump as JSON), and the API's OpenAPI document lists them in its ``webhooks`` section, so the
+documented body and the sent body are one definition."""
 
 from __future__ import annotations
 
 import datetime as dt
-from typing import Literal
+from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -17,6 +18,20 @@ LEAD_CREATED = "lead.created"
 LEAD_UPDATED = "lead.updated"
 DEAL_UPDATED = "deal.updated"
 EVENTS = (CALL_RINGING, CALL_ANSWERED, CALL_FINISHED, CALL_MISSED, LEAD_CREATED, LEAD_UPDATED, DEAL_UPDATED)
+CALL_EVENTS = (CALL_RINGING, CALL_ANSWERED, CALL_FINISHED, CALL_MISSED)
+LEAD_EVENTS = (LEAD_CREATED, LEAD_UPDATED, DEAL_UPDATED)
+
+# When each event is sent (docs/webhooks.md says the same at length).
+DESCRIPTIONS = {
+    CALL_RINGING: "A call started (the AGI routed it, or the AMI listener saw it ring); once per call.",
+    CALL_ANSWERED: "A person answered the call (a manager's phone, not an IVR); once per call.",
+    CALL_FINISHED: "A call ended, whatever its outcome; once per call, after a gap's CDR check.",
+    CALL_MISSED: "A call ended unanswered or busy; once per call, after a gap's CDR check.",
+    LEAD_CREATED: "A new lead was opened by its first enquiry (call, web form, callback request); once per lead.",
+    LEAD_UPDATED: "A lead changed (a new enquiry, its state, amount, manager, a merge); once per version: "
+                  "the body is the lead as it is when sent, and quick changes may arrive as one event.",
+    DEAL_UPDATED: "A lead's state, deal amount or currency changed; once per change (quick changes may merge).",
+}
 
 
 class _Body(BaseModel):
@@ -24,52 +39,58 @@ class _Body(BaseModel):
 
 
 class CallEventBody(_Body):
-    """A call as a CRM needs it to create or update a lead: no recording paths, no raw AMI data."""
+    """A call as a CRM needs it to create or update a lead: no recording paths, no raw AMI data.
+    The body is the call as it was when the event was queued (a worker pass, every few seconds)."""
 
     event: Literal["call.ringing", "call.answered", "call.finished", "call.missed"]
     call_id: int
-    call_uid: str
+    call_uid: str = Field(description="the call's stable id, also in Asterisk's CT_CALL_UID channel variable")
     site_id: int | None
+    channel: str = Field(description="call (inbound), callback or missed_call_callback (a call astertrack placed)")
+    state: str = Field(description="ringing, up or finished: where the call was when the event was queued")
     did: str | None = Field(description="the number dialled (a tracking number), E.164")
-    caller_number: str | None
+    caller_number: str | None = Field(description="the caller, E.164 (null when it is not a phone number)")
     started_at: dt.datetime | None
     answered_at: dt.datetime | None
     ended_at: dt.datetime | None
-    outcome: str | None = Field(description="answered, missed, busy, ... (null while the call goes on)")
-    missed_reason: str | None
-    wait_seconds: int | None
-    talk_seconds: int | None
-    manager_endpoint: str | None
-    source: str | None
+    outcome: str | None = Field(description="answered, missed or busy (null while the call goes on)")
+    missed_reason: str | None = Field(
+        description="no_answer, all_busy, caller_hangup, queue_abandon, queue_timeout or failed")
+    wait_seconds: float | None
+    talk_seconds: float | None
+    manager_endpoint: str | None = Field(description="the phone that answered (or the manager's), e.g. PJSIP/101")
+    source: str | None = Field(description="the name of the traffic source the call is attributed to")
     utm_source: str | None
     utm_medium: str | None
     utm_campaign: str | None
     keyword: str | None
     is_first_call: bool | None
-    recording_state: str | None
+    recording_state: str | None = Field(description="kept, empty, missing or deleted")
 
 
 class LeadEventBody(_Body):
-    """A lead (one customer's enquiries on a site) with its state and deal."""
+    """A lead (one customer's enquiries on a site) with its state and deal, as it is when sent."""
 
     event: Literal["lead.created", "lead.updated", "deal.updated"]
     lead_id: int
     site_id: int | None
     state: str = Field(description="new, in_progress, qualified, won or lost")
     amount: str | None = Field(description="the deal's amount as a decimal string, e.g. \"15000.50\"")
-    currency: str | None
+    currency: str | None = Field(description="ISO 4217 code, e.g. RUB")
     phone: str | None
     email: str | None
     name: str | None
-    first_channel: str
+    first_channel: str = Field(description="call, form, callback or missed_call_callback")
     source: str | None
     manager_id: int | None
     call_id: int | None = Field(description="the call that opened the lead, if a call did")
     enquiries: int
-    external_id: str | None
+    external_id: str | None = Field(description="the CRM's own id for the lead, when a CRM set one")
     created_at: dt.datetime
-    updated_at: dt.datetime | None
-    merged_into_id: int | None
+    updated_at: dt.datetime | None = Field(description="the lead's last change; the version lead.updated announces")
+    deal_updated_at: dt.datetime | None = Field(
+        default=None, description="the last change of state, amount or currency; the version deal.updated announces")
+    merged_into_id: int | None = Field(description="set when the lead was merged into that one")
 
 
 EVENT_MODELS: dict[str, type[BaseModel]] = {
@@ -77,3 +98,36 @@ EVENT_MODELS: dict[str, type[BaseModel]] = {
     CALL_MISSED: CallEventBody, LEAD_CREATED: LeadEventBody, LEAD_UPDATED: LeadEventBody,
     DEAL_UPDATED: LeadEventBody,
 }
+
+
+def body(event: str, fields: dict[str, Any]) -> dict[str, Any]:
+    """The JSON body of ``event``: validated by its model (a bug raises here, not at the receiver)."""
+    return EVENT_MODELS[event].model_validate({"event": event, **fields}).model_dump(mode="json")
+
+
+def call_body(event: str, call: Any, source_name: str | None, manager_endpoint: str | None) -> dict[str, Any]:
+    """The body of a call event, from a ``Call`` row."""
+    return body(event, {
+        "call_id": call.id, "call_uid": call.call_uid, "site_id": call.site_id,
+        "channel": call.lead_channel or "call", "state": call.state,
+        "did": call.did, "caller_number": call.caller_number,
+        "started_at": call.started_at, "answered_at": call.answered_at, "ended_at": call.ended_at,
+        "outcome": call.outcome, "missed_reason": call.missed_reason,
+        "wait_seconds": call.wait_seconds, "talk_seconds": call.talk_seconds,
+        "manager_endpoint": manager_endpoint or call.answered_by, "source": source_name,
+        "utm_source": call.utm_source, "utm_medium": call.utm_medium, "utm_campaign": call.utm_campaign,
+        "keyword": call.keyword, "is_first_call": call.is_first_call, "recording_state": call.recording_state,
+    })
+
+
+def lead_body(event: str, lead: Any, source_name: str | None) -> dict[str, Any]:
+    """The body of a lead or deal event, from a ``Lead`` row."""
+    return body(event, {
+        "lead_id": lead.id, "site_id": lead.site_id, "state": lead.status,
+        "amount": None if lead.amount is None else f"{lead.amount:.2f}", "currency": lead.currency,
+        "phone": lead.phone, "email": lead.email, "name": lead.name, "first_channel": lead.first_channel,
+        "source": source_name, "manager_id": lead.manager_id, "call_id": lead.call_id,
+        "enquiries": lead.enquiries_count, "external_id": lead.external_id,
+        "created_at": lead.created_at, "updated_at": lead.updated_at, "deal_updated_at": lead.deal_updated_at,
+        "merged_into_id": lead.merged_into_id,
+    })

@@ -4,8 +4,8 @@ its delivery log, once anything was queued for it), and re-send one delivery.
 
 The secret stays readable in the database because the outbox signs every attempt with it; it
 is returned only by ``create`` and never listed again.  A re-send resets the outbox row to due
-now with a fresh attempt budget: the row is unique per (subscription, event, call), so a second
-row is impossible, and ``last_error`` keeps how many attempts came before."""
+now with a fresh attempt budget: the row is unique per (subscription, event, occurrence), so a
+second row is impossible, and ``last_error`` keeps how many attempts came before."""
 
 from __future__ import annotations
 
@@ -19,7 +19,8 @@ from sqlalchemy import exists, func, select
 from sqlalchemy.orm import Session
 
 from astertrack.db.models import WebhookOutbox, WebhookSubscription
-from astertrack.integrations.webhooks import ERROR_LIMIT, EVENTS
+from astertrack.integrations.events import EVENTS
+from astertrack.integrations.webhooks import ERROR_LIMIT
 
 URL_MAX = 1000
 

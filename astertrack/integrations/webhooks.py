@@ -1,9 +1,12 @@
-"""Webhook outbox: announce finished calls to CRMs, deliver with retries and HMAC signatures.
+"""Webhook outbox: announce calls, leads and deals to CRMs, deliver with retries and HMAC signatures.
 
 Two steps, both safe to run on several nodes at once:
 
-* ``enqueue_finished_calls`` inserts one outbox row per (subscription, event, call); the unique
-  constraint plus ``ON CONFLICT DO NOTHING`` means two workers never enqueue the same call twice.
+* ``enqueue`` scans for occurrences of every event (``events.EVENTS``) of the last 24 hours and
+  inserts one outbox row per (subscription, event, subject): the subject names the occurrence
+  ("call:12", "lead:5", "lead:5@<updated_at>", "deal:5@<deal_updated_at>"), and the unique
+  constraint plus ``ON CONFLICT DO NOTHING`` means two workers never enqueue one occurrence twice.
+  Every body is built through the pydantic models of ``events``, so it matches the documented one.
 * ``deliver_due`` claims due rows with a short lease (``FOR UPDATE SKIP LOCKED`` on PostgreSQL,
   the SQLite write lock elsewhere), posts them *outside* the transaction, then records the result.
   Delivery is at-least-once: receivers de-duplicate by the ``X-Astertrack-Delivery`` header.
@@ -26,22 +29,27 @@ import urllib.error
 import urllib.parse
 import urllib.request
 from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import exists, func, select, update
+from sqlalchemy import and_, exists, func, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session, sessionmaker
 
 from astertrack.db.engine import begin_write, session_scope
-from astertrack.db.models import Call, Manager, Source, WebhookOutbox, WebhookSubscription
+from astertrack.db.models import Call, Lead, Manager, Source, WebhookOutbox, WebhookSubscription
+from astertrack.integrations import events as ev
 
-EVENT_FINISHED = "call.finished"
-EVENT_MISSED = "call.missed"
-EVENTS = (EVENT_FINISHED, EVENT_MISSED)  # what a subscription can ask for
+EVENT_FINISHED = ev.CALL_FINISHED
+EVENT_MISSED = ev.CALL_MISSED
+EVENTS = ev.EVENTS  # what a subscription can ask for: one list, in events.py
 MISSED_OUTCOMES = ("missed", "busy")
-LOOKBACK = dt.timedelta(hours=24)  # calls older than this are never announced (e.g. a new subscription)
-BASE_BACKOFF_SECONDS = 30
-MAX_BACKOFF_SECONDS = 3600
+# Occurrences older than this are never announced: a subscription created today is not flooded
+# with last year's calls and leads, and a worker that was down longer skips what it missed.
+LOOKBACK = dt.timedelta(hours=24)
+MAX_ATTEMPTS = 8
+BASE_BACKOFF_SECONDS = 30.0
+MAX_BACKOFF_SECONDS = 3600.0
 CLAIM_LEASE = dt.timedelta(minutes=5)  # a crashed worker's claimed rows come back after this
 GAVE_UP_DELAY = dt.timedelta(days=36500)
 TIMEOUT_SECONDS = 5
@@ -53,34 +61,25 @@ USER_AGENT = "astertrack-webhooks/1"
 Poster = Callable[[str, bytes, dict[str, str], float], int | tuple[int, bytes]]
 
 
-def _iso(value: dt.datetime | None) -> str | None:
-    return value.isoformat() if value else None
+@dataclass(frozen=True)
+class Retry:
+    """How failed deliveries are retried (``[webhooks]`` in the configuration)."""
+
+    max_attempts: int = MAX_ATTEMPTS
+    base_seconds: float = BASE_BACKOFF_SECONDS  # after the first failure, doubling
+    max_seconds: float = MAX_BACKOFF_SECONDS  # the longest wait between two attempts
+
+    @classmethod
+    def from_config(cls, config: Any) -> Retry:
+        return cls(max_attempts=max(1, int(config.get("webhooks", "max_attempts"))),
+                   base_seconds=float(config.get("webhooks", "retry_base_seconds")),
+                   max_seconds=float(config.get("webhooks", "retry_max_seconds")))
 
 
-def call_payload(call: Call, source_name: str | None, manager_endpoint: str | None) -> dict[str, Any]:
-    """What a CRM needs to create a lead: no recording paths, no raw AMI data."""
-    return {
-        "call_id": call.id,
-        "call_uid": call.call_uid,
-        "site_id": call.site_id,
-        "did": call.did,
-        "caller_number": call.caller_number,
-        "started_at": _iso(call.started_at),
-        "answered_at": _iso(call.answered_at),
-        "ended_at": _iso(call.ended_at),
-        "outcome": call.outcome,
-        "missed_reason": call.missed_reason,
-        "wait_seconds": call.wait_seconds,
-        "talk_seconds": call.talk_seconds,
-        "manager_endpoint": manager_endpoint or call.answered_by,
-        "source": source_name,
-        "utm_source": call.utm_source,
-        "utm_medium": call.utm_medium,
-        "utm_campaign": call.utm_campaign,
-        "keyword": call.keyword,
-        "is_first_call": call.is_first_call,
-        "recording_state": call.recording_state,
-    }
+def call_payload(call: Call, source_name: str | None, manager_endpoint: str | None,
+                 event: str = EVENT_FINISHED) -> dict[str, Any]:
+    """What a CRM needs about a call (the documented ``CallEventBody``)."""
+    return ev.call_body(event, call, source_name, manager_endpoint)
 
 
 def _insert(session: Session):
@@ -88,42 +87,85 @@ def _insert(session: Session):
     return (postgresql.insert if dialect == "postgresql" else sqlite.insert)(WebhookOutbox)
 
 
-def enqueue_finished_calls(session: Session, now: dt.datetime, batch: int = 500) -> int:
-    """Add outbox rows for finished calls of the last 24 h not yet queued; returns rows inserted.
+def _stamp(value: dt.datetime) -> str:
+    """One spelling of a version's time in a subject, whatever the database returned."""
+    if value.tzinfo is None:
+        value = value.replace(tzinfo=dt.UTC)
+    return value.astimezone(dt.UTC).isoformat(timespec="microseconds")
 
-    The caller commits.  Each (subscription, event) pass takes at most ``batch`` calls, so a
+
+def _call_rows(session: Session, subscription_id: int, event: str, now: dt.datetime, batch: int) -> list[dict]:
+    cutoff = now - LOOKBACK
+    already = exists().where(WebhookOutbox.subscription_id == subscription_id, WebhookOutbox.event == event,
+                             WebhookOutbox.call_id == Call.id)
+    query = (select(Call, Source.name, Manager.endpoint)
+             .outerjoin(Source, Source.id == Call.source_id)
+             .outerjoin(Manager, Manager.id == Call.manager_id)
+             .where(~already).order_by(Call.id).limit(batch))
+    if event == ev.CALL_RINGING:  # every call that started, whatever became of it since
+        query = query.where(Call.started_at >= cutoff)
+    elif event == ev.CALL_ANSWERED:
+        query = query.where(Call.answered_at.is_not(None), Call.answered_at >= cutoff)
+    else:
+        query = query.where(Call.state == "finished",
+                            # a call a gap touched waits for Asterisk's CDR: a CRM never gets a guessed outcome
+                            func.coalesce(Call.reconcile_state, "") != "pending",
+                            func.coalesce(Call.ended_at, Call.started_at) >= cutoff)
+        if event == ev.CALL_MISSED:
+            query = query.where(Call.outcome.in_(MISSED_OUTCOMES))
+    return [{"subject": f"call:{call.id}", "call_id": call.id, "lead_id": None, "occurred_at": None,
+             "payload": ev.call_body(event, call, source, endpoint)}
+            for call, source, endpoint in session.execute(query)]
+
+
+def _lead_rows(session: Session, subscription_id: int, event: str, now: dt.datetime, batch: int) -> list[dict]:
+    cutoff = now - LOOKBACK
+    mine = and_(WebhookOutbox.subscription_id == subscription_id, WebhookOutbox.event == event,
+                WebhookOutbox.lead_id == Lead.id)
+    version = {ev.LEAD_UPDATED: Lead.updated_at, ev.DEAL_UPDATED: Lead.deal_updated_at}.get(event)
+    query = select(Lead, Source.name).outerjoin(Source, Source.id == Lead.source_id).limit(batch)
+    if version is None:  # lead.created: once per lead
+        query = query.where(Lead.created_at >= cutoff, ~exists().where(mine)).order_by(Lead.id)
+    else:  # once per version: a later change is a new occurrence (the newest snapshot is what is sent)
+        query = query.where(version.is_not(None), version >= cutoff,
+                            ~exists().where(mine, WebhookOutbox.occurred_at == version)).order_by(version, Lead.id)
+    rows = []
+    for lead, source in session.execute(query):
+        at = getattr(lead, version.key) if version is not None else None
+        subject = (f"lead:{lead.id}" if event == ev.LEAD_CREATED
+                   else f"{'deal' if event == ev.DEAL_UPDATED else 'lead'}:{lead.id}@{_stamp(at)}")
+        rows.append({"subject": subject, "call_id": None, "lead_id": lead.id, "occurred_at": at,
+                     "payload": ev.lead_body(event, lead, source)})
+    return rows
+
+
+def enqueue(session: Session, now: dt.datetime, batch: int = 500) -> int:
+    """Add outbox rows for occurrences of the last 24 h not yet queued; returns rows inserted.
+
+    The caller commits.  Each (subscription, event) pass takes at most ``batch`` occurrences, so a
     backlog drains over several passes instead of one huge transaction.
     """
     subscriptions = session.scalars(select(WebhookSubscription).where(
-        WebhookSubscription.enabled.is_(True), WebhookSubscription.archived_at.is_(None))).all()
+        WebhookSubscription.enabled.is_(True), WebhookSubscription.archived_at.is_(None))
+        .order_by(WebhookSubscription.id)).all()
     inserted = 0
     for subscription in subscriptions:
-        for event in (EVENT_FINISHED, EVENT_MISSED):
+        for event in EVENTS:  # this order, so a call's ringing row is older (sent first) than its answer
             if event not in (subscription.events or []):
                 continue
-            already = exists().where(WebhookOutbox.subscription_id == subscription.id,
-                                     WebhookOutbox.event == event, WebhookOutbox.call_id == Call.id)
-            query = (select(Call, Source.name, Manager.endpoint)
-                     .outerjoin(Source, Source.id == Call.source_id)
-                     .outerjoin(Manager, Manager.id == Call.manager_id)
-                     .where(Call.state == "finished",
-                            # a call a gap touched waits for Asterisk's CDR: a CRM never gets a guess
-                            func.coalesce(Call.reconcile_state, "") != "pending",
-                            func.coalesce(Call.ended_at, Call.started_at) >= now - LOOKBACK,
-                            ~already)
-                     .order_by(Call.id).limit(batch))
-            if event == EVENT_MISSED:
-                query = query.where(Call.outcome.in_(MISSED_OUTCOMES))
-            rows = [{"subscription_id": subscription.id, "event": event, "call_id": call.id,
-                     "payload": {"event": event, **call_payload(call, source, endpoint)},
-                     "created_at": now, "next_attempt_at": now, "attempts": 0}
-                    for call, source, endpoint in session.execute(query)]
+            scan = _call_rows if event in ev.CALL_EVENTS else _lead_rows
+            rows = [{"subscription_id": subscription.id, "event": event, "created_at": now,
+                     "next_attempt_at": now, "attempts": 0, **row}
+                    for row in scan(session, subscription.id, event, now, batch)]
             if not rows:
                 continue
             statement = _insert(session).values(rows).on_conflict_do_nothing(
-                index_elements=["subscription_id", "event", "call_id"]).returning(WebhookOutbox.id)
+                index_elements=["subscription_id", "event", "subject"]).returning(WebhookOutbox.id)
             inserted += len(session.execute(statement).all())  # rowcount is -1 on psycopg for this
     return inserted
+
+
+enqueue_finished_calls = enqueue  # the name of the days when only finished calls were announced
 
 
 SIGNATURE_HEADER = "X-Astertrack-Signature-V2"
@@ -144,9 +186,10 @@ def sign_v2(secret: str, timestamp: int, delivery: str, body: bytes) -> str:
     return "sha256=" + hmac.new(secret.encode("utf-8"), signed, hashlib.sha256).hexdigest()
 
 
-def backoff(attempts: int) -> dt.timedelta:
-    """30 s after the first failure, doubling, at most an hour."""
-    return dt.timedelta(seconds=min(MAX_BACKOFF_SECONDS, BASE_BACKOFF_SECONDS * 2 ** max(attempts - 1, 0)))
+def backoff(attempts: int, retry: Retry | None = None) -> dt.timedelta:
+    """The wait after ``attempts`` failures: 30 s after the first (by default), doubling, at most an hour."""
+    retry = retry or Retry()
+    return dt.timedelta(seconds=min(retry.max_seconds, retry.base_seconds * 2 ** max(attempts - 1, 0)))
 
 
 def urllib_post(url: str, body: bytes, headers: dict[str, str], timeout: float) -> tuple[int, bytes]:
@@ -205,9 +248,13 @@ def _attempt(post: Poster, outbox_id: int, event: str, url: str, secret: str,
 
 
 def deliver_due(session_factory: sessionmaker[Session], now: dt.datetime, post: Poster | None = None,
-                max_attempts: int = 8, limit: int = 50) -> dict[str, int]:
-    """Deliver due outbox rows; returns counts of claimed, delivered, failed (will retry) and gave_up."""
+                max_attempts: int | None = None, limit: int = 50, retry: Retry | None = None) -> dict[str, int]:
+    """Deliver due outbox rows; returns counts of claimed, delivered, failed (will retry) and gave_up.
+    ``max_attempts`` (when given) overrides ``retry.max_attempts``."""
     post = post or urllib_post
+    retry = retry or Retry()
+    if max_attempts is not None:
+        retry = Retry(max_attempts, retry.base_seconds, retry.max_seconds)
     counts = {"claimed": 0, "delivered": 0, "failed": 0, "gave_up": 0}
     claimed = _claim(session_factory, now, limit)
     counts["claimed"] = len(claimed)
@@ -224,23 +271,23 @@ def deliver_due(session_factory: sessionmaker[Session], now: dt.datetime, post: 
                 row.delivered_at = now
                 row.last_error = None
                 counts["delivered"] += 1
-            elif row.attempts >= max_attempts:
+            elif row.attempts >= retry.max_attempts:
                 row.last_error = f"gave up after {row.attempts} attempts; last error: {error}"[:ERROR_LIMIT]
                 row.next_attempt_at = now + GAVE_UP_DELAY
                 row.dead_at = now  # the dead letter: only a manual re-send brings it back
                 counts["gave_up"] += 1
             else:
                 row.last_error = error[:ERROR_LIMIT]
-                row.next_attempt_at = now + backoff(row.attempts)
+                row.next_attempt_at = now + backoff(row.attempts, retry)
                 counts["failed"] += 1
     return counts
 
 
 def run_once(session_factory: sessionmaker[Session], now: dt.datetime, post: Poster | None = None,
-             max_attempts: int = 8) -> dict[str, int]:
-    """One worker pass: enqueue new calls, then deliver what is due."""
+             max_attempts: int | None = None, retry: Retry | None = None) -> dict[str, int]:
+    """One worker pass: enqueue new occurrences, then deliver what is due."""
     with session_scope(session_factory) as session:
         begin_write(session)
-        enqueued = enqueue_finished_calls(session, now)
-    return {"enqueued": enqueued, **deliver_due(session_factory, now, post=post, max_attempts=max_attempts)}
-
+        enqueued = enqueue(session, now)
+    return {"enqueued": enqueued, **deliver_due(session_factory, now, post=post, max_attempts=max_attempts,
+                                                retry=retry)}

@@ -94,6 +94,7 @@ def set_state(session: Session, lead: Lead, state: str, amount: Decimal | int | 
     code = parse_currency(currency)
     now = now or dt.datetime.now(dt.UTC)
     lead = resolve(session, lead)
+    before = (lead.status, lead.amount, lead.currency)
     lead.status = state
     if value is not None:
         lead.amount = value
@@ -102,6 +103,8 @@ def set_state(session: Session, lead: Lead, state: str, amount: Decimal | int | 
     elif lead.amount is not None and lead.currency is None:
         lead.currency = DEFAULT_CURRENCY
     lead.updated_at = now
+    if (lead.status, lead.amount, lead.currency) != before:
+        lead.deal_updated_at = now  # what the deal.updated webhook announces; a no-op save is no event
 
     deal = current_deal(session, lead)
     status = deal_status(state)

@@ -21,7 +21,7 @@ from sqlalchemy.orm import Session
 from astertrack.audit import log as audit_log
 from astertrack.db.models import AuditLog, Manager, Site
 from astertrack.integrations.api_tokens import SCOPES
-from astertrack.integrations.webhooks import EVENT_FINISHED, EVENT_MISSED
+from astertrack.integrations.events import EVENTS as WEBHOOK_EVENTS
 from astertrack.leads import STATES
 from webadmin.db import get_session
 from webadmin.filters import arg_date, arg_int, arg_str
@@ -32,7 +32,6 @@ from webadmin.settings import bp
 from webadmin.settings.crud import ENTITIES, archived_labels
 
 PAGE_SIZE = 50
-WEBHOOK_EVENTS = (EVENT_FINISHED, EVENT_MISSED)
 
 ACTION_LABELS = {"create": _l("created"), "update": _l("changed"), "archive": _l("archived"),
                  "restore": _l("restored"), "delete": _l("deleted")}

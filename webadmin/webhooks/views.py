@@ -16,7 +16,7 @@ from astertrack.db.engine import begin_write
 from astertrack.db.models import WebhookOutbox, WebhookSubscription
 from astertrack.db.types import utcnow
 from astertrack.integrations import subscriptions
-from astertrack.integrations.webhooks import EVENT_FINISHED, EVENT_MISSED
+from astertrack.integrations.events import EVENTS
 from webadmin.db import get_session
 from webadmin.labels import VOCABULARIES
 from webadmin.security import roles_required
@@ -24,7 +24,7 @@ from webadmin.settings.audit import record_change
 from webadmin.webhooks import bp
 
 AUDIT_KIND = "webhooks"
-EVENT_LABELS = {event: VOCABULARIES["webhook_event"][event] for event in (EVENT_FINISHED, EVENT_MISSED)}  # lazy: in the page's language
+EVENT_LABELS = {event: VOCABULARIES["webhook_event"][event] for event in EVENTS}  # lazy: in the page's language
 STATE_LABELS = {"active": _l("Delivering"), "paused": _l("Paused"), "archived": _l("Archived")}
 DELIVERY_LABELS = {"delivered": _l("Delivered"), "dead": _l("Gave up"), "retrying": _l("Failed, will retry"),
                    "pending": _l("Waiting")}
