@@ -1,0 +1,168 @@
+"""Storing what the snippet reports: one batch of page views and actions of one session.
+
+The batch rides on the heartbeat (``/v/ping``), the page's unload beacon (``/v/leave``) or a flush
+of its own (``/v/j``); all three hand the body's ``ev`` list here.  ``parse_batch`` is pure: it
+refuses a malformed batch whole with a status and a message that says what is wrong (nothing of
+it stored), and cleans every field (URLs without secrets, text capped).  ``store`` writes it on
+the request's connection in two statements: the session's event count moves up only while it
+stays within the per-session cap (which also finds the session), then one multi-row insert per
+table.  Each page load and action carries the snippet's id, so a batch sent twice (a retry, a
+beacon after a heartbeat) adds nothing twice; a page view sent again updates its seconds on page.
+
+Event shapes (JSON, short keys: they are sent on every page)::
+
+    {"t": "p", "id": "k3x9", "d": 1500, "u": "https://…", "ti": "Title", "r": "https://ref…", "s": 12}
+    {"t": "a", "id": "k3xa", "d": 200, "k": "tel_link", "x": "tel:+7…", "u": "https://…"}
+
+``d`` is how many milliseconds ago it happened (the browser's clock is never trusted for a date).
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import re
+from dataclasses import dataclass, field
+from typing import Any
+
+from sqlalchemy import Connection, case, func, select, update
+from sqlalchemy.dialects import postgresql, sqlite
+
+from astertrack.db.models import PageView, VisitorAction, VisitorSession
+from astertrack.journey.cleaning import TITLE_MAX, clean_target, clean_text, clean_url
+
+ACTION_KINDS = ("phone_click", "tel_link", "sms_link", "messenger_link", "email_link", "form_focus", "form_submit")
+MAX_BATCH = 50  # events in one request; the snippet flushes at 20
+SESSION_CAP = 1000  # events one session may store (a page view re-sent with its seconds counts again)
+MAX_AGE_MS = 86_400_000  # an event reported more than a day late is dated a day ago
+MAX_SECONDS = 86_400
+_KEY = re.compile(r"^[A-Za-z0-9_-]{1,24}$")
+
+
+class BatchError(Exception):
+    """The batch is refused whole: ``status`` (400 malformed, 404 unknown session, 413 too many
+    events, 429 the session's cap reached) and a message for the client."""
+
+    def __init__(self, status: int, message: str):
+        super().__init__(message)
+        self.status = status
+        self.message = message
+
+
+@dataclass
+class Batch:
+    pageviews: list[dict[str, Any]] = field(default_factory=list)
+    actions: list[dict[str, Any]] = field(default_factory=list)
+
+    def __len__(self) -> int:
+        return len(self.pageviews) + len(self.actions)
+
+
+@dataclass
+class Stored:
+    session_id: int | None
+    pageviews: int = 0
+    actions: int = 0
+    refused: int = 0  # over the session's cap
+
+
+def _int(value: Any, where: str, name: str, default: int | None, maximum: int) -> int | None:
+    if value is None:
+        return default
+    if isinstance(value, bool) or not isinstance(value, int | float) or value != value:  # NaN
+        raise BatchError(400, f"{where}: field '{name}' must be a number")
+    return max(0, min(int(value), maximum))
+
+
+def parse_batch(raw: Any, now: dt.datetime, allowed: frozenset[str] = frozenset()) -> Batch:
+    """The body's ``ev`` as clean rows (without session and site), or ``BatchError``."""
+    batch = Batch()
+    if raw is None:
+        return batch
+    if not isinstance(raw, list):
+        raise BatchError(400, "field 'ev' must be a list of events")
+    if len(raw) > MAX_BATCH:
+        raise BatchError(413, f"too many events in one request: {len(raw)} (limit {MAX_BATCH})")
+    views: dict[str, dict[str, Any]] = {}
+    actions: dict[str, dict[str, Any]] = {}
+    for index, event in enumerate(raw):
+        where = f"event {index}"
+        if not isinstance(event, dict):
+            raise BatchError(400, f"{where}: expected an object")
+        kind = event.get("t")
+        key = event.get("id")
+        if not isinstance(key, str) or not _KEY.match(key):
+            raise BatchError(400, f"{where}: field 'id' must be 1-24 letters, digits, '-' or '_'")
+        at = now - dt.timedelta(milliseconds=_int(event.get("d"), where, "d", 0, MAX_AGE_MS) or 0)
+        if kind == "p":
+            url = clean_url(event.get("u"), allowed)
+            if url is None:
+                raise BatchError(400, f"{where}: field 'u' must be the page's http(s) address")
+            seconds = _int(event.get("s"), where, "s", None, MAX_SECONDS)
+            row = {"client_key": key, "at": at, "url": url, "title": clean_text(event.get("ti"), TITLE_MAX),
+                   "referrer": clean_url(event.get("r"), allowed), "seconds_on_page": seconds}
+            earlier = views.get(key)  # the same page load twice: the first, with the longest time on it
+            if earlier is None:
+                views[key] = row
+            elif (seconds or 0) > (earlier["seconds_on_page"] or 0):
+                earlier["seconds_on_page"] = seconds
+        elif kind == "a":
+            action = event.get("k")
+            if action not in ACTION_KINDS:
+                raise BatchError(400, f"{where}: field 'k' must be one of {', '.join(ACTION_KINDS)}")
+            actions.setdefault(key, {"client_key": key, "at": at, "kind": action,
+                                     "target": clean_target(event.get("x")), "url": clean_url(event.get("u"), allowed)})
+        else:
+            raise BatchError(400, f"{where}: field 't' must be 'p' (a page view) or 'a' (an action)")
+    batch.pageviews = list(views.values())
+    batch.actions = list(actions.values())
+    return batch
+
+
+def _insert(conn: Connection, table):
+    return (postgresql.insert if conn.dialect.name == "postgresql" else sqlite.insert)(table)
+
+
+def _claim(conn: Connection, site_id: int, sid: str, count: int, cap: int) -> tuple[int | None, int]:
+    """(session id, events it may store now): the count moved up in the same statement that
+    finds the session, only while it stays within ``cap``."""
+    moved = conn.execute(
+        update(VisitorSession)
+        .where(VisitorSession.public_id == sid, VisitorSession.site_id == site_id,
+               VisitorSession.journey_events + count <= cap)
+        .values(journey_events=VisitorSession.journey_events + count)
+        .returning(VisitorSession.id)).scalar()
+    if moved is not None:
+        return moved, count
+    row = conn.execute(select(VisitorSession.id, VisitorSession.journey_events)
+                       .where(VisitorSession.public_id == sid, VisitorSession.site_id == site_id)).first()
+    if row is None:
+        return None, 0
+    room = max(0, cap - row.journey_events)
+    if room == 0:
+        return row.id, 0
+    return _claim(conn, site_id, sid, room, cap)  # what is left of the cap (a race makes it smaller)
+
+
+def store(conn: Connection, site_id: int, sid: str, batch: Batch, cap: int = SESSION_CAP) -> Stored:
+    """Write ``batch`` for the session ``sid`` of the site: page views first, then actions, as far
+    as the session's cap allows.  ``BatchError(404)`` for a session the site does not have."""
+    if not batch:
+        return Stored(session_id=None)
+    session_id, room = _claim(conn, site_id, sid, len(batch), cap)
+    if session_id is None:
+        raise BatchError(404, "unknown session: field 'sid'")
+    views = batch.pageviews[:room]
+    actions = batch.actions[:max(0, room - len(views))]
+    if views:
+        stmt = _insert(conn, PageView).values([{**row, "session_id": session_id, "site_id": site_id} for row in views])
+        seconds = stmt.excluded.seconds_on_page
+        conn.execute(stmt.on_conflict_do_update(
+            index_elements=[PageView.session_id, PageView.client_key],
+            set_={"seconds_on_page": case((seconds > func.coalesce(PageView.seconds_on_page, -1), seconds),
+                                          else_=PageView.seconds_on_page)}))
+    if actions:
+        conn.execute(_insert(conn, VisitorAction)
+                     .values([{**row, "session_id": session_id, "site_id": site_id} for row in actions])
+                     .on_conflict_do_nothing(index_elements=[VisitorAction.session_id, VisitorAction.client_key]))
+    return Stored(session_id=session_id, pageviews=len(views), actions=len(actions),
+                  refused=len(batch) - len(views) - len(actions))
