@@ -212,6 +212,18 @@ SCHEMA: dict[str, dict[str, Key]] = {
         "timeout": Key(_positive_int, 600, help="seconds one recording may take before the engine is killed"),
         "min_talk_seconds": Key(_positive_float, 3.0, help="shorter answered calls are not transcribed"),
     },
+    "conversions": {
+        "ga4_url": Key(_text, "https://www.google-analytics.com/mp/collect",
+                       help="GA4 Measurement Protocol endpoint (tests point it at a local server)"),
+        "metrica_url": Key(_text, "https://api-metrika.yandex.net",
+                           help="Yandex Metrica management API base; calls go to "
+                                "/management/v1/counter/{id}/offline_conversions/upload_calls"),
+        "timeout": Key(_positive_float, 10.0, help="seconds one request to a platform may take"),
+        "admin_url": Key(_text, "", help="the web admin's public address (https://track.example.ru): Metrica's "
+                         "CallTrackerURL links each call to its card there; empty = not sent"),
+        "max_attempts": Key(_positive_int, 8, help="runs that retry a conversion a network error stopped, "
+                            "then it is logged as refused"),
+    },
 }
 
 

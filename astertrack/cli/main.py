@@ -617,3 +617,5 @@ def webhooks_resend(ctx: Context, delivery_id: int) -> None:
         except subscriptions.SubscriptionError as exc:
             raise click.ClickException(str(exc)) from exc
     click.echo(f"delivery {delivery_id} is due now; the worker sends it on its next pass")
+
+import astertrack.cli.conversions  # noqa: E402,F401  (registers `astertrack conversions`)

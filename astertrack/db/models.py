@@ -958,3 +958,75 @@ def _install_config_triggers(metadata: MetaData, connection, **_kw) -> None:
     """A schema made by ``create_all`` (tests, benches) gets the same triggers as one made by
     ``astertrack db upgrade``."""
     config_revision.install(connection, metadata)
+
+
+# ---------------------------------------------------------------- conversions to GA4, Metrica, Google Ads
+
+
+class ConversionSettings(Base):
+    """One site's accounts on the analytics and ad platforms (``astertrack.integrations.conversions``).
+    The GA4 API secret and the Metrica OAuth token are kept here because sending needs them; the
+    admin only ever shows them masked."""
+
+    __tablename__ = "conversion_settings"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    site_id: Mapped[int] = mapped_column(ForeignKey("sites.id", ondelete="CASCADE"), unique=True)
+    ga4_enabled: Mapped[bool] = mapped_column(default=False)
+    ga4_measurement_id: Mapped[str | None] = mapped_column(String(40))  # G-XXXXXXXXXX
+    ga4_api_secret: Mapped[str | None] = mapped_column(String(200))
+    ga4_call_event: Mapped[str] = mapped_column(String(40), default="phone_call")
+    ga4_lead_event: Mapped[str] = mapped_column(String(40), default="close_convert_lead")
+    metrica_enabled: Mapped[bool] = mapped_column(default=False)
+    metrica_counter_id: Mapped[str | None] = mapped_column(String(20))
+    metrica_token: Mapped[str | None] = mapped_column(String(200))
+    google_ads_enabled: Mapped[bool] = mapped_column(default=False)
+    google_ads_conversion_name: Mapped[str | None] = mapped_column(String(100))
+    google_ads_timezone: Mapped[str | None] = mapped_column(String(64))  # None: the site's time zone
+    currency: Mapped[str] = mapped_column(String(3), default="RUB")
+    created_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
+    updated_at: Mapped[dt.datetime | None] = mapped_column()
+
+
+class ConversionRule(Base):
+    """Which of a site's calls and leads are conversions, and their value (one row per site)."""
+
+    __tablename__ = "conversion_rules"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    site_id: Mapped[int] = mapped_column(ForeignKey("sites.id", ondelete="CASCADE"), unique=True)
+    calls: Mapped[str] = mapped_column(String(12), default="answered")  # off|all|answered|target
+    first_time_only: Mapped[bool] = mapped_column(default=False)
+    call_value: Mapped[Decimal | None] = mapped_column(Numeric(14, 2))
+    lead_state: Mapped[str | None] = mapped_column(String(20))  # None: leads are not sent; qualified|won|...
+    lead_value: Mapped[str] = mapped_column(String(10), default="amount")  # amount|fixed
+    lead_fixed_value: Mapped[Decimal | None] = mapped_column(Numeric(14, 2))
+
+
+class ConversionLog(Base):
+    """One conversion (a call, or a lead reaching a state) per site and platform: sent, refused
+    (with the platform's answer), failed (network: retried), skipped (and why) or exported to a
+    file.  The unique key is what makes every run incremental."""
+
+    __tablename__ = "conversion_log"
+    __table_args__ = (UniqueConstraint("site_id", "platform", "subject", name="uq_conversion_log_site_platform_subject"),
+                      Index("ix_conversion_log_status", "status", "platform"),
+                      Index("ix_conversion_log_site_at", "site_id", "created_at"))
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    site_id: Mapped[int] = mapped_column(ForeignKey("sites.id", ondelete="CASCADE"))
+    platform: Mapped[str] = mapped_column(String(12))  # ga4|metrica|google_ads
+    subject: Mapped[str] = mapped_column(String(40))  # call:12 | lead:5@won
+    call_id: Mapped[int | None] = mapped_column(ForeignKey("calls.id", ondelete="SET NULL"))
+    lead_id: Mapped[int | None] = mapped_column(ForeignKey("leads.id", ondelete="SET NULL"))
+    status: Mapped[str] = mapped_column(String(10))  # sending|sent|refused|failed|skipped|exported
+    reason: Mapped[str | None] = mapped_column(String(30))  # no_gclid|no_client_id|too_old|rule|validation|...
+    occurred_at: Mapped[dt.datetime] = mapped_column()  # the conversion's own time
+    value: Mapped[Decimal | None] = mapped_column(Numeric(14, 2))
+    currency: Mapped[str | None] = mapped_column(String(3))
+    payload: Mapped[dict[str, Any] | None] = mapped_column()  # what was sent (never a secret)
+    attempts: Mapped[int] = mapped_column(default=0)
+    response_code: Mapped[int | None] = mapped_column()
+    response_excerpt: Mapped[str | None] = mapped_column(Text)
+    created_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
+    updated_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
