@@ -202,7 +202,7 @@ class VisitorSession(Base):
     first_seen: Mapped[dt.datetime] = mapped_column(default=utcnow)
     last_seen: Mapped[dt.datetime] = mapped_column(default=utcnow)
     # page views and actions taken in so far: the per-session cap of astertrack.journey.ingest
-    journey_events: Mapped[int] = mapped_column(default=0, server_default="0")
+    journey_events: Mapped[int] = mapped_column(server_default="0")  # (no Python default: inserts leave it out)
 
     source: Mapped[Source | None] = relationship()
 
