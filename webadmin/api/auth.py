@@ -23,13 +23,16 @@ MAX_BODY = 16 * 1024  # bytes: a lead update is a few hundred
 class ApiError(Exception):
     """An answer other than 200: HTTP status, a stable code for programs, a message for people."""
 
-    def __init__(self, status: int, code: str, message: str):
+    def __init__(self, status: int, code: str, message: str, details: list[dict[str, Any]] | None = None):
         super().__init__(message)
-        self.status, self.code, self.message = status, code, message
+        self.status, self.code, self.message, self.details = status, code, message, details
 
 
-def error_response(status: int, code: str, message: str):
-    response = jsonify({"error": {"code": code, "message": message}})
+def error_response(status: int, code: str, message: str, details: list[dict[str, Any]] | None = None):
+    error: dict[str, Any] = {"code": code, "message": message}
+    if details is not None:
+        error["details"] = details
+    response = jsonify({"error": error})
     response.status_code = status
     if status == 401:
         response.headers["WWW-Authenticate"] = 'Bearer realm="astertrack"'
@@ -39,7 +42,7 @@ def error_response(status: int, code: str, message: str):
 @bp.errorhandler(ApiError)
 def _api_error(error: ApiError):
     get_session().rollback()
-    return error_response(error.status, error.code, error.message)
+    return error_response(error.status, error.code, error.message, error.details)
 
 
 @bp.errorhandler(HTTPException)
