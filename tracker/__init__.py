@@ -10,6 +10,7 @@ Endpoints (neutral names, so ad blockers' generic rules do not catch them)::
     POST /v/start    page load: session start/continue, returns the number to show
     POST /v/ping     heartbeat: slides the hold, may return a new number
     POST /v/leave    page unload (navigator.sendBeacon): short grace instead of release
+    POST /v/j        the visitor's journey between heartbeats (page views, clicks; ping and leave carry it too)
     GET  /f.js       the forms script, loaded by the snippet only on pages with a form to capture
     POST /v/form     a web form's enquiry (navigator.sendBeacon on the form's submit)
     GET  /healthz    health; GET /metrics  Prometheus, only with [general] metrics_token
@@ -155,6 +156,10 @@ def create_app(config: Config | None = None, session_factory: sessionmaker[Sessi
     @app.post("/v/leave")
     def leave():
         return flask_answer("/v/leave")
+
+    @app.post("/v/j")
+    def journey():
+        return flask_answer("/v/j")
 
     @app.post("/v/form")
     def form():

@@ -1,5 +1,11 @@
-"""The three hot endpoints (``POST /v/start``, ``/v/ping``, ``/v/leave``) and the web form's
+"""The hot endpoints (``POST /v/start``, ``/v/ping``, ``/v/leave``, ``/v/j``) and the web form's
 (``POST /v/form``) as plain WSGI.
+
+The visitor's journey (page views, clicks on numbers and links, forms: ``astertrack.journey``)
+rides as an ``ev`` list on the heartbeat and the unload beacon, or on ``/v/j`` when the page flushes
+it between heartbeats; the three hand it to the one ingestion (``_journey_batch``).  A malformed
+batch is refused whole with 400 (413 past ``journey.ingest.MAX_BATCH`` events) before anything else
+of the request is done.
 
 Every page view of every customer site lands here, so the request path is kept thin: no
 Flask request context, routing or Response object (they cost about as much CPU as the
@@ -44,6 +50,8 @@ from astertrack.db.models import Enquiry, Lead, Site, VisitorSession
 from astertrack.db.types import utcnow
 from astertrack.dni import allocation
 from astertrack.dni.sources import SiteRouting
+from astertrack.journey import ingest
+from astertrack.journey.cleaning import anonymise_ip
 from astertrack.leads import contacts
 from astertrack.leads.enquiries import record_enquiry
 from astertrack.leads.errors import LeadError
@@ -58,7 +66,7 @@ from tracker.guard import (
     read_json_body,
 )
 from tracker.maintenance import Maintenance
-from tracker.sitecache import SiteCache
+from tracker.sitecache import Privacy, SiteCache
 
 log = logging.getLogger(__name__)
 
@@ -69,6 +77,7 @@ _JSON = ("Content-Type", "application/json")
 _PREFLIGHT_HEADERS = (("Access-Control-Allow-Methods", "POST"), ("Access-Control-Allow-Headers", "Content-Type"),
                       ("Access-Control-Max-Age", "7200"), ("Vary", "Origin"))  # 7200: Chromium's cap
 FORM_PATH = "/v/form"
+JOURNEY_PATH = "/v/j"
 # A form's fields (what the forms script sends; an integration may post the same), each capped.
 FORM_FIELDS = {"name": contacts.NAME_MAX, "phone": contacts.PHONE_RAW_MAX, "email": contacts.EMAIL_MAX + 1,
                "message": contacts.MESSAGE_MAX, "page": 8192, "form": 200}
@@ -132,7 +141,7 @@ class TrackerApi:
             engine = engine.execution_options(sqlite_begin="IMMEDIATE")  # the write lock up front
         self.engine = engine  # PostgreSQL: in autocommit mode (``tracker.create_app``)
         self.actions: dict[str, Action] = {"/v/start": self.start, "/v/ping": self.ping, "/v/leave": self.leave,
-                                           FORM_PATH: self.form}
+                                           JOURNEY_PATH: self.journey, FORM_PATH: self.form}
 
     # ------------------------------------------------------------ plumbing
 
@@ -217,7 +226,8 @@ class TrackerApi:
 
     def start(self, conn: Connection, site: SiteRouting, data: dict[str, Any], environ: dict[str, Any]) -> Answer:
         visit = allocation.clean_visit(data)
-        visit["ip"] = allocation.clean_text(client_ip(environ, self.trust_xff), 45)
+        privacy = self.sites.privacy(site.id)
+        visit["ip"] = self._ip(environ, privacy)
         browser = environ.get("HTTP_ORIGIN") is not None  # (an origin not allowed was refused already)
         header_ua = environ.get("HTTP_USER_AGENT")
         if header_ua:
@@ -226,26 +236,71 @@ class TrackerApi:
                                       session_public_id=allocation.clean_text(data.get("sid"), 32),
                                       webdriver=data.get("wd") is True, interacted=data.get("interacted") is True,
                                       new_visitor=data.get("new") is True, limits=self.limits, browser=browser)
-        return json_answer(_offer_body(site, offer, data.get("debug") is True, visit))
+        body = _offer_body(site, offer, data.get("debug") is True, visit)
+        if privacy.allowed_params:  # the snippet cleans page URLs with the same list
+            body["q"] = sorted(privacy.allowed_params)
+        return json_answer(body)
 
     def ping(self, conn: Connection, site: SiteRouting, data: dict[str, Any], environ: dict[str, Any]) -> Answer:
         sid = allocation.clean_text(data.get("sid"), 32)
         if not sid:
             raise BadRequest(400, "missing session id: field 'sid'")
+        batch = self._parse_journey(site, data)
         offer = allocation.heartbeat_with(conn, site, sid, utcnow(),
                                           current_page=allocation.clean_text(data.get("page"), 2048),
                                           interacted=data.get("interacted") is True, limits=self.limits,
                                           browser=environ.get("HTTP_ORIGIN") is not None)
         if offer is None or not offer.live:
+            self._store_journey(conn, site, sid, batch)  # the pages seen until the hold ended
             return json_answer({"live": False})
+        self._store_journey(conn, site, sid, batch)
         return json_answer(_offer_body(site, offer, data.get("debug") is True))
 
     def leave(self, conn: Connection, site: SiteRouting, data: dict[str, Any], environ: dict[str, Any]) -> Answer:
         sid = allocation.clean_text(data.get("sid"), 32)
         if not sid:
             raise BadRequest(400, "missing session id: field 'sid'")
+        batch = self._parse_journey(site, data)
         allocation.unload_with(conn, site, sid, utcnow())
+        self._store_journey(conn, site, sid, batch)
         return 204, [], b""
+
+    def journey(self, conn: Connection, site: SiteRouting, data: dict[str, Any], environ: dict[str, Any]) -> Answer:
+        """A flush of the page's journey between heartbeats (a click on a number, the page hidden)."""
+        sid = allocation.clean_text(data.get("sid"), 32)
+        if not sid:
+            raise BadRequest(400, "missing session id: field 'sid'")
+        batch = self._parse_journey(site, data)
+        if not batch:
+            raise BadRequest(400, "no events: field 'ev' must list at least one")
+        try:
+            stored = ingest.store(conn, site.id, sid, batch)
+        except ingest.BatchError as exc:
+            raise BadRequest(exc.status, exc.message) from None
+        if stored.refused:
+            return json_answer({"error": f"this session's journey is full (limit {ingest.SESSION_CAP} events): "
+                                         f"{stored.refused} not stored", "stored": len(batch) - stored.refused}, 429)
+        return 204, [], b""
+
+    def _ip(self, environ: dict[str, Any], privacy: Privacy) -> str | None:
+        ip = allocation.clean_text(client_ip(environ, self.trust_xff), 45)
+        return anonymise_ip(ip) if privacy.anonymise_ip else ip
+
+    def _parse_journey(self, site: SiteRouting, data: dict[str, Any]) -> ingest.Batch:
+        try:
+            return ingest.parse_batch(data.get("ev"), utcnow(), self.sites.privacy(site.id).allowed_params)
+        except ingest.BatchError as exc:
+            raise BadRequest(exc.status, exc.message) from None
+
+    @staticmethod
+    def _store_journey(conn: Connection, site: SiteRouting, sid: str, batch: ingest.Batch) -> None:
+        """The events riding on a heartbeat or unload: an unknown session or a full one stores
+        nothing more and does not fail the heartbeat."""
+        if batch:
+            try:
+                ingest.store(conn, site.id, sid, batch)
+            except ingest.BatchError:
+                pass
 
     def form(self, conn: Connection, site: SiteRouting, data: dict[str, Any], environ: dict[str, Any]) -> Answer:
         """A web form's enquiry: recorded by the leads core (one lead per phone or e-mail), with
@@ -263,7 +318,7 @@ class TrackerApi:
                                                               VisitorSession.site_id == site.id))
             try:
                 record_form_enquiry(db, db.get(Site, site.id), fields, visit=visit, callback=callback,
-                                    ip=allocation.clean_text(client_ip(environ, self.trust_xff), 45),
+                                    ip=self._ip(environ, self.sites.privacy(site.id)),
                                     user_agent=allocation.clean_text(header_ua, 512), now=utcnow(),
                                     region=self.region)
             except LeadError as exc:

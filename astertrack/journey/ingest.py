@@ -143,12 +143,12 @@ def _claim(conn: Connection, site_id: int, sid: str, count: int, cap: int) -> tu
     return _claim(conn, site_id, sid, room, cap)  # what is left of the cap (a race makes it smaller)
 
 
-def store(conn: Connection, site_id: int, sid: str, batch: Batch, cap: int = SESSION_CAP) -> Stored:
+def store(conn: Connection, site_id: int, sid: str, batch: Batch, cap: int | None = None) -> Stored:
     """Write ``batch`` for the session ``sid`` of the site: page views first, then actions, as far
     as the session's cap allows.  ``BatchError(404)`` for a session the site does not have."""
     if not batch:
         return Stored(session_id=None)
-    session_id, room = _claim(conn, site_id, sid, len(batch), cap)
+    session_id, room = _claim(conn, site_id, sid, len(batch), SESSION_CAP if cap is None else cap)
     if session_id is None:
         raise BatchError(404, "unknown session: field 'sid'")
     views = batch.pageviews[:room]
