@@ -285,6 +285,8 @@ def plan_inbound(factory: sessionmaker[Session], cache: SnapshotCache, info: Cal
         site = directory.sites.get(current.site_id) if current.site_id is not None else None
         history = attr.caller_history(session, current.site_id, info.caller)
         attribution, first = attr.apply_history(session, directory, current, history, site, now)
+        # last_non_direct only: one indexed query when the winning visit is direct, else none
+        attribution = attr.apply_model(session, directory, attribution, site, info.caller, now)
         ctx = CallContext(
             did=info.did, caller=info.caller, site_id=attribution.site_id, source_id=attribution.source_id,
             source_name=attribution.source_name, utm_campaign=attribution.utm_campaign,
@@ -404,7 +406,8 @@ def _call_row(plan: Plan, decision: Decision, won: list[ManagerView], settings: 
         "routing_rule_id": plan.rule.id if plan.rule and plan.rule.id else None,
         "routing_tried": [m.id for m in won], "recording_path": f"{plan.recording}.{settings.recording_format}",
         "source_id": a.source_id, "session_id": a.session_id, "attribution_kind": a.kind,
-        "attribution_confidence": a.confidence, "utm_source": a.utm_source, "utm_medium": a.utm_medium,
+        "attribution_confidence": a.confidence, "attribution_reason": a.reason,
+        "attribution_candidates": a.candidates, "utm_source": a.utm_source, "utm_medium": a.utm_medium,
         "utm_campaign": a.utm_campaign, "keyword": a.keyword, "is_first_call": plan.is_first_call,
     }
 

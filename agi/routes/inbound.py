@@ -28,5 +28,6 @@ async def inbound(request) -> None:
     if decision.use_fallback_now:
         request.result = "fallback"
     request.note = (f"DID {info.did or '?'} caller {info.caller or info.caller_raw or '?'} "
-                    f"{plan.attribution.kind}:{decision.source or '-'} ({plan.attribution.confidence:.2f}) "
+                    f"{plan.attribution.kind}:{decision.source or '-'} ({plan.attribution.confidence:.2f} "
+                    f"{plan.attribution.reason}) "
                     f"-> {decision.manager_label or decision.fallback or 'nothing'} by {decision.routed_by}")

@@ -460,8 +460,12 @@ class Call(Base):
     # Attribution (denormalised for fast reports)
     source_id: Mapped[int | None] = mapped_column(ForeignKey("sources.id", ondelete="SET NULL"))
     session_id: Mapped[int | None] = mapped_column(ForeignKey("visitor_sessions.id", ondelete="SET NULL"), index=True)
-    attribution_kind: Mapped[str | None] = mapped_column(String(12))  # static|dynamic|grace|repeat|default|unknown
+    # static|dynamic|grace|fallback|repeat|non_direct|default|unknown
+    attribution_kind: Mapped[str | None] = mapped_column(String(12))
     attribution_confidence: Mapped[float | None] = mapped_column(Float)
+    # why (astertrack.routing.attribution.REASONS) and how many visits could have made the call
+    attribution_reason: Mapped[str | None] = mapped_column(String(24))
+    attribution_candidates: Mapped[int | None] = mapped_column()
     utm_source: Mapped[str | None] = mapped_column(String(255))
     utm_medium: Mapped[str | None] = mapped_column(String(255))
     utm_campaign: Mapped[str | None] = mapped_column(String(255), index=True)
