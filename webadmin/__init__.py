@@ -46,7 +46,7 @@ def create_app(config: Config | None = None, test_config: dict[str, Any] | None 
     i18n.init_app(app)
     ami_banner.init_app(app)  # the banner on every page while Asterisk is not followed
 
-    from webadmin import api, auth, calls, leads, live, reports, settings, users, webhooks
+    from webadmin import api, auth, calls, conversions, leads, live, reports, settings, users, webhooks
 
     app.register_blueprint(auth.bp, url_prefix="/auth")
     app.register_blueprint(reports.bp, url_prefix="/reports")
@@ -58,6 +58,7 @@ def create_app(config: Config | None = None, test_config: dict[str, Any] | None 
     app.register_blueprint(api.bp, url_prefix="/api/v1")  # token-authenticated JSON (CRMs)
     app.register_blueprint(api.tokens_bp, url_prefix="/settings/api-tokens")
     app.register_blueprint(webhooks.bp, url_prefix="/settings/webhooks")
+    app.register_blueprint(conversions.bp, url_prefix="/settings/conversions")
 
     @app.get("/")
     def index():
