@@ -22,8 +22,10 @@ from sqlalchemy import select
 from astertrack.cli.main import main
 from astertrack.db.models import Call, Manager, Site, Source, WebhookOutbox, WebhookSubscription
 from astertrack.db.types import utcnow
+from astertrack.integrations.events import CallEventBody
 from astertrack.integrations.webhooks import (
     MAX_BACKOFF_SECONDS,
+    Retry,
     backoff,
     deliver_due,
     enqueue_finished_calls,
@@ -136,6 +138,10 @@ def test_enqueues_finished_calls_once_per_subscription_and_event(session, receiv
     assert payload["is_first_call"] is True and payload["talk_seconds"] == 61.5
     assert payload["recording_state"] == "kept"
     assert "/var/spool" not in json.dumps(payload)
+    CallEventBody.model_validate(payload)  # the documented body (events.py), nothing more or less
+    assert payload["event"] == "call.finished" and payload["state"] == "finished" and payload["channel"] == "call"
+    assert {row.subject for row in rows if row.subscription_id == every.id} == {
+        f"call:{c.id}" for c in (answered, missed, busy)}
     assert dt.datetime.fromisoformat(payload["ended_at"]) == answered.ended_at
 
     # a call finishing later is picked up by the next pass
@@ -217,7 +223,8 @@ def test_recovers_after_a_failure(session, session_factory, receiver):
 
 def test_backoff_doubles_and_is_capped():
     assert [backoff(n).total_seconds() for n in (1, 2, 3)] == [30, 60, 120]
-    assert backoff(20).total_seconds() == MAX_BACKOFF_SECONDS
+    assert backoff(20).total_seconds() == MAX_BACKOFF_SECONDS == 3600
+    assert [backoff(n, Retry(8, 1, 3)).total_seconds() for n in (1, 2, 3, 9)] == [1, 2, 3, 3]
 
 
 def test_non_http_url_fails_clearly_without_a_request(session, session_factory, receiver):

@@ -81,6 +81,34 @@ def test_errors_show_on_their_fields_in_both_languages(client, auth, db, data, l
     assert db.scalars(select(WebhookSubscription)).all() == []
 
 
+@pytest.mark.parametrize("locale, labels", [
+    ("en", ["Call ringing", "Call answered", "Call finished", "Call missed (busy included)", "Lead created",
+            "Lead changed", "Deal changed (state, amount, currency)"]),
+    ("ru", ["Звонок поступил (звонит)", "На звонок ответили", "Звонок завершён", "Звонок пропущен (включая «занято»)",
+            "Новый лид", "Лид изменён", "Сделка изменена (статус, сумма, валюта)"])])
+def test_all_seven_events_are_offered_in_both_languages_and_kept_in_order(client, auth, db, data, locale, labels):
+    from astertrack.integrations.events import EVENTS
+    from webadmin.labels import VOCABULARIES
+
+    assert list(VOCABULARIES["webhook_event"]) == list(EVENTS)  # one list: the core's
+    db.execute(update(User).where(User.login == "admin").values(locale=locale))
+    db.commit()
+    auth.login()
+    html = client.get(PAGE).get_data(as_text=True)
+    offered = re.findall(r'name="events" type="checkbox" value="([a-z.]+)"', html)
+    assert offered == list(EVENTS)
+    for label in labels:
+        assert label in html
+    answer = _create(auth, "https://crm.example/hook", ["deal.updated", "call.ringing", "lead.updated"])
+    assert answer.status_code == 200
+    row = db.scalars(select(WebhookSubscription)).one()
+    assert row.events == ["call.ringing", "lead.updated", "deal.updated"]  # the documented order
+    listing = client.get(PAGE).get_data(as_text=True)
+    assert labels[0] in listing and labels[5] in listing and labels[6] in listing
+    history = client.get("/settings/audit").get_data(as_text=True)
+    assert labels[6] in history  # the settings history names the events in the page's language
+
+
 def test_pause_stops_deliveries_and_archive_keeps_the_log(client, auth, db, data, factory, receiver):
     auth.login()
     _create(auth, receiver.url)
