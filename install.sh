@@ -73,8 +73,8 @@ DATA=/var/lib/astertrack
 LOGDIR=/var/log/astertrack
 UNITDIR=/etc/systemd/system
 SVC_USER=astertrack
-UNITS="astertrack-agi.service astertrack-ami.service astertrack-web.service astertrack-tracker.service astertrack-webhooks.service astertrack-retention.service astertrack-retention.timer astertrack-transcription.service astertrack-transcription.timer astertrack.target"
-ENABLE="astertrack.target astertrack-agi.service astertrack-ami.service astertrack-web.service astertrack-tracker.service astertrack-webhooks.service astertrack-retention.timer"
+UNITS="astertrack-agi.service astertrack-ami.service astertrack-web.service astertrack-tracker.service astertrack-webhooks.service astertrack-retention.service astertrack-retention.timer astertrack-conversions.service astertrack-conversions.timer astertrack-transcription.service astertrack-transcription.timer astertrack.target"
+ENABLE="astertrack.target astertrack-agi.service astertrack-ami.service astertrack-web.service astertrack-tracker.service astertrack-webhooks.service astertrack-retention.timer astertrack-conversions.timer"
 DEFAULT_CHANNELVARS="CT_CALL_ID,CT_SOURCE,CT_MANAGER,CT_RECORDING"
 r() { printf '%s%s' "$ROOT" "$1"; }
 say() { printf '%s\n' "$*"; }
