@@ -384,7 +384,7 @@ _VISIT_BY_ID = select(*_VISIT_COLUMNS).where(VisitorSession.id == bindparam("ses
 # seen since ``since`` that did not take a pool number between the overflow and ``since``.
 _oe, _na = OverflowEvent.__table__, NumberAssignment.__table__
 _FALLBACK_VISITS = (
-    select(OverflowEvent.pool_id, *_VISIT_COLUMNS).distinct()
+    select(OverflowEvent.pool_id, *_VISIT_COLUMNS)  # a session with two overflows: deduplicated by id
     .join(VisitorSession, VisitorSession.id == OverflowEvent.session_id)
     .where(OverflowEvent.pool_id.in_(bindparam("pools", expanding=True)),
            OverflowEvent.policy.in_(FALLBACK_POLICIES),
