@@ -58,6 +58,31 @@ def arg_date(name: str) -> dt.date | None:
     return value
 
 
+# The confidence filter's choices (the form offers these; a link may carry any value in 0..1)
+CONFIDENCE_CHOICES = ("0.3", "0.5", "0.8", "1")  # as confidence_form writes them
+
+
+def arg_confidence(name: str = "min_confidence") -> float | None:
+    """A minimum attribution confidence, as a share (``0.8``) or a percentage (``80``); absent is
+    None, anything else outside 0..100 a ``BadFilter``."""
+    raw = request.args.get(name, "").strip().rstrip("%").strip()
+    if not raw:
+        return None
+    try:
+        value = float(raw.replace(",", "."))
+    except ValueError:
+        value = float("nan")
+    if not 0 <= value <= 100:  # NaN fails too
+        raise BadFilter(_l("“%(value)s” is not a confidence: give a share from 0 to 1 or a percentage.",
+                           value=raw[:40]))
+    return round(value / 100 if value > 1 else value, 4)
+
+
+def confidence_form(value: float | None) -> str:
+    """The confidence filter as the form and the links write it."""
+    return "" if value is None else f"{value:g}"
+
+
 def period() -> tuple[dt.date, dt.date, dt.datetime, dt.datetime, str]:
     """(first day, last day, start UTC, end UTC exclusive, tz); default the last 30 days."""
     tz = display_timezone()
@@ -80,9 +105,10 @@ def period() -> tuple[dt.date, dt.date, dt.datetime, dt.datetime, str]:
 def report_filter() -> tuple[ReportFilter, dict[str, Any]]:
     date_from, date_to, start, end, tz = period()
     f = ReportFilter(start=start, end=end, site_id=arg_int("site"), source_id=arg_int("source"),
-                     manager_id=arg_int("manager"), campaign=arg_str("campaign"))
+                     manager_id=arg_int("manager"), campaign=arg_str("campaign"), min_confidence=arg_confidence())
     form = {"from": date_from.isoformat(), "to": date_to.isoformat(), "site": f.site_id, "source": f.source_id,
-            "manager": f.manager_id, "campaign": f.campaign or "", "tz": tz}
+            "manager": f.manager_id, "campaign": f.campaign or "", "tz": tz,
+            "min_confidence": confidence_form(f.min_confidence), "confidence_choices": CONFIDENCE_CHOICES}
     return f, form
 
 

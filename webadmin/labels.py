@@ -56,8 +56,34 @@ VOCABULARIES: dict[str, dict[str, Any]] = {
                         "deleted": _l("deleted by retention")},
     "attribution_kind": {"static": _l("static number"), "dynamic": _l("pool number of a website visit"),
                          "grace": _l("pool number just released by a visit"), "repeat": _l("repeat caller"),
-                         "default": _l("site's default number"), "unknown": _l("unknown")},
-    "attribution_model": {"first_touch": _l("first touch"), "last_touch": _l("last touch")},
+                         "default": _l("site's default number"), "unknown": _l("unknown"),
+                         "fallback": _l("pool's fallback number shown to one visit"),
+                         "non_direct": _l("last non-direct visit of the same person")},
+    "attribution_model": {"first_touch": _l("first touch"), "last_touch": _l("last touch"),
+                          "last_non_direct": _l("last non-direct")},
+    # astertrack.routing.attribution.REASONS: why the call card's attribution is what it is
+    "attribution_reason": {
+        "static_number": _l("The number belongs to one static source."),
+        "held_now": _l("The pool number was shown to this visit alone when the call came."),
+        "reused_number": _l("The pool was full, so this visit got a number taken over from another visit, "
+                            "which may still have it on screen."),
+        "reused_contested": _l("The pool was full and this visit got a number another visit had shown until a "
+                               "moment ago: either could be calling."),
+        "released_recently": _l("Nobody held the number: the visit that released it last, within the grace "
+                                "period, got the call."),
+        "several_released": _l("Nobody held the number and several visits released it within the grace period: "
+                               "the latest got the call."),
+        "pool_no_visit": _l("A pool number nobody had been shown lately: only the pool's source is known."),
+        "fallback_single_visit": _l("The pool's fallback number, shown to exactly one visit lately: that visit "
+                                    "got the call."),
+        "fallback_ambiguous": _l("The pool's fallback number, shown to several visits lately: not attributed."),
+        "fallback_no_visit": _l("The pool's fallback number, shown to no visit lately: not attributed."),
+        "repeat_first_touch": _l("A repeat caller: the source of their first call is kept."),
+        "last_non_direct": _l("The call came during a direct visit: the same person's last advertising visit "
+                              "got it."),
+        "default_number": _l("The site's default number: no source is known."),
+        "unknown_number": _l("A number astertrack does not track."),
+    },
     "kind": {"static": _l("static number"), "dynamic": _l("dynamic pool")},
     "strategy": {"round_robin": _l("round robin"), "least_recent": _l("least recently called first"),
                  "fewest_today": _l("fewest calls today first"), "ring_all": _l("ring all at once"),

@@ -89,6 +89,12 @@ DIMENSIONS = ("source", "channel", "campaign", "keyword", "utm_source")
 LEAD_DIMENSIONS = (*DIMENSIONS, "lead_channel")
 
 
+def confidence_condition(min_confidence: float) -> Any:
+    """Calls attributed at least this sure (0..1): the one condition of the reports and the call
+    log.  A call without a confidence (recorded before attribution had one) is left out."""
+    return Call.attribution_confidence >= min_confidence
+
+
 @dataclass(frozen=True)
 class ReportFilter:
     """The period [start, end) in aware UTC and optional narrowing filters."""
@@ -102,6 +108,7 @@ class ReportFilter:
     tag: str | None = None
     handled: bool | None = None  # True: handled calls only, False: not handled ones
     lead_channel: str | None = None  # leads.CHANNELS: calls with it, leads whose first enquiry had it
+    min_confidence: float | None = None  # only calls attributed at least this sure (0..1)
 
     def call_conditions(self) -> list[Any]:
         conds: list[Any] = [Call.started_at >= self.start, Call.started_at < self.end]
@@ -119,16 +126,20 @@ class ReportFilter:
             conds.append(handled_condition(self.handled))
         if self.lead_channel:
             conds.append(Call.lead_channel == self.lead_channel)
+        if self.min_confidence is not None:
+            conds.append(confidence_condition(self.min_confidence))
         return conds
 
     def reviewed_calls(self) -> Select | None:
-        """The ids of the calls the review filters (tag, handled) keep; None without them.  A report
-        narrowed to tagged or handled calls counts only the leads such a call made."""
+        """The ids of the calls the review filters (tag, handled) and the confidence filter keep;
+        None without them.  A report narrowed so counts only the leads such a call made."""
         conds: list[Any] = []
         if self.tag:
             conds.append(tag_condition(self.tag))
         if self.handled is not None:
             conds.append(handled_condition(self.handled))
+        if self.min_confidence is not None:
+            conds.append(confidence_condition(self.min_confidence))
         return select(Call.id).where(*conds) if conds else None
 
     def lead_conditions(self) -> list[Any]:
@@ -713,6 +724,7 @@ class CallLogFilter:
     lead_channel: str | None = None  # leads.CHANNELS: inbound calls ("call") or astertrack's callbacks
     missing: tuple[str, ...] = ()  # report dimensions that must be empty (a report's "(none)" row)
     only_manager_id: int | None = None  # a manager's own calls (routed to or answered by them)
+    min_confidence: float | None = None  # only calls attributed at least this sure (0..1)
 
 
 @dataclass(frozen=True)
@@ -833,6 +845,8 @@ def _call_log_conditions(f: CallLogFilter) -> list[Any]:
         conds.append(tag_condition(f.tag))
     if f.handled is not None:
         conds.append(handled_condition(f.handled))
+    if f.min_confidence is not None:
+        conds.append(confidence_condition(f.min_confidence))
     return conds
 
 

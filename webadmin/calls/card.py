@@ -5,6 +5,7 @@ from __future__ import annotations
 import datetime as dt
 
 from flask import current_app, render_template
+from flask_babel import lazy_gettext as _l
 from flask_login import current_user
 from sqlalchemy import select
 from sqlalchemy.orm import Session
@@ -20,6 +21,21 @@ AUDIO_SUFFIXES = (".wav", ".WAV", ".mp3", ".gsm", ".ogg")
 TIMELINE_HEADERS = ("Channel", "DestChannel", "ChannelStateDesc", "DestChannelStateDesc", "DialStatus", "Cause",
                     "Cause-txt", "Queue", "Interface", "MemberName", "Position", "HoldTime", "TalkTime", "Reason",
                     "BridgeUniqueid", "Variable", "Value", "UserEvent")
+
+
+# How sure an attribution is, in words: (lowest confidence, words), highest first.
+CONFIDENCE_WORDS = ((0.95, _l("certain")), (0.8, _l("very likely")), (0.5, _l("likely")),
+                    (0.01, _l("a guess")), (0.0, _l("not attributed")))
+# Reasons whose count of candidate visits tells something (several released, several shown the fallback...)
+COUNTED_REASONS = ("reused_contested", "several_released", "fallback_single_visit", "fallback_ambiguous",
+                   "fallback_no_visit")
+
+
+def confidence_words(value: float | None) -> str:
+    """The confidence as the card says it ("likely"), beside the percentage."""
+    if value is None:
+        return "—"
+    return str(next((words for floor, words in CONFIDENCE_WORDS if value >= floor), CONFIDENCE_WORDS[-1][1]))
 
 
 def render_card(call, forms: dict | None = None, status: int = 200):
@@ -38,7 +54,9 @@ def render_card(call, forms: dict | None = None, status: int = 200):
         db, call, only_manager_id=None if current_user.is_staff else (current_user.manager_id or -1))
     return render_template("calls/card.html", call=call, session=call.session, timeline=timeline, transcript=transcript,
                            previous=previous, previous_count=count, recording=_recording_status(call),
-                           profile=_caller_profile(call), review=review_context(db, call, forms or {})), status
+                           profile=_caller_profile(call), review=review_context(db, call, forms or {}),
+                           confidence_words=confidence_words(call.attribution_confidence),
+                           counted_reasons=COUNTED_REASONS), status
 
 
 def _caller_profile(call) -> CallerProfile | None:

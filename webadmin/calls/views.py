@@ -17,7 +17,15 @@ from webadmin.calls.args import handled_arg, lead_channel_arg, review_form, tag_
 from webadmin.calls.card import recording_file, render_card
 from webadmin.db import get_session
 from webadmin.exports import stream_csv
-from webadmin.filters import arg_int, arg_str, choices, period
+from webadmin.filters import (
+    CONFIDENCE_CHOICES,
+    arg_confidence,
+    arg_int,
+    arg_str,
+    choices,
+    confidence_form,
+    period,
+)
 from webadmin.security import ROLES, roles_required
 
 PAGE_SIZE = 50
@@ -58,11 +66,12 @@ def log_filter() -> tuple[reports.CallLogFilter, dict]:
         manager_id=arg_int("manager"), outcome=outcome, tag=tag_arg(), handled=handled_arg(),
         channel=arg_str("channel"), keyword=arg_str("keyword"), utm_source=arg_str("utm_source"),
         lead_channel=lead_channel_arg(), missing=missing,
-        caller=(try_normalize(caller) or caller) if caller else None,
+        caller=(try_normalize(caller) or caller) if caller else None, min_confidence=arg_confidence(),
         only_manager_id=None if current_user.is_staff else (current_user.manager_id or -1))
     form = {"from": date_from.isoformat(), "to": date_to.isoformat(), "site": f.site_id, "source": f.source_id,
             "manager": f.manager_id, "campaign": f.campaign or "", "caller": caller or "", "outcome": outcome or "",
-            "tz": tz, **review_form(f.tag, f.handled)}
+            "tz": tz, **review_form(f.tag, f.handled), "min_confidence": confidence_form(f.min_confidence),
+            "confidence_choices": CONFIDENCE_CHOICES}
     return f, form
 
 

@@ -24,7 +24,8 @@ SOURCE_COLUMNS = [*CALL_COLUMNS, *reports.LEAD_COLUMNS]  # calls, then the leads
 
 
 SERIES_LINES = 5  # the busiest values of the "group by" drawn as lines beside the total
-LOG_FILTERS = ("from", "to", "site", "source", "manager", "campaign", "tag", "handled", "lead_channel")
+LOG_FILTERS = ("from", "to", "site", "source", "manager", "campaign", "tag", "handled", "lead_channel",
+               "min_confidence")
 
 
 def _wants_csv() -> bool:

@@ -30,7 +30,8 @@ STRATEGY_LABELS = {
 }
 SOURCE_KIND_LABELS = {"static": _l("static number"), "dynamic": _l("dynamic pool")}
 OVERFLOW_POLICY_LABELS = {"fallback": _l("show the fallback number"), "reuse_oldest": _l("reuse the oldest number")}
-ATTRIBUTION_MODEL_LABELS = {"first_touch": _l("first touch"), "last_touch": _l("last touch")}
+ATTRIBUTION_MODEL_LABELS = {"first_touch": _l("first touch"), "last_touch": _l("last touch"),
+                            "last_non_direct": _l("last non-direct")}
 
 
 def labelled(values: Iterable[str], labels: dict[str, Any]) -> list[SelectChoice]:
