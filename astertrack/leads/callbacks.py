@@ -284,7 +284,7 @@ def settle(session: Session, request: CallbackRequest, call: Call | None, settin
         if lead is not None and lead.status == "new":
             lead.status, lead.updated_at = "in_progress", now
         if lead is not None and call is not None and call.manager_id and not lead.manager_id:
-            lead.manager_id = call.manager_id
+            lead.manager_id, lead.updated_at = call.manager_id, now  # a change: lead.updated announces it
     return verdict
 
 
