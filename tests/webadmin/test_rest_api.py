@@ -391,7 +391,7 @@ def test_the_reference_page_is_for_admins_and_supervisors(app, client, auth, wor
             assert f'data-path="{path}"' in html, path
         for event_name in EVENT_MODELS:
             assert f'data-event="{event_name}"' in html
-        assert "curl -sS -X PATCH -H &#34;Authorization: Bearer $TOKEN&#34;" in html
+        assert "curl -sS -X PATCH \\\n  -H &#34;Authorization: Bearer $TOKEN&#34;" in html
         assert "Authorization: Bearer at_" not in html  # no token is ever printed
         if login == "admin":
             tokens_page = client.get("/settings/api-tokens/")

@@ -84,17 +84,16 @@ def curl(method: str, path: str, operation: dict[str, Any], base: str) -> str:
     url = base.rstrip("/") + _fill(path)
     if method == "get" and any(p["in"] == "query" and p["name"] == "limit" for p in operation.get("parameters", [])):
         url += "?limit=10"
-    parts = ["curl", "-sS"]
-    if method != "get":
-        parts += ["-X", method.upper()]
+    first = "curl -sS" + ("" if method == "get" else f" -X {method.upper()}")
+    lines = [first]
     if operation.get("security"):
-        parts += ["-H", "Authorization: Bearer $TOKEN"]
-    command = " ".join(shlex.quote(part) if "$TOKEN" not in part else f'"{part}"' for part in parts)
+        lines.append('-H "Authorization: Bearer $TOKEN"')
     body = operation.get("requestBody", {}).get("content", {}).get("application/json")
     if body is not None:
-        example = _example(body) or {}
-        command += " -H 'Content-Type: application/json' -d " + shlex.quote(json.dumps(example, ensure_ascii=False))
-    return f"{command} {shlex.quote(url)}"
+        lines.append("-H 'Content-Type: application/json'")
+        lines.append("-d " + shlex.quote(json.dumps(_example(body) or {}, ensure_ascii=False)))
+    lines.append(shlex.quote(url))
+    return " \\\n  ".join(lines)
 
 
 def _fill(path: str) -> str:
