@@ -4,12 +4,17 @@ no site configured it does nothing."""
 
 from __future__ import annotations
 
+from typing import Any
+
 import click
 
-from astertrack.cli.main import Context, main, pass_ctx
+# The command line's shared Context (astertrack.cli.main), passed as the click object; not imported
+# here so that main can register this group without an import cycle.
+pass_ctx = click.pass_obj
+Context = Any
 
 
-@main.group()
+@click.group()
 def conversions() -> None:
     """Conversions to GA4, Yandex Metrica and Google Ads (docs/conversions.md)."""
 

@@ -618,4 +618,6 @@ def webhooks_resend(ctx: Context, delivery_id: int) -> None:
             raise click.ClickException(str(exc)) from exc
     click.echo(f"delivery {delivery_id} is due now; the worker sends it on its next pass")
 
-import astertrack.cli.conversions  # noqa: E402,F401  (registers `astertrack conversions`)
+from astertrack.cli.conversions import conversions as conversions_group  # noqa: E402
+
+main.add_command(conversions_group)
