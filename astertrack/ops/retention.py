@@ -2,7 +2,8 @@
 
 Each site sets ``calls_retention_days``, ``sessions_retention_days`` and
 ``recordings_retention_days`` (NULL = use the ``[retention]`` default from the config;
-0 = keep forever).  Recordings have their own, usually shorter, limit: the call row stays
+0 = keep forever).  Page views and visitor actions (the journey) go after the site's
+``pageviews_retention_days`` (NULL or 0: as long as their session).  Recordings have their own, usually shorter, limit: the call row stays
 (reports keep working), only the audio goes and ``recording_state`` becomes ``deleted``.
 
 Safety rules:
@@ -38,8 +39,10 @@ from astertrack.db.models import (
     NumberAssignment,
     NumberPool,
     OverflowEvent,
+    PageView,
     PoolUsageSample,
     Site,
+    VisitorAction,
     VisitorSession,
 )
 from astertrack.routing.recording import resolve_recording
@@ -56,6 +59,7 @@ class Policy:
     calls_days: int | None = None
     sessions_days: int | None = None
     recordings_days: int | None = None
+    pageviews_days: int | None = None  # page views and visitor actions; None: with their session
 
 
 @dataclass
@@ -68,6 +72,7 @@ class SiteReport:
     recordings_deleted: int = 0
     recordings_missing: int = 0
     bytes_freed: int = 0
+    pageviews_deleted: int = 0  # page views and visitor actions
     errors: list[str] = field(default_factory=list)
 
     def summary(self) -> str:
@@ -91,7 +96,8 @@ class SweepReport:
 
     @property
     def totals(self) -> dict[str, int]:
-        keys = ("calls_deleted", "sessions_deleted", "recordings_deleted", "recordings_missing", "bytes_freed")
+        keys = ("calls_deleted", "sessions_deleted", "recordings_deleted", "recordings_missing", "bytes_freed",
+                "pageviews_deleted")
         out = {key: sum(getattr(site, key) for site in self.sites) for key in keys}
         out["raw_events_deleted"] = self.raw_events_deleted
         out["audit_deleted"] = self.audit_deleted
@@ -121,7 +127,8 @@ def site_policy(site: Site | None, defaults: Policy) -> Policy:
         return defaults
     return Policy(_days(site.calls_retention_days, defaults.calls_days),
                   _days(site.sessions_retention_days, defaults.sessions_days),
-                  _days(site.recordings_retention_days, defaults.recordings_days))
+                  _days(site.recordings_retention_days, defaults.recordings_days),
+                  _days(site.pageviews_retention_days, None))
 
 
 def defaults_from_config(config) -> Policy:
@@ -174,6 +181,8 @@ class Sweeper:
             self._sweep_recordings(report, site_filter, self.cutoff(policy.recordings_days))
         if policy.calls_days:
             self._sweep_calls(report, site_filter, self.cutoff(policy.calls_days))
+        if policy.pageviews_days and site_id is not None:
+            self._sweep_pageviews(report, site_id, self.cutoff(policy.pageviews_days))
         if policy.sessions_days and site_id is not None:
             self._sweep_sessions(report, site_id, self.cutoff(policy.sessions_days))
         return report
@@ -303,6 +312,8 @@ class Sweeper:
                     report.sessions_deleted += self._count_rest_sessions(session, site_id, cutoff, ids[-1])
                     break
                 session.execute(delete(NumberAssignment).where(NumberAssignment.session_id.in_(ids)))
+                for journey in (PageView, VisitorAction):  # (they cascade; explicit without FK enforcement)
+                    session.execute(delete(journey).where(journey.session_id.in_(ids)))
                 session.execute(delete(VisitorSession).where(VisitorSession.id.in_(ids)))
                 session.commit()
         if self.dry_run:
@@ -315,6 +326,28 @@ class Sweeper:
             session.execute(delete(PoolUsageSample).where(PoolUsageSample.pool_id.in_(pools),
                                                           PoolUsageSample.sampled_at < cutoff))
             session.commit()
+
+    def _sweep_pageviews(self, report: SiteReport, site_id: int, cutoff: dt.datetime) -> None:
+        """The site's page views and visitor actions older than its page-view retention (the
+        sessions stay: calls and leads point at them)."""
+        from sqlalchemy import func
+
+        for model in (PageView, VisitorAction):
+            while True:
+                with self.factory() as session:
+                    if not self.dry_run:
+                        begin_write(session)
+                    ids = list(session.scalars(select(model.id).where(model.site_id == site_id, model.at < cutoff)
+                                               .order_by(model.id).limit(self.batch)))
+                    if not ids:
+                        break
+                    report.pageviews_deleted += len(ids)
+                    if self.dry_run:
+                        report.pageviews_deleted += session.scalar(select(func.count()).select_from(model).where(
+                            model.site_id == site_id, model.at < cutoff, model.id > ids[-1])) or 0
+                        break
+                    session.execute(delete(model).where(model.id.in_(ids)))
+                    session.commit()
 
     @staticmethod
     def _count_rest_sessions(session: Session, site_id: int, cutoff: dt.datetime, after: int) -> int:
