@@ -54,6 +54,7 @@ def merge_leads(session: Session, keep: Lead, other: Lead, user: Any = None, *,
     other.enquiries_count = 0
     if keep.amount is None and other.amount is not None:
         keep.amount, keep.currency = other.amount, other.currency
+        keep.deal_updated_at = now  # the kept lead's deal changed: deal.updated announces it
     for attr in ("phone", "email", "name", "manager_id"):
         if getattr(keep, attr) is None:
             setattr(keep, attr, getattr(other, attr))

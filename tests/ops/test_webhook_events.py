@@ -301,6 +301,25 @@ def test_a_merge_announces_both_leads(session, receiver):
     assert latest[keep]["enquiries"] == 2 and latest[keep]["email"] == "a@example.ru"
 
 
+def test_a_merge_that_brings_a_deal_announces_deal_updated_for_the_kept_lead(session, receiver):
+    site = Site(name="shop")
+    session.add(site)
+    session.commit()
+    first = record_enquiry(session, site, "form", at=utcnow(), phone="+79161234567")
+    second = record_enquiry(session, site, "form", at=utcnow(), email="a@example.ru")
+    set_state(session, session.get(Lead, second.lead_id), "won", amount=700, currency="RUB")
+    session.commit()
+    keep, gone = first.lead_id, second.lead_id
+    subscribe(session, receiver.url, ["deal.updated"])
+    now = utcnow()
+    assert pass_(session, now) == 1  # the second lead's deal
+    merge_leads(session, session.get(Lead, keep), session.get(Lead, gone), now=now + dt.timedelta(seconds=1))
+    session.commit()
+    assert pass_(session, now + dt.timedelta(seconds=2)) == 1
+    kept = [r.payload for r in outbox(session) if r.lead_id == keep]
+    assert len(kept) == 1 and kept[0]["amount"] == "700.00" and kept[0]["currency"] == "RUB"
+
+
 def test_a_new_subscription_is_not_flooded_with_old_history(session, receiver):
     site = Site(name="shop")
     session.add(site)
