@@ -278,6 +278,13 @@ class SiteForm(SettingsForm):
     calls_retention_days = WholeNumber(_l("Keep calls, days"), minimum=1)
     sessions_retention_days = WholeNumber(_l("Keep sessions, days"), minimum=1)
     recordings_retention_days = WholeNumber(_l("Keep recordings, days"), minimum=1)
+    # the visitor's journey (docs/journey.md)
+    anonymise_ip = BooleanField(_l("Anonymise visitors' IP addresses"), description=_l(
+        "The last part of each address is zeroed before a visit or a form is stored"))
+    pageviews_retention_days = WholeNumber(_l("Keep page views, days"), minimum=1, description=_l(
+        "Page views and clicks; empty: as long as their session"))
+    query_params_allowed = ListArea(_l("Query parameters to keep in page addresses"), v.text_list, description=_l(
+        "One per line, besides utm_* and click ids; never one that can carry personal data"))
 
 
 class PoolForm(SettingsForm):
