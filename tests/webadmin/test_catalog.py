@@ -17,7 +17,8 @@ REPO = Path(__file__).resolve().parents[2]
 WEBADMIN = REPO / "webadmin"
 RU = WEBADMIN / "translations" / "ru" / "LC_MESSAGES"
 KEYWORDS = {"_": None, "gettext": None, "ngettext": (1, 2), "_l": None, "lazy_gettext": None, "N_": None}
-CORE_FILES = ("astertrack/reporting/reports.py", "astertrack/reporting/csv_import.py")  # the core's labels
+CORE_FILES = ("astertrack/reporting/reports.py", "astertrack/reporting/csv_import.py",
+              "astertrack/reporting/journey_pages.py")  # the core's labels
 
 
 @pytest.fixture(scope="module")

@@ -8,7 +8,7 @@ from flask_babel import gettext as _
 from astertrack.db.types import utcnow
 from astertrack.dni import poolhealth
 from astertrack.leads import CHANNELS
-from astertrack.reporting import reports
+from astertrack.reporting import journey_pages, reports
 from astertrack.review import actions
 from webadmin.calls.args import handled_arg, lead_channel_arg, review_form, tag_arg
 from webadmin.db import get_session
@@ -180,3 +180,21 @@ def pools():
                                    {"key": "recommended", "label": _("Recommended"),
                                     "data": [r["recommended"] for r in rows]}]}}
     return _page("reports/pools.html", filter_pair=(f, form), rows=rows, charts=chart)
+
+
+@bp.get("/pages")
+@roles_required(*STAFF)
+def pages():
+    """Top pages before a call (#24): per site, the pages callers viewed before calling."""
+    f, form = report_filter()
+    sites = journey_pages.top_pages_before_call(get_session(), f.start, f.end, site_id=f.site_id)
+    if _wants_csv():
+        return csv_response(f"pages-before-call-{form['from']}-{form['to']}.csv",
+                            ["site", "url", "calls", "share", "calls_with_pages"],
+                            ([s["site"], r["url"], r["calls"], r["share"], s["calls_with_pages"]]
+                             for s in sites for r in s["rows"]))
+    charts = [{"labels": [r["url"] for r in s["rows"][:10]],
+               "datasets": [{"key": "total", "label": _("Calls"), "data": [r["calls"] for r in s["rows"][:10]]}]}
+              for s in sites]
+    return render_template("reports/pages.html", form=form, choices=choices(), sites=sites, charts=charts,
+                           formulas={k: _(v) for k, v in journey_pages.FORMULAS.items()})
