@@ -14,6 +14,8 @@ from astertrack.db.models import Call, CallerProfile, Manager, Site, Source
 from astertrack.db.types import utcnow
 from astertrack.phones import format_display
 from astertrack.reporting import reports
+from webadmin.journey.data import journey as visitor_journey
+from webadmin.journey.data import summary as journey_summary
 
 ACTIVE_STATES = ("ringing", "up")
 STALE_AFTER = dt.timedelta(hours=6)  # a call "up" for longer is an orphan the sweeper will close
@@ -106,6 +108,7 @@ def popup_card(db: Session, call: Call, card_url: str, only_manager_id: int | No
         "last_call_at": last_at.isoformat() if last_at else None,
         "crm_url": crm_link(site.crm_url_template if site else None, call),
         "card_url": card_url,
+        **journey_summary(visitor_journey(db, "call", call.id, only_manager_id=only_manager_id)),  # #24
     }
 
 
