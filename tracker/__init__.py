@@ -12,6 +12,7 @@ Endpoints (neutral names, so ad blockers' generic rules do not catch them)::
     POST /v/leave    page unload (navigator.sendBeacon): short grace instead of release
     POST /v/j        the visitor's journey between heartbeats (page views, clicks; ping and leave carry it too)
     GET  /f.js       the forms script, loaded by the snippet only on pages with a form to capture
+    GET  /j.js       the journey script (page views, clicks; lazy allocation's claim), loaded once a visit has a session
     POST /v/form     a web form's enquiry (navigator.sendBeacon on the form's submit)
     GET  /healthz    health; GET /metrics  Prometheus, only with [general] metrics_token
 
@@ -66,6 +67,7 @@ __all__ = ["create_app"]
 log = logging.getLogger(__name__)
 SNIPPET_PATH = Path(__file__).parent / "static" / "astertrack.js"
 FORMS_SCRIPT_PATH = Path(__file__).parent / "static" / "astertrack-forms.js"
+JOURNEY_SCRIPT_PATH = Path(__file__).parent / "static" / "astertrack-journey.js"
 
 
 def tracker_engine(config: Config) -> Engine:
@@ -134,7 +136,7 @@ def create_app(config: Config | None = None, session_factory: sessionmaker[Sessi
                      limits=Limits.from_settings(settings), form_limiter=form_limiter,
                      region=config.values["general"]["default_region"])
     scripts = {path: (path.read_bytes(), hashlib.sha256(path.read_bytes()).hexdigest()[:20])
-               for path in (SNIPPET_PATH, FORMS_SCRIPT_PATH)}
+               for path in (SNIPPET_PATH, FORMS_SCRIPT_PATH, JOURNEY_SCRIPT_PATH)}
     app.extensions["astertrack_tracker"] = {"sites": sites, "limiter": limiter, "maintenance": maintenance,
                                             "api": api}
     # The API's POSTs skip Flask (see tracker.api); these routes give the same answers to
@@ -180,6 +182,10 @@ def create_app(config: Config | None = None, session_factory: sessionmaker[Sessi
     @app.get("/f.js")
     def forms_script():
         return serve_script(FORMS_SCRIPT_PATH)
+
+    @app.get("/j.js")
+    def journey_script():
+        return serve_script(JOURNEY_SCRIPT_PATH)
 
     from astertrack.ops import metrics
 

@@ -1,10 +1,12 @@
 /* astertrack: dynamic number insertion, plain JS (usage: tracker/__init__.py).  On any failure the
  * page keeps its number.  Numbers match by digits, across inline elements; no layout is read.
- * Forms marked data-astertrack-form (or astertrack.form(el)) load f.js, which captures them. */
+ * Forms marked data-astertrack-form (or astertrack.form(el)) load f.js; j.js the journey.  Opt-out:
+ * docs/journey.md. */
 (function (w, d) {
   'use strict';
   var me = d.currentScript;
-  if (!me || w.__astertrack || !w.AbortController) return;
+  if (!me || w.__astertrack || !w.AbortController || w.astertrackOptOut === true || /(^|; )astertrack_optout=1/.test(d.cookie) ||
+    (me.hasAttribute('data-gpc') && navigator.globalPrivacyControl === true)) return;
   w.__astertrack = 1;
   var key = me.getAttribute('data-key') || '';
   var base = me.src.replace(/[?#].*$/, '').replace(/\/[^\/]*$/, '');
@@ -18,7 +20,7 @@
   var EV = ['scroll', 'pointerdown', 'keydown', 'touchstart'];
   var st = { sid: get('astertrack_sid'), num: '', css: '', k: {}, n: 0, f: [] };
   var box, mine = new WeakMap(); // our writes
-  w.astertrack = { key: key, st: st, form: forms };
+  w.astertrack = { key: key, st: st, form: forms, go: start };
 
   function get(k) { try { return w.localStorage.getItem(k) || ''; } catch (e) { return ''; } }
   function put(k, v) { try { w.localStorage.setItem(k, v); } catch (e) { /* private mode */ } }
@@ -75,7 +77,7 @@
 
   function ping() {
     if (!st.sid) return;
-    post('/v/ping', { sid: st.sid, page: location.href, interacted: st.touched, debug: debug }, function (r) {
+    post('/v/ping', { sid: st.sid, page: location.href, interacted: st.touched, debug: debug, ev: st.take && st.take() }, function (r) {
       if (!r || r.failed) { st.err = 'heartbeat failed, retrying'; beat(st.info); return show(); }
       if (r.live === false) { st.sid = ''; return start(); }
       apply(r);
@@ -86,7 +88,7 @@
     st.err = '';
     if (debug && st.info && st.info.debug && r.debug) r.debug.visit = st.info.debug.visit;
     st.info = r;
-    if (r.sid) { st.sid = r.sid; put('astertrack_sid', r.sid); }
+    if (r.sid) { st.sid = r.sid; put('astertrack_sid', r.sid); st.js = st.js || load('/j.js'); }
     st.css = (r.selectors || []).filter(function (c) { // not the admin's bad ones
       try { return d.createDocumentFragment().querySelector(c), 1; } catch (e) { return 0; }
     }).join(',');
@@ -99,7 +101,7 @@
       ready(function () { swap(d.body); });
     }
     beat(r);
-    if (r.kind === 'lazy') lazy();
+    if (r.kind === 'lazy' && !st.claimed) st.lz = 1, st.lazy && st.lazy(); // j.js claims
     show();
   }
 
@@ -216,9 +218,11 @@
     if (d.readyState === 'loading') d.addEventListener('DOMContentLoaded', fn); else fn();
   }
 
+  function load(p) { return (d.head.appendChild(d.createElement('script')).src = base + p); }
+
   function forms(f) {
     if (f) st.f.push(f);
-    if (!st.fs) d.head.appendChild(st.fs = d.createElement('script')).src = base + '/f.js';
+    st.fs = st.fs || load('/f.js');
   }
 
   function observe() { // the blocks around changes
@@ -251,22 +255,6 @@
     w.addEventListener('popstate', navigated);
   }
 
-  function lazy() {
-    if (st.claimed) return;
-    function claim() {
-      if (st.claimed) return;
-      st.claimed = st.touched = true;
-      start();
-    }
-    EV.concat('mousemove').forEach(function (e) {
-      w.addEventListener(e, claim, { once: true, passive: true });
-    });
-    var io = new IntersectionObserver(function (es) {
-      es.forEach(function (e) { if (e.isIntersecting) { io.disconnect(); claim(); } });
-    });
-    ready(function () { d.querySelectorAll(st.css + (st.css && ',') + 'a[href^="tel:"]').forEach(function (el) { io.observe(el); }); });
-  }
-
   function show() {
     if (debug) ready(function () {
       var r = st.info || {}, g = r.debug || {}, v = g.visit, rows = { astertrack: st.err || 'ok',
@@ -287,7 +275,7 @@
     w.addEventListener(e, function () { st.touched = true; }, { once: true, passive: true });
   });
   w.addEventListener('pagehide', function () {
-    if (st.sid) navigator.sendBeacon(base + '/v/leave', JSON.stringify({ k: key, sid: st.sid }));
+    if (st.sid) navigator.sendBeacon(base + '/v/leave', JSON.stringify({ k: key, sid: st.sid, ev: st.take && st.take() }));
   });
   w.addEventListener('pageshow', function (e) { if (e.persisted) ping(); });
   ready(observe);

@@ -1,0 +1,190 @@
+"""Load test of the visitor journey's ingestion: batched page views through the tracker under its
+production server settings with PostgreSQL, side by side with the trivial endpoint.
+
+    python bench/journey_load.py            (from the repo root; about 30 s)
+
+Creates a throwaway database on the local PostgreSQL (``ASTERTRACK_BENCH_PG``, as the other
+benches), seeds 10 sites with 5,000 visitor sessions, starts the tracker under gunicorn as
+deployed (``astertrack.ops.gunicorn_conf``: the event-loop worker, 2 workers x 8 threads) and drives
+``POST /v/j`` with ``wrk``: each request one session's batch of ``BENCH_BATCH`` (5) page views with
+new page-load ids, as the snippet flushes them.  The trivial Flask endpoint of ``tracker_load`` under
+the same gunicorn is measured before and after (the machine may be shared; the mean is the
+ceiling).  The helpers (gunicorn command, wrk runner and Lua reporting, CPU per request) are
+``bench/tracker_load.py``'s.
+
+The last printed line is one JSON object: ``pageviews_per_s``, ``p99_ms``, ``ratio_to_ceiling``
+(requests per second against the ceiling's), and the rest.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+import textwrap
+from pathlib import Path
+
+BENCH = Path(__file__).resolve().parent
+sys.path.insert(0, str(BENCH))
+sys.path.insert(0, str(BENCH.parent))
+
+import tracker_load as tl  # noqa: E402
+
+from astertrack.samples.processes import free_port, stop_process, throwaway_postgres, wait_for_http  # noqa: E402
+
+SITES, SESSIONS = 10, 5000
+BATCH = int(os.environ.get("BENCH_BATCH", "5"))
+
+LUA_JOURNEY = tl.LUA_COMMON + r"""
+local sessions = {}
+local counter = 0
+local prefix
+function init(args)
+  for line in io.lines(args[1]) do
+    local key, sid = line:match("([^ ]+) ([^ ]+)")
+    table.insert(sessions, {key, sid})
+  end
+  counter = tid * 7919
+  prefix = tostring(tid) .. string.format("%x", math.random(1, 1000000))
+end
+function request()
+  counter = counter + 1
+  local s = sessions[(counter % #sessions) + 1]
+  local ev = {}
+  for i = 1, __BATCH__ do
+    ev[i] = '{"t":"p","id":"' .. prefix .. counter .. 'x' .. i .. '","d":' .. (i * 15000) ..
+      ',"u":"https://shop.example.ru/catalog/item-' .. i .. '?utm_source=yandex&session=SECRET",' ..
+      '"ti":"Каталог: товар ' .. i .. '","r":"https://shop.example.ru/catalog","s":' .. (10 + i) .. '}'
+  end
+  local body = '{"k":"' .. s[1] .. '","sid":"' .. s[2] .. '","ev":[' .. table.concat(ev, ",") .. ']}'
+  return wrk.format("POST", "/v/j", {["Content-Type"] = "text/plain;charset=UTF-8",
+    ["User-Agent"] = "__UA__", ["Origin"] = "https://shop.example.ru"}, body)
+end
+"""
+
+
+def seed(url: str, path: Path) -> None:
+    """SITES sites and SESSIONS sessions among them; "key sid" of each written to ``path``."""
+    from astertrack.db.engine import make_engine, make_session_factory
+    from astertrack.db.models import Base, VisitorSession
+    from astertrack.samples.factories import pooled_site
+
+    engine = make_engine(url)
+    Base.metadata.create_all(engine)
+    lines = []
+    with make_session_factory(engine)() as db:
+        sites = [pooled_site(db, 2, name=f"bench {s}", first_number=f"+7498{s:03d}0000", domains=["shop.example.ru"],
+                             commit=False) for s in range(SITES)]
+        db.flush()
+        for i in range(SESSIONS):
+            site = sites[i % SITES]
+            visit = VisitorSession(site_id=site.id, visitor_id=f"bench-{i}", landing_page="https://shop.example.ru/")
+            db.add(visit)
+            lines.append((site.public_key, visit))
+        db.commit()
+        path.write_text("".join(f"{key} {visit.public_id}\n" for key, visit in lines))
+    engine.dispose()
+
+
+def stored(url: str) -> int:
+    from sqlalchemy import func, select
+
+    from astertrack.db.engine import make_engine
+    from astertrack.db.models import PageView
+
+    engine = make_engine(url)
+    with engine.connect() as conn:
+        count = conn.execute(select(func.count()).select_from(PageView)).scalar_one()
+    engine.dispose()
+    return count
+
+
+def main() -> None:
+    if shutil.which("wrk") is None and os.geteuid() == 0 and shutil.which("apt-get"):
+        subprocess.run(["apt-get", "update", "-qq"], check=False, capture_output=True)
+        subprocess.run(["apt-get", "install", "-y", "-qq", "wrk"], check=False, capture_output=True,
+                       env={**os.environ, "DEBIAN_FRONTEND": "noninteractive"})
+    if shutil.which("wrk") is None:
+        raise SystemExit("wrk is not installed: apt-get install -y wrk")
+    load_before = os.getloadavg()[0]
+    scratch = contextlib.ExitStack()
+    url = scratch.enter_context(throwaway_postgres(tl.PG_ADMIN))
+    work = Path(tempfile.mkdtemp(prefix="astertrack-bench-"))
+    procs: list[subprocess.Popen] = []
+    try:
+        seed(url, work / "sessions.txt")
+        config = work / "astertrack.conf"
+        config.write_text(textwrap.dedent(f"""\
+            [database]
+            url = {url}
+            pool_size = {tl.THREADS}
+            [tracker]
+            rate_limit_per_minute = 0
+            maintenance_seconds = 30
+            """))
+        config.chmod(0o600)
+        env = {**os.environ, "ASTERTRACK_CONFIG": str(config), "PYTHONPATH": str(BENCH.parent)}
+        (work / "journey.lua").write_text(LUA_JOURNEY.replace("__UA__", tl.UA).replace("__BATCH__", str(BATCH)))
+        (work / "ceiling.lua").write_text(tl.LUA_CEILING)
+
+        cport = free_port()
+        ceiling_proc = tl.gunicorn("tracker_load:ceiling_app()", cport, env, BENCH)
+        procs.append(ceiling_proc)
+        wait_for_http(f"http://127.0.0.1:{cport}/ok", ceiling_proc, timeout=20)
+        tl.wrk(cport, work / "ceiling.lua", 1)
+        ceilings = [tl.measured(lambda: tl.wrk(cport, work / "ceiling.lua", tl.CEILING_SECONDS), ceiling_proc)]
+
+        port = free_port()
+        tracker = tl.gunicorn("tracker:create_app()", port, env, BENCH.parent)
+        procs.append(tracker)
+        wait_for_http(f"http://127.0.0.1:{port}/v.js", tracker, timeout=20)
+        print(f"tracker: gunicorn {tl.WORKER} {tl.WORKERS} workers x {tl.THREADS} threads, PostgreSQL, "
+              f"{SESSIONS} sessions on {SITES} sites; wrk 2 threads, {tl.CONNECTIONS} connections, "
+              f"batches of {BATCH} page views", flush=True)
+        tl.wrk(port, work / "journey.lua", 2, work / "sessions.txt")  # warm-up: connections, caches, plans
+        before = stored(url)
+        run = tl.measured(lambda: tl.wrk(port, work / "journey.lua", tl.PHASE_SECONDS, work / "sessions.txt"),
+                          tracker, url)
+        rows = stored(url) - before
+        print(f"journey batches: {run['per_s']:.0f}/s = {run['per_s'] * BATCH:.0f} page views/s  "
+              f"p50 {run['p50_us'] / 1000:.2f} ms  p99 {run['p99_us'] / 1000:.2f} ms  non-2xx {run['status_errors']}  "
+              f"({rows} page views stored)  CPU/request: gunicorn {run['py_cpu_ms']:.3f} ms, "
+              f"PostgreSQL {run['pg_cpu_ms']:.3f} ms", flush=True)
+        stop_process(tracker, 15, group=True)
+        procs.remove(tracker)
+
+        ceilings.append(tl.measured(lambda: tl.wrk(cport, work / "ceiling.lua", tl.CEILING_SECONDS), ceiling_proc))
+        ceiling = sum(c["per_s"] for c in ceilings) / len(ceilings)
+        print(f"ceiling (trivial Flask endpoint, same gunicorn): {ceiling:.0f}/s "
+              f"(before {ceilings[0]['per_s']:.0f}/s, after {ceilings[1]['per_s']:.0f}/s)  "
+              f"p99 {max(c['p99_us'] for c in ceilings) / 1000:.2f} ms", flush=True)
+        print(json.dumps({
+            "pageviews_per_s": round(run["per_s"] * BATCH, 1),
+            "batches_per_s": round(run["per_s"], 1),
+            "batch": BATCH,
+            "p50_ms": round(run["p50_us"] / 1000, 2),
+            "p99_ms": round(run["p99_us"] / 1000, 2),
+            "ceiling_per_s": round(ceiling, 1),
+            "ratio_to_ceiling": round(run["per_s"] / ceiling, 3) if ceiling else None,
+            "non_2xx": run["status_errors"],
+            "pageviews_stored": rows,
+            "py_cpu_ms": run["py_cpu_ms"],
+            "pg_cpu_ms": run["pg_cpu_ms"],
+            "ceiling_py_cpu_ms": round(sum(c["py_cpu_ms"] for c in ceilings) / len(ceilings), 3),
+            "gunicorn": f"{tl.WORKER} {tl.WORKERS}x{tl.THREADS}",
+            "load_before": round(load_before, 2),
+            "cpus": os.cpu_count(),
+        }))
+    finally:
+        for proc in procs:
+            stop_process(proc, 15, group=True)
+        scratch.close()
+        shutil.rmtree(work, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    main()
