@@ -49,6 +49,7 @@ function init(args)
     table.insert(sessions, {key, sid})
   end
   counter = tid * 7919
+  math.randomseed(os.time() * 2 + tid)  -- the warm-up's page-load ids are not the measured run's
   prefix = tostring(tid) .. string.format("%x", math.random(1, 1000000))
 end
 function request()
