@@ -18,7 +18,7 @@ from tests.install.conftest import FREEPBX_EXTENSIONS, FREEPBX_MANAGER, REPO
 UNITS = ["astertrack-agi.service", "astertrack-ami.service", "astertrack-web.service",
          "astertrack-tracker.service", "astertrack-webhooks.service", "astertrack-retention.service",
          "astertrack-retention.timer", "astertrack-transcription.service", "astertrack-transcription.timer",
-         "astertrack.target"]
+         "astertrack-conversions.service", "astertrack-conversions.timer", "astertrack.target"]
 OUR_VARS = ["CT_CALL_ID", "CT_SOURCE", "CT_MANAGER", "CT_RECORDING"]
 
 

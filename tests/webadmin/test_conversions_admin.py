@@ -68,6 +68,14 @@ def test_settings_are_saved_secrets_masked_and_audited(client, auth, db, data):
     assert entries[0].after["ga4_api_secret"] == "••••9876"
     assert entries[1].before == {"call_value": "1500.50"} and entries[1].after == {"call_value": "200.00"}
 
+    # The settings history lists the kind and names the fields and choices in words, in both languages.
+    history = client.get("/settings/audit?kind=conversions").get_data(as_text=True)
+    assert '<option value="conversions" selected' in history
+    assert "Value of a call" in history and "GA4 measurement id" in history and "call_value" not in history
+    auth.post("/auth/locale", {"locale": "ru", "next": "/settings/audit"}, page="/settings/audit")
+    russian = client.get("/settings/audit?kind=conversions").get_data(as_text=True)
+    assert "Value of a call" not in russian and "••••9876" in russian
+
 
 def test_bad_values_are_refused_on_their_fields(client, auth, db, data):
     auth.login()

@@ -72,7 +72,7 @@ def record_change(db: Session, action: str, kind: str, obj: Any, before: Mapping
 
 def _kinds() -> dict[str, Any]:
     return {**{slug: entity.title for slug, entity in ENTITIES.items()}, "users": _l("Users"), "leads": _l("Leads"),
-            "api_tokens": _l("API tokens"), "webhooks": _l("Webhooks")}
+            "api_tokens": _l("API tokens"), "webhooks": _l("Webhooks"), "conversions": _l("Conversions")}
 
 
 class _Vocabulary:
@@ -100,6 +100,14 @@ class _Vocabulary:
         elif kind == "webhooks":
             self.fields.update(WEBHOOK_FIELDS)
             self.values = {"events": {event: label_for(event, "webhook_event") for event in WEBHOOK_EVENTS}}
+        elif kind == "conversions":
+            # the form's own labels and choices; imported here: its package imports this module
+            from webadmin.conversions.forms import ConversionForm
+
+            form = ConversionForm(formdata=None, meta={"csrf": False})
+            self.fields.update({field.name: field.label.text for field in form})
+            self.values = {field.name: {value: label for value, label in field.choices}
+                           for field in form if getattr(field, "choices", None)}
 
     def field(self, name: str) -> Any:
         return self.fields.get(name, name)
