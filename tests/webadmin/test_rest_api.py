@@ -417,6 +417,7 @@ def test_the_reference_page_in_a_browser(live, page, world):
     page.wait_for_load_state()
     assert page.locator("article.api-operation").count() >= 21
     assert page.locator("article.api-webhook").count() == len(EVENT_MODELS)
+    assert page.locator("#openapi-url").inner_text() == f"{live}/api/v1/openapi.json"
     deal = page.locator("#lead_deal")
     assert "PATCH /api/v1/leads/{lead_id}/deal" in deal.inner_text()
     assert "read_only" in deal.locator(".error-code").all_inner_texts()
