@@ -267,6 +267,19 @@ def test_a_malformed_cursor_or_limit_is_400_with_a_code(client, world):
     assert bad_time.status_code == 400 and bad_time.get_json()["error"]["details"][0]["field"] == "from"
 
 
+def test_a_server_error_is_json_without_a_trace(app, client, world, monkeypatch):
+    app.config["PROPAGATE_EXCEPTIONS"] = False  # as in production: the error is answered, not raised
+
+    def broken(row):
+        raise RuntimeError("secret internals")
+
+    monkeypatch.setattr("webadmin.api.calls.call_out", broken)
+    response = api(client, world.tokens["every"], f"/calls/{world.data.answered}")
+    assert response.status_code == 500, response.get_data(as_text=True)[:3000]
+    assert code(response) == "server_error", (response.headers, response.get_data(as_text=True)[:2000])
+    assert "secret internals" not in response.get_data(as_text=True)
+
+
 # ---------------------------------------------------------------- filters
 
 

@@ -48,8 +48,14 @@ def _api_error(error: ApiError):
 @bp.errorhandler(HTTPException)
 def _http_error(error: HTTPException):
     """Werkzeug's own refusals (405, 404 of a converter, 413) in the API's JSON shape."""
-    code = {404: "not_found", 405: "method_not_allowed", 413: "body_too_large"}.get(error.code, "http_error")
+    code = {404: "not_found", 405: "method_not_allowed", 413: "body_too_large", 500: "server_error"}.get(error.code, "http_error")
     return error_response(error.code or 500, code, error.description or error.name)
+
+
+# Flask looks a status code's handlers up before the class-based ones, app and blueprint alike: the
+# app's HTML pages for these codes would win over the handler above without these registrations.
+for _status in (400, 403, 404, 405, 413, 429, 500):
+    bp.register_error_handler(_status, _http_error)
 
 
 def token_required(write: bool) -> Callable:
