@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from urllib.parse import urlencode
 
-from flask import Flask, render_template, request
+from flask import Flask, jsonify, render_template, request
 from flask_babel import gettext as _
 from flask_babel import lazy_gettext as _l
 from flask_wtf.csrf import CSRFError
@@ -32,8 +32,14 @@ def init_app(app: Flask) -> None:
         app.register_error_handler(code, _handler(code))
 
 
+API_PREFIX = "/api/"  # programs read the answer there: JSON in the API's error shape, never an HTML page
+API_CODES = {400: "bad_request", 403: "forbidden", 404: "not_found", 429: "too_many_requests", 500: "server_error"}
+
+
 def _handler(code: int):
     def handle(error):
+        if request.path.startswith(API_PREFIX):
+            return jsonify({"error": {"code": API_CODES[code], "message": str(MESSAGES[code])}}), code
         return render_template("error.html", code=code, message=MESSAGES[code]), code
 
     return handle

@@ -572,7 +572,8 @@ class Lead(Base):
 
     __tablename__ = "leads"
     __table_args__ = (Index("ix_leads_site_phone", "site_id", "phone"),
-                      Index("ix_leads_site_email", "site_id", "email"))
+                      Index("ix_leads_site_email", "site_id", "email"),
+                      Index("ix_leads_site_paging", "site_id", "id"))  # the API's pages of one site
 
     id: Mapped[int] = mapped_column(primary_key=True)
     site_id: Mapped[int | None] = mapped_column(ForeignKey("sites.id", ondelete="SET NULL"), index=True)
@@ -605,7 +606,8 @@ class Enquiry(Base):
     __table_args__ = (Index("ix_enquiries_lead_at", "lead_id", "at"),
                       Index("ix_enquiries_site_at", "site_id", "at"),
                       # a call makes at most one enquiry (the leads worker may see it twice)
-                      Index("uq_enquiries_call_id", "call_id", unique=True))
+                      Index("uq_enquiries_call_id", "call_id", unique=True),
+                      Index("ix_enquiries_session_id", "session_id"))  # a visit's phones, for the journey
 
     id: Mapped[int] = mapped_column(primary_key=True)
     lead_id: Mapped[int] = mapped_column(ForeignKey("leads.id", ondelete="CASCADE"))
@@ -821,6 +823,7 @@ def _outbox_subject(context) -> str:
 class WebhookOutbox(Base):
     __tablename__ = "webhook_outbox"
     __table_args__ = (Index("ix_webhook_outbox_pending", "delivered_at", "next_attempt_at"),
+                      Index("ix_webhook_outbox_subscription_id", "subscription_id", "id"),  # a delivery log
                       # one delivery per subscription/event/occurrence even with a worker on every node
                       UniqueConstraint("subscription_id", "event", "subject",
                                        name="uq_webhook_outbox_subscription_event_subject"))

@@ -260,6 +260,9 @@ def test_a_malformed_cursor_or_limit_is_400_with_a_code(client, world):
         assert response.get_json()["error"]["details"][0]["field"] == "limit"
     unknown = api(client, token, "/calls", site=1)
     assert unknown.status_code == 400 and unknown.get_json()["error"]["details"][0]["field"] == "site"
+    for path in ("/calls/abc", "/no-such-resource"):  # no route matches: still the API's JSON, not an HTML page
+        missing = api(client, token, path)
+        assert missing.status_code == 404 and missing.is_json and code(missing) == "not_found", path
     huge = api(client, token, f"/calls/{2**63}")
     assert huge.status_code == 404 and code(huge) == "not_found"
     assert code(api(client, token, "/calls/999999")) == "not_found"

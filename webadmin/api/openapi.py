@@ -15,7 +15,7 @@ from flask import Flask, current_app, jsonify
 from pydantic import BaseModel
 
 from astertrack.integrations import webhooks as outbox
-from astertrack.integrations.events import EVENT_MODELS
+from astertrack.integrations.events import DESCRIPTIONS, EVENT_MODELS
 from webadmin.api import bp
 from webadmin.api.registry import Operation, operation, operation_of
 from webadmin.api.schemas import MAX_ID, Error
@@ -141,7 +141,7 @@ def _webhooks(components: _Components) -> dict[str, Any]:
                     "schema": {"type": "string"}} for name, text in SIGNATURE_HEADERS]
         out[event] = {"post": {
             "operationId": "webhook_" + event.replace(".", "_"), "summary": f"{event}",
-            "description": f"Sent to each subscription to `{event}`, at least once, signed.",
+            "description": f"{DESCRIPTIONS[event]} Sent to each subscription to `{event}`, at least once, signed.",
             "parameters": headers,
             "requestBody": {"required": True, "content": {"application/json": {"schema": components.model(model)}}},
             "responses": {"2XX": {"description": "received; any other answer is retried with back-off"}},
