@@ -306,6 +306,13 @@ def test_filters_narrow_calls_leads_and_visits(client, db, world):
     db.commit()
     assert call_ids(channel="callback") == {data.callback}
     assert data.callback not in call_ids(channel="call")
+    db.get(Call, data.answered).attribution_confidence, db.get(Call, data.answered).attribution_reason = 1.0, "held_now"
+    db.get(Call, data.missed).attribution_confidence = 0.3
+    db.commit()
+    assert data.answered in call_ids(min_confidence="0.8") and data.missed not in call_ids(min_confidence="0.8")
+    assert call_ids(min_confidence="0.8") <= {c for c in everything if (db.get(Call, c).attribution_confidence or 0) >= 0.8}
+    assert api(client, token, f"/calls/{data.answered}").get_json()["attribution_reason"] == "held_now"
+    assert api(client, token, "/calls", min_confidence="2").status_code == 400
     naive = call_ids(**{"from": at.replace(tzinfo=None).isoformat(), "to": (at + dt.timedelta(seconds=1)).replace(tzinfo=None).isoformat()})
     assert naive == {data.answered}  # a time without an offset is UTC
 

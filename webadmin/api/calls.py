@@ -7,6 +7,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import aliased
 
 from astertrack.db.models import Call, Manager, Source
+from astertrack.reporting.reports import confidence_condition
 from webadmin.api import bp
 from webadmin.api.registry import check_site, found, limit_to_site, operation, paginate
 from webadmin.api.schemas import CallList, CallOut, CallsQuery
@@ -30,6 +31,7 @@ def call_out(row) -> CallOut:
         manager_id=call.manager_id, manager=manager, routed_manager_id=call.routed_manager_id,
         source_id=call.source_id, source=source, session_id=call.session_id,
         attribution_kind=call.attribution_kind, attribution_confidence=call.attribution_confidence,
+        attribution_reason=call.attribution_reason, attribution_candidates=call.attribution_candidates,
         utm_source=call.utm_source, utm_medium=call.utm_medium, utm_campaign=call.utm_campaign, keyword=call.keyword,
         is_first_call=call.is_first_call, channel=call.lead_channel or "call", hangup_side=call.hangup_side,
         transferred=bool(call.transferred), recording_state=call.recording_state)
@@ -45,6 +47,8 @@ def calls(query: CallsQuery):
                           (Call.outcome, query.outcome), (Call.lead_channel, query.channel), (Call.state, query.state)):
         if value is not None:
             stmt = stmt.where(column == value)
+    if query.min_confidence is not None:
+        stmt = stmt.where(confidence_condition(query.min_confidence))
     if query.from_ is not None:
         stmt = stmt.where(Call.started_at >= query.from_)
     if query.to is not None:

@@ -27,6 +27,7 @@ from astertrack.integrations.events import EVENTS
 from astertrack.leads import CHANNELS, STATES
 from astertrack.leads.deals import parse_amount, parse_currency
 from astertrack.leads.errors import LeadError
+from astertrack.routing.attribution import REASONS
 
 MAX_ID = 2**31 - 1  # ids are 32-bit integers; a larger one names no row (and SQLite cannot bind past 2**63)
 LIMIT_MAX = 500
@@ -107,6 +108,8 @@ class CallsQuery(Period):
     outcome: Literal[OUTCOMES] | None = None  # type: ignore[valid-type]
     channel: Literal[CHANNELS] | None = Field(None, description="how the call came: an inbound call or a callback")  # type: ignore[valid-type]
     state: Literal[CALL_STATES] | None = None  # type: ignore[valid-type]
+    min_confidence: float | None = Field(None, ge=0, le=1,
+                                         description="only calls attributed at least this sure (0..1), as the reports filter")
 
 
 class LeadsQuery(Period):
@@ -245,6 +248,8 @@ class CallOut(_Out):
     session_id: int | None = Field(description="the visit the call is attributed to")
     attribution_kind: str | None
     attribution_confidence: float | None
+    attribution_reason: str | None = Field(description="why this attribution: " + ", ".join(REASONS))
+    attribution_candidates: int | None = Field(description="how many visits could have made the call, where that matters")
     utm_source: str | None
     utm_medium: str | None
     utm_campaign: str | None
