@@ -51,7 +51,7 @@ from astertrack.db.types import utcnow
 from astertrack.dni import allocation
 from astertrack.dni.sources import SiteRouting
 from astertrack.journey import ingest
-from astertrack.journey.cleaning import anonymise_ip
+from astertrack.journey.cleaning import allowed_params, anonymise_ip, clean_url
 from astertrack.leads import contacts
 from astertrack.leads.enquiries import record_enquiry
 from astertrack.leads.errors import LeadError
@@ -61,7 +61,6 @@ from tracker.guard import (
     RateLimiter,
     client_ip,
     origin_allowed,
-    public_page_url,
     read_form_body,
     read_json_body,
 )
@@ -355,7 +354,8 @@ def record_form_enquiry(db: Session, site: Site, fields: dict[str, str | None], 
     dedup, the visit's attribution) and, when asked, a callback to the callbacks core."""
     enquiry = record_enquiry(db, site, "form", at=now, visitor_session=visit, name=fields["name"],
                              phone=fields["phone"], email=fields["email"], message=fields["message"],
-                             page_url=public_page_url(fields["page"]), region=region, ip=ip, user_agent=user_agent)
+                             page_url=clean_url(fields["page"], allowed_params(site.query_params_allowed)),
+                             region=region, ip=ip, user_agent=user_agent)
     enquiry.form_name = fields["form"]
     if callback and enquiry.phone:  # a phone that does not parse is kept, flagged, never dialled
         from astertrack.leads.callbacks import request_callback  # the rare path: imported when used

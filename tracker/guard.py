@@ -191,32 +191,3 @@ def _multipart_pairs(body: bytes, boundary: str) -> list[tuple[str, str]]:
     except Exception as exc:  # RequestEntityTooLarge and the like
         raise BadRequest(400, f"malformed multipart body: {type(exc).__name__}") from None
     return list(form.items(multi=True))
-
-
-# Query parameters a form's page keeps: what attribution reads.  Everything else (tokens,
-# e-mail addresses, order ids a site may put in its URLs) is dropped before it is stored.
-ATTRIBUTION_PARAMS = ("gclid", "gbraid", "wbraid", "yclid", "fbclid", "msclkid")
-
-
-def public_page_url(url: str | None, limit: int = 2048) -> str | None:
-    """``url`` with its query cut to ``utm_*`` and click ids, no fragment and no user:password;
-    None for anything that is not an http(s) address."""
-    from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
-
-    if not url:
-        return None
-    try:
-        parts = urlsplit(url.strip())
-        host = parts.hostname or ""
-        port = parts.port
-    except ValueError:
-        return None
-    if parts.scheme.lower() not in ("http", "https") or not host:
-        return None
-    netloc = f"[{host}]" if ":" in host else host
-    if port is not None:
-        netloc += f":{port}"
-    kept = [(name, value) for name, value in parse_qsl(parts.query, keep_blank_values=False)
-            if name.lower().startswith("utm_") or name.lower() in ATTRIBUTION_PARAMS]
-    cleaned = urlunsplit((parts.scheme.lower(), netloc, parts.path, urlencode(kept), ""))
-    return cleaned[:limit]

@@ -15,10 +15,11 @@ import pytest
 from sqlalchemy import select
 
 from astertrack.db.models import CallbackRequest, Enquiry, Lead, VisitorSession
+from astertrack.journey.cleaning import clean_url
 from astertrack.samples.factories import add_dynamic_source, add_pool, number_range, pooled_site
 from tests.tracker.conftest import BROWSER_ORIGIN, post, serve
 from tests.webadmin.conftest import app, auth, client, data, db, recordings_dir  # noqa: F401  (the admin's fixtures)
-from tracker.guard import BadRequest, public_page_url, read_form_body
+from tracker.guard import BadRequest, read_form_body
 
 UA = "Mozilla/5.0 (X11; Linux x86_64) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/126.0 Safari/537.36"
 HEADERS = {"User-Agent": UA}
@@ -273,12 +274,12 @@ def test_the_forms_script_is_served_and_cacheable(tracker_url):
 
 
 def test_page_urls_keep_attribution_only():
-    assert public_page_url("https://u:p@Shop.Example.ru:8443/a?b=1&UTM_Source=ya&yclid=7&session=s#x") == (
+    assert clean_url("https://u:p@Shop.Example.ru:8443/a?b=1&UTM_Source=ya&yclid=7&session=s#x") == (
         "https://shop.example.ru:8443/a?UTM_Source=ya&yclid=7")
-    assert public_page_url("http://example.ru") == "http://example.ru"
+    assert clean_url("http://example.ru") == "http://example.ru"
     for bad in (None, "", "javascript:alert(1)", "data:text/html,x", "//example.ru/", "http://[bad/"):
-        assert public_page_url(bad) is None
-    assert len(public_page_url("https://example.ru/" + "a" * 5000)) == 2048
+        assert clean_url(bad) is None
+    assert len(clean_url("https://example.ru/" + "a" * 5000)) == 2048
 
 
 def test_form_bodies_first_value_wins_and_limits():
