@@ -76,6 +76,10 @@ class Site(Base):
     unload_grace_seconds: Mapped[int] = mapped_column(default=120)
     overflow_policy: Mapped[str] = mapped_column(String(20), default="fallback")  # fallback|reuse_oldest
     lazy_allocation: Mapped[bool] = mapped_column(default=False)
+    # Adaptive hold (astertrack/dni/allocation.py): once the pool's free share falls below this
+    # percentage, holds whose visitor stopped sending heartbeats end early; active ones are kept.
+    adaptive_hold: Mapped[bool] = mapped_column(default=False)
+    adaptive_free_percent: Mapped[int] = mapped_column(default=20)
     replace_selectors: Mapped[list[Any]] = mapped_column(default=list)  # CSS selectors
     replace_numbers: Mapped[list[Any]] = mapped_column(default=list)  # E.164 numbers to swap in text
     default_pool_id: Mapped[int | None] = mapped_column(ForeignKey("number_pools.id", use_alter=True))
@@ -263,7 +267,7 @@ class NumberAssignment(Base):
     expires_at: Mapped[dt.datetime] = mapped_column(index=True)
     hard_expires_at: Mapped[dt.datetime] = mapped_column()
     released_at: Mapped[dt.datetime | None] = mapped_column()
-    release_reason: Mapped[str | None] = mapped_column(String(20))  # expired|unload|reused|call
+    release_reason: Mapped[str | None] = mapped_column(String(20))  # expired|unload|reused|call|adaptive
     reused: Mapped[bool] = mapped_column(default=False)  # taken over from another session on overflow
 
     number: Mapped[TrackingNumber] = relationship()

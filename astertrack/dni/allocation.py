@@ -28,6 +28,13 @@ Why it is built this way:
   a short first hold until the browser proves itself with a heartbeat or an interaction.  Each
   refusal is stored as an ``OverflowEvent`` whose policy names the reason (``REFUSALS``), once
   per session, so pool health can show them apart from the demand a bigger pool would meet.
+* **Adaptive hold (per site, off by default).**  When a visitor needs a number and the pool's
+  free share is below the site's threshold (or nothing is free), the holds of visitors who sent
+  no heartbeat for ``STALE_HEARTBEATS`` intervals (a tab closed without unload, a suspended
+  mobile timer) end at once with ``release_reason`` ``adaptive``, before any fallback or reuse;
+  a hold with a recent heartbeat is never cut.  Off: not one statement more.  On: the pick
+  also counts the pool's free numbers, and one more statement runs only when the pool is short.
+  The released visitor keeps the attribution grace period like any other release.
 
 Every function takes ``now`` so tests drive time.  ``start``/``heartbeat``/``unload`` work in
 the caller's Session and transaction (the caller commits); their ``*_with`` forms take a
@@ -84,6 +91,11 @@ OVERFLOW_POLICIES = ("fallback", "reuse_oldest")
 # the client already holds its share (by address, by visitor id), or the request carried no
 # browser's Origin.  Not demand a bigger pool would meet: pool sizing leaves them out.
 REFUSALS = ("limit_ip", "limit_visitor", "no_origin")
+# Adaptive hold: a hold whose last heartbeat is older than this many heartbeat intervals counts as
+# abandoned, and is ended early (``release_reason`` ADAPTIVE) while the pool is short.
+STALE_HEARTBEATS = 2
+ADAPTIVE = "adaptive"
+_END_STALE_LIMIT = 100  # at most this many holds ended by one short-pool moment
 
 _tn = TrackingNumber.__table__
 _na = NumberAssignment.__table__
@@ -272,6 +284,32 @@ _PICK = (
     .limit(1)
     .with_for_update(skip_locked=True, of=_tn)
 )
+# Adaptive hold: the same pick, also counting the pool's numbers and the free ones (the picked
+# one included) through the live-number partial index, so pressure costs no statement of its own.
+_free_tn = _tn.alias("free_tn")
+_free_na = _na.alias("free_na")
+_POOL_NUMBERS = (_free_tn.c.pool_id == bindparam("pool"), _free_tn.c.enabled.is_(True),
+                 _free_tn.c.archived_at.is_(None))
+_PICK_COUNTED = _PICK.add_columns(
+    select(func.count()).select_from(_free_tn).where(*_POOL_NUMBERS).scalar_subquery().label("p_size"),
+    select(func.count()).select_from(_free_tn)
+    .where(*_POOL_NUMBERS, not_(exists().where(_free_na.c.number_id == _free_tn.c.id, _free_na.c.released_at.is_(None),
+                                               _free_na.c.expires_at > bindparam("now"))))
+    .scalar_subquery().label("p_free"),
+)
+# Adaptive hold: the pool's live holds whose visitor stopped sending heartbeats, most silent first.
+# Locks the number too and skips anything locked, as the sweep does (an allocator locks the number
+# before it touches the hold).
+_STALE = (
+    select(_na.c.id, _na.c.number_id)
+    .select_from(_na.join(_tn, _tn.c.id == _na.c.number_id))
+    .where(_tn.c.pool_id == bindparam("pool"), _tn.c.enabled.is_(True), _tn.c.archived_at.is_(None),
+           _na.c.released_at.is_(None), _na.c.expires_at > bindparam("now", type_=_na.c.expires_at.type),
+           _na.c.last_heartbeat_at < bindparam("stale_before", type_=_na.c.last_heartbeat_at.type))
+    .order_by(_na.c.last_heartbeat_at, _na.c.id)
+    .limit(_END_STALE_LIMIT)
+    .with_for_update(skip_locked=True, of=[_na, _tn])
+)
 # reuse_oldest: the live hold whose session was idle the longest.
 _OLDEST = (
     select(_na.c.id, _na.c.number_id, _tn.c.number)
@@ -347,7 +385,7 @@ _EXPIRED = (select(_na.c.id, _na.c.number_id, _na.c.expires_at)
             .with_for_update(skip_locked=True, of=[_na, _tn]))
 
 
-def _create_with_pick():
+def _create_with_pick(pick=_PICK):
     """PostgreSQL: a new visitor who should get a pool number costs one statement.
 
     The session row, the locked pick of the least recently released free number, the release
@@ -356,10 +394,11 @@ def _create_with_pick():
     one meets it in the live-number unique index.  A full pool under the ``fallback`` policy
     stores its OverflowEvent in the same statement (``o``).  A lost race (ON CONFLICT DO
     NOTHING), or a full pool under ``reuse_oldest``, leaves ``a_id`` and ``o_id`` NULL and the
-    caller takes the general path (``_allocate``).
+    caller takes the general path (``_allocate``).  ``pick`` ``_PICK_COUNTED`` also returns the
+    pool's size and free numbers (adaptive hold).
     """
     s = _INSERT_SESSION.cte("s")
-    p = _PICK.cte("p")
+    p = pick.cte("p")
     r = (update(_na).where(_na.c.id == p.c.stale_id, _na.c.released_at.is_(None))
          .values(released_at=p.c.stale_expires_at, release_reason="expired")
          .returning(p.c.id).cte("r"))
@@ -383,7 +422,8 @@ def _create_with_pick():
                              bindparam("c_visitor", type_=_oe.c.visitor.type))
                       .where(bindparam("c_count_overflow", type_=Boolean), not_(exists().select_from(p))))
          .returning(_oe.c.id).cte("o"))
-    return (select(s.c.id.label("s_id"), p.c.number, a.c.id.label("a_id"), o.c.id.label("o_id"))
+    counts = [p.c.p_size, p.c.p_free] if "p_free" in p.c else []
+    return (select(s.c.id.label("s_id"), p.c.number, a.c.id.label("a_id"), o.c.id.label("o_id"), *counts)
             .select_from(s.outerjoin(p, true()).outerjoin(a, true()).outerjoin(o, true()))
             .add_cte(st))
 
@@ -409,7 +449,25 @@ def _heartbeat_in_one():
             .add_cte(u))
 
 
+def _end_stale_in_one():
+    """PostgreSQL: the adaptive hold's early end in one statement: release the stale holds
+    (re-checked under the lock: a heartbeat that just arrived keeps its hold) and stamp their
+    numbers as released now.  Returns how many ended."""
+    now = bindparam("now", type_=_na.c.released_at.type)
+    c = _STALE.cte("c")
+    r = (update(_na).where(_na.c.id == c.c.id, _na.c.released_at.is_(None),
+                           _na.c.last_heartbeat_at < bindparam("stale_before", type_=_na.c.last_heartbeat_at.type))
+         .values(released_at=now, release_reason=ADAPTIVE)
+         .returning(_na.c.number_id).cte("r"))
+    st = (update(_tn).where(_tn.c.id == r.c.number_id,
+                            or_(_tn.c.last_released_at.is_(None), _tn.c.last_released_at < now))
+          .values(last_released_at=now).cte("st"))
+    return select(func.count()).select_from(r).add_cte(st)
+
+
 _CREATE_WITH_PICK = _create_with_pick()
+_CREATE_WITH_PICK_COUNTED = _create_with_pick(_PICK_COUNTED)
+_END_STALE_IN_ONE = _end_stale_in_one()
 _HEARTBEAT_IN_ONE = _heartbeat_in_one()
 
 
@@ -432,9 +490,11 @@ def _insert_hold(conn: Connection, site: SiteRouting, number_id: int, session_ro
 
 
 def _take_free(conn: Connection, site: SiteRouting, pool_id: int, session_row_id: int,
-               now: dt.datetime, first_hold: int | None = None) -> tuple[str, dt.datetime] | None:
+               now: dt.datetime, first_hold: int | None = None) -> tuple[str, dt.datetime, bool] | None:
+    """(number, hold expiry, whether the pool is short now: adaptive hold only) or None."""
+    counted = _adaptive(site)
     for _attempt in range(_MAX_PICK_ATTEMPTS):
-        picked = conn.execute(_PICK, {"pool": pool_id, "now": now}).first()
+        picked = conn.execute(_PICK_COUNTED if counted else _PICK, {"pool": pool_id, "now": now}).first()
         if picked is None:
             return None
         if picked.stale_id is not None:
@@ -443,7 +503,7 @@ def _take_free(conn: Connection, site: SiteRouting, pool_id: int, session_row_id
             _release_number(conn, picked.stale_id, picked.id, picked.stale_expires_at, "expired")
         expires = _insert_hold(conn, site, picked.id, session_row_id, now, first_hold=first_hold)
         if expires is not None:
-            return picked.number, expires
+            return picked.number, expires, counted and _short(site, picked.p_free - 1, picked.p_size)
         # Another transaction committed a hold on this number between our snapshot and our
         # lock (the unique index said so): pick again with a fresh snapshot.
         log.debug("lost the race for number %s; picking again", picked.number)
@@ -460,6 +520,34 @@ def _take_oldest(conn: Connection, site: SiteRouting, pool_id: int, session_row_
     _release_number(conn, victim.id, victim.number_id, now, "reused")
     expires = _insert_hold(conn, site, victim.number_id, session_row_id, now, reused=True, first_hold=first_hold)
     return (victim.number, expires) if expires else None
+
+
+def _adaptive(site: SiteRouting) -> bool:
+    """Whether the site's stale holds may end early (a site without heartbeats has no staleness)."""
+    return site.adaptive_hold and site.heartbeat_seconds > 0
+
+
+def _short(site: SiteRouting, free: int, size: int) -> bool:
+    """The pool runs short: fewer free numbers than the site's threshold share of its size."""
+    return bool(size) and free * 100 < site.adaptive_free_percent * size
+
+
+def _end_stale(conn: Connection, site: SiteRouting, pool_id: int, now: dt.datetime) -> int:
+    """Adaptive hold: end the pool's stale holds now (``release_reason`` ADAPTIVE); how many ended.
+    The hold's row keeps its session, so a call from that visitor within the grace period is
+    still attributed to them."""
+    params = {"pool": pool_id, "now": now,
+              "stale_before": now - dt.timedelta(seconds=STALE_HEARTBEATS * site.heartbeat_seconds)}
+    if _is_pg(conn):
+        ended = conn.execute(_END_STALE_IN_ONE, params).scalar_one()
+    else:
+        rows = conn.execute(_STALE, params).all()
+        for row in rows:
+            _release_number(conn, row.id, row.number_id, now, ADAPTIVE)
+        ended = len(rows)
+    if ended:
+        log.info("pool %s short: ended %d stale holds early", pool_id, ended)
+    return ended
 
 
 def _overflow_snapshot(visit: Mapping[str, Any]) -> dict[str, Any]:
@@ -540,6 +628,13 @@ def _allocate(conn: Connection, site: SiteRouting, route: Route, session_row_id:
         if refusal is not None:
             return _refuse(conn, site, route, session_row_id, public_id, now, visit, refusal)
     taken = _take_free(conn, site, route.pool_id, session_row_id, now, first_hold)
+    if _adaptive(site):
+        # Short pool: stale holds end before anyone is turned away or displaced.
+        if taken is None:
+            if _end_stale(conn, site, route.pool_id, now):
+                taken = _take_free(conn, site, route.pool_id, session_row_id, now, first_hold)
+        elif taken[2]:
+            _end_stale(conn, site, route.pool_id, now)
     if taken is not None:
         return Offer(public_id, taken[0], "pool", taken[1], route.source)
     policy = "reuse_oldest" if allow_reuse and site.overflow_policy == "reuse_oldest" else "fallback"
@@ -647,11 +742,15 @@ def _create_on_pg(conn: Connection, site: SiteRouting, route: Route, public_id: 
     """The new session and its number in one statement (``_create_with_pick``), the general
     path when that statement cannot decide."""
     expires, hard = _new_hold(site, now, first_hold)
-    created = conn.execute(_CREATE_WITH_PICK, {
+    adaptive = _adaptive(site)
+    # adaptive hold: a full pool takes the general path, which ends stale holds before it overflows
+    created = conn.execute(_CREATE_WITH_PICK_COUNTED if adaptive else _CREATE_WITH_PICK, {
         **session_values, "pool": route.pool_id, "now": now, "c_expires": expires, "c_hard": hard,
-        "c_count_overflow": site.overflow_policy != "reuse_oldest",
+        "c_count_overflow": site.overflow_policy != "reuse_oldest" and not adaptive,
         "c_visitor": _overflow_snapshot(visit)}).one()
     if created.a_id is not None:
+        if adaptive and _short(site, created.p_free - 1, created.p_size):
+            _end_stale(conn, site, route.pool_id, now)
         return Offer(public_id, created.number, "pool", expires, route.source)
     if created.o_id is not None:
         return Offer(public_id, route.number, "fallback", None, route.source)

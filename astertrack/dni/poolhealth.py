@@ -15,6 +15,9 @@ a client that already held its share or sent no browser Origin (``allocation.REF
 demand, so left out of the overflows and the recommendation), ``unconfirmed`` the holds that
 saw neither a heartbeat nor an interaction (a bot, a drain script, or a visitor gone within the
 first heartbeat), and ``clients`` the addresses that held or were refused more than one number.
+``adaptive_ended`` counts the holds the adaptive hold ended early while the pool was short
+(``release_reason`` ``adaptive``), and ``adaptive_share`` their share of the holds that ended in
+the window: often means the pool is too small even after abandoned tabs are reclaimed.
 
 ``sample_pools`` writes ``PoolUsageSample`` rows (live holds and pool size per minute) for
 utilisation charts; the tracker's maintenance thread calls it, and so can cron via
@@ -30,7 +33,7 @@ from collections import defaultdict
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
-from sqlalchemy import func, or_, select, text
+from sqlalchemy import case, func, or_, select, text
 from sqlalchemy.orm import Session
 
 from astertrack.db.models import (
@@ -41,7 +44,7 @@ from astertrack.db.models import (
     TrackingNumber,
     VisitorSession,
 )
-from astertrack.dni.allocation import OVERFLOW_POLICIES, REFUSALS, live_count
+from astertrack.dni.allocation import ADAPTIVE, OVERFLOW_POLICIES, REFUSALS, live_count
 
 DEFAULT_MARGIN = 0.25
 TIGHT_UTILISATION = 0.75  # Call Dynamics' "add numbers above 75 %"
@@ -74,6 +77,8 @@ class PoolHealth:
     clients: list[dict[str, Any]] = field(default_factory=list)  # {"ip", "holds", "refused"}, busiest first
     hourly: list[dict[str, Any]] = field(default_factory=list)  # {"hour", "peak", "mean", "overflows"}
     samples: list[dict[str, Any]] = field(default_factory=list)  # {"at", "live", "size"}
+    adaptive_ended: int = 0  # holds ended early under pool pressure (adaptive hold)
+    adaptive_share: float = 0.0  # ... of the holds released in the window
 
     def as_dict(self) -> dict[str, Any]:
         data = asdict(self)
@@ -183,6 +188,16 @@ def _hourly(steps, until: dt.datetime, overflow_times: list[dt.datetime]) -> lis
             for hour, b in sorted(buckets.items())]
 
 
+def _adaptive_ends(db: Session, pool_id: int, since: dt.datetime, until: dt.datetime) -> tuple[int, float]:
+    """(holds the adaptive hold ended early, their share of all holds released) in the window."""
+    na, tn = NumberAssignment, TrackingNumber
+    released, adaptive = db.execute(
+        select(func.count(), func.coalesce(func.sum(case((na.release_reason == ADAPTIVE, 1), else_=0)), 0))
+        .select_from(na).join(tn, tn.id == na.number_id)
+        .where(tn.pool_id == pool_id, na.released_at >= since, na.released_at < until)).one()
+    return int(adaptive), round(adaptive / released, 3) if released else 0.0
+
+
 def pool_health(db: Session, pool: NumberPool, since: dt.datetime, until: dt.datetime, now: dt.datetime,
                 margin: float = DEFAULT_MARGIN) -> PoolHealth:
     size = db.scalar(select(func.count()).select_from(TrackingNumber)
@@ -215,6 +230,7 @@ def pool_health(db: Session, pool: NumberPool, since: dt.datetime, until: dt.dat
         .where(PoolUsageSample.pool_id == pool.id, PoolUsageSample.sampled_at >= since,
                PoolUsageSample.sampled_at <= until).order_by(PoolUsageSample.sampled_at))]
     p95_utilisation = (p95 / size) if size else 0.0
+    adaptive_ended, adaptive_share = _adaptive_ends(db, pool.id, since, until)
     if overflow_times:
         status = "exhausted"
     elif not intervals:
@@ -232,6 +248,7 @@ def pool_health(db: Session, pool: NumberPool, since: dt.datetime, until: dt.dat
         recommended=recommend(p95, peak, overflow_demand, margin), status=status, hourly=hourly, samples=samples,
         refused={reason: n for reason in REFUSALS if (n := sum(1 for row in refusal_rows if row.policy == reason))},
         unconfirmed=unconfirmed, clients=_busy_clients(in_window, refusal_rows),
+        adaptive_ended=adaptive_ended, adaptive_share=adaptive_share,
     )
 
 
@@ -291,10 +308,11 @@ def render_table(reports: list[PoolHealth]) -> str:
     if not reports:
         return "no number pools"
     headers = ("site", "pool", "size", "live", "peak", "p95", "p95 util", "overflows", "refused", "unconfirmed",
-               "visits/day", "rule of thumb", "recommended", "status")
+               "visits/day", "rule of thumb", "recommended", "status", "ended early")
     rows = [(str(r.site_id), f"{r.pool_id} {r.name}"[:30], str(r.size), str(r.live_now), str(r.peak), str(r.p95),
              f"{r.p95_utilisation:.0%}", str(r.overflow_count), str(sum(r.refused.values())), str(r.unconfirmed),
-             f"{r.visits_per_day:g}", str(r.rule_of_thumb), str(r.recommended), r.status) for r in reports]
+             f"{r.visits_per_day:g}", str(r.rule_of_thumb), str(r.recommended), r.status,
+             f"{r.adaptive_ended} ({r.adaptive_share:.0%})") for r in reports]
     widths = [max(len(h), *(len(row[i]) for row in rows)) for i, h in enumerate(headers)]
     lines = ["  ".join(h.ljust(w) for h, w in zip(headers, widths, strict=True))]
     lines += ["  ".join(c.ljust(w) for c, w in zip(row, widths, strict=True)) for row in rows]
@@ -302,7 +320,8 @@ def render_table(reports: list[PoolHealth]) -> str:
     lines.append(f"window {since:%Y-%m-%d %H:%M} .. {until:%Y-%m-%d %H:%M} UTC; recommended = p95 concurrency "
                  f"plus turned-away demand, with margin; rule of thumb = visits per day / 100 + 1; refused = "
                  f"numbers refused to a client over its share or without a browser Origin; unconfirmed = holds "
-                 f"with no heartbeat and no interaction")
+                 f"with no heartbeat and no interaction; ended early = holds of visitors "
+                 f"who stopped sending heartbeats, ended while the pool was short (adaptive hold)")
     for r in reports:
         for client in r.clients:
             lines.append(f"pool {r.pool_id}: client {client['ip']} held {client['holds']}, "

@@ -75,6 +75,8 @@ class SiteRouting:
     default_pool_id: int | None
     sources: tuple[SourceRule, ...] = ()
     pool_fallbacks: Mapping[int, str | None] = field(default_factory=dict)
+    adaptive_hold: bool = False  # end stale holds early when the pool runs short (allocation)
+    adaptive_free_percent: int = 20  # ... below this share of free numbers
 
 
 @dataclass(frozen=True)
@@ -256,4 +258,5 @@ def build_site_routing(session: Session, site: Site) -> SiteRouting:
         default_number=site.default_number,
         default_pool_id=site.default_pool_id if site.default_pool_id in pools else None,
         sources=tuple(rules), pool_fallbacks=pools,
+        adaptive_hold=bool(site.adaptive_hold), adaptive_free_percent=site.adaptive_free_percent,
     )
