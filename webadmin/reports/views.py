@@ -170,7 +170,7 @@ def pools():
     rows = [{**h.as_dict(), "refused_total": sum(h.refused.values())} for h in health]
     cols = ["name", "size", "live_now", "peak", "p95", "p95_utilisation", "mean_concurrency", "overflow_count",
             "mean_hold_minutes", "visits_per_day", "rule_of_thumb", "recommended", "status", "refused_total",
-            "unconfirmed"]
+            "unconfirmed", "adaptive_ended", "adaptive_share"]
     if _wants_csv():
         return csv_response(f"pools-{form['from']}-{form['to']}.csv", cols, ([r[c] for c in cols] for r in rows))
     chart = {"bars": {"labels": [r["name"] for r in rows],

@@ -260,6 +260,12 @@ class SiteForm(SettingsForm):
     overflow_policy = Choice(_l("When the pool is full"), [Required()],
                              choices=labelled(allocation.OVERFLOW_POLICIES, OVERFLOW_POLICY_LABELS))
     lazy_allocation = BooleanField(_l("Allocate on interaction only"))
+    adaptive_hold = BooleanField(_l("Adaptive hold"), description=_l(
+        "When free numbers run low, holds of visitors who stopped sending heartbeats end early so a new visitor "
+        "gets a number; visitors still on the page keep theirs"))
+    adaptive_free_percent = WholeNumber(_l("Adaptive hold threshold, percent of numbers free"), [Required()], minimum=1,
+                                        maximum=90, description=_l(
+                                            "The pool counts as running low below this share of free numbers"))
     replace_selectors = ListArea(_l("CSS selectors to replace"), v.text_list)
     replace_numbers = ListArea(_l("Numbers to replace in page text"), v.phone_list)
     default_pool_id = Row(_l("Default pool"), model=NumberPool)
