@@ -14,11 +14,12 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from flask_babel import lazy_gettext as _l
-from sqlalchemy import ColumnElement, exists, or_, select
+from sqlalchemy import or_, select
 from sqlalchemy.orm import Session
 
-from astertrack.db.models import Call, Enquiry, Lead
+from astertrack.db.models import Call, Lead
 from astertrack.journey import journey_for_call, journey_for_lead
+from webadmin.leads.access import visible_condition
 
 PHONE_KINDS = ("phone_click", "tel_link")  # what counts as a click on the phone number
 ACTION_LABELS = {
@@ -60,17 +61,6 @@ def linked_by_label(how: str | None) -> Any:
     return LINKED_BY_LABELS.get(how or "", how or "")
 
 
-def lead_condition(manager_id: int) -> ColumnElement[bool]:
-    """``webadmin.leads.access.visible_condition`` for a given manager (the pop-up has no request)."""
-    own_call = or_(Call.manager_id == manager_id, Call.routed_manager_id == manager_id)
-    return or_(
-        Lead.manager_id == manager_id,
-        exists(select(Enquiry.id).where(Enquiry.lead_id == Lead.id, Enquiry.manager_id == manager_id)),
-        exists(select(Call.id).where(Call.id == Lead.call_id, own_call)),
-        exists(select(Enquiry.id).join(Call, Call.id == Enquiry.call_id).where(Enquiry.lead_id == Lead.id, own_call)),
-    )
-
-
 def journey(db: Session, kind: str, object_id: int, only_manager_id: int | None = None) -> dict[str, Any] | None:
     """The journey of a call or lead for display; ``only_manager_id``: a manager's view (see above).
     The caller has already checked that the viewer may open the call or lead itself."""
@@ -83,7 +73,7 @@ def journey(db: Session, kind: str, object_id: int, only_manager_id: int | None 
         lead_ids = [lead["id"] for lead in data["leads"]]
         own_calls = set(db.scalars(select(Call.id).where(
             Call.id.in_(call_ids), or_(Call.manager_id == mid, Call.routed_manager_id == mid)))) if call_ids else set()
-        own_leads = set(db.scalars(select(Lead.id).where(Lead.id.in_(lead_ids), lead_condition(mid)))) \
+        own_leads = set(db.scalars(select(Lead.id).where(Lead.id.in_(lead_ids), visible_condition(mid)))) \
             if lead_ids else set()
         data["calls"] = [c for c in data["calls"] if c["id"] in own_calls]
         data["leads"] = [lead for lead in data["leads"] if lead["id"] in own_leads]

@@ -11,11 +11,15 @@ from astertrack.db.models import Call, Enquiry, Lead
 from webadmin.db import get_session
 
 
-def visible_condition() -> ColumnElement[bool]:
-    """The SQL condition on ``Lead`` of the leads the current user may see."""
-    if current_user.is_staff:
+def visible_condition(manager_id: int | None = None) -> ColumnElement[bool]:
+    """The SQL condition on ``Lead`` of the leads the current user may see, or, given ``manager_id``,
+    of those that manager may see (the manager's pop-up is built outside a request: one rule for both)."""
+    if manager_id is not None:
+        mid = manager_id
+    elif current_user.is_staff:
         return true()
-    mid = current_user.manager_id if current_user.manager_id is not None else -1
+    else:
+        mid = current_user.manager_id if current_user.manager_id is not None else -1
     own_call = or_(Call.manager_id == mid, Call.routed_manager_id == mid)
     return or_(
         Lead.manager_id == mid,
