@@ -7,13 +7,14 @@ from __future__ import annotations
 import datetime as dt
 
 import pytest
-from sqlalchemy import select
+from sqlalchemy import select, update
 
 from astertrack.db.models import NumberAssignment, NumberPool, OverflowEvent, TrackingNumber, VisitorSession
 from astertrack.dni import allocation, poolhealth
 from astertrack.dni.sources import load_site_routing
 from astertrack.routing import attribution
 from astertrack.samples.factories import pooled_site
+from tests.tracker.conftest import post
 
 T0 = dt.datetime(2026, 3, 2, 8, 0, tzinfo=dt.UTC)
 S = dt.timedelta(seconds=1)
@@ -153,3 +154,21 @@ def test_a_call_from_a_visitor_whose_hold_ended_early_is_still_theirs(session):
                                          grace_seconds=GRACE)
     newcomer_row = session.scalar(select(VisitorSession).where(VisitorSession.public_id == newcomer.session_id))
     assert taken.session_id == newcomer_row.id
+
+
+def test_through_the_tracker_over_http(session, tracker_url):
+    """The tracker's own connection (autocommit on PostgreSQL): two silent holders of a pool of 2
+    (their last heartbeat moved five minutes back), a third visitor gets a pool number."""
+    site = pooled_site(session, 2, heartbeat=60, adaptive_hold=True)
+    first = [post(f"{tracker_url}/v/start", {"k": site.public_key, "visitor_id": name}, {"User-Agent": UA})[1]
+             for name in "ab"]
+    assert [body["kind"] for body in first] == ["pool", "pool"]
+    past = dt.datetime.now(dt.UTC) - dt.timedelta(minutes=5)
+    session.execute(update(NumberAssignment).values(last_heartbeat_at=past))
+    session.commit()
+    status, third, _ = post(f"{tracker_url}/v/start", {"k": site.public_key, "visitor_id": "c"}, {"User-Agent": UA})
+    assert status == 200 and third["kind"] == "pool"
+    reasons = session.scalars(select(NumberAssignment.release_reason)
+                              .where(NumberAssignment.released_at.is_not(None))).all()
+    assert reasons == [allocation.ADAPTIVE, allocation.ADAPTIVE]
+    assert session.scalar(select(OverflowEvent.id).where(OverflowEvent.site_id == site.id)) is None
