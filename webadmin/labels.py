@@ -103,7 +103,8 @@ VOCABULARIES: dict[str, dict[str, Any]] = {
     "lead_status": {"new": _l("new"), "in_progress": _l("in progress"), "qualified": _l("qualified"),
                     "won": _l("won"), "lost": _l("lost")},
     "lead_channel": {"call": _l("call"), "form": _l("web form"), "callback": _l("callback request"),
-                     "missed_call_callback": _l("callback of a missed call")},
+                     "missed_call_callback": _l("callback of a missed call"), "chat": _l("website chat"),
+                     "lead_capture": _l("lead-capture pop-up"), "messenger": _l("messenger")},
     "api_scope": {"read": _l("read only"), "write": _l("read and write")},  # integrations.api_tokens.SCOPES
     # integrations.events.EVENTS: what a webhook subscription can ask for (tests check the keys match)
     "webhook_event": {"call.ringing": _l("Call ringing"), "call.answered": _l("Call answered"),
