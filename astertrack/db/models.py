@@ -1041,3 +1041,28 @@ class ConversionLog(Base):
     response_excerpt: Mapped[str | None] = mapped_column(Text)
     created_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
     updated_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
+
+
+class SiteWidget(Base):
+    """One site's website widget (docs/widget.md): which channels it shows (the lead-capture pop-up,
+    the callback button), their texts per language (empty: the defaults), its colour and corner, and
+    the pop-up's rules.  ``revision`` grows on every save: the tracker's config answer is keyed by it."""
+
+    __tablename__ = "site_widgets"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    site_id: Mapped[int] = mapped_column(ForeignKey("sites.id", ondelete="CASCADE"), unique=True)
+    popup_enabled: Mapped[bool] = mapped_column(default=False)
+    callback_enabled: Mapped[bool] = mapped_column(default=False)
+    texts: Mapped[dict[str, Any]] = mapped_column(default=dict)  # {"ru": {"popup_title": ...}, "en": {...}}
+    colour: Mapped[str] = mapped_column(String(7), default="#1f6feb")
+    position: Mapped[str] = mapped_column(String(12), default="bottom-right")  # |bottom-left
+    popup_delay_seconds: Mapped[int] = mapped_column(default=0)  # 0: no delay rule
+    popup_exit_intent: Mapped[bool] = mapped_column(default=False)
+    popup_page_views: Mapped[int] = mapped_column(default=0)  # the Nth page view of the visitor; 0: any
+    popup_url_contains: Mapped[list[Any]] = mapped_column(default=list)  # substrings of the page URL
+    popup_utm: Mapped[list[Any]] = mapped_column(default=list)  # "utm_source=google"
+    popup_period_days: Mapped[int] = mapped_column(default=7)  # at most once per visitor per period
+    revision: Mapped[int] = mapped_column(default=1)
+    created_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
+    updated_at: Mapped[dt.datetime | None] = mapped_column()
