@@ -224,6 +224,15 @@ SCHEMA: dict[str, dict[str, Key]] = {
         "max_attempts": Key(_positive_int, 8, help="runs that retry a conversion a network error stopped, "
                             "then it is logged as refused"),
     },
+    "messengers": {
+        "telegram_api_url": Key(_text, "https://api.telegram.org",
+                                help="Telegram Bot API base; setWebhook goes to {base}/bot{token}/setWebhook "
+                                     "(tests point it at a local server)"),
+        "tracker_url": Key(_text, "", help="the tracker's public address (https://track.example.ru/ct): Telegram "
+                           "posts a site's updates to {tracker_url}/v/tg/{site key}; empty = registering refused"),
+        "timeout": Key(_positive_float, 10.0, help="seconds one request to Telegram may take"),
+        "max_body_bytes": Key(_positive_int, 65536, help="the largest update a messenger webhook accepts (413 above)"),
+    },
 }
 
 

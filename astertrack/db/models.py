@@ -177,7 +177,8 @@ class VisitorSession(Base):
                       Index("ix_visitor_sessions_site_ga", "site_id", "ga_client_id"),
                       Index("ix_visitor_sessions_site_ym", "site_id", "ym_client_id"),
                       # Funnel report: sessions per source in a period, read from the index alone.
-                      Index("ix_visitor_sessions_funnel", "first_seen", "source_id", "site_id", "is_bot"))
+                      Index("ix_visitor_sessions_funnel", "first_seen", "source_id", "site_id", "is_bot"),
+                      Index("ix_visitor_sessions_site_code", "site_id", "messenger_code"))
 
     id: Mapped[int] = mapped_column(primary_key=True)
     public_id: Mapped[str] = mapped_column(String(32), unique=True, default=new_uid)
@@ -207,6 +208,8 @@ class VisitorSession(Base):
     last_seen: Mapped[dt.datetime] = mapped_column(default=utcnow)
     # page views and actions taken in so far: the per-session cap of astertrack.journey.ingest
     journey_events: Mapped[int] = mapped_column(server_default="0")  # (no Python default: inserts leave it out)
+    # the visit code a messenger message carries (astertrack.leads.messengers): given on demand
+    messenger_code: Mapped[str | None] = mapped_column(String(8))
 
     source: Mapped[Source | None] = relationship()
 
@@ -645,6 +648,58 @@ class Enquiry(Base):
     ym_client_id: Mapped[str | None] = mapped_column(String(64))
     ip: Mapped[str | None] = mapped_column(String(45))
     user_agent: Mapped[str | None] = mapped_column(String(512))
+
+
+class SiteMessengers(Base):
+    """A site's messengers (``astertrack.leads.messengers``): its own Telegram bot (the token, the
+    secret Telegram sends back on each update) and the secret of its WhatsApp provider's webhook."""
+
+    __tablename__ = "site_messengers"
+
+    site_id: Mapped[int] = mapped_column(ForeignKey("sites.id", ondelete="CASCADE"), primary_key=True)
+    telegram_enabled: Mapped[bool] = mapped_column(default=False)
+    telegram_bot_token: Mapped[str | None] = mapped_column(String(200))
+    telegram_bot_username: Mapped[str | None] = mapped_column(String(64))  # without @
+    telegram_secret: Mapped[str | None] = mapped_column(String(256))
+    telegram_webhook_at: Mapped[dt.datetime | None] = mapped_column()  # setWebhook last accepted
+    whatsapp_enabled: Mapped[bool] = mapped_column(default=False)
+    whatsapp_secret: Mapped[str | None] = mapped_column(String(256))
+    updated_at: Mapped[dt.datetime | None] = mapped_column()
+
+
+class MessengerChat(Base):
+    """One person's conversation with a site in one messenger, tied to the enquiry it made (and so
+    to the visit its code named, if any): later messages of the chat join the same enquiry."""
+
+    __tablename__ = "messenger_chats"
+    __table_args__ = (Index("uq_messenger_chats_site_chat", "site_id", "messenger", "chat_key", unique=True),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    site_id: Mapped[int] = mapped_column(ForeignKey("sites.id", ondelete="CASCADE"))
+    messenger: Mapped[str] = mapped_column(String(16))  # telegram|whatsapp
+    chat_key: Mapped[str] = mapped_column(String(64))  # Telegram's from.id; WhatsApp's phone
+    username: Mapped[str | None] = mapped_column(String(64))
+    session_id: Mapped[int | None] = mapped_column(ForeignKey("visitor_sessions.id", ondelete="SET NULL"))
+    enquiry_id: Mapped[int | None] = mapped_column(ForeignKey("enquiries.id", ondelete="SET NULL"))
+    created_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
+    last_message_at: Mapped[dt.datetime | None] = mapped_column()
+
+
+class MessengerMessage(Base):
+    """One inbound message, its text without the visit code; ``message_key`` (the provider's id)
+    makes a repeated delivery store once."""
+
+    __tablename__ = "messenger_messages"
+    __table_args__ = (Index("uq_messenger_messages_key", "site_id", "messenger", "message_key", unique=True),
+                      Index("ix_messenger_messages_chat_at", "chat_id", "at"))
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    site_id: Mapped[int] = mapped_column(ForeignKey("sites.id", ondelete="CASCADE"))
+    messenger: Mapped[str] = mapped_column(String(16))
+    message_key: Mapped[str] = mapped_column(String(100))
+    chat_id: Mapped[int] = mapped_column(ForeignKey("messenger_chats.id", ondelete="CASCADE"))
+    at: Mapped[dt.datetime] = mapped_column(default=utcnow)
+    text: Mapped[str | None] = mapped_column(Text)
 
 
 class CallbackRequest(Base):

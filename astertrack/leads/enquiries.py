@@ -6,7 +6,13 @@ The rule (what buyers expect from "a repeat within 30 days joins"):
 - The key is the normalised phone; an enquiry without a usable phone is keyed by its e-mail.  An
   enquiry with a phone joins a lead with that phone, or else a phone-less lead with its e-mail; an
   e-mail-only enquiry joins a lead with that e-mail.  A lead with another phone is never joined
-  through the e-mail (no false merge); with no key at all the enquiry opens a lead of its own.
+  through the e-mail (no false merge).
+- When neither finds a lead, the visitor does: an enquiry from a visit joins a lead of the same
+  first-party visitor (``VisitorSession.visitor_id`` of any of its enquiries' visits) that has no
+  other phone or e-mail — a messenger conversation without a phone, then the form the same browser
+  sent.  With no key at all the enquiry opens a lead of its own.
+- A conversation (``CONVERSATION_CHANNELS``: a chat, a messenger) reaches the customer by itself, so
+  it needs no phone or e-mail; its phone may come later (``add_phone``).
 - The window is ``Site.lead_window_days`` measured from the lead's LAST enquiry: a customer who keeps
   calling every three weeks stays one lead.  (An enquiry dated before the lead's first one — the
   listener records a call a few seconds after it happened — joins when within the window of the
@@ -50,6 +56,8 @@ SESSION_FIELDS = ("utm_source", "utm_medium", "utm_campaign", "utm_content", "ut
 CALL_FIELDS = ("utm_source", "utm_medium", "utm_campaign", "keyword")
 _FIELD_MAX = {"ga_client_id": 64, "ym_client_id": 64, "ip": 45, "user_agent": 512}
 MAX_MERGE_HOPS = 20
+# Channels whose enquiry may come without a phone or e-mail: the conversation is the way back.
+CONVERSATION_CHANNELS = ("chat", "messenger")
 _LOCK = select(func.pg_advisory_xact_lock(bindparam("key", type_=BigInteger)))
 
 
@@ -91,7 +99,44 @@ def resolve(session: Session, lead: Lead) -> Lead:
 
 
 def _find_lead(session: Session, site: Site, phone: str | None, email: str | None,
-               at: dt.datetime) -> Lead | None:
+               at: dt.datetime, visitor_id: str | None = None) -> Lead | None:
+    lead = _find_by_contact(session, site, phone, email, at)
+    if lead is None and visitor_id:
+        lead = _find_by_visitor(session, site, phone, email, at, visitor_id)
+    return lead
+
+
+def _joins(site: Site, lead: Lead, at: dt.datetime) -> bool:
+    first = lead.created_at
+    last = lead.last_enquiry_at or first
+    return joins_window(min(first, last), last, at, site.lead_window_days)
+
+
+def _find_by_visitor(session: Session, site: Site, phone: str | None, email: str | None,
+                     at: dt.datetime, visitor_id: str) -> Lead | None:
+    """The most recent lead of the same browser within the window whose phone and e-mail do not
+    contradict the enquiry's (a lead with another phone is another person on a shared computer)."""
+    lead_ids = session.scalars(
+        select(Enquiry.lead_id).join(VisitorSession, VisitorSession.id == Enquiry.session_id)
+        .where(Enquiry.site_id == site.id, VisitorSession.site_id == site.id,
+               VisitorSession.visitor_id == visitor_id)
+        .order_by(Enquiry.at.desc(), Enquiry.id.desc()).limit(50)).all()
+    seen: set[int] = set()
+    for lead_id in lead_ids:
+        lead = resolve(session, session.get(Lead, lead_id))
+        if lead.id in seen:
+            continue
+        seen.add(lead.id)
+        if (lead.phone is not None and lead.phone != phone) or (
+                lead.email is not None and email is not None and lead.email != email):
+            continue
+        if _joins(site, lead, at):
+            return lead
+    return None
+
+
+def _find_by_contact(session: Session, site: Site, phone: str | None, email: str | None,
+                     at: dt.datetime) -> Lead | None:
     conds = []
     if phone:
         conds.append(Lead.phone == phone)
@@ -108,9 +153,7 @@ def _find_lead(session: Session, site: Site, phone: str | None, email: str | Non
     candidates = sorted(candidates, key=lambda lead: 0 if phone and lead.phone == phone else 1)
     for candidate in candidates:
         lead = resolve(session, candidate)
-        first = lead.created_at
-        last = lead.last_enquiry_at or first
-        if joins_window(min(first, last), last, at, site.lead_window_days):
+        if _joins(site, lead, at):
             return lead
     return None
 
@@ -184,7 +227,7 @@ def record_enquiry(session: Session, site: Site | int, channel: str, *, at: dt.d
     contact = normalize_phone(phone, region)
     given_mail = parse_email(email)
     mail = given_mail.address  # only an address that parses finds or keys a lead
-    if contact.raw is None and given_mail.raw is None and call is None:
+    if contact.raw is None and given_mail.raw is None and call is None and channel not in CONVERSATION_CHANNELS:
         raise LeadError("phone", "an enquiry needs a phone number or an e-mail address")
 
     if visitor_session is None and call is not None and call.session_id is not None:
@@ -206,12 +249,15 @@ def record_enquiry(session: Session, site: Site | int, channel: str, *, at: dt.d
     keys = [("phone", contact.e164)] if contact.e164 else []
     if mail:
         keys.append(("email", mail))
+    visitor_id = visitor_session.visitor_id if visitor_session is not None else None
+    if visitor_id:
+        keys.append(("visitor", visitor_id))
     _lock(session, site_row.id, keys)
     if call is not None:  # a concurrent writer may have recorded this call while we waited
         existing = session.scalar(select(Enquiry).where(Enquiry.call_id == call.id))
         if existing is not None:
             return existing
-    lead = _find_lead(session, site_row, contact.e164, mail, at)
+    lead = _find_lead(session, site_row, contact.e164, mail, at, visitor_id)
     if lead is None:
         lead = Lead(site_id=site_row.id, phone=contact.e164, email=mail, status="new", first_channel=channel,
                     created_at=at, last_enquiry_at=at, enquiries_count=0)
@@ -231,3 +277,28 @@ def record_enquiry(session: Session, site: Site | int, channel: str, *, at: dt.d
     lead.updated_at = dt.datetime.now(dt.UTC)
     refresh_lead(session, lead)
     return enquiry
+
+
+def add_phone(session: Session, enquiry: Enquiry, phone: str, *, region: str = "RU") -> Lead:
+    """A phone the customer gave later in a conversation (a contact shared in a messenger): kept on
+    the enquiry; the lead takes it when it has none, and a lead of that phone within the window
+    takes this one in (merged, as a manager would: nothing is deleted).  Returns the lead now."""
+    contact = normalize_phone(phone, region)
+    lead = resolve(session, session.get(Lead, enquiry.lead_id))
+    if enquiry.phone is None and enquiry.phone_raw is None:
+        enquiry.phone, enquiry.phone_raw, enquiry.phone_invalid = contact.e164, contact.raw, contact.invalid
+    if contact.e164 is None or lead.phone is not None:
+        return lead
+    site = session.get(Site, lead.site_id)
+    _lock(session, site.id, [("phone", contact.e164)])
+    other = _find_by_contact(session, site, contact.e164, None, enquiry.at)
+    if other is None or other.id == lead.id:
+        lead.phone = contact.e164
+        refresh_lead(session, lead)
+        return lead
+    from astertrack.leads.merging import merge_leads  # merging imports this module
+
+    merge_leads(session, other, lead)
+    kept = session.get(Lead, other.id)
+    refresh_lead(session, kept)
+    return kept
