@@ -13,7 +13,8 @@ Endpoints (neutral names, so ad blockers' generic rules do not catch them)::
     POST /v/j        the visitor's journey between heartbeats (page views, clicks; ping and leave carry it too)
     GET  /f.js       the forms script, loaded by the snippet only on pages with a form to capture
     GET  /j.js       the journey script (page views, clicks; lazy allocation's claim), loaded once a visit has a session
-    POST /v/form     a web form's enquiry (navigator.sendBeacon on the form's submit)
+    POST /v/form     a web form's enquiry (navigator.sendBeacon on the form's submit); the widget's too
+    GET  /w.js       the website widget, loaded by j.js only on sites that enable it; GET /v/w its config
     GET  /healthz    health; GET /metrics  Prometheus, only with [general] metrics_token
 
 Bodies are JSON sent as ``text/plain`` (a CORS "simple request": no preflight round trip).
@@ -186,6 +187,10 @@ def create_app(config: Config | None = None, session_factory: sessionmaker[Sessi
     @app.get("/j.js")
     def journey_script():
         return serve_script(JOURNEY_SCRIPT_PATH)
+
+    from tracker import widget
+
+    widget.register(app, sites, session_factory)  # GET /w.js and /v/w, the website widget (docs/widget.md)
 
     from astertrack.ops import metrics
 

@@ -56,6 +56,7 @@ from astertrack.leads import contacts
 from astertrack.leads.enquiries import record_enquiry
 from astertrack.leads.errors import LeadError
 from astertrack.phones import format_display
+from tracker import widget
 from tracker.guard import (
     BadRequest,
     RateLimiter,
@@ -238,6 +239,8 @@ class TrackerApi:
         body = _offer_body(site, offer, data.get("debug") is True, visit)
         if privacy.allowed_params:  # the snippet cleans page URLs with the same list
             body["q"] = sorted(privacy.allowed_params)
+        if self.sites.widget_revision(site.id):  # j.js loads the widget (tracker/widget.py)
+            body["w"] = self.sites.widget_revision(site.id)
         return json_answer(body)
 
     def ping(self, conn: Connection, site: SiteRouting, data: dict[str, Any], environ: dict[str, Any]) -> Answer:
@@ -309,6 +312,8 @@ class TrackerApi:
             raise BadRequest(400, "a form enquiry needs a phone or an e-mail: fields 'phone', 'email'")
         sid = allocation.clean_text(data.get("sid"), 32)
         callback = str(data.get("callback", "")).strip().lower() in ("1", "true", "yes", "on")
+        channel = widget.form_channel(data, fields, self.region)  # the website widget's pop-up and callback button post here too
+        callback = callback or channel == "callback"
         header_ua = environ.get("HTTP_USER_AGENT")
         with _unit_of_work(conn) as db:
             visit = None
@@ -316,12 +321,14 @@ class TrackerApi:
                 visit = db.scalar(select(VisitorSession).where(VisitorSession.public_id == sid,
                                                               VisitorSession.site_id == site.id))
             try:
-                record_form_enquiry(db, db.get(Site, site.id), fields, visit=visit, callback=callback,
-                                    ip=self._ip(environ, self.sites.privacy(site.id)),
-                                    user_agent=allocation.clean_text(header_ua, 512), now=utcnow(),
-                                    region=self.region)
+                enquiry = record_form_enquiry(db, db.get(Site, site.id), fields, visit=visit, callback=callback,
+                                              ip=self._ip(environ, self.sites.privacy(site.id)),
+                                              user_agent=allocation.clean_text(header_ua, 512), now=utcnow(),
+                                              region=self.region, channel=channel)
             except LeadError as exc:
                 raise BadRequest(400, f"field '{exc.field}': {exc}") from None
+            if channel != "form":
+                return json_answer(widget.form_answer(db, enquiry))
         return 204, [], b""
 
 
@@ -349,10 +356,10 @@ def _unit_of_work(conn: Connection) -> Iterator[Session]:
 
 def record_form_enquiry(db: Session, site: Site, fields: dict[str, str | None], *, visit: VisitorSession | None,
                         callback: bool, ip: str | None, user_agent: str | None, now: dt.datetime,
-                        region: str) -> Enquiry:
+                        region: str, channel: str = "form") -> Enquiry:
     """The one place the tracker hands a form to the leads core (``record_enquiry``: the lead, its
     dedup, the visit's attribution) and, when asked, a callback to the callbacks core."""
-    enquiry = record_enquiry(db, site, "form", at=now, visitor_session=visit, name=fields["name"],
+    enquiry = record_enquiry(db, site, channel, at=now, visitor_session=visit, name=fields["name"],
                              phone=fields["phone"], email=fields["email"], message=fields["message"],
                              page_url=clean_url(fields["page"], allowed_params(site.query_params_allowed)),
                              region=region, ip=ip, user_agent=user_agent)

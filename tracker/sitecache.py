@@ -25,6 +25,7 @@ from sqlalchemy.orm import Session, sessionmaker
 from astertrack.db.models import Site
 from astertrack.dni.sources import SiteRouting, load_site_routing
 from astertrack.journey.cleaning import allowed_params
+from astertrack.leads import widget as site_widget
 from tracker.guard import origin_allowed
 
 
@@ -45,6 +46,7 @@ class SiteCache:
         self._lock = threading.Lock()
         self._domains: tuple[float, tuple[str, ...]] | None = None
         self._privacy: dict[int, Privacy] = {}
+        self._widget: dict[int, int] = {}  # site id -> the widget's revision when enabled, else 0
 
     def get(self, public_key: str) -> SiteRouting | None:
         now = time.monotonic()
@@ -58,9 +60,11 @@ class SiteCache:
             if site is not None:
                 row = db.execute(select(Site.anonymise_ip, Site.query_params_allowed).where(Site.id == site.id)).first()
                 privacy = Privacy(bool(row.anonymise_ip), allowed_params(row.query_params_allowed)) if row else None
+                widget_rev = site_widget.enabled_revision(db, site.id)
         with self._lock:
             if privacy is not None:
                 self._privacy[site.id] = privacy
+                self._widget[site.id] = widget_rev
             self._entries[public_key] = (now, site)
             self._entries.move_to_end(public_key)
             while len(self._entries) > self.max_entries:
@@ -70,6 +74,10 @@ class SiteCache:
     def privacy(self, site_id: int) -> Privacy:
         """The journey privacy settings of a site ``get`` returned (read with its snapshot)."""
         return self._privacy.get(site_id, NO_PRIVACY)
+
+    def widget_revision(self, site_id: int) -> int:
+        """The site's widget revision when it is on (read with its snapshot), else 0."""
+        return self._widget.get(site_id, 0)
 
     def origin_known(self, origin: str) -> bool:
         """Whether ``origin`` is allowed by the domains of any site (for a preflight)."""

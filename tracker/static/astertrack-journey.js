@@ -109,4 +109,12 @@
     if (d.readyState === 'loading') d.addEventListener('DOMContentLoaded', watch); else watch();
   };
   if (st.lz) st.lazy();
+
+  // the website widget (docs/widget.md): its own script, only where the site's answer says it is on
+  if ((st.info || {}).w && !a.widget) {
+    a.widget = d.createElement('script');
+    a.widget.async = true;
+    a.widget.src = base + '/w.js';
+    d.head.appendChild(a.widget);
+  }
 })(window, document);
