@@ -8,9 +8,9 @@ The rule (what buyers expect from "a repeat within 30 days joins"):
   e-mail-only enquiry joins a lead with that e-mail.  A lead with another phone is never joined
   through the e-mail (no false merge).
 - When neither finds a lead, the visitor does: an enquiry from a visit joins a lead of the same
-  first-party visitor (``VisitorSession.visitor_id`` of any of its enquiries' visits) that has no
-  other phone or e-mail — a messenger conversation without a phone, then the form the same browser
-  sent.  With no key at all the enquiry opens a lead of its own.
+  first-party visitor (``VisitorSession.visitor_id`` of any of its enquiries' visits) whose phone
+  and e-mail do not differ from the enquiry's — a messenger conversation without a phone, then the
+  form the same browser sent.  With no key at all the enquiry opens a lead of its own.
 - A conversation (``CONVERSATION_CHANNELS``: a chat, a messenger) reaches the customer by itself, so
   it needs no phone or e-mail; its phone may come later (``add_phone``).
 - The window is ``Site.lead_window_days`` measured from the lead's LAST enquiry: a customer who keeps
@@ -127,7 +127,7 @@ def _find_by_visitor(session: Session, site: Site, phone: str | None, email: str
         if lead.id in seen:
             continue
         seen.add(lead.id)
-        if (lead.phone is not None and lead.phone != phone) or (
+        if (lead.phone is not None and phone is not None and lead.phone != phone) or (
                 lead.email is not None and email is not None and lead.email != email):
             continue
         if _joins(site, lead, at):
