@@ -72,7 +72,8 @@ def record_change(db: Session, action: str, kind: str, obj: Any, before: Mapping
 
 def _kinds() -> dict[str, Any]:
     return {**{slug: entity.title for slug, entity in ENTITIES.items()}, "users": _l("Users"), "leads": _l("Leads"),
-            "api_tokens": _l("API tokens"), "webhooks": _l("Webhooks"), "conversions": _l("Conversions")}
+            "api_tokens": _l("API tokens"), "webhooks": _l("Webhooks"), "conversions": _l("Conversions"),
+            "messengers": _l("Messengers")}
 
 
 class _Vocabulary:
@@ -100,6 +101,10 @@ class _Vocabulary:
         elif kind == "webhooks":
             self.fields.update(WEBHOOK_FIELDS)
             self.values = {"events": {event: label_for(event, "webhook_event") for event in WEBHOOK_EVENTS}}
+        elif kind == "messengers":  # the form's own labels; imported here: its package imports this module
+            from webadmin.messengers.forms import MessengerForm
+
+            self.fields.update({field.name: field.label.text for field in MessengerForm(formdata=None, meta={"csrf": False})})
         elif kind == "conversions":
             # the form's own labels and choices; imported here: its package imports this module
             from webadmin.conversions.forms import ConversionForm
