@@ -59,6 +59,7 @@ def create_app(config: Config | None = None, test_config: dict[str, Any] | None 
     app.register_blueprint(api.tokens_bp, url_prefix="/settings/api-tokens")
     app.register_blueprint(webhooks.bp, url_prefix="/settings/webhooks")
     app.register_blueprint(conversions.bp, url_prefix="/settings/conversions")
+    app.register_blueprint(__import__("webadmin.widget", fromlist=["bp"]).bp, url_prefix="/settings/widget")  # #25
     app.register_blueprint(__import__("webadmin.messengers", fromlist=["bp"]).bp, url_prefix="/settings/messengers")
     app.register_blueprint(__import__("webadmin.journey", fromlist=["bp"]).bp, url_prefix="/journey")  # #24 display
 

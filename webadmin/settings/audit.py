@@ -72,7 +72,7 @@ def record_change(db: Session, action: str, kind: str, obj: Any, before: Mapping
 
 def _kinds() -> dict[str, Any]:
     return {**{slug: entity.title for slug, entity in ENTITIES.items()}, "users": _l("Users"), "leads": _l("Leads"),
-            "api_tokens": _l("API tokens"), "webhooks": _l("Webhooks"), "conversions": _l("Conversions"),
+            "api_tokens": _l("API tokens"), "webhooks": _l("Webhooks"), "conversions": _l("Conversions"), "widget": _l("Website widget"),
             "messengers": _l("Messengers")}
 
 
@@ -105,6 +105,13 @@ class _Vocabulary:
             from webadmin.messengers.forms import MessengerForm
 
             self.fields.update({field.name: field.label.text for field in MessengerForm(formdata=None, meta={"csrf": False})})
+        elif kind == "widget":  # the form's own labels and choices; imported here: its package imports this module
+            from webadmin.widget.forms import WidgetForm
+
+            form = WidgetForm(formdata=None, meta={"csrf": False})
+            self.fields.update({field.name: f"{field.label.text} ({field.description})" if field.name.startswith("text_")
+                                else field.label.text for field in form})
+            self.values = {"position": dict(form.position.choices)}
         elif kind == "conversions":
             # the form's own labels and choices; imported here: its package imports this module
             from webadmin.conversions.forms import ConversionForm
