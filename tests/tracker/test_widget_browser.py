@@ -258,3 +258,20 @@ def test_a_site_without_the_widget_never_loads_it(browser, shop):
         assert "/ct/j.js" in paths and "/ct/w.js" not in paths and "/ct/v/w" not in paths
         assert page.locator("[data-astertrack-widget]").count() == 0
         context.close()
+
+
+def test_the_popup_on_exit_intent_only_when_the_mouse_leaves_through_the_top(browser, shop):
+    url, _site, _ = shop({"popup_enabled": True, "popup_exit_intent": True})
+    context = visitor(browser)
+    page = context.new_page()
+    page.goto(f"{url}/")
+    session_ready(page)
+    widget_ready(page)
+    page.wait_for_function("window.astertrack.w === 1")
+    leave = "y => document.dispatchEvent(new MouseEvent('mouseout', {clientX: 50, clientY: y, bubbles: true}))"
+    page.evaluate(leave, 300)  # out through the bottom or a side: nothing
+    time.sleep(0.5)
+    assert not dialog_open(page)
+    page.evaluate(leave, -2)  # towards the tabs and the address bar
+    page.wait_for_selector("[role=dialog]", timeout=5000)
+    context.close()
