@@ -12,7 +12,7 @@ The rule (what buyers expect from "a repeat within 30 days joins"):
   and e-mail do not differ from the enquiry's — a messenger conversation without a phone, then the
   form the same browser sent.  With no key at all the enquiry opens a lead of its own.
 - A conversation (``CONVERSATION_CHANNELS``: a chat, a messenger) reaches the customer by itself, so
-  it needs no phone or e-mail; its phone may come later (``add_phone``).
+  it needs no phone or e-mail; its phone may come later (``messengers.add_phone``).
 - The window is ``Site.lead_window_days`` measured from the lead's LAST enquiry: a customer who keeps
   calling every three weeks stays one lead.  (An enquiry dated before the lead's first one — the
   listener records a call a few seconds after it happened — joins when within the window of the
@@ -100,7 +100,7 @@ def resolve(session: Session, lead: Lead) -> Lead:
 
 def _find_lead(session: Session, site: Site, phone: str | None, email: str | None,
                at: dt.datetime, visitor_id: str | None = None) -> Lead | None:
-    lead = _find_by_contact(session, site, phone, email, at)
+    lead = find_by_contact(session, site, phone, email, at)
     if lead is None and visitor_id:
         lead = _find_by_visitor(session, site, phone, email, at, visitor_id)
     return lead
@@ -135,7 +135,7 @@ def _find_by_visitor(session: Session, site: Site, phone: str | None, email: str
     return None
 
 
-def _find_by_contact(session: Session, site: Site, phone: str | None, email: str | None,
+def find_by_contact(session: Session, site: Site, phone: str | None, email: str | None,
                      at: dt.datetime) -> Lead | None:
     conds = []
     if phone:
@@ -278,27 +278,3 @@ def record_enquiry(session: Session, site: Site | int, channel: str, *, at: dt.d
     refresh_lead(session, lead)
     return enquiry
 
-
-def add_phone(session: Session, enquiry: Enquiry, phone: str, *, region: str = "RU") -> Lead:
-    """A phone the customer gave later in a conversation (a contact shared in a messenger): kept on
-    the enquiry; the lead takes it when it has none, and a lead of that phone within the window
-    takes this one in (merged, as a manager would: nothing is deleted).  Returns the lead now."""
-    contact = normalize_phone(phone, region)
-    lead = resolve(session, session.get(Lead, enquiry.lead_id))
-    if enquiry.phone is None and enquiry.phone_raw is None:
-        enquiry.phone, enquiry.phone_raw, enquiry.phone_invalid = contact.e164, contact.raw, contact.invalid
-    if contact.e164 is None or lead.phone is not None:
-        return lead
-    site = session.get(Site, lead.site_id)
-    _lock(session, site.id, [("phone", contact.e164)])
-    other = _find_by_contact(session, site, contact.e164, None, enquiry.at)
-    if other is None or other.id == lead.id:
-        lead.phone = contact.e164
-        refresh_lead(session, lead)
-        return lead
-    from astertrack.leads.merging import merge_leads  # merging imports this module
-
-    merge_leads(session, other, lead)
-    kept = session.get(Lead, other.id)
-    refresh_lead(session, kept)
-    return kept

@@ -12,7 +12,7 @@ is removed from the text managers see.
 
 Every message is stored once (``message_key``: the provider's id); the first message of a chat
 records the enquiry, later ones join it, and a phone shared later is added to it
-(``enquiries.add_phone``).  Nothing here commits: the caller's transaction does.
+(``add_phone``).  Nothing here commits: the caller's transaction does.
 """
 
 from __future__ import annotations
@@ -30,14 +30,16 @@ from sqlalchemy.orm import Session
 
 from astertrack.db.models import (
     Enquiry,
+    Lead,
     MessengerChat,
     MessengerMessage,
     Site,
     SiteMessengers,
     VisitorSession,
 )
-from astertrack.leads.contacts import MESSAGE_MAX, NAME_MAX, clean_text
-from astertrack.leads.enquiries import add_phone, record_enquiry
+from astertrack.leads.contacts import MESSAGE_MAX, NAME_MAX, clean_text, normalize_phone
+from astertrack.leads.enquiries import _lock, find_by_contact, record_enquiry, refresh_lead, resolve
+from astertrack.leads.merging import merge_leads
 
 ALPHABET = "ABCDEFGHJKMNPQRSTWXYZ23456789"  # no 0/O, 1/I/L, U/V
 CODE_LENGTH = 6
@@ -107,6 +109,29 @@ def split_code(text: str | None) -> tuple[str, str | None]:
         code = code or labelled.group(1).upper()
         text = _LABELLED.sub("", text)
     return text.strip(), code
+
+
+def add_phone(session: Session, enquiry: Enquiry, phone: str, *, region: str = "RU") -> Lead:
+    """A phone the customer gave later in a conversation (a contact shared in a messenger): kept on
+    the enquiry; the lead takes it when it has none, and a lead of that phone within the window
+    takes this one in (merged, as a manager would: nothing is deleted).  Returns the lead now."""
+    contact = normalize_phone(phone, region)
+    lead = resolve(session, session.get(Lead, enquiry.lead_id))
+    if enquiry.phone is None and enquiry.phone_raw is None:
+        enquiry.phone, enquiry.phone_raw, enquiry.phone_invalid = contact.e164, contact.raw, contact.invalid
+    if contact.e164 is None or lead.phone is not None:
+        return lead
+    site = session.get(Site, lead.site_id)
+    _lock(session, site.id, [("phone", contact.e164)])
+    other = find_by_contact(session, site, contact.e164, None, enquiry.at)
+    if other is None or other.id == lead.id:
+        lead.phone = contact.e164
+        refresh_lead(session, lead)
+        return lead
+    merge_leads(session, other, lead)
+    kept = session.get(Lead, other.id)
+    refresh_lead(session, kept)
+    return kept
 
 
 @dataclass

@@ -10,7 +10,8 @@ from sqlalchemy import select
 
 from astertrack.db.models import Call, Enquiry, Lead, Site, VisitorSession
 from astertrack.leads import messengers
-from astertrack.leads.enquiries import add_phone, record_enquiry
+from astertrack.leads.enquiries import record_enquiry
+from astertrack.leads.messengers import add_phone
 from astertrack.samples.factories import add_site, add_static_source
 
 T0 = dt.datetime(2026, 3, 2, 9, 0, tzinfo=dt.UTC)
