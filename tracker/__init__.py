@@ -15,6 +15,8 @@ Endpoints (neutral names, so ad blockers' generic rules do not catch them)::
     GET  /j.js       the journey script (page views, clicks; lazy allocation's claim), loaded once a visit has a session
     POST /v/form     a web form's enquiry (navigator.sendBeacon on the form's submit); the widget's too
     GET  /w.js       the website widget, loaded by j.js only on sites that enable it; GET /v/w its config
+    POST /v/mc       the visit's code for the site's WhatsApp and Telegram links (docs/messengers.md)
+    POST /v/tg/<key> the site's Telegram bot's webhook; POST /v/wa/<key> its WhatsApp provider's
     GET  /healthz    health; GET /metrics  Prometheus, only with [general] metrics_token
 
 Bodies are JSON sent as ``text/plain`` (a CORS "simple request": no preflight round trip).
@@ -191,6 +193,10 @@ def create_app(config: Config | None = None, session_factory: sessionmaker[Sessi
     from tracker import widget
 
     widget.register(app, sites, session_factory)  # GET /w.js and /v/w, the website widget (docs/widget.md)
+
+    from tracker import messengers
+
+    messengers.register(app, api, session_factory, config)  # POST /v/mc, POST /v/tg/<key>, /v/wa/<key> (docs/messengers.md)
 
     from astertrack.ops import metrics
 

@@ -117,4 +117,47 @@
     a.widget.src = base + '/w.js';
     d.head.appendChild(a.widget);
   }
+
+  // messengers (docs/messengers.md): the visit's code goes into the pre-filled message of the site's
+  // WhatsApp links and the start parameter of its own bot's t.me links (a t.me link to a person or a
+  // channel has no pre-fill: left as it is), so the conversation finds this visit
+  (function () {
+    var WA = /^https?:\/\/(wa\.me\/|api\.whatsapp\.com\/send)/i, TG = /^https?:\/\/(t|telegram)\.me\/(\w+)\/?$/i,
+      KEY = 'astertrack_mc', cur;
+    function links() {
+      return [].filter.call(d.querySelectorAll('a[href]'), function (l) { return WA.test(l.href) || TG.test(l.href.split('?')[0]); });
+    }
+    function mark(c) {
+      links().forEach(function (l) {
+        try {
+          var u = new URL(l.href), m = TG.exec(u.origin + u.pathname), p = [], t;
+          if (WA.test(l.href)) {
+            t = (u.searchParams.get('text') || '').replace(/\s*\((код|code): \w{6}\)$/, '');
+            u.searchParams.forEach(function (v, k) { if (k !== 'text') p.push(encodeURIComponent(k) + '=' + encodeURIComponent(v)); });
+            p.push('text=' + encodeURIComponent((t ? t + ' ' : '') + '(' + (/^ru/i.test(d.documentElement.lang) ? 'код' : 'code') + ': ' + c.code + ')'));
+            u.search = p.join('&');
+          } else if (m && c.bot && m[2].toLowerCase() === c.bot.toLowerCase()) u.searchParams.set('start', c.code);
+          else return;
+          if (l.href !== u.href) l.href = u.href;
+        } catch (e) { /* a link we cannot read stays as the site wrote it */ }
+      });
+    }
+    function got(c) { cur = c; mark(c); }
+    function get() {
+      var c;
+      if (!st.sid || !links().length) return;
+      try { c = JSON.parse(sessionStorage.getItem(KEY) || 'null'); } catch (e) { c = null; }
+      if (c && c.sid === st.sid) return got(c);
+      fetch(base + '/v/mc', { method: 'POST', body: JSON.stringify({ k: a.key, sid: st.sid }) })
+        .then(function (r) { return r.ok ? r.json() : null; })
+        .then(function (c) {
+          if (!c || !c.code) return;
+          c.sid = st.sid;
+          try { sessionStorage.setItem(KEY, JSON.stringify(c)); } catch (e) { /* private mode: asked again next page */ }
+          got(c);
+        }).catch(function () { /* the links work without the code */ });
+    }
+    d.addEventListener('click', function () { if (cur) mark(cur); }, true); // links a page added later
+    if (d.readyState === 'loading') d.addEventListener('DOMContentLoaded', get); else get();
+  })();
 })(window, document);
