@@ -10,6 +10,7 @@ import sqlalchemy as sa
 from alembic import op
 
 import astertrack.db.types
+from astertrack.db import config_revision
 
 revision = '0018'
 down_revision = '0017'
@@ -18,6 +19,16 @@ depends_on = None
 
 UTC = astertrack.db.types.UTCDateTime
 BIGID = sa.BigInteger().with_variant(sa.Integer(), 'sqlite')
+# sites' columns as 0010 left them (its SITES_AFTER), then with this revision's privacy settings
+SITES_BEFORE = (
+    'id', 'name', 'domains', 'public_key', 'default_number', 'display_format', 'timezone',
+    'hold_seconds', 'heartbeat_seconds', 'hold_cap_seconds', 'unload_grace_seconds',
+    'overflow_policy', 'lazy_allocation', 'replace_selectors', 'replace_numbers',
+    'default_pool_id', 'attribution_window_days', 'attribution_model', 'target_call_seconds',
+    'crm_url_template', 'calls_retention_days', 'sessions_retention_days',
+    'recordings_retention_days', 'created_at', 'archived_at', 'lead_window_days', 'missed_call_callback',
+)
+SITES_AFTER = SITES_BEFORE + ('anonymise_ip', 'pageviews_retention_days', 'query_params_allowed')
 
 
 def _events_table(name: str, *columns: sa.Column) -> None:
@@ -39,10 +50,13 @@ def _events_table(name: str, *columns: sa.Column) -> None:
 
 
 def upgrade() -> None:
+    bind = op.get_bind()
+    config_revision.uninstall(bind, ['sites'])  # SQLite's batch copy would lose them; PostgreSQL's would block
     with op.batch_alter_table('sites', schema=None) as batch_op:
         batch_op.add_column(sa.Column('anonymise_ip', sa.Boolean(), nullable=False, server_default=sa.false()))
         batch_op.add_column(sa.Column('pageviews_retention_days', sa.Integer(), nullable=True))
         batch_op.add_column(sa.Column('query_params_allowed', sa.JSON(), nullable=False, server_default='[]'))
+    config_revision.install(bind, {'sites': SITES_AFTER})
     with op.batch_alter_table('visitor_sessions', schema=None) as batch_op:
         batch_op.add_column(sa.Column('journey_events', sa.Integer(), nullable=False, server_default='0'))
         batch_op.create_index('ix_visitor_sessions_site_ga', ['site_id', 'ga_client_id'], unique=False)
@@ -67,7 +81,10 @@ def downgrade() -> None:
         batch_op.drop_index('ix_visitor_sessions_site_ym')
         batch_op.drop_index('ix_visitor_sessions_site_ga')
         batch_op.drop_column('journey_events')
+    bind = op.get_bind()
+    config_revision.uninstall(bind, ['sites'])
     with op.batch_alter_table('sites', schema=None) as batch_op:
         batch_op.drop_column('query_params_allowed')
         batch_op.drop_column('pageviews_retention_days')
         batch_op.drop_column('anonymise_ip')
+    config_revision.install(bind, {'sites': SITES_BEFORE})

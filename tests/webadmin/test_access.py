@@ -141,7 +141,8 @@ def test_missed_reason_and_where_the_facts_came_from_are_words_not_codes(client,
 def test_every_view_declares_its_roles(app):
     """A new view without @roles_required fails here before it can ship unprotected."""
     public = {"static", "auth.login", "healthz", "index",
-              "astertrack_metrics"}  # scrape endpoint: answers only the [general] metrics_token bearer
+              "astertrack_metrics",  # scrape endpoint: answers only the [general] metrics_token bearer
+              "api.openapi_json"}  # the API's description for programs: no data in it
     login_only = {"auth.logout", "auth.set_locale"}
     for rule in app.url_map.iter_rules():
         if rule.endpoint in public:

@@ -69,6 +69,11 @@ REFERRER_LABELS: dict[str, Any] = {
     "call_comments": _l("call comments"), "call_scores": _l("call scores"), "call_handled": _l("handled marks"),
     "ami_listener_status": _l("AMI listener status"), "audit_log": _l("audit log entries"),
     "outbound_calls": _l("outbound calls from their phone"),
+    "page_views": _l("page views"), "visitor_actions": _l("visitor actions (clicks, forms)"),
+    "conversion_settings": _l("conversion settings"), "conversion_rules": _l("conversion rules"),
+    "conversion_log": _l("conversions sent or skipped"), "site_widgets": _l("website widget settings"),
+    "site_messengers": _l("messenger settings"), "messenger_chats": _l("messenger conversations"),
+    "messenger_messages": _l("messenger messages"),
 }
 
 
