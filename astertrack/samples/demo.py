@@ -297,7 +297,8 @@ def load_demo(session: Session, days: int = 30, calls_per_day: int = 110, seed: 
 
 
 # A supervisor's work on the demo: the site's checklist, some calls scored and tagged, missed
-# calls older than a day called back and marked handled (the newest are still to do).
+# calls older than the last day of calls called back and marked handled (the newest are still to
+# do, whatever day of the week the demo is loaded on).
 DEMO_CHECKLIST = (("Greeted the caller and said the company's name", 1), ("Asked what the caller needs", 2),
                   ("Named the price or the next step", 2), ("Agreed on a measurement visit", 3))
 FORM_NAMES = ("Иван", "Мария", "Ольга", "Сергей", "Анна", "Дмитрий")
@@ -310,6 +311,7 @@ def _review(rng: random.Random, session: Session, site: Site, now: dt.datetime) 
              for position, (text, points) in enumerate(DEMO_CHECKLIST)]
     session.flush()
     calls = session.scalars(select(Call).where(Call.site_id == site.id).order_by(Call.started_at)).all()
+    last_day = (calls[-1].started_at if calls else now) - dt.timedelta(days=1)
     reviewed = 0
     for call in calls:
         if call.outcome == "answered" and rng.random() < 0.15:
@@ -319,8 +321,7 @@ def _review(rng: random.Random, session: Session, site: Site, now: dt.datetime) 
             if rng.random() < 0.5:
                 review.add_tag(session, call, rng.choice(DEMO_TAGS))
             reviewed += 1
-        elif (call.outcome in review.MISSED_OUTCOMES and now - call.started_at > dt.timedelta(days=1)
-              and rng.random() < 0.85):
+        elif call.outcome in review.MISSED_OUTCOMES and call.started_at < last_day and rng.random() < 0.85:
             mark = review.mark_handled(session, call, supervisor.id)
             mark.handled_at = call.started_at + dt.timedelta(minutes=rng.uniform(5, 240))  # called back
             reviewed += 1
