@@ -39,7 +39,9 @@ WEBHOOKS_PER_MINUTE = 600  # per client address: a provider's burst, not a flood
 
 
 def visit_code(conn: Connection, site: SiteRouting, data: dict[str, Any], environ: dict[str, Any]):
-    """``POST /v/mc`` ``{"k": key, "sid": session}`` → ``{"code": "K7M2QX"}`` (the action's answer)."""
+    """``POST /v/mc`` ``{"k": key, "sid": session}`` → ``{"code": "K7M2QX", "bot": ..., "wa": true}``;
+    ``{"code": null}`` for a site with neither its bot nor its WhatsApp webhook on: a code nobody
+    reads back would only clutter the visitor's message."""
     from tracker.api import _unit_of_work, json_answer  # (api registers this action)
 
     sid = allocation.clean_text(data.get("sid"), 32)
@@ -50,10 +52,12 @@ def visit_code(conn: Connection, site: SiteRouting, data: dict[str, Any], enviro
                                                        VisitorSession.site_id == site.id))
         if visit is None:
             raise BadRequest(404, "unknown session")
-        code = messengers.visit_code(db, visit, utcnow())
         settings = db.get(SiteMessengers, site.id)
         bot = settings.telegram_bot_username if settings is not None and settings.telegram_enabled else None
-    return json_answer({"code": code, "bot": bot})  # bot: t.me links to it carry ?start=<code>
+        whatsapp = bool(settings is not None and settings.whatsapp_enabled)
+        code = messengers.visit_code(db, visit, utcnow()) if bot or whatsapp else None
+    # bot: t.me links to it carry ?start=<code>; wa: WhatsApp links carry it in their text
+    return json_answer({"code": code, "bot": bot, "wa": whatsapp})
 
 
 def _error(status: int, message: str) -> tuple[Response, int]:

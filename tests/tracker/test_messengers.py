@@ -86,6 +86,21 @@ def test_visit_code_is_short_readable_stable_and_bot_named(session, tracker_url)
     assert post(f"{tracker_url}/v/mc", {"k": site.public_key, "sid": "nope"}, UA)[0] == 404
 
 
+def test_a_site_without_its_bot_or_whatsapp_webhook_gives_no_code(session, tracker_url):
+    site, _ = ad_site(session)
+    settings = session.get(SiteMessengers, site.id)
+    settings.telegram_enabled = settings.whatsapp_enabled = False
+    session.commit()
+    sid, body = visit_with_code(tracker_url, site)
+    assert body == {"code": None, "bot": None, "wa": False}  # nothing put into the visitor's messages
+    assert rows(session, VisitorSession)[-1].messenger_code is None
+    settings = session.get(SiteMessengers, site.id)
+    settings.whatsapp_enabled = True  # WhatsApp only: a code, no bot
+    session.commit()
+    again = post(f"{tracker_url}/v/mc", {"k": site.public_key, "sid": sid}, UA)[1]
+    assert again["wa"] is True and again["bot"] is None and len(again["code"]) == 6
+
+
 def test_telegram_start_code_makes_a_messenger_lead_with_the_visits_source(session, tracker_url):
     site, source = ad_site(session)
     sid, body = visit_with_code(tracker_url, site)

@@ -132,6 +132,7 @@
         try {
           var u = new URL(l.href), m = TG.exec(u.origin + u.pathname), p = [], t;
           if (WA.test(l.href)) {
+            if (!c.wa) return;
             t = (u.searchParams.get('text') || '').replace(/\s*\((код|code): \w{6}\)$/, '');
             u.searchParams.forEach(function (v, k) { if (k !== 'text') p.push(encodeURIComponent(k) + '=' + encodeURIComponent(v)); });
             p.push('text=' + encodeURIComponent((t ? t + ' ' : '') + '(' + (/^ru/i.test(d.documentElement.lang) ? 'код' : 'code') + ': ' + c.code + ')'));
@@ -142,7 +143,7 @@
         } catch (e) { /* a link we cannot read stays as the site wrote it */ }
       });
     }
-    function got(c) { cur = c; mark(c); }
+    function got(c) { if (c.code) { cur = c; mark(c); } }
     function get() {
       var c;
       if (!st.sid || !links().length) return;
@@ -151,8 +152,8 @@
       fetch(base + '/v/mc', { method: 'POST', body: JSON.stringify({ k: a.key, sid: st.sid }) })
         .then(function (r) { return r.ok ? r.json() : null; })
         .then(function (c) {
-          if (!c || !c.code) return;
-          c.sid = st.sid;
+          if (!c) return;
+          c.sid = st.sid; // kept even without a code: the site has no messenger set up, ask no more
           try { sessionStorage.setItem(KEY, JSON.stringify(c)); } catch (e) { /* private mode: asked again next page */ }
           got(c);
         }).catch(function () { /* the links work without the code */ });
