@@ -53,4 +53,6 @@ for _lang in core.LANGUAGES:
     for _key in core.TEXT_KEYS:
         setattr(WidgetForm, f"text_{_lang}_{_key}", StringField(
             TEXT_LABELS[_key], description=LANGUAGE_LABELS[_lang],
-            render_kw={"placeholder": core.DEFAULT_TEXTS[_lang][_key], "maxlength": core.TEXT_MAX}))
+            # the visitor's text in that language, not the admin's: marked so (and left untranslated)
+            render_kw={"placeholder": core.DEFAULT_TEXTS[_lang][_key], "maxlength": core.TEXT_MAX,
+                       "lang": _lang, "translate": "no"}))
