@@ -164,11 +164,12 @@ def gunicorn(app: str, port: int, env: dict[str, str], chdir: Path) -> subproces
     return subprocess.Popen(cmd, env=env, start_new_session=True)
 
 
-def wrk(port: int, script: Path, seconds: int, arg: Path | None = None) -> dict:
+def wrk(port: int, script: Path, seconds: int, arg: Path | None = None, *more: str) -> dict:
+    """One wrk run; the script's ``init(args)`` gets ``arg`` and ``more``.  Returns its summary."""
     cmd = ["wrk", "-t", "2", "-c", str(CONNECTIONS), "-d", f"{seconds}s", "--timeout", "5s", "-s", str(script),
            f"http://127.0.0.1:{port}"]
     if arg is not None:
-        cmd += ["--", str(arg)]
+        cmd += ["--", str(arg), *more]
     out = subprocess.run(cmd, capture_output=True, text=True, timeout=seconds + 30)
     for line in out.stdout.splitlines():
         if line.startswith("WRK "):
