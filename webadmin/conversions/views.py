@@ -21,6 +21,7 @@ from webadmin.conversions.forms import ConversionForm, FilterForm
 from webadmin.db import get_session, session_factory
 from webadmin.security import roles_required
 from webadmin.settings.audit import record_change
+from webadmin.site_pages import first_site_page, site_or_404
 
 AUDIT_KIND = "conversions"
 LOG_LIMIT = 200
@@ -36,13 +37,6 @@ REASON_LABELS = {"no_gclid": _l("no gclid"), "no_client_id": _l("no client id"),
                  "rule": _l("rule not met"), "not_a_call": _l("not a call"), "validation": _l("refused by the platform"),
                  "network": _l("network error"), "unavailable": _l("platform unavailable"),
                  "gave_up": _l("gave up after the last attempt")}
-
-
-def _site_or_404(site_id: int) -> Site:
-    site = get_session().get(Site, site_id)
-    if site is None:
-        abort(404)
-    return site
 
 
 def _rows(db, site_id: int) -> tuple[ConversionSettings | None, ConversionRule | None]:
@@ -90,17 +84,13 @@ def _page(site: Site, form: ConversionForm, status: int = 200):
 @bp.get("/")
 @roles_required("admin")
 def index():
-    first = get_session().scalar(select(Site.id).where(Site.archived_at.is_(None)).order_by(Site.name).limit(1))
-    if first is None:
-        flash(_("Add a site first."), "error")
-        return redirect(url_for("settings.index"))
-    return redirect(url_for("conversions.site", site_id=first))
+    return first_site_page("conversions.site")
 
 
 @bp.get("/<int:site_id>/")
 @roles_required("admin")
 def site(site_id: int):
-    record = _site_or_404(site_id)
+    record = site_or_404(site_id)
     settings, rule = _rows(get_session(), site_id)
     data = {name: getattr(settings, name) for name in SETTINGS_FIELDS} if settings else {"currency": "RUB"}
     if rule is not None:
@@ -117,7 +107,7 @@ def site(site_id: int):
 @bp.post("/<int:site_id>/")
 @roles_required("admin")
 def save(site_id: int):
-    record = _site_or_404(site_id)
+    record = site_or_404(site_id)
     form = ConversionForm()
     if not form.validate():
         return _page(record, form, status=400)
@@ -153,7 +143,7 @@ def save(site_id: int):
 @bp.post("/<int:site_id>/send")
 @roles_required("admin")
 def send(site_id: int):
-    _site_or_404(site_id)
+    site_or_404(site_id)
     if not FilterForm().validate():
         flash(_("The form expired; try again."), "error")
         return redirect(url_for("conversions.site", site_id=site_id))
@@ -170,7 +160,7 @@ def send(site_id: int):
 @bp.get("/<int:site_id>/export/<platform>.csv")
 @roles_required("admin")
 def download(site_id: int, platform: str):
-    _site_or_404(site_id)
+    site_or_404(site_id)
     if platform not in export.EXPORT_PLATFORMS:
         abort(404)
     config = current_app.config["ASTERTRACK_CONFIG"]

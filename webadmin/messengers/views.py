@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import secrets
 
-from flask import abort, current_app, flash, redirect, render_template, url_for
+from flask import current_app, flash, redirect, render_template, url_for
 from flask_babel import gettext as _
 from sqlalchemy import select
 
@@ -20,16 +20,10 @@ from webadmin.messengers import bp
 from webadmin.messengers.forms import ButtonForm, MessengerForm
 from webadmin.security import roles_required
 from webadmin.settings.audit import record_change
+from webadmin.site_pages import first_site_page, site_or_404
 
 AUDIT_KIND = "messengers"
 FIELDS = ("telegram_enabled", "telegram_bot_username", "whatsapp_enabled")
-
-
-def _site_or_404(site_id: int) -> Site:
-    site = get_session().get(Site, site_id)
-    if site is None:
-        abort(404)
-    return site
 
 
 def _audit_fields(row: SiteMessengers) -> dict:
@@ -58,17 +52,13 @@ def messenger_messages(lead_id: int) -> list:
 @bp.get("/")
 @roles_required("admin")
 def index():
-    first = get_session().scalar(select(Site.id).where(Site.archived_at.is_(None)).order_by(Site.name).limit(1))
-    if first is None:
-        flash(_("Add a site first."), "error")
-        return redirect(url_for("settings.index"))
-    return redirect(url_for("messengers.site", site_id=first))
+    return first_site_page("messengers.site")
 
 
 @bp.get("/<int:site_id>/")
 @roles_required("admin")
 def site(site_id: int):
-    record = _site_or_404(site_id)
+    record = site_or_404(site_id)
     row = get_session().get(SiteMessengers, site_id)
     data = {name: getattr(row, name) for name in FIELDS} if row else {}
     return _page(record, MessengerForm(formdata=None, data=data))
@@ -77,7 +67,7 @@ def site(site_id: int):
 @bp.post("/<int:site_id>/")
 @roles_required("admin")
 def save(site_id: int):
-    record = _site_or_404(site_id)
+    record = site_or_404(site_id)
     form = MessengerForm()
     if not form.validate():
         return _page(record, form, status=400)
@@ -112,7 +102,7 @@ def save(site_id: int):
 @bp.post("/<int:site_id>/telegram-webhook")
 @roles_required("admin")
 def register_webhook(site_id: int):
-    record = _site_or_404(site_id)
+    record = site_or_404(site_id)
     if not ButtonForm().validate():
         flash(_("The form expired; try again."), "error")
         return redirect(url_for("messengers.site", site_id=site_id))

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from flask import abort, flash, redirect, render_template, url_for
+from flask import flash, redirect, render_template, url_for
 from flask_babel import gettext as _
 from sqlalchemy import select
 
@@ -13,19 +13,13 @@ from astertrack.leads import widget as core
 from webadmin.db import get_session
 from webadmin.security import roles_required
 from webadmin.settings.audit import record_change
+from webadmin.site_pages import first_site_page, site_or_404
 from webadmin.widget import bp
 from webadmin.widget.forms import LANGUAGE_LABELS, WidgetForm
 
 AUDIT_KIND = "widget"
 FIELDS = ("popup_enabled", "callback_enabled", "colour", "position", "popup_delay_seconds", "popup_exit_intent",
           "popup_page_views", "popup_url_contains", "popup_utm", "popup_period_days")
-
-
-def _site_or_404(site_id: int) -> Site:
-    site = get_session().get(Site, site_id)
-    if site is None:
-        abort(404)
-    return site
 
 
 def audit_fields(row: SiteWidget) -> dict:
@@ -46,17 +40,13 @@ def _page(site: Site, form: WidgetForm, status: int = 200):
 @bp.get("/")
 @roles_required("admin")
 def index():
-    first = get_session().scalar(select(Site.id).where(Site.archived_at.is_(None)).order_by(Site.name).limit(1))
-    if first is None:
-        flash(_("Add a site first."), "error")
-        return redirect(url_for("settings.index"))
-    return redirect(url_for("widget.site", site_id=first))
+    return first_site_page("widget.site")
 
 
 @bp.get("/<int:site_id>/")
 @roles_required("admin")
 def site(site_id: int):
-    record = _site_or_404(site_id)
+    record = site_or_404(site_id)
     row = core.load(get_session(), site_id) or SiteWidget(colour="#1f6feb", position="bottom-right",
                                                           popup_period_days=7, popup_delay_seconds=0,
                                                           popup_page_views=0)
@@ -71,7 +61,7 @@ def site(site_id: int):
 @bp.post("/<int:site_id>/")
 @roles_required("admin")
 def save(site_id: int):
-    record = _site_or_404(site_id)
+    record = site_or_404(site_id)
     form = WidgetForm()
     if not form.validate():
         return _page(record, form, status=400)
