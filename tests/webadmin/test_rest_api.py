@@ -302,10 +302,12 @@ def test_filters_narrow_calls_leads_and_visits(client, db, world):
     assert call_ids(outcome="missed") == {data.missed}
     assert call_ids(site_id=world.other) == {world.other_call}
     assert call_ids(state="finished") == everything
+    db.rollback()  # a fresh transaction: the API's requests wrote since this one read (SQLite would refuse)
     db.get(Call, data.callback).lead_channel = "callback"
     db.commit()
     assert call_ids(channel="callback") == {data.callback}
     assert data.callback not in call_ids(channel="call")
+    db.rollback()
     db.get(Call, data.answered).attribution_confidence, db.get(Call, data.answered).attribution_reason = 1.0, "held_now"
     db.get(Call, data.missed).attribution_confidence = 0.3
     db.commit()
