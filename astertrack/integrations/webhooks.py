@@ -165,9 +165,6 @@ def enqueue(session: Session, now: dt.datetime, batch: int = 500) -> int:
     return inserted
 
 
-enqueue_finished_calls = enqueue  # the name of the days when only finished calls were announced
-
-
 SIGNATURE_HEADER = "X-Astertrack-Signature-V2"
 TIMESTAMP_HEADER = "X-Astertrack-Timestamp"
 DELIVERY_HEADER = "X-Astertrack-Delivery"

@@ -28,7 +28,7 @@ from astertrack.integrations.webhooks import (
     Retry,
     backoff,
     deliver_due,
-    enqueue_finished_calls,
+    enqueue,
     run_once,
 )
 from astertrack.samples.processes import spawn, stop_process
@@ -117,9 +117,9 @@ def test_enqueues_finished_calls_once_per_subscription_and_event(session, receiv
     disabled.enabled = False
     session.commit()
 
-    assert enqueue_finished_calls(session, NOW) == 3 + 2 + 5
+    assert enqueue(session, NOW) == 3 + 2 + 5
     session.commit()
-    assert enqueue_finished_calls(session, NOW) == 0  # second run: nothing new
+    assert enqueue(session, NOW) == 0  # second run: nothing new
     session.commit()
 
     rows = outbox(session)
@@ -147,7 +147,7 @@ def test_enqueues_finished_calls_once_per_subscription_and_event(session, receiv
     # a call finishing later is picked up by the next pass
     add_call(session, "missed")
     session.commit()
-    assert enqueue_finished_calls(session, NOW) == 1 + 1 + 2
+    assert enqueue(session, NOW) == 1 + 1 + 2
     session.commit()
 
 
@@ -180,7 +180,7 @@ def test_server_error_is_retried_with_backoff_then_given_up(session, session_fac
     add_call(session, "answered")
     subscribe(session, receiver.url, ["call.finished"])
     session.commit()
-    enqueue_finished_calls(session, NOW)
+    enqueue(session, NOW)
     session.commit()
     receiver.status = 500
 
@@ -254,7 +254,7 @@ def test_claimed_rows_are_not_posted_twice(session, session_factory, receiver):
         add_call(session, "answered")
     subscribe(session, receiver.url, ["call.finished"])
     session.commit()
-    enqueue_finished_calls(session, NOW)
+    enqueue(session, NOW)
     session.commit()
     seen = []
 

@@ -15,7 +15,7 @@ from astertrack.cli.main import main
 from astertrack.db.models import WebhookOutbox, WebhookSubscription
 from astertrack.db.types import utcnow
 from astertrack.integrations import subscriptions
-from astertrack.integrations.webhooks import deliver_due, enqueue_finished_calls
+from astertrack.integrations.webhooks import deliver_due, enqueue
 from tests.ops.test_webhooks import NOW, Receiver, _config, add_call
 
 
@@ -59,7 +59,7 @@ def test_create_returns_a_fresh_secret_and_the_list_never_carries_it(session):
 def test_pause_stops_deliveries_resume_sends_the_waiting_queue(session, session_factory, receiver):
     add_call(session, "answered", ended=NOW - dt.timedelta(minutes=1))
     row, _ = subscriptions.create(session, receiver.url, ["call.finished"])
-    assert enqueue_finished_calls(session, NOW) == 1
+    assert enqueue(session, NOW) == 1
     assert subscriptions.set_enabled(row, False) and not subscriptions.set_enabled(row, False)
     session.commit()
     assert deliver_due(session_factory, NOW)["claimed"] == 0 and receiver.requests == []
@@ -72,14 +72,14 @@ def test_archive_keeps_a_subscription_with_deliveries_and_deletes_an_unused_one(
     add_call(session, "answered", ended=NOW - dt.timedelta(minutes=1))
     used, _ = subscriptions.create(session, "http://127.0.0.1:9/used", ["call.finished"])
     unused, _ = subscriptions.create(session, "http://127.0.0.1:9/unused", ["call.missed"])
-    enqueue_finished_calls(session, NOW)
+    enqueue(session, NOW)
     assert subscriptions.archive(session, used, NOW) == "archived"
     assert subscriptions.archive(session, unused, NOW) == "deleted"
     session.commit()
     assert session.scalars(select(WebhookSubscription.id)).all() == [used.id]
     assert not subscriptions.set_enabled(used, True)  # an archived one stays off
     add_call(session, "answered", ended=NOW - dt.timedelta(minutes=1))
-    assert enqueue_finished_calls(session, NOW) == 0  # nothing new queued for it
+    assert enqueue(session, NOW) == 0  # nothing new queued for it
     session.commit()
     assert deliver_due(session_factory, NOW)["claimed"] == 0
     delivery = session.scalars(select(WebhookOutbox)).one()
@@ -90,7 +90,7 @@ def test_archive_keeps_a_subscription_with_deliveries_and_deletes_an_unused_one(
 def test_last_failure_is_a_dead_letter_and_a_resend_delivers_it(session, session_factory, receiver):
     add_call(session, "answered", ended=NOW - dt.timedelta(minutes=1))
     subscriptions.create(session, receiver.url, ["call.finished"])
-    enqueue_finished_calls(session, NOW)
+    enqueue(session, NOW)
     session.commit()
     receiver.status = 503
     assert deliver_due(session_factory, NOW, max_attempts=1)["gave_up"] == 1

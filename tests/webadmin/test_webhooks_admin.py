@@ -13,7 +13,7 @@ from sqlalchemy import select, update
 from astertrack.db.engine import make_engine, make_session_factory
 from astertrack.db.models import AuditLog, User, WebhookOutbox, WebhookSubscription
 from astertrack.db.types import utcnow
-from astertrack.integrations.webhooks import deliver_due, enqueue_finished_calls
+from astertrack.integrations.webhooks import deliver_due, enqueue
 from tests.ops.test_webhooks import Receiver, add_call
 
 PAGE = "/settings/webhooks/"
@@ -115,7 +115,7 @@ def test_pause_stops_deliveries_and_archive_keeps_the_log(client, auth, db, data
     row = db.scalars(select(WebhookSubscription)).one()
     now = utcnow()
     add_call(db, "answered", ended=now - dt.timedelta(minutes=1))
-    queued = enqueue_finished_calls(db, now)  # the seeded calls too
+    queued = enqueue(db, now)  # the seeded calls too
     db.commit()
     assert queued >= 1
     assert auth.post(f"{PAGE}{row.id}/pause", page=PAGE).status_code == 302
@@ -143,7 +143,7 @@ def test_resend_makes_a_delivery_due_and_the_receiver_gets_it(client, auth, db, 
     row = db.scalars(select(WebhookSubscription)).one()
     now = utcnow()
     add_call(db, "answered", ended=now - dt.timedelta(minutes=1))
-    queued = enqueue_finished_calls(db, now)
+    queued = enqueue(db, now)
     db.commit()
     receiver.status = 500
     assert deliver_due(factory, now, max_attempts=1)["gave_up"] == queued
