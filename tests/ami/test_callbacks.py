@@ -367,8 +367,12 @@ def test_visitor_does_not_answer_retried_then_failed_after_the_last_attempt(sess
 def test_manager_rings_out_is_missed_with_that_reason(session_factory, db_url, shop):
     site_id, _ = shop
     request_id = _request(session_factory, site_id)
-    run(db_url, manager_no_answer, lambda s, srv: _state(s, request_id).state == "scheduled"
-        and _state(s, request_id).attempts == 1)
+    def settled(s, srv) -> bool:  # the request rescheduled AND its call's outcome written (two writers)
+        request = _state(s, request_id)
+        call = s.get(Call, request.call_id) if request.call_id else None
+        return request.state == "scheduled" and request.attempts == 1 and call is not None and call.outcome is not None
+
+    run(db_url, manager_no_answer, settled)
     with session_factory() as session:
         request = _state(session, request_id)
         call = session.get(Call, request.call_id)
