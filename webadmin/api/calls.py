@@ -9,7 +9,7 @@ from sqlalchemy.orm import aliased
 from astertrack.db.models import Call, Manager, Source
 from astertrack.reporting.reports import confidence_condition
 from webadmin.api import bp
-from webadmin.api.registry import check_site, found, limit_to_site, operation, paginate
+from webadmin.api.registry import check_site, found, limit_to_site, operation, paginate, within_period
 from webadmin.api.schemas import CallList, CallOut, CallsQuery
 from webadmin.db import get_session
 
@@ -49,10 +49,7 @@ def calls(query: CallsQuery):
             stmt = stmt.where(column == value)
     if query.min_confidence is not None:
         stmt = stmt.where(confidence_condition(query.min_confidence))
-    if query.from_ is not None:
-        stmt = stmt.where(Call.started_at >= query.from_)
-    if query.to is not None:
-        stmt = stmt.where(Call.started_at < query.to)
+    stmt = within_period(stmt, Call.started_at, query)
     return CallList(**paginate(get_session(), stmt, Call.id, query, call_out))
 
 

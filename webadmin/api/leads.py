@@ -28,7 +28,7 @@ from astertrack.leads.errors import LeadError
 from astertrack.phones import try_normalize
 from webadmin.api import bp
 from webadmin.api.auth import ApiError, current_token
-from webadmin.api.registry import check_site, limit_to_site, operation, paginate
+from webadmin.api.registry import check_site, limit_to_site, operation, paginate, within_period
 from webadmin.api.schemas import (
     MAX_ID,
     DealPatch,
@@ -85,10 +85,7 @@ def leads(query: LeadsQuery):
                           (Lead.first_channel, query.channel), (Lead.status, query.state)):
         if value is not None:
             stmt = stmt.where(column == value)
-    if query.from_ is not None:
-        stmt = stmt.where(Lead.created_at >= query.from_)
-    if query.to is not None:
-        stmt = stmt.where(Lead.created_at < query.to)
+    stmt = within_period(stmt, Lead.created_at, query)
     return LeadList(**paginate(get_session(), stmt, Lead.id, query, lambda row: lead_out(*row)))
 
 

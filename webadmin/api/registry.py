@@ -157,6 +157,15 @@ def limit_to_site(stmt: Select, column, wanted: int | None) -> Select:
     return stmt.where(column == wanted) if wanted is not None else stmt
 
 
+def within_period(stmt: Select, column, query: Any) -> Select:
+    """Rows whose ``column`` lies in the query's [from, to): the period every list filters by."""
+    if query.from_ is not None:
+        stmt = stmt.where(column >= query.from_)
+    if query.to is not None:
+        stmt = stmt.where(column < query.to)
+    return stmt
+
+
 def check_site(site_id: int | None, write: bool = False) -> None:
     """403 when the token may not read (or, with ``write``, change) a row of ``site_id``."""
     reason = api_tokens.refusal(current_token(), site_id, write)

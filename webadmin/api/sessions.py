@@ -8,7 +8,7 @@ from sqlalchemy import select
 
 from astertrack.db.models import Source, VisitorSession
 from webadmin.api import bp
-from webadmin.api.registry import check_site, found, limit_to_site, operation, paginate
+from webadmin.api.registry import check_site, found, limit_to_site, operation, paginate, within_period
 from webadmin.api.schemas import SessionList, SessionOut, SessionsQuery
 from webadmin.db import get_session
 
@@ -31,10 +31,7 @@ def sessions(query: SessionsQuery):
     stmt = limit_to_site(_select(), VisitorSession.site_id, query.site_id)
     if query.source_id is not None:
         stmt = stmt.where(VisitorSession.source_id == query.source_id)
-    if query.from_ is not None:
-        stmt = stmt.where(VisitorSession.first_seen >= query.from_)
-    if query.to is not None:
-        stmt = stmt.where(VisitorSession.first_seen < query.to)
+    stmt = within_period(stmt, VisitorSession.first_seen, query)
     return SessionList(**paginate(get_session(), stmt, VisitorSession.id, query, session_out))
 
 
