@@ -73,7 +73,7 @@ WATCHED: dict[str, frozenset[str]] = {
     "sources": frozenset(),
     "tracking_numbers": frozenset({"last_released_at"}),
     "managers": frozenset({"paused", "device_state", "device_state_at", "reserved_until", "reserved_call_uid",
-                           "last_routed_at"}),
+                           "last_routed_at", "chat_away"}),
     "manager_groups": frozenset(),
     "manager_group_members": frozenset(),
     "routing_rules": frozenset({"rr_cursor"}),

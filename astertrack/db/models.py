@@ -28,6 +28,7 @@ from sqlalchemy import (
     Text,
     UniqueConstraint,
     event,
+    false,
     text,
 )
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
@@ -332,6 +333,8 @@ class Manager(Base):
     reserved_until: Mapped[dt.datetime | None] = mapped_column()
     reserved_call_uid: Mapped[str | None] = mapped_column(String(64))
     last_routed_at: Mapped[dt.datetime | None] = mapped_column()
+    # The manager's chat status, set on the chats page: away = offered no chat (calls are unaffected)
+    chat_away: Mapped[bool] = mapped_column(default=False, server_default=false())
     # Archived (not deleted): out of routing and pickers, kept for history (webadmin settings)
     archived_at: Mapped[dt.datetime | None] = mapped_column()
 
@@ -1118,6 +1121,71 @@ class SiteWidget(Base):
     popup_url_contains: Mapped[list[Any]] = mapped_column(default=list)  # substrings of the page URL
     popup_utm: Mapped[list[Any]] = mapped_column(default=list)  # "utm_source=google"
     popup_period_days: Mapped[int] = mapped_column(default=7)  # at most once per visitor per period
+    chat_enabled: Mapped[bool] = mapped_column(default=False, server_default=false())
+    # no manager's reply within this many seconds: the chat asks the visitor for a phone (astertrack.chat)
+    chat_wait_seconds: Mapped[int] = mapped_column(default=90, server_default="90")
+    chat_retention_days: Mapped[int] = mapped_column(default=365, server_default="365")  # messages kept
     revision: Mapped[int] = mapped_column(default=1)
     created_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
     updated_at: Mapped[dt.datetime | None] = mapped_column()
+
+
+class Chat(Base):
+    """One website chat between a visitor and the site's managers (``astertrack.chat``).
+
+    ``seq`` is the number of its last message (messages are numbered 1, 2, ... within a chat, in the
+    order they were stored: a client resumes after the last one it saw); ``rev`` grows on every
+    change a stream shows (a message, the status, a claim, read marks, typing), and ``updated_at``
+    with it, so the stream servers find what changed with one indexed read.  The visitor holds a
+    token, kept here only as its SHA-256."""
+
+    __tablename__ = "chats"
+    __table_args__ = (Index("ix_chats_updated_at", "updated_at"),
+                      Index("ix_chats_site_status", "site_id", "status"))
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    site_id: Mapped[int] = mapped_column(ForeignKey("sites.id", ondelete="CASCADE"))
+    session_id: Mapped[int | None] = mapped_column(ForeignKey("visitor_sessions.id", ondelete="SET NULL"), index=True)
+    token_hash: Mapped[str] = mapped_column(String(64), unique=True)
+    status: Mapped[str] = mapped_column(String(16), default="waiting")  # chat.STATUSES
+    manager_id: Mapped[int | None] = mapped_column(ForeignKey("managers.id", ondelete="SET NULL"), index=True)
+    offered_to: Mapped[list[Any]] = mapped_column(default=list)  # manager ids, in the order they are notified
+    enquiry_id: Mapped[int | None] = mapped_column(ForeignKey("enquiries.id", ondelete="SET NULL"), index=True)
+    name: Mapped[str | None] = mapped_column(String(200))
+    phone: Mapped[str | None] = mapped_column(String(E164))
+    language: Mapped[str] = mapped_column(String(2), default="ru")
+    page_url: Mapped[str | None] = mapped_column(String(2048))
+    ip: Mapped[str | None] = mapped_column(String(45))
+    seq: Mapped[int] = mapped_column(default=0)
+    rev: Mapped[int] = mapped_column(default=0)
+    visitor_read_seq: Mapped[int] = mapped_column(default=0)
+    manager_read_seq: Mapped[int] = mapped_column(default=0)
+    visitor_typing_until: Mapped[dt.datetime | None] = mapped_column()
+    manager_typing_until: Mapped[dt.datetime | None] = mapped_column()
+    created_at: Mapped[dt.datetime] = mapped_column(default=utcnow, index=True)
+    updated_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
+    first_reply_at: Mapped[dt.datetime | None] = mapped_column()
+    last_visitor_at: Mapped[dt.datetime | None] = mapped_column()
+    closed_at: Mapped[dt.datetime | None] = mapped_column()
+    closed_by: Mapped[str | None] = mapped_column(String(10))  # visitor|manager|system
+
+
+class ChatMessage(Base):
+    """One message of a chat, or a system line (``kind``: claimed, transferred, asked for a phone,
+    closed) whose words the reader's language gives.  ``client_id`` is the sender's own id of a
+    message: a message sent again after a network drop is stored once."""
+
+    __tablename__ = "chat_messages"
+    __table_args__ = (Index("uq_chat_messages_seq", "chat_id", "seq", unique=True),
+                      Index("uq_chat_messages_client", "chat_id", "author", "client_id", unique=True))
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    chat_id: Mapped[int] = mapped_column(ForeignKey("chats.id", ondelete="CASCADE"))
+    seq: Mapped[int] = mapped_column()
+    author: Mapped[str] = mapped_column(String(10))  # visitor|manager|system
+    kind: Mapped[str] = mapped_column(String(16), default="text")  # chat.MESSAGE_KINDS
+    manager_id: Mapped[int | None] = mapped_column(ForeignKey("managers.id", ondelete="SET NULL"))
+    client_id: Mapped[str | None] = mapped_column(String(40))
+    text: Mapped[str | None] = mapped_column(Text)
+    meta: Mapped[dict[str, Any]] = mapped_column(default=dict)  # a system line's details (who to whom)
+    at: Mapped[dt.datetime] = mapped_column(default=utcnow)
