@@ -110,7 +110,9 @@ VOCABULARIES: dict[str, dict[str, Any]] = {
     "webhook_event": {"call.ringing": _l("Call ringing"), "call.answered": _l("Call answered"),
                       "call.finished": _l("Call finished"), "call.missed": _l("Call missed (busy included)"),
                       "lead.created": _l("Lead created"), "lead.updated": _l("Lead changed"),
-                      "deal.updated": _l("Deal changed (state, amount, currency)")},
+                      "deal.updated": _l("Deal changed (state, amount, currency)"),
+                      "chat.started": _l("Chat started"), "chat.message": _l("Chat message (visitor or manager)"),
+                      "chat.closed": _l("Chat closed")},
     "deal_status": {"open": _l("open"), "won": _l("won"), "lost": _l("lost")},
     "locale": {"ru": _l("Russian"), "en": _l("English")},
     # astertrack.dni.poolhealth.PoolReport.status

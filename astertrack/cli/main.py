@@ -529,8 +529,9 @@ def webhooks_run(ctx: Context, interval: float, max_attempts: int | None) -> Non
 @webhooks.command("add")
 @click.argument("url")
 @click.option("--event", "events", multiple=True, required=True,
-              help="call.ringing, call.answered, call.finished, call.missed, lead.created, lead.updated "
-                   "or deal.updated (integrations/events.py; an unknown one is refused); repeat for several")
+              help="call.ringing, call.answered, call.finished, call.missed, lead.created, lead.updated, "
+                   "deal.updated, chat.started, chat.message or chat.closed (integrations/events.py; an unknown "
+                   "one is refused); repeat for several")
 @pass_ctx
 def webhooks_add(ctx: Context, url: str, events: tuple[str, ...]) -> None:
     """Subscribe URL to events; prints the signing secret, the only time it is shown."""

@@ -1,5 +1,5 @@
 """The webhook events a subscription can ask for and the JSON body of each, as pydantic models:
-the outbox builds every body through these models (``call_body`` / ``lead_body``: validate, then
+the outbox builds every body through these models (``call_body`` / ``lead_body`` / ``chat_*_body``: validate, then
 dump as JSON), and the API's OpenAPI document lists them in its ``webhooks`` section, so the
 documented body and the sent body are one definition."""
 
@@ -17,9 +17,14 @@ CALL_MISSED = "call.missed"
 LEAD_CREATED = "lead.created"
 LEAD_UPDATED = "lead.updated"
 DEAL_UPDATED = "deal.updated"
-EVENTS = (CALL_RINGING, CALL_ANSWERED, CALL_FINISHED, CALL_MISSED, LEAD_CREATED, LEAD_UPDATED, DEAL_UPDATED)
+CHAT_STARTED = "chat.started"
+CHAT_MESSAGE = "chat.message"
+CHAT_CLOSED = "chat.closed"
+EVENTS = (CALL_RINGING, CALL_ANSWERED, CALL_FINISHED, CALL_MISSED, LEAD_CREATED, LEAD_UPDATED, DEAL_UPDATED,
+          CHAT_STARTED, CHAT_MESSAGE, CHAT_CLOSED)
 CALL_EVENTS = (CALL_RINGING, CALL_ANSWERED, CALL_FINISHED, CALL_MISSED)
 LEAD_EVENTS = (LEAD_CREATED, LEAD_UPDATED, DEAL_UPDATED)
+CHAT_EVENTS = (CHAT_STARTED, CHAT_MESSAGE, CHAT_CLOSED)
 
 # When each event is sent (docs/webhooks.md says the same at length).
 DESCRIPTIONS = {
@@ -31,6 +36,9 @@ DESCRIPTIONS = {
     LEAD_UPDATED: "A lead changed (a new enquiry, its state, amount, manager, a merge); once per version: "
                   "the body is the lead as it is when sent, and quick changes may arrive as one event.",
     DEAL_UPDATED: "A lead's state, deal amount or currency changed; once per change (quick changes may merge).",
+    CHAT_STARTED: "A visitor opened a website chat; once per chat.",
+    CHAT_MESSAGE: "A visitor or a manager wrote in a website chat (not the chat's system lines); once per message.",
+    CHAT_CLOSED: "A website chat was closed (by the visitor, a manager, or idle for a day); once per chat.",
 }
 
 
@@ -93,10 +101,64 @@ class LeadEventBody(_Body):
     merged_into_id: int | None = Field(description="set when the lead was merged into that one")
 
 
+class ChatStartedBody(_Body):
+    """A new website chat with the attribution of the visit it was opened from."""
+
+    event: Literal["chat.started"]
+    chat_id: int
+    site_id: int
+    session_id: int | None = Field(description="the visit the chat was opened from, when the snippet knew it")
+    source: str | None = Field(description="the name of the visit's traffic source")
+    utm_source: str | None
+    utm_medium: str | None
+    utm_campaign: str | None
+    keyword: str | None
+    page_url: str | None = Field(description="the page the visitor opened the chat on")
+    language: str = Field(description="ru or en: the widget's language")
+    status: str = Field(description="waiting (offered to managers), active, unanswered (nobody answered or was "
+                                    "available: the visitor is asked for a phone) or closed: where the chat was "
+                                    "when the event was queued")
+    created_at: dt.datetime
+
+
+class ChatMessageBody(_Body):
+    """One message a visitor or a manager wrote; the text is the visitor's own words: show it as text."""
+
+    event: Literal["chat.message"]
+    chat_id: int
+    site_id: int
+    seq: int = Field(description="the message's number within its chat (1, 2, ...: system lines take numbers too)")
+    author: Literal["visitor", "manager"]
+    manager_id: int | None = Field(description="the manager who wrote it (null for the visitor)")
+    manager: str | None = Field(description="that manager's name")
+    text: str
+    at: dt.datetime
+
+
+class ChatClosedBody(_Body):
+    """A closed chat: who closed it, how long it ran, what it left (a phone, an enquiry in a lead)."""
+
+    event: Literal["chat.closed"]
+    chat_id: int
+    site_id: int
+    closed_by: str = Field(description="visitor, manager or system (nobody wrote for a day)")
+    manager_id: int | None = Field(description="the manager who had the chat last")
+    manager: str | None
+    created_at: dt.datetime
+    first_reply_at: dt.datetime | None = Field(description="a manager's first message; null: nobody answered")
+    closed_at: dt.datetime
+    messages: int = Field(description="the messages the visitor and managers wrote (system lines not counted)")
+    phone: str | None = Field(description="the phone the visitor left, E.164")
+    name: str | None
+    enquiry_id: int | None = Field(description="the chat's enquiry (channel chat), once the visitor wrote or left a phone")
+    lead_id: int | None = Field(description="the lead that enquiry joined")
+
+
 EVENT_MODELS: dict[str, type[BaseModel]] = {
     CALL_RINGING: CallEventBody, CALL_ANSWERED: CallEventBody, CALL_FINISHED: CallEventBody,
     CALL_MISSED: CallEventBody, LEAD_CREATED: LeadEventBody, LEAD_UPDATED: LeadEventBody,
-    DEAL_UPDATED: LeadEventBody,
+    DEAL_UPDATED: LeadEventBody, CHAT_STARTED: ChatStartedBody, CHAT_MESSAGE: ChatMessageBody,
+    CHAT_CLOSED: ChatClosedBody,
 }
 
 
@@ -130,4 +192,33 @@ def lead_body(event: str, lead: Any, source_name: str | None) -> dict[str, Any]:
         "enquiries": lead.enquiries_count, "external_id": lead.external_id,
         "created_at": lead.created_at, "updated_at": lead.updated_at, "deal_updated_at": lead.deal_updated_at,
         "merged_into_id": lead.merged_into_id,
+    })
+
+
+def chat_started_body(chat: Any, visit: Any, source_name: str | None) -> dict[str, Any]:
+    """The body of ``chat.started``, from a ``Chat`` and its ``VisitorSession`` (or None)."""
+    return body(CHAT_STARTED, {
+        "chat_id": chat.id, "site_id": chat.site_id, "session_id": chat.session_id, "source": source_name,
+        "utm_source": getattr(visit, "utm_source", None), "utm_medium": getattr(visit, "utm_medium", None),
+        "utm_campaign": getattr(visit, "utm_campaign", None), "keyword": getattr(visit, "keyword", None),
+        "page_url": chat.page_url, "language": chat.language, "status": chat.status, "created_at": chat.created_at,
+    })
+
+
+def chat_message_body(chat: Any, message: Any, manager_name: str | None) -> dict[str, Any]:
+    """The body of ``chat.message``, from a ``ChatMessage`` of author visitor or manager."""
+    return body(CHAT_MESSAGE, {
+        "chat_id": chat.id, "site_id": chat.site_id, "seq": message.seq, "author": message.author,
+        "manager_id": message.manager_id, "manager": manager_name if message.manager_id else None,
+        "text": message.text or "", "at": message.at,
+    })
+
+
+def chat_closed_body(chat: Any, manager_name: str | None, messages: int, lead_id: int | None) -> dict[str, Any]:
+    """The body of ``chat.closed``, from a closed ``Chat``."""
+    return body(CHAT_CLOSED, {
+        "chat_id": chat.id, "site_id": chat.site_id, "closed_by": chat.closed_by or "system",
+        "manager_id": chat.manager_id, "manager": manager_name, "created_at": chat.created_at,
+        "first_reply_at": chat.first_reply_at, "closed_at": chat.closed_at, "messages": messages,
+        "phone": chat.phone, "name": chat.name, "enquiry_id": chat.enquiry_id, "lead_id": lead_id,
     })

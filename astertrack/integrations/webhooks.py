@@ -1,10 +1,11 @@
-"""Webhook outbox: announce calls, leads and deals to CRMs, deliver with retries and HMAC signatures.
+"""Webhook outbox: announce calls, leads, deals and website chats to CRMs, deliver with retries and HMAC signatures.
 
 Two steps, both safe to run on several nodes at once:
 
 * ``enqueue`` scans for occurrences of every event (``events.EVENTS``) of the last 24 hours and
   inserts one outbox row per (subscription, event, subject): the subject names the occurrence
-  ("call:12", "lead:5", "lead:5@<updated_at>", "deal:5@<deal_updated_at>"), and the unique
+  ("call:12", "lead:5", "lead:5@<updated_at>", "deal:5@<deal_updated_at>", "chat:7", a chat's
+  message "chat:7#3"), and the unique
   constraint plus ``ON CONFLICT DO NOTHING`` means two workers never enqueue one occurrence twice.
   Every body is built through the pydantic models of ``events``, so it matches the documented one.
 * ``deliver_due`` claims due rows with a short lease (``FOR UPDATE SKIP LOCKED`` on PostgreSQL,
@@ -32,12 +33,23 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import and_, exists, func, select, update
+from sqlalchemy import String, and_, cast, exists, func, literal, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session, sessionmaker
 
 from astertrack.db.engine import begin_write, session_scope
-from astertrack.db.models import Call, Lead, Manager, Source, WebhookOutbox, WebhookSubscription
+from astertrack.db.models import (
+    Call,
+    Chat,
+    ChatMessage,
+    Enquiry,
+    Lead,
+    Manager,
+    Source,
+    VisitorSession,
+    WebhookOutbox,
+    WebhookSubscription,
+)
 from astertrack.integrations import events as ev
 
 EVENT_FINISHED = ev.CALL_FINISHED
@@ -139,6 +151,46 @@ def _lead_rows(session: Session, subscription_id: int, event: str, now: dt.datet
     return rows
 
 
+def _chat_rows(session: Session, subscription_id: int, event: str, now: dt.datetime, batch: int) -> list[dict]:
+    """Chats started or closed, and the messages people wrote, not yet queued for the subscription.
+    The subject is built in SQL from the chat's id (and a message's number), so the unique key's
+    index answers "already queued?" and no cursor of our own is needed."""
+    cutoff = now - LOOKBACK
+    chat_subject = literal("chat:") + cast(Chat.id, String)
+    if event == ev.CHAT_MESSAGE:
+        subject = chat_subject + literal("#") + cast(ChatMessage.seq, String)
+        already = exists().where(WebhookOutbox.subscription_id == subscription_id, WebhookOutbox.event == event,
+                                 WebhookOutbox.subject == subject)
+        # chats changed in the window first (an indexed column), then their messages by (chat, seq)
+        query = (select(Chat, ChatMessage, Manager.name).join(ChatMessage, ChatMessage.chat_id == Chat.id)
+                 .outerjoin(Manager, Manager.id == ChatMessage.manager_id)
+                 .where(Chat.updated_at >= cutoff, ChatMessage.at >= cutoff, ChatMessage.kind == "text",
+                        ChatMessage.author.in_(("visitor", "manager")), ~already)
+                 .order_by(ChatMessage.id).limit(batch))
+        return [{"subject": f"chat:{chat.id}#{message.seq}", "call_id": None, "lead_id": None, "occurred_at": message.at,
+                 "payload": ev.chat_message_body(chat, message, manager)}
+                for chat, message, manager in session.execute(query)]
+    already = exists().where(WebhookOutbox.subscription_id == subscription_id, WebhookOutbox.event == event,
+                             WebhookOutbox.subject == chat_subject)
+    if event == ev.CHAT_STARTED:
+        query = (select(Chat, VisitorSession, Source.name)
+                 .outerjoin(VisitorSession, VisitorSession.id == Chat.session_id)
+                 .outerjoin(Source, Source.id == VisitorSession.source_id)
+                 .where(Chat.created_at >= cutoff, ~already).order_by(Chat.id).limit(batch))
+        return [{"subject": f"chat:{chat.id}", "call_id": None, "lead_id": None, "occurred_at": chat.created_at,
+                 "payload": ev.chat_started_body(chat, visit, source)}
+                for chat, visit, source in session.execute(query)]
+    written = (select(func.count()).select_from(ChatMessage)
+               .where(ChatMessage.chat_id == Chat.id, ChatMessage.author != "system").scalar_subquery())
+    query = (select(Chat, Manager.name, written, Enquiry.lead_id)
+             .outerjoin(Manager, Manager.id == Chat.manager_id)
+             .outerjoin(Enquiry, Enquiry.id == Chat.enquiry_id)
+             .where(Chat.status == "closed", Chat.closed_at >= cutoff, ~already).order_by(Chat.id).limit(batch))
+    return [{"subject": f"chat:{chat.id}", "call_id": None, "lead_id": lead_id, "occurred_at": chat.closed_at,
+             "payload": ev.chat_closed_body(chat, manager, count, lead_id)}
+            for chat, manager, count, lead_id in session.execute(query)]
+
+
 def enqueue(session: Session, now: dt.datetime, batch: int = 500) -> int:
     """Add outbox rows for occurrences of the last 24 h not yet queued; returns rows inserted.
 
@@ -153,7 +205,8 @@ def enqueue(session: Session, now: dt.datetime, batch: int = 500) -> int:
         for event in EVENTS:  # this order, so a call's ringing row is older (sent first) than its answer
             if event not in (subscription.events or []):
                 continue
-            scan = _call_rows if event in ev.CALL_EVENTS else _lead_rows
+            scan = (_call_rows if event in ev.CALL_EVENTS else _chat_rows if event in ev.CHAT_EVENTS
+                    else _lead_rows)
             rows = [{"subscription_id": subscription.id, "event": event, "created_at": now,
                      "next_attempt_at": now, "attempts": 0, **row}
                     for row in scan(session, subscription.id, event, now, batch)]
