@@ -1,6 +1,6 @@
 """schemathesis over the whole served OpenAPI document, on SQLite and PostgreSQL: every operation
 called with generated valid input (a write token of every site, against seeded calls, leads,
-visits and a webhook subscription with a delivery) answers without a server error, with a status
+visits, website chats and a webhook subscription with a delivery) answers without a server error, with a status
 the document lists and a body its own schema accepts.  Loading the document also proves it is
 OpenAPI 3.1 that a tool reads.  Bounded and deterministic: 25 examples per operation, derandomized."""
 
@@ -21,6 +21,7 @@ from schemathesis.specs.openapi.checks import (
 
 from astertrack.db.models import WebhookOutbox
 from astertrack.integrations import api_tokens, subscriptions
+from tests.webadmin.chat_data import make_chats
 from tests.webadmin.leads_data import make_leads
 
 CHECKS = [not_a_server_error, status_code_conformance, content_type_conformance, response_schema_conformance]
@@ -29,6 +30,7 @@ CHECKS = [not_a_server_error, status_code_conformance, content_type_conformance,
 @pytest.fixture
 def write_token(db, data):
     make_leads(db, data)
+    make_chats(db, data)
     subscription, _secret = subscriptions.create(db, "http://127.0.0.1:9/hook", ["call.finished", "lead.updated"])
     db.add(WebhookOutbox(subscription_id=subscription.id, event="call.finished", call_id=data.answered,
                          payload={"event": "call.finished", "call_id": data.answered}))

@@ -13,4 +13,4 @@ bp = Blueprint("api", __name__)
 csrf.exempt(bp)  # a bearer token, not a cookie, authenticates: there is no session to forge requests with
 tokens_bp = Blueprint("api_tokens", __name__)
 
-from webadmin.api import calls, catalog, docs, leads, openapi, sessions, tokens, webhooks  # noqa: E402,F401
+from webadmin.api import calls, catalog, chats, docs, leads, openapi, sessions, tokens, webhooks  # noqa: E402,F401

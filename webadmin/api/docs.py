@@ -18,7 +18,7 @@ from webadmin.security import roles_required
 
 MAX_DEPTH = 4
 METHODS = ("get", "post", "put", "patch", "delete")
-TAG_TITLES = {"Calls": _l("Calls"), "Leads": _l("Leads"), "Sessions": _l("Visits"), "Settings": _l("Settings"),
+TAG_TITLES = {"Calls": _l("Calls"), "Leads": _l("Leads"), "Sessions": _l("Visits"), "Chats": _l("Website chats"), "Settings": _l("Settings"),
               "Webhooks": _l("Webhooks"), "Meta": _l("This document")}
 
 

@@ -27,6 +27,7 @@ TAGS = [
     ("Calls", "Inbound calls and callbacks with their outcome and attribution."),
     ("Leads", "Leads (one customer's enquiries on a site), their enquiries and deals."),
     ("Sessions", "Website visits with utm tags, click ids and analytics ids."),
+    ("Chats", "Website chats with their state and attribution, and their messages."),
     ("Settings", "Sources, tracking numbers, pools and managers (read only)."),
     ("Webhooks", "Subscriptions to events, their delivery log and re-sending (tokens of every site)."),
     ("Meta", "This document."),

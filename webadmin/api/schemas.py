@@ -23,6 +23,7 @@ from pydantic import (
     field_validator,
 )
 
+from astertrack.chat import STATUSES as CHAT_STATUSES
 from astertrack.integrations.events import EVENTS
 from astertrack.leads import CHANNELS, STATES
 from astertrack.leads.deals import parse_amount, parse_currency
@@ -125,6 +126,22 @@ class SessionsQuery(Period):
     """``from``/``to`` bound the visit's first request."""
 
     source_id: Id | None = None
+
+
+class ChatsQuery(Period):
+    """``from``/``to`` bound the chat's start."""
+
+    status: Literal[CHAT_STATUSES] | None = Field(  # type: ignore[valid-type]
+        None, description="waiting, active, unanswered (the visitor is asked for a phone) or closed")
+    manager_id: Id | None = Field(None, description="the manager who has (or had) the chat")
+
+
+class ChatMessagesQuery(_Model):
+    """A chat's messages oldest first, after a message number: pass ``next_after`` of one answer
+    as ``after`` of the next (a client that saw messages up to 12 asks ``after=12``)."""
+
+    after: int = Field(0, ge=0, le=MAX_ID, description="only messages numbered above this")
+    limit: int = Field(LIMIT_DEFAULT, ge=1, le=LIMIT_MAX, description="messages per answer")
 
 
 class SiteQuery(Page):
@@ -426,6 +443,59 @@ class DeliveryOut(_Out):
     last_error: str | None
 
 
+class ChatOut(_Out):
+    """A website chat with its state and the attribution of the visit it was opened from.  No IP
+    address and no visitor token."""
+
+    id: int
+    site_id: int
+    status: str = Field(description="waiting, active, unanswered (the visitor is asked for a phone) or closed")
+    manager_id: int | None = Field(description="the manager who has the chat (had it, once closed)")
+    manager: str | None
+    offered_to: list[int] = Field(description="the managers the chat was offered to, first notified first")
+    seq: int = Field(description="the number of the chat's last message (system lines included)")
+    visitor_read_seq: int = Field(description="the visitor has seen every message up to this number")
+    manager_read_seq: int = Field(description="the manager has seen every message up to this number")
+    name: str | None = Field(description="the name the visitor gave")
+    phone: str | None = Field(description="the phone the visitor left, E.164")
+    language: str
+    page_url: str | None = Field(description="the page the chat was opened on")
+    enquiry_id: int | None = Field(description="the chat's enquiry (channel chat), once the visitor wrote or left a phone")
+    lead_id: int | None = Field(description="the lead that enquiry joined")
+    created_at: dt.datetime
+    updated_at: dt.datetime
+    first_reply_at: dt.datetime | None = Field(description="a manager's first message; null: nobody has answered")
+    closed_at: dt.datetime | None
+    closed_by: str | None = Field(description="visitor, manager or system (idle for a day)")
+    session_id: int | None = Field(description="the visit the chat was opened from")
+    source_id: int | None
+    source: str | None
+    utm_source: str | None
+    utm_medium: str | None
+    utm_campaign: str | None
+    keyword: str | None
+
+
+class ChatMessageOut(_Out):
+    """A message, or a system line (``kind`` other than text: ``meta`` says who to whom; the admin
+    words it in the reader's language).  ``text`` is what a person typed: show it as text."""
+
+    id: int
+    seq: int = Field(description="the message's number within its chat, from 1")
+    author: str = Field(description="visitor, manager or system")
+    kind: str = Field(description="text, claimed, transferred, asked_phone, contact or closed")
+    text: str | None
+    manager_id: int | None = Field(description="the manager who wrote it, or who took, moved or closed the chat")
+    at: dt.datetime
+    meta: dict[str, Any] = Field(description="a system line's details: manager, to / from (names and ids), "
+                                             "by (who closed), reason (why a phone was asked for), phone")
+
+
+class ChatMessageList(_Out):
+    items: list[ChatMessageOut]
+    next_after: int | None = Field(description="pass as after for the next messages; null when these were the last")
+
+
 def money(value: Decimal | None) -> str | None:
     return None if value is None else str(value)
 
@@ -467,4 +537,8 @@ class WebhookList(ListPage[WebhookOut]):
 
 
 class DeliveryList(ListPage[DeliveryOut]):
+    pass
+
+
+class ChatList(ListPage[ChatOut]):
     pass
