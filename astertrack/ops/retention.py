@@ -3,7 +3,9 @@
 Each site sets ``calls_retention_days``, ``sessions_retention_days`` and
 ``recordings_retention_days`` (NULL = use the ``[retention]`` default from the config;
 0 = keep forever).  Page views and visitor actions (the journey) go after the site's
-``pageviews_retention_days`` (NULL or 0: as long as their session).  Recordings have their own, usually shorter, limit: the call row stays
+``pageviews_retention_days`` (NULL or 0: as long as their session).  Website chats and their
+messages go after the site's ``SiteWidget.chat_retention_days`` (365 without a widget row; 0: kept
+forever), counted from when a chat closed, or from its last change while it is open.  Recordings have their own, usually shorter, limit: the call row stays
 (reports keep working), only the audio goes and ``recording_state`` becomes ``deleted``.
 
 Safety rules:
@@ -27,7 +29,7 @@ from collections.abc import Iterable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
-from sqlalchemy import delete, select, update
+from sqlalchemy import and_, delete, func, select, update
 from sqlalchemy.orm import Session, sessionmaker
 
 from astertrack.db.engine import begin_write
@@ -36,12 +38,15 @@ from astertrack.db.models import (
     Call,
     CallEvent,
     CdrRecord,
+    Chat,
+    ChatMessage,
     NumberAssignment,
     NumberPool,
     OverflowEvent,
     PageView,
     PoolUsageSample,
     Site,
+    SiteWidget,
     VisitorAction,
     VisitorSession,
 )
@@ -50,6 +55,7 @@ from astertrack.routing.recording import resolve_recording
 log = logging.getLogger(__name__)
 
 RECORDING_SUFFIXES = (".wav", ".WAV", ".gsm", ".mp3", ".wav49", ".ogg")
+CHAT_RETENTION_DAYS = 365  # a site without a widget row: SiteWidget.chat_retention_days's default
 
 
 @dataclass(frozen=True)
@@ -60,6 +66,7 @@ class Policy:
     sessions_days: int | None = None
     recordings_days: int | None = None
     pageviews_days: int | None = None  # page views and visitor actions; None: with their session
+    chats_days: int | None = None  # website chats and their messages; None: kept forever
 
 
 @dataclass
@@ -73,11 +80,15 @@ class SiteReport:
     recordings_missing: int = 0
     bytes_freed: int = 0
     pageviews_deleted: int = 0  # page views and visitor actions
+    chats_deleted: int = 0
+    chat_messages_deleted: int = 0
     errors: list[str] = field(default_factory=list)
 
     def summary(self) -> str:
         parts = [f"{self.calls_deleted} calls", f"{self.sessions_deleted} sessions",
                  f"{self.recordings_deleted} recordings ({human_bytes(self.bytes_freed)})"]
+        if self.chats_deleted:
+            parts.append(f"{self.chats_deleted} chats ({self.chat_messages_deleted} messages)")
         if self.recordings_missing:
             parts.append(f"{self.recordings_missing} recordings already gone")
         text = f"{self.site_name}: freed " + ", ".join(parts)
@@ -97,7 +108,7 @@ class SweepReport:
     @property
     def totals(self) -> dict[str, int]:
         keys = ("calls_deleted", "sessions_deleted", "recordings_deleted", "recordings_missing", "bytes_freed",
-                "pageviews_deleted")
+                "pageviews_deleted", "chats_deleted", "chat_messages_deleted")
         out = {key: sum(getattr(site, key) for site in self.sites) for key in keys}
         out["raw_events_deleted"] = self.raw_events_deleted
         out["audit_deleted"] = self.audit_deleted
@@ -122,13 +133,15 @@ def _days(value: int | None, default: int | None) -> int | None:
     return chosen if chosen else None  # 0 and None both mean "keep forever"
 
 
-def site_policy(site: Site | None, defaults: Policy) -> Policy:
+def site_policy(site: Site | None, defaults: Policy, chat_days: int | None = CHAT_RETENTION_DAYS) -> Policy:
+    """``chat_days``: the site's ``SiteWidget.chat_retention_days`` (the widget's own table)."""
     if site is None:
         return defaults
     return Policy(_days(site.calls_retention_days, defaults.calls_days),
                   _days(site.sessions_retention_days, defaults.sessions_days),
                   _days(site.recordings_retention_days, defaults.recordings_days),
-                  _days(site.pageviews_retention_days, None))
+                  _days(site.pageviews_retention_days, None),
+                  _days(chat_days, CHAT_RETENTION_DAYS))
 
 
 def defaults_from_config(config) -> Policy:
@@ -158,11 +171,13 @@ class Sweeper:
         wanted = set(site_ids) if site_ids is not None else None
         with self.factory() as session:
             sites = list(session.scalars(select(Site).order_by(Site.id)))
+            chat_days = dict(session.execute(select(SiteWidget.site_id, SiteWidget.chat_retention_days)).all())
             session.expunge_all()
         for site in sites:
             if wanted is not None and site.id not in wanted:
                 continue
-            report.sites.append(self.sweep_site(site.id, site.name, site_policy(site, self.defaults)))
+            policy = site_policy(site, self.defaults, chat_days.get(site.id, CHAT_RETENTION_DAYS))
+            report.sites.append(self.sweep_site(site.id, site.name, policy))
         if wanted is None:
             report.sites.append(self.sweep_site(None, "(calls without a site)", self.defaults))
             report.raw_events_deleted = self._sweep_raw_events()
@@ -185,6 +200,8 @@ class Sweeper:
             self._sweep_pageviews(report, site_id, self.cutoff(policy.pageviews_days))
         if policy.sessions_days and site_id is not None:
             self._sweep_sessions(report, site_id, self.cutoff(policy.sessions_days))
+        if policy.chats_days and site_id is not None:
+            self._sweep_chats(report, site_id, self.cutoff(policy.chats_days))
         return report
 
     # -- recordings -------------------------------------------------------------------
@@ -348,6 +365,30 @@ class Sweeper:
                         break
                     session.execute(delete(model).where(model.id.in_(ids)))
                     session.commit()
+
+    def _sweep_chats(self, report: SiteReport, site_id: int, cutoff: dt.datetime) -> None:
+        """The site's chats closed (or, still open, last changed) before ``cutoff``, with their
+        messages: deleted explicitly, not left to the foreign key's cascade (SQLite without
+        ``foreign_keys`` would keep orphans).  The chat's enquiry stays in its lead."""
+        old = and_(Chat.site_id == site_id, func.coalesce(Chat.closed_at, Chat.updated_at) < cutoff)
+        while True:
+            with self.factory() as session:
+                if not self.dry_run:
+                    begin_write(session)
+                ids = list(session.scalars(select(Chat.id).where(old).order_by(Chat.id).limit(self.batch)))
+                if not ids:
+                    break
+                if self.dry_run:
+                    report.chats_deleted += session.scalar(select(func.count()).select_from(Chat).where(old)) or 0
+                    report.chat_messages_deleted += session.scalar(
+                        select(func.count()).select_from(ChatMessage).join(Chat, Chat.id == ChatMessage.chat_id)
+                        .where(old)) or 0
+                    break
+                report.chat_messages_deleted += session.execute(
+                    delete(ChatMessage).where(ChatMessage.chat_id.in_(ids))).rowcount or 0
+                session.execute(delete(Chat).where(Chat.id.in_(ids)))
+                session.commit()
+                report.chats_deleted += len(ids)
 
     @staticmethod
     def _count_rest_sessions(session: Session, site_id: int, cutoff: dt.datetime, after: int) -> int:
