@@ -1,33 +1,30 @@
-"""The live board's and the manager pop-up's Server-Sent Events, answered in the event loop.
+"""The live board's and the manager pop-up's Server-Sent Events: the admin's feeds on the core's
+event-loop stream component (``astertrack.ops.streams``).
 
 Why: under gunicorn's gthread worker each open stream held one of the admin's request threads
 for up to ``SSE_MAX_SECONDS`` and polled the database on its own; about 32 tabs stopped every
 page, the login page included, and a call centre has dozens of managers with the pop-up open
-all day (issue #21).
+all day (issue #21).  The website chat serves its streams on the same component (#25).
 
-How: the admin runs on the event-loop worker of ``astertrack.ops.serving``, and the two stream
-paths are in the app's ``asgi_paths``, so they reach :class:`LiveStreams` in the event loop,
-not a thread.  A stream costs a socket, a small queue and nothing else:
+How: the admin runs on the event-loop worker of ``astertrack.ops.serving``; its stream paths
+are in the app's ``asgi_paths`` and all go to the app's one :class:`StreamHub`
+(:func:`stream_hub`; another blueprint adds its path and feed with :func:`add_stream`).  The
+gate is the Flask view (``roles_required``, flask-login's ``load_user`` with the server-side
+``web_sessions`` row, idle limit and password mark), which answers with a :class:`Subscription`
+instead of a body.  The hub's one poller per process reads the admin's three feeds:
 
-* **The gate is the Flask view.**  Opening a stream runs the app once, on a thread, with a slot
-  in the environ (:data:`SUBSCRIBE`): ``roles_required``, flask-login's ``load_user`` (the
-  server-side ``web_sessions`` row, idle limit, password mark) and the view's own checks decide
-  exactly as for any page, and the view answers with a :class:`Subscription` instead of a body.
-  A refusal (the login redirect, 403, 404) goes back to the client as Flask made it; an
-  admission's headers (security headers, a refreshed cookie) start the stream.
-* **One poller per process**, running while anybody listens: each ``BOARD_SECONDS`` one board
-  read for all board streams (encoded once, sent to those whose last board differs; a board of
-  400 managers is 80 KB, and a busy centre changes it at every tick) and each
-  ``SSE_POLL_SECONDS`` one query of the calls ringing now for all managers (``state.ringing_calls``, matched per
-  manager by ``state.rings_at``); a pop-up card is built once per (call, kind of viewer), not per
-  stream.  Every ``SESSION_CHECK_SECONDS`` one query re-checks every stream's session: a logout,
-  a password change, a disabled account or a changed role or manager ends the stream.  The
-  database work runs on the poller's own thread, off the event loop and away from the page
-  threads, so 500 streams cost the same 2-3 queries a tick as one.
-* A stream lives ``SSE_MAX_SECONDS`` (a tenth less at random, so streams opened together do not
-  all come back together); EventSource reconnects after ``retry: 1000``, through the gate again
-  (which also keeps an idle-limited session alive, as before).  A stopping worker closes these
-  connections at once (``serving.ENDLESS_STREAM``).
+* :class:`BoardFeed`, each ``BOARD_SECONDS``: one board read for all board streams (encoded
+  once, sent to those whose last board differs; a board of 400 managers is 80 KB, and a busy
+  centre changes it at every tick);
+* :class:`PopupFeed`, each ``SSE_POLL_SECONDS``: one query of the calls ringing now for all
+  managers (``state.ringing_calls``, matched per manager by ``state.rings_at``); a pop-up card
+  is built once per (call, kind of viewer), not per stream;
+* :class:`SessionFeed`, each ``SESSION_CHECK_SECONDS``: one query re-checks every admin stream's
+  session: a logout, a password change, a disabled account or a changed role or manager ends it.
+
+The database work runs on the hub's own thread, off the event loop and away from the page
+threads, so 500 streams cost the same 2-3 queries a tick as one.  EventSource reconnects through
+the gate again (which also keeps an idle-limited session alive, as before).
 
 Without the event worker (the test client, ``flask run``) the same views answer a one-shot
 stream, the current board or the cards ringing now, read by the same functions; EventSource
@@ -38,9 +35,7 @@ from __future__ import annotations
 
 import asyncio
 import json
-import logging
-import random
-from concurrent.futures import ThreadPoolExecutor
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -49,26 +44,22 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from astertrack.db.models import Call, Manager, User, WebSession
-from astertrack.ops.serving import ENDLESS_STREAM, wsgi_environ
+from astertrack.ops.streams import RETRY, Feed, Listener, StreamHub, sse
 from webadmin.db import EXTENSION
 from webadmin.live.state import board_state, popup_card, ringing_calls, rings_at
 from webadmin.security import password_mark
 
-log = logging.getLogger("webadmin.live")
-
-SUBSCRIBE = "astertrack.live.subscribe"  # environ key: the list the gate view appends its Subscription to
+HUB = "astertrack.streams"  # app.extensions key of the app's one StreamHub
 KEEPALIVE_SECONDS = 15
 SESSION_CHECK_SECONDS = 5  # a stream ends this soon after its session does (logout, password change)
 BOARD_SECONDS = 1.0  # the board is read (and sent where it changed) at most this often
-RETRY = b"retry: 1000\n\n"
-MAX_PENDING = 200  # events queued for a client that does not read; past this its stream ends
 
 
 @dataclass(frozen=True)
 class Subscription:
     """Who opened a stream and what it shows, as the gate view found them."""
 
-    kind: str  # "board" or "popup"
+    kind: str  # "board", "popup" (or a later admin stream's kind)
     sid: str  # the server-side session (web_sessions.id)
     user_id: int
     role: str
@@ -78,10 +69,6 @@ class Subscription:
 
     def card(self, card: dict[str, Any], call_id: int) -> dict[str, Any]:
         return {**card, "card_url": f"{self.card_prefix}{call_id}"}
-
-
-def sse(event: str, data: dict[str, Any]) -> str:
-    return f"event: {event}\ndata: {json.dumps(data, ensure_ascii=False)}\n\n"
 
 
 # ---- database reads (a thread's), shared by the poller and the one-shot stream
@@ -133,242 +120,180 @@ def snapshot(db: Session, sub: Subscription) -> str:
                                     for call_id in ringing if (call_id, sub.only_manager_id) in found)
 
 
-# ---- the event loop's side
 
-class Listener:
-    """One open stream: what is waiting to be sent to it, and what it has been sent."""
 
-    def __init__(self, sub: Subscription, deadline: float):
-        self.sub = sub
-        self.deadline = deadline
-        self.board: bytes | None = None  # the newest board not sent yet (older ones are dropped)
-        self.board_sent: str | None = None
-        self.rings: list[bytes] = []
-        self.rung: set[int] = set()
-        self.wake = asyncio.Event()
-        self.ended = False  # the server ends it (session over, client not reading, worker stopping)
-        self.gone = False  # the client left
+# ---- the feeds (plan and deliver in the event loop, read on the hub's thread)
 
-    def push_board(self, encoded: str, chunk: bytes) -> None:
-        self.board_sent = encoded
-        self.board = chunk
-        self.wake.set()
+class BoardFeed:
+    """The live board: one read for all board streams, sent where it differs from the last sent."""
 
-    def push_ring(self, chunk: bytes) -> None:
-        self.rings.append(chunk)
-        if len(self.rings) > MAX_PENDING:
-            self.end()
-        self.wake.set()
+    kinds = frozenset({"board"})
 
-    def take(self) -> bytes:
-        chunks = ([self.board] if self.board else []) + self.rings
-        self.board, self.rings = None, []
-        return b"".join(chunks)
+    def __init__(self, app: Flask):
+        self.app = app
+        self.now: tuple[str, bytes, float] | None = None  # the last board read: encoded, chunk, when
 
-    def end(self) -> None:
-        self.ended = True
-        self.wake.set()
+    def interval(self) -> float:
+        return BOARD_SECONDS
+
+    def plan(self, listeners: list[Listener], now: float) -> object | None:
+        return True
+
+    def read(self, plan: object) -> str:
+        with self.app.extensions[EXTENSION]() as db:
+            return json.dumps(board_state(db), ensure_ascii=False)
+
+    def deliver(self, plan: object, reading: object, listeners: list[Listener], now: float) -> None:
+        assert isinstance(reading, str)
+        chunk = f"event: board\ndata: {reading}\n\n".encode()
+        self.now = (reading, chunk, now)
+        for lis in listeners:
+            self._send(lis, reading, chunk)
+
+    def opened(self, listener: Listener) -> None:
+        """A new board stream gets the last board at once, if it is fresh (read while others watched)."""
+        if self.now is not None and asyncio.get_running_loop().time() - self.now[2] < 2 * BOARD_SECONDS:
+            self._send(listener, self.now[0], self.now[1])
+
+    @staticmethod
+    def _send(lis: Listener, encoded: str, chunk: bytes) -> None:
+        if lis.state.get("board") != encoded:
+            lis.state["board"] = encoded
+            lis.replace("board", chunk)
 
 
 @dataclass
-class _Plan:
-    """What one tick reads (made in the loop, read in the poller's thread)."""
-
-    board: bool
+class _PopupPlan:
     viewers: set[tuple[int, int | None]]  # (manager id, only_manager_id) of the pop-ups
     endpoints: dict[int, str]
     manager_ids: set[int] | None  # re-read these managers' endpoints
     known: frozenset[tuple[int, int | None]]  # cards already built
-    sids: set[str] | None  # sessions to re-check
 
 
 @dataclass
-class _Reading:
-    board: str | None = None
-    ringing: set[int] | None = None
+class _PopupReading:
+    ringing: set[int] = field(default_factory=set)
     rings: dict[int, list[int]] = field(default_factory=dict)
     cards: dict[tuple[int, int | None], dict[str, Any]] = field(default_factory=dict)
     endpoints: dict[int, str] | None = None
-    sessions: dict[str, tuple[int, str, int | None]] | None = None
 
 
-class LiveStreams:
-    """ASGI handler of the two stream paths, with the process's one shared poller."""
+class PopupFeed:
+    """The managers' pop-ups: one query of the calls ringing now for all of them, each card built once
+    per (call, kind of viewer); a manager's phone is re-read each ``SESSION_CHECK_SECONDS``."""
+
+    kinds = frozenset({"popup"})
 
     def __init__(self, app: Flask):
         self.app = app
-        self.listeners: set[Listener] = set()
-        self.poller: asyncio.Task[None] | None = None
-        self.executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="live-poll")
         self.endpoints: dict[int, str] = {}
+        self.endpoints_read_at: float | None = None
         self.card_cache: dict[tuple[int, int | None], dict[str, Any]] = {}
-        self.checked = 0.0
-        self.board_read_at = 0.0
-        self.ticks = 0
 
-    # ---- one stream
+    def interval(self) -> float:
+        return float(self.app.config["SSE_POLL_SECONDS"])
 
-    async def __call__(self, scope: dict[str, Any], receive, send) -> None:
-        if scope["type"] != "http":
-            return
-        sub, status, headers, body = await asyncio.to_thread(self._gate, scope)
-        if sub is None:
-            await send({"type": "http.response.start", "status": status, "headers": headers})
-            await send({"type": "http.response.body", "body": body})
-            return
-        scope[ENDLESS_STREAM] = True
-        loop = asyncio.get_running_loop()
-        lifetime = float(self.app.config["SSE_MAX_SECONDS"])
-        listener = Listener(sub, loop.time() + lifetime * random.uniform(0.9, 1.0))
-        await send({"type": "http.response.start", "status": 200, "headers": headers})
-        await send({"type": "http.response.body", "body": RETRY, "more_body": True})
-        watcher = asyncio.create_task(self._watch(receive, listener))
-        self._add(listener)
-        try:
-            last_sent = loop.time()
-            while not listener.ended:
-                now = loop.time()
-                if now >= listener.deadline:
-                    break
-                try:
-                    async with asyncio.timeout(min(listener.deadline, last_sent + KEEPALIVE_SECONDS) - now):
-                        await listener.wake.wait()
-                except TimeoutError:
-                    pass
-                listener.wake.clear()
-                if listener.gone:
-                    break
-                chunk = listener.take()
-                if not chunk and loop.time() - last_sent >= KEEPALIVE_SECONDS:
-                    chunk = b": keepalive\n\n"
-                if chunk:
-                    await send({"type": "http.response.body", "body": chunk, "more_body": True})
-                    last_sent = loop.time()
-            if not listener.gone:
-                await send({"type": "http.response.body", "body": b""})
-        finally:
-            self.listeners.discard(listener)
-            watcher.cancel()
+    def plan(self, listeners: list[Listener], now: float) -> _PopupPlan | None:
+        viewers = {(lis.sub.manager_id, lis.sub.only_manager_id) for lis in listeners
+                   if lis.sub.manager_id is not None}
+        if not viewers:
+            return None
+        manager_ids = {mid for mid, _ in viewers}
+        stale = self.endpoints_read_at is None or now - self.endpoints_read_at >= SESSION_CHECK_SECONDS
+        return _PopupPlan(viewers=viewers, endpoints=dict(self.endpoints),
+                          manager_ids=manager_ids if stale or not manager_ids <= self.endpoints.keys() else None,
+                          known=frozenset(self.card_cache))
 
-    def _gate(self, scope: dict[str, Any]) -> tuple[Subscription | None, int, list[tuple[bytes, bytes]], bytes]:
-        """Run the Flask view (in a thread): a Subscription and the stream's headers, or its refusal."""
-        slot: list[Subscription] = []
-        environ = wsgi_environ(scope, b"")
-        environ[SUBSCRIBE] = slot
-        answer: dict[str, Any] = {}
-
-        def start_response(status: str, headers: list[tuple[str, str]], exc_info: Any = None):
-            answer["status"], answer["headers"] = int(status.split(" ", 1)[0]), headers
-            return lambda data: None
-
-        result = self.app(environ, start_response)
-        try:
-            body = b"".join(result)
-        finally:
-            close = getattr(result, "close", None)
-            if close is not None:
-                close()
-        headers = [(k.lower().encode("latin-1"), v.encode("latin-1")) for k, v in answer["headers"]]
-        if not slot or answer["status"] != 200:
-            return None, answer["status"], headers, body
-        headers = [(k, v) for k, v in headers if k not in (b"content-length", b"content-type")]
-        return slot[0], 200, [(b"content-type", b"text/event-stream; charset=utf-8"), *headers], b""
-
-    async def _watch(self, receive, listener: Listener) -> None:
-        while (await receive())["type"] != "http.disconnect":
-            pass
-        listener.gone = True
-        listener.wake.set()
-
-    def _add(self, listener: Listener) -> None:
-        self.listeners.add(listener)
-        if self.board_now is not None and listener.sub.kind == "board":
-            listener.push_board(*self.board_now)
-        if self.poller is None or self.poller.done():
-            self.poller = asyncio.create_task(self._poll())
-
-    board_now: tuple[str, bytes] | None = None  # the last board read, for a board stream that opens
-
-    # ---- the shared poller
-
-    async def _poll(self) -> None:
-        loop = asyncio.get_running_loop()
-        while self.listeners:
-            started = loop.time()
-            plan = self._plan(started)
-            try:
-                reading = await loop.run_in_executor(self.executor, self._read, plan)
-            except Exception:  # a database hiccup: the streams stay open, the next tick tries again
-                log.exception("live streams: reading the database failed")
-            else:
-                self.ticks += 1
-                self._fan_out(plan, reading, started)
-            await asyncio.sleep(max(0.0, float(self.app.config["SSE_POLL_SECONDS"]) - (loop.time() - started)))
-        self.board_now = None  # nobody watches: it would be stale when the next one comes
-
-    def _plan(self, now: float) -> _Plan:
-        popups = [lis.sub for lis in self.listeners if lis.sub.kind == "popup"]
-        manager_ids = {sub.manager_id for sub in popups if sub.manager_id is not None}
-        check = now - self.checked >= SESSION_CHECK_SECONDS
-        board_due = self.board_now is None or now - self.board_read_at >= BOARD_SECONDS - 0.05
-        return _Plan(board=board_due and any(lis.sub.kind == "board" for lis in self.listeners),
-                     viewers={(sub.manager_id, sub.only_manager_id) for sub in popups if sub.manager_id is not None},
-                     endpoints=dict(self.endpoints),
-                     manager_ids=manager_ids if check or not manager_ids <= self.endpoints.keys() else None,
-                     known=frozenset(self.card_cache),
-                     sids={lis.sub.sid for lis in self.listeners} if check else None)
-
-    def _read(self, plan: _Plan) -> _Reading:
-        reading = _Reading()
+    def read(self, plan: object) -> _PopupReading:
+        assert isinstance(plan, _PopupPlan)
+        reading = _PopupReading()
         with self.app.extensions[EXTENSION]() as db:
-            if plan.sids:
-                reading.sessions = open_sessions(db, plan.sids)
             endpoints = plan.endpoints
             if plan.manager_ids is not None:
-                endpoints = reading.endpoints = manager_endpoints(db, plan.manager_ids) if plan.manager_ids else {}
-            if plan.board:
-                reading.board = json.dumps(board_state(db), ensure_ascii=False)
-            if plan.viewers:
-                reading.ringing, reading.rings = rings_by_manager(db, endpoints)
-                wanted = {(call_id, only) for mid, only in plan.viewers for call_id in reading.rings.get(mid, ())}
-                reading.cards = cards(db, wanted - plan.known)
+                endpoints = reading.endpoints = manager_endpoints(db, plan.manager_ids)
+            reading.ringing, reading.rings = rings_by_manager(db, endpoints)
+            wanted = {(call_id, only) for mid, only in plan.viewers for call_id in reading.rings.get(mid, ())}
+            reading.cards = cards(db, wanted - plan.known)
         return reading
 
-    def _fan_out(self, plan: _Plan, reading: _Reading, now: float) -> None:
-        if reading.sessions is not None:
-            self.checked = now
-            for lis in self.listeners:
-                sub = lis.sub
-                if sub.sid in plan.sids and reading.sessions.get(sub.sid) != (sub.user_id, sub.role, sub.manager_id):
-                    lis.end()
+    def deliver(self, plan: object, reading: object, listeners: list[Listener], now: float) -> None:
+        assert isinstance(plan, _PopupPlan) and isinstance(reading, _PopupReading)
         if reading.endpoints is not None:
-            self.endpoints = reading.endpoints
-            for lis in self.listeners:  # the manager was deleted
-                if lis.sub.kind == "popup" and lis.sub.manager_id in plan.manager_ids \
-                        and lis.sub.manager_id not in self.endpoints:
+            self.endpoints, self.endpoints_read_at = reading.endpoints, now
+            for lis in listeners:  # the manager was deleted
+                if lis.sub.manager_id in plan.manager_ids and lis.sub.manager_id not in self.endpoints:
                     lis.end()
-        if reading.board is not None:
-            chunk = f"event: board\ndata: {reading.board}\n\n".encode()
-            self.board_read_at = now
-            self.board_now = (reading.board, chunk)
-            for lis in self.listeners:
-                if lis.sub.kind == "board" and lis.board_sent != reading.board:
-                    lis.push_board(reading.board, chunk)
-        if reading.ringing is not None:
-            self.card_cache.update(reading.cards)
-            for key in [key for key in self.card_cache if key[0] not in reading.ringing]:
-                del self.card_cache[key]
-            for lis in self.listeners:
-                sub = lis.sub
-                if sub.kind != "popup":
-                    continue
-                for call_id in reading.rings.get(sub.manager_id, ()):
-                    card = self.card_cache.get((call_id, sub.only_manager_id))
-                    if call_id not in lis.rung and card is not None:
-                        lis.rung.add(call_id)
-                        lis.push_ring(sse("ring", sub.card(card, call_id)).encode())
+        self.card_cache.update(reading.cards)
+        for key in [key for key in self.card_cache if key[0] not in reading.ringing]:
+            del self.card_cache[key]
+        for lis in listeners:
+            sub = lis.sub
+            rung = lis.state.setdefault("rung", set())
+            for call_id in reading.rings.get(sub.manager_id, ()):
+                card = self.card_cache.get((call_id, sub.only_manager_id))
+                if call_id not in rung and card is not None:
+                    rung.add(call_id)
+                    lis.push(sse("ring", sub.card(card, call_id)).encode())
 
-    async def aclose(self) -> None:
-        for lis in list(self.listeners):
-            lis.end()
-        self.executor.shutdown(wait=False)
+    def opened(self, listener: Listener) -> None:
+        pass
+
+
+class SessionFeed:
+    """Every ``SESSION_CHECK_SECONDS`` one query re-checks the session of every admin stream (a
+    subscription with ``sid``, ``user_id``, ``role``, ``manager_id``); a logout, a password change,
+    a disabled account or a changed role or manager ends the stream.  :func:`add_stream` adds the
+    kinds of later admin streams."""
+
+    def __init__(self, app: Flask, kinds: Iterable[str] = ("board", "popup")):
+        self.app = app
+        self.kinds = frozenset(kinds)
+
+    def interval(self) -> float:
+        return SESSION_CHECK_SECONDS
+
+    def plan(self, listeners: list[Listener], now: float) -> set[str] | None:
+        return {lis.sub.sid for lis in listeners} or None
+
+    def read(self, plan: object) -> dict[str, tuple[int, str, int | None]]:
+        assert isinstance(plan, set)
+        with self.app.extensions[EXTENSION]() as db:
+            return open_sessions(db, plan)
+
+    def deliver(self, plan: object, reading: object, listeners: list[Listener], now: float) -> None:
+        assert isinstance(plan, set) and isinstance(reading, dict)
+        for lis in listeners:
+            sub = lis.sub
+            if sub.sid in plan and reading.get(sub.sid) != (sub.user_id, sub.role, sub.manager_id):
+                lis.end()
+
+    def opened(self, listener: Listener) -> None:
+        pass
+
+
+# ---- the app's one hub
+
+def stream_hub(app: Flask) -> StreamHub:
+    """The app's one stream hub (created at the first call) with the admin's three feeds."""
+    hub = app.extensions.get(HUB)
+    if hub is None:
+        hub = app.extensions[HUB] = StreamHub(
+            app, [SessionFeed(app), BoardFeed(app), PopupFeed(app)],
+            max_seconds=lambda: float(app.config["SSE_MAX_SECONDS"]), keepalive=KEEPALIVE_SECONDS)
+    return hub
+
+
+def add_stream(app: Flask, path: str, feed: Feed | None, *, kinds: Iterable[str] = ()) -> StreamHub:
+    """Serve ``path`` (the full path, blueprint prefix included) on the app's hub, with ``feed`` if
+    it brings a new one; the session check covers the feed's kinds and ``kinds``."""
+    hub = stream_hub(app)
+    if feed is not None and all(feed is not known for known in hub.feeds):
+        hub.add_feed(feed)
+    covered = set(kinds) | (set(feed.kinds) if feed is not None else set())
+    for known in hub.feeds:
+        if isinstance(known, SessionFeed):
+            known.kinds = known.kinds | covered
+    paths = dict(getattr(app, "asgi_paths", None) or {})
+    paths[path] = hub
+    app.asgi_paths = paths
+    return hub

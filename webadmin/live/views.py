@@ -4,22 +4,21 @@ from flask import Response, abort, render_template, request, url_for
 from flask.blueprints import BlueprintSetupState
 from flask_login import current_user
 
+from astertrack.ops.streams import SUBSCRIBE
 from webadmin.db import get_session
 from webadmin.live import bp
 from webadmin.live.state import board_state
-from webadmin.live.streams import SUBSCRIBE, LiveStreams, Subscription, snapshot
+from webadmin.live.streams import Subscription, add_stream, snapshot
 from webadmin.security import ROLES, STAFF, roles_required, session_id
 
 
 @bp.record_once
 def _serve_streams_natively(state: BlueprintSetupState) -> None:
-    """The two stream paths go to the event loop's handler under the event worker
-    (``astertrack.ops.serving`` reads ``app.asgi_paths``); see ``webadmin.live.streams``."""
-    handler = LiveStreams(state.app)
+    """The two stream paths go to the app's one stream hub, in the event loop under the event
+    worker (``astertrack.ops.serving`` reads ``app.asgi_paths``); see ``webadmin.live.streams``."""
     prefix = state.url_prefix or ""
-    paths = dict(getattr(state.app, "asgi_paths", {}))
-    paths.update({f"{prefix}/board/stream": handler, f"{prefix}/popup/stream": handler})
-    state.app.asgi_paths = paths
+    for path in ("/board/stream", "/popup/stream"):
+        add_stream(state.app, f"{prefix}{path}", None)
 
 
 @bp.get("/")
