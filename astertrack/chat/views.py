@@ -10,7 +10,7 @@ from typing import Any
 from sqlalchemy import and_, or_, select
 from sqlalchemy.orm import Session
 
-from astertrack.db.models import Chat, ChatMessage, Manager
+from astertrack.db.models import Chat, ChatMessage, Enquiry, Manager
 
 
 def _iso(value: dt.datetime | None) -> str | None:
@@ -70,3 +70,18 @@ def messages_after(session: Session, after: dict[int, int]) -> dict[int, list[Ch
         for message in session.scalars(select(ChatMessage).where(wanted).order_by(ChatMessage.chat_id, ChatMessage.seq)):
             out[message.chat_id].append(message)
     return out
+
+
+def chats_of_lead(session: Session, lead_id: int, limit: int = 500) -> list[tuple[Chat, list[ChatMessage]]]:
+    """A lead's website chats (those whose enquiry joined the lead), oldest first, each with its
+    first ``limit`` messages in order: the conversation kept with the lead (two queries)."""
+    found = list(session.scalars(select(Chat).join(Enquiry, Enquiry.id == Chat.enquiry_id)
+                                 .where(Enquiry.lead_id == lead_id).order_by(Chat.created_at, Chat.id)))
+    if not found:
+        return []
+    by_chat: dict[int, list[ChatMessage]] = {chat.id: [] for chat in found}
+    for message in session.scalars(select(ChatMessage).where(ChatMessage.chat_id.in_(list(by_chat)),
+                                                             ChatMessage.seq <= limit)
+                                   .order_by(ChatMessage.chat_id, ChatMessage.seq)):
+        by_chat[message.chat_id].append(message)
+    return [(chat, by_chat[chat.id]) for chat in found]

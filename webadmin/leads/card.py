@@ -1,5 +1,5 @@
 """The lead card: contact data, state and deal, every enquiry in order with its attribution, the
-calls' recordings, the visit; merging another lead into this one."""
+calls' recordings, the website chats' conversations, the visit; merging another lead into this one."""
 
 from __future__ import annotations
 
@@ -10,8 +10,9 @@ from flask_login import current_user
 from sqlalchemy import select
 
 from astertrack.audit.log import json_safe
+from astertrack.chat.views import chats_of_lead, manager_names
 from astertrack.db.engine import begin_write
-from astertrack.db.models import Call, Enquiry, Lead, Manager, Site, Source, VisitorSession
+from astertrack.db.models import Call, ChatMessage, Enquiry, Lead, Manager, Site, Source, VisitorSession
 from astertrack.db.types import utcnow
 from astertrack.leads import callbacks
 from astertrack.leads.deals import set_state as set_lead_state
@@ -36,6 +37,53 @@ def _fields(lead: Lead, names: tuple[str, ...]) -> dict:
     return {name: json_safe(getattr(lead, name)) for name in names}
 
 
+def chat_line(message: ChatMessage, names: dict[int, str]) -> str:
+    """A chat's system line worded in the reader's language (plain text: the template escapes it,
+    names and the phone included)."""
+    meta = message.meta or {}
+    unknown = _("a manager")
+    if message.kind == "claimed":
+        return _("%(manager)s took the chat", manager=meta.get("manager") or names.get(message.manager_id) or unknown)
+    if message.kind == "transferred":
+        if meta.get("from"):
+            return _("transferred from %(source)s to %(target)s", source=meta["from"], target=meta.get("to") or unknown)
+        return _("given to %(target)s", target=meta.get("to") or unknown)
+    if message.kind == "asked_phone":
+        if meta.get("reason") == "nobody_available":
+            return _("asked for a phone: nobody was available")
+        return _("asked for a phone: nobody answered in time")
+    if message.kind == "contact":
+        if meta.get("name"):
+            return _("left a phone %(phone)s, name %(name)s", phone=meta.get("phone") or "", name=meta["name"])
+        return _("left a phone %(phone)s", phone=meta.get("phone") or "")
+    if message.kind == "closed":
+        if meta.get("by") == "visitor":
+            return _("the visitor closed the chat")
+        if meta.get("by") == "manager":
+            return _("%(manager)s closed the chat", manager=meta.get("manager") or unknown)
+        return _("closed: nobody wrote for a day")
+    return message.kind
+
+
+def _conversations(db, lead_id: int) -> list[dict]:
+    """The lead's website chats as the card shows them: who wrote each line, system lines worded."""
+    chats = chats_of_lead(db, lead_id)
+    ids = {c.manager_id for c, _lines in chats if c.manager_id}
+    ids |= {m.manager_id for _c, lines in chats for m in lines if m.manager_id}
+    names = manager_names(db, ids)
+    out = []
+    for chat, lines in chats:
+        shown = []
+        for m in lines:
+            if m.author == "system":
+                shown.append({"at": m.at, "author": "system", "who": "", "text": chat_line(m, names)})
+            else:
+                who = _("Visitor") if m.author == "visitor" else names.get(m.manager_id) or _("a manager")
+                shown.append({"at": m.at, "author": m.author, "who": who, "text": m.text or ""})
+        out.append({"chat": chat, "manager": names.get(chat.manager_id), "lines": shown})
+    return out
+
+
 def _card(lead: Lead, form: StateForm | None = None, status: int = 200):
     db = get_session()
     enquiries = db.scalars(select(Enquiry).where(Enquiry.lead_id == lead.id).order_by(Enquiry.at, Enquiry.id)).all()
@@ -58,7 +106,7 @@ def _card(lead: Lead, form: StateForm | None = None, status: int = 200):
         sources=sources, visits=visits, visit=visits.get(lead.session_id), merged_from=merged_from,
         invalid_phone=invalid_phone, invalid_email=invalid_email, site=db.get(Site, lead.site_id) if lead.site_id else None,
         manager=db.get(Manager, lead.manager_id) if lead.manager_id else None,
-        button=ButtonForm(formdata=None)), status
+        button=ButtonForm(formdata=None), conversations=_conversations(db, lead.id)), status
 
 
 @bp.get("/<int:lead_id>")
