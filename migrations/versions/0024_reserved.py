@@ -1,0 +1,20 @@
+"""Nothing yet: a slot kept for the chat's webhooks (#25); the speech analytics' migration (#26)
+follows it.
+
+Revision ID: 0024
+Revises: 0023
+Create Date: 2026-12-06 21:30:00
+"""
+
+revision = '0024'
+down_revision = '0023'
+branch_labels = None
+depends_on = None
+
+
+def upgrade() -> None:
+    pass
+
+
+def downgrade() -> None:
+    pass
