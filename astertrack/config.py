@@ -192,6 +192,8 @@ SCHEMA: dict[str, dict[str, Key]] = {
                              "only for first_hold_seconds until the browser's first heartbeat or interaction; 0 = off"),
         "first_hold_seconds": Key(_positive_int, 90, help="that short first hold (never shorter than the site's "
                                   "heartbeat plus 30 s)"),
+        "chat_poll_seconds": Key(_positive_float, 0.1, help="the website chat's streams: each process reads what "
+                                 "changed this often, once for all its visitors"),
     },
     "retention": {
         "calls_days": Key(_positive_int, 0, help="default for sites without their own setting; 0 = keep forever"),

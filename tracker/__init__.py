@@ -15,6 +15,8 @@ Endpoints (neutral names, so ad blockers' generic rules do not catch them)::
     GET  /j.js       the journey script (page views, clicks; lazy allocation's claim), loaded once a visit has a session
     POST /v/form     a web form's enquiry (navigator.sendBeacon on the form's submit); the widget's too
     GET  /w.js       the website widget, loaded by j.js only on sites that enable it; GET /v/w its config
+    POST /v/chat/... the website chat (start, send, read, typing, contact, close); GET /v/chat/history,
+                     GET /v/chat/stream (Server-Sent Events on the app's stream hub): tracker/chat.py
     POST /v/mc       the visit's code for the site's WhatsApp and Telegram links (docs/messengers.md)
     POST /v/tg/<key> the site's Telegram bot's webhook; POST /v/wa/<key> its WhatsApp provider's
     GET  /healthz    health; GET /metrics  Prometheus, only with [general] metrics_token
@@ -197,6 +199,12 @@ def create_app(config: Config | None = None, session_factory: sessionmaker[Sessi
     from tracker import messengers
 
     messengers.register(app, api, session_factory, config)  # POST /v/mc, POST /v/tg/<key>, /v/wa/<key> (docs/messengers.md)
+
+    from tracker import chat
+
+    # the website chat (docs/widget.md): its POSTs are the API's actions, its stream on the app's hub
+    endpoints = chat.register(app, api, session_factory, settings["chat_poll_seconds"])
+    maintenance.on_chat_change = endpoints.hub.wake
 
     from astertrack.ops import metrics
 

@@ -74,7 +74,7 @@ class ConfigCache:
         with self.session_factory() as db:
             site = db.get(Site, site_id)
             row = site_widget.load(db, site_id) if site is not None else None
-            if row is None or not (row.popup_enabled or row.callback_enabled):
+            if row is None or not site_widget.any_channel(row):
                 body = None
             else:
                 body = json.dumps(site_widget.public_config(db, site, row, utcnow()), ensure_ascii=False,

@@ -20,10 +20,14 @@ from astertrack.leads.callbacks import call_context, due_at
 
 LANGUAGES = ("ru", "en")
 POSITIONS = ("bottom-right", "bottom-left")
-# The channels the widget shows, in the launcher's order; the chat joins here as a third later.
-CHANNELS = ("popup", "callback")
+# The channels the widget shows, in the launcher's order.
+CHANNELS = ("popup", "callback", "chat")
+CHAT_TEXT_KEYS = ("chat_title", "chat_greeting", "chat_placeholder", "chat_send", "chat_ask_phone",
+                  "chat_phone_button", "chat_thanks", "chat_offline_title", "chat_offline_offer",
+                  "chat_offline_thanks", "chat_closed", "chat_typing", "chat_read")
 TEXT_KEYS = ("popup_title", "popup_offer", "popup_button", "popup_thanks",
-             "callback_title", "callback_offer", "callback_later", "callback_button", "callback_thanks")
+             "callback_title", "callback_offer", "callback_later", "callback_button", "callback_thanks",
+             *CHAT_TEXT_KEYS)
 TEXT_MAX = 300
 LIST_MAX = 20  # URL substrings / utm pairs per site
 HEX = re.compile(r"^#[0-9a-fA-F]{6}$")
@@ -34,12 +38,26 @@ DEFAULT_TEXTS: dict[str, dict[str, str]] = {
            "popup_button": "Жду звонка", "popup_thanks": "Спасибо! Мы скоро свяжемся с вами.",
            "callback_title": "Обратный звонок", "callback_offer": "Перезвоним за 30 секунд.",
            "callback_later": "Сейчас мы не работаем. Позвоним вам {time}.",
-           "callback_button": "Перезвоните мне", "callback_thanks": "Спасибо! Уже набираем ваш номер."},
+           "callback_button": "Перезвоните мне", "callback_thanks": "Спасибо! Уже набираем ваш номер.",
+           "chat_title": "Чат", "chat_greeting": "Здравствуйте! Напишите ваш вопрос — менеджер ответит здесь.",
+           "chat_placeholder": "Сообщение", "chat_send": "Отправить",
+           "chat_ask_phone": "Менеджеры сейчас заняты. Оставьте телефон — мы перезвоним.",
+           "chat_phone_button": "Оставить телефон", "chat_thanks": "Спасибо! Мы перезвоним вам.",
+           "chat_offline_title": "Напишите нам", "chat_offline_offer": "Сейчас мы не в сети. Оставьте сообщение и телефон — ответим в рабочее время.",
+           "chat_offline_thanks": "Спасибо! Мы ответим в рабочее время.", "chat_closed": "Чат завершён.",
+           "chat_typing": "Менеджер печатает…", "chat_read": "Прочитано"},
     "en": {"popup_title": "Get a free consultation", "popup_offer": "Leave your phone and we will call you back.",
            "popup_button": "Call me", "popup_thanks": "Thank you! We will be in touch shortly.",
            "callback_title": "Callback", "callback_offer": "We will call you back in 30 seconds.",
            "callback_later": "We are closed now. We will call you on {time}.",
-           "callback_button": "Call me back", "callback_thanks": "Thank you! We are calling you now."},
+           "callback_button": "Call me back", "callback_thanks": "Thank you! We are calling you now.",
+           "chat_title": "Chat", "chat_greeting": "Hello! Write your question and a manager will answer here.",
+           "chat_placeholder": "Message", "chat_send": "Send",
+           "chat_ask_phone": "Our managers are busy. Leave your phone and we will call you back.",
+           "chat_phone_button": "Leave my phone", "chat_thanks": "Thank you! We will call you back.",
+           "chat_offline_title": "Write to us", "chat_offline_offer": "We are offline now. Leave a message and your phone; we will answer in working hours.",
+           "chat_offline_thanks": "Thank you! We will answer in working hours.", "chat_closed": "The chat has ended.",
+           "chat_typing": "The manager is typing…", "chat_read": "Read"},
 }
 # After a request made out of hours (the widget shows the opening itself with callback_later).
 LATER_THANKS = {"ru": "Спасибо! Позвоним вам {time}.", "en": "Thank you! We will call you on {time}."}
@@ -97,11 +115,16 @@ def load(session: Session, site_id: int) -> SiteWidget | None:
 
 def enabled_revision(session: Session, site_id: int) -> int:
     """The widget's revision when one of its channels is on, else 0 (the snippet then loads nothing)."""
-    row = session.execute(select(SiteWidget.revision, SiteWidget.popup_enabled, SiteWidget.callback_enabled)
-                          .where(SiteWidget.site_id == site_id)).first()
-    if row is None or not (row.popup_enabled or row.callback_enabled):
+    row = session.execute(select(SiteWidget.revision, SiteWidget.popup_enabled, SiteWidget.callback_enabled,
+                                 SiteWidget.chat_enabled).where(SiteWidget.site_id == site_id)).first()
+    if row is None or not any_channel(row):
         return 0
     return int(row.revision)
+
+
+def any_channel(row: Any) -> bool:
+    """Whether a widget row (or a row of its columns) has one of its channels on."""
+    return bool(row.popup_enabled or row.callback_enabled or row.chat_enabled)
 
 
 def callback_due(session: Session, site: Site, now: dt.datetime) -> dt.datetime:
@@ -111,7 +134,8 @@ def callback_due(session: Session, site: Site, now: dt.datetime) -> dt.datetime:
 
 def public_config(session: Session, site: Site, widget: SiteWidget, now: dt.datetime) -> dict[str, Any]:
     """What the widget script needs (no secret, nothing of other sites): its channels, texts,
-    looks and rules, and whether a callback asked now is dialled now or at the next opening."""
+    looks and rules, whether a callback asked now is dialled now or at the next opening, and
+    whether the chat is open now (the same hours: out of them the chat is a form)."""
     config: dict[str, Any] = {
         "rev": widget.revision, "channels": [c for c in CHANNELS if getattr(widget, f"{c}_enabled")],
         "texts": texts_for(widget), "later_thanks": LATER_THANKS,
@@ -122,8 +146,10 @@ def public_config(session: Session, site: Site, widget: SiteWidget, now: dt.date
         config["popup"] = {"delay": max(0, widget.popup_delay_seconds), "exit": bool(widget.popup_exit_intent),
                            "page": max(0, widget.popup_page_views), "urls": list(widget.popup_url_contains or []),
                            "utm": list(widget.popup_utm or []), "days": max(0, widget.popup_period_days)}
-    if widget.callback_enabled:
-        due = callback_due(session, site, now)
+    due = callback_due(session, site, now) if widget.callback_enabled or widget.chat_enabled else None
+    if widget.callback_enabled and due is not None:
         config["callback"] = {"open": due <= now,
                               "at": None if due <= now else due.isoformat().replace("+00:00", "Z")}
+    if widget.chat_enabled and due is not None:
+        config["chat"] = {"open": due <= now}
     return config
