@@ -918,6 +918,14 @@ class Transcript(Base):
     text: Mapped[str] = mapped_column(Text)
     engine: Mapped[str | None] = mapped_column(String(50))
     created_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
+    # Speech analytics (#26, astertrack.speech): done|silent|empty|truncated|not_audio|missing|retry|failed
+    status: Mapped[str] = mapped_column(String(12), default="done", server_default="done")
+    detail: Mapped[str | None] = mapped_column(String(200))  # why a file gave no text, in words
+    words: Mapped[list[Any] | None] = mapped_column()  # [{"w", "s", "e", "sp"}]: word, seconds, speaker
+    audio_seconds: Mapped[float | None] = mapped_column(Float)
+    attempts: Mapped[int] = mapped_column(default=0, server_default="0")
+    next_attempt_at: Mapped[dt.datetime | None] = mapped_column()  # a failed engine run tried again then
+    search_text: Mapped[str | None] = mapped_column(Text)  # normalised words (speech.normalize) the search reads
 
 
 class Tag(Base):
@@ -1189,3 +1197,49 @@ class ChatMessage(Base):
     text: Mapped[str | None] = mapped_column(Text)
     meta: Mapped[dict[str, Any]] = mapped_column(default=dict)  # a system line's details (who to whom)
     at: Mapped[dt.datetime] = mapped_column(default=utcnow)
+
+
+# ---------------------------------------------------------------- speech analytics (astertrack.speech, #26)
+
+
+class SpeechSettings(Base):
+    """One site's speech engine and model; sites without a row use [transcription] engine/model_path."""
+
+    __tablename__ = "speech_settings"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    site_id: Mapped[int] = mapped_column(ForeignKey("sites.id", ondelete="CASCADE"), unique=True)
+    engine: Mapped[str] = mapped_column(String(20))
+    model_path: Mapped[str | None] = mapped_column(String(1024))
+    language: Mapped[str | None] = mapped_column(String(10))
+    updated_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
+
+
+class SpeechPhrase(Base):
+    """A dictionary phrase: found in a call's words (any form, small slips allowed), it tags the call."""
+
+    __tablename__ = "speech_phrases"
+    __table_args__ = (Index("ix_speech_phrases_site_tag", "site_id", "tag"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    site_id: Mapped[int | None] = mapped_column(ForeignKey("sites.id", ondelete="CASCADE"))  # None: every site
+    tag: Mapped[str] = mapped_column(String(80))
+    phrase: Mapped[str] = mapped_column(String(200))
+    speaker: Mapped[str] = mapped_column(String(10), default="any")  # any|caller|manager
+    negative: Mapped[bool] = mapped_column(default=False)  # a "needs attention" tag
+    created_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
+
+
+class CallSpeechTag(Base):
+    """A tag the speech analytics set on a call (automatic), beside the supervisor's manual ``call_tags``."""
+
+    __tablename__ = "call_speech_tags"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    call_id: Mapped[int] = mapped_column(ForeignKey("calls.id", ondelete="CASCADE"), index=True)
+    tag: Mapped[str] = mapped_column(String(80), index=True)
+    phrase: Mapped[str] = mapped_column(String(200))
+    speaker: Mapped[str | None] = mapped_column(String(10))  # caller|manager; None: one mixed channel
+    at_seconds: Mapped[float] = mapped_column(Float, default=0.0)
+    negative: Mapped[bool] = mapped_column(default=False)
+    created_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
