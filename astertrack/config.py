@@ -213,6 +213,12 @@ SCHEMA: dict[str, dict[str, Key]] = {
         "language": Key(_text, "ru", help="passed to the engine as {language} and stored on the transcript"),
         "timeout": Key(_positive_int, 600, help="seconds one recording may take before the engine is killed"),
         "min_talk_seconds": Key(_positive_float, 3.0, help="shorter answered calls are not transcribed"),
+        "engine": Key(_text, "pocketsphinx", help="speech engine of sites without their own setting: pocketsphinx "
+                      "(bundled, English), vosk, whispercpp, faster-whisper; ignored while command is set"),
+        "model_path": Key(_text, "", help="that engine's model file or folder (vosk, whispercpp, faster-whisper)"),
+        "workers": Key(_positive_int, 2, help="recordings transcribed at once (processes)"),
+        "max_attempts": Key(_positive_int, 4, help="engine runs of one call before it is marked failed"),
+        "retry_seconds": Key(_positive_int, 300, help="first back-off after a failed run; doubles each time"),
     },
     "conversions": {
         "ga4_url": Key(_text, "https://www.google-analytics.com/mp/collect",
