@@ -30,7 +30,7 @@ from astertrack.samples.factories import (
 from tests.tracker.conftest import BROWSER_ORIGIN, post
 
 STATIC = Path(__file__).resolve().parents[2] / "tracker" / "static"
-WIDGET_MAX_GZ = 4096  # docs/widget.md states the size
+WIDGET_MAX_GZ = 8192  # docs/widget.md states the size (the chat channel took it past 4 KB, #25)
 
 
 def add_widget(session, site, **fields) -> SiteWidget:
