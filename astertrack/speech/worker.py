@@ -211,7 +211,9 @@ def run_batch(session_factory: sessionmaker[Session], config: Config, limit: int
         for job in jobs:
             settle(transcribe_file(job))
     else:
-        with ProcessPoolExecutor(pool_size, mp_context=get_context("spawn")) as pool:
+        # fork: the children only decode audio and leave by os._exit, so the parent's database
+        # connections are never closed from them; spawn would leave a resource-tracker process behind
+        with ProcessPoolExecutor(pool_size, mp_context=get_context("fork")) as pool:
             for outcome in pool.map(transcribe_file, jobs):
                 settle(outcome)
     counts["unavailable"] = unavailable
