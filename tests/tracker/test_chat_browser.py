@@ -21,7 +21,16 @@ from sqlalchemy import select, update
 from werkzeug.wrappers import Request, Response
 
 from astertrack.chat import conversations as chats
-from astertrack.db.models import Chat, ChatMessage, Enquiry, Lead, Manager, RoutingRule, SiteWidget, VisitorSession
+from astertrack.db.models import (
+    Chat,
+    ChatMessage,
+    Enquiry,
+    Lead,
+    Manager,
+    RoutingRule,
+    SiteWidget,
+    VisitorSession,
+)
 from astertrack.db.types import utcnow
 from astertrack.ops.serving import BufferedWsgi, DeadlineH11Protocol, with_native_paths
 from astertrack.samples.factories import (

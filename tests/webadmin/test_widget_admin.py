@@ -63,3 +63,29 @@ def test_bad_values_are_refused_on_their_field(client, auth, db, data, field, va
     assert answer.status_code == 400
     assert 'class="field has-error"' in answer.get_data(as_text=True)
     assert db.scalars(select(SiteWidget)).all() == []
+
+
+def test_the_chat_is_switched_on_with_its_wait_retention_and_texts(client, auth, db, data):
+    from astertrack.db.models import User
+
+    auth.login()
+    chat = {**FORM, "chat_enabled": "y", "chat_wait_seconds": "45", "chat_retention_days": "30",
+            "text_en_chat_greeting": "<b>Hi</b>"}
+    assert auth.post(page(data), {**chat, "chat_wait_seconds": "5"}, page=page(data)).status_code == 400
+    assert auth.post(page(data), chat, page=page(data)).status_code == 302
+    row = db.scalars(select(SiteWidget)).one()
+    assert (row.chat_enabled, row.chat_wait_seconds, row.chat_retention_days) == (True, 45, 30)
+    assert row.texts["en"] == {"popup_title": "<script>alert(1)</script>", "chat_greeting": "<b>Hi</b>"}
+    assert core.enabled_revision(db, data.site) == 1
+    html = client.get(page(data)).get_data(as_text=True)
+    assert "Chat: greeting" in html and f'placeholder="{core.DEFAULT_TEXTS["ru"]["chat_title"]}"' in html
+    assert "&lt;b&gt;Hi&lt;/b&gt;" in html
+    assert auth.post(page(data), {**FORM, "chat_wait_seconds": "", "chat_retention_days": ""},
+                     page=page(data)).status_code == 302
+    db.rollback()
+    row = db.scalars(select(SiteWidget)).one()
+    assert (row.chat_enabled, row.chat_wait_seconds, row.chat_retention_days) == (False, 90, 365)  # the defaults
+    db.get(User, data.users["admin"]).locale = "ru"
+    db.commit()
+    html = client.get(page(data)).get_data(as_text=True)
+    assert "Чат: приветствие" in html and "Чат: хранить переписку столько дней (0 — всегда)" in html

@@ -15,7 +15,15 @@ TEXT_LABELS = {"popup_title": _l("Pop-up: title"), "popup_offer": _l("Pop-up: of
                "popup_button": _l("Pop-up: button"), "popup_thanks": _l("Pop-up: thank-you"),
                "callback_title": _l("Callback: title"), "callback_offer": _l("Callback: offer in working hours"),
                "callback_later": _l("Callback: out of hours ({time} is the next opening)"),
-               "callback_button": _l("Callback: button"), "callback_thanks": _l("Callback: thank-you")}
+               "callback_button": _l("Callback: button"), "callback_thanks": _l("Callback: thank-you"),
+               "chat_title": _l("Chat: title and button"), "chat_greeting": _l("Chat: greeting"),
+               "chat_placeholder": _l("Chat: message box"), "chat_send": _l("Chat: send button"),
+               "chat_ask_phone": _l("Chat: asking for a phone when nobody answers"),
+               "chat_phone_button": _l("Chat: phone button"), "chat_thanks": _l("Chat: thank-you for the phone"),
+               "chat_offline_title": _l("Chat out of hours: form title"),
+               "chat_offline_offer": _l("Chat out of hours: form offer"),
+               "chat_offline_thanks": _l("Chat out of hours: thank-you"), "chat_closed": _l("Chat: closed"),
+               "chat_typing": _l("Chat: the manager is typing"), "chat_read": _l("Chat: read mark")}
 LANGUAGE_LABELS = {"ru": _l("Russian"), "en": _l("English")}
 ERRORS = {"colour": _l("A colour is # and six hex digits, such as #1f6feb."),
           "popup_url_contains": _l("At most 20 lines, each at most 200 characters."),
@@ -34,6 +42,11 @@ def _checked(check):
 class WidgetForm(FlaskForm):
     popup_enabled = BooleanField(_l("Lead-capture pop-up"))
     callback_enabled = BooleanField(_l("Callback button"))
+    chat_enabled = BooleanField(_l("Chat"))
+    chat_wait_seconds = IntegerField(_l("Chat: ask for a phone when no manager replied within this many seconds"),
+                                     default=90, validators=[Optional(), NumberRange(10, 3600)])
+    chat_retention_days = IntegerField(_l("Chat: keep conversations this many days (0: forever)"), default=365,
+                                       validators=[Optional(), NumberRange(0, 3650)])
     colour = StringField(_l("Colour"), validators=[_checked(lambda v, _n: core.clean_colour(v))])
     position = SelectField(_l("Position"), choices=list(POSITIONS.items()))
     popup_delay_seconds = IntegerField(_l("Show after this many seconds (0: at once)"), default=0,

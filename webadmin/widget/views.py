@@ -18,8 +18,10 @@ from webadmin.widget import bp
 from webadmin.widget.forms import LANGUAGE_LABELS, WidgetForm
 
 AUDIT_KIND = "widget"
-FIELDS = ("popup_enabled", "callback_enabled", "colour", "position", "popup_delay_seconds", "popup_exit_intent",
-          "popup_page_views", "popup_url_contains", "popup_utm", "popup_period_days")
+FIELDS = ("popup_enabled", "callback_enabled", "chat_enabled", "colour", "position", "popup_delay_seconds",
+          "popup_exit_intent", "popup_page_views", "popup_url_contains", "popup_utm", "popup_period_days",
+          "chat_wait_seconds", "chat_retention_days")
+DEFAULTS = {"chat_wait_seconds": 90, "chat_retention_days": 365}  # an empty field: the column's default
 
 
 def audit_fields(row: SiteWidget) -> dict:
@@ -49,7 +51,8 @@ def site(site_id: int):
     record = site_or_404(site_id)
     row = core.load(get_session(), site_id) or SiteWidget(colour="#1f6feb", position="bottom-right",
                                                           popup_period_days=7, popup_delay_seconds=0,
-                                                          popup_page_views=0)
+                                                          popup_page_views=0, chat_enabled=False,
+                                                          chat_wait_seconds=90, chat_retention_days=365)
     data = {name: getattr(row, name) for name in FIELDS}
     data["popup_url_contains"] = "\n".join(row.popup_url_contains or [])
     data["popup_utm"] = "\n".join(row.popup_utm or [])
@@ -75,7 +78,9 @@ def save(site_id: int):
         db.add(row)
     for name in FIELDS:
         value = getattr(form, name).data
-        setattr(row, name, 0 if value is None and name.endswith(("_seconds", "_views", "_days")) else value)
+        if value is None and name.endswith(("_seconds", "_views", "_days")):
+            value = DEFAULTS.get(name, 0)
+        setattr(row, name, value)
     row.texts = core.clean_texts({lang: {key: getattr(form, f"text_{lang}_{key}").data for key in core.TEXT_KEYS}
                                   for lang in core.LANGUAGES})
     row.revision = (row.revision or 0) + 1
