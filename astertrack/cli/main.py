@@ -425,34 +425,36 @@ def pool_health(ctx: Context, days: int, site_id: int | None, pool_id: int | Non
 @click.option("--limit", default=20, show_default=True, type=click.IntRange(1, 10000), help="calls per batch")
 @click.option("--loop", is_flag=True, help="keep running: one batch every --interval seconds (for the service)")
 @click.option("--interval", default=60, show_default=True, type=click.FloatRange(0.1), help="seconds between batches")
+@click.option("--workers", type=click.IntRange(1, 64), help="recordings at once (default [transcription] workers)")
 @pass_ctx
-def transcribe(ctx: Context, limit: int, loop: bool, interval: float) -> None:
-    """Transcribe kept recordings of answered calls with the engine in [transcription] command."""
+def transcribe(ctx: Context, limit: int, loop: bool, interval: float, workers: int | None) -> None:
+    """Transcribe kept recordings of answered calls, tag them from the dictionaries, index them for search.
+
+    Each site's engine (the admin's speech page, else [transcription] engine: the bundled pocketsphinx);
+    a legacy [transcription] command, when set, runs that command line instead.
+    """
     import signal
     import threading
 
-    from astertrack.speech.transcription import run_batch
-
     config = ctx.config
-    if not config.values["transcription"]["command"]:
-        click.echo("error: [transcription] command is not set; configure an engine command line with "
-                   "{input} and {language} (e.g. vosk-transcriber -l {language} -i {input})", err=True)
-        sys.exit(1)
+    legacy = bool(config.values["transcription"]["command"])
     stop = threading.Event()
     previous = signal.signal(signal.SIGTERM, lambda *_: stop.set()) if loop else None
     try:
         while True:
             try:
-                counts = run_batch(ctx.session_factory, config, limit=limit)
+                counts = _transcribe_batch(ctx, limit, workers, legacy)
             except ValueError as exc:
                 raise click.ClickException(str(exc)) from None
             except Exception as exc:  # a database hiccup must not kill the service; one-shot runs report it
                 if not loop:
                     raise
-                logging.getLogger("astertrack.speech.transcription").error("batch failed: %s", exc)
+                logging.getLogger("astertrack.speech").error("batch failed: %s", exc)
                 if stop.wait(interval):
                     break
                 continue
+            for engine, problem in (counts.pop("unavailable", None) or {}).items():
+                click.echo(f"error: {engine}: {problem}", err=True)
             click.echo(" ".join(f"{key}={value}" for key, value in counts.items()))
             if counts.get("engine_missing") and not loop:
                 sys.exit(1)
@@ -461,6 +463,64 @@ def transcribe(ctx: Context, limit: int, loop: bool, interval: float) -> None:
     finally:
         if previous is not None:
             signal.signal(signal.SIGTERM, previous)
+
+
+def _transcribe_batch(ctx: Context, limit: int, workers: int | None, legacy: bool) -> dict:
+    if legacy:
+        from astertrack.speech.transcription import run_batch
+
+        return run_batch(ctx.session_factory, ctx.config, limit=limit)
+    from astertrack.speech import worker
+
+    def progress(done: int, total: int, outcome) -> None:
+        detail = f" ({outcome.audio_seconds:.1f} s of audio)" if outcome.audio_seconds else \
+            f": {outcome.detail or outcome.unavailable}" if (outcome.detail or outcome.unavailable) else ""
+        click.echo(f"[{done}/{total}] call {outcome.call_id}: {outcome.status}{detail}", err=True)
+
+    return worker.run_batch(ctx.session_factory, ctx.config, limit=limit, progress=progress, workers=workers)
+
+
+@main.group()
+def speech() -> None:
+    """Speech analytics: each site's engine and model, transcript search."""
+
+
+@speech.command("engines")
+@pass_ctx
+def speech_engines(ctx: Context) -> None:
+    """Each site's engine and model, and whether it is ready (exit 1 when one is not)."""
+    from sqlalchemy import select
+
+    from astertrack.db.engine import session_scope
+    from astertrack.db.models import Site
+    from astertrack.speech import worker
+
+    broken = False
+    with session_scope(ctx.session_factory) as db:
+        sites = db.scalars(select(Site).order_by(Site.id)).all()
+        rows = [(None, "(default)", worker.engine_for_site(db, None, ctx.config))]
+        rows += [(site.id, site.name, worker.engine_for_site(db, site.id, ctx.config)) for site in sites]
+    for site_id, name, spec in rows:
+        problem = worker.check_engine(spec)
+        broken = broken or bool(problem)
+        click.echo(f"{site_id or '-'}\t{name}\t{spec.describe()}\t{problem or 'ready'}")
+    if broken:
+        sys.exit(1)
+
+
+@speech.command("search")
+@click.argument("query")
+@click.option("--limit", default=20, show_default=True, type=click.IntRange(1, 1000))
+@pass_ctx
+def speech_search(ctx: Context, query: str, limit: int) -> None:
+    """Calls whose transcript says QUERY (any word form): call id, second, the words around it."""
+    from astertrack.db.engine import session_scope
+    from astertrack.speech import search
+
+    with session_scope(ctx.session_factory) as db:
+        hits = search.search(db, query, limit=limit)
+    for hit in hits:
+        click.echo(f"{hit.call_id}\t{hit.at:.1f}\t{hit.snippet}")
 
 
 @main.group()
