@@ -21,6 +21,7 @@ from sqlalchemy import select, update
 from werkzeug.wrappers import Request, Response
 
 from astertrack.chat import conversations as chats
+from astertrack.db.engine import begin_write
 from astertrack.db.models import (
     Chat,
     ChatMessage,
@@ -119,7 +120,9 @@ def wait_text(page, text: str, timeout: float = 5000) -> None:
 
 
 def reply(session, text: str, manager_id: int) -> float:
+    """A manager's reply written through the core, as the admin writes it (SQLite: the write lock first)."""
     session.rollback()
+    begin_write(session)
     chat = session.scalar(select(Chat))
     chats.post(session, chat, "manager", text, at=utcnow(), manager=session.get(Manager, manager_id))
     session.commit()
