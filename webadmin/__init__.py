@@ -63,6 +63,7 @@ def create_app(config: Config | None = None, test_config: dict[str, Any] | None 
     app.register_blueprint(__import__("webadmin.messengers", fromlist=["bp"]).bp, url_prefix="/settings/messengers")
     app.register_blueprint(__import__("webadmin.journey", fromlist=["bp"]).bp, url_prefix="/journey")  # #24 display
     app.register_blueprint(__import__("webadmin.chat", fromlist=["bp"]).bp, url_prefix="/chats")  # #25 managers' side
+    app.register_blueprint(__import__("webadmin.speech", fromlist=["bp"]).bp, url_prefix="/speech")  # #26
 
     @app.get("/")
     def index():

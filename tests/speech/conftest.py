@@ -52,3 +52,7 @@ def fresh(session):
     """See the worker's commits from the test's session."""
     session.rollback()
     session.expire_all()
+
+
+# The admin's fixtures (app on each backend, seeded data, a logged-in client) for the speech pages
+from tests.webadmin.conftest import app, auth, client, data, db, recordings_dir  # noqa: E402,F401

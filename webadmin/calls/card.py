@@ -10,7 +10,7 @@ from flask_login import current_user
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from astertrack.db.models import Call, CallComment, CallerProfile, CallEvent, Tag, Transcript
+from astertrack.db.models import Call, CallComment, CallerProfile, CallEvent, CallSpeechTag, Tag, Transcript
 from astertrack.reporting import reports
 from astertrack.review import actions
 from astertrack.routing.recording import resolve_recording
@@ -50,13 +50,53 @@ def render_card(call, forms: dict | None = None, status: int = 200):
         timeline.append({"name": event.name, "at": when,
                          "details": [(k, headers[k]) for k in TIMELINE_HEADERS if headers.get(k) not in (None, "")]})
     transcript = db.scalars(select(Transcript).where(Transcript.call_id == call.id)).first()
+    speech_tags = db.scalars(select(CallSpeechTag).where(CallSpeechTag.call_id == call.id)
+                             .order_by(CallSpeechTag.at_seconds, CallSpeechTag.id)).all()
     count, previous = reports.previous_calls(
         db, call, only_manager_id=None if current_user.is_staff else (current_user.manager_id or -1))
     return render_template("calls/card.html", call=call, session=call.session, timeline=timeline, transcript=transcript,
+                           speech_tags=speech_tags, speech_lines=speech_lines(transcript),
+                           seek=_seek_arg(), speech_status=SPEECH_STATUS,
                            previous=previous, previous_count=count, recording=_recording_status(call),
                            profile=_caller_profile(call), review=review_context(db, call, forms or {}),
                            confidence_words=confidence_words(call.attribution_confidence),
                            counted_reasons=COUNTED_REASONS), status
+
+
+# What the card says about a transcript that has no text (Transcript.status)
+SPEECH_STATUS = {"silent": _l("The recording is silent: nothing to transcribe."),
+                 "empty": _l("The recording file is empty."),
+                 "truncated": _l("The recording file is cut off (incomplete)."),
+                 "not_audio": _l("The recording file is not audio the engine can read."),
+                 "missing": _l("The recording file was not found when transcribing."),
+                 "retry": _l("Transcription failed and will be tried again."),
+                 "failed": _l("Transcription failed after several attempts.")}
+
+
+def speech_lines(transcript: Transcript | None) -> list[dict]:
+    """The transcript as lines of timed words, a new line at each change of speaker, so a click on a
+    word moves the player there; spotted keywords are not words the engine transcribed."""
+    if transcript is None or not transcript.words:
+        return []
+    lines: list[dict] = []
+    for w in transcript.words:
+        if w.get("k"):
+            continue
+        if not lines or lines[-1]["speaker"] != w.get("sp"):
+            lines.append({"speaker": w.get("sp"), "words": []})
+        lines[-1]["words"].append(w)
+    return lines
+
+
+def _seek_arg() -> float | None:
+    """``?t=`` of a search result or a tag link: the second the player starts at."""
+    from flask import request
+
+    try:
+        value = float(request.args.get("t", ""))
+    except ValueError:
+        return None
+    return value if 0 <= value < 86400 else None
 
 
 def _caller_profile(call) -> CallerProfile | None:

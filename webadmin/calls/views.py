@@ -8,7 +8,7 @@ from flask import abort, render_template, request, send_file
 from flask_login import current_user
 from sqlalchemy import select
 
-from astertrack.db.models import Tag
+from astertrack.db.models import CallSpeechTag, Tag
 from astertrack.phones import try_normalize
 from astertrack.reporting import reports
 from webadmin.calls import bp
@@ -94,8 +94,14 @@ def log():
     args = request.args.to_dict(flat=False)
     args.pop("before", None)
     tags = db.scalars(select(Tag.name).order_by(Tag.name)).all()
+    auto_tags: dict[int, list[CallSpeechTag]] = {}
+    if calls:  # the speech analytics' tags of this page's calls, beside the manual ones
+        for t in db.scalars(select(CallSpeechTag).where(CallSpeechTag.call_id.in_([c.id for c in calls]))
+                            .order_by(CallSpeechTag.at_seconds)):
+            if all(other.tag != t.tag for other in auto_tags.get(t.call_id, [])):
+                auto_tags.setdefault(t.call_id, []).append(t)
     kept = [(k, v) for k, values in args.items() if k not in ("format", "before") for v in values]
-    return render_template("calls/log.html", calls=calls, form=form, choices=choices(), tags=tags,
+    return render_template("calls/log.html", calls=calls, form=form, choices=choices(), tags=tags, auto_tags=auto_tags,
                            outcomes=reports.CALL_OUTCOMES, count=reports.call_log_count(db, f),
                            csv_url=f"{request.path}?{urlencode([*kept, ('format', 'csv')])}",
                            hidden=[(k, v) for k, v in kept if k in HIDDEN_LOG_ARGS],

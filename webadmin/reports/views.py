@@ -198,3 +198,31 @@ def pages():
               for s in sites]
     return render_template("reports/pages.html", form=form, choices=choices(), sites=sites, charts=charts,
                            formulas={k: _(v) for k, v in journey_pages.FORMULAS.items()})
+
+
+@bp.get("/speech-tags")
+@roles_required(*STAFF)
+def speech_tags():
+    """Speech tags (#26): automatic tags by source, campaign or manager, and calls that need attention."""
+    from astertrack.speech import report as speech_report
+
+    dimension = request.args.get("dimension", "source")
+    if dimension not in speech_report.DIMENSIONS:
+        abort(400)
+    f, form = _filter()
+    db = get_session()
+    data = speech_report.tags_by(db, f, dimension)
+    attention = speech_report.needs_attention(db, f)
+    if _wants_csv():
+        return csv_response(f"speech-tags-by-{dimension}-{form['from']}-{form['to']}.csv",
+                            [dimension, *data["tags"], "total"],
+                            ([r["label"], *[r["counts"].get(t, 0) for t in data["tags"]], r["total"]]
+                             for r in data["rows"]))
+    top = data["tags"][:SERIES_LINES]
+    chart = {"bars": {"labels": [str(r["label"] if r["label"] is not None else _("(none)")) for r in data["rows"][:15]],
+                      "datasets": [{"key": f"group-{i}", "label": tag,
+                                    "data": [r["counts"].get(tag, 0) for r in data["rows"][:15]]}
+                                   for i, tag in enumerate(top)]}}
+    return _page("reports/speech_tags.html", filter_pair=(f, form), data=data, charts=chart, dimension=dimension,
+                 dimensions=speech_report.DIMENSIONS, attention=attention,
+                 speech_formulas={k: _(v) for k, v in speech_report.FORMULAS.items()})
