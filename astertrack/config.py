@@ -172,6 +172,8 @@ SCHEMA: dict[str, dict[str, Key]] = {
                                    "scheme from one X-Forwarded-For/-Proto hop (login rate limit, secure cookies)"),
         "session_idle_minutes": Key(_positive_int, 60, help="an admin session with no request for this long ends "
                                     "on the server (log in again); 0 = only logout and a password change end it"),
+        "chat_poll_seconds": Key(_positive_float, 0.1, help="the chats page's streams: each process reads what "
+                                 "changed in the website chats this often, once for all its managers"),
     },
     "tracker": {
         "listen_host": Key(_text, "127.0.0.1"),

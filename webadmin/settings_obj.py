@@ -34,5 +34,6 @@ class WebSettings:
         self.TRUST_FORWARDED_FOR = web["trust_forwarded_for"]
         self.LOGIN_WINDOW_SECONDS = 300
         self.SSE_POLL_SECONDS = 0.4
+        self.CHAT_POLL_SECONDS = web["chat_poll_seconds"]  # the chats page's stream (webadmin.chat.feed)
         self.SSE_MAX_SECONDS = 300  # the browser's EventSource reconnects; frees the worker thread
         self.MAX_CONTENT_LENGTH = 5 * 1024 * 1024

@@ -57,7 +57,7 @@ class _Reading:
 
 
 class ManagerChatFeed:
-    """Every ``interval`` seconds (``CHAT_POLL_SECONDS``, 0.25 by default) one read for all chats streams."""
+    """Every ``interval`` seconds (``[web] chat_poll_seconds``, 0.1 by default) one read for all chats streams."""
 
     kinds = frozenset({KIND})
 

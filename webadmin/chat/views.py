@@ -25,7 +25,6 @@ from webadmin.db import EXTENSION, get_session
 from webadmin.live.streams import add_stream, stream_hub
 from webadmin.security import ROLES, roles_required, session_id
 
-DEFAULT_POLL_SECONDS = 0.25
 # what the page says for the core's refusals (its own messages are for logs and the API)
 ERRORS = {
     "text": lambda: _("Write a message of at most 2000 characters."),
@@ -40,7 +39,7 @@ def _serve_stream(state: BlueprintSetupState) -> None:
     """``/chats/stream`` on the app's one stream hub, with its feed (the session check covers it)."""
     app = state.app
     feed = ManagerChatFeed(app.extensions[EXTENSION],
-                           lambda: float(app.config.get("CHAT_POLL_SECONDS", DEFAULT_POLL_SECONDS)))
+                           lambda: float(app.config["CHAT_POLL_SECONDS"]))
     add_stream(app, f"{state.url_prefix or ''}/stream", feed)
 
 
