@@ -201,12 +201,19 @@ class ChatEndpoints:
     def _refused(self, exc: BadRequest) -> Response:
         return _cors(Response(_json_bytes({"error": exc.message}), status=exc.status, mimetype="application/json"))
 
-    def history(self) -> Response:
+    def _rate_limited(self) -> Response | None:
+        """The per-address limit of the GETs (the POSTs pass TrackerApi's own): a 429, or None."""
         allowed, retry = self.api.limiter.allow(self.api.client(request.environ))
-        if not allowed:
-            response = self._refused(BadRequest(429, "too many requests"))
-            response.headers["Retry-After"] = str(retry)
-            return response
+        if allowed:
+            return None
+        response = self._refused(BadRequest(429, "too many requests"))
+        response.headers["Retry-After"] = str(retry)
+        return response
+
+    def history(self) -> Response:
+        limited = self._rate_limited()
+        if limited is not None:
+            return limited
         try:
             after = self._after()
             with self.session_factory() as db:
@@ -224,11 +231,9 @@ class ChatEndpoints:
     def stream(self) -> Response:
         """The gate of a visitor's stream: the token holds; the first bytes are the messages after
         the client's last number and the state; the hub sends the rest."""
-        allowed, retry = self.api.limiter.allow(self.api.client(request.environ))
-        if not allowed:
-            response = self._refused(BadRequest(429, "too many requests"))
-            response.headers["Retry-After"] = str(retry)
-            return response
+        limited = self._rate_limited()
+        if limited is not None:
+            return limited
         try:
             after = self._after()
             with self.session_factory() as db:
