@@ -1243,3 +1243,22 @@ class CallSpeechTag(Base):
     at_seconds: Mapped[float] = mapped_column(Float, default=0.0)
     negative: Mapped[bool] = mapped_column(default=False)
     created_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
+
+
+class TrackingPrice(Base):
+    """What a tracking number costs (#27): a monthly rent and a per-minute price, set on a pool (its numbers
+    inherit it) or on one number (its own value wins, field by field).  A separate table, not columns of
+    the watched ``tracking_numbers``, because prices are no routing configuration.  ``rented_from`` /
+    ``rented_until`` (numbers only) bound the rent for months the number was held in part (pro rata)."""
+
+    __tablename__ = "tracking_prices"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    pool_id: Mapped[int | None] = mapped_column(ForeignKey("number_pools.id", ondelete="CASCADE"), unique=True)
+    number_id: Mapped[int | None] = mapped_column(ForeignKey("tracking_numbers.id", ondelete="CASCADE"), unique=True)
+    monthly_rent: Mapped[Decimal | None] = mapped_column(Numeric(14, 2))
+    minute_price: Mapped[Decimal | None] = mapped_column(Numeric(14, 4))
+    currency: Mapped[str] = mapped_column(String(3), default="RUB")
+    rented_from: Mapped[dt.date | None] = mapped_column(Date)  # None: held since before any month reported
+    rented_until: Mapped[dt.date | None] = mapped_column(Date)  # None: still held (or until archived)
+    updated_at: Mapped[dt.datetime] = mapped_column(default=utcnow, onupdate=utcnow)
