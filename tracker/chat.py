@@ -27,6 +27,7 @@ same first bytes as a one-shot stream, and EventSource comes back after ``retry:
 
 from __future__ import annotations
 
+import json
 import logging
 from typing import Any
 
@@ -40,7 +41,7 @@ from astertrack.chat.conversations import ChatError
 from astertrack.chat.feed import VisitorChatFeed, VisitorSubscription
 from astertrack.chat.views import manager_names, message_view, state_view
 from astertrack.db.engine import begin_write
-from astertrack.db.models import Chat, Site, SiteWidget, VisitorSession
+from astertrack.db.models import Chat, ChatMessage, Site, SiteWidget, VisitorSession
 from astertrack.db.types import utcnow
 from astertrack.dni import allocation
 from astertrack.dni.sources import SiteRouting
@@ -302,8 +303,6 @@ def _started_before(db: Session, site_id: int, visit: VisitorSession | None, cid
     """The open chat this visit started with the same first message id (a start sent again)."""
     if visit is None or cid is None:
         return None
-    from astertrack.db.models import ChatMessage
-
     return db.scalar(select(Chat).join(ChatMessage, ChatMessage.chat_id == Chat.id)
                      .where(Chat.site_id == site_id, Chat.session_id == visit.id, Chat.status != "closed",
                             ChatMessage.author == "visitor", ChatMessage.client_id == cid).limit(1))
@@ -320,8 +319,6 @@ def _views(db: Session, chat: Chat, *, after: int) -> dict[str, Any]:
 
 
 def _json_bytes(body: dict[str, Any]) -> bytes:
-    import json
-
     return json.dumps(body, ensure_ascii=False, separators=(",", ":")).encode()
 
 
