@@ -60,4 +60,4 @@ def fresh(session):
 
 
 # The admin's fixtures (app on each backend, seeded data, a logged-in client) for the speech pages
-from tests.webadmin.conftest import app, auth, client, data, db, recordings_dir  # noqa: E402,F401
+from tests.webadmin.conftest import app, auth, client, data, db, live, page, recordings_dir  # noqa: E402,F401
