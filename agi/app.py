@@ -16,6 +16,7 @@ import datetime as dt
 import functools
 import logging
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -66,7 +67,7 @@ class Request:
         return self.app.settings
 
     def now(self) -> dt.datetime:
-        return utcnow()
+        return self.app.clock()
 
     async def db(self, func, *args: Any) -> Any:
         return await self.app.run_db(func, *args)
@@ -78,6 +79,7 @@ class AgiApp:
     def __init__(self, config: Config, session_factory: sessionmaker[Session] | None = None,
                  db_workers: int | None = None, long_running: bool = True):
         self.config = config
+        self.clock: Callable[[], dt.datetime] = utcnow  # the simulator's parity tests set a simulated clock
         self.settings = AgiSettings.from_config(config)
         self.snapshots = SnapshotCache(self.settings.cache_seconds)
         self._slots: asyncio.Semaphore | None = None  # created in the serving event loop

@@ -19,9 +19,7 @@ import threading
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field, replace
 
-from sqlalchemy import and_, bindparam, func, insert, or_, select, update
-from sqlalchemy.dialects.postgresql import insert as pg_insert
-from sqlalchemy.dialects.sqlite import insert as sqlite_insert
+from sqlalchemy import bindparam, func, insert, or_, select, update
 from sqlalchemy.engine import Connection, Engine
 from sqlalchemy.orm import Session, sessionmaker
 
@@ -30,7 +28,6 @@ from agi.settings import AgiSettings
 from agi.snapshot import DEFAULT_RULE_NAME, ManagerProfile, SnapshotCache
 from astertrack.db.models import (
     Call,
-    CallerProfile,
     Manager,
     RoutingRule,
     new_uid,
@@ -153,7 +150,6 @@ class Decision:
 
 # Core tables, not the mapped classes: a statement on a Connection then skips the ORM's compile step.
 _managers, _calls, _rules = Manager.__table__, Call.__table__, RoutingRule.__table__
-_profiles = CallerProfile.__table__
 
 # Only the live columns: endpoint, name, extension and working hours come from the snapshot.
 _MANAGER_COLUMNS = tuple(_managers.c[name] for name in (
@@ -281,12 +277,8 @@ def plan_inbound(factory: sessionmaker[Session], cache: SnapshotCache, info: Cal
     snapshot = cache.get(factory)
     with read_connection(factory) as session:
         directory = snapshot.directory
-        current = attr.attribute_number(session, directory, info.did, now, settings.release_grace_seconds)
-        site = directory.sites.get(current.site_id) if current.site_id is not None else None
-        history = attr.caller_history(session, current.site_id, info.caller)
-        attribution, first = attr.apply_history(session, directory, current, history, site, now)
-        # last_non_direct only: one indexed query when the winning visit is direct, else none
-        attribution = attr.apply_model(session, directory, attribution, site, info.caller, now)
+        found = attr.attribute_call(session, directory, info.did, info.caller, now, settings.release_grace_seconds)
+        attribution, history, first = found.attribution, found.history, found.is_first_call
         ctx = CallContext(
             did=info.did, caller=info.caller, site_id=attribution.site_id, source_id=attribution.source_id,
             source_name=attribution.source_name, utm_campaign=attribution.utm_campaign,
@@ -339,59 +331,11 @@ def _decision(plan: Plan, won: list[ManagerView], attempt: int) -> Decision:
     )
 
 
-_INSERT_FOR = {"sqlite": sqlite_insert, "postgresql": pg_insert}  # ON CONFLICT is each dialect's own
-
-
-def _new_profile(plan: Plan) -> dict:
-    """What this call says about a caller's first profile row (the model's defaults fill the rest)."""
-    info, a, now = plan.info, plan.attribution, plan.now
-    return {
-        "site_id": a.site_id, "number": info.caller, "name": info.caller_name, "first_call_at": now,
-        "first_source_id": a.source_id, "first_session_id": a.session_id, "last_call_at": now,
-        "last_source_id": a.source_id, "last_session_id": a.session_id, "calls_count": 1,
-        "personal_manager_id": plan.sticky_id, "personal_manager_at": now if plan.sticky_id else None,
-    }
-
-
-# ``INSERT ... ON CONFLICT DO NOTHING RETURNING id``: the same caller on two lines at once leaves
-# one row, and no RETURNING row tells the loser to update it instead (no savepoint).
-_INSERT_PROFILE = {dialect: make(_profiles).on_conflict_do_nothing().returning(_profiles.c.id)
-                   for dialect, make in _INSERT_FOR.items()}
-
-
-def _profile_where(plan: Plan):
-    """The caller's profile: by id when the plan read it, else by (site, number) - a
-    concurrent call of the same caller created it meanwhile."""
-    if plan.history is not None:
-        return _profiles.c.id == plan.history.profile_id
-    site = _profiles.c.site_id.is_(None) if plan.attribution.site_id is None else (
-        _profiles.c.site_id == plan.attribution.site_id)
-    return and_(site, _profiles.c.number == plan.info.caller)
-
-
-def _update_profile_statement(plan: Plan):
-    """``UPDATE caller_profiles`` recording this call on the caller's existing profile."""
-    info, a, now, history = plan.info, plan.attribution, plan.now, plan.history
-    values: dict = {"last_call_at": now, "calls_count": _profiles.c.calls_count + 1}
-    if plan.is_first_call:  # outside the attribution window: a new first touch
-        values.update(first_call_at=now, first_source_id=a.source_id, first_session_id=a.session_id)
-    if a.kind != "repeat":
-        values.update(last_source_id=a.source_id, last_session_id=a.session_id)
-    if info.caller_name:
-        values["name"] = func.coalesce(_profiles.c.name, info.caller_name)
-    if plan.sticky_id and (history is None or history.personal_manager_id != plan.sticky_id):
-        values.update(personal_manager_id=plan.sticky_id, personal_manager_at=now)
-    return update(_profiles).where(_profile_where(plan)).values(values)
-
-
 def _update_profile(session: Connection, plan: Plan) -> None:
-    """First/last touch, call count and personal manager of the caller (Core statements: hot path)."""
-    if not plan.info.caller:
-        return
-    if (plan.history is None
-            and session.execute(_INSERT_PROFILE[session.dialect.name], _new_profile(plan)).first() is not None):
-        return
-    session.execute(_update_profile_statement(plan))
+    """First/last touch, call count and personal manager of the caller (the core's ``record_caller``)."""
+    attr.record_caller(session, plan.info.caller, plan.info.caller_name,
+                       attr.CallAttribution(plan.attribution, plan.history, plan.is_first_call), plan.now,
+                       plan.sticky_id)
 
 
 def _call_row(plan: Plan, decision: Decision, won: list[ManagerView], settings: AgiSettings) -> dict:

@@ -136,6 +136,7 @@ class TrackerApi:
         self.max_body = max_body
         self.trust_xff = trust_xff
         self.limits = limits if limits is not None else _default_limits()  # an installation's defaults
+        self.clock: Callable[[], dt.datetime] = utcnow  # the simulator's parity tests set a simulated clock
         self._warned_proxy = False
         if engine.dialect.name == "sqlite":
             engine = engine.execution_options(sqlite_begin="IMMEDIATE")  # the write lock up front
@@ -232,7 +233,7 @@ class TrackerApi:
         header_ua = environ.get("HTTP_USER_AGENT")
         if header_ua:
             visit["user_agent"] = allocation.clean_text(header_ua, allocation.VISIT_FIELDS["user_agent"])
-        offer = allocation.start_with(conn, site, visit, utcnow(),
+        offer = allocation.start_with(conn, site, visit, self.clock(),
                                       session_public_id=allocation.clean_text(data.get("sid"), 32),
                                       webdriver=data.get("wd") is True, interacted=data.get("interacted") is True,
                                       new_visitor=data.get("new") is True, limits=self.limits, browser=browser)
@@ -248,7 +249,7 @@ class TrackerApi:
         if not sid:
             raise BadRequest(400, "missing session id: field 'sid'")
         batch = self._parse_journey(site, data)
-        offer = allocation.heartbeat_with(conn, site, sid, utcnow(),
+        offer = allocation.heartbeat_with(conn, site, sid, self.clock(),
                                           current_page=allocation.clean_text(data.get("page"), 2048),
                                           interacted=data.get("interacted") is True, limits=self.limits,
                                           browser=environ.get("HTTP_ORIGIN") is not None)
@@ -263,7 +264,7 @@ class TrackerApi:
         if not sid:
             raise BadRequest(400, "missing session id: field 'sid'")
         batch = self._parse_journey(site, data)
-        allocation.unload_with(conn, site, sid, utcnow())
+        allocation.unload_with(conn, site, sid, self.clock())
         self._store_journey(conn, site, sid, batch)
         return 204, [], b""
 

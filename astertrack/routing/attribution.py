@@ -35,7 +35,9 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field, replace
 from urllib.parse import urlsplit
 
-from sqlalchemy import and_, bindparam, exists, func, or_, select
+from sqlalchemy import and_, bindparam, exists, func, or_, select, update
+from sqlalchemy.dialects.postgresql import insert as pg_insert
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.engine import Connection
 from sqlalchemy.orm import Session
 
@@ -585,3 +587,65 @@ def apply_model(session: Executor, directory: Directory, current: Attribution, s
     found = replace(current, kind="non_direct", confidence=min(current.confidence, LAST_NON_DIRECT_CONFIDENCE),
                     reason="last_non_direct")
     return _with_visit(found, earlier, directory.source_name(earlier.source_id))
+
+
+@dataclass(frozen=True)
+class CallAttribution:
+    """A call's attribution with the caller's history it was read with (what the call's record needs)."""
+
+    attribution: Attribution
+    history: CallerHistory | None
+    is_first_call: bool
+
+
+def attribute_call(session: Executor, directory: Directory, did: str | None, caller: str | None,
+                   now: dt.datetime, grace_seconds: int) -> CallAttribution:
+    """The whole attribution of a new call: the number, the caller's history, the site's model.
+
+    The one sequence the AGI's inbound route and the simulator both run, so what the simulator
+    measures is what a call gets."""
+    current = attribute_number(session, directory, did, now, grace_seconds)
+    site = directory.sites.get(current.site_id) if current.site_id is not None else None
+    history = caller_history(session, current.site_id, caller)
+    attribution, first = apply_history(session, directory, current, history, site, now)
+    # last_non_direct only: one indexed query when the winning visit is direct, else none
+    attribution = apply_model(session, directory, attribution, site, caller, now)
+    return CallAttribution(attribution, history, first)
+
+
+_profiles = CallerProfile.__table__
+# ``INSERT ... ON CONFLICT DO NOTHING RETURNING id``: the same caller on two lines at once leaves
+# one row, and no RETURNING row tells the loser to update it instead (no savepoint).
+_INSERT_PROFILE = {dialect: make(_profiles).on_conflict_do_nothing().returning(_profiles.c.id)
+                   for dialect, make in {"sqlite": sqlite_insert, "postgresql": pg_insert}.items()}
+
+
+def record_caller(conn: Connection, caller: str | None, caller_name: str | None, found: CallAttribution,
+                  now: dt.datetime, sticky_id: int | None = None) -> None:
+    """First/last touch, call count and personal manager of the caller after this call: what the
+    next call's ``caller_history`` reads (Core statements: the AGI's hot path)."""
+    if not caller:
+        return
+    a, history = found.attribution, found.history
+    if history is None and conn.execute(_INSERT_PROFILE[conn.dialect.name], {
+            "site_id": a.site_id, "number": caller, "name": caller_name, "first_call_at": now,
+            "first_source_id": a.source_id, "first_session_id": a.session_id, "last_call_at": now,
+            "last_source_id": a.source_id, "last_session_id": a.session_id, "calls_count": 1,
+            "personal_manager_id": sticky_id, "personal_manager_at": now if sticky_id else None}).first() is not None:
+        return
+    values: dict = {"last_call_at": now, "calls_count": _profiles.c.calls_count + 1}
+    if found.is_first_call:  # outside the attribution window: a new first touch
+        values.update(first_call_at=now, first_source_id=a.source_id, first_session_id=a.session_id)
+    if a.kind != "repeat":
+        values.update(last_source_id=a.source_id, last_session_id=a.session_id)
+    if caller_name:
+        values["name"] = func.coalesce(_profiles.c.name, caller_name)
+    if sticky_id and (history is None or history.personal_manager_id != sticky_id):
+        values.update(personal_manager_id=sticky_id, personal_manager_at=now)
+    # by id when the history was read, else by (site, number): a concurrent call created it meanwhile
+    if history is not None:
+        where = _profiles.c.id == history.profile_id
+    else:
+        site = _profiles.c.site_id.is_(None) if a.site_id is None else _profiles.c.site_id == a.site_id
+        where = and_(site, _profiles.c.number == caller)
+    conn.execute(update(_profiles).where(where).values(values))
