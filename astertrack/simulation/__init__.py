@@ -1,0 +1,1 @@
+"""The traffic simulator (#27): attribution accuracy measured, not assumed (docs/simulation.md)."""

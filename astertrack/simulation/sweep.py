@@ -1,0 +1,106 @@
+"""Accuracy against the settings: pool sizes, holds, graces, the adaptive hold.
+
+Why the same traffic for every setting: the difference between two pool sizes must be the
+pool's, not the dice's, so one seeded stream is generated once and replayed for each.
+The smallest pool reaching a target is found by doubling then bisection over whole runs.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, replace
+from typing import Any
+
+from astertrack.dni.poolhealth import rule_of_thumb
+from astertrack.simulation.generate import Traffic, generate
+from astertrack.simulation.model import ProductSettings, TrafficModel
+from astertrack.simulation.run import simulate
+from astertrack.simulation.score import Score, score
+
+DEFAULT_TARGET = 0.99
+MAX_POOL = 2000
+Report = Callable[[str], None]  # a progress line
+
+
+@dataclass(frozen=True)
+class Point:
+    settings: ProductSettings
+    score: Score
+
+    def as_dict(self) -> dict[str, Any]:
+        return {"settings": self.settings.as_dict(), **self.score.as_dict()}
+
+
+def rules_of_thumb(visits_per_day: float) -> dict[str, int]:
+    """What the two common rules would give: one number per hundred daily visits plus one, and one per
+    twenty daily visitors."""
+    return {"per_100_plus_1": rule_of_thumb(visits_per_day), "per_20": max(1, math.ceil(visits_per_day / 20))}
+
+
+class Sweep:
+    """Runs over one traffic stream, each setting simulated once (results kept)."""
+
+    def __init__(self, model: TrafficModel, base: ProductSettings, days: float, seed: int = 1,
+                 report: Report | None = None):
+        self.model, self.base, self.days, self.seed = model, base, days, seed
+        self.report = report
+        self._traffic: dict[int, Traffic] = {}  # by heartbeat interval: the only setting the stream depends on
+        self.points: dict[ProductSettings, Point] = {}
+
+    def traffic(self, settings: ProductSettings) -> Traffic:
+        key = settings.heartbeat_seconds
+        if key not in self._traffic:
+            self._traffic[key] = generate(self.model, settings, self.days, self.seed)
+        return self._traffic[key]
+
+    def point(self, settings: ProductSettings) -> Point:
+        if settings not in self.points:
+            traffic = self.traffic(settings)
+            _, result = simulate(self.model, settings, self.days, self.seed, traffic=traffic)
+            self.points[settings] = Point(settings, score(traffic, result))
+            if self.report:
+                found = self.points[settings].score
+                self.report(f"pool {settings.pool_size:>4}  hold {settings.hold_seconds}s  grace "
+                            f"{settings.release_grace_seconds}s  adaptive {'on' if settings.adaptive_hold else 'off'}"
+                            f"  calls {found.calls}  accuracy {found.accuracy:.4f}")
+        return self.points[settings]
+
+    def sizes(self, sizes: Iterable[int], **changes: Any) -> list[Point]:
+        """Accuracy at each pool size (``changes``: other settings of the base)."""
+        return [self.point(replace(self.base, pool_size=max(1, int(size)), **changes)) for size in sizes]
+
+    def smallest_pool(self, target: float = DEFAULT_TARGET, **changes: Any) -> Point | None:
+        """The smallest pool whose accuracy reaches ``target`` (None: not even MAX_POOL numbers)."""
+        def reaches(size: int) -> bool:
+            return self.sizes([size], **changes)[0].score.accuracy >= target
+
+        low, high = 0, 1  # low: known short (0 numbers is); high: candidate
+        while not reaches(high):
+            low = high
+            if high >= MAX_POOL:
+                return None
+            high = min(high * 2, MAX_POOL)
+        while high - low > 1:
+            middle = (low + high) // 2
+            if reaches(middle):
+                high = middle
+            else:
+                low = middle
+        return self.sizes([high], **changes)[0]
+
+    def settings_grid(self, pool_size: int, holds: Iterable[int] = (), graces: Iterable[int] = (),
+                      adaptive: Iterable[bool] = (False, True)) -> list[Point]:
+        """Accuracy at one pool size under other holds, release graces and with or without the adaptive hold."""
+        points = []
+        for hold in list(holds) or [self.base.hold_seconds]:
+            for grace in list(graces) or [self.base.release_grace_seconds]:
+                for adaptive_on in adaptive:
+                    points.append(self.sizes([pool_size], hold_seconds=hold, release_grace_seconds=grace,
+                                             adaptive_hold=adaptive_on)[0])
+        return points
+
+
+def visits_per_day(traffic: Traffic) -> float:
+    days = (traffic.until - traffic.start).total_seconds() / 86400
+    return len(traffic.visits) / days if days else 0.0
