@@ -188,11 +188,12 @@ def write_conf(tmp_path, db_url, recdir, command):
     return str(path)
 
 
-def test_cli_disabled_exits_1_with_message(tmp_path, db_url, recdir):
+def test_cli_without_a_command_runs_the_bundled_engine(tmp_path, db_url, recdir):
+    """No ``[transcription] command``: transcription works out of the box (#26) with the bundled engine."""
     conf = write_conf(tmp_path, db_url, recdir, "")
     result = CliRunner().invoke(main, ["-c", conf, "transcribe"], env={"ASTERTRACK_CONFIG": None})
-    assert result.exit_code == 1
-    assert "[transcription] command is not set" in result.output
+    assert result.exit_code == 0, result.output
+    assert "pending=0 " in result.output and "command is not set" not in result.output
 
 
 def test_cli_runs_a_batch_and_prints_counts(tmp_path, db_url, session, recdir, engine_script):

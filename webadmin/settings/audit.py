@@ -73,7 +73,7 @@ def record_change(db: Session, action: str, kind: str, obj: Any, before: Mapping
 def _kinds() -> dict[str, Any]:
     return {**{slug: entity.title for slug, entity in ENTITIES.items()}, "users": _l("Users"), "leads": _l("Leads"),
             "api_tokens": _l("API tokens"), "webhooks": _l("Webhooks"), "conversions": _l("Conversions"), "widget": _l("Website widget"),
-            "messengers": _l("Messengers")}
+            "messengers": _l("Messengers"), "speech": _l("Speech analytics")}
 
 
 class _Vocabulary:
