@@ -13,11 +13,13 @@ Rules, stated once so every page computes the same figures:
   does, so ringing is not billed), rounded **up to whole minutes per call**; an unanswered call costs
   no minutes.  The price is the number's (or its pool's) per-minute price, the number found by the
   call's ``did``.
-* **Per source**: a static source carries its own numbers' rent and the minutes of their calls.
-  A pool's cost (its numbers' rent and the minutes of their calls) is shared out over the dynamic
-  sources that used the pool by their share of the pool's calls in the month; a month in which the
-  pool took no calls leaves its rent unshared (shown as "pool, no calls").
-* **Per call / per lead**: the cost of a source divided by its calls (leads) in the period.
+* **Per source**: a call's minutes go to the call's own source (each call's cost is exact).  A
+  static source carries its own numbers' rent.  A pool's rent (all its numbers, pro rata) is shared
+  out over the sources of the calls its numbers took in the period, in proportion to their calls
+  (calls with no source form a "no source" share); a pool that took no calls, and numbers of no
+  source and no pool, leave their rent under "no source" (key None).
+* **Per call / per lead**: a source's tracking cost ÷ its calls (leads) in the period; the page's
+  "per enquiry" is the whole cost ÷ the enquiries (calls, forms, callbacks...) of the period.
 
 Money is ``Decimal``; totals are rounded to kopecks (0.01) only when shown.
 """
@@ -25,13 +27,16 @@ Money is ``Decimal``; totals are rounded to kopecks (0.01) only when shown.
 from __future__ import annotations
 
 import datetime as dt
+import math
 from dataclasses import dataclass
 from decimal import ROUND_HALF_UP, Decimal
+from typing import Any
+from zoneinfo import ZoneInfo
 
-from sqlalchemy import select
+from sqlalchemy import false, func, select
 from sqlalchemy.orm import Session
 
-from astertrack.db.models import TrackingNumber, TrackingPrice
+from astertrack.db.models import Call, Enquiry, Lead, Source, TrackingNumber, TrackingPrice
 
 CENT = Decimal("0.01")
 
@@ -116,3 +121,226 @@ def days_in_month(month: dt.date) -> int:
     first = month.replace(day=1)
     following = (first + dt.timedelta(days=32)).replace(day=1)
     return (following - first).days
+
+
+# ---------------------------------------------------------------- a period's cost
+
+
+def billed_minutes(talk_seconds: float | None) -> int:
+    """Whole minutes a carrier bills for a call: its talk time rounded up (0 for an unanswered call)."""
+    if not talk_seconds or talk_seconds <= 0:
+        return 0
+    return math.ceil(Decimal(str(round(talk_seconds, 3))) / 60)
+
+
+def held_days(first: dt.date, last: dt.date, rented_from: dt.date | None, rented_until: dt.date | None) -> int:
+    """Days of [first, last] (both counted) the number was rented."""
+    start = max(first, rented_from) if rented_from else first
+    end = min(last, rented_until) if rented_until else last
+    return max(0, (end - start).days + 1)
+
+
+def prorated_rent(rent: Decimal, first: dt.date, last: dt.date, rented_from: dt.date | None,
+                  rented_until: dt.date | None) -> Decimal:
+    """Rent of the days of [first, last] the number was held: each calendar month touched costs
+    ``rent × days held in it ÷ days in that month`` (a whole month costs exactly the rent)."""
+    total = Decimal(0)
+    month = first.replace(day=1)
+    while month <= last:
+        month_last = month.replace(day=days_in_month(month))
+        days = held_days(max(first, month), min(last, month_last), rented_from, rented_until)
+        if days:
+            total += rent * days / days_in_month(month)
+        month = month_last + dt.timedelta(days=1)
+    return total
+
+
+@dataclass
+class SourceCost:
+    """A source's share of the tracking cost in the period (key None: no source: unattributed calls,
+    numbers of no source, a pool that took no calls)."""
+
+    rent: Decimal = Decimal(0)
+    minutes: int = 0
+    minute_cost: Decimal = Decimal(0)
+
+    @property
+    def total(self) -> Decimal:
+        return self.rent + self.minute_cost
+
+
+@dataclass
+class NumberCost:
+    number_id: int
+    number: str
+    label: str | None
+    pool_id: int | None
+    source_id: int | None
+    price: Price
+    rent: Decimal
+    calls: int
+    minutes: int
+    minute_cost: Decimal
+
+    @property
+    def total(self) -> Decimal:
+        return self.rent + self.minute_cost
+
+
+@dataclass
+class TrackingCosts:
+    first: dt.date
+    last: dt.date
+    numbers: list[NumberCost]
+    by_source: dict[int | None, SourceCost]
+    currencies: set[str]
+
+    @property
+    def rent(self) -> Decimal:
+        return sum((n.rent for n in self.numbers), Decimal(0))
+
+    @property
+    def minutes(self) -> int:
+        return sum(n.minutes for n in self.numbers)
+
+    @property
+    def minute_cost(self) -> Decimal:
+        return sum((n.minute_cost for n in self.numbers), Decimal(0))
+
+    @property
+    def total(self) -> Decimal:
+        return self.rent + self.minute_cost
+
+    def source_total(self, source_id: int | None) -> Decimal:
+        cost = self.by_source.get(source_id)
+        return cost.total if cost is not None else Decimal(0)
+
+
+def local_dates(start: dt.datetime, end: dt.datetime, tz: str) -> tuple[dt.date, dt.date]:
+    """The first and last local calendar day of [start, end)."""
+    zone = ZoneInfo(tz)
+    return start.astimezone(zone).date(), (end - dt.timedelta(microseconds=1)).astimezone(zone).date()
+
+
+def month_period(month: dt.date, tz: str) -> tuple[dt.datetime, dt.datetime]:
+    """[start, end) in aware UTC of the local calendar month holding ``month``."""
+    zone = ZoneInfo(tz)
+    first = month.replace(day=1)
+    following = first.replace(day=days_in_month(first)) + dt.timedelta(days=1)
+    return (dt.datetime.combine(first, dt.time(), zone).astimezone(dt.UTC),
+            dt.datetime.combine(following, dt.time(), zone).astimezone(dt.UTC))
+
+
+def tracking_costs(db: Session, start: dt.datetime, end: dt.datetime, *, site_id: int | None = None,
+                   tz: str = "UTC") -> TrackingCosts:
+    """The tracking cost of [start, end): every number's pro-rata rent and its calls' billed minutes,
+    and the cost per source by the module's rules (rent of a pool shared by calls, minutes follow the
+    call's own source)."""
+    first, last = local_dates(start, end, tz)
+    zone = ZoneInfo(tz)
+    stmt = select(TrackingNumber)
+    if site_id is not None:
+        stmt = stmt.where(TrackingNumber.site_id == site_id)
+    numbers = list(db.scalars(stmt.order_by(TrackingNumber.id)))
+    by_pool, by_number = _price_rows(db)
+    by_did = {n.number: n for n in numbers}
+    call_stmt = select(Call.did, Call.source_id, Call.talk_seconds).where(
+        Call.started_at >= start, Call.started_at < end, Call.did.in_(list(by_did)) if by_did else false())
+    calls = db.execute(call_stmt).all()
+
+    by_source: dict[int | None, SourceCost] = {}
+    pool_calls: dict[int, dict[int | None, int]] = {}
+    per_number: dict[int, list[Any]] = {n.id: [0, 0, Decimal(0)] for n in numbers}  # calls, minutes, cost
+    prices = {n.id: effective_price(by_number.get(n.id), by_pool.get(n.pool_id) if n.pool_id else None)
+              for n in numbers}
+    for did, source_id, talk in calls:
+        number = by_did[did]
+        minutes = billed_minutes(talk)
+        price = prices[number.id].minute_price
+        cost = price * minutes if price is not None else Decimal(0)
+        tally = per_number[number.id]
+        tally[0] += 1
+        tally[1] += minutes
+        tally[2] += cost
+        share = by_source.setdefault(source_id, SourceCost())
+        share.minutes += minutes
+        share.minute_cost += cost
+        if number.pool_id is not None:
+            counts = pool_calls.setdefault(number.pool_id, {})
+            counts[source_id] = counts.get(source_id, 0) + 1
+
+    rows: list[NumberCost] = []
+    pool_rent: dict[int, Decimal] = {}
+    currencies: set[str] = set()
+    for number in numbers:
+        price = prices[number.id]
+        own = by_number.get(number.id)
+        rent = Decimal(0)
+        if price.monthly_rent is not None:
+            until = own.rented_until if own is not None else None
+            if number.archived_at is not None:
+                archived = number.archived_at.astimezone(zone).date()
+                until = min(until, archived) if until else archived
+            rent = prorated_rent(price.monthly_rent, first, last, own.rented_from if own else None, until)
+        if price.monthly_rent is not None or price.minute_price is not None:
+            currencies.add(price.currency)
+        calls_n, minutes, minute_cost = per_number[number.id]
+        rows.append(NumberCost(number.id, number.number, number.label, number.pool_id, number.source_id, price,
+                               rent, calls_n, minutes, minute_cost))
+        if number.pool_id is not None:
+            pool_rent[number.pool_id] = pool_rent.get(number.pool_id, Decimal(0)) + rent
+        else:
+            by_source.setdefault(number.source_id, SourceCost()).rent += rent
+    for pool_id, rent in pool_rent.items():
+        counts = pool_calls.get(pool_id) or {}
+        total_calls = sum(counts.values())
+        if not total_calls:
+            by_source.setdefault(None, SourceCost()).rent += rent
+            continue
+        for source_id, n in counts.items():
+            by_source.setdefault(source_id, SourceCost()).rent += rent * n / total_calls
+    return TrackingCosts(first, last, rows, by_source, currencies or {"RUB"})
+
+
+# ---------------------------------------------------------------- the "Tracking costs" page
+
+COST_COLUMNS = ("label", "calls", "leads", "rent", "minutes", "minute_cost", "total", "per_call", "per_lead")
+
+
+def _per(amount: Decimal, count: int) -> Decimal | None:
+    return amount / count if count else None
+
+
+def cost_report(db: Session, start: dt.datetime, end: dt.datetime, *, site_id: int | None = None,
+                tz: str = "UTC") -> dict[str, Any]:
+    """The page's figures: per source its calls, leads, rent share, minutes and their cost, total, per call
+    and per lead; totals with the enquiries of the period and the cost per enquiry."""
+    costs = tracking_costs(db, start, end, site_id=site_id, tz=tz)
+    call_conds = [Call.started_at >= start, Call.started_at < end]
+    lead_conds = [Lead.created_at >= start, Lead.created_at < end, Lead.merged_into_id.is_(None)]
+    enquiry_conds = [Enquiry.at >= start, Enquiry.at < end]
+    if site_id is not None:
+        call_conds.append(Call.site_id == site_id)
+        lead_conds.append(Lead.site_id == site_id)
+        enquiry_conds.append(Enquiry.site_id == site_id)
+    calls = dict(db.execute(select(Call.source_id, func.count()).where(*call_conds).group_by(Call.source_id)).all())
+    leads = dict(db.execute(select(Lead.source_id, func.count()).where(*lead_conds).group_by(Lead.source_id)).all())
+    enquiries = int(db.scalar(select(func.count()).select_from(Enquiry).where(*enquiry_conds)) or 0)
+    keys = set(costs.by_source) | set(calls) | set(leads)
+    names = dict(db.execute(select(Source.id, Source.name).where(Source.id.in_([k for k in keys if k]))).all())
+    rows = []
+    for key in keys:
+        share = costs.by_source.get(key, SourceCost())
+        n_calls, n_leads = int(calls.get(key, 0)), int(leads.get(key, 0))
+        rows.append({"key": key, "label": names.get(key, f"#{key}") if key else None, "calls": n_calls,
+                     "leads": n_leads, "rent": share.rent, "minutes": share.minutes, "minute_cost": share.minute_cost,
+                     "total": share.total, "per_call": _per(share.total, n_calls),
+                     "per_lead": _per(share.total, n_leads)})
+    rows.sort(key=lambda r: (-r["total"], -r["calls"], str(r["label"] or "")))
+    n_calls, n_leads = sum(r["calls"] for r in rows), sum(r["leads"] for r in rows)
+    totals = {"key": None, "label": None, "calls": n_calls, "leads": n_leads, "rent": costs.rent,
+              "minutes": costs.minutes, "minute_cost": costs.minute_cost, "total": costs.total,
+              "per_call": _per(costs.total, n_calls), "per_lead": _per(costs.total, n_leads),
+              "enquiries": enquiries, "per_enquiry": _per(costs.total, enquiries)}
+    return {"rows": rows, "totals": totals, "numbers": costs.numbers, "currencies": sorted(costs.currencies),
+            "first": costs.first, "last": costs.last}

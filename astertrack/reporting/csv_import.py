@@ -1,4 +1,4 @@
-"""CSV imports for tracking numbers and ad costs: parse first (a preview with per-row errors), apply later.
+"""CSV imports for tracking numbers, ad costs and tracking prices (#27): parse first (a preview with per-row errors), apply later.
 
 Parsing never writes.  A file with errors can still be applied for its good rows, and every
 bad row says its line number and what is wrong, so nothing is lost silently.  An update says
@@ -23,7 +23,7 @@ from typing import Any
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from astertrack.db.models import AdCost, NumberPool, Site, Source, TrackingNumber
+from astertrack.db.models import AdCost, NumberPool, Site, Source, TrackingNumber, TrackingPrice
 from astertrack.phones import PhoneNumberError, normalize
 
 MAX_ROWS = 20000
@@ -399,5 +399,164 @@ def apply_ad_costs(session: Session, rows: list[CostRow]) -> dict[str, int]:
             cost.amount = row.amount
             cost.currency = row.currency
             counts["update"] += 1
+    session.flush()
+    return counts
+
+
+# ---------------------------------------------------------------- tracking prices (#27)
+
+
+@dataclass
+class PriceRow:
+    """A number's or a pool's prices: empty cells are None (a number then inherits its pool's value)."""
+
+    line: int
+    target: str  # number|pool
+    number_id: int | None
+    pool_id: int | None
+    name: str  # the number, or the pool's name
+    site_name: str
+    monthly_rent: Decimal | None
+    minute_price: Decimal | None
+    currency: str
+    rented_from: dt.date | None
+    rented_until: dt.date | None
+    action: str  # create|update
+    changes: list[Change] = field(default_factory=list)
+    warnings: list[Message] = field(default_factory=list)
+
+
+PRICE_FIELDS = ("monthly_rent", "minute_price", "currency", "rented_from", "rented_until")
+
+
+def _price(value: str, column: str, places: str) -> Decimal | None:
+    """A price cell: empty is None; a decimal comma and spaces are accepted; never negative."""
+    if not value.strip():
+        return None
+    cleaned = value.replace("\u00a0", "").replace(" ", "").replace(",", ".")
+    try:
+        amount = Decimal(cleaned)
+    except InvalidOperation:
+        amount = None
+    if amount is None or not amount.is_finite() or amount < 0 or amount >= Decimal("1e9"):
+        raise ValueError(msg(N_("%(column)s must be a number, zero or more, got %(value)s"), column=column,
+                             value=repr(value)))
+    return amount.quantize(Decimal(places))
+
+
+def parse_prices_csv(text: str, session: Session, region: str = "RU") -> tuple[list[PriceRow], list[RowError]]:
+    """Columns: number or pool (one per row), monthly_rent, minute_price (at least one of the two
+    columns); site (to tell pools of the same name apart), currency (default RUB), rented_from,
+    rented_until (numbers only: the days the rent counts, for part months).  An empty price cell
+    is no value: a number then pays its pool's.  A number or pool that has prices becomes an
+    update, with what it changes."""
+    header, rows = _reader(text, set())
+    if "number" not in header and "pool" not in header:
+        raise CsvImportError(msg(N_("Missing column(s): %(missing)s; the header is: %(header)s."),
+                                 missing="number | pool", header=", ".join(header)))
+    if "monthly_rent" not in header and "minute_price" not in header:
+        raise CsvImportError(msg(N_("Missing column(s): %(missing)s; the header is: %(header)s."),
+                                 missing="monthly_rent | minute_price", header=", ".join(header)))
+    sites = list(session.scalars(select(Site)))
+    site_names = {s.id: s.name for s in sites}
+    pools = list(session.scalars(select(NumberPool)))
+    numbers = {n.number: n for n in session.scalars(select(TrackingNumber))}
+    prices = list(session.scalars(select(TrackingPrice)))
+    by_number = {p.number_id: p for p in prices if p.number_id is not None}
+    by_pool = {p.pool_id: p for p in prices if p.pool_id is not None}
+    good: list[PriceRow] = []
+    errors: list[RowError] = []
+    seen: dict[tuple[str, int], int] = {}
+    for line, values, raw in rows:
+        if "__error__" in values:
+            errors.append(RowError(line, (values["__error__"],), raw))
+            continue
+        problems: list[Message] = []
+        number_value, pool_value = values.get("number", ""), values.get("pool", "")
+        number = pool = None
+        if number_value and pool_value:
+            problems.append(msg(N_("give a number or a pool, not both")))
+        elif number_value:
+            try:
+                number = numbers.get(normalize(number_value, region))
+                if number is None:
+                    problems.append(msg(N_("no tracking number %(value)s"), value=repr(number_value)))
+            except PhoneNumberError:
+                problems.append(msg(N_("%(value)s is not a phone number"), value=repr(number_value)))
+        elif pool_value:
+            candidates = pools
+            site_value = values.get("site", "")
+            if site_value:
+                site = _by_name_or_id(sites, site_value)
+                if site is None or isinstance(site, list):
+                    problems.append(msg(N_("no single site named %(name)s"), name=repr(site_value)))
+                else:
+                    candidates = [p for p in pools if p.site_id == site.id]
+            pool = _by_name_or_id(candidates, pool_value)
+            if pool is None or isinstance(pool, list):
+                problems.append(msg(N_("no single pool named %(name)s; add a site column or use the id"),
+                                    name=repr(pool_value)))
+                pool = None
+        else:
+            problems.append(msg(N_("a number or a pool is required")))
+        parsed: dict[str, Any] = {}
+        for column, places in (("monthly_rent", "0.01"), ("minute_price", "0.0001")):
+            try:
+                parsed[column] = _price(values.get(column, ""), column, places)
+            except ValueError as exc:
+                problems.append(exc.args[0])
+        for column in ("rented_from", "rented_until"):
+            value = values.get(column, "")
+            parsed[column] = None
+            if value.strip():
+                if pool_value and not number_value:
+                    problems.append(msg(N_("%(column)s is for numbers, not pools"), column=column))
+                    continue
+                try:
+                    parsed[column] = _date(value)
+                except ValueError as exc:
+                    problems.append(exc.args[0])
+        if parsed["rented_from"] and parsed["rented_until"] and parsed["rented_from"] > parsed["rented_until"]:
+            problems.append(msg(N_("rented_from is after rented_until")))
+        currency = (values.get("currency") or "RUB").upper()
+        if len(currency) != 3 or not currency.isalpha():
+            problems.append(msg(N_("currency must be a 3-letter code, got %(value)s"), value=repr(currency)))
+        key = ("number", number.id) if number else ("pool", pool.id) if pool else None
+        if key is not None and key in seen:
+            problems.append(msg(N_("already appears on line %(line)s"), line=seen[key]))
+        if problems:
+            errors.append(RowError(line, tuple(problems), raw))
+            continue
+        seen[key] = line
+        old = by_number.get(number.id) if number else by_pool.get(pool.id)
+        row = PriceRow(line=line, target=key[0], number_id=number.id if number else None,
+                       pool_id=pool.id if pool else None, name=number.number if number else pool.name,
+                       site_name=site_names.get((number or pool).site_id, ""), currency=currency,
+                       action="update" if old is not None else "create", **parsed)
+        if old is not None:
+            row.changes = [Change(name, getattr(old, name), getattr(row, name)) for name in PRICE_FIELDS
+                           if getattr(old, name) != getattr(row, name)]
+        if number is not None and number.pool_id is not None and row.monthly_rent is None \
+                and by_pool.get(number.pool_id) is None:
+            row.warnings.append(msg(N_("no rent here and none on its pool: the number's rent is not counted")))
+        good.append(row)
+    return good, errors
+
+
+def apply_prices(session: Session, rows: list[PriceRow]) -> dict[str, int]:
+    """Create or replace the parsed prices; the caller commits."""
+    counts = {"create": 0, "update": 0}
+    for row in rows:
+        column = TrackingPrice.number_id if row.number_id is not None else TrackingPrice.pool_id
+        target = row.number_id if row.number_id is not None else row.pool_id
+        price = session.scalars(select(TrackingPrice).where(column == target)).first()
+        if price is None:
+            price = TrackingPrice(number_id=row.number_id, pool_id=row.pool_id)
+            session.add(price)
+            counts["create"] += 1
+        else:
+            counts["update"] += 1
+        for name in PRICE_FIELDS:
+            setattr(price, name, getattr(row, name))
     session.flush()
     return counts

@@ -30,6 +30,7 @@ from astertrack.db.models import (
     Source,
     VisitorSession,
 )
+from astertrack.reporting import costs as tracking_cost
 from astertrack.review.conditions import handled_condition, review_columns, tag_condition
 
 
@@ -74,6 +75,13 @@ FORMULAS: dict[str, str] = {
     "cost": N_("Ad cost: imported ad costs (source, day, amount) for days in the period."),
     "roi": N_("ROI (ROMI) = (revenue − ad cost) ÷ ad cost × 100 %; empty when there is no cost."),
     "cost_per_call": N_("Cost per call = ad cost ÷ calls; cost per lead = ad cost ÷ leads."),
+    "tracking_cost": N_("Tracking cost: the numbers' rent (a number-month, pro rata for part of a month; a pool's "
+                        "rent shared over the sources by their calls on the pool) plus the calls' minutes (talk "
+                        "time of each answered call rounded up to whole minutes, as carriers bill) × the per-minute "
+                        "price. Prices: a number's own, else its pool's."),
+    "cost_per_call_tracking": N_("With tracking: (ad cost + tracking cost) ÷ calls; ÷ leads for the cost per lead."),
+    "tracking_per_enquiry": N_("Per enquiry: the whole tracking cost ÷ every enquiry of the period (calls, web forms, "
+                               "callback requests, messengers)."),
     "utilisation": N_("Utilisation (p95): the 95th percentile of numbers held at once, time-weighted over "
                       "the period, ÷ pool size; above 75 % the pool is tight."),
     "peak": N_("Peak concurrency: the most numbers held by visitors at the same moment (from the "
@@ -641,8 +649,9 @@ def managers_report(session: Session, f: ReportFilter) -> list[dict[str, Any]]:
 # ---------------------------------------------------------------- funnel and ROI
 
 
-def funnel(session: Session, f: ReportFilter) -> dict[str, Any]:
-    """Per source: sessions → calls → leads → deals → revenue, with ad cost, ROI and unit costs."""
+def funnel(session: Session, f: ReportFilter, tz: str = "UTC") -> dict[str, Any]:
+    """Per source: sessions → calls → leads → deals → revenue, with ad cost, ROI and unit costs, each
+    unit cost also with the tracking cost (``costs.tracking_costs``: rent and minutes, #27)."""
     sess_conds = [VisitorSession.first_seen >= f.start, VisitorSession.first_seen < f.end,
                   VisitorSession.is_bot.is_(False)]
     lead_conds = f.lead_conditions()
@@ -669,15 +678,19 @@ def funnel(session: Session, f: ReportFilter) -> dict[str, Any]:
     if f.site_id is not None:
         cost_stmt = cost_stmt.join(Source, Source.id == AdCost.source_id).where(Source.site_id == f.site_id)
     costs = {sid: Decimal(amount or 0) for sid, amount in session.execute(cost_stmt).all()}
-    keys = set(sessions) | set(calls) | set(leads) | set(costs)
+    tracking = tracking_cost.tracking_costs(session, f.start, f.end, site_id=f.site_id, tz=tz)
+    tracked = {k: v.total for k, v in tracking.by_source.items() if v.total
+               and (f.source_id is None or k == f.source_id)}
+    keys = set(sessions) | set(calls) | set(leads) | set(costs) | set(tracked)
     names = dict(session.execute(select(Source.id, Source.name).where(Source.id.in_([k for k in keys if k]))).all())
     rows = [_funnel_row(k, names.get(k), sessions.get(k, 0), calls.get(k, 0), leads.get(k, (0, 0, Decimal(0))),
-                        costs.get(k)) for k in keys]
+                        costs.get(k), tracked.get(k)) for k in keys]
     rows.sort(key=lambda r: (-r["calls"], -r["sessions"], str(r["label"] or "")))
     total = _funnel_row(None, None, sum(r["sessions"] for r in rows), sum(r["calls"] for r in rows),
                         (sum(r["leads"] for r in rows), sum(r["deals"] for r in rows),
                          sum((r["revenue"] for r in rows), Decimal(0))),
-                        sum((r["cost"] for r in rows if r["cost"] is not None), Decimal(0)) if costs else None)
+                        sum((r["cost"] for r in rows if r["cost"] is not None), Decimal(0)) if costs else None,
+                        sum(tracked.values(), Decimal(0)) if tracked else None)
     return {"rows": rows, "totals": total}
 
 
@@ -685,9 +698,17 @@ def _ratio(a: float | Decimal, b: float | Decimal) -> float | None:
     return float(a) / float(b) if b else None
 
 
-def _funnel_row(key, label, sessions, calls, lead_tuple, cost) -> dict[str, Any]:
+def _exact_ratio(amount: Decimal | None, count: int) -> Decimal | None:
+    return amount / count if amount and count else None
+
+
+def _funnel_row(key, label, sessions, calls, lead_tuple, cost, tracking=None) -> dict[str, Any]:
     leads, deals, revenue = lead_tuple
+    with_tracking = (cost or Decimal(0)) + tracking if tracking else None
     return {
+        "tracking_cost": tracking,
+        "cost_per_call_tracking": _exact_ratio(with_tracking, calls),
+        "cost_per_lead_tracking": _exact_ratio(with_tracking, leads),
         "key": key, "label": label, "sessions": int(sessions), "calls": int(calls), "leads": leads, "deals": deals,
         "revenue": revenue, "cost": cost,
         "call_conversion": _ratio(calls, sessions), "lead_conversion": _ratio(leads, calls),

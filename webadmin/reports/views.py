@@ -1,19 +1,24 @@
 from __future__ import annotations
 
 import dataclasses
+import datetime as dt
+from zoneinfo import ZoneInfo
 
 from flask import abort, render_template, request, url_for
 from flask_babel import gettext as _
+from sqlalchemy import select
 
+from astertrack.db.models import Site
 from astertrack.db.types import utcnow
 from astertrack.dni import poolhealth
 from astertrack.leads import CHANNELS
-from astertrack.reporting import journey_pages, reports
+from astertrack.reporting import costs, journey_pages, reports
 from astertrack.review import actions
 from webadmin.calls.args import handled_arg, lead_channel_arg, review_form, tag_arg
 from webadmin.db import get_session
 from webadmin.exports import stream_csv
-from webadmin.filters import choices, csv_response, report_filter
+from webadmin.filters import BadFilter, arg_int, choices, csv_response, report_filter
+from webadmin.i18n import display_timezone
 from webadmin.labels import label_for
 from webadmin.reports import bp
 from webadmin.security import STAFF, roles_required
@@ -155,8 +160,9 @@ def managers():
 @roles_required(*STAFF)
 def funnel():
     f, form = _filter()
-    data = reports.funnel(get_session(), f)
-    cols = ["label", "sessions", "calls", "leads", "deals", "revenue", "cost", "roi", "cost_per_call", "cost_per_lead"]
+    data = reports.funnel(get_session(), f, form["tz"])
+    cols = ["label", "sessions", "calls", "leads", "deals", "revenue", "cost", "roi", "cost_per_call", "cost_per_lead",
+            "tracking_cost", "cost_per_call_tracking", "cost_per_lead_tracking"]
     if _wants_csv():
         return csv_response(f"funnel-{form['from']}-{form['to']}.csv", cols, ([r[c] for c in cols] for r in data["rows"]))
     return _page("reports/funnel.html", filter_pair=(f, form), data=data)
@@ -168,9 +174,12 @@ def pools():
     f, form = _filter()
     health = poolhealth.all_pools_health(get_session(), f.start, min(f.end, utcnow()), utcnow(), site_id=f.site_id)
     rows = [{**h.as_dict(), "refused_total": sum(h.refused.values())} for h in health]
+    for r in rows:  # tracking costs (#27): the monthly rent now and at the recommended size
+        r["monthly_cost"] = costs.pool_monthly_cost(get_session(), r["pool_id"])
+        r["recommended_cost"] = costs.pool_monthly_cost(get_session(), r["pool_id"], r["recommended"])
     cols = ["name", "size", "live_now", "peak", "p95", "p95_utilisation", "mean_concurrency", "overflow_count",
             "mean_hold_minutes", "visits_per_day", "rule_of_thumb", "recommended", "status", "refused_total",
-            "unconfirmed", "adaptive_ended", "adaptive_share"]
+            "unconfirmed", "adaptive_ended", "adaptive_share", "monthly_cost", "recommended_cost"]
     if _wants_csv():
         return csv_response(f"pools-{form['from']}-{form['to']}.csv", cols, ([r[c] for c in cols] for r in rows))
     chart = {"bars": {"labels": [r["name"] for r in rows],
@@ -180,6 +189,40 @@ def pools():
                                    {"key": "recommended", "label": _("Recommended"),
                                     "data": [r["recommended"] for r in rows]}]}}
     return _page("reports/pools.html", filter_pair=(f, form), rows=rows, charts=chart)
+
+
+@bp.get("/tracking-costs")
+@roles_required(*STAFF)
+def tracking_costs():
+    """What tracking cost in a month (#27): rent and minutes per source, per call, per lead, per enquiry."""
+    site_id = arg_int("site")
+    db = get_session()
+    tz = display_timezone()
+    if site_id is not None:
+        tz = db.scalars(select(Site.timezone).where(Site.id == site_id)).first() or tz
+    today = dt.datetime.now(dt.UTC).astimezone(ZoneInfo(tz)).date()
+    raw = (request.args.get("month") or "")[:7]
+    try:
+        month = dt.date(int(raw[:4]), int(raw[5:7]), 1) if raw else today.replace(day=1)
+    except ValueError:
+        raise BadFilter(_("The month must look like 2026-11.")) from None
+    if not dt.date(2000, 1, 1) <= month <= dt.date(2099, 12, 1):
+        raise BadFilter(_("The month must look like 2026-11."))
+    start, end = costs.month_period(month, tz)
+    data = costs.cost_report(db, start, end, site_id=site_id, tz=tz)
+    form = {"month": month.strftime("%Y-%m"), "site": site_id, "tz": tz}
+    if _wants_csv():
+        cols = list(costs.COST_COLUMNS)
+        rows = [[r[c] for c in cols] for r in data["rows"]]
+        rows.append([_("Total"), *[data["totals"][c] for c in cols[1:]]])
+        return csv_response(f"tracking-costs-{form['month']}.csv", cols, rows)
+    top = data["rows"][:15]
+    chart = {"bars": {"labels": [str(r["label"] if r["label"] is not None else _("(no source)")) for r in top],
+                      "datasets": [{"key": "group-0", "label": _("Rent"), "data": [float(r["rent"]) for r in top]},
+                                   {"key": "group-1", "label": _("Minutes cost"),
+                                    "data": [float(r["minute_cost"]) for r in top]}]}}
+    return render_template("reports/tracking_costs.html", form=form, choices=choices(), data=data, charts=chart,
+                           formulas={k: _(v) for k, v in reports.FORMULAS.items()})
 
 
 @bp.get("/pages")

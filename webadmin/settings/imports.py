@@ -18,11 +18,19 @@ from webadmin.settings import bp
 
 MAX_TEXT = 2 * 1024 * 1024
 CHANGE_LABELS = {"site": _l("Site"), "source": _l("Source"), "pool": _l("Pool"), "label": _l("Label"),
-                 "enabled": _l("Enabled"), "amount": _l("Amount"), "currency": _l("Currency")}
+                 "enabled": _l("Enabled"), "amount": _l("Amount"), "currency": _l("Currency"),
+                 "monthly_rent": _l("Monthly rent"), "minute_price": _l("Per-minute price"),
+                 "rented_from": _l("Rented from"), "rented_until": _l("Rented until")}
 NUMBER_COLUMNS = [("number", _l("Number")), ("site_name", _l("Site")), ("source_name", _l("Source")),
                   ("pool_name", _l("Pool")), ("label", _l("Label")), ("enabled", _l("Enabled"))]
 COST_COLUMNS = [("source_name", _l("Source")), ("day", _l("Date")), ("amount", _l("Amount")),
                 ("currency", _l("Currency"))]
+
+PRICE_COLUMNS = [("name", _l("Number or pool")), ("site_name", _l("Site")), ("monthly_rent", _l("Monthly rent")),
+                 ("minute_price", _l("Per-minute price")), ("currency", _l("Currency")),
+                 ("rented_from", _l("Rented from")), ("rented_until", _l("Rented until"))]
+IMPORT_PAGES = {"numbers": "settings.numbers_import", "costs": "settings.costs_import",
+                "prices": "settings.prices_import"}
 
 
 def say(message: csv_import.Message | str) -> str:
@@ -91,7 +99,7 @@ def _import_view(kind: str, parse, apply, template: str, columns):
                 updated=ngettext("%(num)s record updated", "%(num)s records updated", counts["update"]),
                 skipped=ngettext("%(num)s row with errors skipped", "%(num)s rows with errors skipped",
                                  len(errors))), "ok")
-        return redirect(url_for("settings.numbers_import" if kind == "numbers" else "settings.costs_import"))
+        return redirect(url_for(IMPORT_PAGES[kind]))
     return render_template(template, rows=rows, errors=errors, text=text, digest=digest, **page)
 
 
@@ -107,3 +115,11 @@ def numbers_import():
 def costs_import():
     return _import_view("costs", csv_import.parse_ad_costs_csv, csv_import.apply_ad_costs,
                         "settings/costs_import.html", COST_COLUMNS)
+
+
+@bp.route("/prices/import", methods=["GET", "POST"])
+@roles_required("admin")
+def prices_import():
+    """Tracking numbers' and pools' rent and per-minute prices (#27)."""
+    return _import_view("prices", csv_import.parse_prices_csv, csv_import.apply_prices,
+                        "settings/prices_import.html", PRICE_COLUMNS)
