@@ -33,7 +33,8 @@ class CallResult:
 class RunResult:
     settings: ProductSettings
     results: list[CallResult] = field(default_factory=list)
-    overflows: int = 0  # starts and heartbeats answered with a number outside the pool
+    overflows: int = 0  # human visits shown a number outside the pool (bots never take one)
+    sessions: dict[int, set[str]] = field(default_factory=dict)  # visit index -> the product's sessions of it
 
 
 def run(product: Product, traffic: Traffic, settings: ProductSettings, pool_numbers: frozenset[str] = frozenset(),
@@ -44,7 +45,7 @@ def run(product: Product, traffic: Traffic, settings: ProductSettings, pool_numb
     sessions: dict[int, set[str]] = {}
     shown: dict[int, str | None] = {}
     dialled: dict[int, str | None] = {}
-    out = RunResult(settings)
+    out = RunResult(settings, sessions=sessions)
     next_sweep = traffic.start + SWEEP_EVERY
     total = len(traffic.events)
     for done, event in enumerate(traffic.events):
@@ -59,7 +60,8 @@ def run(product: Product, traffic: Traffic, settings: ProductSettings, pool_numb
         if event.kind == "start":
             first = event.page == 0
             answer = product.start(event.at, visit.fields(), None if first else sids.get(event.visit), first)
-            _seen(out, answer.sid, answer.number, event.visit, sids, sessions, shown, pool_numbers)
+            _seen(out, answer.sid, answer.number, event.visit, sids, sessions, shown,
+                  frozenset() if visit.is_bot else pool_numbers)
         elif event.kind == "ping" and event.visit in sids:
             answer = product.ping(event.at, sids[event.visit])
             if not answer.live:  # the snippet starts a new session for the open page
