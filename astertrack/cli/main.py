@@ -682,3 +682,6 @@ def webhooks_resend(ctx: Context, delivery_id: int) -> None:
 from astertrack.cli.conversions import conversions as conversions_group  # noqa: E402
 
 main.add_command(conversions_group)
+from astertrack.cli.simulate import simulate as simulate_command  # noqa: E402, I001
+
+main.add_command(simulate_command)

@@ -8,6 +8,7 @@ the traffic.  One clock for everything: each event is handed to the product at i
 from __future__ import annotations
 
 import datetime as dt
+import logging
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
@@ -96,6 +97,9 @@ def simulate(model: TrafficModel, settings: ProductSettings, days: float, seed: 
     """One run on a fresh scratch database through ``CoreProduct``."""
     traffic = traffic or generate(model, settings, days, seed)
     engine = scratch_engine()
+    allocation_log = logging.getLogger("astertrack.dni.allocation")
+    level = allocation_log.level
+    allocation_log.setLevel(logging.WARNING)  # a short simulated pool says "ended stale holds" thousands of times
     try:
         with make_session_factory(engine)() as session:
             site = populate(session, model, settings)
@@ -105,4 +109,5 @@ def simulate(model: TrafficModel, settings: ProductSettings, days: float, seed: 
         finally:
             product.close()
     finally:
+        allocation_log.setLevel(level)
         engine.dispose()

@@ -104,3 +104,51 @@ class Sweep:
 def visits_per_day(traffic: Traffic) -> float:
     days = (traffic.until - traffic.start).total_seconds() / 86400
     return len(traffic.visits) / days if days else 0.0
+
+
+CSV_COLUMNS = ("pool_size", "hold_seconds", "unload_grace_seconds", "release_grace_seconds", "adaptive_hold",
+               "calls", "pool_calls", "accuracy", "accuracy_all", "correct", "right_source", "wrong_source",
+               "unattributed", "overflows", "mean_confidence_correct", "mean_confidence_wrong")
+
+
+def csv_row(point: Point) -> dict[str, Any]:
+    """One point as a flat row of ``CSV_COLUMNS``."""
+    s, found = point.settings, point.score
+    return {"pool_size": s.pool_size, "hold_seconds": s.hold_seconds, "unload_grace_seconds": s.unload_grace_seconds,
+            "release_grace_seconds": s.release_grace_seconds, "adaptive_hold": s.adaptive_hold, "calls": found.calls,
+            "pool_calls": found.pool_calls, "accuracy": found.accuracy, "accuracy_all": found.accuracy_all,
+            **found.counts, "overflows": found.overflows, "mean_confidence_correct": found.mean_confidence_correct,
+            "mean_confidence_wrong": found.mean_confidence_wrong}
+
+
+def study(model: TrafficModel, base: ProductSettings, days: float, seed: int = 1, sizes: Iterable[int] = (),
+          target: float | None = DEFAULT_TARGET, holds: Iterable[int] = (), graces: Iterable[int] = (),
+          adaptive: bool = False, report: Report | None = None) -> dict[str, Any]:
+    """What ``astertrack simulate``, the benchmark and the admin's "what if" ask: accuracy at the given
+    sizes and the current one, the smallest pool reaching ``target``, the two rules of thumb at the
+    same traffic, and optionally the holds/graces/adaptive grid at the smallest pool."""
+    sweep = Sweep(model, base, days, seed, report)
+    traffic = sweep.traffic(base)
+    per_day = round(visits_per_day(traffic), 1)
+    thumbs = rules_of_thumb(per_day)
+    points = sweep.sizes([base.pool_size, *sizes])
+    smallest = sweep.smallest_pool(target) if target is not None else None
+    thumb_points = {name: sweep.sizes([size])[0] for name, size in thumbs.items()}
+    out: dict[str, Any] = {
+        "model": model.as_dict(), "settings": base.as_dict(), "days": days, "seed": seed,
+        "visits_per_day": per_day, "simulated_calls": points[0].score.calls, "target": target,
+        "recommended_pool": smallest.settings.pool_size if smallest else None,
+        "accuracy_at_recommended": smallest.score.accuracy if smallest else None,
+        "rules_of_thumb": {name: {"pool_size": thumbs[name], "accuracy": point.score.accuracy}
+                           for name, point in thumb_points.items()},
+    }
+    if smallest is not None and (holds or graces or adaptive):
+        out["grid"] = [p.as_dict() for p in sweep.settings_grid(
+            smallest.settings.pool_size, holds, graces, (False, True) if adaptive else (base.adaptive_hold,))]
+    by_size = sorted({p.settings.pool_size: p for p in sweep.points.values()
+                      if replace(p.settings, pool_size=base.pool_size) == base}.values(),
+                     key=lambda p: p.settings.pool_size)
+    out["points"] = [p.as_dict() for p in by_size]
+    out["csv"] = [csv_row(p) for p in sorted(sweep.points.values(), key=lambda p: (
+        p.settings.pool_size, p.settings.hold_seconds, p.settings.release_grace_seconds, p.settings.adaptive_hold))]
+    return out
