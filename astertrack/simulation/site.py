@@ -31,7 +31,7 @@ class SimSite:
 
 
 def populate(session: Session, model: TrafficModel, settings: ProductSettings,
-             first_number: str = FIRST_NUMBER) -> SimSite:
+             first_number: str = FIRST_NUMBER, fallback_number: str = FALLBACK_NUMBER) -> SimSite:
     """The site, its pool of ``settings.pool_size`` numbers and one dynamic source per utm_source of the
     model, committed.  Organic visits draw from the same pool as the site's default pool."""
     site = add_site(session, "simulated", domains=["shop.example", "127.0.0.1", "localhost"],
@@ -40,7 +40,7 @@ def populate(session: Session, model: TrafficModel, settings: ProductSettings,
                     overflow_policy=settings.overflow_policy, lazy_allocation=False,
                     adaptive_hold=settings.adaptive_hold, adaptive_free_percent=settings.adaptive_free_percent)
     numbers = number_range(first_number, settings.pool_size)
-    pool = add_pool(session, site, "simulated", numbers, fallback_number=FALLBACK_NUMBER, default=True)
+    pool = add_pool(session, site, "simulated", numbers, fallback_number=fallback_number, default=True)
     sources: dict[str | None, int | None] = {None: None}
     for priority, (name, _) in enumerate(model.sources):
         if name is None:
