@@ -1262,3 +1262,6 @@ class TrackingPrice(Base):
     rented_from: Mapped[dt.date | None] = mapped_column(Date)  # None: held since before any month reported
     rented_until: Mapped[dt.date | None] = mapped_column(Date)  # None: still held (or until archived)
     updated_at: Mapped[dt.datetime] = mapped_column(default=utcnow, onupdate=utcnow)
+
+    pool: Mapped[NumberPool | None] = relationship()
+    number: Mapped[TrackingNumber | None] = relationship()

@@ -122,3 +122,38 @@ def test_prices_import_explains_a_bad_header(client, auth, costs_data):
     auth.login("admin")
     bad = auth.post("/settings/prices/import", {"text": "phone,rent\n1,2\n"}, page="/settings/prices/import")
     assert bad.status_code == 400 and b"Missing column" in bad.data
+
+
+def test_pool_and_number_prices_edited_in_settings(client, auth, data, db):
+    """A pool's prices apply to its numbers; a number's own rent overrides it; both land in the history."""
+    from astertrack.db.models import AuditLog, NumberPool, TrackingNumber
+    from astertrack.reporting.costs import number_prices, pool_monthly_cost
+
+    auth.login("admin")
+    pool = db.get(NumberPool, data.pool)
+    form = {"site_id": str(pool.site_id), "name": pool.name, "monthly_rent": "600", "minute_price": "1,5",
+            "currency": "rub"}
+    assert auth.post(f"/settings/pools/{pool.id}", form, page="/settings/pools/").status_code == 302
+    db.rollback()
+    stored = db.query(TrackingPrice).filter_by(pool_id=pool.id).one()
+    assert (stored.monthly_rent, stored.minute_price, stored.currency) == (Decimal("600.00"), Decimal("1.5000"), "RUB")
+    page = client.get(f"/settings/pools/{pool.id}").data.decode()
+    assert 'value="600.00"' in page and 'value="1.5000"' in page
+    numbers = db.query(TrackingNumber).filter_by(pool_id=pool.id).order_by(TrackingNumber.id).all()
+    own = numbers[0]
+    number_form = {"number": own.number, "site_id": str(own.site_id), "pool_id": str(pool.id), "enabled": "on",
+                   "monthly_rent": "900", "rented_from": "2026-11-16"}
+    assert auth.post(f"/settings/numbers/{own.id}", number_form, page="/settings/numbers/").status_code == 302
+    db.rollback()
+    prices = number_prices(db, numbers)
+    assert prices[own.id].monthly_rent == Decimal("900.00") and prices[own.id].minute_price == Decimal("1.5000")
+    assert all(prices[n.id].monthly_rent == Decimal("600.00") for n in numbers[1:])
+    enabled = [n for n in numbers if n.enabled and n.archived_at is None]
+    assert pool_monthly_cost(db, pool.id) == Decimal(900 + 600 * (len(enabled) - 1))
+    entry = db.query(AuditLog).filter_by(entity_kind="numbers", entity_id=own.id).order_by(AuditLog.id.desc()).first()
+    assert "900.00" in str(entry.after) and "2026-11-16" in str(entry.after)
+    # a bad price is an error on its field, nothing saved
+    bad = auth.post(f"/settings/numbers/{own.id}", {**number_form, "monthly_rent": "-5", "currency": "rubles"},
+                    page="/settings/numbers/")
+    assert bad.status_code == 400
+    assert b"Enter an amount such as 450 or 1.35." in bad.data and b"A three-letter currency code" in bad.data

@@ -74,7 +74,7 @@ REFERRER_LABELS: dict[str, Any] = {
     "conversion_log": _l("conversions sent or skipped"), "site_widgets": _l("website widget settings"),
     "site_messengers": _l("messenger settings"), "messenger_chats": _l("messenger conversations"),
     "messenger_messages": _l("messenger messages"), "chats": _l("website chats"),
-    "chat_messages": _l("website chat messages"),
+    "chat_messages": _l("website chat messages"), "tracking_prices": _l("prices (rent, per minute)"),
 }
 
 

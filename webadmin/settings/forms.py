@@ -5,7 +5,9 @@ live here (``test_forms_offer_every_engine_value`` fails when a value has none).
 
 from __future__ import annotations
 
+import datetime as dt
 from collections.abc import Callable, Iterable
+from decimal import Decimal, InvalidOperation
 from typing import Any
 
 from flask_babel import lazy_gettext as _l
@@ -293,10 +295,49 @@ class SiteForm(SettingsForm):
         "One per line, besides utm_* and click ids; never one that can carry personal data"))
 
 
+def _price(places: str) -> Callable[[str], Decimal]:
+    """A price typed with a decimal point or comma (and spaces): zero or more, below a billion."""
+    def parse(raw: str) -> Decimal:
+        try:
+            value = Decimal(raw.replace("\u00a0", "").replace(" ", "").replace(",", "."))
+        except InvalidOperation:
+            raise ValueError(str(_l("Enter an amount such as 450 or 1.35."))) from None
+        if not value.is_finite() or value < 0 or value >= Decimal("1e9"):
+            raise ValueError(str(_l("Enter an amount such as 450 or 1.35.")))
+        return value.quantize(Decimal(places))
+    return parse
+
+
+def _currency(raw: str) -> str:
+    code = raw.upper()
+    if len(code) != 3 or not code.isascii() or not code.isalpha():
+        raise ValueError(str(_l("A three-letter currency code, such as RUB.")))
+    return code
+
+
+def _day(raw: str) -> dt.date:
+    try:
+        return dt.date.fromisoformat(raw)
+    except ValueError:
+        raise ValueError(str(_l("A date such as 2026-11-23."))) from None
+
+
+def _shown_day(value: Any) -> str:
+    return value.isoformat() if value else ""
+
+
+# The prices fields (#27) are stored in ``TrackingPrice``, not on the pool's or number's row:
+# ``views._edit`` writes the form's ``PRICE_FIELDS`` there.
 class PoolForm(SettingsForm):
+    PRICE_FIELDS = ("monthly_rent", "minute_price", "currency")
     site_id = _site()
     name = Text(_l("Name"), [Required()])
     fallback_number = Text(_l("Fallback number"), parse=v.phone)
+    monthly_rent = Text(_l("Monthly rent"), parse=_price("0.01"), description=_l(
+        "What the carrier charges for each of the pool's numbers a month, unless a number has its own"))
+    minute_price = Text(_l("Per-minute price"), parse=_price("0.0001"), description=_l(
+        "Per billed minute of a call (talk time rounded up), unless a number has its own"))
+    currency = Text(_l("Currency"), parse=_currency, length=3, description=_l("RUB when empty"))
 
 
 class SourceForm(SettingsForm):
@@ -322,6 +363,16 @@ class NumberForm(SettingsForm):
     pool_id = Row(_l("Pool"), model=NumberPool)
     label = Text(_l("Label"))
     enabled = BooleanField(_l("Enabled"))
+    PRICE_FIELDS = ("monthly_rent", "minute_price", "currency", "rented_from", "rented_until")
+    monthly_rent = Text(_l("Monthly rent"), parse=_price("0.01"), description=_l(
+        "Empty: the pool's rent, if the number is in a pool with one"))
+    minute_price = Text(_l("Per-minute price"), parse=_price("0.0001"), description=_l(
+        "Empty: the pool's per-minute price"))
+    currency = Text(_l("Currency"), parse=_currency, length=3, description=_l("RUB when empty"))
+    rented_from = Text(_l("Rented from"), parse=_day, show=_shown_day, render_kw={"type": "date"},
+                       description=_l("For a month the number was rented in part: rent counts from this day"))
+    rented_until = Text(_l("Rented until"), parse=_day, show=_shown_day, render_kw={"type": "date"},
+                        description=_l("The last day of rent; archiving the number ends it too"))
 
 
 class ManagerForm(SettingsForm):

@@ -12,7 +12,7 @@ from sqlalchemy import func, select
 from wtforms.fields.choices import SelectChoice
 
 from astertrack.audit import references
-from astertrack.db.models import Site
+from astertrack.db.models import NumberPool, Site, TrackingPrice
 from astertrack.db.types import utcnow
 from astertrack.ops import retention
 from webadmin.db import get_session
@@ -102,22 +102,55 @@ def _keep_archived_choices(db, form: forms.SettingsForm, obj) -> None:
                 field.choices.append(SelectChoice(row.id, _("%(name)s (archived)", name=name)))
 
 
+def _price_row(db, obj) -> TrackingPrice | None:
+    """The pool's or number's prices (#27), kept in their own table."""
+    if obj is None or obj.id is None:
+        return None
+    column = TrackingPrice.pool_id if isinstance(obj, NumberPool) else TrackingPrice.number_id
+    return db.scalars(select(TrackingPrice).where(column == obj.id)).first()
+
+
+def _price_values(price: TrackingPrice | None, names: tuple[str, ...]) -> dict[str, Any]:
+    return {name: getattr(price, name) if price is not None else None for name in names}
+
+
+def _save_prices(db, target, price: TrackingPrice | None, values: dict[str, Any]) -> None:
+    """Prices go to ``TrackingPrice``; a form with none set leaves no row behind."""
+    if price is None:
+        if all(value is None for value in values.values()):
+            return
+        price = TrackingPrice(pool=target) if isinstance(target, NumberPool) else TrackingPrice(number=target)
+        db.add(price)
+    for name, value in values.items():
+        setattr(price, name, value if value is not None or name != "currency" else "RUB")
+
+
 def _edit(entity: Entity, obj):
     db = get_session()
-    form = entity.form(obj=obj, data=None if obj is not None else entity.defaults()).load(db)
+    price_names = getattr(entity.form, "PRICE_FIELDS", ())
+    price = _price_row(db, obj) if price_names else None
+    stored_prices = _price_values(price, price_names) if price is not None else {}
+    form = entity.form(obj=obj, data=None if obj is not None else entity.defaults(), **stored_prices).load(db)
     _keep_archived_choices(db, form, obj)
     status = 200
     if request.method == "POST":
         if form.validate():
             relations = [field.name for field in form.fields() if isinstance(field, forms.Rows)]
-            before = row_fields(obj, relations) if obj is not None else None
+            before = {**row_fields(obj, relations), **{k: _audit_value(v) for k, v in stored_prices.items()}} \
+                if obj is not None else None
             target = obj if obj is not None else entity.model()
-            for name, value in form.values(db).items():
+            values = form.values(db)
+            prices = {name: values.pop(name) for name in price_names}
+            for name, value in values.items():
                 setattr(target, name, value)
             if obj is None:
                 db.add(target)
+            if price_names:
+                _save_prices(db, target, price, prices)
             if record_change(db, "create" if obj is None else "update", entity.slug, target, before,
-                             lambda: row_fields(target, relations)):
+                             lambda: {**row_fields(target, relations),
+                                      **{k: _audit_value(v) for k, v in prices.items()
+                                         if obj is not None or v is not None}}):
                 flash(_("Saved. The change applies to the next call and the next page view."), "ok")
                 return redirect(url_for("settings.listing", slug=entity.slug))
             flash(_("Not saved: another record already uses one of these unique values (name or number)."), "error")
@@ -126,6 +159,11 @@ def _edit(entity: Entity, obj):
             status = 400
     snippet = SNIPPET_TAG.format(key=obj.public_key) if entity.model is Site and obj is not None else None
     return render_template("settings/edit.html", entity=entity, obj=obj, form=form, snippet=snippet), status
+
+
+def _audit_value(value: Any) -> Any:
+    """A price or a date as the audit log stores values (JSON)."""
+    return str(value) if value is not None and not isinstance(value, (str, int, float, bool)) else value
 
 
 @bp.post("/<slug>/<int:obj_id>/archive")
