@@ -157,3 +157,34 @@ def test_pool_and_number_prices_edited_in_settings(client, auth, data, db):
                     page="/settings/numbers/")
     assert bad.status_code == 400
     assert b"Enter an amount such as 450 or 1.35." in bad.data and b"A three-letter currency code" in bad.data
+
+
+def test_costs_page_in_russian(client, auth, costs_data, db):
+    """A supervisor reading Russian gets the page's labels and the formula in Russian, same figures."""
+    from astertrack.db.models import User
+
+    db.rollback()
+    db.query(User).filter_by(login="super").one().locale = "ru"
+    db.commit()
+    auth.login("super")
+    body = client.get(f"/reports/tracking-costs?month=2026-11&site={costs_data['site'].id}").data.decode()
+    for words in ("Стоимость коллтрекинга за месяц", "На обращение", "Аренда", "Цена минуты",
+                  "Стоимость коллтрекинга: аренда номеров"):
+        assert words in body, words
+    assert "Tracking cost this month" not in body
+    assert "211,75" in body or "211.75" in body
+
+
+def test_names_are_shown_as_text(client, auth, costs_data, db):
+    """A source or pool named with markup is printed as text on the costs and pool-health pages."""
+    from astertrack.db.models import NumberPool, Source
+
+    db.get(Source, costs_data["billboard"].id).name = "<img src=x onerror=alert(1)>"
+    db.get(NumberPool, costs_data["pool"].id).name = "<script>alert(2)</script>"
+    db.commit()
+    auth.login("super")
+    site = costs_data["site"].id
+    costs_page = client.get(f"/reports/tracking-costs?month=2026-11&site={site}").data.decode()
+    pools_page = client.get(f"/reports/pools?site={site}").data.decode()
+    assert "<img src=x" not in costs_page and "&lt;img src=x onerror=alert(1)&gt;" in costs_page
+    assert "<script>alert(2)" not in pools_page and "&lt;script&gt;alert(2)&lt;/script&gt;" in pools_page
