@@ -72,7 +72,9 @@ def fit_model(session: Session, site_id: int, since: dt.datetime, until: dt.date
     calls = session.execute(
         select(Call.started_at, Call.session_id, Call.is_first_call)
         .where(Call.site_id == site_id, Call.started_at >= since, Call.started_at < until)).all()
-    days = max((until - since).total_seconds() / 86400, 1 / 24)
+    # a site younger than the window: its visits per day over the days it has had visits
+    begun = max(since, min((row.first_seen for row in rows), default=since))
+    days = max((until - begun).total_seconds() / 86400, 1 / 24)
     report = FitReport(base, len(rows), len(calls), days)
     if len(rows) < MIN_SESSIONS:
         report.defaults = [f"everything: fewer than {MIN_SESSIONS} sessions"]

@@ -70,18 +70,29 @@ class Sweep:
         """Accuracy at each pool size (``changes``: other settings of the base)."""
         return [self.point(replace(self.base, pool_size=max(1, int(size)), **changes)) for size in sizes]
 
-    def smallest_pool(self, target: float = DEFAULT_TARGET, **changes: Any) -> Point | None:
-        """The smallest pool whose accuracy reaches ``target`` (None: not even MAX_POOL numbers)."""
+    def smallest_pool(self, target: float = DEFAULT_TARGET, start: int = 1, **changes: Any) -> Point | None:
+        """The smallest pool whose accuracy reaches ``target`` (None: not even MAX_POOL numbers).
+
+        From ``start`` (a guess such as the rule of thumb): doubling up while short, halving down while
+        enough, then bisection; so hopeless tiny pools of a busy site are never simulated."""
         def reaches(size: int) -> bool:
             return self.sizes([size], **changes)[0].score.accuracy >= target
 
-        low, high = 0, 1  # low: known short (0 numbers is); high: candidate
-        while not reaches(high):
+        high = max(1, min(int(start), MAX_POOL))
+        if reaches(high):
+            low = high // 2
+            while low >= 1 and reaches(low):
+                high, low = low, low // 2
+        else:
             low = high
-            if high >= MAX_POOL:
-                return None
-            high = min(high * 2, MAX_POOL)
-        while high - low > 1:
+            while True:
+                if high >= MAX_POOL:
+                    return None
+                high = min(high * 2, MAX_POOL)
+                if reaches(high):
+                    break
+                low = high
+        while high - low > 1:  # low: known short (0 numbers is); high: reaches
             middle = (low + high) // 2
             if reaches(middle):
                 high = middle
@@ -132,7 +143,7 @@ def study(model: TrafficModel, base: ProductSettings, days: float, seed: int = 1
     per_day = round(visits_per_day(traffic), 1)
     thumbs = rules_of_thumb(per_day)
     points = sweep.sizes([base.pool_size, *sizes])
-    smallest = sweep.smallest_pool(target) if target is not None else None
+    smallest = sweep.smallest_pool(target, start=thumbs["per_100_plus_1"]) if target is not None else None
     thumb_points = {name: sweep.sizes([size])[0] for name, size in thumbs.items()}
     out: dict[str, Any] = {
         "model": model.as_dict(), "settings": base.as_dict(), "days": days, "seed": seed,

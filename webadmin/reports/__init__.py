@@ -4,4 +4,4 @@ from flask import Blueprint
 
 bp = Blueprint("reports", __name__)
 
-from webadmin.reports import views  # noqa: E402,F401
+from webadmin.reports import views, whatif  # noqa: E402,F401  (whatif: pool health's "what if", #27)
