@@ -75,6 +75,8 @@ REFERRER_LABELS: dict[str, Any] = {
     "site_messengers": _l("messenger settings"), "messenger_chats": _l("messenger conversations"),
     "messenger_messages": _l("messenger messages"), "chats": _l("website chats"),
     "chat_messages": _l("website chat messages"), "tracking_prices": _l("prices (rent, per minute)"),
+    "speech_settings": _l("speech engine settings"), "speech_phrases": _l("speech dictionary phrases"),
+    "call_speech_tags": _l("automatic speech tags of calls"),
 }
 
 
