@@ -19,6 +19,7 @@ from astertrack.simulation.product import Attributed, CoreProduct, Product
 from astertrack.simulation.site import populate, scratch_engine
 
 SWEEP_EVERY = dt.timedelta(minutes=5)  # the tracker's maintenance thread sweeps expired holds
+WINDOW = dt.timedelta(days=30)  # Site.attribution_window_days of the simulated site (first touch)
 Progress = Callable[[int, int], None]  # (events done, events in all)
 
 
@@ -27,7 +28,8 @@ class CallResult:
     call: int  # Traffic.calls index
     dialled: str | None
     attributed: Attributed
-    truth_sessions: frozenset[str]  # every session the product gave the caller's visit
+    truth_sessions: frozenset[str]  # every session the product gave the visit the call belongs to
+    truth_visit: int  # that visit: the call's own, or under first touch the visit of the caller's first call
 
 
 @dataclass
@@ -46,6 +48,7 @@ def run(product: Product, traffic: Traffic, settings: ProductSettings, pool_numb
     sessions: dict[int, set[str]] = {}
     shown: dict[int, str | None] = {}
     dialled: dict[int, str | None] = {}
+    first_calls: dict[str, tuple[dt.datetime, int]] = {}  # caller -> (first call, its visit) within the window
     out = RunResult(settings, sessions=sessions)
     next_sweep = traffic.start + SWEEP_EVERY
     total = len(traffic.events)
@@ -75,7 +78,12 @@ def run(product: Product, traffic: Traffic, settings: ProductSettings, pool_numb
             did = dialled.get(call.repeat_of) if call.repeat_of is not None else shown.get(event.visit)
             dialled[call.index] = did
             found = product.call(event.at, did, call.caller)
-            out.results.append(CallResult(call.index, did, found, frozenset(sessions.get(event.visit, ()))))
+            # first touch: a caller seen within the window keeps their first call's visit (the site's model)
+            first = first_calls.get(call.caller)
+            if first is None or event.at - first[0] > WINDOW:
+                first = first_calls[call.caller] = (event.at, event.visit)
+            truth = first[1]
+            out.results.append(CallResult(call.index, did, found, frozenset(sessions.get(truth, ())), truth))
         if progress and (done % 2000 == 0 or done == total - 1):
             progress(done + 1, total)
     return out

@@ -1,6 +1,7 @@
 """Compare what the product decided with the ground truth.
 
-Each call is one of: ``correct`` (exactly its visit), ``right_source`` (its source, another
+Each call is one of: ``correct`` (exactly its visit; under the site's first-touch model a caller
+seen within the attribution window belongs to the visit of their first call), ``right_source`` (its source, another
 visit or none), ``wrong_source``, ``unattributed`` (neither a visit nor a source).  Accuracy
 is the correct share of the calls a pool decides — during the visit and minutes after it;
 ``accuracy_all`` adds the calls to a number written down days ago and the repeat calls, which
@@ -72,7 +73,7 @@ def score(traffic: Traffic, run: RunResult) -> Score:
     right, wrong = [], []
     for result in run.results:
         call = traffic.calls[result.call]
-        truth = traffic.visits[call.visit].utm_source
+        truth = traffic.visits[result.truth_visit].utm_source
         name = category(result, truth)
         out.calls += 1
         out.counts[name] += 1
