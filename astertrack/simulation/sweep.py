@@ -140,14 +140,15 @@ def study(model: TrafficModel, base: ProductSettings, days: float, seed: int = 1
     same traffic, and optionally the holds/graces/adaptive grid at the smallest pool."""
     sweep = Sweep(model, base, days, seed, report)
     traffic = sweep.traffic(base)
-    per_day = round(visits_per_day(traffic), 1)
+    per_day = model.visits_per_day  # the rules are applied to the traffic as a site states it
     thumbs = rules_of_thumb(per_day)
     points = sweep.sizes([base.pool_size, *sizes])
     smallest = sweep.smallest_pool(target, start=thumbs["per_100_plus_1"]) if target is not None else None
     thumb_points = {name: sweep.sizes([size])[0] for name, size in thumbs.items()}
     out: dict[str, Any] = {
         "model": model.as_dict(), "settings": base.as_dict(), "days": days, "seed": seed,
-        "visits_per_day": per_day, "simulated_calls": points[0].score.calls, "target": target,
+        "visits_per_day": per_day, "measured_visits_per_day": round(visits_per_day(traffic), 1),
+        "simulated_calls": points[0].score.calls, "target": target,
         "recommended_pool": smallest.settings.pool_size if smallest else None,
         "accuracy_at_recommended": smallest.score.accuracy if smallest else None,
         "rules_of_thumb": {name: {"pool_size": thumbs[name], "accuracy": point.score.accuracy}
