@@ -6,6 +6,7 @@ import csv
 import io
 import json
 
+import pytest
 from click.testing import CliRunner
 
 from astertrack.cli.main import main
@@ -51,3 +52,21 @@ def test_simulate_refuses_unknown_parameters_and_bad_sizes():
     assert bad.exit_code == 2 and "unknown parameter 'no_such'" in bad.output
     assert runner.invoke(main, ["simulate", "--sizes", "3,x"]).exit_code == 2
     assert runner.invoke(main, ["simulate", "--set", "bot_share=1.5"]).exit_code == 2
+
+
+def test_simulate_fits_the_traffic_of_a_stored_site(db_url, session, tmp_path):
+    from astertrack.samples.factories import add_dynamic_source, add_pool, add_site
+    from tests.simulation.test_whatif_page import HISTORY, store_history
+
+    site = add_site(session, "Fitted", timezone="Europe/Moscow")
+    source = add_dynamic_source(session, site, "yandex", add_pool(session, site, "main"))
+    stored = store_history(session, site.id, source.id)
+    config = tmp_path / "astertrack.conf"
+    config.write_text(f"[database]\nurl = {db_url}\n", encoding="utf-8")
+    result = CliRunner().invoke(main, ["-c", str(config), "simulate", "--fit-site", str(site.id), "--days", "0.3",
+                                       "--no-search", "--format", "json"])
+    assert result.exit_code == 0, result.output
+    assert f"fitted from {stored} sessions" in result.stderr
+    model = json.loads(result.stdout)["model"]
+    assert abs(model["visits_per_day"] / HISTORY.visits_per_day - 1) < 0.1
+    assert model["caller_share"] == pytest.approx(HISTORY.caller_share, abs=0.03)
