@@ -2,7 +2,10 @@
 
 * A **static** number belongs to one source: confidence 1.0.
 * A **pool** number is shown to one visitor session at a time: the session holding it now
-  wins (confidence 1.0, lower for bots).  If nobody holds it, the session that released it
+  wins (confidence 1.0, lower for bots), unless its hold began within the grace period after
+  another session's hold on the number ended: that visitor may be the one calling (they left and
+  rang minutes later, or wrote the number down), so ``RECENTLY_REASSIGNED_CONFIDENCE`` with the
+  previous holder as the other candidate.  If nobody holds it, the session that released it
   most recently within the grace period gets it with a lower confidence that falls with the
   time since release, and falls again when several sessions released it within the grace
   period (the caller could have seen any of them).  An assignment past its expiry that the
@@ -69,6 +72,9 @@ GRACE_CANDIDATES = 5
 REUSED_CONFIDENCE = 0.6
 # ... and that session lost it within the grace period: either visitor could be calling
 REUSED_CONTESTED_CONFIDENCE = 0.4
+# a hold (not reused) that began within the grace period after another session's hold ended:
+# the previous holder may still call the number they saw (simulated: #27, docs/benchmarks.md)
+RECENTLY_REASSIGNED_CONFIDENCE = 0.6
 # The pool's fallback number: one visit was shown it lately (many visitors see the same number)
 FALLBACK_CONFIDENCE = 0.3
 FALLBACK_WINDOW_MINUTES = 10
@@ -84,6 +90,7 @@ CLICK_IDS = ("gclid", "yclid", "fbclid")
 REASONS = (
     "static_number",  # a static source's own number
     "held_now",  # the pool number's live holder
+    "held_now_reassigned",  # ... whose hold began within the grace period after another's ended
     "reused_number",  # ... whose hold was taken over from another session (reuse_oldest)
     "reused_contested",  # ... from one that lost it within the grace period
     "released_recently",  # the one session that released the number within the grace period
@@ -143,6 +150,8 @@ class Attribution:
     reason: str = "unknown_number"  # REASONS
     candidates: int = 0  # visits (or sources) that could have made the call
     visit: Visit | None = field(default=None, compare=False)  # the winning visit, when there is one
+    # the other candidate visit, when the reason names one (held_now_reassigned)
+    other_session_id: int | None = None
 
 
 @dataclass(frozen=True)
@@ -217,13 +226,18 @@ def latest_non_direct(visits: Iterable[Visit], domains: Iterable[str] = ()) -> V
 
 
 def pool_hold_score(reused: bool, previous_ended_age: float | None, grace_seconds: int,
-                    is_bot: bool) -> tuple[float, str, int]:
+                    is_bot: bool, reassigned_after: float | None = None) -> tuple[float, str, int]:
     """(confidence, reason, candidates) of a call on a pool number held now.
 
     ``previous_ended_age``: seconds since the number's previous holder lost it, when that was
-    within the grace period (None otherwise)."""
+    within the grace period (None otherwise).  ``reassigned_after``: seconds between another
+    session's hold on the number ending and this hold beginning (None: no such hold); within the
+    grace period that visitor may be the caller, so a hold not reused is no longer certain."""
     if not reused:
-        confidence, reason, candidates = 1.0, "held_now", 1
+        if reassigned_after is not None and reassigned_after <= grace_seconds:
+            confidence, reason, candidates = RECENTLY_REASSIGNED_CONFIDENCE, "held_now_reassigned", 2
+        else:
+            confidence, reason, candidates = 1.0, "held_now", 1
     elif previous_ended_age is not None and previous_ended_age <= grace_seconds:
         confidence, reason, candidates = REUSED_CONTESTED_CONFIDENCE, "reused_contested", 2
     else:
@@ -231,6 +245,17 @@ def pool_hold_score(reused: bool, previous_ended_age: float | None, grace_second
     if is_bot:
         confidence = min(confidence, BOT_CONFIDENCE)
     return confidence, reason, candidates
+
+
+def reassignment_gap(held_since: dt.datetime, previous_released: dt.datetime | None,
+                     previous_expires: dt.datetime | None) -> float | None:
+    """Seconds from the end of the previous holder's hold to the start of this one (never below 0).
+
+    The hold ended at its release or, when the sweeper released it late, at its expiry."""
+    if previous_released is None and previous_expires is None:
+        return None
+    ended = min(t for t in (previous_released, previous_expires) if t is not None)
+    return max((held_since - ended).total_seconds(), 0.0)
 
 
 def fallback_score(candidates: int) -> tuple[float, str]:
@@ -364,7 +389,8 @@ _VISIT_COLUMNS = tuple(getattr(VisitorSession, name) for name in _VISIT_FIELDS)
 # Statements of the per-call lookups, built once: a call only binds values (building and
 # cache-keying a statement costs more than running it).
 _RECENT_ASSIGNMENTS = (
-    select(NumberAssignment.released_at, NumberAssignment.expires_at, NumberAssignment.reused, *_VISIT_COLUMNS)
+    select(NumberAssignment.released_at, NumberAssignment.expires_at, NumberAssignment.reused,
+           NumberAssignment.assigned_at, *_VISIT_COLUMNS)
     .join(VisitorSession, VisitorSession.id == NumberAssignment.session_id)
     .where(
         NumberAssignment.number_id == bindparam("number_id"),
@@ -373,6 +399,18 @@ _RECENT_ASSIGNMENTS = (
     )
     .order_by(NumberAssignment.assigned_at.desc())
     .limit(GRACE_CANDIDATES + 1)
+)
+# The hold on a number before the live one: the latest released hold of another session.  While a
+# hold is live every other hold on the number is released (uq_number_assignments_live_number), so
+# ix_number_assignments_number_released (number_id, released_at) answers it from one index range.
+_PREVIOUS_HOLD = (
+    select(NumberAssignment.session_id, NumberAssignment.released_at, NumberAssignment.expires_at)
+    .where(NumberAssignment.number_id == bindparam("number_id"),
+           NumberAssignment.released_at.is_not(None),
+           NumberAssignment.released_at <= bindparam("now"),
+           NumberAssignment.session_id != bindparam("session_id"))
+    .order_by(NumberAssignment.released_at.desc())
+    .limit(1)
 )
 _HISTORY_COLUMNS = (CallerProfile.id, CallerProfile.last_call_at, CallerProfile.first_source_id,
                     CallerProfile.first_session_id, CallerProfile.calls_count, CallerProfile.personal_manager_id,
@@ -442,7 +480,8 @@ def attribute_number(session: Executor, directory: Directory, did: str | None, n
                      grace_seconds: int, fallback_minutes: int = FALLBACK_WINDOW_MINUTES) -> Attribution:
     """Attribution of a call to ``did`` (E.164) at ``now``, from numbers, pools and sessions.
 
-    A static number costs no query, a pool number one; only a fallback number asks again."""
+    A static number costs no query, a pool number one, and one more (indexed) when it is held now
+    and the hold was not reused; only a fallback number asks again."""
     if not did:
         return UNKNOWN
     number = directory.numbers.get(did)
@@ -475,11 +514,19 @@ def attribute_number(session: Executor, directory: Directory, did: str | None, n
     if live:
         row = live[0]
         previous_age = (now - released[0][0]).total_seconds() if released else None
+        gap, previous_session = None, None
+        if not row.reused:  # a reused hold has reasons of its own; otherwise one indexed query
+            previous = session.execute(_PREVIOUS_HOLD, {"number_id": number.id, "now": now,
+                                                        "session_id": row.id}).first()
+            if previous is not None:
+                gap = reassignment_gap(row.assigned_at, previous.released_at, previous.expires_at)
+                previous_session = previous.session_id
         confidence, reason, candidates = pool_hold_score(bool(row.reused), previous_age, grace_seconds,
-                                                         bool(row.is_bot))
+                                                         bool(row.is_bot), gap)
         visit = Visit.from_row(row)
         return replace(_with_visit(base, visit, directory.source_name(visit.source_id)), confidence=confidence,
-                       reason=reason, candidates=candidates)
+                       reason=reason, candidates=candidates,
+                       other_session_id=previous_session if reason == "held_now_reassigned" else None)
     if not released:
         return replace(base, confidence=POOL_NO_SESSION_CONFIDENCE, reason="pool_no_visit", candidates=0)
     ended, row = released[0]

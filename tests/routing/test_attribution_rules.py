@@ -38,6 +38,29 @@ def test_a_previous_holder_does_not_lower_a_hold_that_was_not_reused():
     assert attr.pool_hold_score(False, 10, 900, False) == (1.0, "held_now", 1)
 
 
+def test_a_hold_that_began_within_the_grace_period_after_another_ended_is_not_certain():
+    """The previous holder may be the caller (left and rang later, or wrote the number down)."""
+    assert attr.pool_hold_score(False, None, 900, False, 60) == (
+        attr.RECENTLY_REASSIGNED_CONFIDENCE, "held_now_reassigned", 2)
+    assert attr.pool_hold_score(False, None, 900, False, 900)[1] == "held_now_reassigned"
+    assert attr.RECENTLY_REASSIGNED_CONFIDENCE < 1.0
+    # the hold began after the grace period: the previous holder could no longer be attributed
+    assert attr.pool_hold_score(False, None, 900, False, 901) == (1.0, "held_now", 1)
+    # a reused hold keeps its own reasons
+    assert attr.pool_hold_score(True, 60, 900, False, 0)[1] == "reused_contested"
+    assert attr.pool_hold_score(True, None, 900, False, 0)[1] == "reused_number"
+
+
+def test_the_gap_runs_from_the_previous_hold_end_to_this_hold_start():
+    start = NOW
+    assert attr.reassignment_gap(start, NOW - dt.timedelta(minutes=2), NOW + dt.timedelta(minutes=5)) == 120
+    # released late by the sweeper: the hold ended at its expiry
+    assert attr.reassignment_gap(start, NOW, NOW - dt.timedelta(hours=1)) == 3600
+    # released after this hold began (a clock step): no negative gap
+    assert attr.reassignment_gap(start, NOW + dt.timedelta(seconds=3), NOW + dt.timedelta(minutes=5)) == 0
+    assert attr.reassignment_gap(start, None, None) is None
+
+
 def test_a_bot_holding_the_number_is_never_above_the_bot_confidence():
     assert attr.pool_hold_score(False, None, 900, True)[0] == attr.BOT_CONFIDENCE
     assert attr.pool_hold_score(True, 5, 900, True)[0] == min(attr.REUSED_CONTESTED_CONFIDENCE, attr.BOT_CONFIDENCE)
