@@ -65,6 +65,8 @@ VOCABULARIES: dict[str, dict[str, Any]] = {
     "attribution_reason": {
         "static_number": _l("The number belongs to one static source."),
         "held_now": _l("The pool number was shown to this visit alone when the call came."),
+        "held_now_reassigned": _l("The number was shown to this visit when the call came, but another visit had "
+                                  "it shortly before this visit got it: that visitor may be the one calling."),
         "reused_number": _l("The pool was full, so this visit got a number taken over from another visit, "
                             "which may still have it on screen."),
         "reused_contested": _l("The pool was full and this visit got a number another visit had shown until a "
