@@ -27,7 +27,7 @@ TIMELINE_HEADERS = ("Channel", "DestChannel", "ChannelStateDesc", "DestChannelSt
 CONFIDENCE_WORDS = ((0.95, _l("certain")), (0.8, _l("very likely")), (0.5, _l("likely")),
                     (0.01, _l("a guess")), (0.0, _l("not attributed")))
 # Reasons whose count of candidate visits tells something (several released, several shown the fallback...)
-COUNTED_REASONS = ("reused_contested", "several_released", "fallback_single_visit", "fallback_ambiguous",
+COUNTED_REASONS = ("reused_contested", "several_released", "held_now_reassigned", "fallback_single_visit", "fallback_ambiguous",
                    "fallback_no_visit")
 
 
