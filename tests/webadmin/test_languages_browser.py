@@ -222,7 +222,8 @@ def crawl(page, base: str) -> dict[str, list[str]]:
         for href in page.eval_on_selector_all("a[href]", "els => els.map(a => a.getAttribute('href'))"):
             target = urljoin(page.url, href).split("#")[0]
             parts = urlsplit(target)
-            if (target.startswith(base) and "format=csv" not in parts.query and "download" not in parts.query
+            if (target.startswith(base) and "format=csv" not in parts.query and "format=json" not in parts.query
+                    and "download" not in parts.query
                     and not parts.path.endswith(("/recording", ".csv", ".json"))
                     and not parts.path.startswith(("/static/", "/api/v1/"))  # files and the API: not pages
                     and "/auth/logout" not in parts.path and page_key(target) not in seen):

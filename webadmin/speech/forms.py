@@ -13,7 +13,9 @@ SPEAKER_CHOICES = [("any", _l("Either side")), ("caller", _l("Caller")), ("manag
 
 
 class EngineForm(FlaskForm):
-    engine = SelectField(_l("Engine"), choices=[(name, name) for name in engines.names()])
+    # the engines' own names, the same in every language
+    engine = SelectField(_l("Engine"), choices=[(name, name) for name in engines.names()],
+                         render_kw={"translate": "no"})
     model_path = StringField(_l("Model path"), validators=[Optional(), Length(max=1024)],
                              description=_l("A folder or file on this server; pocketsphinx needs none (its English "
                                             "model is bundled), Vosk, whisper.cpp and faster-whisper need one."))
