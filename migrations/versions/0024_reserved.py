@@ -1,5 +1,5 @@
-"""Nothing yet: a slot kept for the chat's webhooks (#25); the speech analytics' migration (#26)
-follows it.
+"""No change: a revision kept for the chat's webhooks (#25) while #26 was built after it; the webhooks
+needed none (the outbox's unique key says what was queued), and the chain keeps it.
 
 Revision ID: 0024
 Revises: 0023
