@@ -141,6 +141,18 @@ def _reader(text: str, required: set[str]) -> tuple[list[str], list[tuple[int, d
     return header, rows
 
 
+def _of_site(rows: list, sites: list, site_value: str, problems: list) -> list:
+    """``rows`` (sources, pools) of the row's ``site`` column when it names one site; all of them when
+    the column is empty; a problem noted when it names none or several."""
+    if not site_value:
+        return rows
+    site = _by_name_or_id(sites, site_value)
+    if site is None or isinstance(site, list):
+        problems.append(msg(N_("no single site named %(name)s"), name=repr(site_value)))
+        return rows
+    return [r for r in rows if r.site_id == site.id]
+
+
 def _by_name_or_id(items: list, value: str):
     if value.isdigit():
         for item in items:
@@ -345,14 +357,7 @@ def parse_ad_costs_csv(text: str, session: Session) -> tuple[list[CostRow], list
             errors.append(RowError(line, (values["__error__"],), raw))
             continue
         problems: list[Message] = []
-        candidates = sources
-        site_value = values.get("site", "")
-        if site_value:
-            site = _by_name_or_id(sites, site_value)
-            if site is None or isinstance(site, list):
-                problems.append(msg(N_("no single site named %(name)s"), name=repr(site_value)))
-            else:
-                candidates = [s for s in sources if s.site_id == site.id]
+        candidates = _of_site(sources, sites, values.get("site", ""), problems)
         source = _by_name_or_id(candidates, values.get("source", "")) if values.get("source") else None
         if isinstance(source, list):
             problems.append(msg(N_("several sources are named %(name)s; add a site column or use the id"),
@@ -484,14 +489,7 @@ def parse_prices_csv(text: str, session: Session, region: str = "RU") -> tuple[l
             except PhoneNumberError:
                 problems.append(msg(N_("%(value)s is not a phone number"), value=repr(number_value)))
         elif pool_value:
-            candidates = pools
-            site_value = values.get("site", "")
-            if site_value:
-                site = _by_name_or_id(sites, site_value)
-                if site is None or isinstance(site, list):
-                    problems.append(msg(N_("no single site named %(name)s"), name=repr(site_value)))
-                else:
-                    candidates = [p for p in pools if p.site_id == site.id]
+            candidates = _of_site(pools, sites, values.get("site", ""), problems)
             pool = _by_name_or_id(candidates, pool_value)
             if pool is None or isinstance(pool, list):
                 problems.append(msg(N_("no single pool named %(name)s; add a site column or use the id"),
