@@ -39,11 +39,20 @@ class ChatChange:
     visitor_messages: list[dict[str, Any]] = field(default_factory=list)
 
 
-def read_changes(db: Session, since: dt.datetime, seqs: dict[int, int] | None) -> dict[int, ChatChange]:
-    """Chats changed since ``since`` (only those in ``seqs`` when given), with their messages above
-    ``seqs[chat_id]`` (above 0 for a chat not in it)."""
-    chats = [c for c in changed_since(db, since) if seqs is None or c.id in seqs]
-    wanted = {c.id: (seqs or {}).get(c.id, 0) for c in chats}
+def read_changes(db: Session, since: dt.datetime, seqs: dict[int, int] | None,
+                 unseen_after: Callable[[int], int] | None = None) -> dict[int, ChatChange]:
+    """Chats changed since ``since``, with their messages above ``seqs[chat_id]``.  A chat not in
+    ``seqs`` is left out when ``seqs`` is given, unless ``unseen_after`` says from which number to
+    read it (it gets the chat's last number); with ``seqs`` None every chat is read from 0."""
+    chats = [c for c in changed_since(db, since)
+             if seqs is None or c.id in seqs or unseen_after is not None]
+
+    def after(chat) -> int:
+        if seqs is None:
+            return 0
+        return seqs[chat.id] if chat.id in seqs else unseen_after(chat.seq)
+
+    wanted = {c.id: after(c) for c in chats}
     found = messages_after(db, {cid: after for cid, after in wanted.items()
                                 if next(c for c in chats if c.id == cid).seq > after})
     names = manager_names(db, {c.manager_id for c in chats if c.manager_id})

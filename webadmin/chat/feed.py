@@ -16,11 +16,9 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from astertrack.chat.feed import MARGIN, ChatChange, read_changes
-from astertrack.db.models import Chat
 from astertrack.ops.streams import RETRY, Listener, sse
 from webadmin.chat.access import visible
 from webadmin.chat.data import for_viewer, open_chats, summaries
@@ -82,11 +80,9 @@ class ManagerChatFeed:
     def read(self, plan: object) -> _Reading:
         assert isinstance(plan, _Plan)
         with self.sessions() as db:
-            changed = db.execute(select(Chat.id, Chat.seq).where(Chat.updated_at >= plan.since)).all()
-            if not changed:
+            changes = read_changes(db, plan.since, plan.seqs, unseen_after=lambda seq: max(0, seq - RECENT))
+            if not changes:
                 return _Reading()
-            seqs = {r.id: plan.seqs.get(r.id, max(0, r.seq - RECENT)) for r in changed}
-            changes = read_changes(db, plan.since, seqs)
             return _Reading(changes=changes, summaries=summaries(db, list(changes)))
 
     def deliver(self, plan: object, reading: object, listeners: list[Listener], now: float) -> None:
