@@ -928,6 +928,40 @@ class Transcript(Base):
     search_text: Mapped[str | None] = mapped_column(Text)  # normalised words (speech.normalize) the search reads
 
 
+
+# Transcript search (astertrack.speech.search) is part of the schema, made with the table, not on
+# first use: SQLite's FTS5 table kept in step by triggers, PostgreSQL's GIN index on the normalised
+# words.  Migration 0025 writes the same statements; a migration that recreates ``transcripts``
+# (batch mode on SQLite) must create the triggers again.
+TRANSCRIPT_SEARCH_DDL: dict[str, tuple[str, ...]] = {
+    "sqlite": (
+        "CREATE VIRTUAL TABLE transcript_fts USING fts5(body, tokenize = 'unicode61 remove_diacritics 0')",
+        "CREATE TRIGGER trg_transcripts_fts_ins AFTER INSERT ON transcripts WHEN new.search_text IS NOT NULL "
+        "BEGIN INSERT INTO transcript_fts (rowid, body) VALUES (new.id, new.search_text); END",
+        "CREATE TRIGGER trg_transcripts_fts_upd AFTER UPDATE OF search_text ON transcripts "
+        "BEGIN DELETE FROM transcript_fts WHERE rowid = old.id; "
+        "INSERT INTO transcript_fts (rowid, body) SELECT new.id, new.search_text WHERE new.search_text IS NOT NULL; END",
+        "CREATE TRIGGER trg_transcripts_fts_del AFTER DELETE ON transcripts "
+        "BEGIN DELETE FROM transcript_fts WHERE rowid = old.id; END",
+    ),
+    "postgresql": (
+        "CREATE INDEX ix_transcripts_search ON transcripts USING gin (to_tsvector('simple', coalesce(search_text, '')))",
+    ),
+}
+
+
+@event.listens_for(Transcript.__table__, "after_create")
+def _create_transcript_search(target, connection, **kw) -> None:
+    for statement in TRANSCRIPT_SEARCH_DDL.get(connection.dialect.name, ()):
+        connection.exec_driver_sql(statement)
+
+
+@event.listens_for(Transcript.__table__, "after_drop")
+def _drop_transcript_search(target, connection, **kw) -> None:
+    if connection.dialect.name == "sqlite":
+        connection.exec_driver_sql("DROP TABLE IF EXISTS transcript_fts")
+
+
 class Tag(Base):
     __tablename__ = "tags"
 

@@ -5,8 +5,8 @@ Both index ``Transcript.search_text``, the call's words already normalised by ``
 said "ценой" on either database, and a mixed Russian-English call needs no choice of one language's
 configuration (PostgreSQL's ``simple`` configuration, since the words are already reduced).
 
-The index is made on first use, idempotently (``ensure_index``), so a schema made by ``create_all``
-and one made by the migrations get the same index.
+The index is part of the schema (``db.models.TRANSCRIPT_SEARCH_DDL``, migration 0025): SQLite's FTS5
+table follows ``search_text`` by triggers, so searching only reads.
 """
 
 from __future__ import annotations
@@ -34,27 +34,6 @@ def search_text(words: list[dict]) -> str:
     return " ".join(norm(w["w"]) for w in words if w.get("w"))
 
 
-def ensure_index(session: Session) -> None:
-    """Create the search index if it is not there yet, and index transcripts it misses (SQLite)."""
-    if session.get_bind().dialect.name == "sqlite":
-        session.execute(text("CREATE VIRTUAL TABLE IF NOT EXISTS transcript_fts USING fts5("
-                             "body, tokenize = 'unicode61 remove_diacritics 0')"))
-        session.execute(text("INSERT INTO transcript_fts (rowid, body) SELECT id, search_text FROM transcripts "
-                             "WHERE search_text IS NOT NULL AND id NOT IN (SELECT rowid FROM transcript_fts)"))
-    else:
-        session.execute(text("CREATE INDEX IF NOT EXISTS ix_transcripts_search ON transcripts "
-                             "USING gin (to_tsvector('simple', coalesce(search_text, '')))"))
-
-
-def index(session: Session, transcript: Transcript) -> None:
-    """Keep SQLite's FTS table in step with one stored transcript (PostgreSQL's index follows by itself)."""
-    if session.get_bind().dialect.name == "sqlite" and transcript.search_text:
-        ensure_index(session)
-        session.execute(text("DELETE FROM transcript_fts WHERE rowid = :id"), {"id": transcript.id})
-        session.execute(text("INSERT INTO transcript_fts (rowid, body) VALUES (:id, :body)"),
-                        {"id": transcript.id, "body": transcript.search_text})
-
-
 def query_terms(query: str) -> list[str]:
     """The query's normalised words, capped; only letters and digits survive, so no search syntax
     typed by a user reaches FTS5 or to_tsquery."""
@@ -66,7 +45,6 @@ def search(session: Session, query: str, site_ids: list[int] | None = None, limi
     terms = query_terms(query)
     if not terms:
         return []
-    ensure_index(session)
     if session.get_bind().dialect.name == "sqlite":
         match = " ".join('"' + t.replace('"', '""') + '"' for t in terms)
         condition = text("transcripts.id IN (SELECT rowid FROM transcript_fts WHERE transcript_fts MATCH :q)")

@@ -251,7 +251,6 @@ def store(session_factory: sessionmaker[Session], outcome: Outcome, config: Conf
             row.search_text = search.search_text(heard)
             row.next_attempt_at = None
             session.flush()
-            search.index(session, row)
             tag_call(session, call, outcome.words)
         return status
 

@@ -19,6 +19,23 @@ branch_labels = None
 depends_on = None
 
 
+SEARCH_DDL = {
+    'sqlite': (
+        "CREATE VIRTUAL TABLE transcript_fts USING fts5(body, tokenize = 'unicode61 remove_diacritics 0')",
+        "CREATE TRIGGER trg_transcripts_fts_ins AFTER INSERT ON transcripts WHEN new.search_text IS NOT NULL "
+        "BEGIN INSERT INTO transcript_fts (rowid, body) VALUES (new.id, new.search_text); END",
+        "CREATE TRIGGER trg_transcripts_fts_upd AFTER UPDATE OF search_text ON transcripts "
+        "BEGIN DELETE FROM transcript_fts WHERE rowid = old.id; "
+        "INSERT INTO transcript_fts (rowid, body) SELECT new.id, new.search_text WHERE new.search_text IS NOT NULL; END",
+        "CREATE TRIGGER trg_transcripts_fts_del AFTER DELETE ON transcripts "
+        "BEGIN DELETE FROM transcript_fts WHERE rowid = old.id; END",
+    ),
+    'postgresql': (
+        "CREATE INDEX ix_transcripts_search ON transcripts USING gin (to_tsvector('simple', coalesce(search_text, '')))",
+    ),
+}
+
+
 def upgrade() -> None:
     with op.batch_alter_table('transcripts', schema=None) as batch_op:
         batch_op.add_column(sa.Column('status', sa.String(length=12), server_default='done', nullable=False))
@@ -28,6 +45,9 @@ def upgrade() -> None:
         batch_op.add_column(sa.Column('attempts', sa.Integer(), server_default='0', nullable=False))
         batch_op.add_column(sa.Column('next_attempt_at', UTCDateTime(), nullable=True))
         batch_op.add_column(sa.Column('search_text', sa.Text(), nullable=True))
+    # transcript search: as astertrack.db.models.TRANSCRIPT_SEARCH_DDL at this revision
+    for statement in SEARCH_DDL.get(op.get_bind().dialect.name, ()):
+        op.execute(statement)
     op.create_table(
         'speech_settings',
         sa.Column('id', sa.Integer(), primary_key=True),
@@ -67,6 +87,8 @@ def upgrade() -> None:
 def downgrade() -> None:
     bind = op.get_bind()
     if bind.dialect.name == 'sqlite':
+        for name in ('trg_transcripts_fts_ins', 'trg_transcripts_fts_upd', 'trg_transcripts_fts_del'):
+            op.execute(f'DROP TRIGGER IF EXISTS {name}')
         op.execute('DROP TABLE IF EXISTS transcript_fts')
     else:
         op.execute('DROP INDEX IF EXISTS ix_transcripts_search')
