@@ -61,12 +61,16 @@ def read_connection(factory: sessionmaker[Session]) -> Iterator[Connection]:
 
 
 @contextlib.contextmanager
-def write_session(factory: sessionmaker[Session]) -> Iterator[Connection]:
+def write_session(factory: sessionmaker[Session], holds_first: bool = False) -> Iterator[Connection]:
     """A connection whose transaction holds the write lock from its first statement
     (``BEGIN IMMEDIATE`` on SQLite, through ``astertrack.db.engine``'s begin event).
 
     SQLite writers of this process queue on ``_sqlite_writer`` first; on the event loop
     (``running_inline``) only for ``INLINE_BUSY_MS``, then the step goes to the threads.
+
+    ``holds_first``: the step reserves managers, then calls ``publish_holds`` before it writes
+    anything else.  On PostgreSQL the reservations then run in autocommit: each hold is
+    committed by its own statement, with no BEGIN or COMMIT round trip.
     """
     engine = _engine(factory)
     serialise = engine.dialect.name == "sqlite"
@@ -77,10 +81,26 @@ def write_session(factory: sessionmaker[Session]) -> Iterator[Connection]:
     try:
         with engine.connect() as conn:
             conn.execution_options(sqlite_begin="IMMEDIATE")
+            if holds_first and engine.dialect.name == "postgresql":
+                conn.execution_options(isolation_level="AUTOCOMMIT")
             yield conn
     finally:
         if serialise:
             _sqlite_writer.release()
+
+
+def publish_holds(conn: Connection) -> None:
+    """Commit the reservations before the call is recorded.
+
+    A concurrent call that wants the same manager waits on the manager's row until the hold
+    commits (``astertrack.routing.reservations``).  Committed at once, it waits for one
+    statement; committed with the call's record, it waited for the whole record and its
+    round trips, and under load those waits made the slowest decisions.  What follows runs
+    in one ordinary transaction again.
+    """
+    conn.commit()
+    if conn.get_execution_options().get("isolation_level") == "AUTOCOMMIT":
+        conn.execution_options(isolation_level=conn.default_isolation_level)
 
 
 @dataclass
@@ -376,17 +396,19 @@ def commit_inbound(factory: sessionmaker[Session], plan: Plan, free: list[Manage
     False: the route then checks more candidates and calls again.
     """
     ring_all = plan.strategy == "ring_all"
-    with write_session(factory) as session:
+    with write_session(factory, holds_first=True) as session:
         won = _reserve_first(session, plan, free, ring_all, settings.reservation_seconds)
         if not won and not final:
             session.rollback()
             return None
+        publish_holds(session)
         decision = _decision(plan, won, attempt=1 if won else 0)
         session.execute(_INSERT_CALL, _call_row(plan, decision, won, settings))
+        _update_profile(session, plan)
         move = _round_robin_move(plan, won)
         if move is not None:
+            # last: every call of the rule writes this one row, so it is locked only until the commit
             session.execute(_MOVE_ROUND_ROBIN, move)
-        _update_profile(session, plan)
         session.commit()
         return decision
 
@@ -438,11 +460,12 @@ def release_call(factory: sessionmaker[Session], call_uid: str) -> int:
 
 def commit_next(factory: sessionmaker[Session], plan: Plan, free: list[ManagerView], settings: AgiSettings,
                 final: bool) -> Decision | None:
-    with write_session(factory) as session:
+    with write_session(factory, holds_first=True) as session:
         won = _reserve_first(session, plan, free, False, settings.reservation_seconds)
         if not won and not final:
             session.rollback()
             return None
+        publish_holds(session)
         attempt = plan.attempts_so_far + (1 if won else 0)
         decision = _decision(replace(plan, sticky_id=None), won, attempt)
         values: dict = {"routed_by": decision.routed_by, "routing_attempts": attempt}

@@ -1,16 +1,24 @@
 """agi.store on its own, on both backends: the parts of a decision a call flow might not reach
-(IN lists of other lengths, the round-robin position read alongside, a write that fails half-way)."""
+(IN lists of other lengths, the round-robin position read alongside, a write that fails half-way,
+the hold committed before the call's record)."""
 
 from __future__ import annotations
 
+import concurrent.futures
 import datetime as dt
+import threading
+import time
 
 import pytest
+from sqlalchemy import event, select
 
 from agi import store
+from agi.settings import AgiSettings
 from agi.snapshot import ManagerProfile
-from astertrack.db.models import Manager, RoutingRule
+from astertrack.db.models import Call, Manager, RoutingRule
+from astertrack.routing import attribution as attr
 from astertrack.routing import reservations
+from astertrack.routing.rules import ManagerView
 
 NOW = dt.datetime(2026, 12, 4, 12, 0, 0, 123456, tzinfo=dt.UTC)
 
@@ -65,3 +73,46 @@ def test_a_write_that_fails_half_way_is_rolled_back_and_frees_the_next_writer(se
         conn.rollback()
     with store.read_connection(session_factory) as conn:
         assert conn.execute(Manager.__table__.select().where(Manager.id == ids[1])).first().reserved_call_uid is None
+
+
+def test_the_hold_is_committed_before_the_call_is_recorded(engine, session_factory, six_managers):
+    """A concurrent call that wants the same manager waits for the reservation only, not for the
+    whole record of the call that took it: the hold is visible, and the row free of locks, while
+    the call row is still being written."""
+    _, ids, _ = six_managers
+    plan = store.Plan(call_uid="call-a", now=NOW, rule=None, timezone=None, is_first_call=True, history=None,
+                      info=store.CallerInfo(did="+74950000101", caller=None, caller_raw=None, caller_name=None,
+                                            uniqueid="1.1", linkedid="1.1"),
+                      attribution=attr.Attribution(kind="unknown", confidence=0.0))
+    recording, go = threading.Event(), threading.Event()
+
+    def pause_at_the_call_row(_conn, _cursor, statement, *_args):
+        if statement.startswith("INSERT INTO calls"):
+            recording.set()
+            go.wait(10)
+
+    event.listen(engine, "before_cursor_execute", pause_at_the_call_row)
+    writer = concurrent.futures.ThreadPoolExecutor(1)
+    try:
+        decided = writer.submit(store.commit_inbound, session_factory, plan,
+                                [ManagerView(id=ids[0], endpoint="PJSIP/101")], AgiSettings(), True)
+        assert recording.wait(10), decided.exception(0)
+        with store.read_connection(session_factory) as conn:
+            held = conn.execute(select(Manager.reserved_call_uid).where(Manager.id == ids[0])).scalar_one()
+        assert held == "call-a"
+        if engine.dialect.name == "postgresql":  # SQLite's writers queue on the database lock anyway
+            with store.write_session(session_factory) as conn:
+                conn.exec_driver_sql("SET LOCAL lock_timeout = '2s'")
+                started = time.monotonic()
+                assert not reservations.reserve(conn, ids[0], "call-b", NOW, 15)
+                assert time.monotonic() - started < 1.0
+                conn.rollback()
+    finally:
+        go.set()
+        decision = decided.result(10)
+        writer.shutdown()
+        event.remove(engine, "before_cursor_execute", pause_at_the_call_row)
+    assert [m.id for m in decision.managers] == [ids[0]]
+    with store.read_connection(session_factory) as conn:
+        row = conn.execute(select(Call.routed_manager_id, Call.state).where(Call.call_uid == "call-a")).one()
+    assert tuple(row) == (ids[0], "ringing")
