@@ -19,8 +19,10 @@ Load patterns for the daemon:
                  per second (100/s by default: time compressed ~180x against 3-minute calls)
   burst        - N calls reach the AGI at the same instant (stress: they queue on the CPU)
   reference    - the in-progress load against a stand-in server that only burns ``--reference-ms``
-                 of CPU per call behind the same round trips: how this machine treats a server of
-                 known cost at this moment (the VM's speed varies; read the daemon's figures next to it)
+                 of CPU per call behind the same round trips, in as many processes as the daemon:
+                 how this machine treats a server of known cost at this moment (the VM's speed
+                 varies; read the daemon's figures next to it).  Several values (``1,2,3``) give the
+                 curve: which CPU per decision a p99 budget leaves on this machine
 
 Run from the repo root with the project installed:  python bench/agi_latency.py
 The last line printed is one JSON object with the figures.
@@ -35,6 +37,7 @@ import json
 import os
 import random
 import shutil
+import socket
 import statistics
 import subprocess
 import sys
@@ -262,14 +265,24 @@ async def reference_session(reader, writer, work_ms: float) -> None:
         writer.close()
 
 
-async def serve_reference(port: int, work_ms: float) -> None:
-    server = await asyncio.start_server(lambda r, w: reference_session(r, w, work_ms), "127.0.0.1", port)
+async def serve_reference(sock: socket.socket, work_ms: float) -> None:
+    server = await asyncio.start_server(lambda r, w: reference_session(r, w, work_ms), sock=sock)
     async with server:
         await server.serve_forever()
 
 
-def start_reference(port: int, work_ms: float) -> subprocess.Popen:
-    proc = spawn([sys.executable, __file__, "--reference-server", str(port), str(work_ms)])
+def reference_server(port: int, work_ms: float, workers: int) -> None:
+    """Pre-forked like the daemon: ``workers`` processes accepting on one socket."""
+    sock = socket.create_server(("127.0.0.1", port))
+    sock.setblocking(False)
+    for _ in range(workers - 1):
+        if os.fork() == 0:
+            break
+    run_client(serve_reference(sock, work_ms))
+
+
+def start_reference(port: int, work_ms: float, workers: int) -> subprocess.Popen:
+    proc = spawn([sys.executable, __file__, "--reference-server", str(port), str(work_ms), str(workers)])
     wait_for_port(port, proc, name="the reference server")
     return proc
 
@@ -302,8 +315,9 @@ def main() -> int:
     parser.add_argument("--workers", type=int, default=0,
                         help="[agi] workers: daemon processes (default 0: the daemon's own default, one per core)")
     parser.add_argument("--db-url", default=None, help="an EMPTY database to seed and use (default: temp SQLite)")
-    parser.add_argument("--reference-ms", type=float, default=1.0,
-                        help="in-progress load against a server that only burns this much CPU per call (0 = skip)")
+    parser.add_argument("--reference-ms", default="1",
+                        help="in-progress load against a server that only burns this much CPU per call; "
+                             "a comma-separated list for the curve (default 1; 0 = skip)")
     parser.add_argument("--postgres", nargs="?", const="postgresql+psycopg://postgres@127.0.0.1:5432/test",
                         default=None, metavar="ADMIN_URL",
                         help="use a throw-away PostgreSQL database created through ADMIN_URL")
@@ -343,21 +357,25 @@ def main() -> int:
         latencies, wall, seq = run_client(run_spaced(port, n, args.hold / n, seq))
         rows.append(summary("fastagi-spaced", latencies, wall))
         cpu_spaced_ms = (cpu_seconds(daemon.pid) - cpu_before) / n * 1000
+        cpu_before = cpu_seconds(daemon.pid)
         latencies, wall, seq = run_client(run_in_progress(port, n, args.seconds, args.hold, seq))
         rows.append(summary("fastagi-in-progress", latencies, wall))
+        cpu_steady_ms = (cpu_seconds(daemon.pid) - cpu_before) / max(1, len(latencies)) * 1000
         latencies, wall, seq = run_client(run_fastagi(port, n, args.rounds, seq))
         rows.append(summary("fastagi-burst", latencies, wall))
     finally:
         stop_process(daemon)
-    reference = None
-    if args.reference_ms > 0:
+    workers = resolve_workers(args.workers, db_url)
+    references = []
+    for work_ms in [float(value) for value in args.reference_ms.split(",") if float(value) > 0]:
         ref_port = free_port()
-        ref_proc = start_reference(ref_port, args.reference_ms)
+        ref_proc = start_reference(ref_port, work_ms, workers)
         try:
             latencies, wall, _ = run_client(run_in_progress(ref_port, n, args.seconds, args.hold, 0))
-            reference = summary(f"reference-{args.reference_ms:g}ms", latencies, wall)
+            references.append((work_ms, summary(f"reference-{work_ms:g}ms", latencies, wall)))
         finally:
             stop_process(ref_proc)
+    reference_ms, reference = references[0] if references else (None, None)
     script_log = (workdir / "script.log").open("ab")  # the scripts' stderr: why a call got no decision
     if args.script_single:
         latencies, wall = run_client(run_script(1, args.script_single, env_vars, seq, script_log))
@@ -375,17 +393,17 @@ def main() -> int:
         print("calls without a decision; the logs say:", *lines[-10:], sep="\n  ")
 
     cores = os.cpu_count()
-    workers = resolve_workers(args.workers, db_url)
     print(f"AGI decision latency, {n} concurrent calls, {cores} CPU cores, load before start {load:.1f}, "
           f"DB {db_url.split(':')[0]}, {workers} daemon process(es); daemon CPU {cpu_per_call_ms:.2f} ms per decision "
-          f"({cpu_spaced_ms:.2f} ms when spaced {args.hold / n * 1000:g} ms apart)")
+          f"({cpu_spaced_ms:.2f} ms when spaced {args.hold / n * 1000:g} ms apart, "
+          f"{cpu_steady_ms:.2f} ms in progress)")
     print(f"{'mode':<16}{'calls':>7}{'decided':>9}{'p50 ms':>10}{'p99 ms':>10}{'max ms':>10}{'calls/s':>10}")
-    for row in rows + ([reference] if reference else []):
+    for row in rows + [row for _, row in references]:
         print(f"{row['mode']:<16}{row['calls']:>7}{row['decided']:>9}{row['p50_ms']:>10}{row['p99_ms']:>10}"
               f"{row['max_ms']:>10}{row['calls_per_s']:>10}")
-    if reference:
-        print(f"({reference['mode']}: the in-progress load against a server that only burns "
-              f"{args.reference_ms:g} ms of CPU per call behind the same round trips - this machine, now)")
+    if references:
+        print(f"(reference-N ms: the in-progress load against a server of {workers} process(es) that only burns "
+              f"N ms of CPU per call behind the same round trips - this machine, now)")
     single, spaced, steady, burst, script = rows[0], rows[1], rows[2], rows[3], rows[-1]
     script_single = rows[4] if args.script_single else None
     figures = {
@@ -397,6 +415,7 @@ def main() -> int:
         "fastagi_single_p50_ms": single["p50_ms"], "fastagi_single_p99_ms": single["p99_ms"],
         "fastagi_cpu_ms_per_call": round(cpu_per_call_ms, 2),
         "fastagi_spaced_cpu_ms_per_call": round(cpu_spaced_ms, 2), "fastagi_spaced_p50_ms": spaced["p50_ms"],
+        "fastagi_in_progress_cpu_ms_per_call": round(cpu_steady_ms, 2),
         "fastagi_spaced_p99_ms": spaced["p99_ms"],
         "script_p50_ms": script["p50_ms"], "script_p99_ms": script["p99_ms"],
         "script_calls_per_s": script["calls_per_s"],
@@ -404,9 +423,10 @@ def main() -> int:
         "speedup_single_p50": round(script_single["p50_ms"] / single["p50_ms"], 1) if script_single else None,
         # like for like: N calls at once through each
         "speedup_p99": round(script["p99_ms"] / burst["p99_ms"], 1) if burst["p99_ms"] else None,
-        "reference_work_ms": args.reference_ms if reference else None,
+        "reference_work_ms": reference_ms,
         "reference_p50_ms": reference["p50_ms"] if reference else None,
         "reference_p99_ms": reference["p99_ms"] if reference else None,
+        "reference_p99_ms_by_work_ms": {f"{ms:g}": row["p99_ms"] for ms, row in references},
         "concurrency": n, "hold_s": args.hold, "cores": cores, "workers": workers,
         "db": db_url.split(":")[0], "load_avg_1m": round(load, 1), "undecided": sum(r["calls"] - r["decided"] for r in rows),
     }
@@ -419,6 +439,6 @@ def main() -> int:
 
 if __name__ == "__main__":
     if sys.argv[1:2] == ["--reference-server"]:
-        run_client(serve_reference(int(sys.argv[2]), float(sys.argv[3])))
+        reference_server(int(sys.argv[2]), float(sys.argv[3]), int(sys.argv[4]))
         sys.exit(0)
     sys.exit(main())
