@@ -34,7 +34,7 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(REPO))
 
-from astertrack.db.engine import make_engine, make_session_factory  # noqa: E402
+from astertrack.db.engine import begin_write, make_engine, make_session_factory  # noqa: E402
 from astertrack.db.models import Base  # noqa: E402
 from astertrack.samples.factories import (  # noqa: E402
     add_did_route,
@@ -253,6 +253,9 @@ def request_callback(db: Path, campaign: str) -> int:
     engine = make_engine(f"sqlite:///{db}")
     try:
         with make_session_factory(engine)() as s:
+            # the write lock first: reads then an insert in a deferred transaction fail at once
+            # ("database is locked") when the AMI listener commits in between
+            begin_write(s)
             site = s.query(Site).one()
             visit = VisitorSession(site_id=site.id, source_id=s.query(Source).first().id, utm_source="lab",
                                    utm_campaign=campaign, landing_page="https://lab.example/")
