@@ -96,7 +96,9 @@ def publish_holds(conn: Connection) -> None:
     commits (``astertrack.routing.reservations``).  Committed at once, it waits for one
     statement; committed with the call's record, it waited for the whole record and its
     round trips, and under load those waits made the slowest decisions.  What follows runs
-    in one ordinary transaction again.
+    in one ordinary transaction again.  Should it fail, the holds stay until they expire
+    (``[agi] reservation_seconds``), like those of a call whose phone never rang, and a retry of
+    the step (``run_with_retry``) renews them: a call may always renew its own hold.
 
     SQLite: nothing.  Its writers queue on the database lock for the whole step anyway, and a
     second commit only costs: about half a millisecond of CPU per decision under the load of
