@@ -119,3 +119,31 @@ def test_the_hold_is_committed_before_the_call_is_recorded(engine, session_facto
     with store.read_connection(session_factory) as conn:
         row = conn.execute(select(Call.routed_manager_id, Call.state).where(Call.call_uid == "call-a")).one()
     assert tuple(row) == (ids[0], "ringing")
+
+
+def test_a_decision_whose_record_failed_is_run_again_and_keeps_its_manager(engine, session_factory, six_managers):
+    """The record fails after the hold (PostgreSQL: already committed); the step run again, as
+    ``run_with_retry`` does, renews the call's own hold instead of losing the manager."""
+    _, ids, _ = six_managers
+    plan = store.Plan(call_uid="call-a", now=NOW, rule=None, timezone=None, is_first_call=True, history=None,
+                      info=store.CallerInfo(did="+74950000101", caller=None, caller_raw=None, caller_name=None,
+                                            uniqueid="1.1", linkedid="1.1"),
+                      attribution=attr.Attribution(kind="unknown", confidence=0.0))
+    failures = [RuntimeError("connection lost while recording the call")]
+
+    def fail_once_at_the_call_row(_conn, _cursor, statement, *_args):
+        if statement.startswith("INSERT INTO calls") and failures:
+            raise failures.pop()
+
+    free = [ManagerView(id=ids[0], endpoint="PJSIP/101")]
+    event.listen(engine, "before_cursor_execute", fail_once_at_the_call_row)
+    try:
+        with pytest.raises(RuntimeError):
+            store.commit_inbound(session_factory, plan, free, AgiSettings(), True)
+        decision = store.commit_inbound(session_factory, plan, free, AgiSettings(), True)
+    finally:
+        event.remove(engine, "before_cursor_execute", fail_once_at_the_call_row)
+    assert [m.id for m in decision.managers] == [ids[0]]
+    with store.read_connection(session_factory) as conn:
+        assert conn.execute(select(Call.routed_manager_id).where(Call.call_uid == "call-a")).scalars().all() == [ids[0]]
+        assert conn.execute(select(Manager.reserved_call_uid).where(Manager.id == ids[0])).scalar_one() == "call-a"
