@@ -6,8 +6,9 @@ reservation closes it with one conditional UPDATE whose WHERE re-checks that the
 still free; the row count says who won.  On PostgreSQL a second concurrent UPDATE of the
 same row waits for the first to commit and then re-evaluates the WHERE (READ COMMITTED), so
 it matches nothing; on SQLite writers are serialised by the database lock.  Either way,
-exactly one caller sees ``rowcount == 1``.  Commit right after reserving so the hold is
-visible to the other calls at once.
+exactly one caller sees ``rowcount == 1``.  On PostgreSQL commit right after reserving, before
+anything else is written, so the other calls see the hold at once and never wait on the row for
+longer than one statement (SQLite's writers wait for the whole write step anyway).
 """
 
 from __future__ import annotations
