@@ -19,7 +19,7 @@ import threading
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field, replace
 
-from sqlalchemy import bindparam, func, insert, or_, select, update
+from sqlalchemy import Select, bindparam, func, insert, or_, select, update
 from sqlalchemy.engine import Connection, Engine
 from sqlalchemy.orm import Session, sessionmaker
 
@@ -61,16 +61,17 @@ def read_connection(factory: sessionmaker[Session]) -> Iterator[Connection]:
 
 
 @contextlib.contextmanager
-def write_session(factory: sessionmaker[Session], holds_first: bool = False) -> Iterator[Connection]:
-    """A connection whose transaction holds the write lock from its first statement
-    (``BEGIN IMMEDIATE`` on SQLite, through ``astertrack.db.engine``'s begin event).
+def write_session(factory: sessionmaker[Session], autocommit: bool = False) -> Iterator[Connection]:
+    """A connection for a write step.
 
-    SQLite writers of this process queue on ``_sqlite_writer`` first; on the event loop
-    (``running_inline``) only for ``INLINE_BUSY_MS``, then the step goes to the threads.
+    SQLite: one transaction that holds the write lock from its first statement (``BEGIN
+    IMMEDIATE``, through ``astertrack.db.engine``'s begin event), committed by the step.  Writers
+    of this process queue on ``_sqlite_writer`` first; on the event loop (``running_inline``)
+    only for ``INLINE_BUSY_MS``, then the step goes to the threads.
 
-    ``holds_first``: the step reserves managers, then calls ``publish_holds`` before it writes
-    anything else.  On PostgreSQL the reservations then run in autocommit: each hold is
-    committed by its own statement, with no BEGIN or COMMIT round trip.
+    PostgreSQL with ``autocommit``: every statement commits by itself, with no BEGIN or COMMIT
+    round trip.  For steps whose writes are each one statement: the holds, then the call's
+    record (``commit_inbound``).
     """
     engine = _engine(factory)
     serialise = engine.dialect.name == "sqlite"
@@ -81,35 +82,12 @@ def write_session(factory: sessionmaker[Session], holds_first: bool = False) -> 
     try:
         with engine.connect() as conn:
             conn.execution_options(sqlite_begin="IMMEDIATE")
-            if holds_first and engine.dialect.name == "postgresql":
+            if autocommit and not serialise:
                 conn.execution_options(isolation_level="AUTOCOMMIT")
             yield conn
     finally:
         if serialise:
             _sqlite_writer.release()
-
-
-def publish_holds(conn: Connection) -> None:
-    """PostgreSQL: commit the reservations before the call is recorded.
-
-    A concurrent call that wants the same manager waits on the manager's row until the hold
-    commits (``astertrack.routing.reservations``).  Committed at once, it waits for one
-    statement; committed with the call's record, it waited for the whole record and its
-    round trips, and under load those waits made the slowest decisions.  What follows runs
-    in one ordinary transaction again.  Should it fail, the holds stay until they expire
-    (``[agi] reservation_seconds``), like those of a call whose phone never rang, and a retry of
-    the step (``run_with_retry``) renews them: a call may always renew its own hold.
-
-    SQLite: nothing.  Its writers queue on the database lock for the whole step anyway, and a
-    second commit only costs: about half a millisecond of CPU per decision under the load of
-    ``bench/agi_latency.py`` (in-progress p99 8.4 and 7.8 ms with one transaction, 12.2 and 9.0
-    ms with two, runs alternated).
-    """
-    if conn.dialect.name == "sqlite":
-        return
-    conn.commit()
-    if conn.get_execution_options().get("isolation_level") == "AUTOCOMMIT":
-        conn.execution_options(isolation_level=conn.default_isolation_level)
 
 
 @dataclass
@@ -360,13 +338,6 @@ def _decision(plan: Plan, won: list[ManagerView], attempt: int) -> Decision:
     )
 
 
-def _update_profile(session: Connection, plan: Plan) -> None:
-    """First/last touch, call count and personal manager of the caller (the core's ``record_caller``)."""
-    attr.record_caller(session, plan.info.caller, plan.info.caller_name,
-                       attr.CallAttribution(plan.attribution, plan.history, plan.is_first_call), plan.now,
-                       plan.sticky_id)
-
-
 def _call_row(plan: Plan, decision: Decision, won: list[ManagerView], settings: AgiSettings) -> dict:
     """What the AGI knows of a new call (the AMI listener fills in the outcome later)."""
     a, info = plan.attribution, plan.info
@@ -382,19 +353,61 @@ def _call_row(plan: Plan, decision: Decision, won: list[ManagerView], settings: 
         "attribution_confidence": a.confidence, "attribution_reason": a.reason,
         "attribution_candidates": a.candidates, "utm_source": a.utm_source, "utm_medium": a.utm_medium,
         "utm_campaign": a.utm_campaign, "keyword": a.keyword, "is_first_call": plan.is_first_call,
+        # the columns' defaults, given: an INSERT inside another statement (PostgreSQL's record)
+        # is not promised Python-side defaults
+        "transferred": False, "lead_channel": "call",
     }
 
 
-_INSERT_CALL = insert(_calls)
-_MOVE_ROUND_ROBIN = (update(_rules).where(_rules.c.id == bindparam("rule_id"))
-                     .values(rr_cursor=bindparam("cursor", type_=_rules.c.rr_cursor.type)))
+# The columns of ``_call_row``, bound as ``call_<column>``: the call's record binds the call, the
+# caller's profile (``p_*``) and the round-robin move (``rr_*``) in one set of parameters, and an
+# INSERT or UPDATE given a parameter named like one of its columns would write that column too.
+CALL_ROW_COLUMNS = (
+    "call_uid", "node", "linkedid", "uniqueid", "site_id", "did", "caller_number", "caller_raw", "caller_name",
+    "started_at", "state", "routed_manager_id", "routed_by", "routing_attempts", "routing_rule_id",
+    "routing_tried", "recording_path", "source_id", "session_id", "attribution_kind", "attribution_confidence",
+    "attribution_reason", "attribution_candidates", "utm_source", "utm_medium", "utm_campaign", "keyword",
+    "is_first_call", "transferred", "lead_channel",
+)
+_INSERT_CALL = insert(_calls).values({name: bindparam(f"call_{name}") for name in CALL_ROW_COLUMNS})
+_MOVE_ROUND_ROBIN = (update(_rules).where(_rules.c.id == bindparam("rr_rule"))
+                     .values(rr_cursor=bindparam("rr_next", type_=_rules.c.rr_cursor.type)))
 
 
-def _round_robin_move(plan: Plan, won: list[ManagerView]) -> dict | None:
-    """The rule's next round-robin start, or None when this call does not move it."""
-    if not (won and plan.rule and plan.rule.id and plan.strategy == "round_robin"):
-        return None
-    return {"rule_id": plan.rule.id, "cursor": won[0].id}
+def _in_one_statement(profile_write) -> Select:
+    """PostgreSQL: the call, its caller's profile and the rule's round-robin position written by
+    one statement (data-modifying CTEs): one round trip, atomic in autocommit.  SQLite runs the
+    same three statements one after the other in its transaction."""
+    parts = [statement.cte(name) for statement, name in ((profile_write, "caller_profile"),
+                                                         (_MOVE_ROUND_ROBIN, "round_robin")) if statement is not None]
+    new_call = _INSERT_CALL.returning(_calls.c.id).cte("new_call")
+    return select(new_call.c.id).add_cte(*parts)
+
+
+# one per statement the profile write may be (or none: a caller without a number), built once
+_RECORD_ON_POSTGRES = {write: _in_one_statement(write) for write in (None, *attr.PROFILE_WRITES["postgresql"])}
+
+
+def _record_call(conn: Connection, plan: Plan, decision: Decision, won: list[ManagerView],
+                 settings: AgiSettings) -> None:
+    """The new call's row, its caller's profile (the core's ``profile_write``) and, for a
+    round-robin rule that chose someone, the rule's next start."""
+    params = {f"call_{name}": value for name, value in _call_row(plan, decision, won, settings).items()}
+    found = attr.CallAttribution(plan.attribution, plan.history, plan.is_first_call)
+    profile = attr.profile_write(conn.dialect.name, plan.info.caller, plan.info.caller_name, found, plan.now,
+                                 plan.sticky_id)
+    moves = won and plan.rule and plan.rule.id and plan.strategy == "round_robin"
+    params.update(rr_rule=plan.rule.id if moves else None, rr_next=won[0].id if moves else None)
+    if profile is not None:
+        params.update(profile[1])
+    if conn.dialect.name == "postgresql":
+        conn.execute(_RECORD_ON_POSTGRES[profile[0] if profile else None], params)
+        return
+    conn.execute(_INSERT_CALL, params)
+    if profile is not None:
+        conn.execute(profile[0], params)
+    if moves:
+        conn.execute(_MOVE_ROUND_ROBIN, params)
 
 
 def commit_inbound(factory: sessionmaker[Session], plan: Plan, free: list[ManagerView], settings: AgiSettings,
@@ -403,21 +416,21 @@ def commit_inbound(factory: sessionmaker[Session], plan: Plan, free: list[Manage
 
     Returns None when every offered manager was taken by a concurrent call and ``final`` is
     False: the route then checks more candidates and calls again.
+
+    On PostgreSQL each hold commits as it is taken, so a concurrent call that wants the same
+    manager waits on the manager's row for one statement (``astertrack.routing.reservations``),
+    and the record is one more statement.  Should the record fail, the holds stay until they
+    expire (``[agi] reservation_seconds``), like those of a call whose phone never rang, and a
+    retry of the step (``run_with_retry``) renews them: a call may always renew its own hold.
     """
     ring_all = plan.strategy == "ring_all"
-    with write_session(factory, holds_first=True) as session:
+    with write_session(factory, autocommit=True) as session:
         won = _reserve_first(session, plan, free, ring_all, settings.reservation_seconds)
         if not won and not final:
             session.rollback()
             return None
-        publish_holds(session)
         decision = _decision(plan, won, attempt=1 if won else 0)
-        session.execute(_INSERT_CALL, _call_row(plan, decision, won, settings))
-        _update_profile(session, plan)
-        move = _round_robin_move(plan, won)
-        if move is not None:
-            # last: every call of the rule writes this one row, so it is locked only until the commit
-            session.execute(_MOVE_ROUND_ROBIN, move)
+        _record_call(session, plan, decision, won, settings)
         session.commit()
         return decision
 
@@ -469,12 +482,11 @@ def release_call(factory: sessionmaker[Session], call_uid: str) -> int:
 
 def commit_next(factory: sessionmaker[Session], plan: Plan, free: list[ManagerView], settings: AgiSettings,
                 final: bool) -> Decision | None:
-    with write_session(factory, holds_first=True) as session:
+    with write_session(factory, autocommit=True) as session:
         won = _reserve_first(session, plan, free, False, settings.reservation_seconds)
         if not won and not final:
             session.rollback()
             return None
-        publish_holds(session)
         attempt = plan.attempts_so_far + (1 if won else 0)
         decision = _decision(replace(plan, sticky_id=None), won, attempt)
         values: dict = {"routed_by": decision.routed_by, "routing_attempts": attempt}

@@ -36,9 +36,24 @@ from __future__ import annotations
 import datetime as dt
 from collections.abc import Iterable
 from dataclasses import dataclass, field, replace
+from typing import Any
 from urllib.parse import urlsplit
 
-from sqlalchemy import and_, bindparam, exists, func, or_, select, update
+from sqlalchemy import (
+    Boolean,
+    Executable,
+    Integer,
+    and_,
+    bindparam,
+    case,
+    exists,
+    false,
+    func,
+    literal_column,
+    or_,
+    select,
+    update,
+)
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.engine import Connection
@@ -663,38 +678,80 @@ def attribute_call(session: Executor, directory: Directory, did: str | None, cal
 
 
 _profiles = CallerProfile.__table__
-# ``INSERT ... ON CONFLICT DO NOTHING RETURNING id``: the same caller on two lines at once leaves
-# one row, and no RETURNING row tells the loser to update it instead (no savepoint).
-_INSERT_PROFILE = {dialect: make(_profiles).on_conflict_do_nothing().returning(_profiles.c.id)
-                   for dialect, make in {"sqlite": sqlite_insert, "postgresql": pg_insert}.items()}
+
+
+def _after_call(column: str, when: str, value: str):
+    """The column after this call: ``value`` if the flag ``when`` is set, else what it was."""
+    kept = _profiles.c[column]
+    return case((bindparam(when, type_=Boolean), bindparam(value, type_=kept.type)), else_=kept)
+
+
+# A constant written into the SQL, not bound: the statement may ride inside another (``agi.store``),
+# whose parameters come from the outer statement's caller.
+_ONE = literal_column("1", Integer)
+# What a call changes in a caller's existing profile.  One fixed statement with the choices as
+# bound flags (``profile_write``), so every call binds values only.
+_CALL_CHANGES = {
+    "last_call_at": bindparam("p_now", type_=_profiles.c.last_call_at.type),
+    "calls_count": _profiles.c.calls_count + _ONE,
+    "first_call_at": _after_call("first_call_at", "p_first", "p_now"),
+    "first_source_id": _after_call("first_source_id", "p_first", "p_source"),
+    "first_session_id": _after_call("first_session_id", "p_first", "p_session"),
+    "last_source_id": _after_call("last_source_id", "p_last", "p_source"),
+    "last_session_id": _after_call("last_session_id", "p_last", "p_session"),
+    "name": func.coalesce(_profiles.c.name, bindparam("p_name", type_=_profiles.c.name.type)),
+    "personal_manager_id": _after_call("personal_manager_id", "p_personal", "p_sticky"),
+    "personal_manager_at": _after_call("personal_manager_at", "p_personal", "p_now"),
+}
+_FIRST_CALL = {
+    "site_id": bindparam("p_site"), "number": bindparam("p_number"), "name": bindparam("p_name"),
+    "first_call_at": bindparam("p_now"), "first_source_id": bindparam("p_source"),
+    "first_session_id": bindparam("p_session"), "last_call_at": bindparam("p_now"),
+    "last_source_id": bindparam("p_source"), "last_session_id": bindparam("p_session"), "calls_count": _ONE,
+    "personal_manager_id": bindparam("p_sticky"), "personal_manager_at": bindparam("p_sticky_at"),
+    # the columns' own defaults, written out: an INSERT inside another statement gets no
+    # Python-side defaults filled in
+    "is_vip": false(), "tags": literal_column("'[]'", _profiles.c.tags.type),
+}
+# The profile read with the history, by id.
+_UPDATE_PROFILE = update(_profiles).where(_profiles.c.id == bindparam("p_id")).values(_CALL_CHANGES)
+# No history was read: a new profile, or, if a call of the same caller created it meanwhile
+# (the same caller on two lines at once), that one changed as the first branch would.
+_UPSERT_PROFILE = {
+    dialect: make(_profiles).values(_FIRST_CALL).on_conflict_do_update(
+        index_elements=[_profiles.c.site_id, _profiles.c.number], set_=_CALL_CHANGES)
+    for dialect, make in {"sqlite": sqlite_insert, "postgresql": pg_insert}.items()}
+# Every statement ``profile_write`` may return on a dialect (``agi.store`` builds its record from them).
+PROFILE_WRITES = {dialect: (upsert, _UPDATE_PROFILE) for dialect, upsert in _UPSERT_PROFILE.items()}
+
+
+def profile_write(dialect: str, caller: str | None, caller_name: str | None, found: CallAttribution,
+                  now: dt.datetime, sticky_id: int | None = None) -> tuple[Executable, dict[str, Any]] | None:
+    """The one statement that records a call in its caller's profile (first/last touch, call
+    count, personal manager), with its parameters; None for a caller without a number.
+    The parameters are named ``p_*``: an INSERT or UPDATE executed with a parameter named
+    like one of its table's columns would write that column too.
+    The AGI runs it inside the call's own record (``agi.store``); ``record_caller`` alone."""
+    if not caller:
+        return None
+    a, history = found.attribution, found.history
+    params = {
+        "p_now": now, "p_name": caller_name, "p_source": a.source_id, "p_session": a.session_id,
+        "p_first": found.is_first_call,  # outside the attribution window: a new first touch
+        "p_last": a.kind != "repeat",
+        "p_personal": bool(sticky_id) and (history is None or history.personal_manager_id != sticky_id),
+        "p_sticky": sticky_id,
+    }
+    if history is not None:
+        return _UPDATE_PROFILE, {**params, "p_id": history.profile_id}
+    return _UPSERT_PROFILE[dialect], {**params, "p_site": a.site_id, "p_number": caller,
+                                      "p_sticky_at": now if sticky_id else None}
 
 
 def record_caller(conn: Connection, caller: str | None, caller_name: str | None, found: CallAttribution,
                   now: dt.datetime, sticky_id: int | None = None) -> None:
     """First/last touch, call count and personal manager of the caller after this call: what the
-    next call's ``caller_history`` reads (Core statements: the AGI's hot path)."""
-    if not caller:
-        return
-    a, history = found.attribution, found.history
-    if history is None and conn.execute(_INSERT_PROFILE[conn.dialect.name], {
-            "site_id": a.site_id, "number": caller, "name": caller_name, "first_call_at": now,
-            "first_source_id": a.source_id, "first_session_id": a.session_id, "last_call_at": now,
-            "last_source_id": a.source_id, "last_session_id": a.session_id, "calls_count": 1,
-            "personal_manager_id": sticky_id, "personal_manager_at": now if sticky_id else None}).first() is not None:
-        return
-    values: dict = {"last_call_at": now, "calls_count": _profiles.c.calls_count + 1}
-    if found.is_first_call:  # outside the attribution window: a new first touch
-        values.update(first_call_at=now, first_source_id=a.source_id, first_session_id=a.session_id)
-    if a.kind != "repeat":
-        values.update(last_source_id=a.source_id, last_session_id=a.session_id)
-    if caller_name:
-        values["name"] = func.coalesce(_profiles.c.name, caller_name)
-    if sticky_id and (history is None or history.personal_manager_id != sticky_id):
-        values.update(personal_manager_id=sticky_id, personal_manager_at=now)
-    # by id when the history was read, else by (site, number): a concurrent call created it meanwhile
-    if history is not None:
-        where = _profiles.c.id == history.profile_id
-    else:
-        site = _profiles.c.site_id.is_(None) if a.site_id is None else _profiles.c.site_id == a.site_id
-        where = and_(site, _profiles.c.number == caller)
-    conn.execute(update(_profiles).where(where).values(values))
+    next call's ``caller_history`` reads."""
+    write = profile_write(conn.dialect.name, caller, caller_name, found, now, sticky_id)
+    if write is not None:
+        conn.execute(*write)

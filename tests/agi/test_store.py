@@ -1,11 +1,12 @@
 """agi.store on its own, on both backends: the parts of a decision a call flow might not reach
 (IN lists of other lengths, the round-robin position read alongside, a write that fails half-way,
-the hold committed before the call's record)."""
+the hold committed before the call's record, the record in one statement on PostgreSQL)."""
 
 from __future__ import annotations
 
 import concurrent.futures
 import datetime as dt
+import functools
 import threading
 import time
 
@@ -15,10 +16,10 @@ from sqlalchemy import event, select
 from agi import store
 from agi.settings import AgiSettings
 from agi.snapshot import ManagerProfile
-from astertrack.db.models import Call, Manager, RoutingRule
+from astertrack.db.models import Call, CallerProfile, Manager, RoutingRule
 from astertrack.routing import attribution as attr
 from astertrack.routing import reservations
-from astertrack.routing.rules import ManagerView
+from astertrack.routing.rules import ManagerView, RuleView
 
 NOW = dt.datetime(2026, 12, 4, 12, 0, 0, 123456, tzinfo=dt.UTC)
 
@@ -75,6 +76,40 @@ def test_a_write_that_fails_half_way_is_rolled_back_and_frees_the_next_writer(se
         assert conn.execute(Manager.__table__.select().where(Manager.id == ids[1])).first().reserved_call_uid is None
 
 
+def test_the_call_is_recorded_in_one_statement_on_postgresql(engine, session_factory, six_managers):
+    """PostgreSQL: after the hold, the call row, the caller's new profile and the round-robin
+    move go in one round trip; SQLite runs the same three statements in its one transaction."""
+    rule_row, ids, _ = six_managers
+    rule_id = rule_row.id
+    rule = RuleView(id=rule_id, name="rr", strategy="round_robin", member_ids=tuple(ids))
+    plan = store.Plan(call_uid="call-1", now=NOW, rule=rule, timezone=None, is_first_call=True, history=None,
+                      info=store.CallerInfo(did="+74950000101", caller="+79161234567", caller_raw=None,
+                                            caller_name="Olga", uniqueid="1.1", linkedid="1.1"),
+                      attribution=attr.Attribution(kind="unknown", confidence=0.0))
+    statements = []
+    listen = functools.partial(event.listen, engine, "before_cursor_execute")
+    listen(record := lambda _c, _cur, statement, *_a: statements.append(statement.split(None, 1)[0]))
+    try:
+        decision = store.commit_inbound(session_factory, plan, [ManagerView(id=ids[1], endpoint="PJSIP/102")],
+                                        AgiSettings(), True)
+    finally:
+        event.remove(engine, "before_cursor_execute", record)
+    assert [m.id for m in decision.managers] == [ids[1]]
+    if engine.dialect.name == "postgresql":
+        assert statements == ["UPDATE", "WITH"]
+    else:
+        assert statements == ["BEGIN", "UPDATE", "INSERT", "INSERT", "UPDATE"]  # BEGIN IMMEDIATE
+    with store.read_connection(session_factory) as conn:
+        call = conn.execute(select(Call.routed_manager_id, Call.transferred, Call.lead_channel)
+                            .where(Call.call_uid == "call-1")).one()
+        profile = conn.execute(select(CallerProfile.name, CallerProfile.calls_count, CallerProfile.is_vip,
+                                      CallerProfile.tags).where(CallerProfile.number == "+79161234567")).one()
+        cursor = conn.execute(select(RoutingRule.rr_cursor).where(RoutingRule.id == rule_id)).scalar_one()
+    assert tuple(call) == (ids[1], False, "call")
+    assert tuple(profile) == ("Olga", 1, False, [])
+    assert cursor == ids[1]
+
+
 def test_the_hold_is_committed_before_the_call_is_recorded(engine, session_factory, six_managers):
     """PostgreSQL: a concurrent call that wants the same manager waits for the reservation only,
     not for the whole record of the call that took it: the hold is visible, and the row free of
@@ -87,8 +122,8 @@ def test_the_hold_is_committed_before_the_call_is_recorded(engine, session_facto
                       attribution=attr.Attribution(kind="unknown", confidence=0.0))
     recording, go = threading.Event(), threading.Event()
 
-    def pause_at_the_call_row(_conn, _cursor, statement, *_args):
-        if statement.startswith("INSERT INTO calls"):
+    def pause_at_the_call_row(_conn, _cursor, statement, *_args):  # PostgreSQL: inside the one statement
+        if "INSERT INTO calls" in statement:
             recording.set()
             go.wait(10)
 
@@ -132,7 +167,7 @@ def test_a_decision_whose_record_failed_is_run_again_and_keeps_its_manager(engin
     failures = [RuntimeError("connection lost while recording the call")]
 
     def fail_once_at_the_call_row(_conn, _cursor, statement, *_args):
-        if statement.startswith("INSERT INTO calls") and failures:
+        if "INSERT INTO calls" in statement and failures:
             raise failures.pop()
 
     free = [ManagerView(id=ids[0], endpoint="PJSIP/101")]
