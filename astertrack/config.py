@@ -116,7 +116,8 @@ SCHEMA: dict[str, dict[str, Key]] = {
         "callerid_prefix": Key(_bool, True, help="prefix caller name with [source]"),
         "device_state_source": Key(_choice("asterisk", "database"), "asterisk"),
         "db_threads": Key(_positive_int, 0, help="threads running the AGI's database work; 0 = [database] pool_size"),
-        "db_inline": Key(_bool, True, help="SQLite: run a decision's queries on the event loop, no thread "
+        "db_inline": Key(_bool, True, help="a database on this machine (SQLite, PostgreSQL on a socket or "
+                                           "loopback): run a decision's queries on the event loop, no thread "
                                            "hand-off; a busy database falls back to the threads"),
         "max_parallel": Key(_positive_int, 8, help="AGI decisions worked on at once; more calls wait their turn"),
         "workers": Key(_positive_int, 0, help="FastAGI worker processes sharing the port; 0 = one per core "

@@ -77,7 +77,8 @@ AGI_REQUESTS = Counter(
 )
 AGI_INLINE_BUSY = Counter(
     "astertrack_agi_inline_busy_total",
-    "SQLite steps the AGI found locked on its event loop and handed to its thread pool instead",
+    "Database steps the AGI found busy on its event loop (a lock, a slow statement, a lost connection) "
+    "and handed to its thread pool instead",
     registry=REGISTRY,
 )
 

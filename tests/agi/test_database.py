@@ -1,20 +1,30 @@
-"""The AGI's SQLite engines: WAL checkpoints off the callers' path; decisions on the event loop
-unless the file is locked."""
+"""The AGI's engines: SQLite's WAL checkpoints off the callers' path; decisions on the event loop
+when the database is on this machine, in the threads when it is locked."""
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import sqlite3
 import threading
 import time
 
 import pytest
-from sqlalchemy import text
+from sqlalchemy import create_engine, text
 from sqlalchemy.engine import make_url
 
 from agi import store
 from agi.app import AgiApp
-from agi.database import _CHECKPOINTERS, InlineBusy, agi_engine, close_engine, run_inline, running_inline
+from agi.database import (
+    _CHECKPOINTERS,
+    InlineBusy,
+    agi_engine,
+    close_engine,
+    inline_engine,
+    on_this_machine,
+    run_inline,
+    running_inline,
+)
 from astertrack.ops import metrics
 from astertrack.routing import dialplan_vars as v
 from tests.agi.conftest import make_config, recording
@@ -66,12 +76,33 @@ def test_closing_the_engine_stops_the_thread_and_never_recreates_a_deleted_datab
     assert not path.exists()
 
 
-def test_a_locked_sqlite_file_moves_the_decision_to_the_threads_without_freezing_the_loop(
+@contextlib.contextmanager
+def _locked(db_url: str):
+    """Another process's write lock, as the AMI listener or a backup would hold it: SQLite's
+    database lock; on PostgreSQL every manager's row (a decision's reservation must wait)."""
+    if db_url.startswith("sqlite"):
+        holder = sqlite3.connect(make_url(db_url).database, timeout=5)
+        holder.execute("BEGIN IMMEDIATE")
+        try:
+            yield
+        finally:
+            holder.rollback()
+            holder.close()
+        return
+    engine = create_engine(db_url)
+    try:
+        with engine.connect() as holder:
+            holder.execute(text("SELECT id FROM managers FOR UPDATE")).all()
+            yield
+            holder.rollback()
+    finally:
+        engine.dispose()
+
+
+def test_a_locked_database_moves_the_decision_to_the_threads_without_freezing_the_loop(
         start_server, tmp_path, seed, db_url):
-    """Another process (the AMI listener, a backup) holds the write lock for 0.6 s: the call
-    is still decided, and meanwhile the event loop keeps answering other calls at once."""
-    if not db_url.startswith("sqlite"):
-        pytest.skip("the inline path is SQLite's")
+    """Another process holds a lock the decision needs for 0.6 s: the call is still decided,
+    and meanwhile the event loop keeps answering other calls at once."""
     seed.static_number("+74950000101", "google-ads")
     seed.managers("101")
     seed.commit()
@@ -81,16 +112,14 @@ def test_a_locked_sqlite_file_moves_the_decision_to_the_threads_without_freezing
     busy_before = metrics.REGISTRY.get_sample_value("astertrack_agi_inline_busy_total")
 
     async def scenario():
-        holder = sqlite3.connect(make_url(db_url).database, timeout=5)
-        holder.execute("BEGIN IMMEDIATE")  # the write lock, as another process would hold it
-        call = asyncio.create_task(fake.session(env, variables={"CHANNEL(linkedid)": "1.1"}))
-        await asyncio.sleep(0.2)
-        started = asyncio.get_running_loop().time()
-        pong = await fake.session(ping)
-        ping_seconds = asyncio.get_running_loop().time() - started
-        await asyncio.sleep(0.4)
-        holder.rollback()
-        holder.close()
+        with _locked(db_url):
+            call = asyncio.create_task(fake.session(env, variables={"CHANNEL(linkedid)": "1.1"}))
+            await asyncio.sleep(0.2)
+            started = asyncio.get_running_loop().time()
+            pong = await fake.session(ping)
+            ping_seconds = asyncio.get_running_loop().time() - started
+            await asyncio.sleep(0.4)
+            assert not call.done()  # still waiting for the lock, in a thread
         return await call, pong, ping_seconds
 
     decided, pong, ping_seconds = asyncio.run(scenario())
@@ -123,6 +152,30 @@ def test_an_inline_write_behind_a_writer_thread_goes_to_the_threads_instead_of_w
         thread.join(5)
         app.close()
     assert not running_inline()
+
+
+@pytest.mark.parametrize(("url", "here"), [
+    ("sqlite:///var/lib/astertrack/astertrack.db", True),
+    ("postgresql+psycopg://astertrack@127.0.0.1:5432/astertrack", True),
+    ("postgresql+psycopg://astertrack@localhost/astertrack", True),
+    ("postgresql+psycopg://astertrack@[::1]/astertrack", True),
+    ("postgresql+psycopg://astertrack@/astertrack?host=/var/run/postgresql", True),
+    ("postgresql+psycopg:///astertrack", True),
+    ("postgresql+psycopg://astertrack@10.0.0.5/astertrack", False),
+    ("postgresql+psycopg://astertrack@db.example.net/astertrack", False),
+])
+def test_only_a_database_on_this_machine_is_used_on_the_event_loop(tmp_path, url, here):
+    """A loopback or socket round trip is a context switch; a network one must never block the loop."""
+    assert on_this_machine(url) is here
+    config = make_config(tmp_path, url)
+    engine = inline_engine(config, checkpoint_thread=False)  # engines connect lazily: nothing is dialled
+    try:
+        assert (engine is not None) is here
+    finally:
+        if engine is not None:
+            engine.dispose()
+    config.values["agi"]["db_inline"] = False
+    assert inline_engine(config, checkpoint_thread=False) is None
 
 
 def test_the_per_call_script_keeps_sqlites_own_checkpoints(tmp_path):

@@ -225,23 +225,28 @@ def test_metrics_count_decisions_and_keep_wire_names_out_of_labels(agi, seeded):
     assert sample("x" * 40, "unknown_route") == 0
 
 
+@pytest.mark.parametrize("inline", [False, True], ids=["threads", "event-loop"])
 def test_postgres_connections_killed_under_the_server_are_replaced_without_failing_a_call(
-        tmp_path, db_url, seeded, caplog):
+        tmp_path, db_url, seeded, caplog, inline):
     """No pre-ping on PostgreSQL (it costs a round trip per checkout): a dead pooled connection
-    is found by the failed statement and the step runs again on a fresh one."""
+    is found by the failed statement and the step runs again on a fresh one: in the threads
+    by ``run_with_retry``; on the event loop the step is handed to the threads."""
     from sqlalchemy import create_engine, text
     from sqlalchemy.engine import make_url
 
     from agi.app import AgiApp
+    from astertrack.ops import metrics
     from tests.agi.conftest import ServerThread, make_config
 
     if not db_url.startswith("postgresql"):
         pytest.skip("PostgreSQL only")
-    app = AgiApp(make_config(tmp_path, db_url))  # the daemon's own engine (agi.database)
+    app = AgiApp(make_config(tmp_path, db_url, db_inline=inline))  # the daemon's own engines (agi.database)
+    assert (app.inline_factory is not None) is inline
     thread = ServerThread(app).start()
     try:
         fake = FakeAsterisk(*thread.address)
         assert_still_serving(fake)
+        busy_before = metrics.REGISTRY.get_sample_value("astertrack_agi_inline_busy_total")
         admin = create_engine(db_url, isolation_level="AUTOCOMMIT")
         with admin.connect() as conn:
             killed = conn.execute(text(
@@ -254,6 +259,9 @@ def test_postgres_connections_killed_under_the_server_are_replaced_without_faili
         result = run(fake.session(_env(), variables={"CHANNEL(linkedid)": "1.2"}))
 
         assert result.variables[v.STATUS] == "OK"
-        assert "database connection lost" in caplog.text
+        if inline:
+            assert metrics.REGISTRY.get_sample_value("astertrack_agi_inline_busy_total") == busy_before + 1
+        else:
+            assert "database connection lost" in caplog.text
     finally:
         thread.stop()
