@@ -91,8 +91,9 @@ def inline_engine(config: Config, checkpoint_thread: bool = True) -> Engine | No
         return None
     backend = make_url(url).get_backend_name()
     if backend == "postgresql":
-        # one event loop: one connection at a time, a spare for a step whose connection died
-        engine = create_engine(url, echo=db["echo"], pool_size=2, max_overflow=0, pool_pre_ping=False,
+        # one event loop: one step at a time, and a step may hold a second connection (a snapshot
+        # read); overflow instead of ever waiting for a connection on the loop
+        engine = create_engine(url, echo=db["echo"], pool_size=2, max_overflow=4, pool_pre_ping=False,
                                connect_args={"connect_timeout": 2, "options": (
                                    f"-c lock_timeout={INLINE_BUSY_MS} -c statement_timeout={INLINE_BUSY_MS}")})
         event.listen(engine, "connect", _async_commit)

@@ -1,11 +1,10 @@
-"""Database side of a routing decision: plan from fresh facts, then reserve and record in one write.
+"""Database side of a routing decision: plan from fresh facts, then reserve and record.
 
-Each function opens its own short transaction on a plain SQLAlchemy connection and runs in a
-worker thread, or on SQLite on the event loop (``agi.app``).  Fixed-shape statements are built
-once with bind parameters; the profile update, whose columns depend on the call, per call.
-SQLAlchemy's statement cache keeps every compiled form.
-The read (``plan_inbound``/``plan_next``) is separate
-from the write (``commit_inbound``/``commit_next``) because between the two the route asks
+Each function opens its own short transaction on a plain SQLAlchemy connection and runs on the
+event loop when the database is on this machine, else in a worker thread (``agi.app``,
+``agi.database``).  The inbound route's statements are built once with bind parameters;
+SQLAlchemy's statement cache keeps their compiled form.  The read (``plan_inbound``/``plan_next``)
+is separate from the write (``commit_inbound``/``commit_next``) because between the two the route asks
 Asterisk for device states; the write re-checks everything that matters atomically
 (``astertrack.routing.reservations``).
 """

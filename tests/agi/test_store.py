@@ -104,10 +104,11 @@ def test_the_call_is_recorded_in_one_statement_on_postgresql(engine, session_fac
                             .where(Call.call_uid == "call-1")).one()
         profile = conn.execute(select(CallerProfile.name, CallerProfile.calls_count, CallerProfile.is_vip,
                                       CallerProfile.tags).where(CallerProfile.number == "+79161234567")).one()
-        cursor = conn.execute(select(RoutingRule.rr_cursor).where(RoutingRule.id == rule_id)).scalar_one()
+        rule_after = conn.execute(select(RoutingRule.rr_cursor, RoutingRule.name, RoutingRule.site_id)
+                                  .where(RoutingRule.id == rule_id)).one()
     assert tuple(call) == (ids[1], False, "call")
     assert tuple(profile) == ("Olga", 1, False, [])
-    assert cursor == ids[1]
+    assert tuple(rule_after) == (ids[1], "sales", None)  # the cursor moved, nothing else of the rule
 
 
 def test_the_hold_is_committed_before_the_call_is_recorded(engine, session_factory, six_managers):
