@@ -1,6 +1,6 @@
-"""The AGI's database engine: tuned for many tiny transactions with a caller waiting on each.
+"""The AGI's database engines: tuned for many tiny transactions with a caller waiting on each.
 
-On PostgreSQL every round trip counts (a decision is about a dozen statements), so:
+On PostgreSQL every round trip counts (an inbound decision is four statements), so:
 
 * no ``pool_pre_ping`` (one extra round trip per checkout, two per call); a connection that
   died under us is detected by the failed statement, the pool drops it, and ``run_with_retry``
