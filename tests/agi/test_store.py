@@ -76,6 +76,18 @@ def test_a_write_that_fails_half_way_is_rolled_back_and_frees_the_next_writer(se
         assert conn.execute(Manager.__table__.select().where(Manager.id == ids[1])).first().reserved_call_uid is None
 
 
+def test_every_value_of_the_call_row_is_bound_by_the_insert():
+    """``CALL_ROW_COLUMNS`` lists what ``_call_row`` fills: a value added to one and not the other
+    would be dropped from every call's record without an error."""
+    plan = store.Plan(call_uid="c", now=NOW, rule=None, timezone=None, is_first_call=True, history=None,
+                      info=store.CallerInfo(did=None, caller=None, caller_raw=None, caller_name=None,
+                                            uniqueid=None, linkedid=None),
+                      attribution=attr.Attribution(kind="unknown", confidence=0.0))
+    row = store._call_row(plan, store.Decision(call_uid="c"), [], AgiSettings())
+    assert list(row) == list(store.CALL_ROW_COLUMNS)
+    assert set(row) <= {column.name for column in Call.__table__.columns}
+
+
 def test_the_call_is_recorded_in_one_statement_on_postgresql(engine, session_factory, six_managers):
     """PostgreSQL: after the hold, the call row, the caller's new profile and the round-robin
     move go in one round trip; SQLite runs the same three statements in its one transaction."""
