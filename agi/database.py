@@ -7,7 +7,10 @@ On PostgreSQL every round trip counts (an inbound decision is four statements), 
   runs the (read-only or rolled-back) step once more on a fresh connection;
 * ``synchronous_commit = off`` for the whole session: a routing decision is visible to the
   other calls at commit, and a database crash loses at most the last few hundred
-  milliseconds of decisions instead of every call waiting for a WAL flush.
+  milliseconds of decisions instead of every call waiting for a WAL flush;
+* autocommit from the connection's start: each of a decision's statements stands alone
+  (``agi.store``), so no BEGIN or COMMIT, and no switching every connection taken from the
+  pool into autocommit and back; the rare step that needs a transaction asks for one.
 
 A database on this machine (SQLite, or PostgreSQL on a Unix socket or a loopback address) is
 also used on the event loop itself (``inline_engine``, ``[agi] db_inline``): a step's statements
@@ -94,7 +97,7 @@ def inline_engine(config: Config, checkpoint_thread: bool = True) -> Engine | No
         # one event loop: one step at a time, and a step may hold a second connection (a snapshot
         # read); overflow instead of ever waiting for a connection on the loop
         engine = create_engine(url, echo=db["echo"], pool_size=2, max_overflow=4, pool_pre_ping=False,
-                               connect_args={"connect_timeout": 2, "options": (
+                               isolation_level="AUTOCOMMIT", connect_args={"connect_timeout": 2, "options": (
                                    f"-c lock_timeout={INLINE_BUSY_MS} -c statement_timeout={INLINE_BUSY_MS}")})
         event.listen(engine, "connect", _async_commit)
         return engine
@@ -150,7 +153,7 @@ def agi_engine(config: Config, checkpoint_thread: bool = True) -> Engine:
     if make_url(url).get_backend_name() != "postgresql":
         return make_engine(url, pool_size=db["pool_size"], echo=db["echo"])
     engine = create_engine(url, echo=db["echo"], pool_size=db["pool_size"], max_overflow=db["pool_size"],
-                           pool_pre_ping=False, connect_args={"connect_timeout": 5})
+                           pool_pre_ping=False, isolation_level="AUTOCOMMIT", connect_args={"connect_timeout": 5})
     event.listen(engine, "connect", _async_commit)
     return engine
 

@@ -31,6 +31,7 @@ from astertrack.db.models import (
     RoutingRule,
     new_uid,
 )
+from astertrack.db.types import IdList, one_of
 from astertrack.routing import attribution as attr
 from astertrack.routing import reservations, rules
 from astertrack.routing.recording import recording_name
@@ -50,12 +51,10 @@ def _engine(factory: sessionmaker[Session]) -> Engine:
 
 @contextlib.contextmanager
 def read_connection(factory: sessionmaker[Session]) -> Iterator[Connection]:
-    """A plain Core connection: the hot path needs no ORM unit of work (about half the overhead)."""
-    engine = _engine(factory)
-    with engine.connect() as conn:
-        if engine.dialect.name == "postgresql":
-            # one-statement reads need no transaction: saves the BEGIN and ROLLBACK round trips
-            conn.execution_options(isolation_level="AUTOCOMMIT")
+    """A plain Core connection: the hot path needs no ORM unit of work (about half the overhead).
+    On the AGI's PostgreSQL engines it is in autocommit (``agi.database``): one-statement reads
+    need no BEGIN and ROLLBACK round trips."""
+    with _engine(factory).connect() as conn:
         yield conn
 
 
@@ -69,8 +68,9 @@ def write_session(factory: sessionmaker[Session], autocommit: bool = False) -> I
     only for ``INLINE_BUSY_MS``, then the step goes to the threads.
 
     PostgreSQL with ``autocommit``: every statement commits by itself, with no BEGIN or COMMIT
-    round trip.  For steps whose writes are each one statement: the holds, then the call's
-    record (``commit_inbound``).
+    round trip (the AGI's engines are in autocommit, ``agi.database``).  For steps whose writes
+    are each one statement: the holds, then the call's record (``commit_inbound``).  Without
+    it the step gets a transaction, committed by the step.
     """
     engine = _engine(factory)
     serialise = engine.dialect.name == "sqlite"
@@ -80,9 +80,10 @@ def write_session(factory: sessionmaker[Session], autocommit: bool = False) -> I
             raise InlineBusy("another decision is writing")
     try:
         with engine.connect() as conn:
-            conn.execution_options(sqlite_begin="IMMEDIATE")
-            if autocommit and not serialise:
-                conn.execution_options(isolation_level="AUTOCOMMIT")
+            if serialise:
+                conn.execution_options(sqlite_begin="IMMEDIATE")
+            elif not autocommit:
+                conn.execution_options(isolation_level="READ COMMITTED")
             yield conn
     finally:
         if serialise:
@@ -166,7 +167,7 @@ _MANAGER_COLUMNS = tuple(_managers.c[name] for name in (
 # (SQLAlchemy memoizes a statement object's cache key; building the same statement per call
 # and computing its key again cost about as much as SQLite running it.)
 _CAN_TAKE_CALLS = (
-    _managers.c.id.in_(bindparam("ids", expanding=True)), _managers.c.enabled.is_(True),
+    one_of(_managers.c.id, bindparam("ids", type_=IdList())), _managers.c.enabled.is_(True),
     _managers.c.paused.is_(False), _managers.c.archived_at.is_(None),
     or_(_managers.c.reserved_until.is_(None), _managers.c.reserved_until < bindparam("now"),
         _managers.c.reserved_call_uid == bindparam("call_uid")),
@@ -176,7 +177,7 @@ _LOAD_MANAGERS = select(*_MANAGER_COLUMNS).where(*_CAN_TAKE_CALLS)
 _LOAD_MANAGERS_WITH_CURSOR = _LOAD_MANAGERS.add_columns(
     select(_rules.c.rr_cursor).where(_rules.c.id == bindparam("rule_id")).scalar_subquery().label("rr_cursor"))
 _CALLS_TODAY = (select(_calls.c.routed_manager_id, func.count())
-                .where(_calls.c.routed_manager_id.in_(bindparam("ids", expanding=True)),
+                .where(one_of(_calls.c.routed_manager_id, bindparam("ids", type_=IdList())),
                        _calls.c.started_at >= bindparam("since"))
                 .group_by(_calls.c.routed_manager_id))
 _LAST_ANSWERED_BY = (select(_calls.c.manager_id)
@@ -205,7 +206,7 @@ def load_managers(session: Connection, ids: set[int], now: dt.datetime, call_uid
     views = {}
     cursor = None
     # rows unpacked by position (the order of _MANAGER_COLUMNS): a call reads a whole group
-    for row in session.execute(statement, params):
+    for row in session.execute(statement, params).all():
         manager_id, enabled, paused, device_state, reserved_until, reserved_call_uid, last_routed_at = row[:7]
         if rr_rule_id:
             cursor = row[7]

@@ -1,14 +1,17 @@
-"""UTCDateTime's fused SQLite processors give exactly what SQLAlchemy's two-step chain gives."""
+"""UTCDateTime's fused SQLite processors give exactly what SQLAlchemy's two-step chain gives;
+``one_of`` with an ``IdList`` selects the listed rows on both databases."""
 
 from __future__ import annotations
 
 import datetime as dt
 
 import pytest
+from sqlalchemy import bindparam, select
 from sqlalchemy.dialects import sqlite
 from sqlalchemy.types import TypeDecorator
 
-from astertrack.db.types import UTCDateTime
+from astertrack.db.models import Manager
+from astertrack.db.types import IdList, UTCDateTime, one_of
 
 DIALECT = sqlite.dialect()
 MSK = dt.timezone(dt.timedelta(hours=3))
@@ -76,3 +79,19 @@ def test_sqlalchemy_runs_the_fused_processors_on_sqlite(monkeypatch):
     engine.dispose()
     assert ("bind_processor", "sqlite", "UTCDateTime.bind_processor.<locals>.process") in asked
     assert ("result_processor", "sqlite", "UTCDateTime.result_processor.<locals>.process") in asked
+
+
+@pytest.mark.parametrize("picked", [[], [0], [4, 1], [0, 1, 2, 3, 4]])
+def test_one_of_selects_exactly_the_listed_ids(session, picked):
+    rows = [Manager(name=f"M{i}", endpoint=f"PJSIP/{100 + i}") for i in range(5)]
+    session.add_all(rows)
+    session.commit()
+    wanted = [rows[i].id for i in picked] + [10_000]  # and one id no row has
+    statement = select(Manager.id).where(one_of(Manager.id, bindparam("ids", type_=IdList())))
+    assert sorted(session.execute(statement, {"ids": wanted}).scalars()) == sorted(rows[i].id for i in picked)
+
+
+def test_an_id_list_takes_integers_only(session):
+    statement = select(Manager.id).where(one_of(Manager.id, bindparam("ids", type_=IdList())))
+    with pytest.raises(Exception, match="invalid literal"):  # SQLAlchemy wraps the ValueError
+        session.execute(statement, {"ids": ["1; DROP TABLE managers"]})

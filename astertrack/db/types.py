@@ -3,8 +3,12 @@
 from __future__ import annotations
 
 import datetime as dt
+import json
 
-from sqlalchemy import DateTime
+from sqlalchemy import DateTime, Integer, String
+from sqlalchemy.dialects.postgresql import ARRAY
+from sqlalchemy.ext.compiler import compiles
+from sqlalchemy.sql.functions import FunctionElement
 from sqlalchemy.types import TypeDecorator
 
 
@@ -66,6 +70,48 @@ class UTCDateTime(TypeDecorator):
             return parsed.replace(tzinfo=utc) if parsed.tzinfo is None else parsed.astimezone(utc)
 
         return process
+
+
+class IdList(TypeDecorator):
+    """A list of integer ids bound as one parameter: an array on PostgreSQL, JSON text on SQLite.
+
+    Used with ``one_of``.  A statement's text is then the same whatever the list's length, so
+    it is compiled once: an expanding ``IN`` is rendered again on every execution, one
+    placeholder per id, and PostgreSQL prepares each length anew.
+    """
+
+    impl = String
+    cache_ok = True
+
+    def load_dialect_impl(self, dialect):
+        if dialect.name == "postgresql":
+            return dialect.type_descriptor(ARRAY(Integer))
+        return dialect.type_descriptor(String())
+
+    def process_bind_param(self, value, dialect):
+        if value is None:
+            return None
+        ids = [int(v) for v in value]
+        return ids if dialect.name == "postgresql" else json.dumps(ids)
+
+
+class one_of(FunctionElement):  # noqa: N801 - used like SQLAlchemy's own SQL functions
+    """``one_of(column, bindparam("ids", type_=IdList()))``: the column's value is in the list."""
+
+    name = "one_of"
+    inherit_cache = True
+
+
+@compiles(one_of)
+def _one_of_json(element, compiler, **kw):
+    column, ids = element.clauses
+    return f"{compiler.process(column, **kw)} IN (SELECT value FROM json_each({compiler.process(ids, **kw)}))"
+
+
+@compiles(one_of, "postgresql")
+def _one_of_array(element, compiler, **kw):
+    column, ids = element.clauses
+    return f"{compiler.process(column, **kw)} = ANY ({compiler.process(ids, **kw)})"
 
 
 def utcnow() -> dt.datetime:

@@ -70,6 +70,7 @@ from astertrack.db.models import (
     TrackingNumber,
     VisitorSession,
 )
+from astertrack.db.types import IdList, one_of
 
 Executor = Session | Connection  # anything with .execute(): the AGI's hot path uses a plain Connection
 
@@ -443,7 +444,7 @@ _oe, _na = OverflowEvent.__table__, NumberAssignment.__table__
 _FALLBACK_VISITS = (
     select(OverflowEvent.pool_id, *_VISIT_COLUMNS)  # a session with two overflows: deduplicated by id
     .join(VisitorSession, VisitorSession.id == OverflowEvent.session_id)
-    .where(OverflowEvent.pool_id.in_(bindparam("pools", expanding=True)),
+    .where(one_of(OverflowEvent.pool_id, bindparam("pools", type_=IdList())),
            OverflowEvent.policy.in_(FALLBACK_POLICIES),
            OverflowEvent.occurred_at <= bindparam("now"),
            VisitorSession.last_seen >= bindparam("since"),

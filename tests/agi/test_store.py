@@ -1,6 +1,7 @@
-"""agi.store on its own, on both backends: the parts of a decision a call flow might not reach
-(IN lists of other lengths, the round-robin position read alongside, a write that fails half-way,
-the hold committed before the call's record, the record in one statement on PostgreSQL)."""
+"""agi.store on its own, on both backends and on the AGI's own engines (``agi.database``: on
+PostgreSQL in autocommit): the parts of a decision a call flow might not reach (id lists of other
+lengths, the round-robin position read alongside, a write that fails half-way, the hold committed
+before the call's record, the record in one statement on PostgreSQL)."""
 
 from __future__ import annotations
 
@@ -14,14 +15,24 @@ import pytest
 from sqlalchemy import event, select
 
 from agi import store
+from agi.database import agi_engine, close_engine
 from agi.settings import AgiSettings
 from agi.snapshot import ManagerProfile
 from astertrack.db.models import Call, CallerProfile, Manager, RoutingRule
 from astertrack.routing import attribution as attr
 from astertrack.routing import reservations
 from astertrack.routing.rules import ManagerView, RuleView
+from tests.agi.conftest import make_config
 
 NOW = dt.datetime(2026, 12, 4, 12, 0, 0, 123456, tzinfo=dt.UTC)
+
+
+@pytest.fixture
+def engine(db_url, tmp_path):
+    """The daemon's engine for this database, as ``AgiApp`` makes it."""
+    engine = agi_engine(make_config(tmp_path, db_url), checkpoint_thread=False)
+    yield engine
+    close_engine(engine)
 
 
 @pytest.fixture
@@ -35,6 +46,27 @@ def six_managers(session):
     profiles = {m.id: ManagerProfile(endpoint=m.endpoint, name=m.name, extension=m.extension, schedule={})
                 for m in rows}
     return rule, [m.id for m in rows], profiles
+
+
+def test_an_id_list_of_any_length_is_bound_as_one_value_of_one_statement(engine, session_factory, six_managers):
+    """The statement's text does not depend on the list's length: compiled once by SQLAlchemy,
+    prepared once by PostgreSQL (an expanding IN renders one placeholder per id)."""
+    rule, ids, profiles = six_managers
+    sent = []
+
+    def capture(_conn, _cursor, statement, parameters, *_args):
+        if statement.startswith("SELECT"):  # not SQLite's BEGIN
+            sent.append((statement, parameters))
+
+    event.listen(engine, "before_cursor_execute", capture)
+    try:
+        with store.read_connection(session_factory) as conn:
+            found = [set(store.load_managers(conn, set(ids[:n]), NOW, "c1", profiles, rule.id)[0]) for n in (1, 2, 6)]
+    finally:
+        event.remove(engine, "before_cursor_execute", capture)
+    assert found == [{ids[0]}, {ids[0], ids[1]}, set(ids) - {ids[2]}]
+    assert len({statement for statement, _ in sent}) == 1
+    assert len(sent[-1][1]) == len(sent[0][1])  # the same number of parameters for 1 id and for 6
 
 
 @pytest.mark.parametrize("picked", [[0, 1], [0, 1, 2, 3, 4, 5], [3]])
