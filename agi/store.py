@@ -205,7 +205,7 @@ def load_managers(session: Connection, ids: set[int], now: dt.datetime, call_uid
         statement, params["rule_id"] = _LOAD_MANAGERS_WITH_CURSOR, rr_rule_id
     views = {}
     cursor = None
-    # rows unpacked by position (the order of _MANAGER_COLUMNS): a call reads a whole group
+    # a call reads a whole group: fetched at once, rows unpacked by position (_MANAGER_COLUMNS)
     for row in session.execute(statement, params).all():
         manager_id, enabled, paused, device_state, reserved_until, reserved_call_uid, last_routed_at = row[:7]
         if rr_rule_id:

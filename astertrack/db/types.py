@@ -77,7 +77,9 @@ class IdList(TypeDecorator):
 
     Used with ``one_of``.  A statement's text is then the same whatever the list's length, so
     it is compiled once: an expanding ``IN`` is rendered again on every execution, one
-    placeholder per id, and PostgreSQL prepares each length anew.
+    placeholder per id, and PostgreSQL prepares each length anew.  SQLite reads the list with
+    ``json_each`` (its JSON functions: built in since 3.38, and in Debian's and Ubuntu's
+    builds before that).
     """
 
     impl = String
