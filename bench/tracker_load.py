@@ -278,11 +278,9 @@ def holders_list(url: str, path: Path) -> int:
 
 
 def main() -> None:
-    if shutil.which("wrk") is None and os.geteuid() == 0 and shutil.which("apt-get"):
+    if shutil.which("wrk") is None and shutil.which("apt-get"):
         print("installing wrk (Debian package) for the load generator ...", flush=True)
-        subprocess.run(["apt-get", "update", "-qq"], check=False, capture_output=True)
-        subprocess.run(["apt-get", "install", "-y", "-qq", "wrk"], check=False, capture_output=True,
-                       env={**os.environ, "DEBIAN_FRONTEND": "noninteractive"})
+        subprocess.run([str(REPO / "scripts" / "apt-install"), "wrk"], check=False)
     if shutil.which("wrk") is None:
         raise SystemExit("wrk is not installed: apt-get install -y wrk")
     load_before = os.getloadavg()[0]
