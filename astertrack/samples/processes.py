@@ -3,7 +3,8 @@
 For the tests, benchmarks and lab checks that drive ``astertrack-agi``, ``astertrack-ami`` or a
 gunicorn tracker from outside: each of them needs a free port, a wait that gives up as soon
 as the process has died (with its log, not a bare timeout), and a stop that never leaves a
-daemon holding a port or a database after a failure.
+daemon holding a port or a database after a failure.  :func:`asgi_in_thread` is the in-process
+counterpart for tests of the event worker's serving: uvicorn in a thread, stopped the same way.
 """
 
 from __future__ import annotations
@@ -15,11 +16,17 @@ import signal
 import socket
 import subprocess
 import sys
+import threading
 import time
 import urllib.request
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
+
+import uvicorn
+
+from astertrack.ops.serving import DeadlineH11Protocol
 
 BIN = Path(sys.executable).parent  # where this environment's console scripts are
 
@@ -55,6 +62,30 @@ def running(args: list[str], timeout: float = 30.0, **popen_kwargs) -> Iterator[
         yield proc
     finally:
         stop_process(proc, timeout)
+
+
+@contextlib.contextmanager
+def asgi_in_thread(asgi: Any, *, lifespan: str = "on", graceful: float | None = 10.0,
+                   ) -> Iterator[tuple[uvicorn.Server, int, threading.Thread]]:
+    """(server, port, thread): ``asgi`` served by uvicorn with the event worker's own protocol on a
+    loopback port, in a thread, until the block ends (streams still open get ``graceful`` seconds)."""
+    sock = socket.socket()
+    sock.bind(("127.0.0.1", 0))
+    server = uvicorn.Server(uvicorn.Config(asgi, http=DeadlineH11Protocol, lifespan=lifespan, proxy_headers=False,
+                                           log_level="warning", timeout_graceful_shutdown=graceful))
+    thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
+    thread.start()
+    deadline = time.monotonic() + 10
+    while not server.started and thread.is_alive() and time.monotonic() < deadline:
+        time.sleep(0.02)
+    try:
+        if not server.started:
+            raise NotReady("uvicorn did not start in a thread within 10 s")
+        yield server, sock.getsockname()[1], thread
+    finally:
+        server.should_exit = True
+        thread.join(15)
+        sock.close()
 
 
 def start_daemon(command: str, config: Path, *args: str, log: Path | None = None) -> subprocess.Popen:

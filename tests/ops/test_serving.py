@@ -15,31 +15,18 @@ import time
 from contextlib import contextmanager
 
 import pytest
-import uvicorn
 from flask import Flask, Response, request
 
-from astertrack.ops.serving import BufferedWsgi, DeadlineH11Protocol
+from astertrack.ops.serving import BufferedWsgi
+from astertrack.samples.processes import asgi_in_thread
 
 
 @contextmanager
 def served(app: Flask, **bounds):
-    sock = socket.socket()
-    sock.bind(("127.0.0.1", 0))
-    config = uvicorn.Config(BufferedWsgi(app, threads=4, max_body=bounds.get("max_body", 4096),
-                                         body_timeout=bounds.get("body_timeout", 5.0)),
-                            http=DeadlineH11Protocol, lifespan="on", proxy_headers=False, log_level="warning")
-    server = uvicorn.Server(config)
-    thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 10
-    while not server.started and time.monotonic() < deadline:
-        time.sleep(0.02)
-    try:
-        yield sock.getsockname()[1]
-    finally:
-        server.should_exit = True
-        thread.join(10)
-        sock.close()
+    asgi = BufferedWsgi(app, threads=4, max_body=bounds.get("max_body", 4096),
+                        body_timeout=bounds.get("body_timeout", 5.0))
+    with asgi_in_thread(asgi, graceful=None) as (_, port, _):
+        yield port
 
 
 @pytest.fixture

@@ -10,13 +10,10 @@ from __future__ import annotations
 
 import datetime as dt
 import html
-import socket
-import threading
 import time
 from contextlib import contextmanager
 
 import pytest
-import uvicorn
 from sqlalchemy import select, update
 from werkzeug.wrappers import Request, Response
 
@@ -33,7 +30,7 @@ from astertrack.db.models import (
     VisitorSession,
 )
 from astertrack.db.types import utcnow
-from astertrack.ops.serving import BufferedWsgi, DeadlineH11Protocol, with_native_paths
+from astertrack.ops.serving import BufferedWsgi, with_native_paths
 from astertrack.samples.factories import (
     add_dynamic_source,
     add_group,
@@ -43,6 +40,7 @@ from astertrack.samples.factories import (
     number_range,
     pooled_site,
 )
+from astertrack.samples.processes import asgi_in_thread
 from tests.tracker.test_browser import visitor
 from tests.tracker.test_widget_browser import PAGE, session_ready, wait_rows, widget_ready
 
@@ -76,22 +74,8 @@ def landing(tracker, key: str):
 
 @contextmanager
 def served(asgi):
-    sock = socket.socket()
-    sock.bind(("127.0.0.1", 0))
-    config = uvicorn.Config(asgi, http=DeadlineH11Protocol, lifespan="off", proxy_headers=False,
-                            log_level="warning", timeout_graceful_shutdown=5)
-    server = uvicorn.Server(config)
-    thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 10
-    while not server.started and time.monotonic() < deadline:
-        time.sleep(0.02)
-    try:
-        yield f"http://127.0.0.1:{sock.getsockname()[1]}"
-    finally:
-        server.should_exit = True
-        thread.join(15)
-        sock.close()
+    with asgi_in_thread(asgi, lifespan="off", graceful=5) as (_, port, _):
+        yield f"http://127.0.0.1:{port}"
 
 
 @pytest.fixture

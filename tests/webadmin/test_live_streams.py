@@ -9,18 +9,16 @@ two request threads.
 
 from __future__ import annotations
 
-import socket
-import threading
 import time
 from contextlib import contextmanager
 
 import pytest
-import uvicorn
 
 from astertrack.db.models import Call, Manager, User
 from astertrack.db.types import utcnow
-from astertrack.ops.serving import BufferedWsgi, DeadlineH11Protocol, with_native_paths
+from astertrack.ops.serving import BufferedWsgi, with_native_paths
 from astertrack.passwords import hash_password
+from astertrack.samples.processes import asgi_in_thread
 from tests.webadmin.live_client import Browser
 from webadmin.live.state import ringing_calls, ringing_for, rings_at
 from webadmin.live.streams import SESSION_CHECK_SECONDS
@@ -30,23 +28,10 @@ THREADS = 2
 
 @contextmanager
 def served(app):
-    sock = socket.socket()
-    sock.bind(("127.0.0.1", 0))
+    """(server, port, thread): ``app`` behind the event worker's pieces, with its native stream paths."""
     asgi = with_native_paths(app, BufferedWsgi(app, threads=THREADS, max_body=1 << 20, body_timeout=5.0))
-    config = uvicorn.Config(asgi, http=DeadlineH11Protocol, lifespan="on", proxy_headers=False,
-                            log_level="warning", timeout_graceful_shutdown=10)
-    server = uvicorn.Server(config)
-    thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 10
-    while not server.started and time.monotonic() < deadline:
-        time.sleep(0.02)
-    try:
-        yield server, sock.getsockname()[1], thread
-    finally:
-        server.should_exit = True
-        thread.join(15)
-        sock.close()
+    with asgi_in_thread(asgi, graceful=10) as running:
+        yield running
 
 
 @pytest.fixture
