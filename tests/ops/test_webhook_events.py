@@ -5,7 +5,6 @@ a delivery (a local HTTP server stands in for the CRM)."""
 from __future__ import annotations
 
 import datetime as dt
-import http.server
 import json
 import threading
 import time
@@ -23,6 +22,7 @@ from astertrack.leads.deals import set_state
 from astertrack.leads.enquiries import record_enquiry
 from astertrack.leads.merging import merge_leads
 from astertrack.samples.processes import BIN, running
+from tests.integrations.capture import CaptureServer
 
 DOCS = Path(__file__).resolve().parents[2] / "docs" / "webhooks.md"
 
@@ -37,51 +37,10 @@ def documented_examples() -> dict[str, dict]:
     return examples
 
 
-class Receiver:
-    """A CRM on loopback: records every request and answers with the next status of ``statuses``
-    (the last one repeats)."""
-
-    def __init__(self, statuses=(200,)):
-        self.requests: list[dict] = []
-        self.statuses = list(statuses)
-        self.lock = threading.Lock()
-        receiver = self
-
-        class Handler(http.server.BaseHTTPRequestHandler):
-            def do_POST(self):
-                body = self.rfile.read(int(self.headers.get("Content-Length", 0)))
-                with receiver.lock:
-                    index = len(receiver.requests)
-                    status = receiver.statuses[min(index, len(receiver.statuses) - 1)]
-                    receiver.requests.append({"headers": {k.lower(): v for k, v in self.headers.items()},
-                                              "body": body, "status": status})
-                self.send_response(status)
-                self.send_header("Content-Length", "2")
-                self.end_headers()
-                self.wfile.write(b"ok")
-
-            def log_message(self, *args):
-                pass
-
-        self.server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.url = f"http://127.0.0.1:{self.server.server_address[1]}/hook"
-        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
-        self.thread.start()
-
-    def seen(self, status=None) -> list[dict]:
-        with self.lock:
-            return [r for r in self.requests if status is None or r["status"] == status]
-
-    def close(self):
-        self.server.shutdown()
-        self.server.server_close()
-
-
 @pytest.fixture
 def receiver():
-    server = Receiver()
-    yield server
-    server.close()
+    with CaptureServer() as server:
+        yield server
 
 
 def subscribe(session, url, events=EVENTS, secret="s3cret"):
@@ -194,7 +153,7 @@ def test_call_events_fire_once_per_call_as_the_call_goes_on(session, session_fac
 
     # delivered in the order queued: a call's ringing before its answer, each signed with its event
     assert run_once(session_factory, now)["delivered"] == 6
-    sent = [(r["headers"]["x-astertrack-event"], json.loads(r["body"])) for r in receiver.seen()]
+    sent = [(r.headers["x-astertrack-event"], json.loads(r.body)) for r in receiver.seen()]
     assert all(body["event"] == event for event, body in sent)
     mine = [event for event, body in sent if body["call_id"] == ringing_id]
     assert mine == ["call.ringing", "call.answered", "call.finished"]
@@ -405,8 +364,8 @@ def _wait(condition, seconds, what, log: Path):
 
 
 def test_a_worker_killed_between_retries_loses_and_repeats_nothing(session, session_factory, db_url, tmp_path):
-    crm = Receiver(statuses=(500, 500, 500, 200))
-    try:
+    with CaptureServer() as crm:
+        crm.answers += [(500, b"")] * 3
         now = utcnow()
         session.add(Call(state="finished", outcome="answered", started_at=now - dt.timedelta(minutes=2),
                          answered_at=now - dt.timedelta(minutes=2), ended_at=now - dt.timedelta(minutes=1)))
@@ -431,19 +390,17 @@ def test_a_worker_killed_between_retries_loses_and_repeats_nothing(session, sess
             _wait(lambda: crm.seen(200), 30, "the successful delivery", log)
             time.sleep(1.5)  # several more passes (interval 0.2 s): nothing else may arrive
             requests = crm.seen()
-        assert [r["status"] for r in requests] == [500, 500, 500, 200]
-        assert len({r["headers"]["x-astertrack-delivery"] for r in requests}) == 1
-        assert len({r["body"] for r in requests}) == 1
+        assert [r.status for r in requests] == [500, 500, 500, 200]
+        assert len({r.headers["x-astertrack-delivery"] for r in requests}) == 1
+        assert len({r.body for r in requests}) == 1
         row = _outbox_row(session_factory)
         assert row.delivered_at is not None and row.attempts == 4 and row.dead_at is None
-        assert requests[0]["headers"]["x-astertrack-delivery"] == str(row.id)
-        assert json.loads(requests[-1]["body"])["call_id"] == row.call_id
+        assert requests[0].headers["x-astertrack-delivery"] == str(row.id)
+        assert json.loads(requests[-1].body)["call_id"] == row.call_id
         with session_factory() as db:
             assert len(db.scalars(select(WebhookOutbox)).all()) == 1
         text = log.read_text(errors="replace")
         assert text.count("webhook worker started") == 2 and "1 s doubling" in text
-    finally:
-        crm.close()
 
 
 # ---------------------------------------------------------------- command line
@@ -472,8 +429,7 @@ def test_cli_subscribes_to_every_event_and_its_help_names_them(session, tmp_path
 
 
 def test_once_takes_the_retry_settings_from_the_configuration(session, tmp_path, db_url):
-    crm = Receiver(statuses=(500,))
-    try:
+    with CaptureServer(status=500) as crm:
         now = utcnow()
         session.add(Call(state="finished", outcome="busy", started_at=now - dt.timedelta(minutes=1), ended_at=now))
         session.commit()
@@ -489,5 +445,3 @@ def test_once_takes_the_retry_settings_from_the_configuration(session, tmp_path,
         assert json.loads(second.output.strip().splitlines()[-1])["gave_up"] == 1
         [row] = outbox(session)
         assert row.dead_at is not None and row.attempts == 2 and len(crm.seen()) == 2
-    finally:
-        crm.close()

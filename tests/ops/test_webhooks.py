@@ -5,13 +5,11 @@ from __future__ import annotations
 import datetime as dt
 import hashlib
 import hmac
-import http.server
 import json
 import os
 import signal
 import subprocess
 import sys
-import threading
 import time
 from pathlib import Path
 
@@ -32,45 +30,15 @@ from astertrack.integrations.webhooks import (
     run_once,
 )
 from astertrack.samples.processes import spawn, stop_process
+from tests.integrations.capture import CaptureServer
 
 NOW = dt.datetime(2026, 11, 23, 12, 0, tzinfo=dt.UTC)
 
 
-class Receiver:
-    """A real HTTP server that records each request and answers with ``status``."""
-
-    def __init__(self):
-        self.requests: list[dict] = []
-        self.status = 200
-        receiver = self
-
-        class Handler(http.server.BaseHTTPRequestHandler):
-            def do_POST(self):
-                body = self.rfile.read(int(self.headers.get("Content-Length", 0)))
-                receiver.requests.append({"path": self.path, "headers": dict(self.headers), "body": body})
-                self.send_response(receiver.status)
-                self.send_header("Content-Length", "2")
-                self.end_headers()
-                self.wfile.write(b"ok")
-
-            def log_message(self, *args):
-                pass
-
-        self.server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.url = f"http://127.0.0.1:{self.server.server_address[1]}/hook"
-        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
-        self.thread.start()
-
-    def close(self):
-        self.server.shutdown()
-        self.server.server_close()
-
-
 @pytest.fixture
 def receiver():
-    server = Receiver()
-    yield server
-    server.close()
+    with CaptureServer() as server:
+        yield server
 
 
 def add_call(session, outcome="answered", state="finished", ended=NOW - dt.timedelta(minutes=5), **extra):
@@ -160,12 +128,12 @@ def test_delivers_signed_json_and_marks_delivered(session, session_factory, rece
     assert counts == {"enqueued": 1, "claimed": 1, "delivered": 1, "failed": 0, "gave_up": 0}
     assert len(receiver.requests) == 1
     request = receiver.requests[0]
-    headers = {k.lower(): v for k, v in request["headers"].items()}
+    headers = request.headers
     assert headers["content-type"] == "application/json"
     assert headers["x-astertrack-event"] == "call.missed"
-    expected = "sha256=" + hmac.new(b"topsecret", request["body"], hashlib.sha256).hexdigest()
+    expected = "sha256=" + hmac.new(b"topsecret", request.body, hashlib.sha256).hexdigest()
     assert hmac.compare_digest(headers["x-astertrack-signature"], expected)
-    body = json.loads(request["body"])
+    body = json.loads(request.body)
     assert body["event"] == "call.missed" and body["call_uid"] == call.call_uid and body["outcome"] == "missed"
     [row] = outbox(session)
     assert headers["x-astertrack-delivery"] == str(row.id)
@@ -281,7 +249,7 @@ def test_once_command_prints_counts(session, receiver, tmp_path, db_url):
     assert result.exit_code == 0, result.output
     assert json.loads(result.output.strip().splitlines()[-1]) == {
         "enqueued": 1, "claimed": 1, "delivered": 1, "failed": 0, "gave_up": 0}
-    assert json.loads(receiver.requests[0]["body"])["call_id"] == call.id
+    assert json.loads(receiver.requests[0].body)["call_id"] == call.id
 
 
 def test_run_delivers_and_stops_cleanly_on_sigterm(session, receiver, tmp_path, db_url):
@@ -329,7 +297,7 @@ def _delivered(session, session_factory, receiver, secret="topsecret"):
     request = receiver.requests[-1]
     from werkzeug.datastructures import Headers
 
-    return Headers(list(request["headers"].items())), request["body"], before
+    return Headers(list(request.headers.items())), request.body, before
 
 
 def test_signature_covers_timestamp_delivery_id_and_body(session, session_factory, receiver):
@@ -378,7 +346,7 @@ def test_each_retry_is_signed_at_its_own_time(session, session_factory, receiver
     assert deliver_due(session_factory, NOW + dt.timedelta(seconds=30))["delivered"] == 1
     from werkzeug.datastructures import Headers
 
-    first, second = (Headers(list(r["headers"].items())) for r in receiver.requests)
+    first, second = (Headers(list(r.headers.items())) for r in receiver.requests)
     assert int(second["X-Astertrack-Timestamp"]) > int(first["X-Astertrack-Timestamp"])
     assert first["X-Astertrack-Delivery"] == second["X-Astertrack-Delivery"]  # one id: receivers de-duplicate
-    assert verify("k", second, receiver.requests[1]["body"]) is True
+    assert verify("k", second, receiver.requests[1].body) is True

@@ -14,16 +14,16 @@ from astertrack.db.engine import make_engine, make_session_factory
 from astertrack.db.models import AuditLog, User, WebhookOutbox, WebhookSubscription
 from astertrack.db.types import utcnow
 from astertrack.integrations.webhooks import deliver_due, enqueue
-from tests.ops.test_webhooks import Receiver, add_call
+from tests.integrations.capture import CaptureServer
+from tests.ops.test_webhooks import add_call
 
 PAGE = "/settings/webhooks/"
 
 
 @pytest.fixture
 def receiver():
-    server = Receiver()
-    yield server
-    server.close()
+    with CaptureServer() as server:
+        yield server
 
 
 @pytest.fixture
@@ -153,7 +153,7 @@ def test_resend_makes_a_delivery_due_and_the_receiver_gets_it(client, auth, db, 
     assert auth.post(f"{PAGE}deliveries/{delivery.id}/resend", page=f"{PAGE}{row.id}/").status_code == 302
     receiver.status = 200
     assert deliver_due(factory, utcnow())["delivered"] == 1
-    assert len(receiver.requests) == queued + 1 and receiver.requests[-1]["headers"]["X-Astertrack-Delivery"] == str(delivery.id)
+    assert len(receiver.requests) == queued + 1 and receiver.requests[-1].headers["x-astertrack-delivery"] == str(delivery.id)
     db.rollback()  # a fresh read: the app wrote meanwhile
     db.expire_all()
     assert db.get(WebhookOutbox, delivery.id).delivered_at is not None
