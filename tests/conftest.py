@@ -27,6 +27,7 @@ from astertrack.db import config_revision
 from astertrack.db.engine import make_engine, make_session_factory
 from astertrack.db.models import Base
 from astertrack.samples.processes import free_port, throwaway_postgres
+from tests.integrations.capture import CaptureServer
 
 REPO = Path(__file__).resolve().parent.parent
 RECORDED_ASTERISK = REPO / "tests" / "fixtures" / "asterisk"  # real Asterisk 20 traffic, kept byte for byte
@@ -186,6 +187,13 @@ def session_factory(engine):
 def session(session_factory):
     with session_factory() as session:
         yield session
+
+
+@pytest.fixture
+def receiver():
+    """A CRM (or an ad platform) on loopback: records what we post and answers 200 unless told."""
+    with CaptureServer() as server:
+        yield server
 
 
 @pytest.fixture(params=["sqlite", "postgresql"])

@@ -37,12 +37,6 @@ def documented_examples() -> dict[str, dict]:
     return examples
 
 
-@pytest.fixture
-def receiver():
-    with CaptureServer() as server:
-        yield server
-
-
 def subscribe(session, url, events=EVENTS, secret="s3cret"):
     row = WebhookSubscription(url=url, events=list(events), secret=secret)
     session.add(row)

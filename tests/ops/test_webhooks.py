@@ -13,7 +13,6 @@ import sys
 import time
 from pathlib import Path
 
-import pytest
 from click.testing import CliRunner
 from sqlalchemy import select
 
@@ -30,15 +29,8 @@ from astertrack.integrations.webhooks import (
     run_once,
 )
 from astertrack.samples.processes import spawn, stop_process
-from tests.integrations.capture import CaptureServer
 
 NOW = dt.datetime(2026, 11, 23, 12, 0, tzinfo=dt.UTC)
-
-
-@pytest.fixture
-def receiver():
-    with CaptureServer() as server:
-        yield server
 
 
 def add_call(session, outcome="answered", state="finished", ended=NOW - dt.timedelta(minutes=5), **extra):

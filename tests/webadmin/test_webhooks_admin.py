@@ -14,16 +14,9 @@ from astertrack.db.engine import make_engine, make_session_factory
 from astertrack.db.models import AuditLog, User, WebhookOutbox, WebhookSubscription
 from astertrack.db.types import utcnow
 from astertrack.integrations.webhooks import deliver_due, enqueue
-from tests.integrations.capture import CaptureServer
 from tests.ops.test_webhooks import add_call
 
 PAGE = "/settings/webhooks/"
-
-
-@pytest.fixture
-def receiver():
-    with CaptureServer() as server:
-        yield server
 
 
 @pytest.fixture
