@@ -10,6 +10,7 @@ from flask_login import current_user
 from flask_wtf import FlaskForm
 from sqlalchemy import select
 from wtforms import SelectField, StringField
+from wtforms.fields.choices import SelectChoice
 from wtforms.validators import DataRequired, Length
 
 from astertrack.db.engine import begin_write
@@ -39,8 +40,8 @@ class TokenForm(FlaskForm):
         super().__init__(*args, **kwargs)
         sites = get_session().execute(select(Site.id, Site.name).where(Site.archived_at.is_(None))
                                       .order_by(Site.name)).all()
-        self.site_id.choices = [(None, _("every site")), *[(sid, name) for sid, name in sites]]
-        self.scope.choices = [(scope, label_for(scope, "api_scope")) for scope in api_tokens.SCOPES]
+        self.site_id.choices = [SelectChoice(None, _("every site")), *[SelectChoice(sid, name) for sid, name in sites]]
+        self.scope.choices = [SelectChoice(scope, label_for(scope, "api_scope")) for scope in api_tokens.SCOPES]
 
 
 class RevokeForm(FlaskForm):

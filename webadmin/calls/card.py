@@ -9,6 +9,7 @@ from flask_babel import lazy_gettext as _l
 from flask_login import current_user
 from sqlalchemy import select
 from sqlalchemy.orm import Session
+from wtforms.fields.choices import SelectChoice
 
 from astertrack.db.models import Call, CallComment, CallerProfile, CallEvent, CallSpeechTag, Tag, Transcript
 from astertrack.reporting import reports
@@ -142,7 +143,7 @@ def review_context(db: Session, call: Call, forms: dict) -> dict:
     items = actions.checklist(db, call.site_id)
     history = actions.scores(db, call.id)
     score_form = forms.get("score") or ScoreForm(formdata=None)
-    score_form.items.choices = [(item.id, f"{item.text} ({item.points})") for item in items]
+    score_form.items.choices = [SelectChoice(item.id, f"{item.text} ({item.points})") for item in items]
     if "score" not in forms and history:
         score_form.items.data = [t["id"] for t in history[0].ticks if t.get("ticked")]
     comments = db.scalars(select(CallComment).where(CallComment.call_id == call.id)

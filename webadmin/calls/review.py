@@ -11,6 +11,7 @@ from flask_login import current_user
 from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
+from wtforms.fields.choices import SelectChoice
 
 from astertrack.db.engine import begin_write
 from astertrack.db.models import Call, ChecklistItem, Site
@@ -107,7 +108,7 @@ def add_comment(call_id: int):
 def score(call_id: int):
     db, call = _writable_call(call_id)
     form = ScoreForm()
-    form.items.choices = [(item.id, item.text) for item in actions.checklist(db, call.site_id)]
+    form.items.choices = [SelectChoice(item.id, item.text) for item in actions.checklist(db, call.site_id)]
     if not form.validate():
         db.rollback()
         return render_card(call, {"score": form}, 400)
@@ -142,8 +143,8 @@ def handled(call_id: int):
 # ---------------------------------------------------------------- checklists (admins)
 
 
-def _site_choices(db: Session) -> list:
-    return [("", _l("Every site"))] + [(sid, name) for sid, name in db.execute(
+def _site_choices(db: Session) -> list[SelectChoice]:
+    return [SelectChoice("", _l("Every site"))] + [SelectChoice(sid, name) for sid, name in db.execute(
         select(Site.id, Site.name).order_by(Site.name))]
 
 

@@ -11,6 +11,7 @@ from typing import Any
 from flask_babel import gettext as _
 from sqlalchemy import select
 from sqlalchemy.orm import Session
+from wtforms.fields.choices import SelectChoice
 
 from astertrack.chat import OPEN_STATUSES
 from astertrack.chat.offers import OFFER_STEP_SECONDS
@@ -157,9 +158,9 @@ def chat_journey(db: Session, chat: Chat, only_manager_id: int | None) -> dict[s
     return visitor_journey(db, "lead", lead_id, only_manager_id=only_manager_id)
 
 
-def transfer_targets(db: Session, chat: Chat) -> list[tuple[int, str]]:
+def transfer_targets(db: Session, chat: Chat) -> list[SelectChoice]:
     """Managers who may take the chat: enabled, not archived, not its owner."""
-    return [(m.id, m.name) for m in db.scalars(
+    return [SelectChoice(m.id, m.name) for m in db.scalars(
         select(Manager).where(Manager.enabled.is_(True), Manager.archived_at.is_(None)).order_by(Manager.name))
         if m.id != chat.manager_id]
 

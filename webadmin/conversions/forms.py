@@ -6,6 +6,7 @@ from __future__ import annotations
 from flask_babel import lazy_gettext as _l
 from flask_wtf import FlaskForm
 from wtforms import BooleanField, PasswordField, SelectField, StringField
+from wtforms.fields.choices import SelectChoice
 from wtforms.validators import ValidationError
 
 from astertrack.integrations.conversions import rules
@@ -48,11 +49,11 @@ class ConversionForm(FlaskForm):
     google_ads_timezone = StringField(_l("Google Ads time zone"), validators=[_checked(rules.check_timezone)],
                                       description=_l("Empty: the site's time zone."))
     currency = StringField(_l("Currency"), validators=[_checked(rules.check_currency)])
-    calls = SelectField(_l("Calls that count"), choices=list(CALL_RULES.items()))
+    calls = SelectField(_l("Calls that count"), choices=[SelectChoice(k, v) for k, v in CALL_RULES.items()])
     first_time_only = BooleanField(_l("First-time callers only"))
     call_value = StringField(_l("Value of a call"), validators=[_checked(rules.check_money)])
-    lead_state = SelectField(_l("Leads that count"), choices=list(LEAD_STATES.items()))
-    lead_value = SelectField(_l("Value of a lead"), choices=list(LEAD_VALUES.items()))
+    lead_state = SelectField(_l("Leads that count"), choices=[SelectChoice(k, v) for k, v in LEAD_STATES.items()])
+    lead_value = SelectField(_l("Value of a lead"), choices=[SelectChoice(k, v) for k, v in LEAD_VALUES.items()])
     lead_fixed_value = StringField(_l("Fixed value of a lead"), validators=[_checked(rules.check_money)])
 
     def validate_google_ads_conversion_name(self, field):

@@ -9,6 +9,7 @@ from flask_babel import get_locale
 from flask_babel import lazy_gettext as _l
 from flask_wtf import FlaskForm
 from wtforms import SelectField, StringField, ValidationError
+from wtforms.fields.choices import SelectChoice
 from wtforms.validators import InputRequired, Length
 
 from astertrack.leads import STATES
@@ -29,13 +30,13 @@ def _strip(value):
     return value.strip() if isinstance(value, str) else value
 
 
-def currency_choices() -> list[tuple[str, str]]:
+def currency_choices() -> list[SelectChoice]:
     """Every currency the core accepts, the common ones first, named in the page's language
     ("EUR · евро"): a bare code list reads as untranslated text to a Russian user."""
     known = currencies()
     common = [code for code in COMMON_CURRENCIES if code in known]
     locale = get_locale() or "en"
-    return [(code, f"{code} · {get_currency_name(code, locale=locale)}")
+    return [SelectChoice(code, f"{code} · {get_currency_name(code, locale=locale)}")
             for code in (*common, *sorted(known - set(common)))]
 
 
@@ -49,7 +50,7 @@ class StateForm(FlaskForm):
 
     def __init__(self, *args, **kwargs):
         super().__init__(*args, **kwargs)
-        self.status.choices = [(state, label_for(state, "lead_status")) for state in STATES]
+        self.status.choices = [SelectChoice(state, label_for(state, "lead_status")) for state in STATES]
         self.currency.choices = currency_choices()
 
     def validate_amount(self, field) -> None:

@@ -111,14 +111,14 @@ class _Vocabulary:
             form = WidgetForm(formdata=None, meta={"csrf": False})
             self.fields.update({field.name: f"{field.label.text} ({field.description})" if field.name.startswith("text_")
                                 else field.label.text for field in form})
-            self.values = {"position": dict(form.position.choices)}
+            self.values = {"position": {c.value: c.label for c in form.position.choices}}
         elif kind == "conversions":
             # the form's own labels and choices; imported here: its package imports this module
             from webadmin.conversions.forms import ConversionForm
 
             form = ConversionForm(formdata=None, meta={"csrf": False})
             self.fields.update({field.name: field.label.text for field in form})
-            self.values = {field.name: {value: label for value, label in field.choices}
+            self.values = {field.name: {c.value: c.label for c in field.choices}
                            for field in form if getattr(field, "choices", None)}
 
     def field(self, name: str) -> Any:

@@ -5,16 +5,18 @@ from __future__ import annotations
 from flask_babel import lazy_gettext as _l
 from flask_wtf import FlaskForm
 from wtforms import BooleanField, SelectField, StringField
+from wtforms.fields.choices import SelectChoice
 from wtforms.validators import DataRequired, Length, Optional, Regexp
 
 from astertrack.speech import engines
 
-SPEAKER_CHOICES = [("any", _l("Either side")), ("caller", _l("Caller")), ("manager", _l("Manager"))]
+SPEAKER_CHOICES = [SelectChoice("any", _l("Either side")), SelectChoice("caller", _l("Caller")),
+                   SelectChoice("manager", _l("Manager"))]
 
 
 class EngineForm(FlaskForm):
     # the engines' own names, the same in every language
-    engine = SelectField(_l("Engine"), choices=[(name, name) for name in engines.names()],
+    engine = SelectField(_l("Engine"), choices=[SelectChoice(name) for name in engines.names()],
                          render_kw={"translate": "no"})
     model_path = StringField(_l("Model path"), validators=[Optional(), Length(max=1024)],
                              description=_l("A folder or file on this server; pocketsphinx needs none (its English "

@@ -9,6 +9,7 @@ from flask_wtf import FlaskForm
 from sqlalchemy import or_, select
 from sqlalchemy.orm import Session
 from wtforms import BooleanField, PasswordField, SelectField, StringField
+from wtforms.fields.choices import SelectChoice
 from wtforms.validators import DataRequired, Regexp, ValidationError
 
 from astertrack.db.models import Manager, User
@@ -35,16 +36,17 @@ class UserForm(FlaskForm):
     def __init__(self, db: Session, user: User | None, acting_user_id: int | None, **kwargs):
         super().__init__(obj=user, **kwargs)
         self.db, self.user, self.acting_user_id = db, user, acting_user_id
-        self.role.choices = [(role, label_for(role)) for role in ROLES]
+        self.role.choices = [SelectChoice(role, label_for(role)) for role in ROLES]
         # Archived managers leave the picker; a user still linked to one keeps it, marked, so saving
         # another field does not unlink them.
         linked = user.manager_id if user is not None else None
-        self.manager_id.choices = [("", "—")] + [
-            (mid, name if archived is None else _("%(name)s (archived)", name=name))
+        self.manager_id.choices = [SelectChoice("", "—")] + [
+            SelectChoice(mid, name if archived is None else _("%(name)s (archived)", name=name))
             for mid, name, archived in db.execute(
                 select(Manager.id, Manager.name, Manager.archived_at)
                 .where(or_(Manager.archived_at.is_(None), Manager.id == linked)).order_by(Manager.name))]
-        self.locale.choices = [("", _l("from the browser"))] + [(code, label_for(code, "locale")) for code in LOCALES]
+        self.locale.choices = [SelectChoice("", _l("from the browser"))] + [SelectChoice(code, label_for(code, "locale"))
+                                                                              for code in LOCALES]
         if user is not None:
             self.password.description = _l(
                 "Leave empty to keep the current password. Changing it ends the user’s sessions.")

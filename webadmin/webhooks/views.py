@@ -9,6 +9,7 @@ from flask_babel import gettext as _
 from flask_babel import lazy_gettext as _l
 from flask_wtf import FlaskForm
 from wtforms import SelectMultipleField, StringField
+from wtforms.fields.choices import SelectChoice
 from wtforms.validators import ValidationError
 from wtforms.widgets import CheckboxInput, ListWidget
 
@@ -38,7 +39,7 @@ EVENT_ERRORS = {"event_none": _l("Choose at least one event."), "event_unknown":
 
 class SubscriptionForm(FlaskForm):
     url = StringField(_l("Receiver URL"), description=_l("Your CRM’s address that accepts POST requests."))
-    events = SelectMultipleField(_l("Events"), choices=[(event, label) for event, label in EVENT_LABELS.items()],
+    events = SelectMultipleField(_l("Events"), choices=[SelectChoice(event, label) for event, label in EVENT_LABELS.items()],
                                  widget=ListWidget(prefix_label=False), option_widget=CheckboxInput(),
                                  validate_choice=False)
 

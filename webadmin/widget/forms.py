@@ -6,6 +6,7 @@ from __future__ import annotations
 from flask_babel import lazy_gettext as _l
 from flask_wtf import FlaskForm
 from wtforms import BooleanField, IntegerField, SelectField, StringField, TextAreaField
+from wtforms.fields.choices import SelectChoice
 from wtforms.validators import NumberRange, Optional, ValidationError
 
 from astertrack.leads import widget as core
@@ -48,7 +49,7 @@ class WidgetForm(FlaskForm):
     chat_retention_days = IntegerField(_l("Chat: keep conversations this many days (0: forever)"), default=365,
                                        validators=[Optional(), NumberRange(0, 3650)])
     colour = StringField(_l("Colour"), validators=[_checked(lambda v, _n: core.clean_colour(v))])
-    position = SelectField(_l("Position"), choices=list(POSITIONS.items()))
+    position = SelectField(_l("Position"), choices=[SelectChoice(k, v) for k, v in POSITIONS.items()])
     popup_delay_seconds = IntegerField(_l("Show after this many seconds (0: at once)"), default=0,
                                        validators=[Optional(), NumberRange(0, 3600)])
     popup_exit_intent = BooleanField(_l("Show when the mouse leaves the page to the top (desktop)"))
